@@ -1,0 +1,136 @@
+//! Diagnostics: what every stage reports, rendered in one place like a compiler's.
+
+use super::source::{Source, Span};
+use serde::Serialize;
+use std::fmt::Write as _;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+impl Severity {
+    fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        }
+    }
+}
+
+/// One problem found in a flow file, with where it is and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    /// A stable, kebab-case name for the kind of problem (`unknown-key`, `undeclared-input`, ...).
+    pub code: &'static str,
+    pub message: String,
+    pub span: Span,
+    pub hint: Option<String>,
+}
+
+impl Diagnostic {
+    pub fn error(code: &'static str, span: Span, message: impl Into<String>) -> Self {
+        Diagnostic {
+            severity: Severity::Error,
+            code,
+            message: message.into(),
+            span,
+            hint: None,
+        }
+    }
+
+    pub fn warning(code: &'static str, span: Span, message: impl Into<String>) -> Self {
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Diagnostic::error(code, span, message)
+        }
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn with_hint_opt(mut self, hint: Option<String>) -> Self {
+        self.hint = hint.or(self.hint);
+        self
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+
+    /// Renders the diagnostic as `file:line:col: error: message`, the source line, a caret line
+    /// under the exact token, and the hint.
+    pub fn render(&self, source: &Source) -> String {
+        let mut out = String::new();
+        let start = self.span.start;
+        let _ = writeln!(
+            out,
+            "{}:{}:{}: {}: {}",
+            source.display_name(),
+            start.line,
+            start.col,
+            self.severity.as_str(),
+            self.message
+        );
+        if let Some(text) = source.line(start.line) {
+            let gutter = start.line.to_string().len();
+            // Tabs are shown as one space so that the caret column matches the character column.
+            let shown: String = text.chars().map(|c| if c == '\t' { ' ' } else { c }).collect();
+            let line_len = shown.chars().count();
+            let width = if self.span.end.line == start.line && self.span.end.col > start.col {
+                self.span.end.col - start.col
+            } else {
+                line_len.saturating_sub(start.col - 1).max(1)
+            };
+            let _ = writeln!(out, "{:gutter$} |", "");
+            let _ = writeln!(out, "{} | {}", start.line, shown.trim_end());
+            let _ = writeln!(
+                out,
+                "{:gutter$} | {}{}",
+                "",
+                " ".repeat(start.col.saturating_sub(1)),
+                "^".repeat(width.max(1))
+            );
+        }
+        if let Some(hint) = &self.hint {
+            let _ = writeln!(out, "  = hint: {hint}");
+        }
+        out
+    }
+}
+
+/// The machine-readable form printed by `--format json`.
+#[derive(Debug, Serialize)]
+pub struct JsonDiagnostic<'a> {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub end_line: usize,
+    pub end_column: usize,
+    pub severity: Severity,
+    pub code: &'a str,
+    pub message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<&'a str>,
+}
+
+impl<'a> JsonDiagnostic<'a> {
+    pub fn new(diagnostic: &'a Diagnostic, source: &Source) -> Self {
+        JsonDiagnostic {
+            file: source.display_name(),
+            line: diagnostic.span.start.line,
+            column: diagnostic.span.start.col,
+            end_line: diagnostic.span.end.line,
+            end_column: diagnostic.span.end.col,
+            severity: diagnostic.severity,
+            code: diagnostic.code,
+            message: &diagnostic.message,
+            hint: diagnostic.hint.as_deref(),
+        }
+    }
+}

@@ -1,0 +1,567 @@
+//! Loading a flow file: YAML text → JSON value plus a JSON-pointer → source-span index.
+//!
+//! The YAML is read with saphyr's event parser, so every node keeps its position. Duplicate
+//! keys are errors (most YAML libraries silently keep the last one, which hides mistakes),
+//! aliases are expanded, and merge keys (`<<`) are expanded with YAML 1.1 semantics: keys
+//! written in the mapping itself win over merged ones.
+
+use super::diagnostic::Diagnostic;
+use super::source::{Pos, Span};
+use saphyr_parser::{Event, Marker, Parser, ScalarStyle, Tag};
+use serde_json::{Map, Number, Value};
+use std::collections::HashMap;
+
+/// Where one node of the document stands in the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeSpan {
+    /// The node's value.
+    pub value: Span,
+    /// The key naming it, when the node is a mapping value.
+    pub key: Option<Span>,
+}
+
+/// A loaded document: its JSON value and where each node came from.
+#[derive(Debug, Clone, Default)]
+pub struct Document {
+    pub value: Value,
+    spans: HashMap<String, NodeSpan>,
+}
+
+impl Document {
+    /// The span of the node at JSON pointer `pointer` (`""` is the root).
+    pub fn span(&self, pointer: &str) -> Option<NodeSpan> {
+        self.spans.get(pointer).copied()
+    }
+
+    /// The span of the node at `pointer`, or of its nearest ancestor that has one.
+    pub fn value_span(&self, pointer: &str) -> Span {
+        let mut p = pointer;
+        loop {
+            if let Some(s) = self.spans.get(p) {
+                return s.value;
+            }
+            match p.rfind('/') {
+                Some(i) => p = &p[..i],
+                None => return Span::default(),
+            }
+        }
+    }
+
+    /// The span of the key naming the node at `pointer`, falling back to its value.
+    pub fn key_span(&self, pointer: &str) -> Span {
+        match self.spans.get(pointer) {
+            Some(NodeSpan { key: Some(k), .. }) => *k,
+            _ => self.value_span(pointer),
+        }
+    }
+}
+
+/// Appends one reference token to a JSON pointer, escaping `~` and `/`.
+pub fn push_pointer(base: &str, token: &str) -> String {
+    let mut p = String::with_capacity(base.len() + token.len() + 1);
+    p.push_str(base);
+    p.push('/');
+    for c in token.chars() {
+        match c {
+            '~' => p.push_str("~0"),
+            '/' => p.push_str("~1"),
+            c => p.push(c),
+        }
+    }
+    p
+}
+
+/// The kinds of problem the loader reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LoadError {
+    Syntax(String),
+    Empty,
+    NotAMapping,
+    MultipleDocuments,
+    DuplicateKey { key: String, first_line: usize },
+    ComplexKey,
+    UnsupportedTag(String),
+    BadTaggedValue { tag: String, value: String },
+    BadMerge,
+    NotFinite(String),
+}
+
+impl LoadError {
+    fn at(self, span: Span) -> Diagnostic {
+        match self {
+            LoadError::Syntax(msg) => {
+                let hint = if msg.contains("tab") {
+                    Some("indent with spaces: YAML does not allow tabs for indentation")
+                } else if msg.contains("did not find expected key") || msg.contains("mapping values") {
+                    Some("check the indentation and that each `key: value` has a space after the colon")
+                } else {
+                    None
+                };
+                Diagnostic::error("yaml-syntax", span, format!("invalid YAML: {msg}"))
+                    .with_hint_opt(hint.map(str::to_string))
+            }
+            LoadError::Empty => Diagnostic::error("empty-file", span, "the file holds no flow")
+                .with_hint("a flow starts with `version: 1`, a `name` and a list of `steps`"),
+            LoadError::NotAMapping => Diagnostic::error(
+                "not-a-mapping",
+                span,
+                "a flow file must be a mapping of keys (version, name, steps, ...)",
+            ),
+            LoadError::MultipleDocuments => Diagnostic::error(
+                "multiple-documents",
+                span,
+                "a flow file holds one YAML document, but a second one starts here",
+            )
+            .with_hint("put each flow in its own file, or remove the `---` line"),
+            LoadError::DuplicateKey { key, first_line } => Diagnostic::error(
+                "duplicate-key",
+                span,
+                format!("duplicate key `{key}`"),
+            )
+            .with_hint(format!("`{key}` is already set on line {first_line}; remove one of them")),
+            LoadError::ComplexKey => Diagnostic::error(
+                "complex-key",
+                span,
+                "a mapping key must be a plain value, not a list or a mapping",
+            ),
+            LoadError::UnsupportedTag(tag) => Diagnostic::error(
+                "unsupported-tag",
+                span,
+                format!("unsupported YAML tag `{tag}`"),
+            )
+            .with_hint("only the core tags !!str, !!int, !!float, !!bool and !!null are understood"),
+            LoadError::BadTaggedValue { tag, value } => Diagnostic::error(
+                "bad-tagged-value",
+                span,
+                format!("`{value}` is not a valid {tag} value"),
+            ),
+            LoadError::BadMerge => Diagnostic::error(
+                "bad-merge",
+                span,
+                "a merge key `<<` takes a mapping or a list of mappings",
+            )
+            .with_hint("write `<<: *anchor` where the anchor names a mapping"),
+            LoadError::NotFinite(v) => Diagnostic::error(
+                "not-finite",
+                span,
+                format!("`{v}` cannot be represented in JSON"),
+            )
+            .with_hint("quote it to send it as a string"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Kind {
+    Scalar(Value),
+    Seq(Vec<Node>),
+    Map(Vec<(String, Span, Node)>),
+}
+
+#[derive(Debug, Clone)]
+struct Node {
+    span: Span,
+    kind: Kind,
+}
+
+fn pos(m: &Marker) -> Pos {
+    Pos {
+        line: m.line(),
+        col: m.col() + 1,
+    }
+}
+
+fn span_of(s: &saphyr_parser::Span) -> Span {
+    Span::new(pos(&s.start), pos(&s.end))
+}
+
+/// Loads YAML text into a [`Document`]. Stops at the first syntax error, since nothing after
+/// it can be trusted; other problems (duplicate keys, tags) are all reported.
+pub fn load(text: &str) -> Result<Document, Vec<Diagnostic>> {
+    let mut loader = Loader {
+        parser: Parser::new_from_str(text),
+        anchors: HashMap::new(),
+        errors: Vec::new(),
+        last: Span::default(),
+    };
+    let root = match loader.document() {
+        Ok(root) => root,
+        Err(d) => {
+            loader.errors.push(d);
+            return Err(loader.errors);
+        }
+    };
+    if !loader.errors.is_empty() {
+        return Err(loader.errors);
+    }
+    let Some(root) = root else {
+        return Err(vec![LoadError::Empty.at(Span::on_line(Pos { line: 1, col: 1 }, 1))]);
+    };
+    if !matches!(root.kind, Kind::Map(_)) {
+        return Err(vec![LoadError::NotAMapping.at(root.span)]);
+    }
+    let mut doc = Document::default();
+    doc.value = flatten(root, String::new(), None, &mut doc.spans);
+    Ok(doc)
+}
+
+fn flatten(node: Node, pointer: String, key: Option<Span>, spans: &mut HashMap<String, NodeSpan>) -> Value {
+    let value = match node.kind {
+        Kind::Scalar(v) => v,
+        Kind::Seq(items) => Value::Array(
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(i, n)| flatten(n, push_pointer(&pointer, &i.to_string()), None, spans))
+                .collect(),
+        ),
+        Kind::Map(entries) => {
+            let mut map = Map::with_capacity(entries.len());
+            for (k, kspan, n) in entries {
+                let v = flatten(n, push_pointer(&pointer, &k), Some(kspan), spans);
+                map.insert(k, v);
+            }
+            Value::Object(map)
+        }
+    };
+    spans.insert(pointer, NodeSpan { value: node.span, key });
+    value
+}
+
+struct Loader<'a> {
+    parser: Parser<'a, saphyr_parser::StrInput<'a>>,
+    anchors: HashMap<usize, Node>,
+    errors: Vec<Diagnostic>,
+    last: Span,
+}
+
+impl<'a> Loader<'a> {
+    fn next(&mut self) -> Result<Event<'a>, Diagnostic> {
+        match self.parser.next_event() {
+            Some(Ok((ev, span))) => {
+                self.last = span_of(&span);
+                Ok(ev)
+            }
+            Some(Err(e)) => {
+                let p = pos(e.marker());
+                Err(LoadError::Syntax(e.info().to_string()).at(Span::on_line(p, 1)))
+            }
+            None => Err(LoadError::Syntax("unexpected end of input".into()).at(self.last)),
+        }
+    }
+
+    fn document(&mut self) -> Result<Option<Node>, Diagnostic> {
+        let mut root = None;
+        loop {
+            match self.next()? {
+                Event::StreamStart | Event::DocumentEnd | Event::Nothing => {}
+                Event::StreamEnd => return Ok(root),
+                Event::DocumentStart(_) => {
+                    let ev = self.next()?;
+                    if let Event::DocumentEnd = ev {
+                        continue;
+                    }
+                    if root.is_some() {
+                        return Err(LoadError::MultipleDocuments.at(self.last));
+                    }
+                    let start = self.last;
+                    root = Some(self.node(ev, start)?);
+                }
+                _ => {
+                    let ev_span = self.last;
+                    return Err(LoadError::Syntax("unexpected content".into()).at(ev_span));
+                }
+            }
+        }
+    }
+
+    fn node(&mut self, ev: Event<'a>, start: Span) -> Result<Node, Diagnostic> {
+        match ev {
+            Event::Scalar(text, style, anchor, tag) => {
+                let value = self.scalar(&text, style, tag.as_deref(), start);
+                let node = Node {
+                    span: start,
+                    kind: Kind::Scalar(value),
+                };
+                self.remember(anchor, &node);
+                Ok(node)
+            }
+            Event::Alias(id) => match self.anchors.get(&id) {
+                Some(n) => Ok(n.clone()),
+                None => Err(LoadError::Syntax("unknown alias".into()).at(start)),
+            },
+            Event::SequenceStart(anchor, tag) => {
+                self.check_tag(tag.as_deref(), "seq", start);
+                let mut items = Vec::new();
+                loop {
+                    let ev = self.next()?;
+                    if let Event::SequenceEnd = ev {
+                        break;
+                    }
+                    let s = self.last;
+                    items.push(self.node(ev, s)?);
+                }
+                let node = Node {
+                    span: Span::new(start.start, self.last.end),
+                    kind: Kind::Seq(items),
+                };
+                self.remember(anchor, &node);
+                Ok(node)
+            }
+            Event::MappingStart(anchor, tag) => {
+                self.check_tag(tag.as_deref(), "map", start);
+                let node = self.mapping(start)?;
+                self.remember(anchor, &node);
+                Ok(node)
+            }
+            _ => Err(LoadError::Syntax("unexpected event".into()).at(start)),
+        }
+    }
+
+    fn mapping(&mut self, start: Span) -> Result<Node, Diagnostic> {
+        let mut entries: Vec<(String, Span, Node)> = Vec::new();
+        let mut merged: Vec<(String, Span, Node)> = Vec::new();
+        loop {
+            let ev = self.next()?;
+            let key_span = self.last;
+            let key = match ev {
+                Event::MappingEnd => break,
+                Event::Scalar(text, style, _, _) => {
+                    if style == ScalarStyle::Plain && text == "<<" {
+                        let ev = self.next()?;
+                        let s = self.last;
+                        let value = self.node(ev, s)?;
+                        self.merge(value, &mut merged);
+                        continue;
+                    }
+                    text.into_owned()
+                }
+                other => {
+                    // Skip the complex key and its value so the rest of the file is still read.
+                    let _ = self.node(other, key_span)?;
+                    self.errors.push(LoadError::ComplexKey.at(key_span));
+                    let ev = self.next()?;
+                    let s = self.last;
+                    let _ = self.node(ev, s)?;
+                    continue;
+                }
+            };
+            let ev = self.next()?;
+            let vs = self.last;
+            let value = self.node(ev, vs)?;
+            if let Some((_, first, _)) = entries.iter().find(|(k, _, _)| *k == key) {
+                let first_line = first.start.line;
+                self.errors
+                    .push(LoadError::DuplicateKey { key, first_line }.at(key_span));
+                continue;
+            }
+            entries.push((key, key_span, value));
+        }
+        for (k, ks, v) in merged {
+            if !entries.iter().any(|(e, _, _)| *e == k) {
+                entries.push((k, ks, v));
+            }
+        }
+        Ok(Node {
+            span: Span::new(start.start, self.last.end),
+            kind: Kind::Map(entries),
+        })
+    }
+
+    /// Collects the entries a `<<` value brings in; earlier sources win over later ones.
+    fn merge(&mut self, value: Node, into: &mut Vec<(String, Span, Node)>) {
+        let sources = match value.kind {
+            Kind::Map(_) => vec![value],
+            Kind::Seq(items) if items.iter().all(|n| matches!(n.kind, Kind::Map(_))) => items,
+            _ => {
+                self.errors.push(LoadError::BadMerge.at(value.span));
+                return;
+            }
+        };
+        for source in sources {
+            if let Kind::Map(entries) = source.kind {
+                for (k, ks, v) in entries {
+                    if !into.iter().any(|(e, _, _)| *e == k) {
+                        into.push((k, ks, v));
+                    }
+                }
+            }
+        }
+    }
+
+    fn remember(&mut self, anchor: usize, node: &Node) {
+        if anchor > 0 {
+            self.anchors.insert(anchor, node.clone());
+        }
+    }
+
+    fn check_tag(&mut self, tag: Option<&Tag>, expected: &str, span: Span) {
+        if let Some(tag) = tag
+            && !(tag.is_yaml_core_schema() && tag.suffix == expected)
+        {
+            self.errors
+                .push(LoadError::UnsupportedTag(tag.to_string()).at(span));
+        }
+    }
+
+    fn scalar(&mut self, text: &str, style: ScalarStyle, tag: Option<&Tag>, span: Span) -> Value {
+        let resolved = match tag {
+            None if style == ScalarStyle::Plain => resolve_plain(text),
+            None => Ok(Value::String(text.to_string())),
+            Some(tag) if tag.is_yaml_core_schema() => match tag.suffix.as_str() {
+                "str" => Ok(Value::String(text.to_string())),
+                "null" | "bool" | "int" | "float" => match resolve_plain(text) {
+                    Ok(v) if type_matches(&tag.suffix, &v) => Ok(v),
+                    Ok(_) => Err(LoadError::BadTaggedValue {
+                        tag: tag.to_string(),
+                        value: text.to_string(),
+                    }),
+                    Err(e) => Err(e),
+                },
+                _ => Err(LoadError::UnsupportedTag(tag.to_string())),
+            },
+            Some(tag) => Err(LoadError::UnsupportedTag(tag.to_string())),
+        };
+        resolved.unwrap_or_else(|e| {
+            self.errors.push(e.at(span));
+            Value::Null
+        })
+    }
+}
+
+fn type_matches(suffix: &str, v: &Value) -> bool {
+    match suffix {
+        "null" => v.is_null(),
+        "bool" => v.is_boolean(),
+        "int" => v.is_i64() || v.is_u64(),
+        "float" => v.is_number(),
+        _ => false,
+    }
+}
+
+/// Resolves a plain scalar with the YAML 1.2 core schema.
+fn resolve_plain(text: &str) -> Result<Value, LoadError> {
+    match text {
+        "" | "~" | "null" | "Null" | "NULL" => return Ok(Value::Null),
+        "true" | "True" | "TRUE" => return Ok(Value::Bool(true)),
+        "false" | "False" | "FALSE" => return Ok(Value::Bool(false)),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" | "-.inf" | "-.Inf" | "-.INF"
+        | ".nan" | ".NaN" | ".NAN" => return Err(LoadError::NotFinite(text.to_string())),
+        _ => {}
+    }
+    if let Some(n) = resolve_int(text) {
+        return Ok(Value::Number(n));
+    }
+    if is_float(text)
+        && let Some(n) = text.parse::<f64>().ok().and_then(Number::from_f64)
+    {
+        return Ok(Value::Number(n));
+    }
+    Ok(Value::String(text.to_string()))
+}
+
+fn resolve_int(text: &str) -> Option<Number> {
+    if let Some(hex) = text.strip_prefix("0x") {
+        return u64::from_str_radix(hex, 16).ok().map(Number::from);
+    }
+    if let Some(oct) = text.strip_prefix("0o") {
+        return u64::from_str_radix(oct, 8).ok().map(Number::from);
+    }
+    let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let trimmed = text.strip_prefix('+').unwrap_or(text);
+    if let Ok(i) = trimmed.parse::<i64>() {
+        return Some(Number::from(i));
+    }
+    trimmed.parse::<u64>().ok().map(Number::from)
+}
+
+/// `[-+]? ( \. [0-9]+ | [0-9]+ ( \. [0-9]* )? ) ( [eE] [-+]? [0-9]+ )?`
+fn is_float(text: &str) -> bool {
+    let b = text.strip_prefix(['-', '+']).unwrap_or(text).as_bytes();
+    let mut i = 0;
+    let int_digits = b.iter().take_while(|c| c.is_ascii_digit()).count();
+    i += int_digits;
+    let mut frac_digits = 0;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        frac_digits = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+        i += frac_digits;
+    }
+    if int_digits == 0 && frac_digits == 0 {
+        return false;
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'-' | b'+')) {
+            i += 1;
+        }
+        let exp = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if exp == 0 {
+            return false;
+        }
+        i += exp;
+    }
+    i == b.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(text: &str) -> Document {
+        load(text).unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    #[test]
+    fn scalars_resolve_with_the_core_schema() {
+        let d = doc("a: 1\nb: '1'\nc: 090\nd: \"090\"\ne: 1.5\nf: true\ng: ~\nh: 0x1F\ni: 1e3\nj: abc\n");
+        assert_eq!(
+            d.value,
+            serde_json::json!({"a": 1, "b": "1", "c": 90, "d": "090", "e": 1.5, "f": true, "g": null, "h": 31, "i": 1000.0, "j": "abc"})
+        );
+    }
+
+    #[test]
+    fn spans_point_at_keys_and_values() {
+        let d = doc("steps:\n  - id: one\n    request: {method: GET}\n");
+        let s = d.span("/steps/0/id").unwrap();
+        assert_eq!(s.key.unwrap().start, Pos { line: 2, col: 5 });
+        assert_eq!(s.value.start, Pos { line: 2, col: 9 });
+        assert_eq!(s.value.end, Pos { line: 2, col: 12 });
+        let m = d.span("/steps/0/request/method").unwrap();
+        assert_eq!(m.value.start, Pos { line: 3, col: 23 });
+    }
+
+    #[test]
+    fn duplicate_keys_are_errors() {
+        let e = load("a: 1\nb: 2\na: 3\n").unwrap_err();
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].code, "duplicate-key");
+        assert_eq!(e[0].span.start, Pos { line: 3, col: 1 });
+        assert_eq!(e[0].hint.as_deref(), Some("`a` is already set on line 1; remove one of them"));
+    }
+
+    #[test]
+    fn merge_keys_expand_and_explicit_keys_win() {
+        let d = doc("base: &b {x: 1, y: 2}\nm:\n  <<: *b\n  y: 3\n");
+        assert_eq!(d.value["m"], serde_json::json!({"y": 3, "x": 1}));
+        let d = doc("a: &a {x: 1}\nb: &b {x: 2, z: 3}\nm:\n  <<: [*a, *b]\n");
+        assert_eq!(d.value["m"], serde_json::json!({"x": 1, "z": 3}));
+    }
+
+    #[test]
+    fn bad_merge_and_tags_are_reported() {
+        let e = load("m:\n  <<: 3\nt: !custom x\n").unwrap_err();
+        let codes: Vec<_> = e.iter().map(|d| d.code).collect();
+        assert_eq!(codes, ["bad-merge", "unsupported-tag"]);
+    }
+
+    #[test]
+    fn pointers_escape_slashes() {
+        let d = doc("a/b: {c~d: 1}\n");
+        assert!(d.span("/a~1b/c~0d").is_some());
+    }
+}

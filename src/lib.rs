@@ -1,0 +1,3 @@
+//! flowrun runs declarative YAML flows of HTTP API calls.
+
+pub mod flow;
