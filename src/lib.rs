@@ -1,3 +1,7 @@
 //! flowrun runs declarative YAML flows of HTTP API calls.
+//!
+//! The library does the work; the `flowrun` binary only wires it to the command line.
 
+pub mod expr;
 pub mod flow;
+pub mod paths;

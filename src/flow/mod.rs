@@ -1,5 +1,13 @@
-//! The flow language: loading, checking and the typed model.
+//! The flow language: loading with spans, the schema check, semantic analysis, diagnostics.
 
+pub mod analyze;
+pub mod check;
 pub mod diagnostic;
+pub mod schema;
 pub mod source;
+pub mod suggest;
 pub mod yaml;
+
+pub use check::check_source;
+pub use diagnostic::{Diagnostic, Severity};
+pub use source::Source;

@@ -38,14 +38,62 @@ impl Span {
 pub struct Source {
     pub path: PathBuf,
     pub text: String,
+    /// Byte offset of the start of each line.
+    line_starts: Vec<usize>,
 }
 
 impl Source {
     pub fn new(path: impl Into<PathBuf>, text: impl Into<String>) -> Self {
+        let text = text.into();
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
         Source {
             path: path.into(),
-            text: text.into(),
+            text,
+            line_starts,
         }
+    }
+
+    /// The byte offset of `pos`, if it lies inside the text.
+    pub fn offset(&self, pos: Pos) -> Option<usize> {
+        let start = *self.line_starts.get(pos.line.checked_sub(1)?)?;
+        let line = &self.text[start..];
+        let col = line
+            .char_indices()
+            .nth(pos.col.checked_sub(1)?)
+            .map(|(i, _)| i)
+            .unwrap_or(line.len());
+        Some(start + col)
+    }
+
+    /// The position of byte offset `offset`.
+    pub fn pos(&self, offset: usize) -> Pos {
+        let line = self.line_starts.partition_point(|&s| s <= offset);
+        let start = self.line_starts[line - 1];
+        Pos {
+            line,
+            col: self.text[start..offset].chars().count() + 1,
+        }
+    }
+
+    /// Where `needle` first stands inside `within`, as a whole word (not followed by a name
+    /// character), so a diagnostic can point at one token of a longer value.
+    pub fn find_in(&self, within: Span, needle: &str) -> Option<Span> {
+        let from = self.offset(within.start)?;
+        let to = self.offset(within.end).unwrap_or(self.text.len()).max(from);
+        let hay = &self.text[from..to];
+        let mut search = 0;
+        while let Some(i) = hay[search..].find(needle) {
+            let at = search + i;
+            let after = hay[at + needle.len()..].chars().next();
+            if !after.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                let start = self.pos(from + at);
+                return Some(Span::on_line(start, needle.chars().count()));
+            }
+            search = at + needle.len();
+        }
+        None
     }
 
     pub fn read(path: &Path) -> std::io::Result<Self> {
@@ -54,10 +102,13 @@ impl Source {
 
     /// The text of 1-based line `line`, without its line ending.
     pub fn line(&self, line: usize) -> Option<&str> {
-        self.text
-            .split('\n')
-            .nth(line.checked_sub(1)?)
-            .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        let start = *self.line_starts.get(line.checked_sub(1)?)?;
+        let end = self
+            .line_starts
+            .get(line)
+            .map_or(self.text.len(), |e| e - 1);
+        let l = &self.text[start..end];
+        Some(l.strip_suffix('\r').unwrap_or(l))
     }
 
     /// The name shown in diagnostics: the path as the user gave it, with `/` separators.

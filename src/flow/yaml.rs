@@ -92,8 +92,12 @@ impl LoadError {
             LoadError::Syntax(msg) => {
                 let hint = if msg.contains("tab") {
                     Some("indent with spaces: YAML does not allow tabs for indentation")
-                } else if msg.contains("did not find expected key") || msg.contains("mapping values") {
-                    Some("check the indentation and that each `key: value` has a space after the colon")
+                } else if msg.contains("did not find expected key")
+                    || msg.contains("mapping values")
+                {
+                    Some(
+                        "check the indentation and that each `key: value` has a space after the colon",
+                    )
                 } else {
                     None
                 };
@@ -113,12 +117,12 @@ impl LoadError {
                 "a flow file holds one YAML document, but a second one starts here",
             )
             .with_hint("put each flow in its own file, or remove the `---` line"),
-            LoadError::DuplicateKey { key, first_line } => Diagnostic::error(
-                "duplicate-key",
-                span,
-                format!("duplicate key `{key}`"),
-            )
-            .with_hint(format!("`{key}` is already set on line {first_line}; remove one of them")),
+            LoadError::DuplicateKey { key, first_line } => {
+                Diagnostic::error("duplicate-key", span, format!("duplicate key `{key}`"))
+                    .with_hint(format!(
+                        "`{key}` is already set on line {first_line}; remove one of them"
+                    ))
+            }
             LoadError::ComplexKey => Diagnostic::error(
                 "complex-key",
                 span,
@@ -129,7 +133,9 @@ impl LoadError {
                 span,
                 format!("unsupported YAML tag `{tag}`"),
             )
-            .with_hint("only the core tags !!str, !!int, !!float, !!bool and !!null are understood"),
+            .with_hint(
+                "only the core tags !!str, !!int, !!float, !!bool and !!null are understood",
+            ),
             LoadError::BadTaggedValue { tag, value } => Diagnostic::error(
                 "bad-tagged-value",
                 span,
@@ -175,9 +181,10 @@ fn span_of(s: &saphyr_parser::Span) -> Span {
     Span::new(pos(&s.start), pos(&s.end))
 }
 
-/// Loads YAML text into a [`Document`]. Stops at the first syntax error, since nothing after
-/// it can be trusted; other problems (duplicate keys, tags) are all reported.
-pub fn load(text: &str) -> Result<Document, Vec<Diagnostic>> {
+/// Loads YAML text into a [`Document`]. A syntax error stops loading, since nothing after it
+/// can be trusted (no document is returned); other problems (duplicate keys, tags, merges) are
+/// all reported beside the document, so later stages still check the rest of the file.
+pub fn load(text: &str) -> (Option<Document>, Vec<Diagnostic>) {
     let mut loader = Loader {
         parser: Parser::new_from_str(text),
         anchors: HashMap::new(),
@@ -185,27 +192,33 @@ pub fn load(text: &str) -> Result<Document, Vec<Diagnostic>> {
         last: Span::default(),
     };
     let root = match loader.document() {
-        Ok(root) => root,
+        Ok(Some(root)) => root,
+        Ok(None) => {
+            loader
+                .errors
+                .push(LoadError::Empty.at(Span::on_line(Pos { line: 1, col: 1 }, 1)));
+            return (None, loader.errors);
+        }
         Err(d) => {
             loader.errors.push(d);
-            return Err(loader.errors);
+            return (None, loader.errors);
         }
     };
-    if !loader.errors.is_empty() {
-        return Err(loader.errors);
-    }
-    let Some(root) = root else {
-        return Err(vec![LoadError::Empty.at(Span::on_line(Pos { line: 1, col: 1 }, 1))]);
-    };
     if !matches!(root.kind, Kind::Map(_)) {
-        return Err(vec![LoadError::NotAMapping.at(root.span)]);
+        loader.errors.push(LoadError::NotAMapping.at(root.span));
+        return (None, loader.errors);
     }
     let mut doc = Document::default();
     doc.value = flatten(root, String::new(), None, &mut doc.spans);
-    Ok(doc)
+    (Some(doc), loader.errors)
 }
 
-fn flatten(node: Node, pointer: String, key: Option<Span>, spans: &mut HashMap<String, NodeSpan>) -> Value {
+fn flatten(
+    node: Node,
+    pointer: String,
+    key: Option<Span>,
+    spans: &mut HashMap<String, NodeSpan>,
+) -> Value {
     let value = match node.kind {
         Kind::Scalar(v) => v,
         Kind::Seq(items) => Value::Array(
@@ -224,7 +237,13 @@ fn flatten(node: Node, pointer: String, key: Option<Span>, spans: &mut HashMap<S
             Value::Object(map)
         }
     };
-    spans.insert(pointer, NodeSpan { value: node.span, key });
+    spans.insert(
+        pointer,
+        NodeSpan {
+            value: node.span,
+            key,
+        },
+    );
     value
 }
 
@@ -512,12 +531,20 @@ mod tests {
     use super::*;
 
     fn doc(text: &str) -> Document {
-        load(text).unwrap_or_else(|e| panic!("{e:?}"))
+        let (doc, errors) = load(text);
+        assert!(errors.is_empty(), "{errors:?}");
+        doc.unwrap()
+    }
+
+    fn errors(text: &str) -> Vec<Diagnostic> {
+        load(text).1
     }
 
     #[test]
     fn scalars_resolve_with_the_core_schema() {
-        let d = doc("a: 1\nb: '1'\nc: 090\nd: \"090\"\ne: 1.5\nf: true\ng: ~\nh: 0x1F\ni: 1e3\nj: abc\n");
+        let d = doc(
+            "a: 1\nb: '1'\nc: 090\nd: \"090\"\ne: 1.5\nf: true\ng: ~\nh: 0x1F\ni: 1e3\nj: abc\n",
+        );
         assert_eq!(
             d.value,
             serde_json::json!({"a": 1, "b": "1", "c": 90, "d": "090", "e": 1.5, "f": true, "g": null, "h": 31, "i": 1000.0, "j": "abc"})
@@ -537,11 +564,14 @@ mod tests {
 
     #[test]
     fn duplicate_keys_are_errors() {
-        let e = load("a: 1\nb: 2\na: 3\n").unwrap_err();
+        let e = errors("a: 1\nb: 2\na: 3\n");
         assert_eq!(e.len(), 1);
         assert_eq!(e[0].code, "duplicate-key");
         assert_eq!(e[0].span.start, Pos { line: 3, col: 1 });
-        assert_eq!(e[0].hint.as_deref(), Some("`a` is already set on line 1; remove one of them"));
+        assert_eq!(
+            e[0].hint.as_deref(),
+            Some("`a` is already set on line 1; remove one of them")
+        );
     }
 
     #[test]
@@ -554,7 +584,7 @@ mod tests {
 
     #[test]
     fn bad_merge_and_tags_are_reported() {
-        let e = load("m:\n  <<: 3\nt: !custom x\n").unwrap_err();
+        let e = errors("m:\n  <<: 3\nt: !custom x\n");
         let codes: Vec<_> = e.iter().map(|d| d.code).collect();
         assert_eq!(codes, ["bad-merge", "unsupported-tag"]);
     }

@@ -1,0 +1,118 @@
+//! `flowrun check PATH...`: report every problem in the given flows; send nothing.
+
+use super::exit;
+use flowrun::flow::diagnostic::JsonDiagnostic;
+use flowrun::flow::{Source, check_source};
+use flowrun::paths::{FlowFiles, flow_files};
+use std::io::Write;
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Flow files, or directories searched recursively for `*.yaml` / `*.yml` flows
+    /// (`*.test.yaml` and `*.inputs.yaml` files are not flows and are skipped).
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    /// How to print the diagnostics.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    format: Format,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    /// Compiler-style text on stderr: `file:line:col: error: ...`, the source line and a caret.
+    Human,
+    /// One JSON document on stdout, for editors and CI.
+    Json,
+}
+
+pub fn run(args: Args) -> u8 {
+    let FlowFiles {
+        files,
+        errors: mut io_errors,
+    } = flow_files(&args.paths);
+    let mut all = Vec::new();
+    let mut invalid_files = 0;
+    for path in &files {
+        let source = match Source::read(path) {
+            Ok(s) => s,
+            Err(e) => {
+                io_errors.push(format!("cannot read {}: {e}", path.display()));
+                continue;
+            }
+        };
+        let diagnostics = check_source(&source);
+        if diagnostics.iter().any(|d| d.is_error()) {
+            invalid_files += 1;
+        }
+        all.push((source, diagnostics));
+    }
+    let errors = all
+        .iter()
+        .flat_map(|(_, d)| d)
+        .filter(|d| d.is_error())
+        .count();
+    let warnings = all.iter().flat_map(|(_, d)| d).count() - errors;
+
+    match args.format {
+        Format::Human => {
+            let mut err = std::io::stderr().lock();
+            for (source, diagnostics) in &all {
+                for d in diagnostics {
+                    let _ = writeln!(err, "{}", d.render(source));
+                }
+            }
+            for e in &io_errors {
+                let _ = writeln!(err, "error: {e}");
+            }
+            let checked = all.len();
+            let summary = format!(
+                "checked {checked} flow{}: {}",
+                plural(checked),
+                if errors == 0 && warnings == 0 {
+                    "no problems".to_string()
+                } else {
+                    format!(
+                        "{errors} error{}, {warnings} warning{} in {invalid_files} file{}",
+                        plural(errors),
+                        plural(warnings),
+                        plural(invalid_files)
+                    )
+                }
+            );
+            if errors == 0 {
+                println!("{summary}");
+            } else {
+                let _ = writeln!(err, "{summary}");
+            }
+        }
+        Format::Json => {
+            let diagnostics: Vec<JsonDiagnostic> = all
+                .iter()
+                .flat_map(|(s, ds)| ds.iter().map(move |d| JsonDiagnostic::new(d, s)))
+                .collect();
+            let report = serde_json::json!({
+                "checked": all.len(),
+                "errors": errors,
+                "warnings": warnings,
+                "io_errors": io_errors,
+                "diagnostics": diagnostics,
+            });
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).unwrap_or_default()
+            );
+        }
+    }
+    if !io_errors.is_empty() {
+        exit::USAGE
+    } else if errors > 0 {
+        exit::INVALID
+    } else {
+        exit::OK
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}

@@ -1,0 +1,52 @@
+//! Subcommands, one file each, and the exit codes they share.
+
+mod check;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Exit codes, documented in the README.
+pub mod exit {
+    /// Every flow passed (or stopped early on purpose); every checked file is valid.
+    pub const OK: u8 = 0;
+    /// A flow or its inputs are invalid; nothing was sent.
+    pub const INVALID: u8 = 2;
+    /// Bad command-line usage, or a file could not be read or written.
+    pub const USAGE: u8 = 3;
+}
+
+#[derive(Parser)]
+#[command(
+    name = "flowrun",
+    version,
+    about = "Run declarative YAML flows of HTTP API calls"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check flow files for mistakes without sending anything.
+    Check(check::Args),
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let code = match cli.command {
+        Command::Check(args) => check::run(args),
+    };
+    ExitCode::from(code)
+}

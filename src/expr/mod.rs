@@ -1,0 +1,47 @@
+//! The expression language: MiniJinja with the names flows may use.
+
+pub mod scan;
+
+use minijinja::Environment;
+use std::sync::OnceLock;
+
+/// Functions a flow may call.
+pub const FUNCTIONS: &[&str] = &["uuid", "now_ms", "now", "env", "secret"];
+
+/// Globals MiniJinja itself provides (and loop state inside `{% for %}`).
+pub const BUILTIN_GLOBALS: &[&str] = &["range", "dict", "namespace", "debug", "loop"];
+
+/// Values every step has besides the ones it saves.
+pub const STEP_FIELDS: &[&str] = &["status", "body", "headers", "succeeded", "skipped"];
+
+/// The top-level names of the expression scope.
+pub const ROOTS: &[&str] = &["inputs", "steps", "response"];
+
+/// The environment used to compile templates for checking: MiniJinja's builtins, no I/O.
+pub fn check_environment() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(Environment::new)
+}
+
+/// Whether MiniJinja knows the filter `name`.
+pub fn is_filter(name: &str) -> bool {
+    probe(
+        &format!("none | {name}"),
+        minijinja::ErrorKind::UnknownFilter,
+    )
+}
+
+/// Whether MiniJinja knows the test `name` (as in `x is defined`).
+pub fn is_test(name: &str) -> bool {
+    probe(
+        &format!("none is {name}"),
+        minijinja::ErrorKind::UnknownTest,
+    )
+}
+
+fn probe(expr: &str, unknown: minijinja::ErrorKind) -> bool {
+    match check_environment().compile_expression(expr) {
+        Ok(e) => !matches!(e.eval(()), Err(err) if err.kind() == unknown),
+        Err(_) => false,
+    }
+}

@@ -1,0 +1,110 @@
+//! A light lexical scan of expressions for the filters and tests they name, which MiniJinja
+//! only resolves at render time but `check` must report before anything runs.
+
+/// A filter (`x | name`) or test (`x is name`) used in an expression.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Use<'a> {
+    Filter(&'a str),
+    Test(&'a str),
+}
+
+/// The code regions of a template: the insides of `{{ }}` and `{% %}` (not `{% raw %}` text).
+pub fn code_regions(template: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    let mut in_raw = false;
+    while let Some(open) = rest.find("{{").into_iter().chain(rest.find("{%")).min() {
+        let close_tag = if rest[open..].starts_with("{{") {
+            "}}"
+        } else {
+            "%}"
+        };
+        let Some(close) = rest[open + 2..].find(close_tag) else {
+            break;
+        };
+        let inner = &rest[open + 2..open + 2 + close];
+        let word = inner.trim().trim_start_matches('-').trim();
+        if close_tag == "%}" && word.starts_with("endraw") {
+            in_raw = false;
+        } else if close_tag == "%}" && word.starts_with("raw") {
+            in_raw = true;
+        } else if !in_raw {
+            out.push(inner);
+        }
+        rest = &rest[open + 2 + close + 2..];
+    }
+    out
+}
+
+/// The filters and tests an expression names, skipping string literals.
+pub fn uses(expr: &str) -> Vec<Use<'_>> {
+    let bytes = expr.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    let ident_at = |mut j: usize| {
+        while j < bytes.len() && bytes[j].is_ascii_whitespace() {
+            j += 1;
+        }
+        let start = j;
+        while j < bytes.len() && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_') {
+            j += 1;
+        }
+        (&expr[start..j], j)
+    };
+    while i < bytes.len() {
+        match bytes[i] {
+            q @ (b'"' | b'\'') => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != q {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'|' => {
+                let (name, end) = ident_at(i + 1);
+                if !name.is_empty() {
+                    out.push(Use::Filter(name));
+                }
+                i = end.max(i + 1);
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' => {
+                let (word, end) = ident_at(i);
+                if word == "is" {
+                    let (mut name, mut next) = ident_at(end);
+                    if name == "not" {
+                        (name, next) = ident_at(next);
+                    }
+                    if !name.is_empty() {
+                        out.push(Use::Test(name));
+                    }
+                    i = next;
+                } else {
+                    i = end;
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_filters_and_tests_outside_strings() {
+        assert_eq!(
+            uses("a | upper ~ '|x' is not defined and b is number"),
+            [
+                Use::Filter("upper"),
+                Use::Test("defined"),
+                Use::Test("number")
+            ]
+        );
+        assert_eq!(
+            code_regions("x {{ a }} {% raw %}{{ b }}{% endraw %} {% if c %}"),
+            [" a ", " if c "]
+        );
+    }
+}

@@ -1,0 +1,690 @@
+//! Semantic analysis: what the schema cannot say. Step ids are unique, every `steps.X` names an
+//! earlier step and a value it has, every `inputs.Y` is declared, `response` is read only where
+//! there is one, templates and expressions compile, and input defaults fit their own types.
+//!
+//! The analyzer reads the document leniently (a value of the wrong shape is skipped, since the
+//! schema stage reports it), so one run reports every problem in the file.
+
+use super::diagnostic::Diagnostic;
+use super::source::{Source, Span};
+use super::suggest::did_you_mean;
+use super::yaml::{Document, push_pointer};
+use crate::expr::{self, BUILTIN_GLOBALS, FUNCTIONS, ROOTS, STEP_FIELDS, scan};
+use serde_json::{Map, Value};
+
+/// The kinds of problem this stage reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AnalyzeError {
+    DuplicateStep {
+        id: String,
+        first_line: usize,
+    },
+    UnknownStep {
+        id: String,
+        suggestion: Option<String>,
+    },
+    LaterStep {
+        id: String,
+    },
+    OwnStep {
+        id: String,
+    },
+    UnknownStepField {
+        id: String,
+        field: String,
+        known: Vec<String>,
+    },
+    UndeclaredInput {
+        name: String,
+        suggestion: Option<String>,
+    },
+    ResponseOutOfScope,
+    TemplateSyntax {
+        detail: String,
+    },
+    BracesInExpression {
+        key: String,
+        inner: String,
+    },
+    UnknownFunction {
+        name: String,
+        suggestion: Option<String>,
+    },
+    UnknownName {
+        name: String,
+        suggestion: Option<String>,
+    },
+    UnknownFilter {
+        name: String,
+    },
+    UnknownTest {
+        name: String,
+    },
+    ReservedSaveName {
+        name: String,
+    },
+    BadDefault {
+        input: String,
+        problem: Violation,
+    },
+    BadEnumValue {
+        input: String,
+        problem: Violation,
+    },
+}
+
+impl AnalyzeError {
+    fn at(self, span: Span) -> Diagnostic {
+        use AnalyzeError::*;
+        match self {
+            DuplicateStep { id, first_line } => {
+                Diagnostic::error("duplicate-step-id", span, format!("duplicate step id `{id}`"))
+                    .with_hint(format!("a step `{id}` is already defined on line {first_line}; step ids must be unique"))
+            }
+            UnknownStep { id, suggestion } => {
+                Diagnostic::error("unknown-step", span, format!("there is no step `{id}`")).with_hint_opt(suggestion)
+            }
+            LaterStep { id } => Diagnostic::error(
+                "later-step",
+                span,
+                format!("step `{id}` runs after this one, so its values are not known yet"),
+            )
+            .with_hint("a step can read only the steps before it; move this step after it, or read it from `finally`"),
+            OwnStep { id } => Diagnostic::error(
+                "own-step",
+                span,
+                format!("step `{id}` reads its own values through `steps.{id}`"),
+            )
+            .with_hint("inside its own `expect`, `save` and `stop_if` a step reads `response`"),
+            UnknownStepField { id, field, known } => {
+                let hint = did_you_mean(&field, known.iter().map(String::as_str))
+                    .unwrap_or_else(|| format!("step `{id}` has: {}", known.join(", ")));
+                Diagnostic::error("unknown-step-value", span, format!("step `{id}` has no value `{field}`"))
+                    .with_hint(hint)
+            }
+            UndeclaredInput { name, suggestion } => Diagnostic::error(
+                "undeclared-input",
+                span,
+                format!("input `{name}` is not declared"),
+            )
+            .with_hint(suggestion.unwrap_or_else(|| format!("declare it under `inputs:`, e.g. `{name}: {{ type: string }}`"))),
+            ResponseOutOfScope => Diagnostic::error(
+                "response-out-of-scope",
+                span,
+                "`response` is not available here",
+            )
+            .with_hint("`response` can be read only in the step's own `expect`, `save` and `stop_if`; elsewhere, save the value and read `steps.<id>.<name>`"),
+            TemplateSyntax { detail } => {
+                Diagnostic::error("template-syntax", span, format!("template syntax error: {detail}"))
+                    .with_hint("templates use `{{ expression }}`; write `{% raw %}{{{% endraw %}` to send literal braces")
+            }
+            BracesInExpression { key, inner } => Diagnostic::error(
+                "braces-in-expression",
+                span,
+                format!("{key} a bare expression, not a `{{{{ }}}}` template"),
+            )
+            .with_hint(format!("write `{inner}` without the braces")),
+            UnknownFunction { name, suggestion } => {
+                Diagnostic::error("unknown-function", span, format!("unknown function `{name}`"))
+                    .with_hint(suggestion.unwrap_or_else(|| format!("the functions are: {}", FUNCTIONS.join(", "))))
+            }
+            UnknownName { name, suggestion } => Diagnostic::error("unknown-name", span, format!("unknown name `{name}`"))
+                .with_hint(suggestion.unwrap_or_else(|| {
+                    "expressions read `inputs.<name>`, `steps.<id>.<value>` and `response` (in expect, save and stop_if)".into()
+                })),
+            UnknownFilter { name } => Diagnostic::error("unknown-filter", span, format!("unknown filter `{name}`"))
+                .with_hint("see the MiniJinja filter list in docs/flow-language.md"),
+            UnknownTest { name } => Diagnostic::error("unknown-test", span, format!("unknown test `{name}`"))
+                .with_hint("tests are used as `x is defined`, `x is none`, `x is number`, ..."),
+            ReservedSaveName { name } => Diagnostic::error(
+                "reserved-save-name",
+                span,
+                format!("`{name}` is a value every step already has"),
+            )
+            .with_hint(format!("choose another name; reserved: {}", STEP_FIELDS.join(", "))),
+            BadDefault { input, problem } => {
+                Diagnostic::error("bad-default", span, format!("the default of input `{input}` {}", problem.message))
+                    .with_hint_opt(problem.hint)
+            }
+            BadEnumValue { input, problem } => {
+                Diagnostic::error("bad-enum-value", span, format!("an allowed value of input `{input}` {}", problem.message))
+                    .with_hint_opt(problem.hint)
+            }
+        }
+    }
+}
+
+/// Which part of the flow a template sits in: what it may read.
+#[derive(Clone, Copy)]
+struct Scope<'s> {
+    /// Steps readable from here, in order.
+    visible: &'s [StepInfo],
+    /// The step this template belongs to, if any.
+    current: Option<&'s StepInfo>,
+    /// Whether `response` is in scope.
+    response: bool,
+}
+
+#[derive(Debug, Clone)]
+struct StepInfo {
+    id: String,
+    saves: Vec<String>,
+}
+
+struct Analyzer<'a> {
+    source: &'a Source,
+    doc: &'a Document,
+    inputs: Vec<String>,
+    all_steps: Vec<StepInfo>,
+    out: Vec<Diagnostic>,
+}
+
+/// Runs every semantic check over a loaded flow.
+pub fn analyze(source: &Source, doc: &Document) -> Vec<Diagnostic> {
+    let mut a = Analyzer {
+        source,
+        doc,
+        inputs: Vec::new(),
+        all_steps: Vec::new(),
+        out: Vec::new(),
+    };
+    a.run();
+    a.out
+}
+
+fn obj<'v>(v: Option<&'v Value>) -> Option<&'v Map<String, Value>> {
+    v.and_then(Value::as_object)
+}
+
+impl<'a> Analyzer<'a> {
+    fn run(&mut self) {
+        let root = &self.doc.value;
+        self.check_inputs(obj(root.get("inputs")));
+        let main = self.collect_steps("/steps");
+        let fin = self.collect_steps("/finally");
+        self.all_steps = main.iter().chain(fin.iter()).cloned().collect();
+        let all = self.all_steps.clone();
+
+        let top = Scope {
+            visible: &[],
+            current: None,
+            response: false,
+        };
+        if let Some(conn) = obj(root.get("connection")) {
+            for key in ["base_url", "headers", "auth"] {
+                if let Some(v) = conn.get(key) {
+                    self.templates(&push_pointer("/connection", key), v, top);
+                }
+            }
+        }
+        for (list, steps, offset) in [("/steps", &main, 0), ("/finally", &fin, main.len())] {
+            for (i, step) in steps.iter().enumerate() {
+                let ptr = push_pointer(list, &i.to_string());
+                // Main steps read earlier steps; finally steps read every main step and the
+                // finally steps before them.
+                let visible = &all[..offset + i];
+                self.step(&ptr, step, visible);
+            }
+        }
+        let outputs_scope = Scope {
+            visible: &all,
+            current: None,
+            response: false,
+        };
+        if let Some(outputs) = obj(root.get("outputs")) {
+            for (name, v) in outputs {
+                self.expression(&push_pointer("/outputs", name), v, outputs_scope);
+            }
+        }
+    }
+
+    fn collect_steps(&mut self, list: &str) -> Vec<StepInfo> {
+        let Some(steps) = self.doc.value.pointer(list).and_then(Value::as_array) else {
+            return Vec::new();
+        };
+        let mut out: Vec<StepInfo> = Vec::new();
+        for (i, step) in steps.iter().enumerate() {
+            let Some(id) = step.get("id").and_then(Value::as_str) else {
+                continue;
+            };
+            let ptr = push_pointer(&push_pointer(list, &i.to_string()), "id");
+            let earlier = self
+                .all_steps
+                .iter()
+                .chain(out.iter())
+                .position(|s| s.id == id);
+            if earlier.is_some() {
+                let first_line = self.first_id_line(id);
+                let span = self.doc.value_span(&ptr);
+                self.out.push(
+                    AnalyzeError::DuplicateStep {
+                        id: id.to_string(),
+                        first_line,
+                    }
+                    .at(span),
+                );
+                continue;
+            }
+            let saves = obj(step.get("save"))
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default();
+            out.push(StepInfo {
+                id: id.to_string(),
+                saves,
+            });
+        }
+        self.all_steps.extend(out.iter().cloned());
+        out
+    }
+
+    fn first_id_line(&self, id: &str) -> usize {
+        for list in ["/steps", "/finally"] {
+            if let Some(steps) = self.doc.value.pointer(list).and_then(Value::as_array) {
+                for (i, s) in steps.iter().enumerate() {
+                    if s.get("id").and_then(Value::as_str) == Some(id) {
+                        return self.doc.value_span(&format!("{list}/{i}/id")).start.line;
+                    }
+                }
+            }
+        }
+        0
+    }
+
+    fn step(&mut self, ptr: &str, step: &StepInfo, visible: &[StepInfo]) {
+        let Some(value) = self.doc.value.pointer(ptr) else {
+            return;
+        };
+        let plain = Scope {
+            visible,
+            current: Some(step),
+            response: false,
+        };
+        let with_response = Scope {
+            response: true,
+            ..plain
+        };
+        if let Some(cond) = value.get("if") {
+            self.expression(&push_pointer(ptr, "if"), cond, plain);
+        }
+        if let Some(request) = value.get("request") {
+            self.templates(&push_pointer(ptr, "request"), request, plain);
+        }
+        if let Some(asserts) = value.pointer("/expect/assert").and_then(Value::as_array) {
+            for (i, a) in asserts.iter().enumerate() {
+                self.expression(&format!("{ptr}/expect/assert/{i}"), a, with_response);
+            }
+        }
+        if let Some(save) = obj(value.get("save")) {
+            for (name, v) in save {
+                let p = push_pointer(&push_pointer(ptr, "save"), name);
+                if STEP_FIELDS.contains(&name.as_str()) {
+                    let span = self.doc.key_span(&p);
+                    self.out
+                        .push(AnalyzeError::ReservedSaveName { name: name.clone() }.at(span));
+                }
+                self.expression(&p, v, with_response);
+            }
+        }
+        if let Some(cond) = value.get("stop_if") {
+            self.expression(&push_pointer(ptr, "stop_if"), cond, with_response);
+        }
+    }
+
+    /// Checks every string under `ptr` as a template (bodies, headers, paths).
+    fn templates(&mut self, ptr: &str, value: &Value, scope: Scope) {
+        match value {
+            Value::String(s) => self.template(ptr, s, scope),
+            Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    self.templates(&push_pointer(ptr, &i.to_string()), v, scope);
+                }
+            }
+            Value::Object(map) => {
+                for (k, v) in map {
+                    self.templates(&push_pointer(ptr, k), v, scope);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn template(&mut self, ptr: &str, text: &str, scope: Scope) {
+        if !text.contains('{') {
+            return;
+        }
+        let span = self.doc.value_span(ptr);
+        match expr::check_environment().template_from_str(text) {
+            Err(e) => self.syntax_error(span, text, &e),
+            Ok(t) => {
+                let mut names: Vec<String> = t.undeclared_variables(true).into_iter().collect();
+                names.sort();
+                for name in names {
+                    self.name(span, text, &name, scope);
+                }
+                for region in scan::code_regions(text) {
+                    self.filters_and_tests(span, region);
+                }
+            }
+        }
+    }
+
+    fn expression(&mut self, ptr: &str, value: &Value, scope: Scope) {
+        let Some(text) = value.as_str() else { return };
+        let span = self.doc.value_span(ptr);
+        let trimmed = text.trim();
+        if let Some(inner) = trimmed
+            .strip_prefix("{{")
+            .and_then(|t| t.strip_suffix("}}"))
+        {
+            let key = if ptr.contains("/save/") {
+                "`save` values take".to_string()
+            } else if ptr.starts_with("/outputs/") {
+                "`outputs` take".to_string()
+            } else if ptr.contains("/assert/") {
+                "`assert` items take".to_string()
+            } else {
+                format!("`{}` takes", ptr.rsplit('/').next().unwrap_or_default())
+            };
+            self.out.push(
+                AnalyzeError::BracesInExpression {
+                    key,
+                    inner: inner.trim().to_string(),
+                }
+                .at(span),
+            );
+            return;
+        }
+        match expr::check_environment().compile_expression(text) {
+            Err(e) => self.syntax_error(span, text, &e),
+            Ok(e) => {
+                let mut names: Vec<String> = e.undeclared_variables(true).into_iter().collect();
+                names.sort();
+                for name in names {
+                    self.name(span, text, &name, scope);
+                }
+                self.filters_and_tests(span, text);
+            }
+        }
+    }
+
+    fn syntax_error(&mut self, span: Span, text: &str, e: &minijinja::Error) {
+        // "unexpected end of input" is best shown where the input ends.
+        let end_of_input = e.detail().is_some_and(|d| d.contains("end of input"));
+        let offset = if end_of_input {
+            Some(text.trim_end().len())
+        } else {
+            e.range().map(|r| r.start)
+        };
+        let at = offset.map_or(span, |o| self.locate_offset(span, text, o));
+        let detail = e.detail().unwrap_or("invalid syntax").to_string();
+        self.out
+            .push(AnalyzeError::TemplateSyntax { detail }.at(at));
+    }
+
+    /// The source position of byte `offset` of a scalar's value: exact when the value's line
+    /// appears verbatim in the source (plain, quoted without escapes, block scalars), else the
+    /// scalar's start.
+    fn locate_offset(&self, span: Span, text: &str, offset: usize) -> Span {
+        let offset = offset.min(text.len());
+        let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+        let line = &text[line_start..line_end];
+        if line.is_empty() {
+            return Span::on_line(span.start, 1);
+        }
+        let Some(found) = self.source.find_in(span, line).or_else(|| {
+            // `find_in` wants a word boundary after the needle; a line may end mid-word.
+            let from = self.source.offset(span.start)?;
+            let i = self.source.text[from..].find(line)?;
+            Some(Span::on_line(self.source.pos(from + i), 1))
+        }) else {
+            return Span::on_line(span.start, 1);
+        };
+        let col = text[line_start..offset].chars().count();
+        let start = super::source::Pos {
+            line: found.start.line,
+            col: found.start.col + col,
+        };
+        Span::on_line(start, 1)
+    }
+
+    fn point(&self, span: Span, needle: &str) -> Span {
+        self.source.find_in(span, needle).unwrap_or(span)
+    }
+
+    /// Checks one name a template reads, such as `steps.route.correlation_id`.
+    fn name(&mut self, span: Span, text: &str, name: &str, scope: Scope) {
+        let parts: Vec<&str> = name.split('.').collect();
+        match parts[0] {
+            "inputs" => {
+                if let Some(input) = parts.get(1)
+                    && !self.inputs.iter().any(|i| i == input)
+                {
+                    let suggestion = did_you_mean(input, self.inputs.iter().map(String::as_str));
+                    let at = self.point(span, &format!("inputs.{input}"));
+                    self.out.push(
+                        AnalyzeError::UndeclaredInput {
+                            name: input.to_string(),
+                            suggestion,
+                        }
+                        .at(at),
+                    );
+                }
+            }
+            "steps" => {
+                if let Some(id) = parts.get(1) {
+                    self.step_ref(span, id, parts.get(2).copied(), scope);
+                }
+            }
+            "response" => {
+                if !scope.response {
+                    let at = self.point(span, "response");
+                    self.out.push(AnalyzeError::ResponseOutOfScope.at(at));
+                }
+            }
+            root if FUNCTIONS.contains(&root) || BUILTIN_GLOBALS.contains(&root) => {}
+            root => {
+                let at = self.point(span, root);
+                let called = text.contains(&format!("{root}("));
+                let err = if called {
+                    let known = FUNCTIONS.iter().chain(BUILTIN_GLOBALS).copied();
+                    AnalyzeError::UnknownFunction {
+                        name: root.to_string(),
+                        suggestion: did_you_mean(root, known),
+                    }
+                } else {
+                    let known = ROOTS.iter().copied();
+                    AnalyzeError::UnknownName {
+                        name: root.to_string(),
+                        suggestion: did_you_mean(root, known),
+                    }
+                };
+                self.out.push(err.at(at));
+            }
+        }
+    }
+
+    fn step_ref(&mut self, span: Span, id: &str, field: Option<&str>, scope: Scope) {
+        let at = self.point(span, &format!("steps.{id}"));
+        if scope.current.is_some_and(|c| c.id == id) {
+            self.out
+                .push(AnalyzeError::OwnStep { id: id.to_string() }.at(at));
+            return;
+        }
+        let Some(step) = scope.visible.iter().find(|s| s.id == id) else {
+            let err = if self.all_steps.iter().any(|s| s.id == id) {
+                AnalyzeError::LaterStep { id: id.to_string() }
+            } else {
+                let suggestion = did_you_mean(id, self.all_steps.iter().map(|s| s.id.as_str()));
+                AnalyzeError::UnknownStep {
+                    id: id.to_string(),
+                    suggestion,
+                }
+            };
+            self.out.push(err.at(at));
+            return;
+        };
+        if let Some(field) = field
+            && !STEP_FIELDS.contains(&field)
+            && !step.saves.iter().any(|s| s == field)
+        {
+            let known: Vec<String> = step
+                .saves
+                .iter()
+                .cloned()
+                .chain(STEP_FIELDS.iter().map(|s| s.to_string()))
+                .collect();
+            let at = self.point(span, &format!("steps.{id}.{field}"));
+            self.out.push(
+                AnalyzeError::UnknownStepField {
+                    id: id.to_string(),
+                    field: field.to_string(),
+                    known,
+                }
+                .at(at),
+            );
+        }
+    }
+
+    fn filters_and_tests(&mut self, span: Span, code: &str) {
+        for used in scan::uses(code) {
+            let err = match used {
+                scan::Use::Filter(name) if !expr::is_filter(name) => {
+                    AnalyzeError::UnknownFilter { name: name.into() }
+                }
+                scan::Use::Test(name) if !expr::is_test(name) => {
+                    AnalyzeError::UnknownTest { name: name.into() }
+                }
+                _ => continue,
+            };
+            let name = match &err {
+                AnalyzeError::UnknownFilter { name } | AnalyzeError::UnknownTest { name } => {
+                    name.clone()
+                }
+                _ => unreachable!(),
+            };
+            let at = self.point(span, &name);
+            self.out.push(err.at(at));
+        }
+    }
+
+    /// Records the declared inputs and checks that each default and allowed value fits the
+    /// input's own declaration.
+    fn check_inputs(&mut self, inputs: Option<&Map<String, Value>>) {
+        let Some(inputs) = inputs else { return };
+        for (name, spec) in inputs {
+            self.inputs.push(name.clone());
+            let Some(spec) = spec.as_object() else {
+                continue;
+            };
+            let ptr = push_pointer("/inputs", name);
+            let mut own = Map::new();
+            own.insert(
+                "type".into(),
+                spec.get("type").cloned().unwrap_or_else(|| "string".into()),
+            );
+            let type_only = Value::Object(own.clone());
+            for key in [
+                "enum",
+                "pattern",
+                "minLength",
+                "maxLength",
+                "minimum",
+                "maximum",
+            ] {
+                if let Some(v) = spec.get(key) {
+                    own.insert(key.into(), v.clone());
+                }
+            }
+            if let Some(values) = spec.get("enum").and_then(Value::as_array) {
+                for (i, v) in values.iter().enumerate() {
+                    if let Some(problem) = violation(&type_only, v) {
+                        let span = self.doc.value_span(&format!("{ptr}/enum/{i}"));
+                        self.out.push(
+                            AnalyzeError::BadEnumValue {
+                                input: name.clone(),
+                                problem,
+                            }
+                            .at(span),
+                        );
+                    }
+                }
+            }
+            if let Some(default) = spec.get("default")
+                && let Some(problem) = violation(&Value::Object(own), default)
+            {
+                let span = self.doc.value_span(&push_pointer(&ptr, "default"));
+                self.out.push(
+                    AnalyzeError::BadDefault {
+                        input: name.clone(),
+                        problem,
+                    }
+                    .at(span),
+                );
+            }
+        }
+    }
+}
+
+/// What is wrong with a value under an input's own declaration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Violation {
+    message: String,
+    hint: Option<String>,
+}
+
+/// What is wrong with `value` under the input declaration `schema`, in words.
+fn violation(schema: &Value, value: &Value) -> Option<Violation> {
+    let validator = jsonschema::validator_for(schema).ok()?;
+    let error = validator.iter_errors(value).next()?;
+    use jsonschema::error::ValidationErrorKind as K;
+    Some(match error.kind() {
+        K::Type { .. } => Violation {
+            message: format!(
+                "is {}, but the input's type is {}",
+                describe(value),
+                schema
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("string")
+            ),
+            hint: None,
+        },
+        K::Enum { options } => {
+            let allowed: Vec<String> = options.as_array().into_iter().flatten().map(show).collect();
+            let list = allowed.join(", ");
+            let hint = value
+                .as_str()
+                .and_then(|s| did_you_mean(s, allowed.iter().map(String::as_str)))
+                .map_or_else(
+                    || format!("allowed: {list}"),
+                    |d| format!("{d} allowed: {list}"),
+                );
+            Violation {
+                message: format!("is not one of its allowed values (`{}`)", show(value)),
+                hint: Some(hint),
+            }
+        }
+        _ => Violation {
+            message: format!("`{}` breaks its own rule: {error}", show(value)),
+            hint: None,
+        },
+    })
+}
+
+fn show(v: &Value) -> String {
+    v.as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| v.to_string())
+}
+
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(_) => "a boolean".into(),
+        Value::Number(_) => "a number".into(),
+        Value::String(_) => "a string".into(),
+        Value::Array(_) => "a list".into(),
+        Value::Object(_) => "a mapping".into(),
+    }
+}

@@ -1,0 +1,355 @@
+//! The schema stage: validates a loaded document against `schemas/flow.schema.json` and turns
+//! each violation into a diagnostic that names the key, points at it and says what to do.
+
+use super::diagnostic::Diagnostic;
+use super::source::Span;
+use super::suggest::did_you_mean;
+use super::yaml::{Document, push_pointer};
+use jsonschema::error::{TypeKind, ValidationErrorKind};
+use jsonschema::{ValidationError, Validator};
+use serde_json::Value;
+use std::sync::OnceLock;
+
+/// The flow schema users see, compiled into the binary so `check` and the editor agree.
+pub const FLOW_SCHEMA: &str = include_str!("../../schemas/flow.schema.json");
+
+struct Compiled {
+    schema: Value,
+    validator: Validator,
+}
+
+fn compiled() -> &'static Compiled {
+    static COMPILED: OnceLock<Compiled> = OnceLock::new();
+    COMPILED.get_or_init(|| {
+        let schema: Value = serde_json::from_str(FLOW_SCHEMA).expect("flow schema is valid JSON");
+        let validator = jsonschema::draft202012::new(&schema).expect("flow schema compiles");
+        Compiled { schema, validator }
+    })
+}
+
+/// The kinds of schema violation, in the words the diagnostics use.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SchemaError {
+    UnknownKey {
+        key: String,
+        context: String,
+        allowed: Vec<String>,
+    },
+    MissingKey {
+        key: String,
+        context: String,
+        about: Option<String>,
+    },
+    WrongType {
+        expected: String,
+        found: Value,
+    },
+    NotAllowed {
+        value: Value,
+        key: String,
+        allowed: Vec<String>,
+    },
+    BadName {
+        name: String,
+        rule: String,
+    },
+    Invalid {
+        message: String,
+    },
+}
+
+impl SchemaError {
+    fn at(self, span: Span) -> Diagnostic {
+        match self {
+            SchemaError::UnknownKey {
+                key,
+                context,
+                allowed,
+            } => {
+                let hint = did_you_mean(&key, allowed.iter().map(String::as_str))
+                    .unwrap_or_else(|| format!("allowed here: {}", allowed.join(", ")));
+                Diagnostic::error(
+                    "unknown-key",
+                    span,
+                    format!("unknown key `{key}` in {context}"),
+                )
+                .with_hint(hint)
+            }
+            SchemaError::MissingKey {
+                key,
+                context,
+                about,
+            } => Diagnostic::error(
+                "missing-key",
+                span,
+                format!("{context} is missing the required key `{key}`"),
+            )
+            .with_hint_opt(about.map(|a| format!("`{key}`: {a}"))),
+            SchemaError::WrongType { expected, found } => {
+                let hint = match (&found, expected.as_str()) {
+                    (Value::Number(_) | Value::Bool(_), "a string") => {
+                        Some(format!("quote it to make it a string: \"{found}\""))
+                    }
+                    _ => None,
+                };
+                Diagnostic::error(
+                    "wrong-type",
+                    span,
+                    format!("expected {expected}, found {}", describe(&found)),
+                )
+                .with_hint_opt(hint)
+            }
+            SchemaError::NotAllowed {
+                value,
+                key,
+                allowed,
+            } => {
+                let shown = value
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| value.to_string());
+                let list = allowed.join(", ");
+                let hint = did_you_mean(&shown, allowed.iter().map(String::as_str))
+                    .map(|d| format!("{d} allowed: {list}"))
+                    .unwrap_or_else(|| format!("allowed: {list}"));
+                Diagnostic::error(
+                    "not-allowed",
+                    span,
+                    format!("`{shown}` is not an allowed value for `{key}`"),
+                )
+                .with_hint(hint)
+            }
+            SchemaError::BadName { name, rule } => {
+                Diagnostic::error("bad-name", span, format!("invalid name `{name}`"))
+                    .with_hint(rule)
+            }
+            SchemaError::Invalid { message } => Diagnostic::error("schema", span, message),
+        }
+    }
+}
+
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Null => "null (an empty value)".into(),
+        Value::Bool(b) => format!("the boolean {b}"),
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(s) => format!("the string \"{s}\""),
+        Value::Array(_) => "a list".into(),
+        Value::Object(_) => "a mapping".into(),
+    }
+}
+
+fn type_name(kind: &TypeKind) -> String {
+    let name = |t: &jsonschema::JsonType| match t.to_string().as_str() {
+        "string" => "a string".to_string(),
+        "integer" => "a whole number".to_string(),
+        "number" => "a number".to_string(),
+        "boolean" => "true or false".to_string(),
+        "array" => "a list".to_string(),
+        "object" => "a mapping".to_string(),
+        "null" => "null".to_string(),
+        other => other.to_string(),
+    };
+    match kind {
+        TypeKind::Single(t) => name(t),
+        TypeKind::Multiple(ts) => {
+            let names: Vec<String> = ts.iter().map(|t| name(&t)).collect();
+            names.join(" or ")
+        }
+    }
+}
+
+/// The last key of a pointer, as users name the place: `request`, `step `route``, `the flow`.
+fn context(doc: &Document, pointer: &str) -> String {
+    let mut parts = pointer.rsplit('/');
+    let last = parts.next().unwrap_or("");
+    if pointer.is_empty() {
+        return "the flow".into();
+    }
+    if let (Ok(_), Some(list @ ("steps" | "finally"))) = (last.parse::<usize>(), parts.next()) {
+        let id = doc
+            .value
+            .pointer(pointer)
+            .and_then(|s| s.get("id"))
+            .and_then(Value::as_str);
+        return match id {
+            Some(id) => format!("step `{id}`"),
+            None => format!("{list}[{last}]"),
+        };
+    }
+    format!("`{}`", last.replace("~1", "/").replace("~0", "~"))
+}
+
+/// The schema node that holds the failing keyword (the parent of the keyword's location).
+fn schema_node<'a>(schema: &'a Value, keyword_location: &str) -> Option<&'a Value> {
+    let parent = &keyword_location[..keyword_location.rfind('/')?];
+    schema.pointer(parent)
+}
+
+/// Validates `doc` against the flow schema. Returns diagnostics sorted by position.
+pub fn check(doc: &Document) -> Vec<Diagnostic> {
+    let c = compiled();
+    let found: Vec<(SchemaError, Span)> = c
+        .validator
+        .iter_errors(&doc.value)
+        .flat_map(|e| classify(doc, &c.schema, &e))
+        .collect();
+    // `metod:` in place of `method:` is one mistake: keep the did-you-mean, drop "missing `method`".
+    let suggested: Vec<String> = found
+        .iter()
+        .filter_map(|(e, _)| match e {
+            SchemaError::UnknownKey {
+                key,
+                context,
+                allowed,
+            } => super::suggest::closest(key, allowed.iter().map(String::as_str))
+                .map(|s| format!("{context}/{s}")),
+            _ => None,
+        })
+        .collect();
+    let mut out: Vec<Diagnostic> = found
+        .into_iter()
+        .filter(|(e, _)| match e {
+            SchemaError::MissingKey { key, context, .. } => {
+                !suggested.contains(&format!("{context}/{key}"))
+            }
+            _ => true,
+        })
+        .map(|(e, span)| e.at(span))
+        .collect();
+    out.sort_by(|a, b| a.span.start.cmp(&b.span.start));
+    out.dedup_by(|a, b| a.span == b.span && a.message == b.message);
+    out
+}
+
+fn classify(doc: &Document, schema: &Value, e: &ValidationError<'_>) -> Vec<(SchemaError, Span)> {
+    let inst = e.instance_path().as_str();
+    let node = schema_node(schema, e.schema_path().as_str());
+    let custom = node
+        .and_then(|n| n.get("x-message"))
+        .and_then(Value::as_str);
+    let value_span = doc.value_span(inst);
+    let key_name = inst.rsplit('/').next().unwrap_or("").to_string();
+    let error = match e.kind() {
+        ValidationErrorKind::AdditionalProperties { unexpected } => {
+            let allowed: Vec<String> = node
+                .and_then(|n| n.get("properties"))
+                .and_then(Value::as_object)
+                .map(|p| p.keys().cloned().collect())
+                .unwrap_or_default();
+            return unexpected
+                .iter()
+                .map(|key| {
+                    let ptr = push_pointer(inst, key);
+                    let error = SchemaError::UnknownKey {
+                        key: key.clone(),
+                        context: context(doc, inst),
+                        allowed: allowed.clone(),
+                    };
+                    (error, doc.key_span(&ptr))
+                })
+                .collect();
+        }
+        ValidationErrorKind::Required { property } => {
+            let key = property.as_str().unwrap_or_default().to_string();
+            let about = node
+                .and_then(|n| n.pointer(&push_pointer("/properties", &key)))
+                .and_then(|p| {
+                    p.get("description")
+                        .or_else(|| resolve(schema, p).get("description"))
+                })
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            let span = if inst.is_empty() {
+                first_line_span()
+            } else {
+                doc.key_span(inst)
+            };
+            return vec![(
+                SchemaError::MissingKey {
+                    key,
+                    context: context(doc, inst),
+                    about,
+                },
+                span,
+            )];
+        }
+        ValidationErrorKind::PropertyNames { error } => {
+            let name = error.instance().as_str().unwrap_or_default().to_string();
+            let rule = schema_node(schema, error.schema_path().as_str())
+                .and_then(|n| n.get("x-message"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| error.to_string());
+            let span = doc.key_span(&push_pointer(inst, &name));
+            return vec![(SchemaError::BadName { name, rule }, span)];
+        }
+        _ if custom.is_some() => SchemaError::Invalid {
+            message: custom.unwrap_or_default().to_string(),
+        },
+        ValidationErrorKind::Type { kind } => SchemaError::WrongType {
+            expected: type_name(kind),
+            found: e.instance().clone().into_owned(),
+        },
+        ValidationErrorKind::Enum { options } => SchemaError::NotAllowed {
+            value: e.instance().clone().into_owned(),
+            key: key_name,
+            allowed: options
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|v| {
+                            v.as_str()
+                                .map(str::to_string)
+                                .unwrap_or_else(|| v.to_string())
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        },
+        ValidationErrorKind::Constant { expected_value } => SchemaError::Invalid {
+            message: format!(
+                "`{key_name}` must be {expected_value}, found {}",
+                describe(e.instance())
+            ),
+        },
+        ValidationErrorKind::MinItems { limit } => SchemaError::Invalid {
+            message: format!(
+                "`{key_name}` needs at least {limit} item{}",
+                if *limit == 1 { "" } else { "s" }
+            ),
+        },
+        ValidationErrorKind::MinLength { .. } => SchemaError::Invalid {
+            message: format!("`{key_name}` must not be empty"),
+        },
+        ValidationErrorKind::Minimum { limit } => SchemaError::Invalid {
+            message: format!(
+                "`{key_name}` must be at least {limit}, found {}",
+                e.instance()
+            ),
+        },
+        ValidationErrorKind::Maximum { limit } => SchemaError::Invalid {
+            message: format!(
+                "`{key_name}` must be at most {limit}, found {}",
+                e.instance()
+            ),
+        },
+        _ => SchemaError::Invalid {
+            message: e.to_string(),
+        },
+    };
+    vec![(error, value_span)]
+}
+
+/// Follows a local `$ref` once, so a property's description can live on its definition.
+fn resolve<'a>(schema: &'a Value, node: &'a Value) -> &'a Value {
+    node.get("$ref")
+        .and_then(Value::as_str)
+        .and_then(|r| r.strip_prefix('#'))
+        .and_then(|p| schema.pointer(p))
+        .unwrap_or(node)
+}
+
+fn first_line_span() -> Span {
+    Span::on_line(super::source::Pos { line: 1, col: 1 }, 1)
+}
