@@ -47,11 +47,7 @@ pub fn run(args: Args) -> u8 {
         }
         all.push((source, diagnostics));
     }
-    let errors = all
-        .iter()
-        .flat_map(|(_, d)| d)
-        .filter(|d| d.is_error())
-        .count();
+    let errors = all.iter().flat_map(|(_, d)| d).filter(|d| d.is_error()).count();
     let warnings = all.iter().flat_map(|(_, d)| d).count() - errors;
 
     match args.format {
@@ -98,10 +94,7 @@ pub fn run(args: Args) -> u8 {
                 "io_errors": io_errors,
                 "diagnostics": diagnostics,
             });
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&report).unwrap_or_default()
-            );
+            println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
         }
     }
     if !io_errors.is_empty() {

@@ -17,6 +17,83 @@ pub const STEP_FIELDS: &[&str] = &["status", "body", "headers", "succeeded", "sk
 /// The top-level names of the expression scope.
 pub const ROOTS: &[&str] = &["inputs", "steps", "response"];
 
+/// MiniJinja's built-in filters, for suggestions (whether a filter exists is asked of MiniJinja).
+pub const FILTERS: &[&str] = &[
+    "abs",
+    "attr",
+    "batch",
+    "bool",
+    "capitalize",
+    "count",
+    "default",
+    "dictsort",
+    "escape",
+    "first",
+    "float",
+    "groupby",
+    "indent",
+    "int",
+    "items",
+    "join",
+    "last",
+    "length",
+    "lines",
+    "list",
+    "lower",
+    "map",
+    "max",
+    "min",
+    "reject",
+    "rejectattr",
+    "replace",
+    "reverse",
+    "round",
+    "select",
+    "selectattr",
+    "slice",
+    "sort",
+    "split",
+    "string",
+    "sum",
+    "title",
+    "tojson",
+    "trim",
+    "unique",
+    "upper",
+];
+
+/// MiniJinja's built-in tests (`x is defined`), for suggestions.
+pub const TESTS: &[&str] = &[
+    "boolean",
+    "defined",
+    "divisibleby",
+    "endingwith",
+    "eq",
+    "even",
+    "false",
+    "float",
+    "ge",
+    "gt",
+    "in",
+    "integer",
+    "iterable",
+    "le",
+    "lower",
+    "lt",
+    "mapping",
+    "ne",
+    "none",
+    "number",
+    "odd",
+    "sameas",
+    "sequence",
+    "startingwith",
+    "string",
+    "true",
+    "undefined",
+    "upper",
+];
+
 /// The environment used to compile templates for checking: MiniJinja's builtins, no I/O.
 pub fn check_environment() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
@@ -25,18 +102,12 @@ pub fn check_environment() -> &'static Environment<'static> {
 
 /// Whether MiniJinja knows the filter `name`.
 pub fn is_filter(name: &str) -> bool {
-    probe(
-        &format!("none | {name}"),
-        minijinja::ErrorKind::UnknownFilter,
-    )
+    probe(&format!("none | {name}"), minijinja::ErrorKind::UnknownFilter)
 }
 
 /// Whether MiniJinja knows the test `name` (as in `x is defined`).
 pub fn is_test(name: &str) -> bool {
-    probe(
-        &format!("none is {name}"),
-        minijinja::ErrorKind::UnknownTest,
-    )
+    probe(&format!("none is {name}"), minijinja::ErrorKind::UnknownTest)
 }
 
 fn probe(expr: &str, unknown: minijinja::ErrorKind) -> bool {

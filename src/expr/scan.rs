@@ -96,11 +96,7 @@ mod tests {
     fn finds_filters_and_tests_outside_strings() {
         assert_eq!(
             uses("a | upper ~ '|x' is not defined and b is number"),
-            [
-                Use::Filter("upper"),
-                Use::Test("defined"),
-                Use::Test("number")
-            ]
+            [Use::Filter("upper"), Use::Test("defined"), Use::Test("number")]
         );
         assert_eq!(
             code_regions("x {{ a }} {% raw %}{{ b }}{% endraw %} {% if c %}"),

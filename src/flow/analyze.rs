@@ -23,6 +23,10 @@ pub enum AnalyzeError {
         id: String,
         suggestion: Option<String>,
     },
+    UnknownStepIn {
+        id: String,
+        known: Vec<String>,
+    },
     LaterStep {
         id: String,
     },
@@ -41,6 +45,7 @@ pub enum AnalyzeError {
     ResponseOutOfScope,
     TemplateSyntax {
         detail: String,
+        expression: bool,
     },
     BracesInExpression {
         key: String,
@@ -84,6 +89,12 @@ impl AnalyzeError {
             UnknownStep { id, suggestion } => {
                 Diagnostic::error("unknown-step", span, format!("there is no step `{id}`")).with_hint_opt(suggestion)
             }
+            UnknownStepIn { id, known } => Diagnostic::error("unknown-step", span, format!("there is no step `{id}`"))
+                .with_hint(if known.is_empty() {
+                    "the flow defines no steps".to_string()
+                } else {
+                    format!("the steps are: {}", known.join(", "))
+                }),
             LaterStep { id } => Diagnostic::error(
                 "later-step",
                 span,
@@ -114,9 +125,13 @@ impl AnalyzeError {
                 "`response` is not available here",
             )
             .with_hint("`response` can be read only in the step's own `expect`, `save` and `stop_if`; elsewhere, save the value and read `steps.<id>.<name>`"),
-            TemplateSyntax { detail } => {
+            TemplateSyntax { detail, expression: false } => {
                 Diagnostic::error("template-syntax", span, format!("template syntax error: {detail}"))
                     .with_hint("templates use `{{ expression }}`; write `{% raw %}{{{% endraw %}` to send literal braces")
+            }
+            TemplateSyntax { detail, expression: true } => {
+                Diagnostic::error("expression-syntax", span, format!("expression syntax error: {detail}"))
+                    .with_hint("write a MiniJinja expression such as `response.status == 202 and response.body.success`")
             }
             BracesInExpression { key, inner } => Diagnostic::error(
                 "braces-in-expression",
@@ -133,9 +148,11 @@ impl AnalyzeError {
                     "expressions read `inputs.<name>`, `steps.<id>.<value>` and `response` (in expect, save and stop_if)".into()
                 })),
             UnknownFilter { name } => Diagnostic::error("unknown-filter", span, format!("unknown filter `{name}`"))
-                .with_hint("see the MiniJinja filter list in docs/flow-language.md"),
+                .with_hint(did_you_mean(&name, expr::FILTERS.iter().copied())
+                    .unwrap_or_else(|| format!("the filters are: {}", expr::FILTERS.join(", ")))),
             UnknownTest { name } => Diagnostic::error("unknown-test", span, format!("unknown test `{name}`"))
-                .with_hint("tests are used as `x is defined`, `x is none`, `x is number`, ..."),
+                .with_hint(did_you_mean(&name, expr::TESTS.iter().copied())
+                    .unwrap_or_else(|| format!("the tests are: {}", expr::TESTS.join(", ")))),
             ReservedSaveName { name } => Diagnostic::error(
                 "reserved-save-name",
                 span,
@@ -248,11 +265,7 @@ impl<'a> Analyzer<'a> {
                 continue;
             };
             let ptr = push_pointer(&push_pointer(list, &i.to_string()), "id");
-            let earlier = self
-                .all_steps
-                .iter()
-                .chain(out.iter())
-                .position(|s| s.id == id);
+            let earlier = self.all_steps.iter().chain(out.iter()).position(|s| s.id == id);
             if earlier.is_some() {
                 let first_line = self.first_id_line(id);
                 let span = self.doc.value_span(&ptr);
@@ -354,7 +367,7 @@ impl<'a> Analyzer<'a> {
         }
         let span = self.doc.value_span(ptr);
         match expr::check_environment().template_from_str(text) {
-            Err(e) => self.syntax_error(span, text, &e),
+            Err(e) => self.syntax_error(span, text, &e, false),
             Ok(t) => {
                 let mut names: Vec<String> = t.undeclared_variables(true).into_iter().collect();
                 names.sort();
@@ -372,10 +385,7 @@ impl<'a> Analyzer<'a> {
         let Some(text) = value.as_str() else { return };
         let span = self.doc.value_span(ptr);
         let trimmed = text.trim();
-        if let Some(inner) = trimmed
-            .strip_prefix("{{")
-            .and_then(|t| t.strip_suffix("}}"))
-        {
+        if let Some(inner) = trimmed.strip_prefix("{{").and_then(|t| t.strip_suffix("}}")) {
             let key = if ptr.contains("/save/") {
                 "`save` values take".to_string()
             } else if ptr.starts_with("/outputs/") {
@@ -395,7 +405,7 @@ impl<'a> Analyzer<'a> {
             return;
         }
         match expr::check_environment().compile_expression(text) {
-            Err(e) => self.syntax_error(span, text, &e),
+            Err(e) => self.syntax_error(span, text, &e, true),
             Ok(e) => {
                 let mut names: Vec<String> = e.undeclared_variables(true).into_iter().collect();
                 names.sort();
@@ -407,7 +417,7 @@ impl<'a> Analyzer<'a> {
         }
     }
 
-    fn syntax_error(&mut self, span: Span, text: &str, e: &minijinja::Error) {
+    fn syntax_error(&mut self, span: Span, text: &str, e: &minijinja::Error, expression: bool) {
         // "unexpected end of input" is best shown where the input ends.
         let end_of_input = e.detail().is_some_and(|d| d.contains("end of input"));
         let offset = if end_of_input {
@@ -418,7 +428,7 @@ impl<'a> Analyzer<'a> {
         let at = offset.map_or(span, |o| self.locate_offset(span, text, o));
         let detail = e.detail().unwrap_or("invalid syntax").to_string();
         self.out
-            .push(AnalyzeError::TemplateSyntax { detail }.at(at));
+            .push(AnalyzeError::TemplateSyntax { detail, expression }.at(at));
     }
 
     /// The source position of byte `offset` of a scalar's value: exact when the value's line
@@ -507,8 +517,7 @@ impl<'a> Analyzer<'a> {
     fn step_ref(&mut self, span: Span, id: &str, field: Option<&str>, scope: Scope) {
         let at = self.point(span, &format!("steps.{id}"));
         if scope.current.is_some_and(|c| c.id == id) {
-            self.out
-                .push(AnalyzeError::OwnStep { id: id.to_string() }.at(at));
+            self.out.push(AnalyzeError::OwnStep { id: id.to_string() }.at(at));
             return;
         }
         let Some(step) = scope.visible.iter().find(|s| s.id == id) else {
@@ -558,9 +567,7 @@ impl<'a> Analyzer<'a> {
                 _ => continue,
             };
             let name = match &err {
-                AnalyzeError::UnknownFilter { name } | AnalyzeError::UnknownTest { name } => {
-                    name.clone()
-                }
+                AnalyzeError::UnknownFilter { name } | AnalyzeError::UnknownTest { name } => name.clone(),
                 _ => unreachable!(),
             };
             let at = self.point(span, &name);
@@ -584,14 +591,7 @@ impl<'a> Analyzer<'a> {
                 spec.get("type").cloned().unwrap_or_else(|| "string".into()),
             );
             let type_only = Value::Object(own.clone());
-            for key in [
-                "enum",
-                "pattern",
-                "minLength",
-                "maxLength",
-                "minimum",
-                "maximum",
-            ] {
+            for key in ["enum", "pattern", "minLength", "maxLength", "minimum", "maximum"] {
                 if let Some(v) = spec.get(key) {
                     own.insert(key.into(), v.clone());
                 }
@@ -643,10 +643,7 @@ fn violation(schema: &Value, value: &Value) -> Option<Violation> {
             message: format!(
                 "is {}, but the input's type is {}",
                 describe(value),
-                schema
-                    .get("type")
-                    .and_then(Value::as_str)
-                    .unwrap_or("string")
+                schema.get("type").and_then(Value::as_str).unwrap_or("string")
             ),
             hint: None,
         },
@@ -656,10 +653,7 @@ fn violation(schema: &Value, value: &Value) -> Option<Violation> {
             let hint = value
                 .as_str()
                 .and_then(|s| did_you_mean(s, allowed.iter().map(String::as_str)))
-                .map_or_else(
-                    || format!("allowed: {list}"),
-                    |d| format!("{d} allowed: {list}"),
-                );
+                .map_or_else(|| format!("allowed: {list}"), |d| format!("{d} allowed: {list}"));
             Violation {
                 message: format!("is not one of its allowed values (`{}`)", show(value)),
                 hint: Some(hint),
@@ -673,9 +667,7 @@ fn violation(schema: &Value, value: &Value) -> Option<Violation> {
 }
 
 fn show(v: &Value) -> String {
-    v.as_str()
-        .map(str::to_string)
-        .unwrap_or_else(|| v.to_string())
+    v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())
 }
 
 fn describe(v: &Value) -> String {

@@ -11,12 +11,7 @@ pub fn check_source(source: &Source) -> Vec<Diagnostic> {
         out.extend(schema::check(&doc));
         out.extend(analyze::analyze(source, &doc));
     }
-    out.sort_by(|a, b| {
-        a.span
-            .start
-            .cmp(&b.span.start)
-            .then_with(|| a.code.cmp(b.code))
-    });
+    out.sort_by(|a, b| a.span.start.cmp(&b.span.start).then_with(|| a.code.cmp(b.code)));
     out.dedup_by(|a, b| a.span == b.span && a.message == b.message);
     out
 }

@@ -80,10 +80,7 @@ impl Diagnostic {
         if let Some(text) = source.line(start.line) {
             let gutter = start.line.to_string().len();
             // Tabs are shown as one space so that the caret column matches the character column.
-            let shown: String = text
-                .chars()
-                .map(|c| if c == '\t' { ' ' } else { c })
-                .collect();
+            let shown: String = text.chars().map(|c| if c == '\t' { ' ' } else { c }).collect();
             let line_len = shown.chars().count();
             let width = if self.span.end.line == start.line && self.span.end.col > start.col {
                 self.span.end.col - start.col

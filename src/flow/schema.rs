@@ -68,18 +68,10 @@ impl SchemaError {
             } => {
                 let hint = did_you_mean(&key, allowed.iter().map(String::as_str))
                     .unwrap_or_else(|| format!("allowed here: {}", allowed.join(", ")));
-                Diagnostic::error(
-                    "unknown-key",
-                    span,
-                    format!("unknown key `{key}` in {context}"),
-                )
-                .with_hint(hint)
+                Diagnostic::error("unknown-key", span, format!("unknown key `{key}` in {context}"))
+                    .with_hint(hint)
             }
-            SchemaError::MissingKey {
-                key,
-                context,
-                about,
-            } => Diagnostic::error(
+            SchemaError::MissingKey { key, context, about } => Diagnostic::error(
                 "missing-key",
                 span,
                 format!("{context} is missing the required key `{key}`"),
@@ -99,11 +91,7 @@ impl SchemaError {
                 )
                 .with_hint_opt(hint)
             }
-            SchemaError::NotAllowed {
-                value,
-                key,
-                allowed,
-            } => {
+            SchemaError::NotAllowed { value, key, allowed } => {
                 let shown = value
                     .as_str()
                     .map(str::to_string)
@@ -120,8 +108,7 @@ impl SchemaError {
                 .with_hint(hint)
             }
             SchemaError::BadName { name, rule } => {
-                Diagnostic::error("bad-name", span, format!("invalid name `{name}`"))
-                    .with_hint(rule)
+                Diagnostic::error("bad-name", span, format!("invalid name `{name}`")).with_hint(rule)
             }
             SchemaError::Invalid { message } => Diagnostic::error("schema", span, message),
         }
@@ -210,9 +197,7 @@ pub fn check(doc: &Document) -> Vec<Diagnostic> {
     let mut out: Vec<Diagnostic> = found
         .into_iter()
         .filter(|(e, _)| match e {
-            SchemaError::MissingKey { key, context, .. } => {
-                !suggested.contains(&format!("{context}/{key}"))
-            }
+            SchemaError::MissingKey { key, context, .. } => !suggested.contains(&format!("{context}/{key}")),
             _ => true,
         })
         .map(|(e, span)| e.at(span))
@@ -225,10 +210,12 @@ pub fn check(doc: &Document) -> Vec<Diagnostic> {
 fn classify(doc: &Document, schema: &Value, e: &ValidationError<'_>) -> Vec<(SchemaError, Span)> {
     let inst = e.instance_path().as_str();
     let node = schema_node(schema, e.schema_path().as_str());
-    let custom = node
-        .and_then(|n| n.get("x-message"))
-        .and_then(Value::as_str);
-    let value_span = doc.value_span(inst);
+    let custom = node.and_then(|n| n.get("x-message")).and_then(Value::as_str);
+    // A problem with a whole mapping or list is shown at the key that names it.
+    let value_span = match e.instance().as_ref() {
+        Value::Object(_) | Value::Array(_) if !inst.is_empty() => doc.key_span(inst),
+        _ => doc.value_span(inst),
+    };
     let key_name = inst.rsplit('/').next().unwrap_or("").to_string();
     let error = match e.kind() {
         ValidationErrorKind::AdditionalProperties { unexpected } => {
@@ -298,11 +285,7 @@ fn classify(doc: &Document, schema: &Value, e: &ValidationError<'_>) -> Vec<(Sch
                 .as_array()
                 .map(|a| {
                     a.iter()
-                        .map(|v| {
-                            v.as_str()
-                                .map(str::to_string)
-                                .unwrap_or_else(|| v.to_string())
-                        })
+                        .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
                         .collect()
                 })
                 .unwrap_or_default(),
@@ -323,16 +306,10 @@ fn classify(doc: &Document, schema: &Value, e: &ValidationError<'_>) -> Vec<(Sch
             message: format!("`{key_name}` must not be empty"),
         },
         ValidationErrorKind::Minimum { limit } => SchemaError::Invalid {
-            message: format!(
-                "`{key_name}` must be at least {limit}, found {}",
-                e.instance()
-            ),
+            message: format!("`{key_name}` must be at least {limit}, found {}", e.instance()),
         },
         ValidationErrorKind::Maximum { limit } => SchemaError::Invalid {
-            message: format!(
-                "`{key_name}` must be at most {limit}, found {}",
-                e.instance()
-            ),
+            message: format!("`{key_name}` must be at most {limit}, found {}", e.instance()),
         },
         _ => SchemaError::Invalid {
             message: e.to_string(),

@@ -103,10 +103,7 @@ impl Source {
     /// The text of 1-based line `line`, without its line ending.
     pub fn line(&self, line: usize) -> Option<&str> {
         let start = *self.line_starts.get(line.checked_sub(1)?)?;
-        let end = self
-            .line_starts
-            .get(line)
-            .map_or(self.text.len(), |e| e - 1);
+        let end = self.line_starts.get(line).map_or(self.text.len(), |e| e - 1);
         let l = &self.text[start..end];
         Some(l.strip_suffix('\r').unwrap_or(l))
     }

@@ -92,12 +92,8 @@ impl LoadError {
             LoadError::Syntax(msg) => {
                 let hint = if msg.contains("tab") {
                     Some("indent with spaces: YAML does not allow tabs for indentation")
-                } else if msg.contains("did not find expected key")
-                    || msg.contains("mapping values")
-                {
-                    Some(
-                        "check the indentation and that each `key: value` has a space after the colon",
-                    )
+                } else if msg.contains("did not find expected key") || msg.contains("mapping values") {
+                    Some("check the indentation and that each `key: value` has a space after the colon")
                 } else {
                     None
                 };
@@ -118,24 +114,19 @@ impl LoadError {
             )
             .with_hint("put each flow in its own file, or remove the `---` line"),
             LoadError::DuplicateKey { key, first_line } => {
-                Diagnostic::error("duplicate-key", span, format!("duplicate key `{key}`"))
-                    .with_hint(format!(
-                        "`{key}` is already set on line {first_line}; remove one of them"
-                    ))
+                Diagnostic::error("duplicate-key", span, format!("duplicate key `{key}`")).with_hint(format!(
+                    "`{key}` is already set on line {first_line}; remove one of them"
+                ))
             }
             LoadError::ComplexKey => Diagnostic::error(
                 "complex-key",
                 span,
                 "a mapping key must be a plain value, not a list or a mapping",
             ),
-            LoadError::UnsupportedTag(tag) => Diagnostic::error(
-                "unsupported-tag",
-                span,
-                format!("unsupported YAML tag `{tag}`"),
-            )
-            .with_hint(
-                "only the core tags !!str, !!int, !!float, !!bool and !!null are understood",
-            ),
+            LoadError::UnsupportedTag(tag) => {
+                Diagnostic::error("unsupported-tag", span, format!("unsupported YAML tag `{tag}`"))
+                    .with_hint("only the core tags !!str, !!int, !!float, !!bool and !!null are understood")
+            }
             LoadError::BadTaggedValue { tag, value } => Diagnostic::error(
                 "bad-tagged-value",
                 span,
@@ -147,12 +138,10 @@ impl LoadError {
                 "a merge key `<<` takes a mapping or a list of mappings",
             )
             .with_hint("write `<<: *anchor` where the anchor names a mapping"),
-            LoadError::NotFinite(v) => Diagnostic::error(
-                "not-finite",
-                span,
-                format!("`{v}` cannot be represented in JSON"),
-            )
-            .with_hint("quote it to send it as a string"),
+            LoadError::NotFinite(v) => {
+                Diagnostic::error("not-finite", span, format!("`{v}` cannot be represented in JSON"))
+                    .with_hint("quote it to send it as a string")
+            }
         }
     }
 }
@@ -186,6 +175,7 @@ fn span_of(s: &saphyr_parser::Span) -> Span {
 /// all reported beside the document, so later stages still check the rest of the file.
 pub fn load(text: &str) -> (Option<Document>, Vec<Diagnostic>) {
     let mut loader = Loader {
+        text,
         parser: Parser::new_from_str(text),
         anchors: HashMap::new(),
         errors: Vec::new(),
@@ -213,12 +203,7 @@ pub fn load(text: &str) -> (Option<Document>, Vec<Diagnostic>) {
     (Some(doc), loader.errors)
 }
 
-fn flatten(
-    node: Node,
-    pointer: String,
-    key: Option<Span>,
-    spans: &mut HashMap<String, NodeSpan>,
-) -> Value {
+fn flatten(node: Node, pointer: String, key: Option<Span>, spans: &mut HashMap<String, NodeSpan>) -> Value {
     let value = match node.kind {
         Kind::Scalar(v) => v,
         Kind::Seq(items) => Value::Array(
@@ -248,6 +233,7 @@ fn flatten(
 }
 
 struct Loader<'a> {
+    text: &'a str,
     parser: Parser<'a, saphyr_parser::StrInput<'a>>,
     anchors: HashMap<usize, Node>,
     errors: Vec<Diagnostic>,
@@ -262,7 +248,14 @@ impl<'a> Loader<'a> {
                 Ok(ev)
             }
             Some(Err(e)) => {
-                let p = pos(e.marker());
+                let mut p = pos(e.marker());
+                // The scanner reports a tab after it has passed it; point at the tab itself.
+                if e.info().contains("tab")
+                    && let Some(line) = self.text.lines().nth(p.line.saturating_sub(1))
+                    && let Some(i) = line.chars().position(|c| c == '\t')
+                {
+                    p.col = i + 1;
+                }
                 Err(LoadError::Syntax(e.info().to_string()).at(Span::on_line(p, 1)))
             }
             None => Err(LoadError::Syntax("unexpected end of input".into()).at(self.last)),
@@ -441,9 +434,10 @@ impl<'a> Loader<'a> {
             },
             Some(tag) => Err(LoadError::UnsupportedTag(tag.to_string())),
         };
+        // Keep the text so later stages do not report a second, confusing problem.
         resolved.unwrap_or_else(|e| {
             self.errors.push(e.at(span));
-            Value::Null
+            Value::String(text.to_string())
         })
     }
 }
@@ -464,8 +458,8 @@ fn resolve_plain(text: &str) -> Result<Value, LoadError> {
         "" | "~" | "null" | "Null" | "NULL" => return Ok(Value::Null),
         "true" | "True" | "TRUE" => return Ok(Value::Bool(true)),
         "false" | "False" | "FALSE" => return Ok(Value::Bool(false)),
-        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" | "-.inf" | "-.Inf" | "-.INF"
-        | ".nan" | ".NaN" | ".NAN" => return Err(LoadError::NotFinite(text.to_string())),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" | "-.inf" | "-.Inf" | "-.INF" | ".nan"
+        | ".NaN" | ".NAN" => return Err(LoadError::NotFinite(text.to_string())),
         _ => {}
     }
     if let Some(n) = resolve_int(text) {
@@ -542,9 +536,7 @@ mod tests {
 
     #[test]
     fn scalars_resolve_with_the_core_schema() {
-        let d = doc(
-            "a: 1\nb: '1'\nc: 090\nd: \"090\"\ne: 1.5\nf: true\ng: ~\nh: 0x1F\ni: 1e3\nj: abc\n",
-        );
+        let d = doc("a: 1\nb: '1'\nc: 090\nd: \"090\"\ne: 1.5\nf: true\ng: ~\nh: 0x1F\ni: 1e3\nj: abc\n");
         assert_eq!(
             d.value,
             serde_json::json!({"a": 1, "b": "1", "c": 90, "d": "090", "e": 1.5, "f": true, "g": null, "h": 31, "i": 1000.0, "j": "abc"})
