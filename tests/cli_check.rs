@@ -1,0 +1,121 @@
+//! `flowrun check` as a user runs it: what it prints and how it exits.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn flowrun(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_flowrun"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("flowrun runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn shipped_flows_are_valid_and_example_inputs_are_skipped() {
+    let out = flowrun(&["check", "flows"], repo());
+    assert_eq!(text(&out.stderr), "");
+    assert_eq!(text(&out.stdout), "checked 2 flows: no problems\n");
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn an_invalid_flow_prints_diagnostics_on_stderr_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        "version: 1\nname: x\nconnection: { base_url: http://127.0.0.1 }\nsteps:\n  - id: a\n    request: { metod: GET, path: / }\n",
+    )
+    .unwrap();
+    let out = flowrun(&["check", "bad.yaml"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(text(&out.stdout), "");
+    insta::assert_snapshot!(text(&out.stderr), @r"
+    bad.yaml:6:16: error: unknown key `metod` in `request`
+      |
+    6 |     request: { metod: GET, path: / }
+      |                ^^^^^
+      = hint: did you mean `method`?
+
+    checked 1 flow: 1 error, 0 warnings in 1 file
+    ");
+}
+
+#[test]
+fn json_format_prints_the_same_diagnostics_on_stdout() {
+    let out = flowrun(&["check", "--format", "json", "tests/broken/undeclared_input.yaml"], repo());
+    assert_eq!(out.status.code(), Some(2));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report,
+        serde_json::json!({
+            "checked": 1,
+            "errors": 1,
+            "warnings": 0,
+            "io_errors": [],
+            "diagnostics": [{
+                "file": "tests/broken/undeclared_input.yaml",
+                "line": 18,
+                "column": 19,
+                "end_line": 18,
+                "end_column": 33,
+                "severity": "error",
+                "code": "undeclared-input",
+                "message": "input `enduser` is not declared",
+                "hint": "did you mean `end_user`?"
+            }]
+        })
+    );
+}
+
+#[test]
+fn every_broken_file_in_a_directory_is_reported_in_one_run() {
+    let out = flowrun(&["check", "tests/broken"], repo());
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    let files = std::fs::read_dir(repo().join("tests/broken")).unwrap().count();
+    for entry in std::fs::read_dir(repo().join("tests/broken")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(stderr.contains(&format!("tests/broken/{name}:")), "{name} not reported");
+    }
+    assert!(stderr.trim_end().ends_with(&format!("in {files} files")), "{stderr}");
+}
+
+#[test]
+fn a_missing_path_is_an_io_error_with_exit_3() {
+    let out = flowrun(&["check", "flows/inbound.yaml", "no/such.yaml"], repo());
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        text(&out.stderr),
+        "error: cannot read no/such.yaml: no such file or directory\n"
+    );
+}
+
+#[test]
+fn usage_errors_exit_3_and_help_exits_0() {
+    let out = flowrun(&["check"], repo());
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stderr).contains("required arguments were not provided"));
+    let out = flowrun(&["--help"], repo());
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).contains("check"));
+}
+
+#[test]
+fn test_and_inputs_files_in_a_directory_are_not_checked_as_flows() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("x.inputs.yaml"), "a: 1\n").unwrap();
+    std::fs::write(dir.path().join("x.test.yaml"), "a: 1\n").unwrap();
+    std::fs::copy(repo().join("flows/transfer.yaml"), dir.path().join("t.yml")).unwrap();
+    let out = flowrun(&["check", "."], dir.path());
+    assert_eq!(text(&out.stdout), "checked 1 flow: no problems\n");
+    assert_eq!(out.status.code(), Some(0));
+}
