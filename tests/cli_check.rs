@@ -51,7 +51,10 @@ fn an_invalid_flow_prints_diagnostics_on_stderr_and_exits_2() {
 
 #[test]
 fn json_format_prints_the_same_diagnostics_on_stdout() {
-    let out = flowrun(&["check", "--format", "json", "tests/broken/undeclared_input.yaml"], repo());
+    let out = flowrun(
+        &["check", "--format", "json", "tests/broken/undeclared_input.yaml"],
+        repo(),
+    );
     assert_eq!(out.status.code(), Some(2));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
@@ -84,9 +87,15 @@ fn every_broken_file_in_a_directory_is_reported_in_one_run() {
     let files = std::fs::read_dir(repo().join("tests/broken")).unwrap().count();
     for entry in std::fs::read_dir(repo().join("tests/broken")).unwrap() {
         let name = entry.unwrap().file_name().to_string_lossy().into_owned();
-        assert!(stderr.contains(&format!("tests/broken/{name}:")), "{name} not reported");
+        assert!(
+            stderr.contains(&format!("tests/broken/{name}:")),
+            "{name} not reported"
+        );
     }
-    assert!(stderr.trim_end().ends_with(&format!("in {files} files")), "{stderr}");
+    assert!(
+        stderr.trim_end().ends_with(&format!("in {files} files")),
+        "{stderr}"
+    );
 }
 
 #[test]

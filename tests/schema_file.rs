@@ -6,7 +6,9 @@ use serde_json::Value;
 use std::path::Path;
 
 fn schema() -> Value {
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/flow.schema.json")).unwrap();
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/flow.schema.json"))
+            .unwrap();
     serde_json::from_str(&text).unwrap()
 }
 
@@ -25,7 +27,10 @@ fn every_shipped_flow_validates_against_the_schema_file() {
         let text = std::fs::read_to_string(&path).unwrap();
         let (doc, errors) = flowrun::flow::yaml::load(&text);
         assert!(errors.is_empty(), "{}: {errors:?}", path.display());
-        let errors: Vec<String> = validator.iter_errors(&doc.unwrap().value).map(|e| e.to_string()).collect();
+        let errors: Vec<String> = validator
+            .iter_errors(&doc.unwrap().value)
+            .map(|e| e.to_string())
+            .collect();
         assert!(errors.is_empty(), "{}: {errors:?}", path.display());
         assert!(
             text.starts_with("# yaml-language-server: $schema=../schemas/flow.schema.json\n"),

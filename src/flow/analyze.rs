@@ -209,7 +209,7 @@ pub fn analyze(source: &Source, doc: &Document) -> Vec<Diagnostic> {
     a.out
 }
 
-fn obj<'v>(v: Option<&'v Value>) -> Option<&'v Map<String, Value>> {
+fn obj(v: Option<&Value>) -> Option<&Map<String, Value>> {
     v.and_then(Value::as_object)
 }
 

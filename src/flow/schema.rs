@@ -173,7 +173,7 @@ fn schema_node<'a>(schema: &'a Value, keyword_location: &str) -> Option<&'a Valu
     schema.pointer(parent)
 }
 
-/// Validates `doc` against the flow schema. Returns diagnostics sorted by position.
+/// Validates `doc` against the flow schema. The caller sorts and de-duplicates.
 pub fn check(doc: &Document) -> Vec<Diagnostic> {
     let c = compiled();
     let found: Vec<(SchemaError, Span)> = c
@@ -194,17 +194,14 @@ pub fn check(doc: &Document) -> Vec<Diagnostic> {
             _ => None,
         })
         .collect();
-    let mut out: Vec<Diagnostic> = found
+    found
         .into_iter()
         .filter(|(e, _)| match e {
             SchemaError::MissingKey { key, context, .. } => !suggested.contains(&format!("{context}/{key}")),
             _ => true,
         })
         .map(|(e, span)| e.at(span))
-        .collect();
-    out.sort_by(|a, b| a.span.start.cmp(&b.span.start));
-    out.dedup_by(|a, b| a.span == b.span && a.message == b.message);
-    out
+        .collect()
 }
 
 fn classify(doc: &Document, schema: &Value, e: &ValidationError<'_>) -> Vec<(SchemaError, Span)> {
