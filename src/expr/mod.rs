@@ -1,6 +1,9 @@
 //! The expression language: MiniJinja with the names flows may use.
 
+pub mod runtime;
 pub mod scan;
+pub mod secrets;
+pub mod templates;
 
 use minijinja::Environment;
 use std::sync::OnceLock;

@@ -3,6 +3,7 @@
 pub mod analyze;
 pub mod check;
 pub mod diagnostic;
+pub mod model;
 pub mod schema;
 pub mod source;
 pub mod suggest;

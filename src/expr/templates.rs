@@ -1,0 +1,417 @@
+//! Templates and expressions compiled once per flow, rendered many times.
+//!
+//! Every template string of a flow is added to one MiniJinja environment when the flow is
+//! compiled. Rendering looks the compiled template up by index; nothing is parsed per request.
+//! A string that is exactly one `{{ expression }}` is compiled as an expression and renders to
+//! the expression's JSON value, so `"{{ inputs.capacity_weight }}"` stays a number.
+
+use super::runtime::Runtime;
+use minijinja::value::Value as JinjaValue;
+use minijinja::{Environment, ErrorKind, UndefinedBehavior};
+use serde_json::Value;
+
+/// Instruction budget for one render, so a hostile template (a huge `range`) cannot hang a run.
+const FUEL: u64 = 200_000;
+
+/// A compiled template or expression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TemplateId(usize);
+
+#[derive(Debug, Clone)]
+struct Entry {
+    /// Whether it renders to a JSON value (an expression) rather than text.
+    typed: bool,
+    /// Line of the YAML file it came from, for errors.
+    line: usize,
+    /// The text as written, for errors.
+    source: String,
+}
+
+/// A template tree: a JSON value whose strings may be templates.
+#[derive(Debug, Clone)]
+pub enum Tree {
+    Literal(Value),
+    Template(TemplateId),
+    Array(Vec<Tree>),
+    Object(Vec<(String, Tree)>),
+}
+
+/// An error while rendering: what went wrong, in the user's words, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderError {
+    pub line: usize,
+    pub message: String,
+}
+
+impl std::fmt::Display for RenderError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}: {}", self.line, self.message)
+    }
+}
+
+/// The store of one flow's compiled templates.
+pub struct Templates {
+    env: Environment<'static>,
+    entries: Vec<Entry>,
+}
+
+impl Templates {
+    pub fn new(runtime: &Runtime) -> Self {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_fuel(Some(FUEL));
+        register_functions(&mut env, runtime);
+        Templates {
+            env,
+            entries: Vec::new(),
+        }
+    }
+
+    /// Compiles a template string (text with `{{ }}`); `line` is where it stands in the flow.
+    pub fn template(&mut self, text: &str, line: usize) -> Result<TemplateId, RenderError> {
+        let typed = single_expression(text);
+        let source = match typed {
+            Some(expr) => format!("{{% set result = ({expr}) %}}"),
+            None => text.to_string(),
+        };
+        self.add(source, typed.is_some(), text, line)
+    }
+
+    /// Compiles a bare expression (`if`, `save`, `outputs`, ...).
+    pub fn expression(&mut self, expr: &str, line: usize) -> Result<TemplateId, RenderError> {
+        self.add(format!("{{% set result = ({expr}) %}}"), true, expr, line)
+    }
+
+    fn add(
+        &mut self,
+        source: String,
+        typed: bool,
+        text: &str,
+        line: usize,
+    ) -> Result<TemplateId, RenderError> {
+        let id = TemplateId(self.entries.len());
+        self.env
+            .add_template_owned(id.0.to_string(), source)
+            .map_err(|e| RenderError {
+                line,
+                message: e.to_string(),
+            })?;
+        self.entries.push(Entry {
+            typed,
+            line,
+            source: text.to_string(),
+        });
+        Ok(id)
+    }
+
+    /// Compiles every string in a JSON value as a template; other values stay literal.
+    pub fn tree(
+        &mut self,
+        value: &Value,
+        line_of: &dyn Fn(&str) -> usize,
+        pointer: &str,
+    ) -> Result<Tree, RenderError> {
+        Ok(match value {
+            Value::String(s) if s.contains('{') => Tree::Template(self.template(s, line_of(pointer))?),
+            Value::Array(items) => Tree::Array(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| self.tree(v, line_of, &format!("{pointer}/{i}")))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Value::Object(map) => Tree::Object(
+                map.iter()
+                    .map(|(k, v)| {
+                        Ok((
+                            k.clone(),
+                            self.tree(v, line_of, &crate::flow::yaml::push_pointer(pointer, k))?,
+                        ))
+                    })
+                    .collect::<Result<_, RenderError>>()?,
+            ),
+            other => Tree::Literal(other.clone()),
+        })
+    }
+
+    /// Renders one template or expression to a JSON value.
+    pub fn render(&self, id: TemplateId, ctx: &Context) -> Result<Value, RenderError> {
+        let entry = &self.entries[id.0];
+        let template = self
+            .env
+            .get_template(&id.0.to_string())
+            .map_err(|e| self.error(id, e, ctx))?;
+        if entry.typed {
+            let captured = template
+                .render_captured(ctx.jinja.clone())
+                .map_err(|e| self.error(id, e, ctx))?;
+            let value = captured.state().lookup("result").unwrap_or_default();
+            if value.is_undefined() {
+                return Err(RenderError {
+                    line: entry.line,
+                    message: format!("`{}` is undefined", entry.source.trim()),
+                });
+            }
+            serde_json::to_value(&value).map_err(|e| RenderError {
+                line: entry.line,
+                message: e.to_string(),
+            })
+        } else {
+            template
+                .render(ctx.jinja.clone())
+                .map(Value::String)
+                .map_err(|e| self.error(id, e, ctx))
+        }
+    }
+
+    /// Renders a template to text: a non-string value is written as JSON (`1`, `true`).
+    pub fn render_text(&self, id: TemplateId, ctx: &Context) -> Result<String, RenderError> {
+        Ok(match self.render(id, ctx)? {
+            Value::String(s) => s,
+            Value::Null => String::new(),
+            other => other.to_string(),
+        })
+    }
+
+    /// Renders a condition: true or false, as MiniJinja judges truth.
+    pub fn truth(&self, id: TemplateId, ctx: &Context) -> Result<bool, RenderError> {
+        Ok(match self.render(id, ctx)? {
+            Value::Null => false,
+            Value::Bool(b) => b,
+            Value::Number(n) => n.as_f64() != Some(0.0),
+            Value::String(s) => !s.is_empty(),
+            Value::Array(a) => !a.is_empty(),
+            Value::Object(o) => !o.is_empty(),
+        })
+    }
+
+    /// Renders a whole tree.
+    pub fn render_tree(&self, tree: &Tree, ctx: &Context) -> Result<Value, RenderError> {
+        Ok(match tree {
+            Tree::Literal(v) => v.clone(),
+            Tree::Template(id) => self.render(*id, ctx)?,
+            Tree::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .map(|t| self.render_tree(t, ctx))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Tree::Object(entries) => Value::Object(
+                entries
+                    .iter()
+                    .map(|(k, t)| Ok((k.clone(), self.render_tree(t, ctx)?)))
+                    .collect::<Result<_, RenderError>>()?,
+            ),
+        })
+    }
+
+    /// Turns a MiniJinja error into words: an undefined value is named, as `inputs.queue_id`.
+    fn error(&self, id: TemplateId, e: minijinja::Error, ctx: &Context) -> RenderError {
+        let entry = &self.entries[id.0];
+        let message = match e.kind() {
+            ErrorKind::UndefinedError => match self.undefined_name(id, ctx) {
+                Some(name) => format!("`{name}` is undefined (in `{}`)", entry.source.trim()),
+                None => format!("an undefined value was used in `{}`", entry.source.trim()),
+            },
+            ErrorKind::OutOfFuel => format!("`{}` took too many steps to evaluate", entry.source.trim()),
+            _ => format!(
+                "{} (in `{}`)",
+                e.detail().unwrap_or(&e.to_string()),
+                entry.source.trim()
+            ),
+        };
+        RenderError {
+            line: entry.line,
+            message,
+        }
+    }
+
+    fn undefined_name(&self, id: TemplateId, ctx: &Context) -> Option<String> {
+        let template = self.env.get_template(&id.0.to_string()).ok()?;
+        let mut names: Vec<String> = template.undeclared_variables(true).into_iter().collect();
+        names.sort();
+        names.into_iter().find(|name| !ctx.resolves(name))
+    }
+}
+
+/// The expression scope: `inputs`, `steps`, and `response` where there is one.
+pub struct Context {
+    json: Value,
+    jinja: JinjaValue,
+}
+
+impl Context {
+    pub fn new(json: Value) -> Self {
+        let jinja = JinjaValue::from(minijinja::value::Serde(&json));
+        Context { json, jinja }
+    }
+
+    /// Whether a dotted name such as `steps.route.correlation_id` has a value.
+    fn resolves(&self, name: &str) -> bool {
+        let mut parts = name.split('.');
+        let root = parts.next().unwrap_or_default();
+        if super::FUNCTIONS.contains(&root) || super::BUILTIN_GLOBALS.contains(&root) {
+            return true;
+        }
+        let mut at = match self.json.get(root) {
+            Some(v) => v,
+            None => return false,
+        };
+        for part in parts {
+            at = match at.get(part) {
+                Some(v) => v,
+                None => return false,
+            };
+        }
+        true
+    }
+}
+
+/// If `text` is exactly one `{{ expression }}`, the expression.
+fn single_expression(text: &str) -> Option<&str> {
+    let inner = text.trim().strip_prefix("{{")?.strip_suffix("}}")?;
+    let inner = inner.strip_prefix('-').unwrap_or(inner);
+    let inner = inner.strip_suffix('-').unwrap_or(inner);
+    // `{{ a }} and {{ b }}` also starts and ends with braces; only one expression compiles alone.
+    let env = Environment::new();
+    env.compile_expression(inner).ok()?;
+    Some(inner.trim())
+}
+
+fn register_functions(env: &mut Environment<'static>, runtime: &Runtime) {
+    let ids = runtime.ids.clone();
+    env.add_function("uuid", move || ids.uuid());
+    let clock = runtime.clock.clone();
+    env.add_function("now_ms", move || clock.now_ms());
+    let rt = runtime.clone();
+    env.add_function("now", move || rt.now_rfc3339());
+    let lookup = runtime.env.clone();
+    env.add_function("env", move |name: &str| {
+        lookup(name).ok_or_else(|| {
+            minijinja::Error::new(
+                ErrorKind::InvalidOperation,
+                format!("environment variable `{name}` is not set"),
+            )
+        })
+    });
+    let lookup = runtime.env.clone();
+    let secrets = runtime.secrets.clone();
+    env.add_function("secret", move |name: &str| {
+        let value = lookup(name).ok_or_else(|| {
+            minijinja::Error::new(ErrorKind::InvalidOperation, format!("secret `{name}` is not set"))
+        })?;
+        secrets.add(&value);
+        Ok(value)
+    });
+}
+
+/// The names a flow reads with `env('NAME')` and `secret('NAME')` written literally, so a run
+/// can refuse to start when one is missing instead of failing halfway.
+pub fn literal_env_names(text: &str) -> Vec<(bool, String)> {
+    let mut out = Vec::new();
+    for (func, secret) in [("env(", false), ("secret(", true)] {
+        let mut rest = text;
+        while let Some(i) = rest.find(func) {
+            let before = rest[..i].chars().next_back();
+            rest = &rest[i + func.len()..];
+            if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.') {
+                continue;
+            }
+            let arg = rest.trim_start();
+            let Some(quote) = arg.chars().next().filter(|c| *c == '\'' || *c == '"') else {
+                continue;
+            };
+            if let Some(end) = arg[1..].find(quote) {
+                out.push((secret, arg[1..1 + end].to_string()));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn setup() -> (Templates, Context) {
+        let rt = Runtime::deterministic(1_700_000_000_000, vec![("TOKEN".into(), "s3cr3t".into())]);
+        let t = Templates::new(&rt);
+        let ctx = Context::new(
+            json!({"inputs": {"n": 2, "s": "090", "o": {"a": [1]}}, "steps": {"a": {"x": "y", "succeeded": true}}}),
+        );
+        (t, ctx)
+    }
+
+    #[test]
+    fn single_expressions_keep_their_json_type() {
+        let (mut t, ctx) = setup();
+        let n = t.template("{{ inputs.n }}", 1).unwrap();
+        let s = t.template("{{ inputs.s }}", 1).unwrap();
+        let o = t.template("{{ inputs.o }}", 1).unwrap();
+        let text = t.template("n={{ inputs.n }}", 1).unwrap();
+        let two = t.template("{{ inputs.n }}{{ inputs.n }}", 1).unwrap();
+        let dict = t.template("{{ {'q': {'id': inputs.s}} }}", 1).unwrap();
+        let now = t.template("{{ now_ms() }}", 1).unwrap();
+        assert_eq!(t.render(n, &ctx).unwrap(), json!(2));
+        assert_eq!(t.render(s, &ctx).unwrap(), json!("090"));
+        assert_eq!(t.render(o, &ctx).unwrap(), json!({"a": [1]}));
+        assert_eq!(t.render(text, &ctx).unwrap(), json!("n=2"));
+        assert_eq!(t.render(two, &ctx).unwrap(), json!("22"));
+        assert_eq!(t.render(dict, &ctx).unwrap(), json!({"q": {"id": "090"}}));
+        assert_eq!(t.render(now, &ctx).unwrap(), json!(1_700_000_000_000i64));
+    }
+
+    #[test]
+    fn undefined_values_are_errors_naming_the_variable_and_line() {
+        let (mut t, ctx) = setup();
+        let a = t.template("/x/{{ inputs.missing }}", 7).unwrap();
+        let b = t.expression("steps.a.nope", 9).unwrap();
+        let c = t.expression("inputs.missing is defined", 9).unwrap();
+        assert_eq!(
+            t.render(a, &ctx).unwrap_err(),
+            RenderError {
+                line: 7,
+                message: "`inputs.missing` is undefined (in `/x/{{ inputs.missing }}`)".into()
+            }
+        );
+        assert_eq!(
+            t.render(b, &ctx).unwrap_err().message,
+            "`steps.a.nope` is undefined"
+        );
+        assert!(!t.truth(c, &ctx).unwrap());
+    }
+
+    #[test]
+    fn fuel_stops_runaway_templates() {
+        let (mut t, ctx) = setup();
+        let id = t
+            .template(
+                "{% for i in range(100000) %}{% for j in range(100) %}x{% endfor %}{% endfor %}",
+                3,
+            )
+            .unwrap();
+        let err = t.render(id, &ctx).unwrap_err();
+        assert!(err.message.contains("took too many steps"), "{err:?}");
+    }
+
+    #[test]
+    fn secrets_are_registered_when_read() {
+        let rt = Runtime::deterministic(0, vec![("TOKEN".into(), "s3cr3t".into())]);
+        let mut t = Templates::new(&rt);
+        let id = t.template("Bearer {{ secret('TOKEN') }}", 1).unwrap();
+        assert_eq!(
+            t.render(id, &Context::new(json!({}))).unwrap(),
+            json!("Bearer s3cr3t")
+        );
+        assert_eq!(rt.secrets.redact("Bearer s3cr3t"), "Bearer ***");
+    }
+
+    #[test]
+    fn literal_env_names_are_found() {
+        assert_eq!(
+            literal_env_names("{{ env('A') }} {{ secret(\"B\") }} {{ myenv('C') }}"),
+            [(false, "A".to_string()), (true, "B".to_string())]
+        );
+    }
+}
