@@ -2,6 +2,8 @@
 //!
 //! The library does the work; the `flowrun` binary only wires it to the command line.
 
+pub mod engine;
 pub mod expr;
 pub mod flow;
+pub mod http;
 pub mod paths;

@@ -1,0 +1,283 @@
+//! A checked flow turned into what the engine runs: every template compiled once, every
+//! default applied, each step knowing its YAML line.
+
+use super::retry::RetryPolicy;
+use crate::expr::runtime::Runtime;
+use crate::expr::templates::{RenderError, TemplateId, Templates, Tree};
+use crate::flow::model::{self, Flow, StatusSet};
+use crate::flow::yaml::{Document, push_pointer};
+use serde_json::Value;
+use std::time::Duration;
+
+/// Default time one attempt may take.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A condition: a literal or a compiled expression.
+#[derive(Debug, Clone, Copy)]
+pub enum Cond {
+    Always(bool),
+    Expr(TemplateId),
+}
+
+#[derive(Debug)]
+pub enum BodySpec {
+    None,
+    Json(Tree),
+    Form(Vec<(String, Tree)>),
+    Multipart(Vec<PartSpec>),
+}
+
+#[derive(Debug)]
+pub struct PartSpec {
+    pub name: String,
+    pub kind: PartKind,
+    pub content_type: Option<String>,
+    pub filename: Option<Tree>,
+}
+
+#[derive(Debug)]
+pub enum PartKind {
+    Json(Tree),
+    Text(Tree),
+    File(Tree),
+}
+
+#[derive(Debug)]
+pub struct CompiledStep {
+    pub id: String,
+    pub line: usize,
+    pub condition: Option<Cond>,
+    pub method: String,
+    pub path: Tree,
+    pub query: Vec<(String, Tree)>,
+    pub headers: Vec<(String, Tree)>,
+    pub body: BodySpec,
+    pub expect_status: Option<StatusSet>,
+    pub asserts: Vec<(String, TemplateId)>,
+    pub save: Vec<(String, TemplateId)>,
+    pub stop_if: Option<Cond>,
+    pub timeout: Duration,
+    pub retry: RetryPolicy,
+}
+
+#[derive(Debug)]
+pub enum AuthSpec {
+    None,
+    Bearer(Tree),
+    Jwt {
+        token_url: Tree,
+        client_id: Tree,
+        username: Tree,
+        audience: Tree,
+        private_key: Tree,
+        lifetime: Duration,
+    },
+}
+
+/// A flow ready to run any number of times.
+pub struct CompiledFlow {
+    pub flow: Flow,
+    pub templates: Templates,
+    pub runtime: Runtime,
+    pub base_url: Tree,
+    pub headers: Vec<(String, Tree)>,
+    pub auth: AuthSpec,
+    pub steps: Vec<CompiledStep>,
+    pub finally: Vec<CompiledStep>,
+    pub outputs: Vec<(String, TemplateId)>,
+    /// Directory of the flow file: `file` parts are relative to it.
+    pub base_dir: std::path::PathBuf,
+    /// Environment variables the flow reads by literal name (`true` for secrets).
+    pub env_names: Vec<(bool, String)>,
+}
+
+struct Compiler<'a> {
+    doc: &'a Document,
+    templates: Templates,
+}
+
+impl Compiler<'_> {
+    fn line(&self, pointer: &str) -> usize {
+        self.doc.value_span(pointer).start.line
+    }
+
+    fn tree(&mut self, value: &Value, pointer: &str) -> Result<Tree, RenderError> {
+        let doc = self.doc;
+        self.templates
+            .tree(value, &|p| doc.value_span(p).start.line, pointer)
+    }
+
+    fn text(&mut self, text: &str, pointer: &str) -> Result<Tree, RenderError> {
+        self.tree(&Value::String(text.to_string()), pointer)
+    }
+
+    fn map<T: Clone + Into<Value>>(
+        &mut self,
+        entries: &model::indexmap_like::Ordered<T>,
+        pointer: &str,
+    ) -> Result<Vec<(String, Tree)>, RenderError> {
+        entries
+            .iter()
+            .map(|(k, v)| {
+                Ok((
+                    k.clone(),
+                    self.tree(&v.clone().into(), &push_pointer(pointer, k))?,
+                ))
+            })
+            .collect()
+    }
+
+    fn expr(&mut self, expr: &str, pointer: &str) -> Result<TemplateId, RenderError> {
+        let line = self.line(pointer);
+        self.templates.expression(expr, line)
+    }
+
+    fn cond(&mut self, value: &Option<Value>, pointer: &str) -> Result<Option<Cond>, RenderError> {
+        Ok(match value {
+            None => None,
+            Some(Value::Bool(b)) => Some(Cond::Always(*b)),
+            Some(Value::String(s)) => Some(Cond::Expr(self.expr(s, pointer)?)),
+            Some(_) => None,
+        })
+    }
+
+    fn step(&mut self, step: &model::Step, ptr: &str, flow: &Flow) -> Result<CompiledStep, RenderError> {
+        let req = &step.request;
+        let rptr = push_pointer(ptr, "request");
+        let body = if let Some(json) = &req.json {
+            BodySpec::Json(self.tree(json, &push_pointer(&rptr, "json"))?)
+        } else if let Some(form) = &req.form {
+            BodySpec::Form(self.map(form, &push_pointer(&rptr, "form"))?)
+        } else if let Some(parts) = &req.multipart {
+            let mut specs = Vec::new();
+            for (name, part) in parts.iter() {
+                let pp = push_pointer(&push_pointer(&rptr, "multipart"), name);
+                let kind = if let Some(j) = &part.json {
+                    PartKind::Json(self.tree(j, &push_pointer(&pp, "json"))?)
+                } else if let Some(t) = &part.text {
+                    PartKind::Text(self.text(t, &push_pointer(&pp, "text"))?)
+                } else {
+                    PartKind::File(self.text(
+                        part.file.as_deref().unwrap_or_default(),
+                        &push_pointer(&pp, "file"),
+                    )?)
+                };
+                let filename = part
+                    .filename
+                    .as_ref()
+                    .map(|f| self.text(f, &push_pointer(&pp, "filename")))
+                    .transpose()?;
+                specs.push(PartSpec {
+                    name: name.clone(),
+                    kind,
+                    content_type: part.content_type.clone(),
+                    filename,
+                });
+            }
+            BodySpec::Multipart(specs)
+        } else {
+            BodySpec::None
+        };
+        let asserts = step
+            .expect
+            .assert
+            .iter()
+            .enumerate()
+            .map(|(i, a)| Ok((a.clone(), self.expr(a, &format!("{ptr}/expect/assert/{i}"))?)))
+            .collect::<Result<_, RenderError>>()?;
+        let save = step
+            .save
+            .iter()
+            .map(|(k, v)| {
+                Ok((
+                    k.clone(),
+                    self.expr(v, &push_pointer(&push_pointer(ptr, "save"), k))?,
+                ))
+            })
+            .collect::<Result<_, RenderError>>()?;
+        Ok(CompiledStep {
+            id: step.id.clone(),
+            line: self.line(ptr),
+            condition: self.cond(&step.condition, &push_pointer(ptr, "if"))?,
+            method: req.method.clone(),
+            path: self.text(&req.path, &push_pointer(&rptr, "path"))?,
+            query: self.map(&req.query, &push_pointer(&rptr, "query"))?,
+            headers: self.map(&req.headers, &push_pointer(&rptr, "headers"))?,
+            body,
+            expect_status: step.expect.status.clone(),
+            asserts,
+            save,
+            stop_if: self.cond(&step.stop_if, &push_pointer(ptr, "stop_if"))?,
+            timeout: step
+                .timeout
+                .or(flow.connection.timeout)
+                .unwrap_or(DEFAULT_TIMEOUT),
+            retry: RetryPolicy::from_settings(flow.connection.retry.as_ref(), step.retry.as_ref()),
+        })
+    }
+}
+
+/// Compiles a flow that passed `check`. `text` is the flow file's text (for the names of the
+/// environment variables it reads).
+pub fn compile(
+    flow: Flow,
+    doc: &Document,
+    text: &str,
+    runtime: Runtime,
+    base_dir: std::path::PathBuf,
+) -> Result<CompiledFlow, RenderError> {
+    let mut c = Compiler {
+        doc,
+        templates: Templates::new(&runtime),
+    };
+    let base_url = c.text(&flow.connection.base_url, "/connection/base_url")?;
+    let headers = c.map(&flow.connection.headers, "/connection/headers")?;
+    let auth = match &flow.connection.auth {
+        None => AuthSpec::None,
+        Some(model::Auth::Bearer(t)) => AuthSpec::Bearer(c.text(t, "/connection/auth/bearer")?),
+        Some(model::Auth::JwtBearer(j)) => {
+            let p = "/connection/auth/jwt_bearer";
+            AuthSpec::Jwt {
+                token_url: c.text(&j.token_url, &push_pointer(p, "token_url"))?,
+                client_id: c.text(&j.client_id, &push_pointer(p, "client_id"))?,
+                username: c.text(&j.username, &push_pointer(p, "username"))?,
+                audience: c.text(&j.audience, &push_pointer(p, "audience"))?,
+                private_key: c.text(&j.private_key, &push_pointer(p, "private_key"))?,
+                lifetime: j.lifetime.unwrap_or(Duration::from_secs(180)),
+            }
+        }
+    };
+    let steps = flow
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| c.step(s, &format!("/steps/{i}"), &flow))
+        .collect::<Result<_, _>>()?;
+    let finally = flow
+        .finally
+        .iter()
+        .enumerate()
+        .map(|(i, s)| c.step(s, &format!("/finally/{i}"), &flow))
+        .collect::<Result<_, _>>()?;
+    let outputs = flow
+        .outputs
+        .iter()
+        .map(|(k, v)| Ok((k.clone(), c.expr(v, &push_pointer("/outputs", k))?)))
+        .collect::<Result<_, RenderError>>()?;
+    let mut env_names = crate::expr::templates::literal_env_names(text);
+    env_names.sort();
+    env_names.dedup();
+    Ok(CompiledFlow {
+        flow,
+        templates: c.templates,
+        runtime,
+        base_url,
+        headers,
+        auth,
+        steps,
+        finally,
+        outputs,
+        base_dir,
+        env_names,
+    })
+}

@@ -1,0 +1,238 @@
+//! A run's inputs: from an inputs file and `--input name=value`, typed by the flow's input
+//! declarations, defaults applied, every rule checked before anything is sent.
+
+use crate::expr::secrets::Secrets;
+use crate::flow::model::{Flow, Input};
+use crate::flow::suggest::did_you_mean;
+use serde_json::{Map, Value};
+
+/// One problem with the inputs of a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputError {
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl std::fmt::Display for InputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.message)?;
+        if let Some(h) = &self.hint {
+            write!(f, "\n  = hint: {h}")?;
+        }
+        Ok(())
+    }
+}
+
+fn err(message: String, hint: Option<String>) -> InputError {
+    InputError { message, hint }
+}
+
+/// Turns `name=value` from the command line into a value of the input's declared type:
+/// strings are taken as written, other types are read as JSON (`2`, `true`, `{"a": 1}`).
+pub fn parse_assignment(flow: &Flow, assignment: &str) -> Result<(String, Value), InputError> {
+    let Some((name, raw)) = assignment.split_once('=') else {
+        return Err(err(
+            format!("`--input {assignment}` is not `name=value`"),
+            Some("write e.g. `--input queue_id=00G5g000000SimQ`".into()),
+        ));
+    };
+    let kind = flow.inputs.get(name).map(|i| i.kind.as_str()).unwrap_or("string");
+    if kind == "string" {
+        return Ok((name.to_string(), Value::String(raw.to_string())));
+    }
+    serde_json::from_str(raw)
+        .map(|v| (name.to_string(), v))
+        .map_err(|_| {
+            err(
+                format!(
+                    "input `{name}` is of type {kind}, but `{raw}` is not {}",
+                    article(kind)
+                ),
+                Some(format!("write a JSON {kind}, e.g. {}", example(kind))),
+            )
+        })
+}
+
+fn article(kind: &str) -> &'static str {
+    match kind {
+        "number" => "a number",
+        "integer" => "a whole number",
+        "boolean" => "true or false",
+        "object" => "a JSON object",
+        "array" => "a JSON array",
+        _ => "valid",
+    }
+}
+
+fn example(kind: &str) -> &'static str {
+    match kind {
+        "number" => "`--input x=1.5`",
+        "integer" => "`--input x=2`",
+        "boolean" => "`--input x=true`",
+        "object" => "`--input 'x={\"a\": 1}'`",
+        _ => "`--input 'x=[1, 2]'`",
+    }
+}
+
+/// Merges `given` (later entries win) over the defaults and checks every input. Secret inputs
+/// are registered with `secrets`.
+pub fn resolve(
+    flow: &Flow,
+    given: Vec<(String, Value)>,
+    secrets: &Secrets,
+) -> Result<Map<String, Value>, Vec<InputError>> {
+    let mut errors = Vec::new();
+    let mut values = Map::new();
+    for (name, value) in given {
+        if flow.inputs.get(&name).is_none() {
+            let names = flow.inputs.iter().map(|(k, _)| k.as_str());
+            let hint = did_you_mean(&name, names).or_else(|| {
+                let all: Vec<&str> = flow.inputs.iter().map(|(k, _)| k.as_str()).collect();
+                Some(if all.is_empty() {
+                    "the flow declares no inputs".into()
+                } else {
+                    format!("the flow's inputs are: {}", all.join(", "))
+                })
+            });
+            errors.push(err(format!("the flow has no input `{name}`"), hint));
+            continue;
+        }
+        values.insert(name, value);
+    }
+    for (name, input) in flow.inputs.iter() {
+        match values.get(name) {
+            Some(v) => {
+                if let Some(problem) = violation(input, v) {
+                    errors.push(err(format!("input `{name}` {problem}"), None));
+                }
+                if input.secret
+                    && let Some(s) = v.as_str()
+                {
+                    secrets.add(s);
+                }
+            }
+            None => match &input.default {
+                Some(d) => {
+                    values.insert(name.clone(), d.clone());
+                }
+                None if input.is_required() => errors.push(err(
+                    format!("input `{name}` is required but was not given"),
+                    Some(format!(
+                        "give it with `--input {name}=...` or in an `--inputs` file{}",
+                        describe(input)
+                    )),
+                )),
+                None => {}
+            },
+        }
+    }
+    if errors.is_empty() {
+        Ok(values)
+    } else {
+        Err(errors)
+    }
+}
+
+fn describe(input: &Input) -> String {
+    input
+        .description
+        .as_ref()
+        .map(|d| format!(" ({d})"))
+        .unwrap_or_default()
+}
+
+fn violation(input: &Input, value: &Value) -> Option<String> {
+    let mut schema = input.rules.clone();
+    schema.insert("type".into(), Value::String(input.kind.clone()));
+    let validator = jsonschema::validator_for(&Value::Object(schema)).ok()?;
+    let e = validator.iter_errors(value).next()?;
+    use jsonschema::error::ValidationErrorKind as K;
+    let shown = value
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| value.to_string());
+    Some(match e.kind() {
+        K::Type { .. } => format!(
+            "must be {}, got `{shown}`",
+            article(&input.kind).replace("valid", "a string")
+        ),
+        K::Enum { options } => {
+            let list: Vec<String> = options
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|o| o.as_str().map(str::to_string).unwrap_or_else(|| o.to_string()))
+                .collect();
+            let dym = did_you_mean(&shown, list.iter().map(String::as_str))
+                .map(|d| format!("; {d}"))
+                .unwrap_or_default();
+            format!("must be one of {}, got `{shown}`{dym}", list.join(", "))
+        }
+        _ => format!("`{shown}` is not allowed: {e}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow() -> Flow {
+        let text = std::fs::read_to_string("flows/inbound.yaml").unwrap();
+        serde_json::from_value(crate::flow::yaml::load(&text).0.unwrap().value).unwrap()
+    }
+
+    #[test]
+    fn assignments_take_the_declared_type() {
+        let f = flow();
+        assert_eq!(
+            parse_assignment(&f, "capacity_weight=2").unwrap().1,
+            serde_json::json!(2)
+        );
+        assert_eq!(
+            parse_assignment(&f, "queue_id=090").unwrap().1,
+            serde_json::json!("090")
+        );
+        let e = parse_assignment(&f, "capacity_weight=abc").unwrap_err();
+        assert_eq!(
+            e.message,
+            "input `capacity_weight` is of type number, but `abc` is not a number"
+        );
+    }
+
+    #[test]
+    fn resolve_applies_defaults_and_reports_every_problem() {
+        let f = flow();
+        let given = vec![
+            ("channel_address".to_string(), serde_json::json!("+1")),
+            (
+                "consent_status".to_string(),
+                serde_json::json!("ExplicityOptedIn"),
+            ),
+            ("queue".to_string(), serde_json::json!("q")),
+        ];
+        let errors = resolve(&f, given, &Secrets::default()).unwrap_err();
+        let messages: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            messages,
+            [
+                "the flow has no input `queue`\n  = hint: the flow's inputs are: channel_address, end_user, text, consent_status, queue_id, flow_id, agent_user_id, capacity_weight",
+                "input `end_user` is required but was not given\n  = hint: give it with `--input end_user=...` or in an `--inputs` file (The end user's client id on the channel (the `from` of the interaction).)",
+                "input `consent_status` must be one of OptedOut, ImplicitlyOptedIn, ExplicitlyOptedIn, DoublyOptedIn, got `ExplicityOptedIn`; did you mean `ExplicitlyOptedIn`?",
+                "input `queue_id` is required but was not given\n  = hint: give it with `--input queue_id=...` or in an `--inputs` file (Queue to route to; with `flow_id`, the flow's fallback queue.)",
+            ]
+        );
+        let ok = resolve(
+            &f,
+            vec![
+                ("channel_address".into(), "+1".into()),
+                ("end_user".into(), "u".into()),
+                ("queue_id".into(), "q".into()),
+            ],
+            &Secrets::default(),
+        )
+        .unwrap();
+        assert_eq!(ok["capacity_weight"], serde_json::json!(1));
+        assert_eq!(ok["text"], serde_json::json!("Hi there"));
+        assert!(!ok.contains_key("flow_id"));
+    }
+}

@@ -1,0 +1,13 @@
+//! One flow run: the step loop, `if` / `stop_if` / `finally`, retries and the deadline.
+//! The engine prints nothing; it reports through [`outcome::Observer`] and returns a
+//! [`outcome::RunReport`].
+
+pub mod compile;
+pub mod inputs;
+pub mod outcome;
+mod request;
+pub mod retry;
+mod run;
+
+pub use compile::{CompiledFlow, compile};
+pub use run::{Engine, RunError};

@@ -1,0 +1,499 @@
+//! The step loop.
+
+use super::compile::{AuthSpec, CompiledFlow, CompiledStep, Cond};
+use super::outcome::{Attempt, Observer, Outcome, Phase, RunReport, StepRecord, StepStatus};
+use super::request;
+use super::retry::{api_code, retry_after};
+use crate::expr::templates::{Context, RenderError};
+use crate::http::auth::{Auth, JwtBearer, JwtSettings};
+use crate::http::{HttpRequest, HttpResponse, Transport};
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Why a run could not start; nothing was sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunError {
+    Auth(String),
+    Render(RenderError),
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Auth(e) => write!(f, "auth: {e}"),
+            RunError::Render(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Runs one compiled flow any number of times, sharing the transport and the auth provider
+/// (and so the token cache) between runs.
+pub struct Engine {
+    flow: Arc<CompiledFlow>,
+    transport: Arc<dyn Transport>,
+    auth: Auth,
+}
+
+/// The API's code for an unknown or expired token.
+const BAD_TOKEN_CODE: i64 = 10004;
+
+impl Engine {
+    /// Prepares the engine: auth settings are rendered here, once, from the environment.
+    pub fn new(flow: Arc<CompiledFlow>, transport: Arc<dyn Transport>) -> Result<Self, RunError> {
+        let ctx = Context::new(json!({ "inputs": {}, "steps": {} }));
+        let render = |t| {
+            flow.templates
+                .render_tree(t, &ctx)
+                .map_err(RunError::Render)
+                .map(|v| value_text(&v))
+        };
+        let auth = match &flow.auth {
+            AuthSpec::None => Auth::None,
+            AuthSpec::Bearer(t) => {
+                let token = render(t)?;
+                flow.runtime.secrets.add(&token);
+                Auth::Bearer(token)
+            }
+            AuthSpec::Jwt {
+                token_url,
+                client_id,
+                username,
+                audience,
+                private_key,
+                lifetime,
+            } => {
+                let settings = JwtSettings {
+                    token_url: render(token_url)?,
+                    client_id: render(client_id)?,
+                    username: render(username)?,
+                    audience: render(audience)?,
+                    private_key: render(private_key)?,
+                    lifetime: *lifetime,
+                };
+                let timeout = flow
+                    .flow
+                    .connection
+                    .timeout
+                    .unwrap_or(super::compile::DEFAULT_TIMEOUT);
+                let jwt = JwtBearer::new(settings, transport.clone(), flow.runtime.secrets.clone(), timeout)
+                    .map_err(|e| RunError::Auth(e.to_string()))?;
+                Auth::Jwt(Arc::new(jwt))
+            }
+        };
+        Ok(Engine {
+            flow,
+            transport,
+            auth,
+        })
+    }
+
+    pub fn flow(&self) -> &CompiledFlow {
+        &self.flow
+    }
+
+    /// Runs the flow with `inputs` (already validated, defaults applied).
+    pub async fn run(&self, inputs: Map<String, Value>, observer: &dyn Observer) -> RunReport {
+        let started = Instant::now();
+        let deadline = self.flow.flow.deadline.map(|d| started + d);
+        let mut run = Run {
+            engine: self,
+            observer,
+            deadline,
+            state: initial_state(&self.flow, inputs),
+            records: Vec::new(),
+            outcome: Outcome::Passed,
+            base_url: String::new(),
+        };
+        let base = run.ctx(None);
+        match self.flow.templates.render_tree(&self.flow.base_url, &base) {
+            Ok(url) => run.base_url = value_text(&url),
+            Err(e) => {
+                run.outcome = Outcome::Failed {
+                    step: "connection".into(),
+                    error: e.to_string(),
+                };
+            }
+        }
+        for step in &self.flow.steps {
+            if run.outcome != Outcome::Passed {
+                run.not_run(step, Phase::Steps);
+                continue;
+            }
+            run.step(step, Phase::Steps).await;
+        }
+        for step in &self.flow.finally {
+            run.step(step, Phase::Finally).await;
+        }
+        let mut outputs = Map::new();
+        if !matches!(run.outcome, Outcome::Failed { .. }) {
+            let ctx = run.ctx(None);
+            for (name, id) in &self.flow.outputs {
+                match self.flow.templates.render(*id, &ctx) {
+                    Ok(v) => {
+                        outputs.insert(name.clone(), v);
+                    }
+                    Err(e) => {
+                        run.outcome = Outcome::Failed {
+                            step: format!("outputs.{name}"),
+                            error: e.to_string(),
+                        };
+                        break;
+                    }
+                }
+            }
+        }
+        RunReport {
+            flow: self.flow.flow.name.clone(),
+            outcome: run.outcome,
+            steps: run.records,
+            outputs,
+            duration: started.elapsed(),
+        }
+    }
+}
+
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// Every step starts known, not succeeded and not skipped, so `finally` may test any of them.
+fn initial_state(flow: &CompiledFlow, inputs: Map<String, Value>) -> Value {
+    let steps: Map<String, Value> = flow
+        .steps
+        .iter()
+        .chain(&flow.finally)
+        .map(|s| (s.id.clone(), json!({ "succeeded": false, "skipped": false })))
+        .collect();
+    json!({ "inputs": inputs, "steps": steps })
+}
+
+struct Run<'a> {
+    engine: &'a Engine,
+    observer: &'a dyn Observer,
+    deadline: Option<Instant>,
+    state: Value,
+    records: Vec<StepRecord>,
+    outcome: Outcome,
+    base_url: String,
+}
+
+/// How a step ended, before it is recorded.
+struct Ended {
+    status: StepStatus,
+    attempts: Vec<Attempt>,
+    saved: Map<String, Value>,
+}
+
+impl Run<'_> {
+    fn ctx(&self, response: Option<&Value>) -> Context {
+        let mut v = self.state.clone();
+        if let Some(r) = response {
+            v["response"] = r.clone();
+        }
+        Context::new(v)
+    }
+
+    fn not_run(&mut self, step: &CompiledStep, phase: Phase) {
+        let record = StepRecord {
+            id: step.id.clone(),
+            phase,
+            status: StepStatus::NotRun,
+            attempts: Vec::new(),
+            saved: Map::new(),
+            duration: Duration::ZERO,
+        };
+        self.observer.step_finished(&record);
+        self.records.push(record);
+    }
+
+    async fn step(&mut self, step: &CompiledStep, phase: Phase) {
+        let started = Instant::now();
+        let ended = self.execute(step).await;
+        let slot = &mut self.state["steps"][&step.id];
+        match &ended.status {
+            StepStatus::Skipped => slot["skipped"] = json!(true),
+            StepStatus::Ok | StepStatus::Stopped => {
+                slot["succeeded"] = json!(true);
+                for (k, v) in &ended.saved {
+                    slot[k] = v.clone();
+                }
+            }
+            _ => {}
+        }
+        if let Some(resp) = ended.attempts.last().and_then(|a| a.response.as_ref()) {
+            slot["status"] = json!(resp.status);
+            slot["body"] = resp.body_value();
+            slot["headers"] = headers_json(resp);
+        }
+        match &ended.status {
+            StepStatus::Failed(error) if !matches!(self.outcome, Outcome::Failed { .. }) => {
+                self.outcome = Outcome::Failed {
+                    step: step.id.clone(),
+                    error: error.clone(),
+                };
+            }
+            StepStatus::Stopped if self.outcome == Outcome::Passed => {
+                self.outcome = Outcome::Stopped {
+                    step: step.id.clone(),
+                };
+            }
+            _ => {}
+        }
+        let record = StepRecord {
+            id: step.id.clone(),
+            phase,
+            status: ended.status,
+            attempts: ended.attempts,
+            saved: ended.saved,
+            duration: started.elapsed(),
+        };
+        self.observer.step_finished(&record);
+        self.records.push(record);
+    }
+
+    fn truth(&self, cond: Cond, ctx: &Context) -> Result<bool, RenderError> {
+        match cond {
+            Cond::Always(b) => Ok(b),
+            Cond::Expr(id) => self.engine.flow.templates.truth(id, ctx),
+        }
+    }
+
+    async fn execute(&self, step: &CompiledStep) -> Ended {
+        let fail = |msg: String, attempts: Vec<Attempt>| Ended {
+            status: StepStatus::Failed(msg),
+            attempts,
+            saved: Map::new(),
+        };
+        let flow = &self.engine.flow;
+        let ctx = self.ctx(None);
+        if let Some(cond) = step.condition {
+            match self.truth(cond, &ctx) {
+                Ok(false) => {
+                    return Ended {
+                        status: StepStatus::Skipped,
+                        attempts: Vec::new(),
+                        saved: Map::new(),
+                    };
+                }
+                Ok(true) => {}
+                Err(e) => return fail(e.to_string(), Vec::new()),
+            }
+        }
+        let request = match request::build(flow, step, &self.base_url, &ctx) {
+            Ok(r) => r,
+            Err(e) => return fail(e.to_string(), Vec::new()),
+        };
+        let (response, attempts) = match self.send(step, request).await {
+            Ok(done) => done,
+            Err((error, attempts)) => return fail(error, attempts),
+        };
+        let body = response.body_value();
+        let expected = match &step.expect_status {
+            Some(set) => set.contains(response.status),
+            None => (200..300).contains(&response.status),
+        };
+        if !expected {
+            let want = match &step.expect_status {
+                Some(crate::flow::model::StatusSet::One(s)) => s.to_string(),
+                Some(crate::flow::model::StatusSet::Many(v)) => {
+                    v.iter().map(u16::to_string).collect::<Vec<_>>().join(" or ")
+                }
+                None => "2xx".into(),
+            };
+            return fail(
+                format!(
+                    "expected status {want}, got {}{}",
+                    response.status,
+                    api_error(&body)
+                ),
+                attempts,
+            );
+        }
+        let resp_json =
+            json!({ "status": response.status, "headers": headers_json(&response), "body": body });
+        let ctx = self.ctx(Some(&resp_json));
+        for (text, id) in &step.asserts {
+            match flow.templates.truth(*id, &ctx) {
+                Ok(true) => {}
+                Ok(false) => return fail(format!("assertion failed: `{text}`"), attempts),
+                Err(e) => return fail(e.to_string(), attempts),
+            }
+        }
+        let mut saved = Map::new();
+        for (name, id) in &step.save {
+            match flow.templates.render(*id, &ctx) {
+                Ok(v) => {
+                    saved.insert(name.clone(), v);
+                }
+                Err(e) => return fail(format!("save `{name}`: {e}"), attempts),
+            }
+        }
+        let stop = match step.stop_if.map(|c| self.truth(c, &ctx)) {
+            None | Some(Ok(false)) => false,
+            Some(Ok(true)) => true,
+            Some(Err(e)) => {
+                return Ended {
+                    status: StepStatus::Failed(e.to_string()),
+                    attempts,
+                    saved,
+                };
+            }
+        };
+        Ended {
+            status: if stop { StepStatus::Stopped } else { StepStatus::Ok },
+            attempts,
+            saved,
+        }
+    }
+
+    /// Sends `request` with auth, retrying as the step's policy allows. The request is the same
+    /// on every attempt; only `Authorization` changes after a token refresh.
+    async fn send(
+        &self,
+        step: &CompiledStep,
+        mut request: HttpRequest,
+    ) -> Result<(HttpResponse, Vec<Attempt>), (String, Vec<Attempt>)> {
+        let explicit_auth = request
+            .headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("authorization"));
+        let mut token = if explicit_auth {
+            None
+        } else {
+            self.engine
+                .auth
+                .token()
+                .await
+                .map_err(|e| (format!("auth: {e}"), Vec::new()))?
+        };
+        let mut attempts: Vec<Attempt> = Vec::new();
+        let mut delays = step.retry.delays();
+        let mut refreshed = false;
+        let mut number = 0;
+        loop {
+            number += 1;
+            if let Some(t) = &token {
+                request
+                    .headers
+                    .retain(|(k, _)| !k.eq_ignore_ascii_case("authorization"));
+                request
+                    .headers
+                    .push(("Authorization".into(), format!("Bearer {t}")));
+            }
+            let timeout = match self.deadline {
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => step.timeout.min(left),
+                    _ => {
+                        return Err((
+                            "the flow's deadline passed before the request was sent".into(),
+                            attempts,
+                        ));
+                    }
+                },
+                None => step.timeout,
+            };
+            self.observer.attempt_started(&step.id, number, &request);
+            let sent = Instant::now();
+            let result = self.engine.transport.send(&request, timeout).await;
+            let attempt = Attempt {
+                number,
+                request: request.clone(),
+                response: result.as_ref().ok().cloned(),
+                error: result.as_ref().err().map(|e| e.to_string()),
+                duration: sent.elapsed(),
+            };
+            self.observer.attempt_finished(&step.id, &attempt);
+            attempts.push(attempt);
+            let (reason, wait_hint) = match &result {
+                Ok(resp) => {
+                    let body = resp.body_value();
+                    let bad_token = resp.status == 401 || api_code(&body) == Some(BAD_TOKEN_CODE);
+                    if bad_token
+                        && !refreshed
+                        && let Some(stale) = &token
+                    {
+                        match self.engine.auth.refresh(stale).await {
+                            Some(Ok(fresh)) => {
+                                refreshed = true;
+                                token = Some(fresh);
+                                self.observer.retry_scheduled(
+                                    &step.id,
+                                    Duration::ZERO,
+                                    "token refreshed after 401",
+                                );
+                                continue;
+                            }
+                            Some(Err(e)) => return Err((format!("auth: {e}"), attempts)),
+                            None => {}
+                        }
+                    }
+                    if !step.retry.is_retryable(resp.status, &body) {
+                        return Ok((resp.clone(), attempts));
+                    }
+                    (
+                        format!("status {}{}", resp.status, api_error(&body)),
+                        resp.header("retry-after").and_then(retry_after),
+                    )
+                }
+                Err(e) if e.is_retryable() => (e.to_string(), None),
+                Err(e) => return Err((e.to_string(), attempts)),
+            };
+            let Some(backoff) = delays.next() else {
+                return match result {
+                    Ok(resp) => Ok((resp, attempts)),
+                    Err(_) => Err((
+                        format!(
+                            "{reason} (after {number} attempt{})",
+                            if number == 1 { "" } else { "s" }
+                        ),
+                        attempts,
+                    )),
+                };
+            };
+            let wait = wait_hint.unwrap_or(backoff);
+            if let Some(d) = self.deadline
+                && Instant::now() + wait >= d
+            {
+                return match result {
+                    Ok(resp) => Ok((resp, attempts)),
+                    Err(_) => Err((
+                        format!("{reason}; no time left before the flow's deadline to retry"),
+                        attempts,
+                    )),
+                };
+            }
+            self.observer.retry_scheduled(&step.id, wait, &reason);
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+fn headers_json(resp: &HttpResponse) -> Value {
+    Value::Object(
+        resp.headers
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), Value::String(v.clone())))
+            .collect(),
+    )
+}
+
+/// `: 15103 Cannot route ...` from an API error body, for failure messages.
+fn api_error(body: &Value) -> String {
+    let Some(code) = api_code(body) else {
+        return String::new();
+    };
+    let message = body
+        .get("message")
+        .or_else(|| body.pointer("/errorDetail/message"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    format!(
+        " (code {code}{}{message})",
+        if message.is_empty() { "" } else { ": " }
+    )
+}

@@ -1,0 +1,125 @@
+//! Sending requests: the [`Transport`] trait, its reqwest implementation, and auth providers.
+//! Nothing here knows flow syntax.
+
+pub mod auth;
+mod client;
+
+pub use client::{DEFAULT_MAX_BODY, ReqwestTransport};
+
+use serde_json::Value;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+/// A request, fully rendered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpRequest {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Body,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    None,
+    Json(Value),
+    Form(Vec<(String, String)>),
+    Multipart(Vec<Part>),
+}
+
+/// One multipart part.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Part {
+    pub name: String,
+    pub content_type: String,
+    pub filename: Option<String>,
+    pub content: PartContent,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PartContent {
+    Json(Value),
+    Text(String),
+    /// A file's bytes, read before the first attempt; `path` is kept for reports.
+    File {
+        path: String,
+        bytes: Vec<u8>,
+    },
+}
+
+impl Part {
+    pub fn bytes(&self) -> Vec<u8> {
+        match &self.content {
+            PartContent::Json(v) => serde_json::to_vec(v).unwrap_or_default(),
+            PartContent::Text(t) => t.clone().into_bytes(),
+            PartContent::File { bytes, .. } => bytes.clone(),
+        }
+    }
+}
+
+/// A response as received.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// Header names in lowercase.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON when it parses, else as text (null when empty).
+    pub fn body_value(&self) -> Value {
+        if self.body.is_empty() {
+            return Value::Null;
+        }
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&self.body).into_owned()))
+    }
+}
+
+/// Why no response came back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportError {
+    Connect(String),
+    Timeout(Duration),
+    TooLarge { limit: usize },
+    Other(String),
+}
+
+impl TransportError {
+    /// Connect errors and timeouts may succeed on another attempt; the rest will not.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, TransportError::Connect(_) | TransportError::Timeout(_))
+    }
+}
+
+impl std::fmt::Display for TransportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TransportError::Connect(e) => write!(f, "could not connect: {e}"),
+            TransportError::Timeout(d) => write!(f, "no response within {} ms", d.as_millis()),
+            TransportError::TooLarge { limit } => {
+                write!(
+                    f,
+                    "response body is larger than the {limit}-byte limit (see --max-body)"
+                )
+            }
+            TransportError::Other(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<HttpResponse, TransportError>> + Send + 'a>>;
+
+/// Sends one request and returns its response.
+pub trait Transport: Send + Sync {
+    fn send<'a>(&'a self, request: &'a HttpRequest, timeout: Duration) -> SendFuture<'a>;
+}
