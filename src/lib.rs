@@ -7,3 +7,4 @@ pub mod expr;
 pub mod flow;
 pub mod http;
 pub mod paths;
+pub mod report;

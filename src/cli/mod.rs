@@ -1,6 +1,7 @@
 //! Subcommands, one file each, and the exit codes they share.
 
 mod check;
+mod run;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -11,6 +12,8 @@ pub mod exit {
     pub const OK: u8 = 0;
     /// A flow or its inputs are invalid; nothing was sent.
     pub const INVALID: u8 = 2;
+    /// A step failed.
+    pub const FAILED: u8 = 1;
     /// Bad command-line usage, or a file could not be read or written.
     pub const USAGE: u8 = 3;
 }
@@ -30,6 +33,8 @@ struct Cli {
 enum Command {
     /// Check flow files for mistakes without sending anything.
     Check(check::Args),
+    /// Run a flow: check it and its inputs, then send its requests in order.
+    Run(run::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -43,6 +48,7 @@ pub fn main() -> ExitCode {
     };
     let code = match cli.command {
         Command::Check(args) => check::run(args),
+        Command::Run(args) => run::run(args),
     };
     ExitCode::from(code)
 }

@@ -216,9 +216,9 @@ mod tests {
             messages,
             [
                 "the flow has no input `queue`\n  = hint: the flow's inputs are: channel_address, end_user, text, consent_status, queue_id, flow_id, agent_user_id, capacity_weight",
-                "input `end_user` is required but was not given\n  = hint: give it with `--input end_user=...` or in an `--inputs` file (The end user's client id on the channel (the `from` of the interaction).)",
+                "input `end_user` is required but was not given\n  = hint: The end user's client id on the channel (the `from` of the interaction) — give it with `--input end_user=...` or in an `--inputs` file",
                 "input `consent_status` must be one of OptedOut, ImplicitlyOptedIn, ExplicitlyOptedIn, DoublyOptedIn, got `ExplicityOptedIn`; did you mean `ExplicitlyOptedIn`?",
-                "input `queue_id` is required but was not given\n  = hint: give it with `--input queue_id=...` or in an `--inputs` file (Queue to route to; with `flow_id`, the flow's fallback queue.)",
+                "input `queue_id` is required but was not given\n  = hint: Queue to route to; with `flow_id`, the flow's fallback queue — give it with `--input queue_id=...` or in an `--inputs` file",
             ]
         );
         let ok = resolve(

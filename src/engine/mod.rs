@@ -5,6 +5,7 @@
 pub mod compile;
 pub mod inputs;
 pub mod outcome;
+pub mod prepare;
 mod request;
 pub mod retry;
 mod run;

@@ -15,3 +15,34 @@ pub fn check_source(source: &Source) -> Vec<Diagnostic> {
     out.dedup_by(|a, b| a.span == b.span && a.message == b.message);
     out
 }
+
+/// A flow file that passed every check, ready to compile.
+pub struct Checked {
+    pub document: super::yaml::Document,
+    pub flow: super::model::Flow,
+    /// Warnings found while checking (errors make [`load_checked`] fail).
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Checks `source` and builds the typed flow; on any error, every diagnostic.
+pub fn load_checked(source: &Source) -> Result<Checked, Vec<Diagnostic>> {
+    let diagnostics = check_source(source);
+    if diagnostics.iter().any(Diagnostic::is_error) {
+        return Err(diagnostics);
+    }
+    let (document, _) = yaml::load(&source.text);
+    let document = document.ok_or_else(|| diagnostics.clone())?;
+    let flow = serde_json::from_value(document.value.clone()).map_err(|e| {
+        // The schema accepted what serde did not: a bug in flowrun, reported as such.
+        vec![Diagnostic::error(
+            "internal",
+            Default::default(),
+            format!("flowrun could not read this checked flow: {e}"),
+        )]
+    })?;
+    Ok(Checked {
+        document,
+        flow,
+        warnings: diagnostics,
+    })
+}

@@ -9,6 +9,6 @@ pub mod source;
 pub mod suggest;
 pub mod yaml;
 
-pub use check::check_source;
+pub use check::{Checked, check_source, load_checked};
 pub use diagnostic::{Diagnostic, Severity};
 pub use source::Source;

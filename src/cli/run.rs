@@ -1,0 +1,208 @@
+//! `flowrun run FLOW`: check the flow and its inputs, then send its requests.
+
+use super::exit;
+use flowrun::engine::outcome::{Observer, Outcome, RunReport};
+use flowrun::engine::prepare::{PrepareError, Prepared, prepare};
+use flowrun::expr::runtime::Runtime;
+use flowrun::flow::{Diagnostic, Source, yaml};
+use flowrun::http::{DEFAULT_MAX_BODY, ReqwestTransport};
+use flowrun::report::{self, terminal::Terminal};
+use serde_json::Value;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The flow file to run.
+    #[arg(value_name = "FLOW")]
+    flow: PathBuf,
+    /// An input, `name=value`. Typed by the flow's declaration: `--input capacity_weight=2`
+    /// is the number 2. Repeatable; wins over `--inputs`.
+    #[arg(long = "input", short = 'i', value_name = "NAME=VALUE")]
+    input: Vec<String>,
+    /// A YAML (or JSON) file of inputs: a mapping of name → value.
+    #[arg(long = "inputs", value_name = "FILE")]
+    inputs_file: Option<PathBuf>,
+    /// Show every request and response (secrets masked).
+    #[arg(long, short = 'v')]
+    verbose: bool,
+    /// Print nothing but errors.
+    #[arg(long, short = 'q', conflicts_with = "verbose")]
+    quiet: bool,
+    /// Write the whole run as JSON: inputs (secrets masked), requests, responses, timings, outputs.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// Write a JUnit XML report: one test case per step.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Write the normalised request sequence as YAML.
+    #[arg(long, value_name = "FILE")]
+    transcript: Option<PathBuf>,
+    /// Largest response body accepted, in bytes; a larger one fails the step.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BODY)]
+    max_body: usize,
+}
+
+/// Prints diagnostics for `source` on stderr.
+fn print_diagnostics(source: &Source, diagnostics: &[Diagnostic]) {
+    let mut err = std::io::stderr().lock();
+    for d in diagnostics {
+        let _ = writeln!(err, "{}", d.render(source));
+    }
+}
+
+/// Reads `--inputs FILE` as YAML; problems are diagnostics in that file.
+fn read_inputs_file(path: &PathBuf) -> Result<Vec<(String, Value)>, u8> {
+    let source = Source::read(path).map_err(|e| {
+        eprintln!("error: cannot read {}: {e}", path.display());
+        exit::USAGE
+    })?;
+    let (doc, diagnostics) = yaml::load(&source.text);
+    if !diagnostics.is_empty() {
+        print_diagnostics(&source, &diagnostics);
+        return Err(exit::INVALID);
+    }
+    match doc.map(|d| d.value) {
+        Some(Value::Object(map)) => Ok(map.into_iter().collect()),
+        _ => {
+            eprintln!(
+                "error: {}: an inputs file is a mapping of input name → value",
+                path.display()
+            );
+            Err(exit::INVALID)
+        }
+    }
+}
+
+pub fn run(args: Args) -> u8 {
+    match run_inner(args) {
+        Ok(code) | Err(code) => code,
+    }
+}
+
+fn run_inner(args: Args) -> Result<u8, u8> {
+    let source = Source::read(&args.flow).map_err(|e| {
+        eprintln!("error: cannot read {}: {e}", args.flow.display());
+        exit::USAGE
+    })?;
+    let given = match &args.inputs_file {
+        Some(path) => read_inputs_file(path)?,
+        None => Vec::new(),
+    };
+    let runtime = Runtime::system();
+    let transport = ReqwestTransport::new(args.max_body).map_err(|e| {
+        eprintln!("error: {e}");
+        exit::USAGE
+    })?;
+    let prepared =
+        prepare(&source, given, &args.input, runtime.clone(), Arc::new(transport)).map_err(|e| {
+            match &e {
+                PrepareError::Flow(diagnostics) => print_diagnostics(&source, diagnostics),
+                other => eprintln!("{}", runtime.secrets.redact(&other.to_string())),
+            }
+            eprintln!("nothing was sent");
+            exit::INVALID
+        })?;
+    print_diagnostics(&source, &prepared.warnings);
+    let Prepared { engine, inputs, .. } = prepared;
+
+    let terminal = Terminal {
+        verbose: args.verbose,
+        quiet: args.quiet,
+        secrets: runtime.secrets.clone(),
+    };
+    if !args.quiet {
+        println!("{}: {}", engine.flow().flow.name, source.display_name());
+    }
+    let observer = Warner {
+        inner: &terminal,
+        warned: AtomicBool::new(false),
+    };
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: {e}");
+            exit::USAGE
+        })?;
+    let report = tokio.block_on(engine.run(inputs.clone(), &observer));
+    terminal.finish(&report);
+    write_reports(&args, &report, &inputs, &runtime)?;
+    Ok(match report.outcome {
+        Outcome::Passed | Outcome::Stopped { .. } => exit::OK,
+        Outcome::Failed { .. } => exit::FAILED,
+    })
+}
+
+fn write_reports(
+    args: &Args,
+    report: &RunReport,
+    inputs: &serde_json::Map<String, Value>,
+    runtime: &Runtime,
+) -> Result<(), u8> {
+    let write = |path: &PathBuf, text: String| {
+        std::fs::write(path, text).map_err(|e| {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            exit::USAGE
+        })
+    };
+    if let Some(path) = &args.report {
+        let value = report::json::report(report, inputs, &runtime.secrets);
+        write(
+            path,
+            serde_json::to_string_pretty(&value).unwrap_or_default() + "\n",
+        )?;
+    }
+    if let Some(path) = &args.junit {
+        write(path, report::junit::junit(report, &runtime.secrets))?;
+    }
+    if let Some(path) = &args.transcript {
+        write(
+            path,
+            report::transcript::to_yaml(&report::transcript::transcript(report, &runtime.secrets)),
+        )?;
+    }
+    Ok(())
+}
+
+/// Warns once when requests go over plain HTTP to a host that is not this machine.
+struct Warner<'a> {
+    inner: &'a Terminal,
+    warned: AtomicBool,
+}
+
+impl Observer for Warner<'_> {
+    fn attempt_started(&self, step: &str, attempt: u32, request: &flowrun::http::HttpRequest) {
+        if let Ok(url) = reqwest::Url::parse(&request.url)
+            && url.scheme() == "http"
+            && !is_loopback(url.host_str().unwrap_or_default())
+            && !self.warned.swap(true, Ordering::Relaxed)
+        {
+            eprintln!(
+                "warning: {} is plain HTTP to a host that is not this machine: requests and tokens travel unencrypted",
+                url.origin().ascii_serialization()
+            );
+        }
+        self.inner.attempt_started(step, attempt, request);
+    }
+    fn attempt_finished(&self, step: &str, attempt: &flowrun::engine::outcome::Attempt) {
+        self.inner.attempt_finished(step, attempt);
+    }
+    fn retry_scheduled(&self, step: &str, wait: std::time::Duration, reason: &str) {
+        self.inner.retry_scheduled(step, wait, reason);
+    }
+    fn step_finished(&self, record: &flowrun::engine::outcome::StepRecord) {
+        self.inner.step_finished(record);
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}

@@ -1,0 +1,115 @@
+//! Everything between a flow file and a ready engine: check, inputs, environment, compile,
+//! auth. Any failure here means nothing was sent.
+
+use super::inputs::{InputError, parse_assignment, resolve};
+use super::run::{Engine, RunError};
+use crate::expr::runtime::Runtime;
+use crate::expr::templates::RenderError;
+use crate::flow::{Diagnostic, Source, load_checked};
+use crate::http::Transport;
+use serde_json::{Map, Value};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Why a flow could not be made ready to run.
+#[derive(Debug)]
+pub enum PrepareError {
+    /// The flow file has errors.
+    Flow(Vec<Diagnostic>),
+    /// The inputs are wrong.
+    Inputs(Vec<InputError>),
+    /// Environment variables the flow reads are not set: `(is_secret, name)`.
+    Env(Vec<(bool, String)>),
+    Compile(RenderError),
+    Engine(RunError),
+}
+
+impl std::fmt::Display for PrepareError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PrepareError::Flow(d) => write!(f, "{} problem(s) in the flow", d.len()),
+            PrepareError::Inputs(errors) => {
+                let lines: Vec<String> = errors.iter().map(|e| format!("error: {e}")).collect();
+                write!(f, "{}", lines.join("\n"))
+            }
+            PrepareError::Env(missing) => {
+                let lines: Vec<String> = missing
+                    .iter()
+                    .map(|(secret, name)| {
+                        let func = if *secret { "secret" } else { "env" };
+                        format!("error: environment variable `{name}` is not set\n  = hint: the flow reads it with {func}('{name}')")
+                    })
+                    .collect();
+                write!(f, "{}", lines.join("\n"))
+            }
+            PrepareError::Compile(e) => write!(f, "error: line {}: {}", e.line, e.message),
+            PrepareError::Engine(e) => write!(f, "error: {e}"),
+        }
+    }
+}
+
+/// A flow ready to run, with its resolved inputs.
+pub struct Prepared {
+    pub engine: Engine,
+    pub inputs: Map<String, Value>,
+    /// Warnings from checking the flow.
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Checks `source`, resolves inputs (`given` from a file, then `assignments` as `name=value`),
+/// makes sure every environment variable the flow names is set, compiles, and sets up auth.
+pub fn prepare(
+    source: &Source,
+    given: Vec<(String, Value)>,
+    assignments: &[String],
+    runtime: Runtime,
+    transport: Arc<dyn Transport>,
+) -> Result<Prepared, PrepareError> {
+    let checked = load_checked(source).map_err(PrepareError::Flow)?;
+    let mut given = given;
+    let mut errors = Vec::new();
+    for a in assignments {
+        match parse_assignment(&checked.flow, a) {
+            Ok(pair) => given.push(pair),
+            Err(e) => errors.push(e),
+        }
+    }
+    let inputs = match resolve(&checked.flow, given, &runtime.secrets) {
+        Ok(inputs) if errors.is_empty() => inputs,
+        Ok(_) => return Err(PrepareError::Inputs(errors)),
+        Err(more) => {
+            errors.extend(more);
+            return Err(PrepareError::Inputs(errors));
+        }
+    };
+    let base_dir = source.path.parent().map(PathBuf::from).unwrap_or_default();
+    let compiled = super::compile(
+        checked.flow,
+        &checked.document,
+        &source.text,
+        runtime.clone(),
+        base_dir,
+    )
+    .map_err(PrepareError::Compile)?;
+    let missing: Vec<(bool, String)> = compiled
+        .env_names
+        .iter()
+        .filter(|(_, name)| (runtime.env)(name).is_none())
+        .cloned()
+        .collect();
+    if !missing.is_empty() {
+        return Err(PrepareError::Env(missing));
+    }
+    // Mask every secret the flow names from the start, even one only a later step reads.
+    for (secret, name) in &compiled.env_names {
+        if *secret && let Some(v) = (runtime.env)(name) {
+            runtime.secrets.add(&v);
+        }
+    }
+    let engine = Engine::new(Arc::new(compiled), transport).map_err(PrepareError::Engine)?;
+    Ok(Prepared {
+        engine,
+        inputs,
+        warnings: checked.warnings,
+    })
+}

@@ -1,0 +1,65 @@
+//! `--report FILE`: the whole run as JSON — inputs (secret ones masked), every step with every
+//! attempt's request and response and timing, the outputs, the outcome.
+
+use crate::engine::outcome::{Outcome, RunReport};
+use crate::expr::secrets::Secrets;
+use serde_json::{Map, Value, json};
+
+pub fn report(report: &RunReport, inputs: &Map<String, Value>, secrets: &Secrets) -> Value {
+    let steps: Vec<Value> = report
+        .steps
+        .iter()
+        .map(|s| {
+            let attempts: Vec<Value> = s
+                .attempts
+                .iter()
+                .map(|a| {
+                    let mut v = json!({
+                        "attempt": a.number,
+                        "duration_ms": a.duration.as_secs_f64() * 1000.0,
+                        "request": super::request_json(&a.request),
+                    });
+                    if let Some(r) = &a.response {
+                        let headers: Map<String, Value> = r
+                            .headers
+                            .iter()
+                            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                            .collect();
+                        v["response"] =
+                            json!({ "status": r.status, "headers": headers, "body": r.body_value() });
+                    }
+                    if let Some(e) = &a.error {
+                        v["error"] = json!(e);
+                    }
+                    v
+                })
+                .collect();
+            let mut step = json!({
+                "id": s.id,
+                "phase": match s.phase { crate::engine::outcome::Phase::Steps => "steps", _ => "finally" },
+                "status": s.status.word(),
+                "duration_ms": s.duration.as_secs_f64() * 1000.0,
+                "attempts": attempts,
+                "saved": s.saved,
+            });
+            if let crate::engine::outcome::StepStatus::Failed(e) = &s.status {
+                step["error"] = json!(e);
+            }
+            step
+        })
+        .collect();
+    let outcome = match &report.outcome {
+        Outcome::Passed => json!({ "result": "passed" }),
+        Outcome::Stopped { step } => json!({ "result": "stopped", "step": step }),
+        Outcome::Failed { step, error } => json!({ "result": "failed", "step": step, "error": error }),
+    };
+    let value = json!({
+        "flow": report.flow,
+        "outcome": outcome,
+        "duration_ms": report.duration.as_secs_f64() * 1000.0,
+        "inputs": inputs,
+        "steps": steps,
+        "outputs": report.outputs,
+    });
+    secrets.redact_json(&value)
+}

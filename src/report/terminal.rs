@@ -1,0 +1,153 @@
+//! What a person sees while a flow runs: one line per step, then a summary. With `verbose`,
+//! every request and response too. Secrets are masked in everything printed.
+
+use crate::engine::outcome::{Attempt, Observer, Outcome, RunReport, StepRecord, StepStatus};
+use crate::expr::secrets::Secrets;
+use crate::http::HttpRequest;
+use std::io::Write;
+use std::time::Duration;
+
+pub struct Terminal {
+    pub verbose: bool,
+    pub quiet: bool,
+    pub secrets: Secrets,
+}
+
+fn ms(d: Duration) -> String {
+    format!("{} ms", d.as_millis())
+}
+
+impl Terminal {
+    fn print(&self, text: &str) {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(self.secrets.redact(text).as_bytes());
+        let _ = out.flush();
+    }
+
+    /// The line for one finished step.
+    pub fn step_line(record: &StepRecord) -> String {
+        let status = record.http_status().map(|s| s.to_string()).unwrap_or_default();
+        let timing = if record.attempts.is_empty() {
+            String::new()
+        } else {
+            ms(record.duration)
+        };
+        let retries = match record.attempts.len() {
+            0 | 1 => String::new(),
+            n => format!("  ({n} attempts)"),
+        };
+        let detail = match &record.status {
+            StepStatus::Failed(e) => format!("  {e}"),
+            StepStatus::Stopped => "  stop_if is true: the flow ends here".into(),
+            _ => String::new(),
+        };
+        let line = format!(
+            "  {:<8} {:<20} {:>3} {:>8}{retries}{detail}",
+            record.status.word(),
+            record.id,
+            status,
+            timing
+        );
+        format!("{}\n", line.trim_end())
+    }
+
+    /// The closing summary.
+    pub fn summary(report: &RunReport) -> String {
+        let count = |w: &str| report.steps.iter().filter(|s| s.status.word() == w).count();
+        let mut parts = Vec::new();
+        for word in ["ok", "stopped", "skipped", "failed", "not run"] {
+            let n = count(word);
+            if n > 0 {
+                parts.push(format!("{n} {word}"));
+            }
+        }
+        let head = match &report.outcome {
+            Outcome::Passed => "passed".to_string(),
+            Outcome::Stopped { step } => format!("passed (stopped after `{step}`)"),
+            Outcome::Failed { step, .. } => format!("failed at `{step}`"),
+        };
+        let requests = report.requests_sent();
+        let mut text = format!(
+            "{head} in {}: {} steps ({}), {requests} request{}\n",
+            ms(report.duration),
+            report.steps.len(),
+            parts.join(", "),
+            if requests == 1 { "" } else { "s" }
+        );
+        if let Outcome::Failed { step, error } = &report.outcome
+            && !report.steps.iter().any(|s| s.id == *step)
+        {
+            text.push_str(&format!("error: {error}\n"));
+        }
+        for (k, v) in &report.outputs {
+            text.push_str(&format!("  {k} = {v}\n"));
+        }
+        text
+    }
+
+    pub fn finish(&self, report: &RunReport) {
+        if !self.quiet {
+            self.print(&Self::summary(report));
+        }
+    }
+}
+
+impl Observer for Terminal {
+    fn attempt_started(&self, _step: &str, attempt: u32, request: &HttpRequest) {
+        if !self.verbose {
+            return;
+        }
+        let mut text = format!("> {} {}   (attempt {attempt})\n", request.method, request.url);
+        for (k, v) in &request.headers {
+            text.push_str(&format!("> {k}: {v}\n"));
+        }
+        let body = super::request_json(request);
+        for key in ["json", "form", "multipart"] {
+            if let Some(b) = body.get(key) {
+                text.push_str(&format!(
+                    "> {key}: {}\n",
+                    serde_json::to_string_pretty(b)
+                        .unwrap_or_default()
+                        .replace('\n', "\n> ")
+                ));
+            }
+        }
+        self.print(&text);
+    }
+
+    fn attempt_finished(&self, _step: &str, attempt: &Attempt) {
+        if !self.verbose {
+            return;
+        }
+        let text = match (&attempt.response, &attempt.error) {
+            (Some(r), _) => {
+                let mut t = format!("< {}   ({})\n", r.status, ms(attempt.duration));
+                for (k, v) in &r.headers {
+                    t.push_str(&format!("< {k}: {v}\n"));
+                }
+                if !r.body.is_empty() {
+                    t.push_str(&format!("< {}\n", String::from_utf8_lossy(&r.body)));
+                }
+                t
+            }
+            (None, Some(e)) => format!("< error: {e}\n"),
+            _ => String::new(),
+        };
+        self.print(&text);
+    }
+
+    fn retry_scheduled(&self, step: &str, wait: Duration, reason: &str) {
+        if self.verbose {
+            self.print(&format!(
+                "  retry    {step}: {reason}; next attempt in {}\n",
+                ms(wait)
+            ));
+        }
+    }
+
+    fn step_finished(&self, record: &StepRecord) {
+        if !self.quiet {
+            self.print(&Self::step_line(record));
+        }
+    }
+}
