@@ -118,7 +118,7 @@ pub fn resolve(
                 None if input.is_required() => errors.push(err(
                     format!("input `{name}` is required but was not given"),
                     Some(format!(
-                        "give it with `--input {name}=...` or in an `--inputs` file{}",
+                        "{}give it with `--input {name}=...` or in an `--inputs` file",
                         describe(input)
                     )),
                 )),
@@ -137,7 +137,7 @@ fn describe(input: &Input) -> String {
     input
         .description
         .as_ref()
-        .map(|d| format!(" ({d})"))
+        .map(|d| format!("{} — ", d.trim_end().trim_end_matches('.')))
         .unwrap_or_default()
 }
 
