@@ -1,0 +1,162 @@
+//! Shared pieces of the end-to-end tests: a stand-in Interaction Service on wiremock
+//! (127.0.0.1 only), running a flow through the library with a deterministic runtime, and a
+//! normalised dump of the requests the server received.
+#![allow(dead_code)]
+
+use flowrun::engine::outcome::{Quiet, RunReport};
+use flowrun::engine::prepare::prepare;
+use flowrun::expr::runtime::Runtime;
+use flowrun::flow::Source;
+use flowrun::http::{DEFAULT_MAX_BODY, ReqwestTransport};
+use serde_json::{Value, json};
+use std::path::Path;
+use std::sync::Arc;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+pub const TOKEN: &str = "00D000000000001!tok-SECRET-4f1c";
+pub const WORK_ITEM: &str = "0Mw5g000000SimW";
+pub const CONVERSATION: &str = "8a1f2c3d-0000-4000-8000-00000000c0de";
+
+pub fn repo(p: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+}
+
+/// A server answering every endpoint the shipped flows call, as a healthy org would.
+pub async fn service() -> MockServer {
+    let server = MockServer::start().await;
+    mount_happy(&server).await;
+    server
+}
+
+/// Mounts the healthy answers at a low priority, so a test can mount a failure before it.
+pub async fn mount_happy(server: &MockServer) {
+    for (m, p, status, body) in [
+        (
+            "POST",
+            "/api/v1/interactions",
+            202,
+            json!({"conversationIdentifier": CONVERSATION, "id": "i-1", "workItemIds": [WORK_ITEM], "success": true}),
+        ),
+        ("PATCH", "/api/v1/consent", 200, json!({"success": true})),
+        (
+            "POST",
+            "/api/v1/route",
+            202,
+            json!({"success": true, "routingCorrelationId": "rc-1", "psrId": "0JR5g000000Sim1", "workItemId": WORK_ITEM, "errors": []}),
+        ),
+        ("DELETE", "/api/v1/route", 202, json!({"success": true})),
+        (
+            "POST",
+            "/api/v1/agentWork",
+            202,
+            json!({"success": true, "agentWorkId": "0Bz5g000000Sim1"}),
+        ),
+        ("POST", "/api/v1/routingResult", 200, json!({"success": true})),
+    ] {
+        Mock::given(method(m))
+            .and(path(p))
+            .respond_with(ResponseTemplate::new(status).set_body_json(body))
+            .with_priority(10)
+            .mount(server)
+            .await;
+    }
+}
+
+pub fn env_for(server: &MockServer) -> Vec<(String, String)> {
+    vec![
+        ("SCRT_BASE_URL".into(), server.uri()),
+        ("SF_ORG_ID".into(), "00D000000000001".into()),
+        ("SF_AUTHORIZATION_CONTEXT".into(), "Partner_Channel".into()),
+        ("SF_ACCESS_TOKEN".into(), TOKEN.into()),
+    ]
+}
+
+/// Runs a flow through the library: frozen clock, sequential ids, only `env` in the environment.
+pub async fn run(flow: &str, inputs: Value, env: Vec<(String, String)>) -> RunReport {
+    let source = Source::read(&repo(flow)).unwrap();
+    let runtime = Runtime::deterministic(1_700_000_000_000, env);
+    let given = inputs.as_object().unwrap().clone().into_iter().collect();
+    let transport = Arc::new(ReqwestTransport::new(DEFAULT_MAX_BODY).unwrap());
+    let prepared = prepare(&source, given, &[], runtime, transport).unwrap_or_else(|e| panic!("{e}"));
+    prepared.engine.run(prepared.inputs, &Quiet).await
+}
+
+/// Inputs from a shipped example file, with overrides.
+pub fn example_inputs(file: &str, overrides: Value) -> Value {
+    let text = std::fs::read_to_string(repo(file)).unwrap();
+    let mut v = flowrun::flow::yaml::load(&text).0.unwrap().value;
+    for (k, o) in overrides.as_object().unwrap() {
+        if o.is_null() {
+            v.as_object_mut().unwrap().remove(k);
+        } else {
+            v[k] = o.clone();
+        }
+    }
+    v
+}
+
+/// The requests the server received: method, path, the headers the flows set (the multipart
+/// boundary replaced), and the body as JSON or as multipart parts.
+pub async fn received(server: &MockServer) -> Value {
+    let requests = server.received_requests().await.unwrap_or_default();
+    Value::Array(
+        requests
+            .iter()
+            .map(|r| {
+                let header = |name: &str| {
+                    r.headers
+                        .get(name)
+                        .map(|v| v.to_str().unwrap_or_default().to_string())
+                };
+                let mut headers = serde_json::Map::new();
+                for name in [
+                    "authorization",
+                    "authorizationcontext",
+                    "content-type",
+                    "orgid",
+                    "requestid",
+                ] {
+                    if let Some(v) = header(name) {
+                        let v = match v.split_once("; boundary=") {
+                            Some((kind, _)) => format!("{kind}; boundary=<boundary>"),
+                            // The token went over the wire as it should; snapshots keep no secret.
+                            None => v.replace(TOKEN, "<SF_ACCESS_TOKEN>"),
+                        };
+                        headers.insert(name.into(), json!(v));
+                    }
+                }
+                let content_type = header("content-type").unwrap_or_default();
+                let body = if let Some((_, boundary)) = content_type.split_once("boundary=") {
+                    multipart_parts(&r.body, boundary)
+                } else if r.body.is_empty() {
+                    Value::Null
+                } else {
+                    serde_json::from_slice(&r.body)
+                        .unwrap_or_else(|_| json!(String::from_utf8_lossy(&r.body)))
+                };
+                json!({ "method": r.method.as_str(), "path": r.url.path(), "headers": headers, "body": body })
+            })
+            .collect(),
+    )
+}
+
+fn multipart_parts(body: &[u8], boundary: &str) -> Value {
+    let text = String::from_utf8_lossy(body);
+    let parts: Vec<Value> = text
+        .split(&format!("--{boundary}"))
+        .filter(|p| !p.trim().is_empty() && p.trim() != "--")
+        .map(|p| {
+            let (head, content) = p.split_once("\r\n\r\n").unwrap_or((p, ""));
+            let content = content.strip_suffix("\r\n").unwrap_or(content);
+            let headers: Vec<&str> = head.trim().lines().collect();
+            let parsed = serde_json::from_str::<Value>(content).unwrap_or_else(|_| json!(content));
+            json!({ "headers": headers, "content": parsed })
+        })
+        .collect();
+    json!({ "multipart": parts })
+}
+
+pub fn yaml(v: &Value) -> String {
+    flowrun::report::transcript::to_yaml(v)
+}

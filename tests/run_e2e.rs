@@ -1,0 +1,302 @@
+//! The engine against a stand-in Interaction Service on 127.0.0.1: the exact requests each
+//! shipped flow sends, and the behaviours around them (stop, finally, retries, auth).
+
+mod common;
+
+use common::*;
+use flowrun::engine::outcome::{Outcome, StepStatus};
+use serde_json::json;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, ResponseTemplate};
+
+fn statuses(report: &flowrun::engine::outcome::RunReport) -> Vec<(String, String)> {
+    report
+        .steps
+        .iter()
+        .map(|s| (s.id.clone(), s.status.word().to_string()))
+        .collect()
+}
+
+fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+    v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+}
+
+#[tokio::test]
+async fn inbound_sends_the_exact_request_sequence() {
+    let server = service().await;
+    let report = run(
+        "flows/inbound.yaml",
+        example_inputs("flows/examples/inbound.inputs.yaml", json!({})),
+        env_for(&server),
+    )
+    .await;
+    assert_eq!(report.outcome, Outcome::Passed);
+    assert_eq!(
+        statuses(&report),
+        pairs(&[
+            ("interaction", "ok"),
+            ("consent", "ok"),
+            ("route", "ok"),
+            ("agent_work", "ok"),
+            ("delete_route", "skipped")
+        ])
+    );
+    let sent = received(&server).await;
+    // Numbers stay numbers: the timestamp and the capacity weight are JSON numbers.
+    assert_eq!(
+        sent[0]["body"]["multipart"][0]["content"]["interactions"][0]["timestamp"],
+        json!(1_700_000_000_000i64)
+    );
+    assert_eq!(sent[3]["body"]["capacityWeight"], json!(1));
+    assert_eq!(report.outputs["agent_work_id"], json!("0Bz5g000000Sim1"));
+    insta::assert_snapshot!(yaml(&sent));
+}
+
+#[tokio::test]
+async fn inbound_without_an_agent_deletes_the_route_in_finally() {
+    let server = service().await;
+    let inputs = example_inputs(
+        "flows/examples/inbound.inputs.yaml",
+        json!({"agent_user_id": null, "flow_id": "3005g000000SimF"}),
+    );
+    let report = run("flows/inbound.yaml", inputs, env_for(&server)).await;
+    assert_eq!(report.outcome, Outcome::Passed);
+    let sent = received(&server).await;
+    let lines: Vec<String> = sent
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| format!("{} {}", r["method"], r["path"]))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            r#""POST" "/api/v1/interactions""#,
+            r#""PATCH" "/api/v1/consent""#,
+            r#""POST" "/api/v1/route""#,
+            r#""DELETE" "/api/v1/route""#
+        ]
+    );
+    assert_eq!(
+        sent[2]["body"]["routingInfo"],
+        json!({"flow": {"flowId": "3005g000000SimF", "queueId": "00G5g000000SimQ"}})
+    );
+    assert_eq!(sent[3]["body"], json!({"conversationIdentifier": CONVERSATION}));
+    assert_eq!(report.outputs["agent_work_id"], json!(null));
+}
+
+/// A server where `method path` answers `status` with `body` (once, or always) and every
+/// other endpoint is healthy.
+async fn failing(
+    m: &str,
+    p: &str,
+    status: u16,
+    body: serde_json::Value,
+    times: Option<u64>,
+) -> wiremock::MockServer {
+    let server = wiremock::MockServer::start().await;
+    let mut mock = Mock::given(method(m))
+        .and(path(p))
+        .respond_with(
+            ResponseTemplate::new(status)
+                .set_body_json(body)
+                .insert_header("Retry-After", "1"),
+        )
+        .with_priority(1);
+    if let Some(n) = times {
+        mock = mock.up_to_n_times(n);
+    }
+    mock.mount(&server).await;
+    mount_happy(&server).await;
+    server
+}
+
+#[tokio::test]
+async fn finally_runs_after_a_failed_step_and_the_flow_fails() {
+    let body = json!({"code": 15109, "message": "An active AgentWork already exists"});
+    let server = failing("POST", "/api/v1/agentWork", 400, body, None).await;
+    let report = run(
+        "flows/inbound.yaml",
+        example_inputs("flows/examples/inbound.inputs.yaml", json!({})),
+        env_for(&server),
+    )
+    .await;
+    assert_eq!(
+        report.outcome,
+        Outcome::Failed {
+            step: "agent_work".into(),
+            error: "expected status 202, got 400 (code 15109: An active AgentWork already exists)".into()
+        }
+    );
+    assert_eq!(
+        statuses(&report),
+        pairs(&[
+            ("interaction", "ok"),
+            ("consent", "ok"),
+            ("route", "ok"),
+            ("agent_work", "failed"),
+            ("delete_route", "ok")
+        ])
+    );
+    let sent = received(&server).await;
+    assert_eq!(sent[4]["method"], json!("DELETE"));
+    assert_eq!(sent[4]["body"], json!({"conversationIdentifier": CONVERSATION}));
+}
+
+#[tokio::test]
+async fn a_failed_step_leaves_later_steps_not_run() {
+    let body = json!({"code": 15103, "message": "End user has not opted in"});
+    let server = failing("POST", "/api/v1/route", 400, body, None).await;
+    let report = run(
+        "flows/inbound.yaml",
+        example_inputs("flows/examples/inbound.inputs.yaml", json!({})),
+        env_for(&server),
+    )
+    .await;
+    assert_eq!(
+        statuses(&report),
+        pairs(&[
+            ("interaction", "ok"),
+            ("consent", "ok"),
+            ("route", "failed"),
+            ("agent_work", "not run"),
+            ("delete_route", "skipped")
+        ])
+    );
+    assert_eq!(received(&server).await.as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn a_503_then_202_is_retried_with_the_same_request_id_after_retry_after() {
+    let server = failing("POST", "/api/v1/route", 503, json!({"message": "busy"}), Some(1)).await;
+    let report = run(
+        "flows/inbound.yaml",
+        example_inputs("flows/examples/inbound.inputs.yaml", json!({})),
+        env_for(&server),
+    )
+    .await;
+    assert_eq!(report.outcome, Outcome::Passed);
+    let route = report.steps.iter().find(|s| s.id == "route").unwrap();
+    assert_eq!(route.attempts.len(), 2);
+    assert_eq!(route.attempts[0].response.as_ref().unwrap().status, 503);
+    assert_eq!(route.attempts[1].response.as_ref().unwrap().status, 202);
+    // Retry-After: 1 was honoured (the policy's own first wait is about 200 ms).
+    assert!(
+        route.duration >= std::time::Duration::from_secs(1),
+        "{:?}",
+        route.duration
+    );
+    let sent = received(&server).await;
+    let routes: Vec<&serde_json::Value> = sent
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["path"] == "/api/v1/route")
+        .collect();
+    assert_eq!(routes.len(), 2);
+    assert_eq!(
+        routes[0]["headers"]["requestid"],
+        routes[1]["headers"]["requestid"]
+    );
+    assert_eq!(routes[0]["body"], routes[1]["body"]);
+    // Every other step got its own RequestId.
+    let mut ids: Vec<&serde_json::Value> = sent
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["headers"]["requestid"])
+        .collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 4);
+}
+
+#[tokio::test]
+async fn a_retryable_api_code_is_retried() {
+    let body = json!({"code": 10019, "message": "Org is in read-only mode"});
+    let server = failing("PATCH", "/api/v1/consent", 400, body, Some(2)).await;
+    let report = run(
+        "flows/inbound.yaml",
+        example_inputs("flows/examples/inbound.inputs.yaml", json!({})),
+        env_for(&server),
+    )
+    .await;
+    assert_eq!(report.outcome, Outcome::Passed);
+    assert_eq!(report.steps[1].attempts.len(), 3);
+}
+
+#[tokio::test]
+async fn the_deadline_stops_retries() {
+    let server = failing("GET", "/slow", 503, json!({}), None).await;
+    let env = vec![("SCRT_BASE_URL".to_string(), server.uri())];
+    let report = run("tests/flows/deadline.yaml", json!({}), env).await;
+    // Retry-After: 1 would end past the 1 s deadline, so only one attempt is made.
+    assert_eq!(
+        report.outcome,
+        Outcome::Failed {
+            step: "slow".into(),
+            error: "expected status 2xx, got 503".into()
+        }
+    );
+    assert_eq!(report.steps[0].attempts.len(), 1);
+}
+
+#[tokio::test]
+async fn transfer_to_a_queue_and_an_agent() {
+    let server = service().await;
+    let report = run(
+        "flows/transfer.yaml",
+        example_inputs("flows/examples/transfer.inputs.yaml", json!({})),
+        env_for(&server),
+    )
+    .await;
+    assert_eq!(report.outcome, Outcome::Passed);
+    insta::assert_snapshot!(yaml(&received(&server).await));
+}
+
+#[tokio::test]
+async fn transfer_to_an_agent_only_skips_the_route() {
+    let server = service().await;
+    let inputs = example_inputs("flows/examples/transfer.inputs.yaml", json!({"queue_id": null}));
+    let report = run("flows/transfer.yaml", inputs, env_for(&server)).await;
+    assert_eq!(
+        statuses(&report),
+        pairs(&[
+            ("routing_result", "ok"),
+            ("route", "skipped"),
+            ("agent_work", "ok")
+        ])
+    );
+    let sent = received(&server).await;
+    assert_eq!(
+        sent[1]["body"]["routingContext"],
+        json!({"conversationIdentifier": CONVERSATION, "routingType": "Transfer"})
+    );
+}
+
+#[tokio::test]
+async fn an_externally_routed_transfer_stops_after_the_routing_result() {
+    let server = service().await;
+    let inputs = example_inputs(
+        "flows/examples/transfer.inputs.yaml",
+        json!({"externally_routed": true}),
+    );
+    let report = run("flows/transfer.yaml", inputs, env_for(&server)).await;
+    assert_eq!(
+        report.outcome,
+        Outcome::Stopped {
+            step: "routing_result".into()
+        }
+    );
+    assert_eq!(
+        statuses(&report),
+        pairs(&[
+            ("routing_result", "stopped"),
+            ("route", "not run"),
+            ("agent_work", "not run")
+        ])
+    );
+    let sent = received(&server).await;
+    assert_eq!(sent.as_array().unwrap().len(), 1);
+    assert_eq!(sent[0]["body"]["externallyRouted"], json!(true));
+    assert!(matches!(report.steps[0].status, StepStatus::Stopped));
+}
