@@ -54,7 +54,7 @@ fn print_diagnostics(source: &Source, diagnostics: &[Diagnostic]) {
 }
 
 /// Reads `--inputs FILE` as YAML; problems are diagnostics in that file.
-fn read_inputs_file(path: &PathBuf) -> Result<Vec<(String, Value)>, u8> {
+fn read_inputs_file(path: &std::path::Path) -> Result<Vec<(String, Value)>, u8> {
     let source = Source::read(path).map_err(|e| {
         eprintln!("error: cannot read {}: {e}", path.display());
         exit::USAGE

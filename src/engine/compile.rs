@@ -64,14 +64,18 @@ pub struct CompiledStep {
 pub enum AuthSpec {
     None,
     Bearer(Tree),
-    Jwt {
-        token_url: Tree,
-        client_id: Tree,
-        username: Tree,
-        audience: Tree,
-        private_key: Tree,
-        lifetime: Duration,
-    },
+    Jwt(Box<JwtSpec>),
+}
+
+/// The `jwt_bearer` block, compiled.
+#[derive(Debug)]
+pub struct JwtSpec {
+    pub token_url: Tree,
+    pub client_id: Tree,
+    pub username: Tree,
+    pub audience: Tree,
+    pub private_key: Tree,
+    pub lifetime: Duration,
 }
 
 /// A flow ready to run any number of times.
@@ -237,14 +241,14 @@ pub fn compile(
         Some(model::Auth::Bearer(t)) => AuthSpec::Bearer(c.text(t, "/connection/auth/bearer")?),
         Some(model::Auth::JwtBearer(j)) => {
             let p = "/connection/auth/jwt_bearer";
-            AuthSpec::Jwt {
+            AuthSpec::Jwt(Box::new(JwtSpec {
                 token_url: c.text(&j.token_url, &push_pointer(p, "token_url"))?,
                 client_id: c.text(&j.client_id, &push_pointer(p, "client_id"))?,
                 username: c.text(&j.username, &push_pointer(p, "username"))?,
                 audience: c.text(&j.audience, &push_pointer(p, "audience"))?,
                 private_key: c.text(&j.private_key, &push_pointer(p, "private_key"))?,
                 lifetime: j.lifetime.unwrap_or(Duration::from_secs(180)),
-            }
+            }))
         }
     };
     let steps = flow

@@ -55,21 +55,14 @@ impl Engine {
                 flow.runtime.secrets.add(&token);
                 Auth::Bearer(token)
             }
-            AuthSpec::Jwt {
-                token_url,
-                client_id,
-                username,
-                audience,
-                private_key,
-                lifetime,
-            } => {
+            AuthSpec::Jwt(jwt) => {
                 let settings = JwtSettings {
-                    token_url: render(token_url)?,
-                    client_id: render(client_id)?,
-                    username: render(username)?,
-                    audience: render(audience)?,
-                    private_key: render(private_key)?,
-                    lifetime: *lifetime,
+                    token_url: render(&jwt.token_url)?,
+                    client_id: render(&jwt.client_id)?,
+                    username: render(&jwt.username)?,
+                    audience: render(&jwt.audience)?,
+                    private_key: render(&jwt.private_key)?,
+                    lifetime: jwt.lifetime,
                 };
                 let timeout = flow
                     .flow

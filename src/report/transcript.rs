@@ -32,6 +32,8 @@ pub fn to_yaml(value: &Value) -> String {
     let mut emitter = YamlEmitter::new(&mut out);
     emitter.multiline(true);
     let _ = emitter.dump(&yaml(value));
+    // One document per file: the `---` start marker adds nothing.
+    let mut out = out.strip_prefix("---\n").map(str::to_string).unwrap_or(out);
     out.push('\n');
     out
 }

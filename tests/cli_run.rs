@@ -1,0 +1,298 @@
+//! `flowrun run` as a user runs it: output, exit codes, report files — and no secret anywhere.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::path::Path;
+use std::process::Output;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+async fn flowrun(args: Vec<String>, env: Vec<(String, String)>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_flowrun"))
+            .args(&args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env_clear()
+            .envs(env)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn s(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| x.to_string()).collect()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Timings vary from run to run: `12 ms` → `<ms>`.
+fn without_timings(t: &str) -> String {
+    let mut out = String::new();
+    for line in t.lines() {
+        let words: Vec<&str> = line.split(' ').collect();
+        let mut kept = Vec::new();
+        let mut i = 0;
+        while i < words.len() {
+            if i + 1 < words.len()
+                && words[i + 1].starts_with("ms")
+                && words[i].chars().all(|c| c.is_ascii_digit())
+                && !words[i].is_empty()
+            {
+                kept.push(format!("<ms>{}", &words[i + 1][2..]));
+                i += 2;
+            } else {
+                kept.push(words[i].to_string());
+                i += 1;
+            }
+        }
+        out.push_str(&kept.join(" "));
+        out.push('\n');
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_passing_run_prints_a_line_per_step_and_exits_0() {
+    let server = service().await;
+    let out = flowrun(
+        s(&[
+            "run",
+            "flows/inbound.yaml",
+            "--inputs",
+            "flows/examples/inbound.inputs.yaml",
+            "--input",
+            "capacity_weight=2",
+        ]),
+        env_for(&server),
+    )
+    .await;
+    assert_eq!(text(&out.stderr), "");
+    assert_eq!(out.status.code(), Some(0));
+    insta::assert_snapshot!(without_timings(&text(&out.stdout)));
+    let sent = received(&server).await;
+    assert_eq!(sent[3]["body"]["capacityWeight"], json!(2));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_step_exits_1_and_says_why() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/v1/route"))
+        .respond_with(
+            ResponseTemplate::new(400)
+                .set_body_json(json!({"code": 15103, "message": "End user is not opted in"})),
+        )
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    mount_happy(&server).await;
+    let out = flowrun(
+        s(&[
+            "run",
+            "flows/inbound.yaml",
+            "--inputs",
+            "flows/examples/inbound.inputs.yaml",
+        ]),
+        env_for(&server),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    insta::assert_snapshot!(without_timings(&text(&out.stdout)));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_inputs_exit_2_and_send_nothing() {
+    let server = service().await;
+    let out = flowrun(
+        s(&[
+            "run",
+            "flows/inbound.yaml",
+            "--inputs",
+            "flows/examples/inbound.inputs.yaml",
+            "--input",
+            "consent_status=ExplicityOptedIn",
+        ]),
+        env_for(&server),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        "error: input `consent_status` must be one of OptedOut, ImplicitlyOptedIn, ExplicitlyOptedIn, DoublyOptedIn, got `ExplicityOptedIn`; did you mean `ExplicitlyOptedIn`?\nnothing was sent\n"
+    );
+    assert_eq!(received(&server).await, json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_environment_variable_exits_2_before_sending() {
+    let server = service().await;
+    let mut env = env_for(&server);
+    env.retain(|(k, _)| k != "SF_ORG_ID" && k != "SF_ACCESS_TOKEN");
+    let out = flowrun(
+        s(&[
+            "run",
+            "flows/inbound.yaml",
+            "--inputs",
+            "flows/examples/inbound.inputs.yaml",
+        ]),
+        env,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        "error: environment variable `SF_ORG_ID` is not set\n  = hint: the flow reads it with env('SF_ORG_ID')\n\
+error: environment variable `SF_ACCESS_TOKEN` is not set\n  = hint: the flow reads it with secret('SF_ACCESS_TOKEN')\nnothing was sent\n"
+    );
+    assert_eq!(received(&server).await, json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_invalid_flow_exits_2_with_diagnostics() {
+    let out = flowrun(s(&["run", "tests/broken/typo_key.yaml"]), vec![]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr)
+            .starts_with("tests/broken/typo_key.yaml:15:7: error: unknown key `metod` in `request`\n")
+    );
+    assert!(text(&out.stderr).ends_with("nothing was sent\n"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_response_over_the_size_cap_fails_the_step() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/v1/interactions"))
+        .respond_with(ResponseTemplate::new(202).set_body_string("x".repeat(5000)))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    mount_happy(&server).await;
+    let out = flowrun(
+        s(&[
+            "run",
+            "flows/inbound.yaml",
+            "--inputs",
+            "flows/examples/inbound.inputs.yaml",
+            "--max-body",
+            "4096",
+        ]),
+        env_for(&server),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("failed   interaction")
+            && text(&out.stdout)
+                .contains("response body is larger than the 4096-byte limit (see --max-body)"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+/// Runs a flow with every output switched on and returns everything it wrote.
+async fn all_output(args: Vec<String>, env: Vec<(String, String)>, dir: &Path) -> (Output, String) {
+    let mut args = args;
+    for (flag, file) in [
+        ("--report", "report.json"),
+        ("--junit", "junit.xml"),
+        ("--transcript", "transcript.yaml"),
+    ] {
+        args.push(flag.into());
+        args.push(dir.join(file).to_string_lossy().into_owned());
+    }
+    args.push("--verbose".into());
+    let out = flowrun(args, env).await;
+    let mut all = text(&out.stdout) + &text(&out.stderr);
+    for file in ["report.json", "junit.xml", "transcript.yaml"] {
+        all += &std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+    }
+    (out, all)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_secret_reaches_output_reports_or_transcripts() {
+    let server = service().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (out, all) = all_output(
+        s(&[
+            "run",
+            "flows/inbound.yaml",
+            "--inputs",
+            "flows/examples/inbound.inputs.yaml",
+        ]),
+        env_for(&server),
+        dir.path(),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!all.contains(TOKEN), "the token leaked");
+    assert!(!all.contains("tok-SECRET"), "part of the token leaked");
+    assert!(all.contains("Bearer ***"), "the masked header is shown");
+    // The reports hold what they promise.
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["outcome"], json!({"result": "passed"}));
+    assert_eq!(
+        report["steps"][3]["attempts"][0]["request"]["json"]["capacityWeight"],
+        json!(1)
+    );
+    assert_eq!(report["outputs"]["agent_work_id"], json!("0Bz5g000000Sim1"));
+    let transcript = std::fs::read_to_string(dir.path().join("transcript.yaml")).unwrap();
+    assert!(
+        transcript
+            .starts_with("- step: interaction\n  attempt: 1\n  method: POST\n  path: /api/v1/interactions\n"),
+        "{transcript}"
+    );
+    let junit = std::fs::read_to_string(dir.path().join("junit.xml")).unwrap();
+    assert!(
+        junit.contains(r#"<testsuite name="inbound" tests="5""#),
+        "{junit}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_jwt_secret_reaches_any_output_even_when_auth_fails() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/services/oauth2/token"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"access_token": "00D!fetched-SECRET-token"})),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path("/api/v1/consent"))
+        .respond_with(
+            ResponseTemplate::new(401)
+                .set_body_json(json!({"code": 10004, "message": "bad token 00D!fetched-SECRET-token"})),
+        )
+        .mount(&server)
+        .await;
+    let key = std::fs::read_to_string(repo("tests/fixtures/jwt-test-key.pem")).unwrap();
+    let key_line = key.lines().nth(1).unwrap().to_string();
+    let env = vec![
+        ("SCRT_BASE_URL".to_string(), server.uri()),
+        ("SF_LOGIN_URL".to_string(), server.uri()),
+        ("SF_CLIENT_ID".to_string(), "connected-app-key".to_string()),
+        ("SF_USERNAME".to_string(), "integration@example.com".to_string()),
+        ("SF_JWT_KEY".to_string(), key),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let (out, all) = all_output(s(&["run", "tests/flows/jwt.yaml"]), env, dir.path()).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!all.contains("fetched-SECRET-token"), "the access token leaked");
+    assert!(!all.contains(&key_line), "the private key leaked");
+    let requests = server.received_requests().await.unwrap();
+    let assertion = form_urlencoded::parse(&requests[0].body)
+        .find(|(k, _)| k == "assertion")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    assert!(!all.contains(&assertion), "the signed JWT leaked");
+}
