@@ -4,7 +4,10 @@ use super::compile::{AuthSpec, CompiledFlow, CompiledStep, Cond};
 use super::outcome::{Attempt, Observer, Outcome, Phase, RunReport, StepRecord, StepStatus};
 use super::request;
 use super::retry::{api_code, retry_after};
-use crate::expr::templates::{Context, RenderError};
+use crate::expr::templates::{Context, RenderError, to_jinja};
+use crate::flow::model::StatusSet;
+use minijinja::Value as JinjaValue;
+use std::collections::BTreeMap;
 use crate::http::auth::{Auth, JwtBearer, JwtSettings};
 use crate::http::{HttpRequest, HttpResponse, Transport};
 use serde_json::{Map, Value, json};
@@ -93,7 +96,8 @@ impl Engine {
             engine: self,
             observer,
             deadline,
-            state: initial_state(&self.flow, inputs),
+            inputs: to_jinja(&Value::Object(inputs)),
+            steps: initial_steps(&self.flow),
             records: Vec::new(),
             outcome: Outcome::Passed,
             base_url: String::new(),
@@ -155,21 +159,18 @@ fn value_text(v: &Value) -> String {
 }
 
 /// Every step starts known, not succeeded and not skipped, so `finally` may test any of them.
-fn initial_state(flow: &CompiledFlow, inputs: Map<String, Value>) -> Value {
-    let steps: Map<String, Value> = flow
-        .steps
-        .iter()
-        .chain(&flow.finally)
-        .map(|s| (s.id.clone(), json!({ "succeeded": false, "skipped": false })))
-        .collect();
-    json!({ "inputs": inputs, "steps": steps })
+fn initial_steps(flow: &CompiledFlow) -> BTreeMap<String, JinjaValue> {
+    let fresh = to_jinja(&json!({ "succeeded": false, "skipped": false }));
+    flow.steps.iter().chain(&flow.finally).map(|s| (s.id.clone(), fresh.clone())).collect()
 }
 
 struct Run<'a> {
     engine: &'a Engine,
     observer: &'a dyn Observer,
     deadline: Option<Instant>,
-    state: Value,
+    /// The inputs and each step's values, as expressions read them.
+    inputs: JinjaValue,
+    steps: BTreeMap<String, JinjaValue>,
     records: Vec<StepRecord>,
     outcome: Outcome,
     base_url: String,
@@ -180,15 +181,13 @@ struct Ended {
     status: StepStatus,
     attempts: Vec<Attempt>,
     saved: Map<String, Value>,
+    /// The last response as expressions read it: `{status, headers, body}`.
+    response: Option<Value>,
 }
 
 impl Run<'_> {
-    fn ctx(&self, response: Option<&Value>) -> Context {
-        let mut v = self.state.clone();
-        if let Some(r) = response {
-            v["response"] = r.clone();
-        }
-        Context::new(v)
+    fn ctx(&self, response: Option<&JinjaValue>) -> Context {
+        Context::from_parts(&self.inputs, &self.steps, response)
     }
 
     fn not_run(&mut self, step: &CompiledStep, phase: Phase) {
@@ -207,22 +206,16 @@ impl Run<'_> {
     async fn step(&mut self, step: &CompiledStep, phase: Phase) {
         let started = Instant::now();
         let ended = self.execute(step).await;
-        let slot = &mut self.state["steps"][&step.id];
-        match &ended.status {
-            StepStatus::Skipped => slot["skipped"] = json!(true),
-            StepStatus::Ok | StepStatus::Stopped => {
-                slot["succeeded"] = json!(true);
-                for (k, v) in &ended.saved {
-                    slot[k] = v.clone();
-                }
-            }
-            _ => {}
+        let mut slot = match ended.response.clone() {
+            Some(Value::Object(r)) => r,
+            _ => Map::new(),
+        };
+        slot.insert("succeeded".into(), json!(matches!(ended.status, StepStatus::Ok | StepStatus::Stopped)));
+        slot.insert("skipped".into(), json!(ended.status == StepStatus::Skipped));
+        if matches!(ended.status, StepStatus::Ok | StepStatus::Stopped) {
+            slot.extend(ended.saved.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
-        if let Some(resp) = ended.attempts.last().and_then(|a| a.response.as_ref()) {
-            slot["status"] = json!(resp.status);
-            slot["body"] = resp.body_value();
-            slot["headers"] = headers_json(resp);
-        }
+        self.steps.insert(step.id.clone(), to_jinja(&Value::Object(slot)));
         match &ended.status {
             StepStatus::Failed(error) if !matches!(self.outcome, Outcome::Failed { .. }) => {
                 self.outcome = Outcome::Failed {
@@ -257,22 +250,16 @@ impl Run<'_> {
     }
 
     async fn execute(&self, step: &CompiledStep) -> Ended {
-        let fail = |msg: String, attempts: Vec<Attempt>| Ended {
-            status: StepStatus::Failed(msg),
-            attempts,
-            saved: Map::new(),
+        let ended = |status, attempts: Vec<Attempt>, saved, response| Ended { status, attempts, saved, response };
+        let fail = |msg: String, attempts: Vec<Attempt>| {
+            let response = attempts.last().and_then(|a| a.response.as_ref()).map(response_json);
+            ended(StepStatus::Failed(msg), attempts, Map::new(), response)
         };
         let flow = &self.engine.flow;
         let ctx = self.ctx(None);
         if let Some(cond) = step.condition {
             match self.truth(cond, &ctx) {
-                Ok(false) => {
-                    return Ended {
-                        status: StepStatus::Skipped,
-                        attempts: Vec::new(),
-                        saved: Map::new(),
-                    };
-                }
+                Ok(false) => return ended(StepStatus::Skipped, Vec::new(), Map::new(), None),
                 Ok(true) => {}
                 Err(e) => return fail(e.to_string(), Vec::new()),
             }
@@ -285,31 +272,22 @@ impl Run<'_> {
             Ok(done) => done,
             Err((error, attempts)) => return fail(error, attempts),
         };
-        let body = response.body_value();
         let expected = match &step.expect_status {
             Some(set) => set.contains(response.status),
             None => (200..300).contains(&response.status),
         };
         if !expected {
             let want = match &step.expect_status {
-                Some(crate::flow::model::StatusSet::One(s)) => s.to_string(),
-                Some(crate::flow::model::StatusSet::Many(v)) => {
-                    v.iter().map(u16::to_string).collect::<Vec<_>>().join(" or ")
-                }
+                Some(StatusSet::One(s)) => s.to_string(),
+                Some(StatusSet::Many(v)) => v.iter().map(u16::to_string).collect::<Vec<_>>().join(" or "),
                 None => "2xx".into(),
             };
-            return fail(
-                format!(
-                    "expected status {want}, got {}{}",
-                    response.status,
-                    api_error(&body)
-                ),
-                attempts,
-            );
+            let error = api_error(&response.body_value());
+            return fail(format!("expected status {want}, got {}{error}", response.status), attempts);
         }
-        let resp_json =
-            json!({ "status": response.status, "headers": headers_json(&response), "body": body });
-        let ctx = self.ctx(Some(&resp_json));
+        let resp_json = response_json(&response);
+        let resp_jinja = to_jinja(&resp_json);
+        let ctx = self.ctx(Some(&resp_jinja));
         for (text, id) in &step.asserts {
             match flow.templates.truth(*id, &ctx) {
                 Ok(true) => {}
@@ -326,22 +304,12 @@ impl Run<'_> {
                 Err(e) => return fail(format!("save `{name}`: {e}"), attempts),
             }
         }
-        let stop = match step.stop_if.map(|c| self.truth(c, &ctx)) {
-            None | Some(Ok(false)) => false,
-            Some(Ok(true)) => true,
-            Some(Err(e)) => {
-                return Ended {
-                    status: StepStatus::Failed(e.to_string()),
-                    attempts,
-                    saved,
-                };
-            }
+        let status = match step.stop_if.map(|c| self.truth(c, &ctx)) {
+            None | Some(Ok(false)) => StepStatus::Ok,
+            Some(Ok(true)) => StepStatus::Stopped,
+            Some(Err(e)) => StepStatus::Failed(e.to_string()),
         };
-        Ended {
-            status: if stop { StepStatus::Stopped } else { StepStatus::Ok },
-            attempts,
-            saved,
-        }
+        ended(status, attempts, saved, Some(resp_json))
     }
 
     /// Sends `request` with auth, retrying as the step's policy allows. The request is the same
@@ -466,13 +434,11 @@ impl Run<'_> {
     }
 }
 
-fn headers_json(resp: &HttpResponse) -> Value {
-    Value::Object(
-        resp.headers
-            .iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), Value::String(v.clone())))
-            .collect(),
-    )
+/// A response as expressions read it: `{status, headers (lowercase names), body}`.
+fn response_json(resp: &HttpResponse) -> Value {
+    let headers: Map<String, Value> =
+        resp.headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), Value::String(v.clone()))).collect();
+    json!({ "status": resp.status, "headers": headers, "body": resp.body_value() })
 }
 
 /// `: 15103 Cannot route ...` from an API error body, for failure messages.

@@ -235,15 +235,31 @@ impl Templates {
 }
 
 /// The expression scope: `inputs`, `steps`, and `response` where there is one.
+///
+/// Built from MiniJinja values that the engine converts once (inputs once per run, a step's
+/// values once when it ends), so building a context per step costs a few reference counts.
 pub struct Context {
-    json: Value,
     jinja: JinjaValue,
 }
 
 impl Context {
+    /// A context from one JSON object (`{"inputs": ..., "steps": ..., "response": ...}`).
     pub fn new(json: Value) -> Self {
-        let jinja = JinjaValue::from(minijinja::value::Serde(&json));
-        Context { json, jinja }
+        Context { jinja: to_jinja(&json) }
+    }
+
+    /// A context from values already converted with [`to_jinja`].
+    pub fn from_parts(
+        inputs: &JinjaValue,
+        steps: &std::collections::BTreeMap<String, JinjaValue>,
+        response: Option<&JinjaValue>,
+    ) -> Self {
+        let steps = JinjaValue::from(steps.clone());
+        let jinja = match response {
+            Some(r) => minijinja::context! { inputs => inputs, steps => steps, response => r },
+            None => minijinja::context! { inputs => inputs, steps => steps },
+        };
+        Context { jinja }
     }
 
     /// Whether a dotted name such as `steps.route.correlation_id` has a value.
@@ -253,18 +269,23 @@ impl Context {
         if super::FUNCTIONS.contains(&root) || super::BUILTIN_GLOBALS.contains(&root) {
             return true;
         }
-        let mut at = match self.json.get(root) {
-            Some(v) => v,
-            None => return false,
+        let mut at = match self.jinja.get_attr(root) {
+            Ok(v) if !v.is_undefined() => v,
+            _ => return false,
         };
         for part in parts {
-            at = match at.get(part) {
-                Some(v) => v,
-                None => return false,
+            at = match at.get_attr(part) {
+                Ok(v) if !v.is_undefined() => v,
+                _ => return false,
             };
         }
         true
     }
+}
+
+/// Converts a JSON value for expressions to read.
+pub fn to_jinja(json: &Value) -> JinjaValue {
+    JinjaValue::from(minijinja::value::Serde(json))
 }
 
 /// If `text` is exactly one `{{ expression }}`, the expression.
