@@ -18,7 +18,11 @@ fn answer(request_line: &str) -> &'static str {
 }
 
 fn status(request_line: &str) -> &'static str {
-    if request_line.contains("/consent") { "200 OK" } else { "202 Accepted" }
+    if request_line.contains("/consent") {
+        "200 OK"
+    } else {
+        "202 Accepted"
+    }
 }
 
 /// Starts the stub and returns its base URL.
@@ -27,7 +31,9 @@ pub async fn start() -> String {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((mut socket, _)) = listener.accept().await else { continue };
+            let Ok((mut socket, _)) = listener.accept().await else {
+                continue;
+            };
             tokio::spawn(async move {
                 let mut buf = Vec::with_capacity(8192);
                 let mut chunk = [0u8; 8192];
@@ -47,7 +53,8 @@ pub async fn start() -> String {
                         .lines()
                         .find_map(|l| {
                             let (k, v) = l.split_once(':')?;
-                            k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse().ok())?
                         })
                         .unwrap_or(0);
                     while buf.len() < head_end + length {

@@ -6,11 +6,11 @@ use super::request;
 use super::retry::{api_code, retry_after};
 use crate::expr::templates::{Context, RenderError, to_jinja};
 use crate::flow::model::StatusSet;
-use minijinja::Value as JinjaValue;
-use std::collections::BTreeMap;
 use crate::http::auth::{Auth, JwtBearer, JwtSettings};
 use crate::http::{HttpRequest, HttpResponse, Transport};
+use minijinja::Value as JinjaValue;
 use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -161,7 +161,11 @@ fn value_text(v: &Value) -> String {
 /// Every step starts known, not succeeded and not skipped, so `finally` may test any of them.
 fn initial_steps(flow: &CompiledFlow) -> BTreeMap<String, JinjaValue> {
     let fresh = to_jinja(&json!({ "succeeded": false, "skipped": false }));
-    flow.steps.iter().chain(&flow.finally).map(|s| (s.id.clone(), fresh.clone())).collect()
+    flow.steps
+        .iter()
+        .chain(&flow.finally)
+        .map(|s| (s.id.clone(), fresh.clone()))
+        .collect()
 }
 
 struct Run<'a> {
@@ -210,7 +214,10 @@ impl Run<'_> {
             Some(Value::Object(r)) => r,
             _ => Map::new(),
         };
-        slot.insert("succeeded".into(), json!(matches!(ended.status, StepStatus::Ok | StepStatus::Stopped)));
+        slot.insert(
+            "succeeded".into(),
+            json!(matches!(ended.status, StepStatus::Ok | StepStatus::Stopped)),
+        );
         slot.insert("skipped".into(), json!(ended.status == StepStatus::Skipped));
         if matches!(ended.status, StepStatus::Ok | StepStatus::Stopped) {
             slot.extend(ended.saved.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -250,9 +257,17 @@ impl Run<'_> {
     }
 
     async fn execute(&self, step: &CompiledStep) -> Ended {
-        let ended = |status, attempts: Vec<Attempt>, saved, response| Ended { status, attempts, saved, response };
+        let ended = |status, attempts: Vec<Attempt>, saved, response| Ended {
+            status,
+            attempts,
+            saved,
+            response,
+        };
         let fail = |msg: String, attempts: Vec<Attempt>| {
-            let response = attempts.last().and_then(|a| a.response.as_ref()).map(response_json);
+            let response = attempts
+                .last()
+                .and_then(|a| a.response.as_ref())
+                .map(response_json);
             ended(StepStatus::Failed(msg), attempts, Map::new(), response)
         };
         let flow = &self.engine.flow;
@@ -283,7 +298,10 @@ impl Run<'_> {
                 None => "2xx".into(),
             };
             let error = api_error(&response.body_value());
-            return fail(format!("expected status {want}, got {}{error}", response.status), attempts);
+            return fail(
+                format!("expected status {want}, got {}{error}", response.status),
+                attempts,
+            );
         }
         let resp_json = response_json(&response);
         let resp_jinja = to_jinja(&resp_json);
@@ -436,8 +454,11 @@ impl Run<'_> {
 
 /// A response as expressions read it: `{status, headers (lowercase names), body}`.
 fn response_json(resp: &HttpResponse) -> Value {
-    let headers: Map<String, Value> =
-        resp.headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), Value::String(v.clone()))).collect();
+    let headers: Map<String, Value> = resp
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), Value::String(v.clone())))
+        .collect();
     json!({ "status": resp.status, "headers": headers, "body": resp.body_value() })
 }
 

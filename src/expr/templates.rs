@@ -245,7 +245,9 @@ pub struct Context {
 impl Context {
     /// A context from one JSON object (`{"inputs": ..., "steps": ..., "response": ...}`).
     pub fn new(json: Value) -> Self {
-        Context { jinja: to_jinja(&json) }
+        Context {
+            jinja: to_jinja(&json),
+        }
     }
 
     /// A context from values already converted with [`to_jinja`].

@@ -43,6 +43,7 @@ pub enum AnalyzeError {
         suggestion: Option<String>,
     },
     ResponseOutOfScope,
+    InputsInAuth,
     TemplateSyntax {
         detail: String,
         expression: bool,
@@ -119,6 +120,9 @@ impl AnalyzeError {
                 format!("input `{name}` is not declared"),
             )
             .with_hint(suggestion.unwrap_or_else(|| format!("declare it under `inputs:`, e.g. `{name}: {{ type: string }}`"))),
+            InputsInAuth => Diagnostic::error("inputs-in-auth", span, "`auth` cannot read `inputs`").with_hint(
+                "auth is set up once per run from the environment, before inputs are read; use `env('...')` or `secret('...')`",
+            ),
             ResponseOutOfScope => Diagnostic::error(
                 "response-out-of-scope",
                 span,
@@ -180,6 +184,8 @@ struct Scope<'s> {
     current: Option<&'s StepInfo>,
     /// Whether `response` is in scope.
     response: bool,
+    /// Whether `inputs` is in scope (not in `connection.auth`, rendered before inputs exist).
+    inputs: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -226,11 +232,16 @@ impl<'a> Analyzer<'a> {
             visible: &[],
             current: None,
             response: false,
+            inputs: true,
         };
         if let Some(conn) = obj(root.get("connection")) {
             for key in ["base_url", "headers", "auth"] {
                 if let Some(v) = conn.get(key) {
-                    self.templates(&push_pointer("/connection", key), v, top);
+                    let scope = Scope {
+                        inputs: key != "auth",
+                        ..top
+                    };
+                    self.templates(&push_pointer("/connection", key), v, scope);
                 }
             }
         }
@@ -247,6 +258,7 @@ impl<'a> Analyzer<'a> {
             visible: &all,
             current: None,
             response: false,
+            inputs: true,
         };
         if let Some(outputs) = obj(root.get("outputs")) {
             for (name, v) in outputs {
@@ -311,6 +323,7 @@ impl<'a> Analyzer<'a> {
             visible,
             current: Some(step),
             response: false,
+            inputs: true,
         };
         let with_response = Scope {
             response: true,
@@ -466,6 +479,10 @@ impl<'a> Analyzer<'a> {
     fn name(&mut self, span: Span, text: &str, name: &str, scope: Scope) {
         let parts: Vec<&str> = name.split('.').collect();
         match parts[0] {
+            "inputs" if !scope.inputs => {
+                let at = self.point(span, "inputs");
+                self.out.push(AnalyzeError::InputsInAuth.at(at));
+            }
             "inputs" => {
                 if let Some(input) = parts.get(1)
                     && !self.inputs.iter().any(|i| i == input)
