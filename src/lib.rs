@@ -8,3 +8,4 @@ pub mod flow;
 pub mod http;
 pub mod paths;
 pub mod report;
+pub mod sim;

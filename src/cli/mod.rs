@@ -2,6 +2,7 @@
 
 mod check;
 mod run;
+mod sim;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -35,6 +36,8 @@ enum Command {
     Check(check::Args),
     /// Run a flow: check it and its inputs, then send its requests in order.
     Run(run::Args),
+    /// Serve the Interaction Service simulator on 127.0.0.1 until Ctrl-C.
+    Sim(sim::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -49,6 +52,7 @@ pub fn main() -> ExitCode {
     let code = match cli.command {
         Command::Check(args) => check::run(args),
         Command::Run(args) => run::run(args),
+        Command::Sim(args) => sim::run(args),
     };
     ExitCode::from(code)
 }

@@ -40,6 +40,14 @@ pub struct Args {
     /// Write the normalised request sequence as YAML.
     #[arg(long, value_name = "FILE")]
     transcript: Option<PathBuf>,
+    /// Run against the built-in Interaction Service simulator, started on 127.0.0.1: the flow's
+    /// connection (SCRT_BASE_URL, SF_ORG_ID, SF_AUTHORIZATION_CONTEXT, SF_ACCESS_TOKEN,
+    /// SF_LOGIN_URL) points at it. No org, no credentials, no network.
+    #[arg(long)]
+    sim: bool,
+    /// The simulator's configuration (YAML); implies --sim. Default: the built-in one.
+    #[arg(long, value_name = "FILE")]
+    sim_config: Option<PathBuf>,
     /// Largest response body accepted, in bytes; a larger one fails the step.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BODY)]
     max_body: usize,
@@ -91,7 +99,34 @@ fn run_inner(args: Args) -> Result<u8, u8> {
         Some(path) => read_inputs_file(path)?,
         None => Vec::new(),
     };
-    let runtime = Runtime::system();
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: {e}");
+            exit::USAGE
+        })?;
+    let mut runtime = Runtime::system();
+    // Keep the simulator alive for the whole run.
+    let _simulator = if args.sim || args.sim_config.is_some() {
+        let config = super::sim::load_config(args.sim_config.as_deref())?;
+        let running = flowrun::sim::start_in_background(config).map_err(|e| {
+            eprintln!("error: cannot start the simulator: {e}");
+            exit::USAGE
+        })?;
+        let overlay = flowrun::sim::environment(&running);
+        let outer = runtime.env.clone();
+        runtime.env = Arc::new(move |name| {
+            overlay
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .or_else(|| outer(name))
+        });
+        Some(running)
+    } else {
+        None
+    };
     let transport = ReqwestTransport::new(args.max_body).map_err(|e| {
         eprintln!("error: {e}");
         exit::USAGE
@@ -120,13 +155,6 @@ fn run_inner(args: Args) -> Result<u8, u8> {
         inner: &terminal,
         warned: AtomicBool::new(false),
     };
-    let tokio = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            eprintln!("error: {e}");
-            exit::USAGE
-        })?;
     let report = tokio.block_on(engine.run(inputs.clone(), &observer));
     terminal.finish(&report);
     write_reports(&args, &report, &inputs, &runtime)?;

@@ -425,13 +425,7 @@ impl Run<'_> {
             let Some(backoff) = delays.next() else {
                 return match result {
                     Ok(resp) => Ok((resp, attempts)),
-                    Err(_) => Err((
-                        format!(
-                            "{reason} (after {number} attempt{})",
-                            if number == 1 { "" } else { "s" }
-                        ),
-                        attempts,
-                    )),
+                    Err(_) => Err((reason, attempts)),
                 };
             };
             let wait = wait_hint.unwrap_or(backoff);

@@ -1,0 +1,68 @@
+//! `flowrun sim`: the Interaction Service simulator as a server.
+
+use super::exit;
+use flowrun::sim::{SimConfig, environment, start};
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Port on 127.0.0.1 (0: any free port).
+    #[arg(long, default_value_t = 8787)]
+    port: u16,
+    /// The simulator's configuration (YAML). Default: the built-in one, which the shipped flows
+    /// and their example inputs match.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+/// The configuration in `path`, or the built-in one.
+pub fn load_config(path: Option<&Path>) -> Result<SimConfig, u8> {
+    let Some(path) = path else {
+        return Ok(SimConfig::default());
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        eprintln!("error: cannot read {}: {e}", path.display());
+        exit::USAGE
+    })?;
+    SimConfig::from_yaml(&text).map_err(|e| {
+        eprintln!("error: {}: {e}", path.display());
+        exit::INVALID
+    })
+}
+
+pub fn run(args: Args) -> u8 {
+    let config = match load_config(args.config.as_deref()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    runtime.block_on(async {
+        let running = match start(config, ([127, 0, 0, 1], args.port).into()).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: cannot listen on 127.0.0.1:{}: {e}", args.port);
+                return exit::USAGE;
+            }
+        };
+        println!(
+            "Interaction Service simulator on {} (Ctrl-C stops it)",
+            running.base_url()
+        );
+        println!("Point a flow at it with:");
+        for (k, v) in environment(&running) {
+            println!("  export {k}='{v}'");
+        }
+        println!(
+            "State: GET {0}/sim/state   Reset: POST {0}/sim/reset",
+            running.base_url()
+        );
+        let _ = tokio::signal::ctrl_c().await;
+        exit::OK
+    })
+}

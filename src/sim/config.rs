@@ -1,0 +1,146 @@
+//! The simulator's org: channels, queues, flows, users, accepted tokens, seeded conversations
+//! and fault injection. Read from YAML; the built-in default makes the shipped flows pass.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimConfig {
+    /// The 15-character org id requests must send as `OrgId`.
+    pub org_id: String,
+    /// Bearer tokens the simulator accepts.
+    #[serde(default)]
+    pub tokens: Vec<String>,
+    pub channels: Vec<Channel>,
+    #[serde(default)]
+    pub queues: Vec<String>,
+    #[serde(default)]
+    pub flows: Vec<String>,
+    #[serde(default)]
+    pub users: Vec<String>,
+    /// Conversations that exist from the start (a transfer needs one).
+    #[serde(default)]
+    pub conversations: Vec<SeedConversation>,
+    /// The connected app for the OAuth JWT bearer flow.
+    #[serde(default)]
+    pub jwt: Option<JwtApp>,
+    #[serde(default)]
+    pub faults: Faults,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Channel {
+    /// The channel address identifier (`to` of an interaction).
+    pub address: String,
+    /// Developer name of the ConversationChannelDefinition: the `AuthorizationContext`.
+    pub definition: String,
+    #[serde(default = "partner")]
+    pub consent_owner: String,
+    #[serde(default = "partner")]
+    pub routing_owner: String,
+    #[serde(default)]
+    pub supports_keywords: bool,
+    #[serde(default = "yes")]
+    pub active: bool,
+}
+
+fn partner() -> String {
+    "Partner".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SeedConversation {
+    pub conversation_identifier: String,
+    pub work_item_id: String,
+    pub channel: String,
+    pub end_user: String,
+    #[serde(default)]
+    pub consent_status: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtApp {
+    /// The consumer key the JWT's `iss` must name.
+    pub client_id: String,
+    /// PEM public key (or certificate's key) that verifies the RS256 signature.
+    pub public_key: String,
+}
+
+/// Faults to inject, so retry and refresh paths can be exercised.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Faults {
+    /// Added to every answer.
+    #[serde(default)]
+    pub latency_ms: u64,
+    /// Share of API calls (0..1) answered 503.
+    #[serde(default)]
+    pub rate_503: f64,
+    /// Share of API calls answered with code 10019 (read-only mode, retry later).
+    #[serde(default)]
+    pub rate_10019: f64,
+    /// Share of API calls answered with code 10094 (downstream timeout).
+    #[serde(default)]
+    pub rate_10094: f64,
+    /// A token stops working after this many API calls with it (401, code 10004).
+    #[serde(default)]
+    pub token_expires_after: Option<u64>,
+    /// Seed of the fault sequence, so a run is repeatable.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+/// The token of the default configuration.
+pub const DEFAULT_TOKEN: &str = "00D000000000001!sim-access-token";
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            org_id: "00D000000000001".into(),
+            tokens: vec![DEFAULT_TOKEN.into()],
+            channels: vec![Channel {
+                address: "+15550100".into(),
+                definition: "Partner_Channel".into(),
+                consent_owner: partner(),
+                routing_owner: partner(),
+                supports_keywords: false,
+                active: true,
+            }],
+            queues: vec!["00G5g000000SimQ".into()],
+            flows: vec!["3005g000000SimF".into()],
+            users: vec!["0055g000000SimA".into(), "0055g000000SimB".into()],
+            conversations: vec![SeedConversation {
+                conversation_identifier: "8a1f2c3d-0000-4000-8000-00000000c0de".into(),
+                work_item_id: "0Mw5g000000SimW".into(),
+                channel: "+15550100".into(),
+                end_user: "+15550999".into(),
+                consent_status: Some("ExplicitlyOptedIn".into()),
+            }],
+            jwt: None,
+            faults: Faults::default(),
+        }
+    }
+}
+
+impl SimConfig {
+    /// Reads a configuration file (YAML).
+    pub fn from_yaml(text: &str) -> Result<Self, String> {
+        let (doc, errors) = crate::flow::yaml::load(text);
+        if let Some(e) = errors.first() {
+            return Err(format!("line {}: {}", e.span.start.line, e.message));
+        }
+        let value = doc.map(|d| d.value).unwrap_or_default();
+        serde_json::from_value(value).map_err(|e| e.to_string())
+    }
+
+    pub fn channel(&self, address: &str) -> Option<&Channel> {
+        self.channels.iter().find(|c| c.address == address)
+    }
+}
