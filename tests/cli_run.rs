@@ -296,3 +296,59 @@ async fn no_jwt_secret_reaches_any_output_even_when_auth_fails() {
         .unwrap();
     assert!(!all.contains(&assertion), "the signed JWT leaked");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_readme_main_command_runs_a_shipped_flow_against_the_simulator() {
+    // No connection variables at all: --sim provides them.
+    let out = flowrun(
+        s(&[
+            "run",
+            "flows/inbound.yaml",
+            "--sim",
+            "--inputs",
+            "flows/examples/inbound.inputs.yaml",
+        ]),
+        vec![],
+    )
+    .await;
+    assert_eq!(text(&out.stderr), "");
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("passed in "), "{stdout}");
+    assert!(!stdout.contains(flowrun::sim::config::DEFAULT_TOKEN));
+    let out = flowrun(
+        s(&[
+            "run",
+            "flows/transfer.yaml",
+            "--sim",
+            "--inputs",
+            "flows/examples/transfer.inputs.yaml",
+        ]),
+        vec![],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_simulator_config_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sim.yaml");
+    std::fs::write(&config, "org_id: 00D000000000001\nchannels: []\nqueus: []\n").unwrap();
+    let out = flowrun(
+        vec![
+            "run".into(),
+            "flows/inbound.yaml".into(),
+            "--sim-config".into(),
+            config.to_string_lossy().into_owned(),
+        ],
+        vec![],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("unknown field `queus`"),
+        "{}",
+        text(&out.stderr)
+    );
+}

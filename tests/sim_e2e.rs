@@ -1,0 +1,205 @@
+//! The shipped flows against the simulator over HTTP on 127.0.0.1, and the simulator's state
+//! after them; fault injection that the flows' retries and token refresh get through.
+
+mod common;
+
+use common::{example_inputs, repo, run};
+use flowrun::engine::outcome::{Outcome, RunReport};
+use flowrun::sim::{SimConfig, environment, start_in_background};
+use serde_json::{Value, json};
+
+fn sim(config: SimConfig) -> (flowrun::sim::Running, Vec<(String, String)>) {
+    let running = start_in_background(config).unwrap();
+    let env = environment(&running);
+    (running, env)
+}
+
+async fn state(running: &flowrun::sim::Running) -> Value {
+    let bytes = reqwest::get(format!("{}/sim/state", running.base_url()))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+fn steps(report: &RunReport) -> Vec<String> {
+    report
+        .steps
+        .iter()
+        .map(|s| format!("{} {} x{}", s.id, s.status.word(), s.attempts.len()))
+        .collect()
+}
+
+#[tokio::test]
+async fn inbound_creates_then_removes_one_psr_and_creates_one_agent_work() {
+    let (running, env) = sim(SimConfig::default());
+    let report = run(
+        "flows/inbound.yaml",
+        example_inputs("flows/examples/inbound.inputs.yaml", json!({})),
+        env,
+    )
+    .await;
+    assert_eq!(report.outcome, Outcome::Passed, "{:?}", steps(&report));
+    let route = report.steps.iter().find(|s| s.id == "route").unwrap();
+    assert!(route.saved["psr_id"].as_str().unwrap().starts_with("0JR"));
+    let s = state(&running).await;
+    assert_eq!(s["psrs"], json!({}), "agent work removed the PSR");
+    assert_eq!(s["agentWork"].as_array().unwrap().len(), 1);
+    assert_eq!(s["agentWork"][0]["userId"], json!("0055g000000SimA"));
+    let conversation = report.outputs["conversation_id"].as_str().unwrap();
+    assert_eq!(
+        s["conversations"][conversation]["workItemId"]
+            .as_str()
+            .unwrap()
+            .len(),
+        15
+    );
+    assert_eq!(
+        s["endUsers"]["+15550100/+15550123"]["consentStatus"],
+        json!("ExplicitlyOptedIn")
+    );
+}
+
+#[tokio::test]
+async fn inbound_without_an_agent_deletes_its_psr() {
+    let (running, env) = sim(SimConfig::default());
+    let inputs = example_inputs(
+        "flows/examples/inbound.inputs.yaml",
+        json!({"agent_user_id": null, "flow_id": "3005g000000SimF"}),
+    );
+    let report = run("flows/inbound.yaml", inputs, env).await;
+    assert_eq!(
+        steps(&report),
+        [
+            "interaction ok x1",
+            "consent ok x1",
+            "route ok x1",
+            "agent_work skipped x0",
+            "delete_route ok x1"
+        ]
+    );
+    let s = state(&running).await;
+    assert_eq!(s["psrs"], json!({}));
+    assert_eq!(s["agentWork"], json!([]));
+}
+
+#[tokio::test]
+async fn consent_rejected_by_the_channel_fails_the_flow_before_routing() {
+    let mut config = SimConfig::default();
+    config.channels[0].consent_owner = "Salesforce".into();
+    let (_running, env) = sim(config);
+    let report = run(
+        "flows/inbound.yaml",
+        example_inputs("flows/examples/inbound.inputs.yaml", json!({})),
+        env,
+    )
+    .await;
+    let Outcome::Failed { step, error } = &report.outcome else {
+        panic!()
+    };
+    assert_eq!(step, "consent");
+    assert!(error.contains("code 10022"), "{error}");
+    assert_eq!(
+        steps(&report)[2..],
+        [
+            "route not run x0",
+            "agent_work not run x0",
+            "delete_route skipped x0"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn both_transfer_variants_and_the_external_one() {
+    let (running, env) = sim(SimConfig::default());
+    let to_queue = example_inputs(
+        "flows/examples/transfer.inputs.yaml",
+        json!({"agent_user_id": null}),
+    );
+    let report = run("flows/transfer.yaml", to_queue, env.clone()).await;
+    assert_eq!(
+        steps(&report),
+        ["routing_result ok x1", "route ok x1", "agent_work skipped x0"]
+    );
+    let s = state(&running).await;
+    assert_eq!(
+        s["psrs"]["8a1f2c3d-0000-4000-8000-00000000c0de"]["routingType"],
+        json!("Transfer")
+    );
+
+    let to_flow = example_inputs(
+        "flows/examples/transfer.inputs.yaml",
+        json!({"agent_user_id": null, "flow_id": "3005g000000SimF"}),
+    );
+    let report = run("flows/transfer.yaml", to_flow, env.clone()).await;
+    assert_eq!(report.outcome, Outcome::Passed);
+
+    let to_agent = example_inputs("flows/examples/transfer.inputs.yaml", json!({"queue_id": null}));
+    let report = run("flows/transfer.yaml", to_agent, env.clone()).await;
+    assert_eq!(
+        steps(&report),
+        ["routing_result ok x1", "route skipped x0", "agent_work ok x1"]
+    );
+    let s = state(&running).await;
+    assert_eq!(s["agentWork"][0]["routingType"], json!("Transfer"));
+
+    let external = example_inputs(
+        "flows/examples/transfer.inputs.yaml",
+        json!({"externally_routed": true}),
+    );
+    let report = run("flows/transfer.yaml", external, env).await;
+    assert_eq!(
+        report.outcome,
+        Outcome::Stopped {
+            step: "routing_result".into()
+        }
+    );
+    let s = state(&running).await;
+    assert_eq!(s["routingResults"].as_array().unwrap().len(), 4);
+    assert_eq!(s["routingResults"][3]["externallyRouted"], json!(true));
+}
+
+#[tokio::test]
+async fn the_inbound_flow_retries_through_injected_faults() {
+    let mut config = SimConfig::default();
+    config.faults.rate_503 = 0.15;
+    config.faults.rate_10019 = 0.05;
+    config.faults.rate_10094 = 0.05;
+    config.faults.seed = 7;
+    let (_running, env) = sim(config);
+    let mut retried = 0;
+    for _ in 0..5 {
+        let report = run(
+            "flows/inbound.yaml",
+            example_inputs("flows/examples/inbound.inputs.yaml", json!({})),
+            env.clone(),
+        )
+        .await;
+        assert_eq!(report.outcome, Outcome::Passed, "{:?}", steps(&report));
+        retried += report.requests_sent() - 4;
+    }
+    assert!(retried > 0, "the faults were injected and retried");
+}
+
+#[tokio::test]
+async fn an_expired_token_is_refreshed_through_the_simulator_s_jwt_endpoint() {
+    let mut config = SimConfig::default();
+    config.faults.token_expires_after = Some(1);
+    config.jwt = Some(flowrun::sim::config::JwtApp {
+        client_id: "connected-app-key".into(),
+        public_key: std::fs::read_to_string(repo("tests/fixtures/jwt-test-key.pub.pem")).unwrap(),
+    });
+    let (_running, mut env) = sim(config);
+    env.push(("SF_CLIENT_ID".into(), "connected-app-key".into()));
+    env.push(("SF_USERNAME".into(), "integration@example.com".into()));
+    env.push((
+        "SF_JWT_KEY".into(),
+        std::fs::read_to_string(repo("tests/fixtures/jwt-test-key.pem")).unwrap(),
+    ));
+    let report = run("tests/flows/jwt_consent_twice.yaml", json!({}), env).await;
+    assert_eq!(report.outcome, Outcome::Passed, "{:?}", report.steps);
+    // The second call's token had expired: 401, one refresh, one retry.
+    assert_eq!(steps(&report), ["first ok x1", "second ok x2"]);
+}
