@@ -300,3 +300,52 @@ async fn an_externally_routed_transfer_stops_after_the_routing_result() {
     assert_eq!(sent[0]["body"]["externallyRouted"], json!(true));
     assert!(matches!(report.steps[0].status, StepStatus::Stopped));
 }
+
+#[tokio::test]
+async fn query_form_file_parts_and_merged_headers_are_sent_as_written() {
+    let server = wiremock::MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let env = vec![("SCRT_BASE_URL".to_string(), server.uri())];
+    let report = run("tests/flows/bodies.yaml", json!({}), env).await;
+    assert_eq!(report.outcome, Outcome::Passed);
+    let requests = server.received_requests().await.unwrap();
+    let upload = &requests[0];
+    assert_eq!(upload.url.query(), Some("page=7&q=a+b%26c"));
+    assert_eq!(upload.headers.get("x-shared").unwrap(), "connection");
+    assert_eq!(
+        upload.headers.get_all("x-override").iter().collect::<Vec<_>>(),
+        ["step"]
+    );
+    let sent = received(&server).await;
+    let parts = sent[0]["body"]["multipart"].as_array().unwrap();
+    assert_eq!(parts.len(), 3);
+    assert_eq!(
+        parts[0]["headers"],
+        json!([
+            "Content-Disposition: form-data; name=\"json\"",
+            "Content-Type: application/json"
+        ])
+    );
+    assert_eq!(parts[0]["content"], json!({"n": 7}));
+    assert_eq!(
+        parts[1]["headers"],
+        json!([
+            "Content-Disposition: form-data; name=\"attachments\"; filename=\"note.txt\"",
+            "Content-Type: text/plain"
+        ])
+    );
+    assert_eq!(parts[1]["content"], json!("hello attachment\n"));
+    assert_eq!(parts[2]["content"], json!("n is 7"));
+    let form = &requests[1];
+    assert_eq!(
+        form.headers.get("content-type").unwrap(),
+        "application/x-www-form-urlencoded"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&form.body),
+        "grant_type=password&n=7&flag=true"
+    );
+}

@@ -203,15 +203,10 @@ struct Warner<'a> {
 
 impl Observer for Warner<'_> {
     fn attempt_started(&self, step: &str, attempt: u32, request: &flowrun::http::HttpRequest) {
-        if let Ok(url) = reqwest::Url::parse(&request.url)
-            && url.scheme() == "http"
-            && !is_loopback(url.host_str().unwrap_or_default())
+        if let Some(warning) = flowrun::http::plain_http_warning(&request.url)
             && !self.warned.swap(true, Ordering::Relaxed)
         {
-            eprintln!(
-                "warning: {} is plain HTTP to a host that is not this machine: requests and tokens travel unencrypted",
-                url.origin().ascii_serialization()
-            );
+            eprintln!("warning: {warning}");
         }
         self.inner.attempt_started(step, attempt, request);
     }
@@ -224,13 +219,4 @@ impl Observer for Warner<'_> {
     fn step_finished(&self, record: &flowrun::engine::outcome::StepRecord) {
         self.inner.step_finished(record);
     }
-}
-
-fn is_loopback(host: &str) -> bool {
-    host == "localhost"
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }

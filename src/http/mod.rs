@@ -123,3 +123,46 @@ pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<HttpResponse, Trans
 pub trait Transport: Send + Sync {
     fn send<'a>(&'a self, request: &'a HttpRequest, timeout: Duration) -> SendFuture<'a>;
 }
+
+/// A warning for a URL that sends requests (and tokens) unencrypted to another machine:
+/// plain `http://` to a host that is not loopback.
+pub fn plain_http_warning(url: &str) -> Option<String> {
+    let url = reqwest::Url::parse(url).ok()?;
+    let host = url.host_str().unwrap_or_default();
+    let loopback = host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    (url.scheme() == "http" && !loopback).then(|| {
+        format!(
+            "{} is plain HTTP to a host that is not this machine: requests and tokens travel unencrypted",
+            url.origin().ascii_serialization()
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_http_warning;
+
+    #[test]
+    fn plain_http_is_warned_about_unless_it_stays_on_this_machine() {
+        assert_eq!(
+            plain_http_warning("http://example.com:8080/api").as_deref(),
+            Some(
+                "http://example.com:8080 is plain HTTP to a host that is not this machine: requests and tokens travel unencrypted"
+            )
+        );
+        for quiet in [
+            "https://example.com/",
+            "http://127.0.0.1:9/x",
+            "http://localhost/",
+            "http://[::1]:80/",
+            "http://127.9.9.9/",
+        ] {
+            assert_eq!(plain_http_warning(quiet), None, "{quiet}");
+        }
+    }
+}
