@@ -2,6 +2,7 @@
 //!
 //! The library does the work; the `flowrun` binary only wires it to the command line.
 
+pub mod api;
 pub mod engine;
 pub mod expr;
 pub mod flow;

@@ -352,3 +352,29 @@ async fn a_bad_simulator_config_is_reported() {
         text(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rendered_body_that_breaks_the_api_schema_is_not_sent() {
+    let server = service().await;
+    let dir = tempfile::tempdir().unwrap();
+    let flow = dir.path().join("consent.yaml");
+    std::fs::write(
+        &flow,
+        "version: 1\nname: consent\ninputs:\n  status: {}\nconnection: { base_url: \"{{ env('SCRT_BASE_URL') }}\" }\nsteps:\n  - id: consent\n    request:\n      method: PATCH\n      path: /api/v1/consent\n      json: { endUserClientId: u, channelAddressIdentifier: c, consentStatus: \"{{ inputs.status }}\" }\n",
+    )
+    .unwrap();
+    let args = vec![
+        "run".into(),
+        flow.to_string_lossy().into_owned(),
+        "--input".into(),
+        "status=ExplicityOptedIn".into(),
+    ];
+    let out = flowrun(args, env_for(&server)).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("the body does not fit PATCH /api/v1/consent: `ExplicityOptedIn` is not an allowed value for `consentStatus` (did you mean `ExplicitlyOptedIn`? allowed: OptedOut, ImplicitlyOptedIn, ExplicitlyOptedIn, DoublyOptedIn); not sent"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(received(&server).await, json!([]));
+}

@@ -403,3 +403,53 @@ fn unknown_operations_are_404_and_channels_are_configurable() {
     let a = s.handle(&interaction("+15550200", "+1555", json!("hi")));
     assert_eq!((a.status, code_of(&a.body)), (403, Some(10001)));
 }
+
+fn schema(name: &str) -> jsonschema::Validator {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("schemas/interaction-service")
+        .join(name);
+    let value: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    jsonschema::validator_for(&value).unwrap()
+}
+
+#[test]
+fn answers_fit_the_project_s_response_schemas() {
+    let mut s = Service::new(SimConfig::default());
+    let check = |name: &str, body: &Value| {
+        let errors: Vec<String> = schema(name).iter_errors(body).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{name}: {errors:?} in {body}");
+    };
+    let a = s.handle(&interaction("+15550100", "+1555", json!("hi")));
+    check("interactions.response.json", &a.body);
+    check(
+        "consent.response.json",
+        &s.handle(&consent("ExplicitlyOptedIn", "+1555")).body,
+    );
+    check("consent.response.json", &s.handle(&consent("Nope", "+1555")).body);
+    check(
+        "route.response.json",
+        &s.handle(&route(json!({"queueId": "00G5g000000SimQ"}))).body,
+    );
+    check(
+        "agent-work.response.json",
+        &s.handle(&agent_work(
+            json!({"userId": "0055g000000SimA", "workItemId": WORK_ITEM}),
+        ))
+        .body,
+    );
+    check(
+        "route-delete.response.json",
+        &s.handle(&json_req(
+            "DELETE",
+            "route",
+            json!({"conversationIdentifier": CONVERSATION}),
+        ))
+        .body,
+    );
+    let result = json!({"conversationIdentifier": CONVERSATION, "workItemId": WORK_ITEM, "success": true, "externallyRouted": false});
+    check(
+        "routing-result.response.json",
+        &s.handle(&json_req("POST", "routingResult", result)).body,
+    );
+    check("error.response.json", &s.handle(&route(json!({}))).body);
+}

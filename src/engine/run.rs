@@ -283,6 +283,9 @@ impl Run<'_> {
             Ok(r) => r,
             Err(e) => return fail(e.to_string(), Vec::new()),
         };
+        if let Some(problem) = api_body_problem(&request) {
+            return fail(problem, Vec::new());
+        }
         let (response, attempts) = match self.send(step, request).await {
             Ok(done) => done,
             Err((error, attempts)) => return fail(error, attempts),
@@ -444,6 +447,35 @@ impl Run<'_> {
             tokio::time::sleep(wait).await;
         }
     }
+}
+
+/// A rendered body that does not fit the Interaction Service operation it calls, in words.
+/// Such a request is not sent.
+fn api_body_problem(request: &HttpRequest) -> Option<String> {
+    let op = crate::api::operation(&request.method, &request.url)?;
+    let body = match (&request.body, op.json_part) {
+        (crate::http::Body::Json(v), None) => v,
+        (crate::http::Body::Multipart(parts), Some(name)) => parts.iter().find_map(|p| match &p.content {
+            crate::http::PartContent::Json(v) if p.name == name => Some(v),
+            _ => None,
+        })?,
+        _ => return None,
+    };
+    let problems: Vec<String> = op
+        .check(&crate::api::Rendered, body)
+        .into_iter()
+        .map(|d| match d.hint {
+            Some(h) => format!("{} ({h})", d.message),
+            None => d.message,
+        })
+        .collect();
+    (!problems.is_empty()).then(|| {
+        format!(
+            "the body does not fit {}: {}; not sent",
+            op.label(),
+            problems.join("; ")
+        )
+    })
 }
 
 /// A response as expressions read it: `{status, headers (lowercase names), body}`.

@@ -10,6 +10,7 @@ pub fn check_source(source: &Source) -> Vec<Diagnostic> {
     if let Some(doc) = doc {
         out.extend(schema::check(&doc));
         out.extend(analyze::analyze(source, &doc));
+        out.extend(crate::api::bodies::check_flow(&doc));
     }
     out.sort_by(|a, b| a.span.start.cmp(&b.span.start).then_with(|| a.code.cmp(b.code)));
     out.dedup_by(|a, b| a.span == b.span && a.message == b.message);

@@ -146,24 +146,56 @@ fn type_name(kind: &TypeKind) -> String {
     }
 }
 
-/// The last key of a pointer, as users name the place: `request`, `step `route``, `the flow`.
-fn context(doc: &Document, pointer: &str) -> String {
-    let mut parts = pointer.rsplit('/');
-    let last = parts.next().unwrap_or("");
-    if pointer.is_empty() {
-        return "the flow".into();
+/// Where the parts of a validated value stand in the source, and what users call them. Flow
+/// files answer from their [`Document`]; request bodies inside a flow answer from the flow's.
+pub trait Locator {
+    fn key_span(&self, pointer: &str) -> Span;
+    fn value_span(&self, pointer: &str) -> Span;
+    /// How messages name the place: `request`, `step `route``, `the flow`.
+    fn context(&self, pointer: &str) -> String;
+    /// Whether problems at `pointer` are unknowable yet (a template decides the value).
+    fn skip(&self, _pointer: &str) -> bool {
+        false
     }
-    if let (Ok(_), Some(list @ ("steps" | "finally"))) = (last.parse::<usize>(), parts.next()) {
-        let id = doc
-            .value
-            .pointer(pointer)
-            .and_then(|s| s.get("id"))
-            .and_then(Value::as_str);
-        return match id {
-            Some(id) => format!("step `{id}`"),
-            None => format!("{list}[{last}]"),
-        };
+}
+
+impl Locator for Document {
+    fn key_span(&self, pointer: &str) -> Span {
+        if pointer.is_empty() {
+            first_line_span()
+        } else {
+            Document::key_span(self, pointer)
+        }
     }
+
+    fn value_span(&self, pointer: &str) -> Span {
+        Document::value_span(self, pointer)
+    }
+
+    fn context(&self, pointer: &str) -> String {
+        let mut parts = pointer.rsplit('/');
+        let last = parts.next().unwrap_or("");
+        if pointer.is_empty() {
+            return "the flow".into();
+        }
+        if let (Ok(_), Some(list @ ("steps" | "finally"))) = (last.parse::<usize>(), parts.next()) {
+            let id = self
+                .value
+                .pointer(pointer)
+                .and_then(|s| s.get("id"))
+                .and_then(Value::as_str);
+            return match id {
+                Some(id) => format!("step `{id}`"),
+                None => format!("{list}[{last}]"),
+            };
+        }
+        last_key(pointer)
+    }
+}
+
+/// The last key of a pointer, quoted: `` `request` ``.
+pub fn last_key(pointer: &str) -> String {
+    let last = pointer.rsplit('/').next().unwrap_or("");
     format!("`{}`", last.replace("~1", "/").replace("~0", "~"))
 }
 
@@ -176,10 +208,20 @@ fn schema_node<'a>(schema: &'a Value, keyword_location: &str) -> Option<&'a Valu
 /// Validates `doc` against the flow schema. The caller sorts and de-duplicates.
 pub fn check(doc: &Document) -> Vec<Diagnostic> {
     let c = compiled();
-    let found: Vec<(SchemaError, Span)> = c
-        .validator
-        .iter_errors(&doc.value)
-        .flat_map(|e| classify(doc, &c.schema, &e))
+    validate(doc, &c.schema, &c.validator, &doc.value)
+}
+
+/// Validates `instance` against `schema` and words every problem for a person.
+pub fn validate(
+    loc: &dyn Locator,
+    schema: &Value,
+    validator: &Validator,
+    instance: &Value,
+) -> Vec<Diagnostic> {
+    let found: Vec<(SchemaError, Span)> = validator
+        .iter_errors(instance)
+        .filter(|e| !loc.skip(e.instance_path().as_str()))
+        .flat_map(|e| classify(loc, schema, &e))
         .collect();
     // `metod:` in place of `method:` is one mistake: keep the did-you-mean, drop "missing `method`".
     let suggested: Vec<String> = found
@@ -204,14 +246,14 @@ pub fn check(doc: &Document) -> Vec<Diagnostic> {
         .collect()
 }
 
-fn classify(doc: &Document, schema: &Value, e: &ValidationError<'_>) -> Vec<(SchemaError, Span)> {
+fn classify(loc: &dyn Locator, schema: &Value, e: &ValidationError<'_>) -> Vec<(SchemaError, Span)> {
     let inst = e.instance_path().as_str();
     let node = schema_node(schema, e.schema_path().as_str());
     let custom = node.and_then(|n| n.get("x-message")).and_then(Value::as_str);
     // A problem with a whole mapping or list is shown at the key that names it.
     let value_span = match e.instance().as_ref() {
-        Value::Object(_) | Value::Array(_) if !inst.is_empty() => doc.key_span(inst),
-        _ => doc.value_span(inst),
+        Value::Object(_) | Value::Array(_) if !inst.is_empty() => loc.key_span(inst),
+        _ => loc.value_span(inst),
     };
     let key_name = inst.rsplit('/').next().unwrap_or("").to_string();
     let error = match e.kind() {
@@ -227,10 +269,10 @@ fn classify(doc: &Document, schema: &Value, e: &ValidationError<'_>) -> Vec<(Sch
                     let ptr = push_pointer(inst, key);
                     let error = SchemaError::UnknownKey {
                         key: key.clone(),
-                        context: context(doc, inst),
+                        context: loc.context(inst),
                         allowed: allowed.clone(),
                     };
-                    (error, doc.key_span(&ptr))
+                    (error, loc.key_span(&ptr))
                 })
                 .collect();
         }
@@ -244,15 +286,11 @@ fn classify(doc: &Document, schema: &Value, e: &ValidationError<'_>) -> Vec<(Sch
                 })
                 .and_then(Value::as_str)
                 .map(str::to_string);
-            let span = if inst.is_empty() {
-                first_line_span()
-            } else {
-                doc.key_span(inst)
-            };
+            let span = loc.key_span(inst);
             return vec![(
                 SchemaError::MissingKey {
                     key,
-                    context: context(doc, inst),
+                    context: loc.context(inst),
                     about,
                 },
                 span,
@@ -265,7 +303,7 @@ fn classify(doc: &Document, schema: &Value, e: &ValidationError<'_>) -> Vec<(Sch
                 .and_then(Value::as_str)
                 .map(str::to_string)
                 .unwrap_or_else(|| error.to_string());
-            let span = doc.key_span(&push_pointer(inst, &name));
+            let span = loc.key_span(&push_pointer(inst, &name));
             return vec![(SchemaError::BadName { name, rule }, span)];
         }
         _ if custom.is_some() => SchemaError::Invalid {
@@ -299,9 +337,20 @@ fn classify(doc: &Document, schema: &Value, e: &ValidationError<'_>) -> Vec<(Sch
                 if *limit == 1 { "" } else { "s" }
             ),
         },
-        ValidationErrorKind::MinLength { .. } => SchemaError::Invalid {
+        ValidationErrorKind::MinLength { limit: 1 } => SchemaError::Invalid {
             message: format!("`{key_name}` must not be empty"),
         },
+        ValidationErrorKind::MinLength { limit } | ValidationErrorKind::MaxLength { limit } => {
+            let chars = e.instance().as_str().map_or(0, |s| s.chars().count());
+            let bound = if matches!(e.kind(), ValidationErrorKind::MinLength { .. }) {
+                "at least"
+            } else {
+                "at most"
+            };
+            SchemaError::Invalid {
+                message: format!("`{key_name}` must be {bound} {limit} characters, found {chars}"),
+            }
+        }
         ValidationErrorKind::Minimum { limit } => SchemaError::Invalid {
             message: format!("`{key_name}` must be at least {limit}, found {}", e.instance()),
         },

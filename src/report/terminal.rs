@@ -68,9 +68,10 @@ impl Terminal {
         };
         let requests = report.requests_sent();
         let mut text = format!(
-            "{head} in {}: {} steps ({}), {requests} request{}\n",
+            "{head} in {}: {} step{} ({}), {requests} request{}\n",
             ms(report.duration),
             report.steps.len(),
+            if report.steps.len() == 1 { "" } else { "s" },
             parts.join(", "),
             if requests == 1 { "" } else { "s" }
         );

@@ -1,0 +1,107 @@
+//! `check`'s part: request bodies written literally in a flow, checked against the operation
+//! they call. Values that templates fill in are unknown until run time and are left to `run`.
+
+use crate::flow::diagnostic::Diagnostic;
+use crate::flow::schema::{Locator, last_key};
+use crate::flow::source::Span;
+use crate::flow::yaml::{Document, push_pointer};
+use serde_json::Value;
+
+/// Places a body's problems in the flow file.
+struct InFlow<'a> {
+    doc: &'a Document,
+    /// Pointer of the body inside the flow document.
+    base: String,
+    /// Pointers (inside the body) of values a template decides.
+    templated: Vec<String>,
+}
+
+impl Locator for InFlow<'_> {
+    fn key_span(&self, pointer: &str) -> Span {
+        self.doc.key_span(&format!("{}{pointer}", self.base))
+    }
+    fn value_span(&self, pointer: &str) -> Span {
+        self.doc.value_span(&format!("{}{pointer}", self.base))
+    }
+    fn context(&self, pointer: &str) -> String {
+        if pointer.is_empty() {
+            "the request body".into()
+        } else {
+            last_key(pointer)
+        }
+    }
+    fn skip(&self, pointer: &str) -> bool {
+        self.templated
+            .iter()
+            .any(|t| pointer == t || pointer.starts_with(&format!("{t}/")))
+    }
+}
+
+fn templated(value: &Value, pointer: &str, out: &mut Vec<String>) {
+    match value {
+        Value::String(s) if s.contains("{{") || s.contains("{%") => out.push(pointer.to_string()),
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                templated(v, &push_pointer(pointer, &i.to_string()), out);
+            }
+        }
+        Value::Object(map) => {
+            for (k, v) in map {
+                templated(v, &push_pointer(pointer, k), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Checks the literal parts of every step's body that calls an Interaction Service operation.
+pub fn check_flow(doc: &Document) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for list in ["steps", "finally"] {
+        let Some(steps) = doc.value.get(list).and_then(Value::as_array) else {
+            continue;
+        };
+        for (i, step) in steps.iter().enumerate() {
+            let request = step.get("request");
+            let method = request
+                .and_then(|r| r.get("method"))
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let path = request
+                .and_then(|r| r.get("path"))
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if path.contains('{') {
+                continue;
+            }
+            let Some(op) = super::operation(method, path) else {
+                continue;
+            };
+            let base = format!("/{list}/{i}/request");
+            let (base, body) = match op.json_part {
+                Some(part) => {
+                    let p = format!("{base}/multipart/{part}/json");
+                    (p.clone(), doc.value.pointer(&p))
+                }
+                None => (format!("{base}/json"), doc.value.pointer(&format!("{base}/json"))),
+            };
+            let Some(body) = body else { continue };
+            let mut skip = Vec::new();
+            templated(body, "", &mut skip);
+            if skip.iter().any(String::is_empty) {
+                continue;
+            }
+            let loc = InFlow {
+                doc,
+                base,
+                templated: skip,
+            };
+            out.extend(op.check(&loc, body).into_iter().map(|mut d| {
+                d.code = "api-body";
+                d.message = format!("{} (in the body of {})", d.message, op.label());
+                d
+            }));
+        }
+    }
+    out
+}

@@ -1,0 +1,181 @@
+//! What flowrun knows about the Interaction Service: its operations (method + path) and the
+//! project's JSON Schemas of their request bodies (`schemas/interaction-service/`). A step that
+//! calls one of these operations has its body checked — by `check` where the body is literal,
+//! by `run` once rendered — so a typo like `ExplicityOptedIn` is caught before anything is sent.
+
+pub mod bodies;
+
+use crate::flow::diagnostic::Diagnostic;
+use crate::flow::schema::{Locator, validate};
+use jsonschema::Validator;
+use serde_json::Value;
+use std::sync::OnceLock;
+
+/// One operation of the Interaction Service.
+pub struct Operation {
+    pub method: &'static str,
+    pub path: &'static str,
+    /// For multipart operations, the part that carries the JSON body.
+    pub json_part: Option<&'static str>,
+    schema: Value,
+    validator: Validator,
+}
+
+const SOURCES: [(&str, &str, Option<&str>, &str); 6] = [
+    (
+        "POST",
+        "/api/v1/interactions",
+        Some("json"),
+        include_str!("../../schemas/interaction-service/interactions.request.json"),
+    ),
+    (
+        "PATCH",
+        "/api/v1/consent",
+        None,
+        include_str!("../../schemas/interaction-service/consent.request.json"),
+    ),
+    (
+        "POST",
+        "/api/v1/route",
+        None,
+        include_str!("../../schemas/interaction-service/route.request.json"),
+    ),
+    (
+        "DELETE",
+        "/api/v1/route",
+        None,
+        include_str!("../../schemas/interaction-service/route-delete.request.json"),
+    ),
+    (
+        "POST",
+        "/api/v1/agentWork",
+        None,
+        include_str!("../../schemas/interaction-service/agent-work.request.json"),
+    ),
+    (
+        "POST",
+        "/api/v1/routingResult",
+        None,
+        include_str!("../../schemas/interaction-service/routing-result.request.json"),
+    ),
+];
+
+fn operations() -> &'static [Operation] {
+    static OPS: OnceLock<Vec<Operation>> = OnceLock::new();
+    OPS.get_or_init(|| {
+        SOURCES
+            .iter()
+            .map(|(method, path, json_part, text)| {
+                let schema: Value =
+                    serde_json::from_str(text).expect("interaction-service schema is valid JSON");
+                let validator =
+                    jsonschema::draft202012::new(&schema).expect("interaction-service schema compiles");
+                Operation {
+                    method,
+                    path,
+                    json_part: *json_part,
+                    schema,
+                    validator,
+                }
+            })
+            .collect()
+    })
+}
+
+/// The operation a request calls: the method matches and the path (a URL path, with or without
+/// a prefix before `/api/v1`, query ignored) ends with the operation's path.
+pub fn operation(method: &str, path: &str) -> Option<&'static Operation> {
+    let path = path.split('?').next().unwrap_or(path).trim_end_matches('/');
+    operations()
+        .iter()
+        .find(|op| op.method.eq_ignore_ascii_case(method) && path.ends_with(op.path))
+}
+
+impl Operation {
+    /// `PATCH /api/v1/consent`
+    pub fn label(&self) -> String {
+        format!("{} {}", self.method, self.path)
+    }
+
+    /// Every problem with `body`, worded and placed by `loc`.
+    pub fn check(&self, loc: &dyn Locator, body: &Value) -> Vec<Diagnostic> {
+        validate(loc, &self.schema, &self.validator, body)
+    }
+}
+
+/// A locator for a rendered body: no source positions, places named by their key.
+pub struct Rendered;
+
+impl Locator for Rendered {
+    fn key_span(&self, _: &str) -> crate::flow::source::Span {
+        Default::default()
+    }
+    fn value_span(&self, _: &str) -> crate::flow::source::Span {
+        Default::default()
+    }
+    fn context(&self, pointer: &str) -> String {
+        if pointer.is_empty() {
+            "the body".into()
+        } else {
+            crate::flow::schema::last_key(pointer)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn problems(method: &str, path: &str, body: Value) -> Vec<String> {
+        let op = operation(method, path).unwrap();
+        op.check(&Rendered, &body)
+            .iter()
+            .map(|d| {
+                format!(
+                    "{}{}",
+                    d.message,
+                    d.hint.as_ref().map(|h| format!(" — {h}")).unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn operations_are_found_by_method_and_path() {
+        assert_eq!(
+            operation("patch", "/api/v1/consent").unwrap().label(),
+            "PATCH /api/v1/consent"
+        );
+        assert_eq!(
+            operation("DELETE", "/prefix/api/v1/route?x=1").unwrap().label(),
+            "DELETE /api/v1/route"
+        );
+        assert!(operation("GET", "/api/v1/consent").is_none());
+        assert!(operation("POST", "/api/v1/capabilities").is_none());
+    }
+
+    #[test]
+    fn a_misspelled_consent_status_names_the_allowed_values() {
+        let body = json!({"endUserClientId": "u", "channelAddressIdentifier": "c", "consentStatus": "ExplicityOptedIn"});
+        assert_eq!(
+            problems("PATCH", "/api/v1/consent", body),
+            [
+                "`ExplicityOptedIn` is not an allowed value for `consentStatus` — did you mean `ExplicitlyOptedIn`? allowed: OptedOut, ImplicitlyOptedIn, ExplicitlyOptedIn, DoublyOptedIn"
+            ]
+        );
+    }
+
+    #[test]
+    fn agent_work_rules() {
+        let body = json!({"userId": "u", "workItemId": "0Mw5g", "capacityWeight": 1, "capacityPercentage": 5, "routingContxt": {}});
+        assert_eq!(
+            problems("POST", "/api/v1/agentWork", body),
+            [
+                "`workItemId` must be at least 15 characters, found 5",
+                "unknown key `routingContxt` in the body — did you mean `routingContext`?",
+                "give either `capacityWeight` or `capacityPercentage`, not both (10013)",
+            ]
+        );
+    }
+}
