@@ -10,3 +10,4 @@ pub mod http;
 pub mod paths;
 pub mod report;
 pub mod sim;
+pub mod testing;

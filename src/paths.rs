@@ -11,7 +11,8 @@ pub struct FlowFiles {
 
 /// Files named directly are always taken. Directories are searched recursively for `*.yaml`
 /// and `*.yml`, skipping hidden folders, `target/`, and files that are not flows by name:
-/// `*.test.yaml` (flow tests) and `*.inputs.yaml` (input sets).
+/// `*.test.yaml` (flow tests), `*.inputs.yaml` (input sets), `*.transcript.yaml` (golden
+/// transcripts) and `*.sim.yaml` (simulator configurations).
 pub fn flow_files(paths: &[PathBuf]) -> FlowFiles {
     let mut out = FlowFiles::default();
     for path in paths {
@@ -55,6 +56,15 @@ fn walk(dir: &Path, found: &mut Vec<PathBuf>, errors: &mut Vec<String>) {
 
 fn is_flow_name(name: &str) -> bool {
     let yaml = name.ends_with(".yaml") || name.ends_with(".yml");
-    let other = [".test.yaml", ".test.yml", ".inputs.yaml", ".inputs.yml"];
+    let other = [
+        ".test.yaml",
+        ".test.yml",
+        ".inputs.yaml",
+        ".inputs.yml",
+        ".transcript.yaml",
+        ".transcript.yml",
+        ".sim.yaml",
+        ".sim.yml",
+    ];
     yaml && !other.iter().any(|s| name.ends_with(s))
 }

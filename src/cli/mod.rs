@@ -3,6 +3,7 @@
 mod check;
 mod run;
 mod sim;
+mod test;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -38,6 +39,8 @@ enum Command {
     Run(run::Args),
     /// Serve the Interaction Service simulator on 127.0.0.1 until Ctrl-C.
     Sim(sim::Args),
+    /// Run flow tests (`*.test.yaml`) and compare each case's requests with its golden transcript.
+    Test(test::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -53,6 +56,7 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Run(args) => run::run(args),
         Command::Sim(args) => sim::run(args),
+        Command::Test(args) => test::run(args),
     };
     ExitCode::from(code)
 }

@@ -114,6 +114,7 @@ pub fn build(
         }
     };
     Ok(HttpRequest {
+        step: step.id.clone(),
         method: step.method.clone(),
         url: url.to_string(),
         headers,

@@ -154,6 +154,7 @@ impl JwtBearer {
         let assertion = self.assertion()?;
         self.secrets.add(&assertion);
         let request = HttpRequest {
+            step: String::new(),
             method: "POST".into(),
             url: self.settings.token_url.clone(),
             headers: vec![("Accept".into(), "application/json".into())],

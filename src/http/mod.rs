@@ -14,6 +14,9 @@ use std::time::Duration;
 /// A request, fully rendered.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpRequest {
+    /// The flow step sending it (empty for the token request), so a scripted transport can
+    /// answer per step.
+    pub step: String,
     pub method: String,
     pub url: String,
     pub headers: Vec<(String, String)>,

@@ -1,0 +1,146 @@
+//! `flowrun test [PATH...]`: run flow tests and compare their request sequences with goldens.
+
+use super::exit;
+use flowrun::testing::{CaseResult, LoadedTests, load, run_case, test_files};
+use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Test files, or directories searched for `*.test.yaml`. Default: the current directory.
+    #[arg(value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    /// Write missing or changed golden transcripts instead of failing on them.
+    #[arg(long)]
+    update: bool,
+    /// Write a JUnit XML report: a test suite per file, a test case per case.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> u8 {
+    let paths = if args.paths.is_empty() {
+        vec![PathBuf::from(".")]
+    } else {
+        args.paths.clone()
+    };
+    let (files, io_errors) = test_files(&paths);
+    for e in &io_errors {
+        eprintln!("error: {e}");
+    }
+    if !io_errors.is_empty() {
+        return exit::USAGE;
+    }
+    let mut invalid = false;
+    let mut loaded: Vec<Arc<LoadedTests>> = Vec::new();
+    for path in &files {
+        match load(path) {
+            Ok(t) => loaded.push(Arc::new(t)),
+            Err((source, diagnostics)) => {
+                invalid = true;
+                for d in diagnostics {
+                    eprintln!("{}", d.render(&source));
+                }
+            }
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let update = args.update;
+    // Every case runs at once, each against its own simulator; results print in file order.
+    let results: Vec<(Arc<LoadedTests>, Vec<CaseResult>)> = runtime.block_on(async {
+        let mut tasks = Vec::new();
+        for tests in &loaded {
+            for index in 0..tests.file.cases.len() {
+                let tests = tests.clone();
+                tasks.push(tokio::spawn(async move {
+                    let dir = tests.source.path.parent().map(PathBuf::from).unwrap_or_default();
+                    run_case(&dir, &tests.file, &tests.file.cases[index], update).await
+                }));
+            }
+        }
+        let mut done = Vec::new();
+        for task in tasks {
+            done.push(task.await.unwrap_or_else(|e| CaseResult {
+                name: "(crashed)".into(),
+                problems: vec![e.to_string()],
+                diff: None,
+                updated: false,
+            }));
+        }
+        let mut done = done.into_iter();
+        loaded
+            .iter()
+            .map(|t| (t.clone(), done.by_ref().take(t.file.cases.len()).collect()))
+            .collect()
+    });
+
+    let mut out = std::io::stdout().lock();
+    let (mut passed, mut failed) = (0, 0);
+    for (tests, cases) in &results {
+        let file = tests.source.display_name();
+        for case in cases {
+            let word = if !case.passed() {
+                "FAILED"
+            } else if case.updated {
+                "updated"
+            } else {
+                "ok"
+            };
+            let _ = writeln!(out, "{word:<8}{file} › {}", case.name);
+            for p in &case.problems {
+                let _ = writeln!(out, "        {}", p.replace('\n', "\n        "));
+            }
+            if let Some(diff) = &case.diff {
+                for line in diff.lines() {
+                    let _ = writeln!(out, "        {line}");
+                }
+            }
+            if case.passed() { passed += 1 } else { failed += 1 }
+        }
+    }
+    let _ = writeln!(out, "{passed} passed, {failed} failed");
+    if let Some(path) = &args.junit
+        && let Err(e) = std::fs::write(path, junit(&results))
+    {
+        eprintln!("error: cannot write {}: {e}", path.display());
+        return exit::USAGE;
+    }
+    if invalid {
+        exit::INVALID
+    } else if failed > 0 {
+        exit::FAILED
+    } else {
+        exit::OK
+    }
+}
+
+fn junit(results: &[(Arc<LoadedTests>, Vec<CaseResult>)]) -> String {
+    let mut report = Report::new("flowrun test");
+    for (tests, cases) in results {
+        let mut suite = TestSuite::new(tests.source.display_name());
+        for case in cases {
+            let status = if case.passed() {
+                TestCaseStatus::success()
+            } else {
+                let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                let mut message = case.problems.join("; ");
+                if let Some(d) = &case.diff {
+                    message.push_str(d);
+                }
+                s.set_message(message);
+                s
+            };
+            suite.add_test_case(TestCase::new(case.name.as_str(), status));
+        }
+        report.add_test_suite(suite);
+    }
+    report.to_string().unwrap_or_default()
+}

@@ -1,0 +1,248 @@
+//! Loading test files and running their cases.
+
+use super::model::{Case, ExpectedOutcome, TestFile};
+use super::scripted::ScriptedTransport;
+use crate::engine::outcome::{Outcome, Quiet, RunReport};
+use crate::engine::prepare::prepare;
+use crate::engine::retry::api_code;
+use crate::expr::runtime::Runtime;
+use crate::flow::diagnostic::Diagnostic;
+use crate::flow::source::Source;
+use crate::http::{DEFAULT_MAX_BODY, ReqwestTransport};
+use crate::report::transcript::{to_yaml, transcript};
+use crate::sim::{SimConfig, environment, start_in_background};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+/// The frozen clock of test runs: 2023-11-14T22:13:20Z.
+pub const TEST_NOW_MS: i64 = 1_700_000_000_000;
+
+const TEST_SCHEMA: &str = include_str!("../../schemas/flow-test.schema.json");
+
+fn compiled() -> &'static (Value, jsonschema::Validator) {
+    static C: OnceLock<(Value, jsonschema::Validator)> = OnceLock::new();
+    C.get_or_init(|| {
+        let schema: Value = serde_json::from_str(TEST_SCHEMA).expect("test schema is valid JSON");
+        let validator = jsonschema::draft202012::new(&schema).expect("test schema compiles");
+        (schema, validator)
+    })
+}
+
+/// A test file, read and checked.
+pub struct LoadedTests {
+    pub source: Source,
+    pub file: TestFile,
+}
+
+/// Reads and checks a test file; problems come back as diagnostics in that file.
+pub fn load(path: &Path) -> Result<LoadedTests, (Source, Vec<Diagnostic>)> {
+    let source = Source::read(path).unwrap_or_else(|e| Source::new(path, format!("# cannot read: {e}\n")));
+    let (doc, mut diagnostics) = crate::flow::yaml::load(&source.text);
+    let Some(doc) = doc else {
+        return Err((source, diagnostics));
+    };
+    let (schema, validator) = compiled();
+    diagnostics.extend(crate::flow::schema::validate(&doc, schema, validator, &doc.value));
+    if !diagnostics.is_empty() {
+        return Err((source, diagnostics));
+    }
+    match serde_json::from_value(doc.value) {
+        Ok(file) => Ok(LoadedTests { source, file }),
+        Err(e) => Err((
+            source,
+            vec![Diagnostic::error("test-file", Default::default(), e.to_string())],
+        )),
+    }
+}
+
+/// `*.test.yaml` files under `paths` (files named directly are always taken).
+pub fn test_files(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<String>) {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    for path in paths {
+        if path.is_file() {
+            files.push(path.clone());
+        } else if path.is_dir() {
+            let mut found = Vec::new();
+            walk(path, &mut found);
+            found.sort();
+            files.extend(found);
+        } else {
+            errors.push(format!(
+                "cannot read {}: no such file or directory",
+                path.display()
+            ));
+        }
+    }
+    (files, errors)
+}
+
+fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if path.is_dir() {
+            if !name.starts_with('.') && name != "target" {
+                walk(&path, found);
+            }
+        } else if name.ends_with(".test.yaml") || name.ends_with(".test.yml") {
+            found.push(path);
+        }
+    }
+}
+
+/// What one case did.
+#[derive(Debug, Clone)]
+pub struct CaseResult {
+    pub name: String,
+    /// Why it failed; empty when it passed.
+    pub problems: Vec<String>,
+    /// A unified diff of the golden transcript against the actual one.
+    pub diff: Option<String>,
+    /// The golden file was written (with `--update`).
+    pub updated: bool,
+}
+
+impl CaseResult {
+    pub fn passed(&self) -> bool {
+        self.problems.is_empty() && self.diff.is_none()
+    }
+}
+
+fn read_inputs(path: &Path) -> Result<Vec<(String, Value)>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    match crate::flow::yaml::load(&text).0.map(|d| d.value) {
+        Some(Value::Object(map)) => Ok(map.into_iter().collect()),
+        _ => Err(format!(
+            "{}: an inputs file is a mapping of input name → value",
+            path.display()
+        )),
+    }
+}
+
+/// Runs one case of the test file at `dir`; with `update`, writes a missing or changed golden.
+pub async fn run_case(dir: &Path, file: &TestFile, case: &Case, update: bool) -> CaseResult {
+    let mut result = CaseResult {
+        name: case.name.clone(),
+        problems: Vec::new(),
+        diff: None,
+        updated: false,
+    };
+    match execute(dir, file, case).await {
+        Err(problem) => result.problems.push(problem),
+        Ok((report, secrets)) => {
+            result.problems.extend(outcome_problems(case, &report));
+            let actual = to_yaml(&transcript(&report, &secrets));
+            let golden_path = dir.join(&case.transcript);
+            let golden = std::fs::read_to_string(&golden_path).ok();
+            if golden.as_deref() != Some(actual.as_str()) {
+                if update {
+                    match std::fs::write(&golden_path, &actual) {
+                        Ok(()) => result.updated = true,
+                        Err(e) => result
+                            .problems
+                            .push(format!("cannot write {}: {e}", golden_path.display())),
+                    }
+                } else {
+                    result.diff = Some(match golden {
+                        Some(old) => similar::TextDiff::from_lines(&old, &actual)
+                            .unified_diff()
+                            .context_radius(3)
+                            .header(&case.transcript, "actual")
+                            .to_string(),
+                        None => format!(
+                            "golden file {} is missing; `flowrun test --update` writes it\n",
+                            case.transcript
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    result
+}
+
+async fn execute(
+    dir: &Path,
+    file: &TestFile,
+    case: &Case,
+) -> Result<(RunReport, crate::expr::secrets::Secrets), String> {
+    let flow_path = dir.join(&file.flow);
+    let source = Source::read(&flow_path).map_err(|e| format!("cannot read {}: {e}", flow_path.display()))?;
+    let config = match &case.sim_config {
+        Some(p) => {
+            let path = dir.join(p);
+            let text =
+                std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            SimConfig::from_yaml(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None => SimConfig::default(),
+    };
+    let sim = start_in_background(config).map_err(|e| format!("cannot start the simulator: {e}"))?;
+    let mut env = environment(&sim);
+    env.extend(case.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env.reverse(); // the case's own variables first, so they win
+    let runtime = Runtime::deterministic(TEST_NOW_MS, env);
+    let mut given = match &case.inputs_file {
+        Some(p) => read_inputs(&dir.join(p))?,
+        None => Vec::new(),
+    };
+    given.extend(case.inputs.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let real = Arc::new(ReqwestTransport::new(DEFAULT_MAX_BODY).map_err(|e| e.to_string())?);
+    let transport = Arc::new(ScriptedTransport::new(case.responses.clone(), real));
+    let prepared = prepare(&source, given, &[], runtime.clone(), transport).map_err(|e| match e {
+        crate::engine::prepare::PrepareError::Flow(d) => {
+            d.iter().map(|d| d.render(&source)).collect::<Vec<_>>().join("\n")
+        }
+        other => other.to_string(),
+    })?;
+    let report = prepared.engine.run(prepared.inputs, &Quiet).await;
+    Ok((report, runtime.secrets))
+}
+
+fn outcome_problems(case: &Case, report: &RunReport) -> Vec<String> {
+    let expect = &case.expect;
+    let (outcome, step, error) = match &report.outcome {
+        Outcome::Passed => (ExpectedOutcome::Passed, None, None),
+        Outcome::Stopped { step } => (ExpectedOutcome::Stopped, Some(step.as_str()), None),
+        Outcome::Failed { step, error } => {
+            (ExpectedOutcome::Failed, Some(step.as_str()), Some(error.as_str()))
+        }
+    };
+    let word = |o: ExpectedOutcome| format!("{o:?}").to_lowercase();
+    let mut problems = Vec::new();
+    if outcome != expect.outcome {
+        let at = step.map(|s| format!(" at `{s}`")).unwrap_or_default();
+        let why = error.map(|e| format!(": {e}")).unwrap_or_default();
+        problems.push(format!(
+            "expected the flow to be {}, but it {}{at}{why}",
+            word(expect.outcome),
+            word(outcome)
+        ));
+        return problems;
+    }
+    if let Some(want) = &expect.step
+        && step != Some(want.as_str())
+    {
+        problems.push(format!(
+            "expected it to end at step `{want}`, but it ended at `{}`",
+            step.unwrap_or("(none)")
+        ));
+    }
+    if let Some(code) = expect.code {
+        let got = step
+            .and_then(|s| report.steps.iter().find(|r| r.id == s))
+            .and_then(|r| r.attempts.last())
+            .and_then(|a| a.response.as_ref())
+            .and_then(|r| api_code(&r.body_value()));
+        if got != Some(code) {
+            let got = got.map_or("no code".to_string(), |c| format!("code {c}"));
+            problems.push(format!("expected code {code}, got {got}"));
+        }
+    }
+    problems
+}
