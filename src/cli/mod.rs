@@ -1,5 +1,6 @@
 //! Subcommands, one file each, and the exit codes they share.
 
+mod batch;
 mod check;
 mod run;
 mod sim;
@@ -59,4 +60,13 @@ pub fn main() -> ExitCode {
         Command::Test(args) => test::run(args),
     };
     ExitCode::from(code)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

@@ -2,7 +2,7 @@
 
 use super::exit;
 use flowrun::engine::outcome::{Observer, Outcome, RunReport};
-use flowrun::engine::prepare::{PrepareError, Prepared, prepare};
+use flowrun::engine::prepare::{PrepareError, Prepared, prepare, prepare_engine};
 use flowrun::expr::runtime::Runtime;
 use flowrun::flow::{Diagnostic, Source, yaml};
 use flowrun::http::{DEFAULT_MAX_BODY, ReqwestTransport};
@@ -48,6 +48,12 @@ pub struct Args {
     /// The simulator's configuration (YAML); implies --sim. Default: the built-in one.
     #[arg(long, value_name = "FILE")]
     sim_config: Option<PathBuf>,
+    /// Run the flow once per line of this file (`-`: standard input), each line a JSON object
+    /// of inputs over `--inputs` and under `--input`. Streamed: memory stays flat.
+    #[arg(long, value_name = "FILE|-", conflicts_with_all = ["report", "junit", "transcript", "verbose"])]
+    inputs_jsonl: Option<PathBuf>,
+    #[command(flatten)]
+    batch: super::batch::BatchArgs,
     /// Largest response body accepted, in bytes; a larger one fails the step.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BODY)]
     max_body: usize,
@@ -99,13 +105,6 @@ fn run_inner(args: Args) -> Result<u8, u8> {
         Some(path) => read_inputs_file(path)?,
         None => Vec::new(),
     };
-    let tokio = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            eprintln!("error: {e}");
-            exit::USAGE
-        })?;
     let mut runtime = Runtime::system();
     // Keep the simulator alive for the whole run.
     let _simulator = if args.sim || args.sim_config.is_some() {
@@ -131,15 +130,29 @@ fn run_inner(args: Args) -> Result<u8, u8> {
         eprintln!("error: {e}");
         exit::USAGE
     })?;
+    let refuse = |e: PrepareError| {
+        match &e {
+            PrepareError::Flow(diagnostics) => print_diagnostics(&source, diagnostics),
+            other => eprintln!("{}", runtime.secrets.redact(&other.to_string())),
+        }
+        eprintln!("nothing was sent");
+        exit::INVALID
+    };
+    if let Some(jsonl) = &args.inputs_jsonl {
+        let (engine, warnings) =
+            prepare_engine(&source, runtime.clone(), Arc::new(transport)).map_err(refuse)?;
+        print_diagnostics(&source, &warnings);
+        return Ok(super::batch::run(
+            &args.batch,
+            &args.input,
+            jsonl,
+            engine,
+            given,
+            args.quiet,
+        ));
+    }
     let prepared =
-        prepare(&source, given, &args.input, runtime.clone(), Arc::new(transport)).map_err(|e| {
-            match &e {
-                PrepareError::Flow(diagnostics) => print_diagnostics(&source, diagnostics),
-                other => eprintln!("{}", runtime.secrets.redact(&other.to_string())),
-            }
-            eprintln!("nothing was sent");
-            exit::INVALID
-        })?;
+        prepare(&source, given, &args.input, runtime.clone(), Arc::new(transport)).map_err(refuse)?;
     print_diagnostics(&source, &prepared.warnings);
     let Prepared { engine, inputs, .. } = prepared;
 
@@ -155,6 +168,13 @@ fn run_inner(args: Args) -> Result<u8, u8> {
         inner: &terminal,
         warned: AtomicBool::new(false),
     };
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: {e}");
+            exit::USAGE
+        })?;
     let report = tokio.block_on(engine.run(inputs.clone(), &observer));
     terminal.finish(&report);
     write_reports(&args, &report, &inputs, &runtime)?;

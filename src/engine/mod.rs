@@ -2,6 +2,7 @@
 //! The engine prints nothing; it reports through [`outcome::Observer`] and returns a
 //! [`outcome::RunReport`].
 
+pub mod batch;
 pub mod compile;
 pub mod inputs;
 pub mod outcome;

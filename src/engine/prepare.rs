@@ -82,6 +82,34 @@ pub fn prepare(
             return Err(PrepareError::Inputs(errors));
         }
     };
+    let warnings = checked.warnings.clone();
+    let engine = build(checked, source, runtime, transport)?;
+    Ok(Prepared {
+        engine,
+        inputs,
+        warnings,
+    })
+}
+
+/// Everything but inputs, for batch runs: the engine is built once and each run's inputs are
+/// resolved with [`super::inputs::resolve`] against `engine.flow().flow`.
+pub fn prepare_engine(
+    source: &Source,
+    runtime: Runtime,
+    transport: Arc<dyn Transport>,
+) -> Result<(Engine, Vec<Diagnostic>), PrepareError> {
+    let checked = load_checked(source).map_err(PrepareError::Flow)?;
+    let warnings = checked.warnings.clone();
+    Ok((build(checked, source, runtime, transport)?, warnings))
+}
+
+/// Compiles a checked flow, makes sure its environment variables are set, and sets up auth.
+fn build(
+    checked: crate::flow::Checked,
+    source: &Source,
+    runtime: Runtime,
+    transport: Arc<dyn Transport>,
+) -> Result<Engine, PrepareError> {
     let base_dir = source.path.parent().map(PathBuf::from).unwrap_or_default();
     let compiled = super::compile(
         checked.flow,
@@ -106,10 +134,5 @@ pub fn prepare(
             runtime.secrets.add(&v);
         }
     }
-    let engine = Engine::new(Arc::new(compiled), transport).map_err(PrepareError::Engine)?;
-    Ok(Prepared {
-        engine,
-        inputs,
-        warnings: checked.warnings,
-    })
+    Engine::new(Arc::new(compiled), transport).map_err(PrepareError::Engine)
 }

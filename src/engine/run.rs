@@ -90,6 +90,17 @@ impl Engine {
 
     /// Runs the flow with `inputs` (already validated, defaults applied).
     pub async fn run(&self, inputs: Map<String, Value>, observer: &dyn Observer) -> RunReport {
+        self.run_until(inputs, observer, None).await
+    }
+
+    /// Like [`Engine::run`], but when `stop` becomes true no further step of `steps` starts:
+    /// the run fails at the next step, and its `finally` steps still run to clean up.
+    pub async fn run_until(
+        &self,
+        inputs: Map<String, Value>,
+        observer: &dyn Observer,
+        stop: Option<&std::sync::atomic::AtomicBool>,
+    ) -> RunReport {
         let started = Instant::now();
         let deadline = self.flow.flow.deadline.map(|d| started + d);
         let mut run = Run {
@@ -113,6 +124,15 @@ impl Engine {
             }
         }
         for step in &self.flow.steps {
+            if run.outcome == Outcome::Passed
+                && stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed))
+            {
+                let error = "stopped before this step (interrupted)".to_string();
+                run.outcome = Outcome::Failed {
+                    step: step.id.clone(),
+                    error,
+                };
+            }
             if run.outcome != Outcome::Passed {
                 run.not_run(step, Phase::Steps);
                 continue;

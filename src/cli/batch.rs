@@ -1,0 +1,178 @@
+//! `flowrun run FLOW --inputs-jsonl FILE`: many runs, a progress bar, a summary.
+
+use super::exit;
+use flowrun::engine::Engine;
+use flowrun::engine::batch::{BatchOptions, BatchSummary, Controls, run_batch};
+use flowrun::engine::inputs::parse_assignment;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::Value;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+#[derive(clap::Args)]
+pub struct BatchArgs {
+    /// With --inputs-jsonl: runs in flight at once.
+    #[arg(long, value_name = "N", default_value_t = 8, requires = "inputs_jsonl")]
+    concurrency: usize,
+    /// With --inputs-jsonl: runs started per second, at most.
+    #[arg(long, value_name = "R", requires = "inputs_jsonl")]
+    rate: Option<f64>,
+    /// With --inputs-jsonl: write one JSON line per run (line, outcome, outputs, failed step and error).
+    #[arg(long, value_name = "FILE", requires = "inputs_jsonl")]
+    results: Option<PathBuf>,
+    /// With --inputs-jsonl: on Ctrl-C, stop runs in flight at their next step too (their
+    /// `finally` steps still run). Without it, they finish.
+    #[arg(long, requires = "inputs_jsonl")]
+    force: bool,
+}
+
+pub fn run(
+    args: &BatchArgs,
+    assignments: &[String],
+    jsonl: &Path,
+    engine: Engine,
+    base: Vec<(String, Value)>,
+    quiet: bool,
+) -> u8 {
+    let mut overrides = Vec::new();
+    for a in assignments {
+        match parse_assignment(&engine.flow().flow, a) {
+            Ok(pair) => overrides.push(pair),
+            Err(e) => {
+                eprintln!("error: {e}\nnothing was sent");
+                return exit::INVALID;
+            }
+        }
+    }
+    let results: Option<Arc<Mutex<std::io::BufWriter<std::fs::File>>>> = match &args.results {
+        Some(path) => match std::fs::File::create(path) {
+            Ok(f) => Some(Arc::new(Mutex::new(std::io::BufWriter::new(f)))),
+            Err(e) => {
+                eprintln!("error: cannot write {}: {e}", path.display());
+                return exit::USAGE;
+            }
+        },
+        None => None,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let bar = if quiet || !std::io::stderr().is_terminal() {
+        ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden())
+    } else {
+        let bar = ProgressBar::new_spinner();
+        if let Ok(style) = ProgressStyle::with_template("{spinner} {pos} runs  {per_sec}  {elapsed}  {msg}") {
+            bar.set_style(style);
+        }
+        bar
+    };
+    let name = engine.flow().flow.name.clone();
+    let controls = Controls::default();
+    let force = args.force;
+    let summary: Result<BatchSummary, String> = runtime.block_on(async {
+        let input: Box<dyn tokio::io::AsyncBufRead + Unpin + Send> = if jsonl == Path::new("-") {
+            Box::new(tokio::io::BufReader::new(tokio::io::stdin()))
+        } else {
+            let file = tokio::fs::File::open(jsonl)
+                .await
+                .map_err(|e| format!("cannot read {}: {e}", jsonl.display()))?;
+            Box::new(tokio::io::BufReader::new(file))
+        };
+        let c = controls.clone();
+        let bar_for_signal = bar.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                c.stop_starting.store(true, Ordering::Relaxed);
+                if force {
+                    c.stop_running.store(true, Ordering::Relaxed);
+                }
+                bar_for_signal.set_message("interrupted: no new runs start");
+            }
+        });
+        let sink_bar = bar.clone();
+        let sink_results = results.clone();
+        let on_result = Arc::new(move |line: Value| {
+            sink_bar.inc(1);
+            if let Some(w) = &sink_results {
+                let mut w = w.lock().unwrap_or_else(|p| p.into_inner());
+                let _ = writeln!(w, "{line}");
+            }
+        });
+        let options = BatchOptions {
+            concurrency: args.concurrency,
+            rate: args.rate,
+        };
+        Ok(run_batch(
+            Arc::new(engine),
+            input,
+            base,
+            overrides,
+            options,
+            controls.clone(),
+            on_result,
+        )
+        .await)
+    });
+    bar.finish_and_clear();
+    if let Some(w) = &results
+        && let Err(e) = w.lock().unwrap_or_else(|p| p.into_inner()).flush()
+    {
+        eprintln!("error: cannot write the results: {e}");
+        return exit::USAGE;
+    }
+    let summary = match summary {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    print!("{}", render_summary(&name, &summary));
+    if summary.failed > 0 || summary.interrupted {
+        exit::FAILED
+    } else {
+        exit::OK
+    }
+}
+
+/// The closing summary: outcomes, throughput, latency percentiles per step.
+pub fn render_summary(name: &str, s: &BatchSummary) -> String {
+    let secs = s.elapsed.as_secs_f64().max(1e-9);
+    let mut out = format!(
+        "{name}: {} runs ({} passed, {} stopped, {} failed){} in {:.2} s\n{:.0} runs/s, {} requests, {:.0} requests/s\n",
+        s.runs(),
+        s.passed,
+        s.stopped,
+        s.failed,
+        if s.interrupted { ", interrupted" } else { "" },
+        secs,
+        s.runs() as f64 / secs,
+        s.requests,
+        s.requests as f64 / secs,
+    );
+    if !s.steps.is_empty() {
+        out.push_str(&format!(
+            "  {:<20} {:>8} {:>10} {:>10} {:>10}\n",
+            "step", "runs", "p50", "p95", "p99"
+        ));
+        for step in &s.steps {
+            let h = &step.histogram;
+            let ms = |q: f64| format!("{:.2} ms", h.value_at_quantile(q) as f64 / 1000.0);
+            out.push_str(&format!(
+                "  {:<20} {:>8} {:>10} {:>10} {:>10}\n",
+                step.step,
+                h.len(),
+                ms(0.50),
+                ms(0.95),
+                ms(0.99)
+            ));
+        }
+    }
+    out
+}

@@ -1,0 +1,188 @@
+//! `flowrun run --inputs-jsonl`: many runs, results per line, Ctrl-C.
+
+use serde_json::{Value, json};
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_flowrun"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR")).env_clear();
+    c
+}
+
+fn lines(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            json!({"channel_address": "+15550100", "end_user": format!("+1555{i:07}"), "queue_id": "00G5g000000SimQ", "agent_user_id": "0055g000000SimA"})
+                .to_string()
+                + "\n"
+        })
+        .collect()
+}
+
+fn results(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn every_line_is_a_run_and_a_bad_line_fails_only_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    let mut text = lines(20);
+    text.push_str("{not json\n");
+    text.push_str("{\"channel_address\": \"+15550100\", \"end_user\": \"x\", \"queue_id\": \"q\", \"capacity_weight\": \"heavy\"}\n");
+    std::fs::write(&input, text).unwrap();
+    let out_file = dir.path().join("results.jsonl");
+    let out = bin()
+        .args([
+            "run",
+            "flows/inbound.yaml",
+            "--sim",
+            "--concurrency",
+            "4",
+            "--inputs-jsonl",
+        ])
+        .arg(&input)
+        .arg("--results")
+        .arg(&out_file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("inbound: 22 runs (20 passed, 0 stopped, 2 failed) in "),
+        "{stdout}"
+    );
+    assert!(stdout.contains("  interaction                20 "), "{stdout}");
+    let mut lines = results(&out_file);
+    lines.sort_by_key(|l| l["line"].as_u64());
+    assert_eq!(lines.len(), 22);
+    assert!(
+        lines[..20]
+            .iter()
+            .all(|l| l["outcome"] == "passed" && l["outputs"]["conversation_id"].is_string())
+    );
+    assert_eq!(
+        lines[20]["error"],
+        json!("line 21: not valid JSON: key must be a string at line 1 column 2")
+    );
+    assert_eq!(
+        lines[21]["error"],
+        json!("line 22: invalid inputs: input `capacity_weight` must be a number, got `heavy`")
+    );
+    // No token in any result.
+    assert!(
+        !std::fs::read_to_string(&out_file)
+            .unwrap()
+            .contains("sim-access-token")
+    );
+}
+
+#[test]
+fn inputs_can_stream_from_standard_input_with_a_rate_limit() {
+    let mut child = bin()
+        .args([
+            "run",
+            "flows/inbound.yaml",
+            "--sim",
+            "--inputs-jsonl",
+            "-",
+            "--rate",
+            "50",
+            "--quiet",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(lines(10).as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("inbound: 10 runs (10 passed, 0 stopped, 0 failed) in "),
+        "{stdout}"
+    );
+    // 10 starts at 50 per second take at least 9 intervals of 20 ms.
+    let secs: f64 = stdout
+        .split(" in ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(secs >= 0.18, "{stdout}");
+}
+
+/// Starts a batch against a slow simulator, interrupts it, and returns (exit code, results).
+fn interrupted(force: bool) -> (Option<i32>, String, Vec<Value>) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("slow.sim.yaml");
+    let default = serde_json::to_value(flowrun::sim::SimConfig::default()).unwrap();
+    let mut slow = default.clone();
+    slow["faults"]["latency_ms"] = json!(150);
+    std::fs::write(&config, flowrun::report::transcript::to_yaml(&slow)).unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, lines(200)).unwrap();
+    let out_file = dir.path().join("results.jsonl");
+    let mut cmd = bin();
+    cmd.args(["run", "flows/inbound.yaml", "--concurrency", "2", "--sim-config"])
+        .arg(&config)
+        .arg("--inputs-jsonl")
+        .arg(&input)
+        .arg("--results")
+        .arg(&out_file)
+        .stdout(Stdio::piped());
+    if force {
+        cmd.arg("--force");
+    }
+    let child = cmd.spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        results(&out_file),
+    )
+}
+
+#[test]
+fn ctrl_c_stops_new_runs_lets_running_ones_finish_and_still_prints_the_summary() {
+    let (code, stdout, lines) = interrupted(false);
+    assert_eq!(code, Some(1));
+    assert!(stdout.contains("), interrupted in "), "{stdout}");
+    assert!(lines.len() < 200, "{} runs", lines.len());
+    assert!(lines.iter().all(|l| l["outcome"] == "passed"), "{lines:?}");
+}
+
+#[test]
+fn ctrl_c_with_force_stops_running_ones_at_their_next_step() {
+    let (code, stdout, lines) = interrupted(true);
+    assert_eq!(code, Some(1));
+    assert!(stdout.contains("), interrupted in "), "{stdout}");
+    let stopped: Vec<&Value> = lines.iter().filter(|l| l["outcome"] == "failed").collect();
+    assert!(!stopped.is_empty(), "{lines:?}");
+    assert!(
+        stopped
+            .iter()
+            .all(|l| l["error"] == "stopped before this step (interrupted)"),
+        "{stopped:?}"
+    );
+}
