@@ -37,7 +37,7 @@ enum Command {
     /// Check flow files for mistakes without sending anything.
     Check(check::Args),
     /// Run a flow: check it and its inputs, then send its requests in order.
-    Run(run::Args),
+    Run(Box<run::Args>),
     /// Serve the Interaction Service simulator on 127.0.0.1 until Ctrl-C.
     Sim(sim::Args),
     /// Run flow tests (`*.test.yaml`) and compare each case's requests with its golden transcript.
@@ -55,7 +55,7 @@ pub fn main() -> ExitCode {
     };
     let code = match cli.command {
         Command::Check(args) => check::run(args),
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => run::run(*args),
         Command::Sim(args) => sim::run(args),
         Command::Test(args) => test::run(args),
     };
