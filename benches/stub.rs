@@ -25,9 +25,15 @@ fn status(request_line: &str) -> &'static str {
     }
 }
 
-/// Starts the stub and returns its base URL.
+/// Starts the stub on a free port and returns its base URL.
+#[allow(dead_code)] // the `run` bench uses this, the `stub` example `start_on`
 pub async fn start() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    start_on(0).await
+}
+
+/// Starts the stub on 127.0.0.1:`port` and returns its base URL.
+pub async fn start_on(port: u16) -> String {
+    let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Benchmark: flowrun's own speed, against a minimal stub server (examples/stub.rs, a process of
+# its own on 127.0.0.1 that answers with fixed bodies — not the simulator, so that what is
+# measured is the runner).
+#
+#   bash bench/batch.sh
+#
+# Prints, for the inbound flow (4 requests per run):
+#   1. one run as a whole process: wall time (median of 10) and peak memory;
+#   2. 1,000 runs at concurrency 1: requests/s and peak memory;
+#   3. 10,000 runs at concurrency 64: requests/s and peak memory;
+#   4. 100,000 runs at concurrency 64: peak memory (must stay under 64 MiB: input is streamed).
+# Reading the figures: requests/s is what the runner sustains end to end (templates, JSON,
+# HTTP, reports) on this machine's cores, which the stub shares; runs/s is requests/s / 4.
+# Peak memory is the process's maximum resident set (GNU time's %M).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --quiet --bin flowrun --example stub
+bin=target/release/flowrun
+port=18790
+target/release/examples/stub "$port" > /dev/null &
+stub=$!
+work=$(mktemp -d)
+trap 'kill $stub 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 1 50); do
+  (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+  sleep 0.1
+done
+export SCRT_BASE_URL="http://127.0.0.1:$port" SF_ORG_ID=00D000000000001
+export SF_AUTHORIZATION_CONTEXT=Partner_Channel SF_ACCESS_TOKEN='00D000000000001!bench'
+line='{"channel_address":"+15550100","end_user":"+15550123","queue_id":"00G5g000000SimQ","agent_user_id":"0055g000000SimA"}'
+make_input() { awk -v n="$1" -v l="$line" 'BEGIN { for (i = 0; i < n; i++) print l }' > "$work/$1.jsonl"; }
+peak() { /usr/bin/time -f "%M" -o "$work/time" "$@" > "$work/out"; echo $(( $(cat "$work/time") / 1024 )); }
+rps() { sed -n 's/.* requests, \([0-9]*\) requests\/s/\1/p' "$work/out"; }
+
+echo "flowrun batch benchmark: inbound flow, stub server on 127.0.0.1, $(nproc) cores"
+times=()
+for _ in $(seq 1 10); do
+  start=$(date +%s%N)
+  "$bin" run flows/inbound.yaml --inputs flows/examples/inbound.inputs.yaml --quiet
+  times+=($(( ($(date +%s%N) - start) / 1000 )))
+done
+median=$(printf '%s\n' "${times[@]}" | sort -n | sed -n 5p)
+mem=$(peak "$bin" run flows/inbound.yaml --inputs flows/examples/inbound.inputs.yaml --quiet)
+printf '  one run, whole process:        %6d.%03d ms   peak %3d MiB\n' $((median / 1000)) $((median % 1000)) "$mem"
+for spec in "1000 1" "10000 64"; do
+  set -- $spec
+  make_input "$1"
+  mem=$(peak "$bin" run flows/inbound.yaml --inputs-jsonl "$work/$1.jsonl" --concurrency "$2" --quiet)
+  printf '  %6d runs, concurrency %2d:  %8d requests/s   peak %3d MiB\n' "$1" "$2" "$(rps)" "$mem"
+done
+make_input 100000
+mem=$(peak "$bin" run flows/inbound.yaml --inputs-jsonl "$work/100000.jsonl" --concurrency 64 --quiet)
+printf '  100000 runs, concurrency 64:  %8d requests/s   peak %3d MiB\n' "$(rps)" "$mem"
+echo "  latency per step (100000 runs):"
+sed -n '/step/,$p' "$work/out"
