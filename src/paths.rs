@@ -18,7 +18,7 @@ pub fn flow_files(paths: &[PathBuf]) -> FlowFiles {
     for path in paths {
         if path.is_dir() {
             let mut found = Vec::new();
-            walk(path, &mut found, &mut out.errors);
+            walk(path, &is_flow_name, &mut found, &mut out.errors);
             found.sort();
             out.files.extend(found);
         } else if path.is_file() {
@@ -33,7 +33,9 @@ pub fn flow_files(paths: &[PathBuf]) -> FlowFiles {
     out
 }
 
-fn walk(dir: &Path, found: &mut Vec<PathBuf>, errors: &mut Vec<String>) {
+/// Collects the files under `dir` whose names `wanted` accepts, recursively, skipping hidden
+/// folders and `target/`.
+pub fn walk(dir: &Path, wanted: &dyn Fn(&str) -> bool, found: &mut Vec<PathBuf>, errors: &mut Vec<String>) {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
@@ -46,9 +48,9 @@ fn walk(dir: &Path, found: &mut Vec<PathBuf>, errors: &mut Vec<String>) {
         let name = entry.file_name().to_string_lossy().into_owned();
         if path.is_dir() {
             if !name.starts_with('.') && name != "target" {
-                walk(&path, found, errors);
+                walk(&path, wanted, found, errors);
             }
-        } else if is_flow_name(&name) {
+        } else if wanted(&name) {
             found.push(path);
         }
     }

@@ -81,17 +81,8 @@ async fn a_passing_run_prints_a_line_per_step_and_exits_0() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_step_exits_1_and_says_why() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/api/v1/route"))
-        .respond_with(
-            ResponseTemplate::new(400)
-                .set_body_json(json!({"code": 15103, "message": "End user is not opted in"})),
-        )
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    mount_happy(&server).await;
+    let body = json!({"code": 15103, "message": "End user is not opted in"});
+    let server = failing("POST", "/api/v1/route", 400, body, None).await;
     let out = flowrun(
         s(&[
             "run",
@@ -275,15 +266,8 @@ async fn no_jwt_secret_reaches_any_output_even_when_auth_fails() {
         )
         .mount(&server)
         .await;
-    let key = std::fs::read_to_string(repo("tests/fixtures/jwt-test-key.pem")).unwrap();
-    let key_line = key.lines().nth(1).unwrap().to_string();
-    let env = vec![
-        ("SCRT_BASE_URL".to_string(), server.uri()),
-        ("SF_LOGIN_URL".to_string(), server.uri()),
-        ("SF_CLIENT_ID".to_string(), "connected-app-key".to_string()),
-        ("SF_USERNAME".to_string(), "integration@example.com".to_string()),
-        ("SF_JWT_KEY".to_string(), key),
-    ];
+    let env = jwt_env(&server.uri(), &server.uri());
+    let key_line = env[4].1.lines().nth(1).unwrap().to_string();
     let dir = tempfile::tempdir().unwrap();
     let (out, all) = all_output(s(&["run", "tests/flows/jwt.yaml"]), env, dir.path()).await;
     assert_eq!(out.status.code(), Some(1));

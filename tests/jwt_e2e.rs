@@ -82,14 +82,7 @@ async fn a_401_triggers_exactly_one_refresh_and_one_retry() {
         .expect(1)
         .mount(&server)
         .await;
-    let key = std::fs::read_to_string(repo("tests/fixtures/jwt-test-key.pem")).unwrap();
-    let env = vec![
-        ("SCRT_BASE_URL".to_string(), server.uri()),
-        ("SF_LOGIN_URL".to_string(), server.uri()),
-        ("SF_CLIENT_ID".to_string(), "connected-app-key".to_string()),
-        ("SF_USERNAME".to_string(), "integration@example.com".to_string()),
-        ("SF_JWT_KEY".to_string(), key),
-    ];
+    let env = jwt_env(&server.uri(), &server.uri());
     let report = run("tests/flows/jwt.yaml", json!({}), env).await;
     assert_eq!(report.outcome, Outcome::Passed);
     assert_eq!(issued.load(Ordering::SeqCst), 2);
@@ -112,14 +105,7 @@ async fn a_rejected_jwt_fails_the_step_with_the_endpoint_s_answer() {
         })
         .mount(&server)
         .await;
-    let key = std::fs::read_to_string(repo("tests/fixtures/jwt-test-key.pem")).unwrap();
-    let env = vec![
-        ("SCRT_BASE_URL".to_string(), server.uri()),
-        ("SF_LOGIN_URL".to_string(), server.uri()),
-        ("SF_CLIENT_ID".to_string(), "connected-app-key".to_string()),
-        ("SF_USERNAME".to_string(), "integration@example.com".to_string()),
-        ("SF_JWT_KEY".to_string(), key),
-    ];
+    let env = jwt_env(&server.uri(), &server.uri());
     let report = run("tests/flows/jwt.yaml", json!({}), env).await;
     let Outcome::Failed { step, error } = &report.outcome else {
         panic!("{:?}", report.outcome)

@@ -6,7 +6,6 @@ mod common;
 use common::*;
 use flowrun::engine::outcome::{Outcome, StepStatus};
 use serde_json::json;
-use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
 fn statuses(report: &flowrun::engine::outcome::RunReport) -> Vec<(String, String)> {
@@ -24,12 +23,7 @@ fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
 #[tokio::test]
 async fn inbound_sends_the_exact_request_sequence() {
     let server = service().await;
-    let report = run(
-        "flows/inbound.yaml",
-        example_inputs("flows/examples/inbound.inputs.yaml", json!({})),
-        env_for(&server),
-    )
-    .await;
+    let report = run_inbound(&server, json!({})).await;
     assert_eq!(report.outcome, Outcome::Passed);
     assert_eq!(
         statuses(&report),
@@ -85,42 +79,11 @@ async fn inbound_without_an_agent_deletes_the_route_in_finally() {
     assert_eq!(report.outputs["agent_work_id"], json!(null));
 }
 
-/// A server where `method path` answers `status` with `body` (once, or always) and every
-/// other endpoint is healthy.
-async fn failing(
-    m: &str,
-    p: &str,
-    status: u16,
-    body: serde_json::Value,
-    times: Option<u64>,
-) -> wiremock::MockServer {
-    let server = wiremock::MockServer::start().await;
-    let mut mock = Mock::given(method(m))
-        .and(path(p))
-        .respond_with(
-            ResponseTemplate::new(status)
-                .set_body_json(body)
-                .insert_header("Retry-After", "1"),
-        )
-        .with_priority(1);
-    if let Some(n) = times {
-        mock = mock.up_to_n_times(n);
-    }
-    mock.mount(&server).await;
-    mount_happy(&server).await;
-    server
-}
-
 #[tokio::test]
 async fn finally_runs_after_a_failed_step_and_the_flow_fails() {
     let body = json!({"code": 15109, "message": "An active AgentWork already exists"});
     let server = failing("POST", "/api/v1/agentWork", 400, body, None).await;
-    let report = run(
-        "flows/inbound.yaml",
-        example_inputs("flows/examples/inbound.inputs.yaml", json!({})),
-        env_for(&server),
-    )
-    .await;
+    let report = run_inbound(&server, json!({})).await;
     assert_eq!(
         report.outcome,
         Outcome::Failed {
@@ -147,12 +110,7 @@ async fn finally_runs_after_a_failed_step_and_the_flow_fails() {
 async fn a_failed_step_leaves_later_steps_not_run() {
     let body = json!({"code": 15103, "message": "End user has not opted in"});
     let server = failing("POST", "/api/v1/route", 400, body, None).await;
-    let report = run(
-        "flows/inbound.yaml",
-        example_inputs("flows/examples/inbound.inputs.yaml", json!({})),
-        env_for(&server),
-    )
-    .await;
+    let report = run_inbound(&server, json!({})).await;
     assert_eq!(
         statuses(&report),
         pairs(&[
@@ -169,12 +127,7 @@ async fn a_failed_step_leaves_later_steps_not_run() {
 #[tokio::test]
 async fn a_503_then_202_is_retried_with_the_same_request_id_after_retry_after() {
     let server = failing("POST", "/api/v1/route", 503, json!({"message": "busy"}), Some(1)).await;
-    let report = run(
-        "flows/inbound.yaml",
-        example_inputs("flows/examples/inbound.inputs.yaml", json!({})),
-        env_for(&server),
-    )
-    .await;
+    let report = run_inbound(&server, json!({})).await;
     assert_eq!(report.outcome, Outcome::Passed);
     let route = report.steps.iter().find(|s| s.id == "route").unwrap();
     assert_eq!(route.attempts.len(), 2);
@@ -214,12 +167,7 @@ async fn a_503_then_202_is_retried_with_the_same_request_id_after_retry_after() 
 async fn a_retryable_api_code_is_retried() {
     let body = json!({"code": 10019, "message": "Org is in read-only mode"});
     let server = failing("PATCH", "/api/v1/consent", 400, body, Some(2)).await;
-    let report = run(
-        "flows/inbound.yaml",
-        example_inputs("flows/examples/inbound.inputs.yaml", json!({})),
-        env_for(&server),
-    )
-    .await;
+    let report = run_inbound(&server, json!({})).await;
     assert_eq!(report.outcome, Outcome::Passed);
     assert_eq!(report.steps[1].attempts.len(), 3);
 }

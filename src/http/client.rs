@@ -49,16 +49,7 @@ impl ReqwestTransport {
         };
         let mut response = builder.send().await.map_err(|e| classify(e, timeout))?;
         let status = response.status().as_u16();
-        let headers = response
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
+        let headers = super::header_pairs(response.headers());
         if response
             .content_length()
             .is_some_and(|n| n as usize > self.max_body)

@@ -127,6 +127,18 @@ pub trait Transport: Send + Sync {
     fn send<'a>(&'a self, request: &'a HttpRequest, timeout: Duration) -> SendFuture<'a>;
 }
 
+/// Header names and values as text, in order (a value that is not UTF-8 is shown lossily).
+pub fn header_pairs(map: &reqwest::header::HeaderMap) -> Vec<(String, String)> {
+    map.iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
 /// A warning for a URL that sends requests (and tokens) unencrypted to another machine:
 /// plain `http://` to a host that is not loopback.
 pub fn plain_http_warning(url: &str) -> Option<String> {

@@ -61,16 +61,7 @@ async fn handle(State(service): State<Shared>, request: Request) -> Response {
         }
         _ => {}
     }
-    let headers: Vec<(String, String)> = request
-        .headers()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
+    let headers = crate::http::header_pairs(request.headers());
     let body = read_body(request).await;
     let answer = service
         .lock()

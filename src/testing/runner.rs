@@ -60,12 +60,13 @@ pub fn load(path: &Path) -> Result<LoadedTests, (Source, Vec<Diagnostic>)> {
 pub fn test_files(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<String>) {
     let mut files = Vec::new();
     let mut errors = Vec::new();
+    let is_test = |name: &str| name.ends_with(".test.yaml") || name.ends_with(".test.yml");
     for path in paths {
         if path.is_file() {
             files.push(path.clone());
         } else if path.is_dir() {
             let mut found = Vec::new();
-            walk(path, &mut found);
+            crate::paths::walk(path, &is_test, &mut found, &mut errors);
             found.sort();
             files.extend(found);
         } else {
@@ -76,23 +77,6 @@ pub fn test_files(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<String>) {
         }
     }
     (files, errors)
-}
-
-fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if path.is_dir() {
-            if !name.starts_with('.') && name != "target" {
-                walk(&path, found);
-            }
-        } else if name.ends_with(".test.yaml") || name.ends_with(".test.yml") {
-            found.push(path);
-        }
-    }
 }
 
 /// What one case did.

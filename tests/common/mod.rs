@@ -160,3 +160,47 @@ fn multipart_parts(body: &[u8], boundary: &str) -> Value {
 pub fn yaml(v: &Value) -> String {
     flowrun::report::transcript::to_yaml(v)
 }
+
+/// A server where `method path` answers `status` with `body` (once, or always: `times`) and
+/// every other endpoint is healthy.
+pub async fn failing(m: &str, p: &str, status: u16, body: Value, times: Option<u64>) -> MockServer {
+    let server = MockServer::start().await;
+    let mut mock = Mock::given(method(m))
+        .and(path(p))
+        .respond_with(
+            ResponseTemplate::new(status)
+                .set_body_json(body)
+                .insert_header("Retry-After", "1"),
+        )
+        .with_priority(1);
+    if let Some(n) = times {
+        mock = mock.up_to_n_times(n);
+    }
+    mock.mount(&server).await;
+    mount_happy(&server).await;
+    server
+}
+
+/// The inbound flow with its example inputs (and `overrides`) against `server`.
+pub async fn run_inbound(server: &MockServer, overrides: Value) -> RunReport {
+    run(
+        "flows/inbound.yaml",
+        example_inputs("flows/examples/inbound.inputs.yaml", overrides),
+        env_for(server),
+    )
+    .await
+}
+
+/// The environment of `tests/flows/jwt*.yaml` with the test key, logging in at `login`.
+pub fn jwt_env(api: &str, login: &str) -> Vec<(String, String)> {
+    vec![
+        ("SCRT_BASE_URL".to_string(), api.to_string()),
+        ("SF_LOGIN_URL".to_string(), login.to_string()),
+        ("SF_CLIENT_ID".to_string(), "connected-app-key".to_string()),
+        ("SF_USERNAME".to_string(), "integration@example.com".to_string()),
+        (
+            "SF_JWT_KEY".to_string(),
+            std::fs::read_to_string(repo("tests/fixtures/jwt-test-key.pem")).unwrap(),
+        ),
+    ]
+}
