@@ -23,6 +23,18 @@ async fn flowrun(args: Vec<String>, env: Vec<(String, String)>) -> Output {
     .unwrap()
 }
 
+/// `flowrun run flows/inbound.yaml --inputs <example> EXTRA...`
+async fn run_inbound_cli(extra: &[&str], env: Vec<(String, String)>) -> Output {
+    let mut args = s(&[
+        "run",
+        "flows/inbound.yaml",
+        "--inputs",
+        "flows/examples/inbound.inputs.yaml",
+    ]);
+    args.extend(s(extra));
+    flowrun(args, env).await
+}
+
 fn s(v: &[&str]) -> Vec<String> {
     v.iter().map(|x| x.to_string()).collect()
 }
@@ -60,18 +72,7 @@ fn without_timings(t: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_passing_run_prints_a_line_per_step_and_exits_0() {
     let server = service().await;
-    let out = flowrun(
-        s(&[
-            "run",
-            "flows/inbound.yaml",
-            "--inputs",
-            "flows/examples/inbound.inputs.yaml",
-            "--input",
-            "capacity_weight=2",
-        ]),
-        env_for(&server),
-    )
-    .await;
+    let out = run_inbound_cli(&["--input", "capacity_weight=2"], env_for(&server)).await;
     assert_eq!(text(&out.stderr), "");
     assert_eq!(out.status.code(), Some(0));
     insta::assert_snapshot!(without_timings(&text(&out.stdout)));
@@ -83,16 +84,7 @@ async fn a_passing_run_prints_a_line_per_step_and_exits_0() {
 async fn a_failing_step_exits_1_and_says_why() {
     let body = json!({"code": 15103, "message": "End user is not opted in"});
     let server = failing("POST", "/api/v1/route", 400, body, None).await;
-    let out = flowrun(
-        s(&[
-            "run",
-            "flows/inbound.yaml",
-            "--inputs",
-            "flows/examples/inbound.inputs.yaml",
-        ]),
-        env_for(&server),
-    )
-    .await;
+    let out = run_inbound_cli(&[], env_for(&server)).await;
     assert_eq!(out.status.code(), Some(1));
     insta::assert_snapshot!(without_timings(&text(&out.stdout)));
 }
@@ -100,18 +92,7 @@ async fn a_failing_step_exits_1_and_says_why() {
 #[tokio::test(flavor = "multi_thread")]
 async fn invalid_inputs_exit_2_and_send_nothing() {
     let server = service().await;
-    let out = flowrun(
-        s(&[
-            "run",
-            "flows/inbound.yaml",
-            "--inputs",
-            "flows/examples/inbound.inputs.yaml",
-            "--input",
-            "consent_status=ExplicityOptedIn",
-        ]),
-        env_for(&server),
-    )
-    .await;
+    let out = run_inbound_cli(&["--input", "consent_status=ExplicityOptedIn"], env_for(&server)).await;
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         text(&out.stderr),
@@ -125,16 +106,7 @@ async fn a_missing_environment_variable_exits_2_before_sending() {
     let server = service().await;
     let mut env = env_for(&server);
     env.retain(|(k, _)| k != "SF_ORG_ID" && k != "SF_ACCESS_TOKEN");
-    let out = flowrun(
-        s(&[
-            "run",
-            "flows/inbound.yaml",
-            "--inputs",
-            "flows/examples/inbound.inputs.yaml",
-        ]),
-        env,
-    )
-    .await;
+    let out = run_inbound_cli(&[], env).await;
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         text(&out.stderr),
@@ -165,18 +137,7 @@ async fn a_response_over_the_size_cap_fails_the_step() {
         .mount(&server)
         .await;
     mount_happy(&server).await;
-    let out = flowrun(
-        s(&[
-            "run",
-            "flows/inbound.yaml",
-            "--inputs",
-            "flows/examples/inbound.inputs.yaml",
-            "--max-body",
-            "4096",
-        ]),
-        env_for(&server),
-    )
-    .await;
+    let out = run_inbound_cli(&["--max-body", "4096"], env_for(&server)).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stdout).contains("failed   interaction")
