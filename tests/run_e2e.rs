@@ -297,3 +297,21 @@ async fn query_form_file_parts_and_merged_headers_are_sent_as_written() {
         "grant_type=password&n=7&flag=true"
     );
 }
+
+#[tokio::test]
+async fn a_transfer_without_a_target_fails_naming_the_file_line_and_variable() {
+    let server = service().await;
+    let inputs = json!({"conversation_id": CONVERSATION, "work_item_id": WORK_ITEM});
+    let report = run("flows/transfer.yaml", inputs, env_for(&server)).await;
+    let Outcome::Failed { step, error } = &report.outcome else {
+        panic!("{:?}", report.outcome)
+    };
+    assert_eq!(step, "route");
+    let text = std::fs::read_to_string(repo("flows/transfer.yaml")).unwrap();
+    // The folded scalar's first line, where the expression starts.
+    let line = text.lines().position(|l| l.contains("routingInfo: >-")).unwrap() + 2;
+    let expected = format!("flows/transfer.yaml:{line}: `inputs.queue_id` is undefined (in `{{{{ {{\"flow\"");
+    assert!(error.contains(&expected), "{error}\nexpected: {expected}");
+    // Nothing was sent for the route step; only the routing result went out.
+    assert_eq!(received(&server).await.as_array().unwrap().len(), 1);
+}

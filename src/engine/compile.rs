@@ -222,17 +222,18 @@ impl Compiler<'_> {
 }
 
 /// Compiles a flow that passed `check`. `text` is the flow file's text (for the names of the
-/// environment variables it reads).
+/// environment variables it reads); `file` names it in errors.
 pub fn compile(
     flow: Flow,
     doc: &Document,
     text: &str,
+    file: &str,
     runtime: Runtime,
     base_dir: std::path::PathBuf,
 ) -> Result<CompiledFlow, RenderError> {
     let mut c = Compiler {
         doc,
-        templates: Templates::new(&runtime),
+        templates: Templates::new(&runtime).in_file(file),
     };
     let base_url = c.text(&flow.connection.base_url, "/connection/base_url")?;
     let headers = c.map(&flow.connection.headers, "/connection/headers")?;

@@ -42,7 +42,7 @@ impl std::fmt::Display for PrepareError {
                     .collect();
                 write!(f, "{}", lines.join("\n"))
             }
-            PrepareError::Compile(e) => write!(f, "error: line {}: {}", e.line, e.message),
+            PrepareError::Compile(e) => write!(f, "error: {e}"),
             PrepareError::Engine(e) => write!(f, "error: {e}"),
         }
     }
@@ -115,6 +115,7 @@ fn build(
         checked.flow,
         &checked.document,
         &source.text,
+        &source.display_name(),
         runtime.clone(),
         base_dir,
     )

@@ -39,19 +39,26 @@ pub enum Tree {
 /// An error while rendering: what went wrong, in the user's words, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenderError {
+    /// The flow file, as diagnostics name it (empty when unknown).
+    pub file: std::sync::Arc<str>,
     pub line: usize,
     pub message: String,
 }
 
 impl std::fmt::Display for RenderError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "line {}: {}", self.line, self.message)
+        if self.file.is_empty() {
+            write!(f, "line {}: {}", self.line, self.message)
+        } else {
+            write!(f, "{}:{}: {}", self.file, self.line, self.message)
+        }
     }
 }
 
 /// The store of one flow's compiled templates.
 pub struct Templates {
     env: Environment<'static>,
+    file: std::sync::Arc<str>,
     entries: Vec<Entry>,
 }
 
@@ -63,8 +70,15 @@ impl Templates {
         register_functions(&mut env, runtime);
         Templates {
             env,
+            file: "".into(),
             entries: Vec::new(),
         }
+    }
+
+    /// Names the flow file in errors: `flows/inbound.yaml:93: ...`.
+    pub fn in_file(mut self, file: &str) -> Self {
+        self.file = file.into();
+        self
     }
 
     /// Compiles a template string (text with `{{ }}`); `line` is where it stands in the flow.
@@ -93,6 +107,7 @@ impl Templates {
         self.env
             .add_template_owned(id.0.to_string(), source)
             .map_err(|e| RenderError {
+                file: self.file.clone(),
                 line,
                 message: e.to_string(),
             })?;
@@ -146,13 +161,22 @@ impl Templates {
                 .render_captured(ctx.jinja.clone())
                 .map_err(|e| self.error(id, e, ctx))?;
             let value = captured.state().lookup("result").unwrap_or_default();
-            if value.is_undefined() {
+            // Strict mode lets an undefined value sit inside a list or map literal, where it
+            // would quietly become null; it is an error like any other undefined value.
+            if contains_undefined(&value) {
+                let source = entry.source.trim();
+                let message = match self.undefined_name(id, ctx) {
+                    Some(name) if name != source => format!("`{name}` is undefined (in `{source}`)"),
+                    _ => format!("`{source}` is undefined"),
+                };
                 return Err(RenderError {
+                    file: self.file.clone(),
                     line: entry.line,
-                    message: format!("`{}` is undefined", entry.source.trim()),
+                    message,
                 });
             }
             serde_json::to_value(&value).map_err(|e| RenderError {
+                file: self.file.clone(),
                 line: entry.line,
                 message: e.to_string(),
             })
@@ -221,6 +245,7 @@ impl Templates {
             ),
         };
         RenderError {
+            file: self.file.clone(),
             line: entry.line,
             message,
         }
@@ -228,8 +253,16 @@ impl Templates {
 
     fn undefined_name(&self, id: TemplateId, ctx: &Context) -> Option<String> {
         let template = self.env.get_template(&id.0.to_string()).ok()?;
+        let source = &self.entries[id.0].source;
         let mut names: Vec<String> = template.undeclared_variables(true).into_iter().collect();
-        names.sort();
+        // A name the expression tests with `is defined` is allowed to be missing; name another.
+        names.sort_by_key(|n| {
+            (
+                source.contains(&format!("{n} is defined"))
+                    || source.contains(&format!("{n} is not defined")),
+                n.clone(),
+            )
+        });
         names.into_iter().find(|name| !ctx.resolves(name))
     }
 }
@@ -282,6 +315,25 @@ impl Context {
             };
         }
         true
+    }
+}
+
+fn contains_undefined(value: &JinjaValue) -> bool {
+    if value.is_undefined() {
+        return true;
+    }
+    match value.kind() {
+        minijinja::value::ValueKind::Map => value
+            .try_iter()
+            .into_iter()
+            .flatten()
+            .any(|k| value.get_item(&k).is_ok_and(|v| contains_undefined(&v))),
+        minijinja::value::ValueKind::Seq => value
+            .try_iter()
+            .into_iter()
+            .flatten()
+            .any(|v| contains_undefined(&v)),
+        _ => false,
     }
 }
 
@@ -359,7 +411,7 @@ mod tests {
 
     fn setup() -> (Templates, Context) {
         let rt = Runtime::deterministic(1_700_000_000_000, vec![("TOKEN".into(), "s3cr3t".into())]);
-        let t = Templates::new(&rt);
+        let t = Templates::new(&rt).in_file("flows/x.yaml");
         let ctx = Context::new(
             json!({"inputs": {"n": 2, "s": "090", "o": {"a": [1]}}, "steps": {"a": {"x": "y", "succeeded": true}}}),
         );
@@ -394,9 +446,14 @@ mod tests {
         assert_eq!(
             t.render(a, &ctx).unwrap_err(),
             RenderError {
+                file: "flows/x.yaml".into(),
                 line: 7,
                 message: "`inputs.missing` is undefined (in `/x/{{ inputs.missing }}`)".into()
             }
+        );
+        assert_eq!(
+            t.render(a, &ctx).unwrap_err().to_string(),
+            "flows/x.yaml:7: `inputs.missing` is undefined (in `/x/{{ inputs.missing }}`)"
         );
         assert_eq!(
             t.render(b, &ctx).unwrap_err().message,
