@@ -453,3 +453,20 @@ fn answers_fit_the_project_s_response_schemas() {
     );
     check("error.response.json", &s.handle(&route(json!({}))).body);
 }
+
+#[test]
+fn a_body_the_schema_refuses_and_no_rule_covers_is_malformed() {
+    let mut s = Service::new(SimConfig::default());
+    // A misspelled optional field: no rule looks at it, the schema does.
+    let body = json!({"conversationIdentifier": CONVERSATION, "cancelReason": "Whatever"});
+    let a = s.handle(&json_req("DELETE", "route", body));
+    assert_eq!((a.status, code_of(&a.body)), (400, Some(10100)), "{}", a.body);
+    assert!(
+        a.body["message"].as_str().unwrap().contains("Whatever"),
+        "{}",
+        a.body
+    );
+    // A field the rules cover still gets its own code, not 10100.
+    let a = s.handle(&consent("ExplicityOptedIn", "+15550999"));
+    assert_eq!(code_of(&a.body), Some(10021));
+}

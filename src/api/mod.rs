@@ -97,6 +97,14 @@ impl Operation {
         format!("{} {}", self.method, self.path)
     }
 
+    /// The raw schema problems of `body`: instance pointer and the validator's message.
+    pub fn problems(&self, body: &Value) -> Vec<(String, String)> {
+        self.validator
+            .iter_errors(body)
+            .map(|e| (e.instance_path().as_str().to_string(), e.to_string()))
+            .collect()
+    }
+
     /// Every problem with `body`, worded and placed by `loc`.
     pub fn check(&self, loc: &dyn Locator, body: &Value) -> Vec<Diagnostic> {
         validate(loc, &self.schema, &self.validator, body)

@@ -115,6 +115,42 @@ fn header<'a>(req: &'a SimRequest, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
+/// Body fields whose problems the documented rules answer with their own codes (10021 for a
+/// consent value, 10012 for a work item id, ...); the schema leaves those to the rules.
+const RULED: &[&str] = &[
+    "/to",
+    "/from",
+    "/interactions",
+    "/consentStatus",
+    "/endUserClientId",
+    "/channelAddressIdentifier",
+    "/conversationIdentifier",
+    "/routingType",
+    "/routingInfo",
+    "/workItemId",
+    "/userId",
+    "/capacityWeight",
+    "/capacityPercentage",
+    "/success",
+    "/externallyRouted",
+    "/errorMessage",
+];
+
+/// A body that does not fit the operation's schema (`schemas/interaction-service/`) in a way no
+/// rule covers: 10100, with the schema's reason.
+fn malformed(req: &SimRequest, body: &Value) -> Option<Answer> {
+    let op = crate::api::operation(&req.method, &req.path)?;
+    let ruled = |p: &str| p.is_empty() || RULED.iter().any(|r| p == *r || p.starts_with(&format!("{r}/")));
+    let (_, reason) = op
+        .problems(body)
+        .into_iter()
+        .find(|(pointer, _)| !ruled(pointer))?;
+    Some(Answer {
+        status: status_of(10100),
+        body: json!({ "code": 10100, "message": format!("{} {reason}", message(10100)) }),
+    })
+}
+
 /// The simulated service: configuration, state and accepted tokens.
 pub struct Service {
     pub config: SimConfig,
@@ -246,6 +282,9 @@ impl Service {
             SimBody::Json(v) if v.is_object() => v.clone(),
             _ => return error(10100),
         };
+        if let Some(answer) = malformed(req, &body) {
+            return answer;
+        }
         match (req.method.as_str(), req.path.as_str()) {
             ("PATCH", "/api/v1/consent") => self.consent(req, &body),
             ("POST", "/api/v1/route") => self.route(&body),
