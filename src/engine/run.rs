@@ -412,6 +412,8 @@ impl Run<'_> {
             self.observer.attempt_finished(&step.id, &attempt);
             attempts.push(attempt);
             let (reason, wait_hint) = match &result {
+                // A success is never retried: its body is parsed once, by the caller.
+                Ok(resp) if (200..300).contains(&resp.status) => return Ok((resp.clone(), attempts)),
                 Ok(resp) => {
                     let body = resp.body_value();
                     let bad_token = resp.status == 401 || api_code(&body) == Some(BAD_TOKEN_CODE);

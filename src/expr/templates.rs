@@ -21,6 +21,10 @@ pub struct TemplateId(usize);
 struct Entry {
     /// Whether it renders to a JSON value (an expression) rather than text.
     typed: bool,
+    /// It reads nothing that changes between renders (only literals, `env()`, `secret()`), so
+    /// its first result is kept: connection headers and base URLs are rendered once.
+    invariant: bool,
+    cache: std::sync::OnceLock<Result<Value, RenderError>>,
     /// Line of the YAML file it came from, for errors.
     line: usize,
     /// The text as written, for errors.
@@ -111,8 +115,22 @@ impl Templates {
                 line,
                 message: e.to_string(),
             })?;
+        let template = self
+            .env
+            .get_template(&id.0.to_string())
+            .map_err(|e| RenderError {
+                file: self.file.clone(),
+                line,
+                message: e.to_string(),
+            })?;
+        let invariant = template
+            .undeclared_variables(false)
+            .iter()
+            .all(|name| matches!(name.as_str(), "env" | "secret"));
         self.entries.push(Entry {
             typed,
+            invariant,
+            cache: std::sync::OnceLock::new(),
             line,
             source: text.to_string(),
         });
@@ -151,6 +169,14 @@ impl Templates {
 
     /// Renders one template or expression to a JSON value.
     pub fn render(&self, id: TemplateId, ctx: &Context) -> Result<Value, RenderError> {
+        let entry = &self.entries[id.0];
+        if entry.invariant {
+            return entry.cache.get_or_init(|| self.render_now(id, ctx)).clone();
+        }
+        self.render_now(id, ctx)
+    }
+
+    fn render_now(&self, id: TemplateId, ctx: &Context) -> Result<Value, RenderError> {
         let entry = &self.entries[id.0];
         let template = self
             .env

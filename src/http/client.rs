@@ -13,8 +13,14 @@ pub struct ReqwestTransport {
 
 impl ReqwestTransport {
     pub fn new(max_body: usize) -> Result<Self, TransportError> {
+        // A flow names every URL it calls: a redirect is reported as the status it is, not
+        // followed (a redirected POST would silently change meaning), and no proxy is looked up
+        // per request.
         let client = reqwest::Client::builder()
             .user_agent(concat!("flowrun/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .tcp_nodelay(true)
             .build()
             .map_err(|e| TransportError::Other(e.to_string()))?;
         Ok(ReqwestTransport { client, max_body })
