@@ -56,7 +56,13 @@ pub fn run(
         },
         None => None,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // One run at a time gains nothing from worker threads but cross-thread wake-ups.
+    let mut builder = if args.concurrency <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
