@@ -1,6 +1,7 @@
 //! The flow language: loading with spans, the schema check, semantic analysis, diagnostics.
 
 pub mod analyze;
+pub mod analyze_error;
 pub mod check;
 pub mod diagnostic;
 pub mod model;
