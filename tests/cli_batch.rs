@@ -186,3 +186,48 @@ fn ctrl_c_with_force_stops_running_ones_at_their_next_step() {
         "{stopped:?}"
     );
 }
+
+#[test]
+fn ctrl_c_during_a_single_run_stops_at_the_next_step_and_still_runs_finally() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("slow.sim.yaml");
+    let mut slow = serde_json::to_value(flowrun::sim::SimConfig::default()).unwrap();
+    slow["faults"]["latency_ms"] = json!(700);
+    std::fs::write(&config, flowrun::report::transcript::to_yaml(&slow)).unwrap();
+    let child = bin()
+        .args([
+            "run",
+            "flows/inbound.yaml",
+            "--inputs",
+            "flows/examples/inbound.inputs.yaml",
+            "--sim-config",
+        ])
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupt while the first or second step is in flight.
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("error: stopped before this step (interrupted)\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("failed at `"), "{stdout}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "interrupted: stopping before the next step; finally steps still run\n"
+    );
+    // The finally step was still evaluated (skipped here: no route was created).
+    assert!(stdout.contains("skipped  delete_route"), "{stdout}");
+}

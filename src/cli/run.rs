@@ -175,7 +175,20 @@ fn run_inner(args: Args) -> Result<u8, u8> {
             eprintln!("error: {e}");
             exit::USAGE
         })?;
-    let report = tokio.block_on(engine.run(inputs.clone(), &observer));
+    // Ctrl-C stops the flow at its next step; `finally` still runs, so cleanup happens.
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let report = tokio.block_on(async {
+        let flag = interrupted.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("interrupted: stopping before the next step; finally steps still run");
+                flag.store(true, Ordering::Relaxed);
+            }
+        });
+        engine
+            .run_until(inputs.clone(), &observer, Some(&interrupted))
+            .await
+    });
     terminal.finish(&report);
     write_reports(&args, &report, &inputs, &runtime)?;
     Ok(match report.outcome {

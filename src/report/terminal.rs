@@ -75,8 +75,12 @@ impl Terminal {
             parts.join(", "),
             if requests == 1 { "" } else { "s" }
         );
+        // Say why, unless the failing step's own line already does.
         if let Outcome::Failed { step, error } = &report.outcome
-            && !report.steps.iter().any(|s| s.id == *step)
+            && !report
+                .steps
+                .iter()
+                .any(|s| s.id == *step && matches!(s.status, StepStatus::Failed(_)))
         {
             text.push_str(&format!("error: {error}\n"));
         }
