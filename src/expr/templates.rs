@@ -108,22 +108,19 @@ impl Templates {
         line: usize,
     ) -> Result<TemplateId, RenderError> {
         let id = TemplateId(self.entries.len());
+        let file = self.file.clone();
+        let error = |e: minijinja::Error| RenderError {
+            file: file.clone(),
+            line,
+            message: e.to_string(),
+        };
         self.env
             .add_template_owned(id.0.to_string(), source)
-            .map_err(|e| RenderError {
-                file: self.file.clone(),
-                line,
-                message: e.to_string(),
-            })?;
-        let template = self
+            .map_err(error)?;
+        let invariant = self
             .env
             .get_template(&id.0.to_string())
-            .map_err(|e| RenderError {
-                file: self.file.clone(),
-                line,
-                message: e.to_string(),
-            })?;
-        let invariant = template
+            .map_err(error)?
             .undeclared_variables(false)
             .iter()
             .all(|name| matches!(name.as_str(), "env" | "secret"));
