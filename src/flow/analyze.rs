@@ -220,11 +220,7 @@ impl<'a> Analyzer<'a> {
         match expr::check_environment().template_from_str(text) {
             Err(e) => self.syntax_error(span, text, &e, false),
             Ok(t) => {
-                let mut names: Vec<String> = t.undeclared_variables(true).into_iter().collect();
-                names.sort();
-                for name in names {
-                    self.name(span, text, &name, scope);
-                }
+                self.names(span, text, t.undeclared_variables(true), scope);
                 for region in scan::code_regions(text) {
                     self.filters_and_tests(span, region);
                 }
@@ -258,11 +254,7 @@ impl<'a> Analyzer<'a> {
         match expr::check_environment().compile_expression(text) {
             Err(e) => self.syntax_error(span, text, &e, true),
             Ok(e) => {
-                let mut names: Vec<String> = e.undeclared_variables(true).into_iter().collect();
-                names.sort();
-                for name in names {
-                    self.name(span, text, &name, scope);
-                }
+                self.names(span, text, e.undeclared_variables(true), scope);
                 self.filters_and_tests(span, text);
             }
         }
@@ -311,6 +303,15 @@ impl<'a> Analyzer<'a> {
 
     fn point(&self, span: Span, needle: &str) -> Span {
         self.source.find_in(span, needle).unwrap_or(span)
+    }
+
+    /// Checks every name a template or expression reads, in a stable order.
+    fn names(&mut self, span: Span, text: &str, names: std::collections::HashSet<String>, scope: Scope) {
+        let mut names: Vec<String> = names.into_iter().collect();
+        names.sort();
+        for name in names {
+            self.name(span, text, &name, scope);
+        }
     }
 
     /// Checks one name a template reads, such as `steps.route.correlation_id`.

@@ -102,6 +102,11 @@ fn detail_error(code: u32) -> Answer {
     }
 }
 
+/// A string field of a JSON body, or "" when it is absent or not a string.
+fn text<'a>(body: &'a Value, key: &str) -> &'a str {
+    body.get(key).and_then(Value::as_str).unwrap_or_default()
+}
+
 fn is_uuid(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
     parts.iter().map(|p| p.len()).eq([8, 4, 4, 4, 12])
@@ -304,8 +309,8 @@ impl Service {
         let Ok(body) = serde_json::from_slice::<Value>(bytes) else {
             return error(10100);
         };
-        let to = body.get("to").and_then(Value::as_str).unwrap_or_default();
-        let from = body.get("from").and_then(Value::as_str).unwrap_or_default();
+        let to = text(&body, "to");
+        let from = text(&body, "from");
         if to.is_empty() {
             return error(10027);
         }
@@ -363,18 +368,9 @@ impl Service {
             "ExplicitlyOptedIn",
             "DoublyOptedIn",
         ];
-        let address = body
-            .get("channelAddressIdentifier")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let client = body
-            .get("endUserClientId")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let status = body
-            .get("consentStatus")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let address = text(body, "channelAddressIdentifier");
+        let client = text(body, "endUserClientId");
+        let status = text(body, "consentStatus");
         if !STATUSES.contains(&status) {
             return detail_error(10021);
         }
@@ -404,19 +400,11 @@ impl Service {
     }
 
     fn route(&mut self, body: &Value) -> Answer {
-        let id = body
-            .get("conversationIdentifier")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
+        let id = text(body, "conversationIdentifier").to_string();
         let Some(conversation) = self.state.conversations.get(&id).cloned() else {
             return error(10018);
         };
-        let routing_type = body
-            .get("routingType")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
+        let routing_type = text(body, "routingType").to_string();
         if !["Initial", "Transfer", "Conference"].contains(&routing_type.as_str()) {
             return Answer {
                 status: 400,
@@ -480,10 +468,7 @@ impl Service {
     }
 
     fn delete_route(&mut self, body: &Value) -> Answer {
-        let id = body
-            .get("conversationIdentifier")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let id = text(body, "conversationIdentifier");
         if !self.state.conversations.contains_key(id) {
             return error(10018);
         }
@@ -495,11 +480,7 @@ impl Service {
     }
 
     fn agent_work(&mut self, body: &Value) -> Answer {
-        let work_item = body
-            .get("workItemId")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
+        let work_item = text(body, "workItemId").to_string();
         if work_item.chars().count() != 15 {
             return error(10012);
         }
@@ -518,11 +499,7 @@ impl Service {
         if percentage.is_some_and(|p| p.as_f64().is_none_or(|p| !(0.0..=100.0).contains(&p))) {
             return error(10015);
         }
-        let user = body
-            .get("userId")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
+        let user = text(body, "userId").to_string();
         if !self.config.users.contains(&user) {
             return error(15106);
         }
@@ -555,14 +532,11 @@ impl Service {
     }
 
     fn routing_result(&mut self, body: &Value) -> Answer {
-        let work_item = body.get("workItemId").and_then(Value::as_str).unwrap_or_default();
+        let work_item = text(body, "workItemId");
         if work_item.chars().count() != 15 {
             return detail_error(10012);
         }
-        let id = body
-            .get("conversationIdentifier")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+        let id = text(body, "conversationIdentifier");
         if !self.state.conversations.contains_key(id) {
             return detail_error(10018);
         }
