@@ -3,7 +3,7 @@
 //! optional start rate, one shared engine (connection pool, token cache), and latency
 //! histograms per step.
 
-use super::inputs::resolve;
+use super::inputs::InputRules;
 use super::outcome::{Outcome, Quiet, RunReport, StepStatus};
 use super::run::Engine;
 use hdrhistogram::Histogram;
@@ -128,6 +128,7 @@ where
     R: AsyncBufRead + Unpin,
 {
     let started = Instant::now();
+    let rules = InputRules::new(&engine.flow().flow);
     let tally = Arc::new(Mutex::new(Tally {
         passed: 0,
         stopped: 0,
@@ -172,7 +173,7 @@ where
         if let Some(t) = ticker.as_mut() {
             t.tick().await;
         }
-        let inputs = parse_line(&engine, &line, &base, &overrides);
+        let inputs = parse_line(&engine, &rules, &line, &base, &overrides);
         let (engine, tally, on_result, stop) = (
             engine.clone(),
             tally.clone(),
@@ -227,6 +228,7 @@ where
 /// One input line: a JSON object, merged over `base` and under `overrides`, then checked.
 fn parse_line(
     engine: &Engine,
+    rules: &InputRules,
     line: &str,
     base: &[(String, Value)],
     overrides: &[(String, Value)],
@@ -241,7 +243,9 @@ fn parse_line(
         .chain(own)
         .chain(overrides.iter().cloned())
         .collect();
-    resolve(&engine.flow().flow, given, &engine.flow().runtime.secrets).map_err(|errors| {
+    rules
+        .resolve(&engine.flow().flow, given, &engine.flow().runtime.secrets)
+        .map_err(|errors| {
         let messages: Vec<String> = errors.iter().map(|e| e.message.clone()).collect();
         format!("invalid inputs: {}", messages.join("; "))
     })

@@ -74,63 +74,99 @@ fn example(kind: &str) -> &'static str {
     }
 }
 
-/// Merges `given` (later entries win) over the defaults and checks every input. Secret inputs
-/// are registered with `secrets`.
+/// A flow's input declarations with their rules compiled once, so checking a run's inputs
+/// (once per line in a batch) compiles nothing.
+pub struct InputRules {
+    /// Per declared input, in order: the validator of its type and rules.
+    validators: Vec<Option<jsonschema::Validator>>,
+}
+
+impl InputRules {
+    pub fn new(flow: &Flow) -> Self {
+        let validators = flow
+            .inputs
+            .iter()
+            .map(|(_, input)| {
+                let mut schema = input.rules.clone();
+                schema.insert("type".into(), Value::String(input.kind.clone()));
+                jsonschema::validator_for(&Value::Object(schema)).ok()
+            })
+            .collect();
+        InputRules { validators }
+    }
+
+    /// Merges `given` (later entries win) over the defaults and checks every input. Secret
+    /// inputs are registered with `secrets`.
+    pub fn resolve(
+        &self,
+        flow: &Flow,
+        given: Vec<(String, Value)>,
+        secrets: &Secrets,
+    ) -> Result<Map<String, Value>, Vec<InputError>> {
+        let mut errors = Vec::new();
+        let mut values = Map::new();
+        for (name, value) in given {
+            if flow.inputs.get(&name).is_none() {
+                errors.push(unknown_input(flow, &name));
+                continue;
+            }
+            values.insert(name, value);
+        }
+        for ((name, input), validator) in flow.inputs.iter().zip(&self.validators) {
+            match values.get(name) {
+                Some(v) => {
+                    if let Some(problem) = validator.as_ref().and_then(|val| violation(input, val, v)) {
+                        errors.push(err(format!("input `{name}` {problem}"), None));
+                    }
+                    if input.secret
+                        && let Some(s) = v.as_str()
+                    {
+                        secrets.add(s);
+                    }
+                }
+                None => match &input.default {
+                    Some(d) => {
+                        values.insert(name.clone(), d.clone());
+                    }
+                    None if input.is_required() => errors.push(err(
+                        format!("input `{name}` is required but was not given"),
+                        Some(format!(
+                            "{}give it with `--input {name}=...` or in an `--inputs` file",
+                            describe(input)
+                        )),
+                    )),
+                    None => {}
+                },
+            }
+        }
+        if errors.is_empty() {
+            Ok(values)
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// [`InputRules::resolve`] for a single run: compiles the rules, then checks.
 pub fn resolve(
     flow: &Flow,
     given: Vec<(String, Value)>,
     secrets: &Secrets,
 ) -> Result<Map<String, Value>, Vec<InputError>> {
-    let mut errors = Vec::new();
-    let mut values = Map::new();
-    for (name, value) in given {
-        if flow.inputs.get(&name).is_none() {
-            let names = flow.inputs.iter().map(|(k, _)| k.as_str());
-            let hint = did_you_mean(&name, names).or_else(|| {
-                let all: Vec<&str> = flow.inputs.iter().map(|(k, _)| k.as_str()).collect();
-                Some(if all.is_empty() {
-                    "the flow declares no inputs".into()
-                } else {
-                    format!("the flow's inputs are: {}", all.join(", "))
-                })
-            });
-            errors.push(err(format!("the flow has no input `{name}`"), hint));
-            continue;
-        }
-        values.insert(name, value);
-    }
-    for (name, input) in flow.inputs.iter() {
-        match values.get(name) {
-            Some(v) => {
-                if let Some(problem) = violation(input, v) {
-                    errors.push(err(format!("input `{name}` {problem}"), None));
-                }
-                if input.secret
-                    && let Some(s) = v.as_str()
-                {
-                    secrets.add(s);
-                }
-            }
-            None => match &input.default {
-                Some(d) => {
-                    values.insert(name.clone(), d.clone());
-                }
-                None if input.is_required() => errors.push(err(
-                    format!("input `{name}` is required but was not given"),
-                    Some(format!(
-                        "{}give it with `--input {name}=...` or in an `--inputs` file",
-                        describe(input)
-                    )),
-                )),
-                None => {}
-            },
-        }
-    }
-    if errors.is_empty() {
-        Ok(values)
-    } else {
-        Err(errors)
-    }
+    InputRules::new(flow).resolve(flow, given, secrets)
+}
+
+fn unknown_input(flow: &Flow, name: &str) -> InputError {
+    let names = flow.inputs.iter().map(|(k, _)| k.as_str());
+    let hint = did_you_mean(name, names).or_else(|| {
+        let all: Vec<&str> = flow.inputs.iter().map(|(k, _)| k.as_str()).collect();
+        Some(if all.is_empty() {
+            "the flow declares no inputs".into()
+        } else {
+            format!("the flow's inputs are: {}", all.join(", "))
+        })
+    });
+    err(format!("the flow has no input `{name}`"), hint)
 }
 
 fn describe(input: &Input) -> String {
@@ -141,10 +177,7 @@ fn describe(input: &Input) -> String {
         .unwrap_or_default()
 }
 
-fn violation(input: &Input, value: &Value) -> Option<String> {
-    let mut schema = input.rules.clone();
-    schema.insert("type".into(), Value::String(input.kind.clone()));
-    let validator = jsonschema::validator_for(&Value::Object(schema)).ok()?;
+fn violation(input: &Input, validator: &jsonschema::Validator, value: &Value) -> Option<String> {
     let e = validator.iter_errors(value).next()?;
     use jsonschema::error::ValidationErrorKind as K;
     let shown = value

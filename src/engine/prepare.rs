@@ -92,7 +92,7 @@ pub fn prepare(
 }
 
 /// Everything but inputs, for batch runs: the engine is built once and each run's inputs are
-/// resolved with [`super::inputs::resolve`] against `engine.flow().flow`.
+/// resolved with [`super::inputs::InputRules`] against `engine.flow().flow`.
 pub fn prepare_engine(
     source: &Source,
     runtime: Runtime,
