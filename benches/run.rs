@@ -12,7 +12,7 @@ use flowrun::engine::outcome::{Outcome, Quiet};
 use flowrun::engine::prepare::prepare;
 use flowrun::expr::runtime::Runtime;
 use flowrun::flow::Source;
-use flowrun::http::{DEFAULT_MAX_BODY, HttpRequest, ReqwestTransport, Transport};
+use flowrun::http::{DEFAULT_MAX_BODY, HttpRequest, HttpTransport, Transport};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -50,7 +50,7 @@ fn main() {
         let mut runtime = Runtime::system();
         let lookup = env.clone();
         runtime.env = Arc::new(move |n| lookup.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()));
-        let transport = Arc::new(ReqwestTransport::new(DEFAULT_MAX_BODY).unwrap());
+        let transport = Arc::new(HttpTransport::new(DEFAULT_MAX_BODY).unwrap());
         let prepared =
             prepare(&source, given, &[], runtime, transport.clone()).unwrap_or_else(|e| panic!("{e}"));
 

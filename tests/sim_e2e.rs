@@ -5,8 +5,10 @@ mod common;
 
 use common::{example_inputs, repo, run};
 use flowrun::engine::outcome::{Outcome, RunReport};
+use flowrun::http::{Body, DEFAULT_MAX_BODY, HttpRequest, HttpTransport, Transport};
 use flowrun::sim::{SimConfig, environment, start_in_background};
 use serde_json::{Value, json};
+use std::time::Duration;
 
 fn sim(config: SimConfig) -> (flowrun::sim::Running, Vec<(String, String)>) {
     let running = start_in_background(config).unwrap();
@@ -15,13 +17,16 @@ fn sim(config: SimConfig) -> (flowrun::sim::Running, Vec<(String, String)>) {
 }
 
 async fn state(running: &flowrun::sim::Running) -> Value {
-    let bytes = reqwest::get(format!("{}/sim/state", running.base_url()))
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    serde_json::from_slice(&bytes).unwrap()
+    let request = HttpRequest {
+        step: String::new(),
+        method: "GET".into(),
+        url: format!("{}/sim/state", running.base_url()),
+        headers: Vec::new(),
+        body: Body::None,
+    };
+    let transport = HttpTransport::new(DEFAULT_MAX_BODY).unwrap();
+    let response = transport.send(&request, Duration::from_secs(5)).await.unwrap();
+    serde_json::from_slice(&response.body).unwrap()
 }
 
 fn steps(report: &RunReport) -> Vec<String> {

@@ -5,7 +5,7 @@ use flowrun::engine::outcome::{Observer, Outcome, RunReport};
 use flowrun::engine::prepare::{PrepareError, Prepared, prepare, prepare_engine};
 use flowrun::expr::runtime::Runtime;
 use flowrun::flow::{Diagnostic, Source, yaml};
-use flowrun::http::{DEFAULT_MAX_BODY, ReqwestTransport};
+use flowrun::http::{DEFAULT_MAX_BODY, HttpTransport};
 use flowrun::report::{self, terminal::Terminal};
 use serde_json::Value;
 use std::io::Write;
@@ -126,7 +126,7 @@ fn run_inner(args: Args) -> Result<u8, u8> {
     } else {
         None
     };
-    let transport = ReqwestTransport::new(args.max_body).map_err(|e| {
+    let transport = HttpTransport::new(args.max_body).map_err(|e| {
         eprintln!("error: {e}");
         exit::USAGE
     })?;

@@ -51,7 +51,7 @@ pub fn build(
         base_url.trim_end_matches('/'),
         path.trim_start_matches('/')
     );
-    let mut url = reqwest::Url::parse(&joined).map_err(|e| BuildError::Url {
+    let mut url = url::Url::parse(&joined).map_err(|e| BuildError::Url {
         url: joined.clone(),
         reason: e.to_string(),
     })?;

@@ -1,99 +1,143 @@
-//! The real transport: reqwest over rustls with one shared connection pool.
+//! The real transport: hyper's pooled HTTP/1.1 client, over rustls for `https://`.
+//!
+//! Why hyper rather than reqwest (which is built on it): on the bench stub, one request through
+//! reqwest cost 59 µs of CPU and the same request through hyper-util's pooled client 40 µs, and
+//! flowrun turns off everything reqwest adds (redirects, proxies, cookies, decompression). The
+//! pool, connection handling and TLS are still the maintained crates', not ours.
 
-use super::{Body, HttpRequest, HttpResponse, SendFuture, Transport, TransportError};
+use super::{HttpRequest, HttpResponse, SendFuture, Transport, TransportError, encode::encode};
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue, USER_AGENT};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::{Client, connect::HttpConnector};
+use hyper_util::rt::TokioExecutor;
 use std::time::Duration;
 
 /// Default cap on a response body.
 pub const DEFAULT_MAX_BODY: usize = 10 * 1024 * 1024;
 
-pub struct ReqwestTransport {
-    client: reqwest::Client,
+const AGENT: &str = concat!("flowrun/", env!("CARGO_PKG_VERSION"));
+
+pub struct HttpTransport {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     max_body: usize,
 }
 
-impl ReqwestTransport {
+impl HttpTransport {
+    /// A client with one connection pool for every request it sends. A flow names every URL it
+    /// calls, so a redirect is reported as the status it is, never followed (a redirected POST
+    /// would silently change meaning), and no proxy is consulted.
     pub fn new(max_body: usize) -> Result<Self, TransportError> {
-        // A flow names every URL it calls: a redirect is reported as the status it is, not
-        // followed (a redirected POST would silently change meaning), and no proxy is looked up
-        // per request.
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("flowrun/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|e| TransportError::Other(e.to_string()))?;
-        Ok(ReqwestTransport { client, max_body })
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TransportError::Other(format!("TLS setup: {e}")))?;
+        let tls = rustls_platform_verifier::BuilderVerifierExt::with_platform_verifier(tls)
+            .map_err(|e| TransportError::Other(format!("TLS setup: {e}")))?
+            .with_no_client_auth();
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new()).build(https);
+        Ok(HttpTransport { client, max_body })
     }
 
-    async fn send_inner(&self, req: &HttpRequest, timeout: Duration) -> Result<HttpResponse, TransportError> {
-        let method = reqwest::Method::from_bytes(req.method.as_bytes())
-            .map_err(|e| TransportError::Other(e.to_string()))?;
-        let mut builder = self.client.request(method, &req.url).timeout(timeout);
+    fn request(&self, req: &HttpRequest) -> Result<http::Request<Full<Bytes>>, TransportError> {
+        let method = http::Method::from_bytes(req.method.as_bytes())
+            .map_err(|_| TransportError::Other(format!("invalid method `{}`", req.method)))?;
+        let uri: http::Uri = req
+            .url
+            .parse()
+            .map_err(|e| TransportError::Other(format!("invalid URL `{}`: {e}", req.url)))?;
+        let (content_type, body) = encode(&req.body);
+        let mut request = http::Request::new(Full::new(Bytes::from(body)));
+        *request.method_mut() = method;
+        *request.uri_mut() = uri;
+        let headers = request.headers_mut();
+        headers.insert(USER_AGENT, HeaderValue::from_static(AGENT));
         for (k, v) in &req.headers {
-            builder = builder.header(k, v);
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| TransportError::Other(format!("invalid header name `{k}`")))?;
+            // The value may be a token: the error does not repeat it.
+            let value = HeaderValue::from_str(v)
+                .map_err(|_| TransportError::Other(format!("header `{k}` has a value HTTP cannot carry")))?;
+            headers.insert(name, value);
         }
-        builder = match &req.body {
-            Body::None => builder,
-            Body::Json(v) => builder
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(serde_json::to_vec(v).unwrap_or_default()),
-            Body::Form(fields) => builder.form(fields),
-            Body::Multipart(parts) => {
-                let mut form = reqwest::multipart::Form::new();
-                for p in parts {
-                    let mut part = reqwest::multipart::Part::bytes(p.bytes())
-                        .mime_str(&p.content_type)
-                        .map_err(|e| TransportError::Other(format!("part `{}`: {e}", p.name)))?;
-                    if let Some(name) = &p.filename {
-                        part = part.file_name(name.clone());
-                    }
-                    form = form.part(p.name.clone(), part);
+        if let Some(kind) = content_type {
+            // A flow's own Content-Type wins, but a multipart body needs the boundary it was
+            // written with.
+            let multipart = kind.starts_with("multipart/");
+            if multipart || !headers.contains_key(CONTENT_TYPE) {
+                let value = HeaderValue::from_str(&kind)
+                    .map_err(|_| TransportError::Other(format!("invalid content type `{kind}`")))?;
+                headers.insert(CONTENT_TYPE, value);
+            }
+        }
+        Ok(request)
+    }
+
+    async fn send_inner(&self, req: &HttpRequest) -> Result<HttpResponse, TransportError> {
+        let request = self.request(req)?;
+        let response = self.client.request(request).await.map_err(classify)?;
+        let (parts, body) = response.into_parts();
+        let declared = parts
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let too_large = TransportError::TooLarge { limit: self.max_body };
+        if declared.is_some_and(|n| n > self.max_body) {
+            return Err(too_large);
+        }
+        let body = Limited::new(body, self.max_body)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    too_large
+                } else {
+                    TransportError::Other(innermost(&*e))
                 }
-                builder.multipart(form)
-            }
-        };
-        let mut response = builder.send().await.map_err(|e| classify(e, timeout))?;
-        let status = response.status().as_u16();
-        let headers = super::header_pairs(response.headers());
-        if response
-            .content_length()
-            .is_some_and(|n| n as usize > self.max_body)
-        {
-            return Err(TransportError::TooLarge { limit: self.max_body });
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| classify(e, timeout))? {
-            if body.len() + chunk.len() > self.max_body {
-                return Err(TransportError::TooLarge { limit: self.max_body });
-            }
-            body.extend_from_slice(&chunk);
-        }
+            })?
+            .to_bytes();
         Ok(HttpResponse {
-            status,
-            headers,
-            body,
+            status: parts.status.as_u16(),
+            headers: super::header_pairs(&parts.headers),
+            body: body.to_vec(),
         })
     }
 }
 
-fn classify(e: reqwest::Error, timeout: Duration) -> TransportError {
-    if e.is_timeout() {
-        TransportError::Timeout(timeout)
-    } else if e.is_connect() {
-        // The innermost cause says what happened ("Connection refused").
-        let mut cause: &dyn std::error::Error = &e;
-        while let Some(next) = cause.source() {
-            cause = next;
-        }
-        TransportError::Connect(cause.to_string())
+fn classify(e: hyper_util::client::legacy::Error) -> TransportError {
+    if e.is_connect() {
+        TransportError::Connect(innermost(&e))
     } else {
-        TransportError::Other(e.to_string())
+        TransportError::Other(innermost(&e))
     }
 }
 
-impl Transport for ReqwestTransport {
+/// The innermost cause says what happened ("Connection refused"); the outer layers only say
+/// which library noticed.
+fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
+impl Transport for HttpTransport {
     fn send<'a>(&'a self, request: &'a HttpRequest, timeout: Duration) -> SendFuture<'a> {
-        Box::pin(self.send_inner(request, timeout))
+        Box::pin(async move {
+            tokio::time::timeout(timeout, self.send_inner(request))
+                .await
+                .unwrap_or(Err(TransportError::Timeout(timeout)))
+        })
     }
 }

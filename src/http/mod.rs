@@ -1,10 +1,11 @@
-//! Sending requests: the [`Transport`] trait, its reqwest implementation, and auth providers.
+//! Sending requests: the [`Transport`] trait, its hyper implementation, and auth providers.
 //! Nothing here knows flow syntax.
 
 pub mod auth;
 mod client;
+mod encode;
 
-pub use client::{DEFAULT_MAX_BODY, ReqwestTransport};
+pub use client::{DEFAULT_MAX_BODY, HttpTransport};
 
 use serde_json::Value;
 use std::future::Future;
@@ -128,7 +129,7 @@ pub trait Transport: Send + Sync {
 }
 
 /// Header names and values as text, in order (a value that is not UTF-8 is shown lossily).
-pub fn header_pairs(map: &reqwest::header::HeaderMap) -> Vec<(String, String)> {
+pub fn header_pairs(map: &http::HeaderMap) -> Vec<(String, String)> {
     map.iter()
         .map(|(k, v)| {
             (
@@ -142,7 +143,7 @@ pub fn header_pairs(map: &reqwest::header::HeaderMap) -> Vec<(String, String)> {
 /// A warning for a URL that sends requests (and tokens) unencrypted to another machine:
 /// plain `http://` to a host that is not loopback.
 pub fn plain_http_warning(url: &str) -> Option<String> {
-    let url = reqwest::Url::parse(url).ok()?;
+    let url = url::Url::parse(url).ok()?;
     let host = url.host_str().unwrap_or_default();
     let loopback = host == "localhost"
         || host

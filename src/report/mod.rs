@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 /// A request as reports show it: method, URL path, query, headers sorted by name, and the body
 /// as JSON (multipart parts as a list). Secrets are not removed here; callers redact.
 pub fn request_json(request: &HttpRequest) -> Value {
-    let (path, query) = match reqwest::Url::parse(&request.url) {
+    let (path, query) = match url::Url::parse(&request.url) {
         Ok(u) => (
             u.path().to_string(),
             u.query_pairs()

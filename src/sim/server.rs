@@ -160,13 +160,9 @@ fn token(service: &mut Service, body: &[u8]) -> Answer {
 }
 
 fn url_form(body: &[u8]) -> Vec<(String, String)> {
-    reqwest::Url::parse(&format!("http://x/?{}", String::from_utf8_lossy(body)))
-        .map(|u| {
-            u.query_pairs()
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect()
-        })
-        .unwrap_or_default()
+    form_urlencoded::parse(body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
 }
 
 /// A running simulator.

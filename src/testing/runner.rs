@@ -8,7 +8,7 @@ use crate::engine::retry::api_code;
 use crate::expr::runtime::Runtime;
 use crate::flow::diagnostic::Diagnostic;
 use crate::flow::source::Source;
-use crate::http::{DEFAULT_MAX_BODY, ReqwestTransport};
+use crate::http::{DEFAULT_MAX_BODY, HttpTransport};
 use crate::report::transcript::{to_yaml, transcript};
 use crate::sim::{SimConfig, environment, start_in_background};
 use serde_json::Value;
@@ -176,7 +176,7 @@ async fn execute(
         None => Vec::new(),
     };
     given.extend(case.inputs.iter().map(|(k, v)| (k.clone(), v.clone())));
-    let real = Arc::new(ReqwestTransport::new(DEFAULT_MAX_BODY).map_err(|e| e.to_string())?);
+    let real = Arc::new(HttpTransport::new(DEFAULT_MAX_BODY).map_err(|e| e.to_string())?);
     let transport = Arc::new(ScriptedTransport::new(case.responses.clone(), real));
     let prepared = prepare(&source, given, &[], runtime.clone(), transport).map_err(|e| match e {
         crate::engine::prepare::PrepareError::Flow(d) => {

@@ -7,7 +7,7 @@ use flowrun::engine::outcome::{Quiet, RunReport};
 use flowrun::engine::prepare::prepare;
 use flowrun::expr::runtime::Runtime;
 use flowrun::flow::Source;
-use flowrun::http::{DEFAULT_MAX_BODY, ReqwestTransport};
+use flowrun::http::{DEFAULT_MAX_BODY, HttpTransport};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::sync::Arc;
@@ -77,7 +77,7 @@ pub async fn run(flow: &str, inputs: Value, env: Vec<(String, String)>) -> RunRe
     let source = Source::read(&repo(flow)).unwrap();
     let runtime = Runtime::deterministic(1_700_000_000_000, env);
     let given = inputs.as_object().unwrap().clone().into_iter().collect();
-    let transport = Arc::new(ReqwestTransport::new(DEFAULT_MAX_BODY).unwrap());
+    let transport = Arc::new(HttpTransport::new(DEFAULT_MAX_BODY).unwrap());
     let prepared = prepare(&source, given, &[], runtime, transport).unwrap_or_else(|e| panic!("{e}"));
     prepared.engine.run(prepared.inputs, &Quiet).await
 }
