@@ -246,7 +246,7 @@ fn parse_line(
     rules
         .resolve(&engine.flow().flow, given, &engine.flow().runtime.secrets)
         .map_err(|errors| {
-        let messages: Vec<String> = errors.iter().map(|e| e.message.clone()).collect();
-        format!("invalid inputs: {}", messages.join("; "))
-    })
+            let messages: Vec<String> = errors.iter().map(|e| e.message.clone()).collect();
+            format!("invalid inputs: {}", messages.join("; "))
+        })
 }

@@ -1,7 +1,8 @@
 //! Rendering one step's request: URL with query, merged headers, body.
 
 use super::compile::{BodySpec, CompiledFlow, CompiledStep, PartKind};
-use crate::expr::templates::{Context, RenderError, Tree};
+use crate::expr::context::Context;
+use crate::expr::templates::{RenderError, Tree};
 use crate::http::{Body, HttpRequest, Part, PartContent};
 use serde_json::Value;
 

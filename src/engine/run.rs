@@ -4,11 +4,11 @@ use super::compile::{AuthSpec, CompiledFlow, CompiledStep, Cond};
 use super::outcome::{Attempt, Observer, Outcome, Phase, RunReport, StepRecord, StepStatus};
 use super::request;
 use super::retry::{api_code, retry_after};
-use crate::expr::templates::{Context, RenderError, to_jinja};
+use crate::expr::context::{Context, Scope};
+use crate::expr::templates::RenderError;
 use crate::flow::model::StatusSet;
 use crate::http::auth::{Auth, JwtBearer, JwtSettings};
 use crate::http::{HttpRequest, HttpResponse, Transport};
-use minijinja::Value as JinjaValue;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -107,7 +107,7 @@ impl Engine {
             engine: self,
             observer,
             deadline,
-            inputs: to_jinja(&Value::Object(inputs)),
+            inputs: Scope::new(Value::Object(inputs)),
             steps: initial_steps(&self.flow),
             records: Vec::new(),
             outcome: Outcome::Passed,
@@ -179,12 +179,16 @@ fn value_text(v: &Value) -> String {
 }
 
 /// Every step starts known, not succeeded and not skipped, so `finally` may test any of them.
-fn initial_steps(flow: &CompiledFlow) -> BTreeMap<String, JinjaValue> {
-    let fresh = to_jinja(&json!({ "succeeded": false, "skipped": false }));
+fn initial_steps(flow: &CompiledFlow) -> BTreeMap<String, Scope> {
     flow.steps
         .iter()
         .chain(&flow.finally)
-        .map(|s| (s.id.clone(), fresh.clone()))
+        .map(|s| {
+            (
+                s.id.clone(),
+                Scope::new(json!({ "succeeded": false, "skipped": false })),
+            )
+        })
         .collect()
 }
 
@@ -193,8 +197,8 @@ struct Run<'a> {
     observer: &'a dyn Observer,
     deadline: Option<Instant>,
     /// The inputs and each step's values, as expressions read them.
-    inputs: JinjaValue,
-    steps: BTreeMap<String, JinjaValue>,
+    inputs: Scope,
+    steps: BTreeMap<String, Scope>,
     records: Vec<StepRecord>,
     outcome: Outcome,
     base_url: String,
@@ -210,7 +214,7 @@ struct Ended {
 }
 
 impl Run<'_> {
-    fn ctx(&self, response: Option<&JinjaValue>) -> Context {
+    fn ctx<'s>(&'s self, response: Option<&'s Scope>) -> Context<'s> {
         Context::from_parts(&self.inputs, &self.steps, response)
     }
 
@@ -242,7 +246,8 @@ impl Run<'_> {
         if matches!(ended.status, StepStatus::Ok | StepStatus::Stopped) {
             slot.extend(ended.saved.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
-        self.steps.insert(step.id.clone(), to_jinja(&Value::Object(slot)));
+        self.steps
+            .insert(step.id.clone(), Scope::new(Value::Object(slot)));
         match &ended.status {
             StepStatus::Failed(error) if !matches!(self.outcome, Outcome::Failed { .. }) => {
                 self.outcome = Outcome::Failed {
@@ -326,9 +331,8 @@ impl Run<'_> {
                 attempts,
             );
         }
-        let resp_json = response_json(&response);
-        let resp_jinja = to_jinja(&resp_json);
-        let ctx = self.ctx(Some(&resp_jinja));
+        let resp = Scope::new(response_json(&response));
+        let ctx = self.ctx(Some(&resp));
         for (text, id) in &step.asserts {
             match flow.templates.truth(*id, &ctx) {
                 Ok(true) => {}
@@ -350,7 +354,8 @@ impl Run<'_> {
             Some(Ok(true)) => StepStatus::Stopped,
             Some(Err(e)) => StepStatus::Failed(e.to_string()),
         };
-        ended(status, attempts, saved, Some(resp_json))
+        drop(ctx);
+        ended(status, attempts, saved, Some(resp.into_json()))
     }
 
     /// Sends `request` with auth, retrying as the step's policy allows. The request is the same

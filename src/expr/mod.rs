@@ -1,5 +1,7 @@
 //! The expression language: MiniJinja with the names flows may use.
 
+pub mod context;
+pub mod fast;
 pub mod runtime;
 pub mod scan;
 pub mod secrets;

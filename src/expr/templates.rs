@@ -5,6 +5,8 @@
 //! A string that is exactly one `{{ expression }}` is compiled as an expression and renders to
 //! the expression's JSON value, so `"{{ inputs.capacity_weight }}"` stays a number.
 
+use super::context::Context;
+use super::fast::Fast;
 use super::runtime::Runtime;
 use minijinja::value::Value as JinjaValue;
 use minijinja::{Environment, ErrorKind, UndefinedBehavior};
@@ -19,8 +21,12 @@ pub struct TemplateId(usize);
 
 #[derive(Debug, Clone)]
 struct Entry {
+    /// Its name in the MiniJinja environment.
+    name: String,
     /// Whether it renders to a JSON value (an expression) rather than text.
     typed: bool,
+    /// A typed expression simple enough to answer without MiniJinja (see [`Fast`]).
+    fast: Option<Fast>,
     /// It reads nothing that changes between renders (only literals, `env()`, `secret()`), so
     /// its first result is kept: connection headers and base URLs are rendered once.
     invariant: bool,
@@ -62,6 +68,7 @@ impl std::fmt::Display for RenderError {
 /// The store of one flow's compiled templates.
 pub struct Templates {
     env: Environment<'static>,
+    runtime: Runtime,
     file: std::sync::Arc<str>,
     entries: Vec<Entry>,
 }
@@ -74,6 +81,7 @@ impl Templates {
         register_functions(&mut env, runtime);
         Templates {
             env,
+            runtime: runtime.clone(),
             file: "".into(),
             entries: Vec::new(),
         }
@@ -92,18 +100,18 @@ impl Templates {
             Some(expr) => format!("{{% set result = ({expr}) %}}"),
             None => text.to_string(),
         };
-        self.add(source, typed.is_some(), text, line)
+        self.add(source, typed, text, line)
     }
 
     /// Compiles a bare expression (`if`, `save`, `outputs`, ...).
     pub fn expression(&mut self, expr: &str, line: usize) -> Result<TemplateId, RenderError> {
-        self.add(format!("{{% set result = ({expr}) %}}"), true, expr, line)
+        self.add(format!("{{% set result = ({expr}) %}}"), Some(expr), expr, line)
     }
 
     fn add(
         &mut self,
         source: String,
-        typed: bool,
+        expr: Option<&str>,
         text: &str,
         line: usize,
     ) -> Result<TemplateId, RenderError> {
@@ -114,18 +122,19 @@ impl Templates {
             line,
             message: e.to_string(),
         };
-        self.env
-            .add_template_owned(id.0.to_string(), source)
-            .map_err(error)?;
+        let name = id.0.to_string();
+        self.env.add_template_owned(name.clone(), source).map_err(error)?;
         let invariant = self
             .env
-            .get_template(&id.0.to_string())
+            .get_template(&name)
             .map_err(error)?
             .undeclared_variables(false)
             .iter()
             .all(|name| matches!(name.as_str(), "env" | "secret"));
         self.entries.push(Entry {
-            typed,
+            name,
+            typed: expr.is_some(),
+            fast: expr.and_then(Fast::parse),
             invariant,
             cache: std::sync::OnceLock::new(),
             line,
@@ -175,13 +184,16 @@ impl Templates {
 
     fn render_now(&self, id: TemplateId, ctx: &Context) -> Result<Value, RenderError> {
         let entry = &self.entries[id.0];
+        if let Some(value) = entry.fast.as_ref().and_then(|f| f.eval(ctx, &self.runtime)) {
+            return Ok(value);
+        }
         let template = self
             .env
-            .get_template(&id.0.to_string())
+            .get_template(&entry.name)
             .map_err(|e| self.error(id, e, ctx))?;
         if entry.typed {
             let captured = template
-                .render_captured(ctx.jinja.clone())
+                .render_captured(ctx.jinja().clone())
                 .map_err(|e| self.error(id, e, ctx))?;
             let value = captured.state().lookup("result").unwrap_or_default();
             // Strict mode lets an undefined value sit inside a list or map literal, where it
@@ -205,7 +217,7 @@ impl Templates {
             })
         } else {
             template
-                .render(ctx.jinja.clone())
+                .render(ctx.jinja().clone())
                 .map(Value::String)
                 .map_err(|e| self.error(id, e, ctx))
         }
@@ -275,7 +287,7 @@ impl Templates {
     }
 
     fn undefined_name(&self, id: TemplateId, ctx: &Context) -> Option<String> {
-        let template = self.env.get_template(&id.0.to_string()).ok()?;
+        let template = self.env.get_template(&self.entries[id.0].name).ok()?;
         let source = &self.entries[id.0].source;
         let mut names: Vec<String> = template.undeclared_variables(true).into_iter().collect();
         // A name the expression tests with `is defined` is allowed to be missing; name another.
@@ -287,57 +299,6 @@ impl Templates {
             )
         });
         names.into_iter().find(|name| !ctx.resolves(name))
-    }
-}
-
-/// The expression scope: `inputs`, `steps`, and `response` where there is one.
-///
-/// Built from MiniJinja values that the engine converts once (inputs once per run, a step's
-/// values once when it ends), so building a context per step costs a few reference counts.
-pub struct Context {
-    jinja: JinjaValue,
-}
-
-impl Context {
-    /// A context from one JSON object (`{"inputs": ..., "steps": ..., "response": ...}`).
-    pub fn new(json: Value) -> Self {
-        Context {
-            jinja: to_jinja(&json),
-        }
-    }
-
-    /// A context from values already converted with [`to_jinja`].
-    pub fn from_parts(
-        inputs: &JinjaValue,
-        steps: &std::collections::BTreeMap<String, JinjaValue>,
-        response: Option<&JinjaValue>,
-    ) -> Self {
-        let steps = JinjaValue::from(steps.clone());
-        let jinja = match response {
-            Some(r) => minijinja::context! { inputs => inputs, steps => steps, response => r },
-            None => minijinja::context! { inputs => inputs, steps => steps },
-        };
-        Context { jinja }
-    }
-
-    /// Whether a dotted name such as `steps.route.correlation_id` has a value.
-    fn resolves(&self, name: &str) -> bool {
-        let mut parts = name.split('.');
-        let root = parts.next().unwrap_or_default();
-        if super::FUNCTIONS.contains(&root) || super::BUILTIN_GLOBALS.contains(&root) {
-            return true;
-        }
-        let mut at = match self.jinja.get_attr(root) {
-            Ok(v) if !v.is_undefined() => v,
-            _ => return false,
-        };
-        for part in parts {
-            at = match at.get_attr(part) {
-                Ok(v) if !v.is_undefined() => v,
-                _ => return false,
-            };
-        }
-        true
     }
 }
 
@@ -358,11 +319,6 @@ fn contains_undefined(value: &JinjaValue) -> bool {
             .any(|v| contains_undefined(&v)),
         _ => false,
     }
-}
-
-/// Converts a JSON value for expressions to read.
-pub fn to_jinja(json: &Value) -> JinjaValue {
-    JinjaValue::from(minijinja::value::Serde(json))
 }
 
 /// If `text` is exactly one `{{ expression }}`, the expression.
@@ -432,7 +388,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn setup() -> (Templates, Context) {
+    fn setup() -> (Templates, Context<'static>) {
         let rt = Runtime::deterministic(1_700_000_000_000, vec![("TOKEN".into(), "s3cr3t".into())]);
         let t = Templates::new(&rt).in_file("flows/x.yaml");
         let ctx = Context::new(

@@ -42,7 +42,9 @@ fn multipart(parts: &[Part], boundary: &str) -> Vec<u8> {
         if let Some(f) = &p.filename {
             disposition.push_str(&format!("; filename=\"{}\"", quoted(f)));
         }
-        out.extend_from_slice(format!("{disposition}\r\nContent-Type: {}\r\n\r\n", p.content_type).as_bytes());
+        out.extend_from_slice(
+            format!("{disposition}\r\nContent-Type: {}\r\n\r\n", p.content_type).as_bytes(),
+        );
         out.extend_from_slice(&p.bytes());
         out.extend_from_slice(b"\r\n");
     }
@@ -53,9 +55,7 @@ fn multipart(parts: &[Part], boundary: &str) -> Vec<u8> {
 /// A name inside a quoted header parameter: quotes and line breaks percent-encoded, as the
 /// HTML standard (and browsers) encode them.
 fn quoted(name: &str) -> String {
-    name.replace('"', "%22")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
+    name.replace('"', "%22").replace('\r', "%0D").replace('\n', "%0A")
 }
 
 /// A boundary no part will contain: random per process (one `getrandom`), counted per body.
