@@ -58,6 +58,9 @@ pub struct CompiledStep {
     pub stop_if: Option<Cond>,
     pub timeout: Duration,
     pub retry: RetryPolicy,
+    /// With a literal path and no query the URL depends only on the base URL: the first
+    /// `(base, url)` joined is kept, so it is not parsed again on every request.
+    pub joined_url: std::sync::OnceLock<(String, String)>,
 }
 
 #[derive(Debug)]
@@ -217,6 +220,7 @@ impl Compiler<'_> {
                 .or(flow.connection.timeout)
                 .unwrap_or(DEFAULT_TIMEOUT),
             retry: RetryPolicy::from_settings(flow.connection.retry.as_ref(), step.retry.as_ref()),
+            joined_url: std::sync::OnceLock::new(),
         })
     }
 }

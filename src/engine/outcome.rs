@@ -38,7 +38,9 @@ impl StepStatus {
 #[derive(Debug, Clone)]
 pub struct Attempt {
     pub number: u32,
-    pub request: HttpRequest,
+    /// Shared by the attempts of a step: the request is the same on each (only a refreshed
+    /// token makes a new one).
+    pub request: std::sync::Arc<HttpRequest>,
     pub response: Option<HttpResponse>,
     pub error: Option<String>,
     pub duration: Duration,

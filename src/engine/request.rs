@@ -38,14 +38,20 @@ fn text(flow: &CompiledFlow, tree: &Tree, ctx: &Context) -> Result<String, Rende
     })
 }
 
-/// Builds the request of `step`. Headers rendered here (a `RequestId` from `uuid()`) are kept
-/// for every retry, since the engine sends this same request on each attempt.
-pub fn build(
+/// The step's URL: the base URL, the rendered path, the rendered query.
+fn url(
     flow: &CompiledFlow,
     step: &CompiledStep,
     base_url: &str,
     ctx: &Context,
-) -> Result<HttpRequest, BuildError> {
+) -> Result<String, BuildError> {
+    let fixed = matches!(step.path, Tree::Literal(_)) && step.query.is_empty();
+    if fixed
+        && let Some((base, url)) = step.joined_url.get()
+        && base == base_url
+    {
+        return Ok(url.clone());
+    }
     let path = text(flow, &step.path, ctx)?;
     let joined = format!(
         "{}/{}",
@@ -62,6 +68,22 @@ pub fn build(
             pairs.append_pair(k, &text(flow, v, ctx)?);
         }
     }
+    let url = url.to_string();
+    if fixed {
+        let _ = step.joined_url.set((base_url.to_string(), url.clone()));
+    }
+    Ok(url)
+}
+
+/// Builds the request of `step`. Headers rendered here (a `RequestId` from `uuid()`) are kept
+/// for every retry, since the engine sends this same request on each attempt.
+pub fn build(
+    flow: &CompiledFlow,
+    step: &CompiledStep,
+    base_url: &str,
+    ctx: &Context,
+) -> Result<HttpRequest, BuildError> {
+    let url = url(flow, step, base_url, ctx)?;
     let mut headers: Vec<(String, String)> = Vec::new();
     for (k, v) in flow.headers.iter().chain(&step.headers) {
         let value = text(flow, v, ctx)?;
@@ -117,7 +139,7 @@ pub fn build(
     Ok(HttpRequest {
         step: step.id.clone(),
         method: step.method.clone(),
-        url: url.to_string(),
+        url,
         headers,
         body,
     })

@@ -234,7 +234,7 @@ impl Run<'_> {
     async fn step(&mut self, step: &CompiledStep, phase: Phase) {
         let started = Instant::now();
         let ended = self.execute(step).await;
-        let mut slot = match ended.response.clone() {
+        let mut slot = match ended.response {
             Some(Value::Object(r)) => r,
             _ => Map::new(),
         };
@@ -311,9 +311,12 @@ impl Run<'_> {
         if let Some(problem) = api_body_problem(&request) {
             return fail(problem, Vec::new());
         }
-        let (response, attempts) = match self.send(step, request).await {
-            Ok(done) => done,
+        let attempts = match self.send(step, request).await {
+            Ok(attempts) => attempts,
             Err((error, attempts)) => return fail(error, attempts),
+        };
+        let Some(response) = attempts.last().and_then(|a| a.response.as_ref()) else {
+            return fail("no response was recorded".into(), attempts);
         };
         let expected = match &step.expect_status {
             Some(set) => set.contains(response.status),
@@ -331,7 +334,7 @@ impl Run<'_> {
                 attempts,
             );
         }
-        let resp = Scope::new(response_json(&response));
+        let resp = Scope::new(response_json(response));
         let ctx = self.ctx(Some(&resp));
         for (text, id) in &step.asserts {
             match flow.templates.truth(*id, &ctx) {
@@ -359,12 +362,14 @@ impl Run<'_> {
     }
 
     /// Sends `request` with auth, retrying as the step's policy allows. The request is the same
-    /// on every attempt; only `Authorization` changes after a token refresh.
+    /// on every attempt; only `Authorization` changes after a token refresh. `Ok` means the last
+    /// attempt holds the response to judge.
     async fn send(
         &self,
         step: &CompiledStep,
-        mut request: HttpRequest,
-    ) -> Result<(HttpResponse, Vec<Attempt>), (String, Vec<Attempt>)> {
+        request: HttpRequest,
+    ) -> Result<Vec<Attempt>, (String, Vec<Attempt>)> {
+        let mut request = Arc::new(request);
         let explicit_auth = request
             .headers
             .iter()
@@ -385,12 +390,18 @@ impl Run<'_> {
         loop {
             number += 1;
             if let Some(t) = &token {
-                request
+                let value = format!("Bearer {t}");
+                let current = request
                     .headers
-                    .retain(|(k, _)| !k.eq_ignore_ascii_case("authorization"));
-                request
-                    .headers
-                    .push(("Authorization".into(), format!("Bearer {t}")));
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("authorization"));
+                if current.is_none_or(|(_, v)| *v != value) {
+                    let request = Arc::make_mut(&mut request);
+                    request
+                        .headers
+                        .retain(|(k, _)| !k.eq_ignore_ascii_case("authorization"));
+                    request.headers.push(("Authorization".into(), value));
+                }
             }
             let timeout = match self.deadline {
                 Some(d) => match d.checked_duration_since(Instant::now()) {
@@ -407,19 +418,24 @@ impl Run<'_> {
             self.observer.attempt_started(&step.id, number, &request);
             let sent = Instant::now();
             let result = self.engine.transport.send(&request, timeout).await;
+            let (response, error) = match result {
+                Ok(r) => (Some(r), None),
+                Err(e) => (None, Some(e)),
+            };
             let attempt = Attempt {
                 number,
                 request: request.clone(),
-                response: result.as_ref().ok().cloned(),
-                error: result.as_ref().err().map(|e| e.to_string()),
+                response,
+                error: error.as_ref().map(|e| e.to_string()),
                 duration: sent.elapsed(),
             };
             self.observer.attempt_finished(&step.id, &attempt);
             attempts.push(attempt);
-            let (reason, wait_hint) = match &result {
+            let last = attempts.last().and_then(|a| a.response.as_ref());
+            let (reason, wait_hint) = match (last, &error) {
                 // A success is never retried: its body is parsed once, by the caller.
-                Ok(resp) if (200..300).contains(&resp.status) => return Ok((resp.clone(), attempts)),
-                Ok(resp) => {
+                (Some(resp), _) if (200..300).contains(&resp.status) => return Ok(attempts),
+                (Some(resp), _) => {
                     let body = resp.body_value();
                     let bad_token = resp.status == 401 || api_code(&body) == Some(BAD_TOKEN_CODE);
                     if bad_token
@@ -442,29 +458,32 @@ impl Run<'_> {
                         }
                     }
                     if !step.retry.is_retryable(resp.status, &body) {
-                        return Ok((resp.clone(), attempts));
+                        return Ok(attempts);
                     }
                     (
                         format!("status {}{}", resp.status, api_error(&body)),
                         resp.header("retry-after").and_then(retry_after),
                     )
                 }
-                Err(e) if e.is_retryable() => (e.to_string(), None),
-                Err(e) => return Err((e.to_string(), attempts)),
+                (None, Some(e)) if e.is_retryable() => (e.to_string(), None),
+                (None, e) => {
+                    let error = e.as_ref().map(|e| e.to_string()).unwrap_or_default();
+                    return Err((error, attempts));
+                }
             };
             let Some(backoff) = delays.next() else {
-                return match result {
-                    Ok(resp) => Ok((resp, attempts)),
-                    Err(_) => Err((reason, attempts)),
+                return match error {
+                    None => Ok(attempts),
+                    Some(_) => Err((reason, attempts)),
                 };
             };
             let wait = wait_hint.unwrap_or(backoff);
             if let Some(d) = self.deadline
                 && Instant::now() + wait >= d
             {
-                return match result {
-                    Ok(resp) => Ok((resp, attempts)),
-                    Err(_) => Err((
+                return match error {
+                    None => Ok(attempts),
+                    Some(_) => Err((
                         format!("{reason}; no time left before the flow's deadline to retry"),
                         attempts,
                     )),
