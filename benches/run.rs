@@ -62,7 +62,7 @@ fn main() {
             requests = report
                 .steps
                 .iter()
-                .flat_map(|s| s.attempts.iter().map(|a| a.request.clone()))
+                .flat_map(|s| s.attempts.iter().map(|a| (*a.request).clone()))
                 .collect();
         }
 
