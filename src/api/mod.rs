@@ -106,6 +106,12 @@ impl Operation {
     }
 
     /// Every problem with `body`, worded and placed by `loc`.
+    /// Whether `body` fits: the quick yes/no asked before every request; [`Operation::check`]
+    /// says what is wrong.
+    pub fn accepts(&self, body: &Value) -> bool {
+        self.validator.is_valid(body)
+    }
+
     pub fn check(&self, loc: &dyn Locator, body: &Value) -> Vec<Diagnostic> {
         validate(loc, &self.schema, &self.validator, body)
     }

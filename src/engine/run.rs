@@ -507,6 +507,9 @@ fn api_body_problem(request: &HttpRequest) -> Option<String> {
         })?,
         _ => return None,
     };
+    if op.accepts(body) {
+        return None;
+    }
     let problems: Vec<String> = op
         .check(&crate::api::Rendered, body)
         .into_iter()
