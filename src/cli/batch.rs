@@ -56,13 +56,9 @@ pub fn run(
         },
         None => None,
     };
-    // One run at a time gains nothing from worker threads but cross-thread wake-ups.
-    let mut builder = if args.concurrency <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-    };
-    let runtime = match builder.enable_all().build() {
+    // The batch starts its own worker threads (see engine::batch); this runtime reads the
+    // input and is the first of them.
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
@@ -113,6 +109,7 @@ pub fn run(
         let options = BatchOptions {
             concurrency: args.concurrency,
             rate: args.rate,
+            workers: None,
         };
         Ok(run_batch(
             Arc::new(engine),

@@ -1,17 +1,22 @@
 //! Many runs of one flow: one per line of JSON inputs, streamed (a line is read only when a run
 //! slot is free, so memory stays flat however long the input), with a concurrency limit, an
-//! optional start rate, one shared engine (connection pool, token cache), and latency
-//! histograms per step.
+//! optional start rate, one shared engine (flow, token cache), and latency histograms per step.
+//!
+//! Runs are spread over worker threads, one per core (fewer when the concurrency is lower),
+//! each a single-threaded runtime with its own connection pool: a run and the connections it
+//! uses live on one thread, so a request never wakes another thread. The calling runtime reads
+//! the input and is itself the first worker; with concurrency 1 no thread is started at all.
 
 use super::inputs::InputRules;
 use super::outcome::{Outcome, Quiet, RunReport, StepStatus};
 use super::run::Engine;
 use hdrhistogram::Histogram;
 use serde_json::{Map, Value, json};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
 #[derive(Debug, Clone)]
 pub struct BatchOptions {
@@ -19,6 +24,8 @@ pub struct BatchOptions {
     pub concurrency: usize,
     /// Runs started per second, at most.
     pub rate: Option<f64>,
+    /// Worker threads, at most (`None`: one per core).
+    pub workers: Option<usize>,
 }
 
 /// Shared switches, flipped by Ctrl-C.
@@ -70,6 +77,7 @@ pub fn result_line(line: u64, report: Result<&RunReport, &str>) -> Value {
     }
 }
 
+#[derive(Default)]
 struct Tally {
     passed: u64,
     stopped: u64,
@@ -79,6 +87,22 @@ struct Tally {
 }
 
 impl Tally {
+    fn slot(&mut self, step: &str) -> &mut Histogram<u64> {
+        let i = match self.steps.iter().position(|s| s.step == step) {
+            Some(i) => i,
+            None => {
+                let histogram =
+                    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds");
+                self.steps.push(StepLatency {
+                    step: step.to_string(),
+                    histogram,
+                });
+                self.steps.len() - 1
+            }
+        };
+        &mut self.steps[i].histogram
+    }
+
     fn add(&mut self, report: Result<&RunReport, &str>) {
         let Ok(report) = report else {
             self.failed += 1;
@@ -95,26 +119,110 @@ impl Tally {
                 continue;
             }
             let micros = record.duration.as_micros() as u64;
-            let slot = match self.steps.iter().position(|s| s.step == record.id) {
-                Some(i) => i,
-                None => {
-                    let histogram =
-                        Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds");
-                    self.steps.push(StepLatency {
-                        step: record.id.clone(),
-                        histogram,
-                    });
-                    self.steps.len() - 1
-                }
-            };
-            let _ = self.steps[slot].histogram.record(micros.max(1));
+            let _ = self.slot(&record.id).record(micros.max(1));
+        }
+    }
+
+    /// Adds another worker's counts; steps keep the order they were first seen in.
+    fn merge(&mut self, other: Tally) {
+        self.passed += other.passed;
+        self.stopped += other.stopped;
+        self.failed += other.failed;
+        self.requests += other.requests;
+        for s in other.steps {
+            let _ = self.slot(&s.step).add(&s.histogram);
         }
     }
 }
 
+/// One line to run: its number, its inputs (or why they are unusable), and the run slot it holds.
+struct Job {
+    number: u64,
+    inputs: Result<Map<String, Value>, String>,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// What every run on a worker shares.
+#[derive(Clone)]
+struct Crew {
+    engine: Arc<Engine>,
+    tally: Arc<Mutex<Tally>>,
+    in_flight: Arc<AtomicUsize>,
+    on_result: Arc<dyn Fn(Value) + Send + Sync>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Crew {
+    async fn run(self, job: Job) {
+        let number = job.number;
+        match job.inputs {
+            Err(error) => {
+                let error = format!("line {number}: {error}");
+                self.tally
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .add(Err(&error));
+                (self.on_result)(result_line(number, Err(&error)));
+            }
+            Ok(inputs) => {
+                let report = self.engine.run_until(inputs, &Quiet, Some(&self.stop)).await;
+                let line = self
+                    .engine
+                    .flow()
+                    .runtime
+                    .secrets
+                    .redact_json(&result_line(number, Ok(&report)));
+                self.tally
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .add(Ok(&report));
+                (self.on_result)(line);
+            }
+        }
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    fn take_tally(&self) -> Tally {
+        std::mem::take(&mut *self.tally.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// A worker thread: its crew, the queue it takes jobs from, and word when it is done.
+struct Remote {
+    crew: Crew,
+    jobs: mpsc::UnboundedSender<Job>,
+    done: oneshot::Receiver<()>,
+}
+
+/// Starts a worker thread with a single-threaded runtime running every job it is sent.
+fn start_worker(crew: Crew) -> Option<Remote> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    let (jobs, mut queue) = mpsc::unbounded_channel::<Job>();
+    let (finished, done) = oneshot::channel();
+    let worker = crew.clone();
+    std::thread::Builder::new()
+        .name("flowrun-worker".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let mut tasks = tokio::task::JoinSet::new();
+                while let Some(job) = queue.recv().await {
+                    tasks.spawn(worker.clone().run(job));
+                    while tasks.try_join_next().is_some() {}
+                }
+                while tasks.join_next().await.is_some() {}
+            });
+            let _ = finished.send(());
+        })
+        .ok()?;
+    Some(Remote { crew, jobs, done })
+}
+
 /// Runs the flow once per line of `lines` (each a JSON object of inputs). `base` inputs go under
 /// each line's and `overrides` over them. `on_result` gets every run's result line, in the
-/// order runs finish.
+/// order runs finish, from whichever worker thread ran it.
 pub async fn run_batch<R>(
     engine: Arc<Engine>,
     lines: R,
@@ -129,14 +237,21 @@ where
 {
     let started = Instant::now();
     let rules = InputRules::new(&engine.flow().flow);
-    let tally = Arc::new(Mutex::new(Tally {
-        passed: 0,
-        stopped: 0,
-        failed: 0,
-        requests: 0,
-        steps: Vec::new(),
-    }));
-    let slots = Arc::new(tokio::sync::Semaphore::new(options.concurrency.max(1)));
+    let concurrency = options.concurrency.max(1);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = options.workers.unwrap_or(cores).clamp(1, concurrency);
+    let crew = |engine: Arc<Engine>| Crew {
+        engine,
+        tally: Arc::new(Mutex::new(Tally::default())),
+        in_flight: Arc::new(AtomicUsize::new(0)),
+        on_result: on_result.clone(),
+        stop: controls.stop_running.clone(),
+    };
+    let local = crew(engine.clone());
+    let mut remotes: Vec<Remote> = (1..workers)
+        .filter_map(|_| start_worker(crew(Arc::new(engine.fork()))))
+        .collect();
+    let slots = Arc::new(tokio::sync::Semaphore::new(concurrency));
     let mut ticker = options.rate.filter(|r| *r > 0.0).map(|r| {
         let mut t = tokio::time::interval(Duration::from_secs_f64(1.0 / r));
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -161,7 +276,11 @@ where
             Err(e) => {
                 number += 1;
                 let error = format!("line {number}: cannot read input: {e}");
-                tally.lock().unwrap_or_else(|p| p.into_inner()).add(Err(&error));
+                local
+                    .tally
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .add(Err(&error));
                 on_result(result_line(number, Err(&error)));
                 break;
             }
@@ -173,47 +292,45 @@ where
         if let Some(t) = ticker.as_mut() {
             t.tick().await;
         }
-        let inputs = parse_line(&engine, &rules, &line, &base, &overrides);
-        let (engine, tally, on_result, stop) = (
-            engine.clone(),
-            tally.clone(),
-            on_result.clone(),
-            controls.stop_running.clone(),
-        );
-        tasks.spawn(async move {
-            let _permit = permit;
-            match inputs {
-                Err(error) => {
-                    let error = format!("line {number}: {error}");
-                    tally.lock().unwrap_or_else(|p| p.into_inner()).add(Err(&error));
-                    on_result(result_line(number, Err(&error)));
-                }
-                Ok(inputs) => {
-                    let report = engine.run_until(inputs, &Quiet, Some(&stop)).await;
-                    let line = engine
-                        .flow()
-                        .runtime
-                        .secrets
-                        .redact_json(&result_line(number, Ok(&report)));
-                    tally.lock().unwrap_or_else(|p| p.into_inner()).add(Ok(&report));
-                    on_result(line);
+        let job = Job {
+            number,
+            inputs: parse_line(&engine, &rules, &line, &base, &overrides),
+            _permit: permit,
+        };
+        // The least busy worker takes the run; the reading thread's own runtime first on a tie.
+        let busiest = |c: &Crew| c.in_flight.load(Ordering::Relaxed);
+        let pick = remotes
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, r)| busiest(&r.crew))
+            .filter(|(_, r)| busiest(&r.crew) < busiest(&local))
+            .map(|(i, _)| i);
+        let job = match pick {
+            Some(i) => {
+                remotes[i].crew.in_flight.fetch_add(1, Ordering::Relaxed);
+                match remotes[i].jobs.send(job) {
+                    Ok(()) => continue,
+                    // The worker is gone (it could not run): the job runs here instead.
+                    Err(mpsc::error::SendError(job)) => {
+                        remotes[i].crew.in_flight.fetch_sub(1, Ordering::Relaxed);
+                        job
+                    }
                 }
             }
-        });
+            None => job,
+        };
+        local.in_flight.fetch_add(1, Ordering::Relaxed);
+        tasks.spawn(local.clone().run(job));
         // Reap finished runs as we go so the task set stays small.
         while tasks.try_join_next().is_some() {}
     }
     while tasks.join_next().await.is_some() {}
-    let tally = Arc::try_unwrap(tally)
-        .ok()
-        .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()));
-    let tally = tally.unwrap_or(Tally {
-        passed: 0,
-        stopped: 0,
-        failed: 0,
-        requests: 0,
-        steps: Vec::new(),
-    });
+    let mut tally = local.take_tally();
+    for remote in remotes.drain(..) {
+        drop(remote.jobs);
+        let _ = remote.done.await;
+        tally.merge(remote.crew.take_tally());
+    }
     BatchSummary {
         passed: tally.passed,
         stopped: tally.stopped,

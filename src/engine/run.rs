@@ -84,6 +84,16 @@ impl Engine {
         })
     }
 
+    /// The same engine (flow, auth, token cache) with the transport's [`Transport::fork`], for
+    /// another worker thread.
+    pub fn fork(&self) -> Engine {
+        Engine {
+            flow: self.flow.clone(),
+            transport: self.transport.fork().unwrap_or_else(|| self.transport.clone()),
+            auth: self.auth.clone(),
+        }
+    }
+
     pub fn flow(&self) -> &CompiledFlow {
         &self.flow
     }

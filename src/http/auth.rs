@@ -45,6 +45,7 @@ pub struct JwtSettings {
     pub lifetime: Duration,
 }
 
+#[derive(Clone)]
 pub enum Auth {
     None,
     Bearer(String),

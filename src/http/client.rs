@@ -133,6 +133,11 @@ fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 impl Transport for HttpTransport {
+    fn fork(&self) -> Option<std::sync::Arc<dyn Transport>> {
+        let fresh = HttpTransport::new(self.max_body).ok()?;
+        Some(std::sync::Arc::new(fresh))
+    }
+
     fn send<'a>(&'a self, request: &'a HttpRequest, timeout: Duration) -> SendFuture<'a> {
         Box::pin(async move {
             tokio::time::timeout(timeout, self.send_inner(request))

@@ -126,6 +126,13 @@ pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<HttpResponse, Trans
 /// Sends one request and returns its response.
 pub trait Transport: Send + Sync {
     fn send<'a>(&'a self, request: &'a HttpRequest, timeout: Duration) -> SendFuture<'a>;
+
+    /// A transport like this one with connections of its own, for another thread: a batch gives
+    /// each worker thread its own pool so a request never waits on a connection driven by
+    /// another thread. `None` (the default) shares this one.
+    fn fork(&self) -> Option<std::sync::Arc<dyn Transport>> {
+        None
+    }
 }
 
 /// Header names and values as text, in order (a value that is not UTF-8 is shown lossily).

@@ -1,0 +1,93 @@
+//! A batch spread over worker threads (forced to three, whatever the machine's cores): every
+//! line runs exactly once, every request reaches the server, the summary adds up the workers'
+//! counts and latencies, and runs really happen on more than one thread.
+
+mod common;
+
+use common::{env_for, repo, service};
+use flowrun::engine::batch::{BatchOptions, Controls, run_batch};
+use flowrun::engine::prepare::prepare_engine;
+use flowrun::expr::runtime::Runtime;
+use flowrun::flow::Source;
+use flowrun::http::{DEFAULT_MAX_BODY, HttpTransport};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+#[tokio::test]
+async fn runs_spread_over_worker_threads_and_their_counts_add_up() {
+    let server = service().await;
+    let source = Source::read(&repo("flows/inbound.yaml")).unwrap();
+    let runtime = Runtime::deterministic(1_700_000_000_000, env_for(&server));
+    let transport = Arc::new(HttpTransport::new(DEFAULT_MAX_BODY).unwrap());
+    let (engine, _) = prepare_engine(&source, runtime, transport).unwrap_or_else(|e| panic!("{e}"));
+    let line = r#"{"channel_address":"+15550100","end_user":"+15550123","queue_id":"00G5g000000SimQ","agent_user_id":"0055g000000SimA"}"#;
+    let mut input = String::new();
+    for n in 1..=60 {
+        // Line 30 is not JSON: it fails alone, on whichever worker took it.
+        input.push_str(if n == 30 { "{oops" } else { line });
+        input.push('\n');
+    }
+    let seen: Arc<Mutex<Vec<(u64, String, Option<String>)>>> = Arc::default();
+    let sink = seen.clone();
+    let on_result = Arc::new(move |result: Value| {
+        let thread = std::thread::current().name().map(str::to_string);
+        let line = result["line"].as_u64().unwrap();
+        let outcome = result["outcome"].as_str().unwrap().to_string();
+        sink.lock().unwrap().push((line, outcome, thread));
+    });
+    let options = BatchOptions {
+        concurrency: 9,
+        rate: None,
+        workers: Some(3),
+    };
+    let summary = run_batch(
+        Arc::new(engine),
+        input.as_bytes(),
+        Vec::new(),
+        Vec::new(),
+        options,
+        Controls::default(),
+        on_result,
+    )
+    .await;
+
+    assert_eq!(
+        (summary.passed, summary.stopped, summary.failed, summary.requests),
+        (59, 0, 1, 59 * 4)
+    );
+    let steps: Vec<(String, u64)> = summary
+        .steps
+        .iter()
+        .map(|s| (s.step.clone(), s.histogram.len()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("interaction".to_string(), 59),
+            ("consent".to_string(), 59),
+            ("route".to_string(), 59),
+            ("agent_work".to_string(), 59)
+        ]
+    );
+    let seen = seen.lock().unwrap();
+    let lines: BTreeSet<u64> = seen.iter().map(|(l, _, _)| *l).collect();
+    assert_eq!(seen.len(), 60);
+    assert_eq!(lines, (1..=60).collect());
+    assert_eq!(
+        seen.iter()
+            .filter(|(_, o, _)| o == "failed")
+            .map(|(l, _, _)| *l)
+            .collect::<Vec<_>>(),
+        [30]
+    );
+    let on_workers = seen
+        .iter()
+        .filter(|(_, _, t)| t.as_deref() == Some("flowrun-worker"))
+        .count();
+    assert!(
+        on_workers > 0 && on_workers < 60,
+        "runs on worker threads: {on_workers} of 60"
+    );
+    assert_eq!(server.received_requests().await.unwrap().len(), 59 * 4);
+}
