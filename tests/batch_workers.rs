@@ -14,6 +14,9 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
+/// A result as the test sees it: line number, outcome, and the thread that reported it.
+type Seen = Vec<(u64, String, Option<String>)>;
+
 #[tokio::test]
 async fn runs_spread_over_worker_threads_and_their_counts_add_up() {
     let server = service().await;
@@ -28,7 +31,7 @@ async fn runs_spread_over_worker_threads_and_their_counts_add_up() {
         input.push_str(if n == 30 { "{oops" } else { line });
         input.push('\n');
     }
-    let seen: Arc<Mutex<Vec<(u64, String, Option<String>)>>> = Arc::default();
+    let seen: Arc<Mutex<Seen>> = Arc::default();
     let sink = seen.clone();
     let on_result = Arc::new(move |result: Value| {
         let thread = std::thread::current().name().map(str::to_string);
@@ -70,7 +73,7 @@ async fn runs_spread_over_worker_threads_and_their_counts_add_up() {
             ("agent_work".to_string(), 59)
         ]
     );
-    let seen = seen.lock().unwrap();
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
     let lines: BTreeSet<u64> = seen.iter().map(|(l, _, _)| *l).collect();
     assert_eq!(seen.len(), 60);
     assert_eq!(lines, (1..=60).collect());
