@@ -7,7 +7,7 @@ pub mod compile;
 pub mod inputs;
 pub mod outcome;
 pub mod prepare;
-mod request;
+pub mod request;
 pub mod retry;
 mod run;
 
