@@ -146,3 +146,66 @@ impl Transport for HttpTransport {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::Body;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn get(url: String) -> HttpRequest {
+        HttpRequest {
+            step: String::new(),
+            method: "GET".into(),
+            url,
+            headers: Vec::new(),
+            body: Body::None,
+        }
+    }
+
+    #[tokio::test]
+    async fn https_speaks_tls_and_a_plain_http_answer_fails_to_connect() {
+        // A server that answers in plain HTTP: an https:// request must not accept it.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                // Whatever the client sends first (a request, or a TLS hello), the answer is
+                // plain HTTP.
+                let mut first = [0u8; 4096];
+                let _ = socket.read(&mut first).await;
+                let _ = socket
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                    .await;
+            }
+        });
+        let transport = HttpTransport::new(DEFAULT_MAX_BODY).unwrap();
+        let timeout = Duration::from_secs(5);
+        let error = transport
+            .send(&get(format!("https://{addr}/")), timeout)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, TransportError::Connect(_)), "{error:?}");
+        let plain = transport
+            .send(&get(format!("http://{addr}/")), timeout)
+            .await
+            .unwrap();
+        assert_eq!(plain.status, 200);
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_says_so() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let transport = HttpTransport::new(DEFAULT_MAX_BODY).unwrap();
+        let error = transport
+            .send(&get(format!("http://{addr}/")), Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "could not connect: Connection refused (os error 111)"
+        );
+    }
+}
