@@ -20,19 +20,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet --bin flowrun --example stub
 bin=target/release/flowrun
-port=18790
-target/release/examples/stub "$port" > /dev/null &
-stub=$!
-work=$(mktemp -d)
-trap 'kill $stub 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 1 50); do
-  (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-  sleep 0.1
-done
-export SCRT_BASE_URL="http://127.0.0.1:$port" SF_ORG_ID=00D000000000001
-export SF_AUTHORIZATION_CONTEXT=Partner_Channel SF_ACCESS_TOKEN='00D000000000001!bench'
-line='{"channel_address":"+15550100","end_user":"+15550123","queue_id":"00G5g000000SimQ","agent_user_id":"0055g000000SimA"}'
-make_input() { awk -v n="$1" -v l="$line" 'BEGIN { for (i = 0; i < n; i++) print l }' > "$work/$1.jsonl"; }
+port=18790 target=.
+source bench/stub.sh
 peak() { /usr/bin/time -f "%M" -o "$work/time" "$@" > "$work/out"; echo $(( $(cat "$work/time") / 1024 )); }
 rps() { sed -n 's/.* requests, \([0-9]*\) requests\/s/\1/p' "$work/out"; }
 
