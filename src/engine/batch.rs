@@ -158,10 +158,7 @@ impl Crew {
         match job.inputs {
             Err(error) => {
                 let error = format!("line {number}: {error}");
-                self.tally
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .add(Err(&error));
+                self.tally().add(Err(&error));
                 (self.on_result)(result_line(number, Err(&error)));
             }
             Ok(inputs) => {
@@ -172,18 +169,20 @@ impl Crew {
                     .runtime
                     .secrets
                     .redact_json(&result_line(number, Ok(&report)));
-                self.tally
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .add(Ok(&report));
+                self.tally().add(Ok(&report));
                 (self.on_result)(line);
             }
         }
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 
+    /// The worker's counts (a panicked run leaves them as they were).
+    fn tally(&self) -> std::sync::MutexGuard<'_, Tally> {
+        self.tally.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn take_tally(&self) -> Tally {
-        std::mem::take(&mut *self.tally.lock().unwrap_or_else(|p| p.into_inner()))
+        std::mem::take(&mut *self.tally())
     }
 }
 
@@ -276,11 +275,7 @@ where
             Err(e) => {
                 number += 1;
                 let error = format!("line {number}: cannot read input: {e}");
-                local
-                    .tally
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .add(Err(&error));
+                local.tally().add(Err(&error));
                 on_result(result_line(number, Err(&error)));
                 break;
             }

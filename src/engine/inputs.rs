@@ -178,6 +178,9 @@ fn describe(input: &Input) -> String {
 }
 
 fn violation(input: &Input, validator: &jsonschema::Validator, value: &Value) -> Option<String> {
+    if validator.is_valid(value) {
+        return None;
+    }
     let e = validator.iter_errors(value).next()?;
     use jsonschema::error::ValidationErrorKind as K;
     let shown = value

@@ -109,7 +109,7 @@ impl HttpTransport {
         Ok(HttpResponse {
             status: parts.status.as_u16(),
             headers: super::header_pairs(&parts.headers),
-            body: body.to_vec(),
+            body: Vec::from(body),
         })
     }
 }

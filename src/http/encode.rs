@@ -1,6 +1,6 @@
 //! A request body as bytes on the wire, with its content type.
 
-use super::{Body, Part};
+use super::{Body, Part, PartContent};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The bytes of `body` and the `Content-Type` they need (`None` for no body).
@@ -45,7 +45,11 @@ fn multipart(parts: &[Part], boundary: &str) -> Vec<u8> {
         out.extend_from_slice(
             format!("{disposition}\r\nContent-Type: {}\r\n\r\n", p.content_type).as_bytes(),
         );
-        out.extend_from_slice(&p.bytes());
+        match &p.content {
+            PartContent::Json(v) => serde_json::to_writer(&mut out, v).unwrap_or_default(),
+            PartContent::Text(t) => out.extend_from_slice(t.as_bytes()),
+            PartContent::File { bytes, .. } => out.extend_from_slice(bytes),
+        }
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
@@ -72,7 +76,6 @@ fn boundary() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::PartContent;
     use serde_json::json;
 
     #[test]

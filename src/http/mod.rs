@@ -52,16 +52,6 @@ pub enum PartContent {
     },
 }
 
-impl Part {
-    pub fn bytes(&self) -> Vec<u8> {
-        match &self.content {
-            PartContent::Json(v) => serde_json::to_vec(v).unwrap_or_default(),
-            PartContent::Text(t) => t.clone().into_bytes(),
-            PartContent::File { bytes, .. } => bytes.clone(),
-        }
-    }
-}
-
 /// A response as received.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpResponse {
