@@ -169,18 +169,19 @@ fn phases(
     let started = Instant::now();
     for _ in 0..runs {
         let inputs = Scope::new(Value::Object(inputs.clone()));
+        let vars = Scope::new(json!({ "message_id": "5e550000-0000-4000-8000-000000000001" }));
         let steps: BTreeMap<String, Scope> = steps
             .iter()
             .map(|(k, v)| (k.clone(), Scope::new(v.clone())))
             .collect();
         for (step, _, response) in &sent {
-            let ctx = Context::from_parts(&inputs, &steps, None);
+            let ctx = Context::from_parts(&inputs, &vars, &steps, None);
             if let Some(Cond::Expr(id)) = step.condition {
                 std::hint::black_box(t.truth(id, &ctx).unwrap());
             }
             std::hint::black_box(flowrun::engine::request::build(flow, step, &base, &ctx).unwrap());
             let seen = Scope::new(json!({ "status": response.status, "body": response.body_value() }));
-            let ctx = Context::from_parts(&inputs, &steps, Some(&seen));
+            let ctx = Context::from_parts(&inputs, &vars, &steps, Some(&seen));
             for (_, id) in &step.asserts {
                 std::hint::black_box(t.truth(*id, &ctx).unwrap());
             }
@@ -188,7 +189,7 @@ fn phases(
                 std::hint::black_box(t.render(*id, &ctx).unwrap());
             }
         }
-        let ctx = Context::from_parts(&inputs, &steps, None);
+        let ctx = Context::from_parts(&inputs, &vars, &steps, None);
         for (_, id) in &flow.outputs {
             std::hint::black_box(t.render(*id, &ctx).unwrap());
         }

@@ -17,69 +17,98 @@ pub struct Operation {
     pub path: &'static str,
     /// For multipart operations, the part that carries the JSON body.
     pub json_part: Option<&'static str>,
+    /// The status the description documents for success (`202` for routingResult).
+    pub success: u16,
     schema: Value,
     validator: Validator,
+    response: Validator,
 }
 
-const SOURCES: [(&str, &str, Option<&str>, &str); 6] = [
-    (
-        "POST",
-        "/api/v1/interactions",
-        Some("json"),
-        include_str!("../../schemas/interaction-service/interactions.request.json"),
-    ),
-    (
-        "PATCH",
-        "/api/v1/consent",
-        None,
-        include_str!("../../schemas/interaction-service/consent.request.json"),
-    ),
-    (
-        "POST",
-        "/api/v1/route",
-        None,
-        include_str!("../../schemas/interaction-service/route.request.json"),
-    ),
-    (
-        "DELETE",
-        "/api/v1/route",
-        None,
-        include_str!("../../schemas/interaction-service/route-delete.request.json"),
-    ),
-    (
-        "POST",
-        "/api/v1/agentWork",
-        None,
-        include_str!("../../schemas/interaction-service/agent-work.request.json"),
-    ),
-    (
-        "POST",
-        "/api/v1/routingResult",
-        None,
-        include_str!("../../schemas/interaction-service/routing-result.request.json"),
-    ),
+/// What the description says of one operation: its request and success-response schemas.
+struct Described {
+    method: &'static str,
+    path: &'static str,
+    json_part: Option<&'static str>,
+    success: u16,
+    request: &'static str,
+    response: &'static str,
+}
+
+macro_rules! described {
+    ($method:literal $path:literal $part:expr, $success:literal, $name:literal) => {
+        Described {
+            method: $method,
+            path: $path,
+            json_part: $part,
+            success: $success,
+            request: include_str!(concat!(
+                "../../schemas/interaction-service/",
+                $name,
+                ".request.json"
+            )),
+            response: include_str!(concat!(
+                "../../schemas/interaction-service/",
+                $name,
+                ".response.json"
+            )),
+        }
+    };
+}
+
+/// Every operation of the public description (`inbound-interaction-api.yaml`).
+const DESCRIBED: [Described; 15] = [
+    described!("POST" "/api/v1/interactions" Some("json"), 202, "interactions"),
+    described!("PATCH" "/api/v1/consent" None, 200, "consent"),
+    described!("POST" "/api/v1/route" None, 202, "route"),
+    described!("DELETE" "/api/v1/route" None, 202, "route-delete"),
+    described!("POST" "/api/v1/agentWork" None, 202, "agent-work"),
+    described!("PATCH" "/api/v1/agentWork" None, 202, "agent-work-update"),
+    described!("POST" "/api/v1/routingResult" None, 202, "routing-result"),
+    described!("PATCH" "/api/v1/capabilities" None, 200, "capabilities"),
+    described!("POST" "/api/v1/conversationHistory" None, 202, "conversation-history"),
+    described!("POST" "/api/v1/acknowledgement" None, 200, "acknowledgement"),
+    described!("POST" "/api/v1/participant" None, 200, "participant"),
+    described!("POST" "/api/v1/conversation" None, 202, "conversation"),
+    described!("POST" "/api/v1/conversationEntry" None, 202, "conversation-entry"),
+    described!("GET" "/api/v1/conversationEntry" None, 200, "conversation-entries"),
+    described!("POST" "/api/v1/messagingSession" None, 200, "messaging-session"),
 ];
 
-fn operations() -> &'static [Operation] {
+/// The `{code, message}` shape of error answers.
+const ERROR_SCHEMA: &str = include_str!("../../schemas/interaction-service/error.response.json");
+
+fn compile(text: &str) -> (Value, Validator) {
+    let schema: Value = serde_json::from_str(text).expect("interaction-service schema is valid JSON");
+    let validator = jsonschema::draft202012::new(&schema).expect("interaction-service schema compiles");
+    (schema, validator)
+}
+
+/// Every described operation, schemas compiled on first use.
+pub fn operations() -> &'static [Operation] {
     static OPS: OnceLock<Vec<Operation>> = OnceLock::new();
     OPS.get_or_init(|| {
-        SOURCES
+        DESCRIBED
             .iter()
-            .map(|(method, path, json_part, text)| {
-                let schema: Value =
-                    serde_json::from_str(text).expect("interaction-service schema is valid JSON");
-                let validator =
-                    jsonschema::draft202012::new(&schema).expect("interaction-service schema compiles");
+            .map(|d| {
+                let (schema, validator) = compile(d.request);
                 Operation {
-                    method,
-                    path,
-                    json_part: *json_part,
+                    method: d.method,
+                    path: d.path,
+                    json_part: d.json_part,
+                    success: d.success,
                     schema,
                     validator,
+                    response: compile(d.response).1,
                 }
             })
             .collect()
     })
+}
+
+/// Whether `body` has the description's error shape, `{code, message}`.
+pub fn is_error_body(body: &Value) -> bool {
+    static ERROR: OnceLock<Validator> = OnceLock::new();
+    ERROR.get_or_init(|| compile(ERROR_SCHEMA).1).is_valid(body)
 }
 
 /// The operation a request calls: the method matches and the path (a URL path, with or without
@@ -114,6 +143,14 @@ impl Operation {
 
     pub fn check(&self, loc: &dyn Locator, body: &Value) -> Vec<Diagnostic> {
         validate(loc, &self.schema, &self.validator, body)
+    }
+
+    /// How a success answer's body breaks the description's response schema, if it does.
+    pub fn response_problems(&self, body: &Value) -> Vec<String> {
+        self.response
+            .iter_errors(body)
+            .map(|e| format!("{}: {e}", e.instance_path()))
+            .collect()
     }
 }
 
@@ -166,7 +203,15 @@ mod tests {
             "DELETE /api/v1/route"
         );
         assert!(operation("GET", "/api/v1/consent").is_none());
-        assert!(operation("POST", "/api/v1/capabilities").is_none());
+        assert_eq!(
+            operation("POST", "/api/v1/conversation").unwrap().label(),
+            "POST /api/v1/conversation"
+        );
+        assert_eq!(
+            operation("POST", "/x/api/v1/conversationEntry").unwrap().label(),
+            "POST /api/v1/conversationEntry"
+        );
+        assert_eq!(operation("POST", "/api/v1/routingResult").unwrap().success, 202);
     }
 
     #[test]

@@ -47,6 +47,8 @@ pub struct CompiledStep {
     pub id: String,
     pub line: usize,
     pub condition: Option<Cond>,
+    /// The step's own `vars`, rendered in order after `if`.
+    pub vars: Vec<(String, Tree)>,
     pub method: String,
     pub path: Tree,
     pub query: Vec<(String, Tree)>,
@@ -89,6 +91,8 @@ pub struct CompiledFlow {
     pub base_url: Tree,
     pub headers: Vec<(String, Tree)>,
     pub auth: AuthSpec,
+    /// The flow's `vars`, rendered in order once per run.
+    pub vars: Vec<(String, Tree)>,
     pub steps: Vec<CompiledStep>,
     pub finally: Vec<CompiledStep>,
     pub outputs: Vec<(String, TemplateId)>,
@@ -206,6 +210,7 @@ impl Compiler<'_> {
             id: step.id.clone(),
             line: self.line(ptr),
             condition: self.cond(&step.condition, &push_pointer(ptr, "if"))?,
+            vars: self.map(&step.vars, &push_pointer(ptr, "vars"))?,
             method: req.method.clone(),
             path: self.text(&req.path, &push_pointer(&rptr, "path"))?,
             query: self.map(&req.query, &push_pointer(&rptr, "query"))?,
@@ -256,6 +261,7 @@ pub fn compile(
             }))
         }
     };
+    let vars = c.map(&flow.vars, "/vars")?;
     let steps = flow
         .steps
         .iter()
@@ -283,6 +289,7 @@ pub fn compile(
         base_url,
         headers,
         auth,
+        vars,
         steps,
         finally,
         outputs,

@@ -53,6 +53,8 @@ pub struct StepRecord {
     pub status: StepStatus,
     pub attempts: Vec<Attempt>,
     pub saved: Map<String, Value>,
+    /// The step's own `vars`, as rendered (empty when it has none or did not run).
+    pub vars: Map<String, Value>,
     pub duration: Duration,
 }
 
@@ -81,6 +83,8 @@ pub enum Outcome {
 #[derive(Debug, Clone)]
 pub struct RunReport {
     pub flow: String,
+    /// The flow's `vars`, as rendered for this run.
+    pub vars: Map<String, Value>,
     pub outcome: Outcome,
     pub steps: Vec<StepRecord>,
     pub outputs: Map<String, Value>,

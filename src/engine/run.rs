@@ -5,7 +5,7 @@ use super::outcome::{Attempt, Observer, Outcome, Phase, RunReport, StepRecord, S
 use super::request;
 use super::retry::{api_code, retry_after};
 use crate::expr::context::{Context, Scope};
-use crate::expr::templates::RenderError;
+use crate::expr::templates::{RenderError, Tree};
 use crate::flow::model::StatusSet;
 use crate::http::auth::{Auth, JwtBearer, JwtSettings};
 use crate::http::{HttpRequest, HttpResponse, Transport};
@@ -118,6 +118,7 @@ impl Engine {
             observer,
             deadline,
             inputs: Scope::new(Value::Object(inputs)),
+            vars: Scope::default(),
             steps: initial_steps(&self.flow),
             records: Vec::new(),
             outcome: Outcome::Passed,
@@ -132,6 +133,16 @@ impl Engine {
                     error: e.to_string(),
                 };
             }
+        }
+        if run.outcome == Outcome::Passed && !self.flow.vars.is_empty() {
+            let mut vars = Map::new();
+            if let Err((name, e)) = run.render_vars(&self.flow.vars, &mut vars, &mut Map::new()) {
+                run.outcome = Outcome::Failed {
+                    step: format!("vars.{name}"),
+                    error: e.to_string(),
+                };
+            }
+            run.vars = Scope::new(Value::Object(vars));
         }
         for step in &self.flow.steps {
             if run.outcome == Outcome::Passed
@@ -172,6 +183,10 @@ impl Engine {
         }
         RunReport {
             flow: self.flow.flow.name.clone(),
+            vars: match run.vars.into_json() {
+                Value::Object(vars) => vars,
+                _ => Map::new(),
+            },
             outcome: run.outcome,
             steps: run.records,
             outputs,
@@ -196,7 +211,7 @@ fn initial_steps(flow: &CompiledFlow) -> BTreeMap<String, Scope> {
         .map(|s| {
             (
                 s.id.clone(),
-                Scope::new(json!({ "succeeded": false, "skipped": false })),
+                Scope::new(json!({ "succeeded": false, "skipped": false, "failed": false, "error": null })),
             )
         })
         .collect()
@@ -208,6 +223,8 @@ struct Run<'a> {
     deadline: Option<Instant>,
     /// The inputs and each step's values, as expressions read them.
     inputs: Scope,
+    /// The flow's `vars`, once rendered.
+    vars: Scope,
     steps: BTreeMap<String, Scope>,
     records: Vec<StepRecord>,
     outcome: Outcome,
@@ -219,13 +236,67 @@ struct Ended {
     status: StepStatus,
     attempts: Vec<Attempt>,
     saved: Map<String, Value>,
+    /// The step's own `vars`, as rendered.
+    vars: Map<String, Value>,
     /// The last response as expressions read it: `{status, headers, body}`.
     response: Option<Value>,
 }
 
+impl Ended {
+    fn new(
+        status: StepStatus,
+        attempts: Vec<Attempt>,
+        saved: Map<String, Value>,
+        response: Option<Value>,
+    ) -> Self {
+        Ended {
+            status,
+            attempts,
+            saved,
+            vars: Map::new(),
+            response,
+        }
+    }
+
+    /// A failure; the last response, if any, stays readable as `steps.<id>.status/body`.
+    fn failed(message: String, attempts: Vec<Attempt>) -> Self {
+        let response = attempts
+            .last()
+            .and_then(|a| a.response.as_ref())
+            .map(response_json);
+        Ended::new(StepStatus::Failed(message), attempts, Map::new(), response)
+    }
+}
+
 impl Run<'_> {
     fn ctx<'s>(&'s self, response: Option<&'s Scope>) -> Context<'s> {
-        Context::from_parts(&self.inputs, &self.steps, response)
+        self.ctx_with(&self.vars, response)
+    }
+
+    fn ctx_with<'s>(&'s self, vars: &'s Scope, response: Option<&'s Scope>) -> Context<'s> {
+        Context::from_parts(&self.inputs, vars, &self.steps, response)
+    }
+
+    /// Renders `specs` in order into `vars` (each reads the ones before it) and `own`; on
+    /// failure, the name of the var that failed.
+    fn render_vars(
+        &self,
+        specs: &[(String, Tree)],
+        vars: &mut Map<String, Value>,
+        own: &mut Map<String, Value>,
+    ) -> Result<(), (String, RenderError)> {
+        for (name, tree) in specs {
+            let scope = Scope::new(Value::Object(vars.clone()));
+            let value = self
+                .engine
+                .flow
+                .templates
+                .render_tree(tree, &self.ctx_with(&scope, None))
+                .map_err(|e| (name.clone(), e))?;
+            vars.insert(name.clone(), value.clone());
+            own.insert(name.clone(), value);
+        }
+        Ok(())
     }
 
     fn not_run(&mut self, step: &CompiledStep, phase: Phase) {
@@ -235,6 +306,7 @@ impl Run<'_> {
             status: StepStatus::NotRun,
             attempts: Vec::new(),
             saved: Map::new(),
+            vars: Map::new(),
             duration: Duration::ZERO,
         };
         self.observer.step_finished(&record);
@@ -253,6 +325,12 @@ impl Run<'_> {
             json!(matches!(ended.status, StepStatus::Ok | StepStatus::Stopped)),
         );
         slot.insert("skipped".into(), json!(ended.status == StepStatus::Skipped));
+        let error = match &ended.status {
+            StepStatus::Failed(e) => json!(e),
+            _ => Value::Null,
+        };
+        slot.insert("failed".into(), json!(!error.is_null()));
+        slot.insert("error".into(), error);
         if matches!(ended.status, StepStatus::Ok | StepStatus::Stopped) {
             slot.extend(ended.saved.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
@@ -278,6 +356,7 @@ impl Run<'_> {
             status: ended.status,
             attempts: ended.attempts,
             saved: ended.saved,
+            vars: ended.vars,
             duration: started.elapsed(),
         };
         self.observer.step_finished(&record);
@@ -291,33 +370,38 @@ impl Run<'_> {
         }
     }
 
+    /// Runs one step: its `if`, its own `vars`, then the exchange.
     async fn execute(&self, step: &CompiledStep) -> Ended {
-        let ended = |status, attempts: Vec<Attempt>, saved, response| Ended {
-            status,
-            attempts,
-            saved,
-            response,
-        };
-        let fail = |msg: String, attempts: Vec<Attempt>| {
-            let response = attempts
-                .last()
-                .and_then(|a| a.response.as_ref())
-                .map(response_json);
-            ended(StepStatus::Failed(msg), attempts, Map::new(), response)
-        };
-        let flow = &self.engine.flow;
-        let ctx = self.ctx(None);
         if let Some(cond) = step.condition {
-            match self.truth(cond, &ctx) {
-                Ok(false) => return ended(StepStatus::Skipped, Vec::new(), Map::new(), None),
+            match self.truth(cond, &self.ctx(None)) {
+                Ok(false) => return Ended::new(StepStatus::Skipped, Vec::new(), Map::new(), None),
                 Ok(true) => {}
-                Err(e) => return fail(e.to_string(), Vec::new()),
+                Err(e) => return Ended::failed(e.to_string(), Vec::new()),
             }
         }
+        if step.vars.is_empty() {
+            return self.exchange(step, &self.vars).await;
+        }
+        let mut vars = self.vars.json().as_object().cloned().unwrap_or_default();
+        let mut own = Map::new();
+        if let Err((_, e)) = self.render_vars(&step.vars, &mut vars, &mut own) {
+            return Ended::failed(e.to_string(), Vec::new());
+        }
+        let mut ended = self.exchange(step, &Scope::new(Value::Object(vars))).await;
+        ended.vars = own;
+        ended
+    }
+
+    /// Builds the step's request with `vars` in scope, sends it, and judges the answer.
+    async fn exchange(&self, step: &CompiledStep, vars: &Scope) -> Ended {
+        let fail = Ended::failed;
+        let flow = &self.engine.flow;
+        let ctx = self.ctx_with(vars, None);
         let request = match request::build(flow, step, &self.base_url, &ctx) {
             Ok(r) => r,
             Err(e) => return fail(e.to_string(), Vec::new()),
         };
+        drop(ctx);
         if let Some(problem) = api_body_problem(&request) {
             return fail(problem, Vec::new());
         }
@@ -345,7 +429,7 @@ impl Run<'_> {
             );
         }
         let resp = Scope::new(response_json(response));
-        let ctx = self.ctx(Some(&resp));
+        let ctx = self.ctx_with(vars, Some(&resp));
         for (text, id) in &step.asserts {
             match flow.templates.truth(*id, &ctx) {
                 Ok(true) => {}
@@ -368,7 +452,7 @@ impl Run<'_> {
             Some(Err(e)) => StepStatus::Failed(e.to_string()),
         };
         drop(ctx);
-        ended(status, attempts, saved, Some(resp.into_json()))
+        Ended::new(status, attempts, saved, Some(resp.into_json()))
     }
 
     /// Sends `request` with auth, retrying as the step's policy allows. The request is the same

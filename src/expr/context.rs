@@ -1,4 +1,4 @@
-//! The expression scope: `inputs`, `steps`, and `response` where there is one.
+//! The expression scope: `inputs`, `vars`, `steps`, and `response` where there is one.
 //!
 //! Each part is kept as JSON. Most expressions are paths (`inputs.end_user`) answered from the
 //! JSON directly; a part is converted for MiniJinja once, and only when an expression that
@@ -50,6 +50,7 @@ enum Parts<'a> {
     /// A run's own values, borrowed for the render.
     Run {
         inputs: &'a Scope,
+        vars: &'a Scope,
         steps: &'a BTreeMap<String, Scope>,
         response: Option<&'a Scope>,
     },
@@ -66,15 +67,17 @@ impl Context<'static> {
 }
 
 impl<'a> Context<'a> {
-    /// A context over a run's inputs, its steps' values and the current response.
+    /// A context over a run's inputs, its vars, its steps' values and the current response.
     pub fn from_parts(
         inputs: &'a Scope,
+        vars: &'a Scope,
         steps: &'a BTreeMap<String, Scope>,
         response: Option<&'a Scope>,
     ) -> Self {
         Context {
             parts: Parts::Run {
                 inputs,
+                vars,
                 steps,
                 response,
             },
@@ -88,10 +91,12 @@ impl<'a> Context<'a> {
             Parts::Whole(v) => walk(v.get(root)?, path),
             Parts::Run {
                 inputs,
+                vars,
                 steps,
                 response,
             } => match root {
                 "inputs" => walk(inputs.json(), path),
+                "vars" => walk(vars.json(), path),
                 "response" => walk(response.as_ref()?.json(), path),
                 "steps" => match path.split_first()? {
                     (Seg::Key(id), rest) => walk(steps.get(id)?.json(), rest),
@@ -108,6 +113,7 @@ impl<'a> Context<'a> {
             Parts::Whole(v) => to_jinja(v),
             Parts::Run {
                 inputs,
+                vars,
                 steps,
                 response,
             } => {
@@ -115,12 +121,12 @@ impl<'a> Context<'a> {
                     .iter()
                     .map(|(k, s)| (k.clone(), s.jinja().clone()))
                     .collect();
-                let (inputs, steps) = (inputs.jinja(), JinjaValue::from(steps));
+                let (inputs, vars, steps) = (inputs.jinja(), vars.jinja(), JinjaValue::from(steps));
                 match response {
                     Some(r) => {
-                        minijinja::context! { inputs => inputs, steps => steps, response => r.jinja() }
+                        minijinja::context! { inputs => inputs, vars => vars, steps => steps, response => r.jinja() }
                     }
-                    None => minijinja::context! { inputs => inputs, steps => steps },
+                    None => minijinja::context! { inputs => inputs, vars => vars, steps => steps },
                 }
             }
         })

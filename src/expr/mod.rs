@@ -17,10 +17,18 @@ pub const FUNCTIONS: &[&str] = &["uuid", "now_ms", "now", "env", "secret"];
 pub const BUILTIN_GLOBALS: &[&str] = &["range", "dict", "namespace", "debug", "loop"];
 
 /// Values every step has besides the ones it saves.
-pub const STEP_FIELDS: &[&str] = &["status", "body", "headers", "succeeded", "skipped"];
+pub const STEP_FIELDS: &[&str] = &[
+    "status",
+    "body",
+    "headers",
+    "succeeded",
+    "skipped",
+    "failed",
+    "error",
+];
 
 /// The top-level names of the expression scope.
-pub const ROOTS: &[&str] = &["inputs", "steps", "response"];
+pub const ROOTS: &[&str] = &["inputs", "vars", "steps", "response"];
 
 /// MiniJinja's built-in filters, for suggestions (whether a filter exists is asked of MiniJinja).
 pub const FILTERS: &[&str] = &[

@@ -24,6 +24,9 @@ struct Scope<'s> {
     response: bool,
     /// Whether `inputs` is in scope (not in `connection.auth`, rendered before inputs exist).
     inputs: bool,
+    /// The `vars` readable from here: the flow's (those before it, inside a var) and the
+    /// step's own.
+    vars: &'s [String],
 }
 
 #[derive(Debug, Clone)]
@@ -36,6 +39,8 @@ struct Analyzer<'a> {
     source: &'a Source,
     doc: &'a Document,
     inputs: Vec<String>,
+    /// Every var declared anywhere, for the hint when one is read where it is not in scope.
+    all_vars: Vec<String>,
     all_steps: Vec<StepInfo>,
     out: Vec<Diagnostic>,
 }
@@ -46,6 +51,7 @@ pub fn analyze(source: &Source, doc: &Document) -> Vec<Diagnostic> {
         source,
         doc,
         inputs: Vec::new(),
+        all_vars: Vec::new(),
         all_steps: Vec::new(),
         out: Vec::new(),
     };
@@ -57,6 +63,13 @@ fn obj(v: Option<&Value>) -> Option<&Map<String, Value>> {
     v.and_then(Value::as_object)
 }
 
+/// The names a flow or step declares under `vars`, in order.
+fn var_names(owner: &Value) -> Vec<String> {
+    obj(owner.get("vars"))
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
 impl<'a> Analyzer<'a> {
     fn run(&mut self) {
         let root = &self.doc.value;
@@ -66,11 +79,18 @@ impl<'a> Analyzer<'a> {
         self.all_steps = main.iter().chain(fin.iter()).cloned().collect();
         let all = self.all_steps.clone();
 
+        self.all_vars = var_names(root);
+        for list in ["steps", "finally"] {
+            for step in root.get(list).and_then(Value::as_array).into_iter().flatten() {
+                self.all_vars.extend(var_names(step));
+            }
+        }
         let top = Scope {
             visible: &[],
             current: None,
             response: false,
             inputs: true,
+            vars: &[],
         };
         if let Some(conn) = obj(root.get("connection")) {
             for key in ["base_url", "headers", "auth"] {
@@ -83,13 +103,16 @@ impl<'a> Analyzer<'a> {
                 }
             }
         }
+        let flow_vars = var_names(root);
+        self.vars("/vars", &flow_vars, top);
         for (list, steps, offset) in [("/steps", &main, 0), ("/finally", &fin, main.len())] {
             for (i, step) in steps.iter().enumerate() {
                 let ptr = push_pointer(list, &i.to_string());
                 // Main steps read earlier steps; finally steps read every main step and the
                 // finally steps before them.
                 let visible = &all[..offset + i];
-                self.step(&ptr, step, visible);
+                let last = list == "/finally" || i + 1 == steps.len();
+                self.step(&ptr, step, visible, &flow_vars, last);
             }
         }
         let outputs_scope = Scope {
@@ -97,6 +120,7 @@ impl<'a> Analyzer<'a> {
             current: None,
             response: false,
             inputs: true,
+            vars: &flow_vars,
         };
         if let Some(outputs) = obj(root.get("outputs")) {
             for (name, v) in outputs {
@@ -153,23 +177,49 @@ impl<'a> Analyzer<'a> {
         0
     }
 
-    fn step(&mut self, ptr: &str, step: &StepInfo, visible: &[StepInfo]) {
+    /// Checks each var's template, each reading the vars before it (`scope.vars`) and itself
+    /// in none.
+    fn vars(&mut self, ptr: &str, names: &[String], scope: Scope) {
+        let Some(vars) = obj(self.doc.value.pointer(ptr)) else {
+            return;
+        };
+        let before = scope.vars.len();
+        let all: Vec<String> = scope.vars.iter().chain(names).cloned().collect();
+        for (i, (name, v)) in vars.iter().enumerate() {
+            let scope = Scope {
+                vars: &all[..before + i],
+                ..scope
+            };
+            self.templates(&push_pointer(ptr, name), v, scope);
+        }
+    }
+
+    /// `last`: no main step comes after this one, so its `stop_if` cannot stop anything.
+    fn step(&mut self, ptr: &str, step: &StepInfo, visible: &[StepInfo], flow_vars: &[String], last: bool) {
         let Some(value) = self.doc.value.pointer(ptr) else {
             return;
         };
-        let plain = Scope {
+        let own_vars = var_names(value);
+        let readable: Vec<String> = flow_vars.iter().chain(&own_vars).cloned().collect();
+        let before_vars = Scope {
             visible,
             current: Some(step),
             response: false,
             inputs: true,
+            vars: flow_vars,
+        };
+        let plain = Scope {
+            vars: &readable,
+            ..before_vars
         };
         let with_response = Scope {
             response: true,
             ..plain
         };
         if let Some(cond) = value.get("if") {
-            self.expression(&push_pointer(ptr, "if"), cond, plain);
+            self.expression(&push_pointer(ptr, "if"), cond, before_vars);
         }
+        self.vars(&push_pointer(ptr, "vars"), &own_vars, before_vars);
         if let Some(request) = value.get("request") {
             self.templates(&push_pointer(ptr, "request"), request, plain);
         }
@@ -190,7 +240,13 @@ impl<'a> Analyzer<'a> {
             }
         }
         if let Some(cond) = value.get("stop_if") {
-            self.expression(&push_pointer(ptr, "stop_if"), cond, with_response);
+            let p = push_pointer(ptr, "stop_if");
+            self.expression(&p, cond, with_response);
+            if last && cond != &Value::Bool(false) {
+                let finally = ptr.starts_with("/finally");
+                self.out
+                    .push(AnalyzeError::StopIfStopsNothing { finally }.at(self.doc.key_span(&p)));
+            }
         }
     }
 
@@ -340,6 +396,23 @@ impl<'a> Analyzer<'a> {
             "steps" => {
                 if let Some(id) = parts.get(1) {
                     self.step_ref(span, id, parts.get(2).copied(), scope);
+                }
+            }
+            "vars" => {
+                if let Some(var) = parts.get(1)
+                    && !scope.vars.iter().any(|v| v == var)
+                {
+                    let at = self.point(span, &format!("vars.{var}"));
+                    let suggestion = did_you_mean(var, scope.vars.iter().map(String::as_str));
+                    let elsewhere = self.all_vars.iter().any(|v| v == var);
+                    self.out.push(
+                        AnalyzeError::UnknownVar {
+                            name: var.to_string(),
+                            suggestion,
+                            elsewhere,
+                        }
+                        .at(at),
+                    );
                 }
             }
             "response" => {

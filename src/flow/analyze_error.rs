@@ -35,6 +35,16 @@ pub enum AnalyzeError {
         name: String,
         suggestion: Option<String>,
     },
+    UnknownVar {
+        name: String,
+        suggestion: Option<String>,
+        /// Declared, but not readable here (a later var, another step's, or in `connection`).
+        elsewhere: bool,
+    },
+    /// A `stop_if` on the last main step or on a `finally` step: nothing is left to skip.
+    StopIfStopsNothing {
+        finally: bool,
+    },
     ResponseOutOfScope,
     InputsInAuth,
     TemplateSyntax {
@@ -116,6 +126,30 @@ impl AnalyzeError {
             InputsInAuth => Diagnostic::error("inputs-in-auth", span, "`auth` cannot read `inputs`").with_hint(
                 "auth is set up once per run from the environment, before inputs are read; use `env('...')` or `secret('...')`",
             ),
+            UnknownVar { name, suggestion, elsewhere } => {
+                let hint = suggestion.unwrap_or_else(|| if elsewhere {
+                    "a flow's vars are read after they are declared (not in `connection`, not in a step's `if`); a step's vars only inside that step: save a value to read it later".into()
+                } else {
+                    "declare it under `vars:` (of the flow, or of the step)".into()
+                });
+                let message = if elsewhere {
+                    format!("`vars.{name}` is not readable here")
+                } else {
+                    format!("unknown var `{name}`")
+                };
+                Diagnostic::error(if elsewhere { "var-out-of-scope" } else { "unknown-var" }, span, message)
+                    .with_hint(hint)
+            }
+            StopIfStopsNothing { finally } => Diagnostic::warning(
+                "stop-if-stops-nothing",
+                span,
+                if finally {
+                    "`stop_if` on a `finally` step cannot stop anything"
+                } else {
+                    "`stop_if` on the last step cannot stop anything: no step comes after it"
+                },
+            )
+            .with_hint("a `stop_if` skips the steps after its own (`finally` steps always run); move the step earlier or remove `stop_if`"),
             ResponseOutOfScope => Diagnostic::error(
                 "response-out-of-scope",
                 span,
@@ -142,7 +176,7 @@ impl AnalyzeError {
             }
             UnknownName { name, suggestion } => Diagnostic::error("unknown-name", span, format!("unknown name `{name}`"))
                 .with_hint(suggestion.unwrap_or_else(|| {
-                    "expressions read `inputs.<name>`, `steps.<id>.<value>` and `response` (in expect, save and stop_if)".into()
+                    "expressions read `inputs.<name>`, `vars.<name>`, `steps.<id>.<value>` and `response` (in expect, save and stop_if)".into()
                 })),
             UnknownFilter { name } => Diagnostic::error("unknown-filter", span, format!("unknown filter `{name}`"))
                 .with_hint(did_you_mean(&name, expr::FILTERS.iter().copied())

@@ -16,6 +16,9 @@ pub struct Flow {
     pub connection: Connection,
     #[serde(default, with = "duration_opt")]
     pub deadline: Option<Duration>,
+    /// Values computed once per run, in order, before the first step: `vars.<name>`.
+    #[serde(default)]
+    pub vars: indexmap_like::Ordered<Value>,
     pub steps: Vec<Step>,
     #[serde(default)]
     pub finally: Vec<Step>,
@@ -107,6 +110,10 @@ pub struct Step {
     pub description: Option<String>,
     #[serde(default, rename = "if")]
     pub condition: Option<Value>,
+    /// Values computed once when the step runs (after `if`), before its request: `vars.<name>`
+    /// inside the step, over the flow's own.
+    #[serde(default)]
+    pub vars: indexmap_like::Ordered<Value>,
     pub request: Request,
     #[serde(default)]
     pub expect: Expect,

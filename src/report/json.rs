@@ -42,6 +42,9 @@ pub fn report(report: &RunReport, inputs: &Map<String, Value>, secrets: &Secrets
                 "attempts": attempts,
                 "saved": s.saved,
             });
+            if !s.vars.is_empty() {
+                step["vars"] = json!(s.vars);
+            }
             if let crate::engine::outcome::StepStatus::Failed(e) = &s.status {
                 step["error"] = json!(e);
             }
@@ -58,6 +61,7 @@ pub fn report(report: &RunReport, inputs: &Map<String, Value>, secrets: &Secrets
         "outcome": outcome,
         "duration_ms": report.duration.as_secs_f64() * 1000.0,
         "inputs": inputs,
+        "vars": report.vars,
         "steps": steps,
         "outputs": report.outputs,
     });

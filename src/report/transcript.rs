@@ -1,6 +1,7 @@
 //! `--transcript FILE`: the normalised request sequence as YAML — step id, attempt number,
-//! method, path, query, headers (secrets masked) and body — so a change to a flow shows up in
-//! review as a change to the requests it sends.
+//! the step's own `vars`, method, path, query, headers (secrets masked) and body — so a change
+//! to a flow shows up in review as a change to the requests it sends. A flow with `vars` starts
+//! with one entry holding the run's values (`- vars: {...}`).
 
 use crate::engine::outcome::RunReport;
 use crate::expr::secrets::Secrets;
@@ -10,18 +11,21 @@ use std::borrow::Cow;
 
 /// The transcript as JSON: a list of requests in the order they were sent.
 pub fn transcript(report: &RunReport, secrets: &Secrets) -> Value {
-    let requests: Vec<Value> = report
-        .steps
-        .iter()
-        .flat_map(|s| {
+    let run_vars = (!report.vars.is_empty()).then(|| json!({ "vars": report.vars }));
+    let requests: Vec<Value> = run_vars
+        .into_iter()
+        .chain(report.steps.iter().flat_map(|s| {
             s.attempts.iter().map(move |a| {
                 let mut entry = json!({ "step": s.id, "attempt": a.number });
+                if !s.vars.is_empty() {
+                    entry["vars"] = json!(s.vars);
+                }
                 if let (Value::Object(e), Value::Object(r)) = (&mut entry, super::request_json(&a.request)) {
                     e.extend(r);
                 }
                 entry
             })
-        })
+        }))
         .collect();
     secrets.redact_json(&Value::Array(requests))
 }
