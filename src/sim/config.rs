@@ -24,6 +24,10 @@ pub struct SimConfig {
     /// The connected app for the OAuth JWT bearer flow.
     #[serde(default)]
     pub jwt: Option<JwtApp>,
+    /// Agents accept agent work by themselves this long after it is created (for demos); the
+    /// PSR then goes. Without it, work waits for `PATCH /api/v1/agentWork` with `Accept`.
+    #[serde(default)]
+    pub accept_work_after_ms: Option<u64>,
     #[serde(default)]
     pub faults: Faults,
 }
@@ -43,6 +47,10 @@ pub struct Channel {
     pub supports_keywords: bool,
     #[serde(default = "yes")]
     pub active: bool,
+    /// The queue the channel's own routing configuration names: `POST /route` without
+    /// `routingInfo` routes there (10030 when the channel has none).
+    #[serde(default)]
+    pub queue: Option<String>,
 }
 
 fn partner() -> String {
@@ -89,6 +97,12 @@ pub struct Faults {
     /// Share of API calls answered with code 10094 (downstream timeout).
     #[serde(default)]
     pub rate_10094: f64,
+    /// Share of API calls answered with code 10055 (conversation precondition failed, retry).
+    #[serde(default)]
+    pub rate_10055: f64,
+    /// Share of API calls answered with code 10056 (conversation processing aborted, retry).
+    #[serde(default)]
+    pub rate_10056: f64,
     /// A token stops working after this many API calls with it (401, code 10004).
     #[serde(default)]
     pub token_expires_after: Option<u64>,
@@ -112,6 +126,7 @@ impl Default for SimConfig {
                 routing_owner: partner(),
                 supports_keywords: false,
                 active: true,
+                queue: None,
             }],
             queues: vec!["00G5g000000SimQ".into()],
             flows: vec!["3005g000000SimF".into()],
@@ -124,6 +139,7 @@ impl Default for SimConfig {
                 consent_status: Some("ExplicitlyOptedIn".into()),
             }],
             jwt: None,
+            accept_work_after_ms: None,
             faults: Faults::default(),
         }
     }

@@ -1,11 +1,17 @@
-//! A local simulator of the Interaction Service endpoints the flows use: the same paths,
-//! headers, rules and error codes, with state and fault injection, so a flow can be run and
-//! tested with no org. It shares nothing with the engine except HTTP.
+//! A local simulator of the Interaction Service endpoints a routing partner uses: the same
+//! paths, headers, rules, statuses and error codes as the public API description, with state
+//! and fault injection, so a flow can be run and tested with no org. It shares nothing with the
+//! engine except HTTP.
 
+pub mod codes;
 pub mod config;
+mod interactions;
+mod routing;
 pub mod rules;
 pub mod server;
+mod session;
 pub mod state;
+mod work;
 
 pub use config::SimConfig;
 pub use server::{Running, environment, start, start_in_background};

@@ -35,7 +35,10 @@ async fn handle(State(service): State<Shared>, request: Request) -> Response {
         ("GET", "/sim/state") => {
             let state = service
                 .lock()
-                .map(|s| serde_json::to_value(&s.state).unwrap_or_default())
+                .map(|mut s| {
+                    s.accept_due_work(std::time::Instant::now());
+                    serde_json::to_value(&s.state).unwrap_or_default()
+                })
                 .unwrap_or_default();
             return reply(Answer {
                 status: 200,
@@ -180,7 +183,11 @@ impl Running {
 /// Starts the simulator on `addr` (port 0: any free port) in the current tokio runtime.
 pub async fn start(config: SimConfig, addr: SocketAddr) -> std::io::Result<Running> {
     let service: Shared = Arc::new(Mutex::new(Service::new(config)));
-    let router = axum::Router::new().fallback(handle).with_state(service.clone());
+    // Room for the API's largest attachment (25 MB, 10008 above it) and its multipart framing.
+    let router = axum::Router::new()
+        .fallback(handle)
+        .layer(axum::extract::DefaultBodyLimit::max(26 * 1024 * 1024))
+        .with_state(service.clone());
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {

@@ -1,8 +1,10 @@
 //! What the simulated org holds: end users and their consent, conversations with their work
-//! items, Pending Service Routing records, agent work.
+//! items and messages, Pending Service Routing records, agent work, routing results and
+//! acknowledgements.
 
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -11,10 +13,12 @@ pub struct State {
     pub end_users: BTreeMap<String, EndUser>,
     /// Conversations by conversation identifier.
     pub conversations: BTreeMap<String, Conversation>,
-    /// Pending Service Routing records by conversation identifier.
+    /// Pending Service Routing records by conversation identifier: the conversation waits in
+    /// a queue until an agent accepts its work (or the route is deleted).
     pub psrs: BTreeMap<String, Psr>,
     pub agent_work: Vec<AgentWork>,
     pub routing_results: Vec<serde_json::Value>,
+    pub acknowledgements: Vec<serde_json::Value>,
     /// Counts for ids and faults.
     #[serde(skip)]
     pub counter: u64,
@@ -30,12 +34,23 @@ pub struct EndUser {
     pub consent_status: Option<String>,
 }
 
+/// A conversation and its messaging session (the work item).
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Conversation {
     pub channel: String,
     pub end_user: String,
     pub work_item_id: String,
+    /// `Active`, `Inactive` (after `messagingSession` Inactivate) or `Ended`.
+    pub session_status: String,
+    /// Interaction ids of the messages and attachments received, in order.
+    pub messages: Vec<String>,
+}
+
+impl Conversation {
+    pub fn is_open(&self) -> bool {
+        self.session_status != "Ended"
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -47,14 +62,28 @@ pub struct Psr {
     pub routing_info: serde_json::Value,
 }
 
+/// Agent work: `Assigned` until the agent accepts (`Opened`, and the PSR goes) or declines
+/// (`Declined`, and the conversation stays in the queue); `Closed` or `Canceled` after.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentWork {
     pub agent_work_id: String,
     pub user_id: String,
     pub work_item_id: String,
+    pub conversation_identifier: String,
     pub routing_type: Option<String>,
-    pub active: bool,
+    pub routing_correlation_id: Option<String>,
+    pub status: String,
+    /// When the configured automatic accept is due.
+    #[serde(skip)]
+    pub accept_at: Option<Instant>,
+}
+
+impl AgentWork {
+    /// Assigned or opened: a second one for the same user and work item is refused (15109).
+    pub fn is_active(&self) -> bool {
+        matches!(self.status.as_str(), "Assigned" | "Opened")
+    }
 }
 
 pub fn end_user_key(channel: &str, client: &str) -> String {
@@ -79,6 +108,8 @@ impl State {
                     channel: c.channel.clone(),
                     end_user: c.end_user.clone(),
                     work_item_id: c.work_item_id.clone(),
+                    session_status: "Active".into(),
+                    messages: Vec::new(),
                 },
             );
         }
@@ -110,5 +141,13 @@ impl State {
         self.conversations
             .iter()
             .find(|(_, c)| c.work_item_id == work_item)
+    }
+
+    /// The open conversation of an end user on a channel: a new interaction joins it.
+    pub fn open_conversation(&self, channel: &str, end_user: &str) -> Option<String> {
+        self.conversations
+            .iter()
+            .find(|(_, c)| c.channel == channel && c.end_user == end_user && c.is_open())
+            .map(|(id, _)| id.clone())
     }
 }
