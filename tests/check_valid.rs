@@ -22,7 +22,20 @@ outputs:\n  x: steps.one.x\n  status: steps.cleanup.status\n"
 #[test]
 fn filters_tests_functions_raw_blocks_and_block_scalars_are_accepted() {
     let flow = format!(
-        "{HEAD}steps:\n  - id: one\n    if: inputs.o is defined or inputs.a | length > 3\n    request:\n      method: POST\n      path: \"/{{{{ inputs.a | lower }}}}/{{% raw %}}{{{{ literal }}}}{{% endraw %}}\"\n      query: {{ at: \"{{{{ now_ms() }}}}\", n: 3, id: \"{{{{ uuid() }}}}\" }}\n      headers: {{ X-Env: \"{{{{ env('HOME') ~ secret('T') }}}}\" }}\n      json:\n        body: >-\n          {{{{ {{\"a\": inputs.a, \"when\": now()}}\n             if inputs.n is number else none }}}}\n    expect:\n      status: [200, 202]\n      assert:\n        - response.status in [200, 202]\n        - response.body.items | selectattr(\"ok\") | list | length >= 0\n    stop_if: response.headers[\"x-done\"] is defined\n"
+        "{HEAD}steps:\n  - id: one\n    if: inputs.o is defined or inputs.a | length > 3\n    request:\n      method: POST\n      path: \"/{{{{ inputs.a | lower }}}}/{{% raw %}}{{{{ literal }}}}{{% endraw %}}\"\n      query: {{ at: \"{{{{ now_ms() }}}}\", n: 3, id: \"{{{{ uuid() }}}}\" }}\n      headers: {{ X-Env: \"{{{{ env('HOME') ~ secret('T') }}}}\" }}\n      json:\n        body: >-\n          {{{{ {{\"a\": inputs.a, \"when\": now()}}\n             if inputs.n is number else none }}}}\n    expect:\n      status: [200, 202]\n      assert:\n        - response.status in [200, 202]\n        - response.body.items | selectattr(\"ok\") | list | length >= 0\n    stop_if: response.headers[\"x-done\"] is defined\n  - id: two\n    request: {{ method: GET, path: / }}\n"
+    );
+    assert_eq!(problems(&flow), Vec::<String>::new());
+}
+
+#[test]
+fn vars_are_read_where_they_are_in_scope() {
+    let flow = format!(
+        "{HEAD}vars:\n  id: \"{{{{ uuid() }}}}\"\n  twice: \"{{{{ vars.id ~ inputs.a }}}}\"\n  literal: 3\n\
+steps:\n  - id: one\n    if: vars.literal > 2\n    vars:\n      mine: \"{{{{ vars.id }}}}-1\"\n      again: \"{{{{ vars.mine }}}}\"\n\
+    request: {{ method: POST, path: \"/{{{{ vars.twice }}}}\", json: {{ a: \"{{{{ vars.mine }}}}\", b: \"{{{{ vars.again }}}}\" }} }}\n\
+    expect: {{ assert: [\"response.body.id == vars.mine\"] }}\n    save: {{ mine: vars.mine }}\n\
+finally:\n  - id: after\n    request: {{ method: DELETE, path: \"/{{{{ vars.id }}}}/{{{{ steps.one.mine }}}}\" }}\n\
+outputs:\n  id: vars.id\n"
     );
     assert_eq!(problems(&flow), Vec::<String>::new());
 }

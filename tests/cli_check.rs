@@ -23,7 +23,7 @@ fn repo() -> &'static Path {
 fn shipped_flows_are_valid_and_example_inputs_are_skipped() {
     let out = flowrun(&["check", "flows"], repo());
     assert_eq!(text(&out.stderr), "");
-    assert_eq!(text(&out.stdout), "checked 2 flows: no problems\n");
+    assert_eq!(text(&out.stdout), "checked 3 flows: no problems\n");
     assert_eq!(out.status.code(), Some(0));
 }
 
@@ -126,5 +126,39 @@ fn test_and_inputs_files_in_a_directory_are_not_checked_as_flows() {
     std::fs::copy(repo().join("flows/transfer.yaml"), dir.path().join("t.yml")).unwrap();
     let out = flowrun(&["check", "."], dir.path());
     assert_eq!(text(&out.stdout), "checked 1 flow: no problems\n");
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn warnings_are_printed_and_exit_0() {
+    let dir = tempfile::tempdir().unwrap();
+    // The mistake of the shipped transfer flow before it followed the description: expecting 200
+    // from routingResult (it answers 202), and a `stop_if` with nothing after it to stop.
+    std::fs::write(
+        dir.path().join("warn.yaml"),
+        "version: 1\nname: warn\nconnection: { base_url: http://127.0.0.1 }\nsteps:\n  - id: routing_result\n    request:\n      method: POST\n      path: /api/v1/routingResult\n      json: { conversationIdentifier: c, workItemId: 0Mw5g000000SimW, success: true, externallyRouted: true }\n    expect:\n      status: 200\n    stop_if: \"true\"\n",
+    )
+    .unwrap();
+    let out = flowrun(&["check", "warn.yaml"], dir.path());
+    assert_eq!(
+        text(&out.stderr),
+        "warn.yaml:11:15: warning: POST /api/v1/routingResult answers 202 on success, not 200
+   |
+11 |       status: 200
+   |               ^^^
+  = hint: the API description documents 202 for this operation; expect `status: 202`
+
+warn.yaml:12:5: warning: `stop_if` on the last step cannot stop anything: no step comes after it
+   |
+12 |     stop_if: \"true\"
+   |     ^^^^^^^
+  = hint: a `stop_if` skips the steps after its own (`finally` steps always run); move the step earlier or remove `stop_if`
+
+"
+    );
+    assert_eq!(
+        text(&out.stdout),
+        "checked 1 flow: 0 errors, 2 warnings in 1 file\n"
+    );
     assert_eq!(out.status.code(), Some(0));
 }

@@ -54,6 +54,37 @@ fn templated(value: &Value, pointer: &str, out: &mut Vec<String>) {
     }
 }
 
+/// A warning for an `expect.status` that lists only successes the operation never answers:
+/// `POST /api/v1/routingResult` answers 202, so `status: 200` fails every time on a real org.
+fn undocumented_success(doc: &Document, pointer: &str, op: &super::Operation) -> Option<Diagnostic> {
+    let statuses: Vec<u64> = match doc.value.pointer(pointer)? {
+        Value::Number(n) => vec![n.as_u64()?],
+        Value::Array(items) => items.iter().filter_map(Value::as_u64).collect(),
+        _ => return None,
+    };
+    let successes = statuses.iter().all(|s| (200..300).contains(s));
+    if statuses.is_empty() || !successes || statuses.contains(&u64::from(op.success)) {
+        return None;
+    }
+    let listed: Vec<String> = statuses.iter().map(u64::to_string).collect();
+    Some(
+        Diagnostic::warning(
+            "api-status",
+            doc.value_span(pointer),
+            format!(
+                "{} answers {} on success, not {}",
+                op.label(),
+                op.success,
+                listed.join(" or ")
+            ),
+        )
+        .with_hint(format!(
+            "the API description documents {} for this operation; expect `status: {}`",
+            op.success, op.success
+        )),
+    )
+}
+
 /// Checks the literal parts of every step's body that calls an Interaction Service operation.
 pub fn check_flow(doc: &Document) -> Vec<Diagnostic> {
     let mut out = Vec::new();
@@ -77,6 +108,9 @@ pub fn check_flow(doc: &Document) -> Vec<Diagnostic> {
             let Some(op) = super::operation(method, path) else {
                 continue;
             };
+            if let Some(d) = undocumented_success(doc, &format!("/{list}/{i}/expect/status"), op) {
+                out.push(d);
+            }
             let base = format!("/{list}/{i}/request");
             let (base, body) = match op.json_part {
                 Some(part) => {

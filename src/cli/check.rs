@@ -32,7 +32,7 @@ pub fn run(args: Args) -> u8 {
         errors: mut io_errors,
     } = flow_files(&args.paths);
     let mut all = Vec::new();
-    let mut invalid_files = 0;
+    let mut files_with_problems = 0;
     for path in &files {
         let source = match Source::read(path) {
             Ok(s) => s,
@@ -42,8 +42,8 @@ pub fn run(args: Args) -> u8 {
             }
         };
         let diagnostics = check_source(&source);
-        if diagnostics.iter().any(|d| d.is_error()) {
-            invalid_files += 1;
+        if !diagnostics.is_empty() {
+            files_with_problems += 1;
         }
         all.push((source, diagnostics));
     }
@@ -69,10 +69,10 @@ pub fn run(args: Args) -> u8 {
                     "no problems".to_string()
                 } else {
                     format!(
-                        "{errors} error{}, {warnings} warning{} in {invalid_files} file{}",
+                        "{errors} error{}, {warnings} warning{} in {files_with_problems} file{}",
                         plural(errors),
                         plural(warnings),
-                        plural(invalid_files)
+                        plural(files_with_problems)
                     )
                 }
             );

@@ -29,7 +29,9 @@ pub fn message(code: u32) -> &'static str {
         10008 => "The file size exceeds the maximum limit of 25 MB.",
         10009 => "The file is empty or doesn’t exist.",
         10010 => "The interaction contentLength field is empty.",
-        10011 => "The number of interactions of type AttachmentInteraction does not match the number of attachment files.",
+        10011 => {
+            "The number of interactions of type AttachmentInteraction does not match the number of attachment files."
+        }
         10012 => "Enter a valid workItemId for the MessagingSession ID.",
         10013 => "Enter either a capacityPercentage or a capacityWeight, but not both.",
         10014 => "Enter a capacity weight greater than or equal to 0.",

@@ -20,7 +20,11 @@ impl Service {
         let info = match body.get("routingInfo") {
             Some(info) => info.clone(),
             // Without routingInfo the channel's own routing configuration decides.
-            None => match self.config.channel(&conversation.channel).and_then(|c| c.queue.clone()) {
+            None => match self
+                .config
+                .channel(&conversation.channel)
+                .and_then(|c| c.queue.clone())
+            {
                 Some(queue) => json!({ "queueId": queue }),
                 None => return error(10030),
             },

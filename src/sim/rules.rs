@@ -4,8 +4,8 @@
 //! every call shares: headers, faults, the body schema gate and the dispatch. The HTTP layer
 //! only carries requests and answers.
 
-use super::config::SimConfig;
 pub use super::codes::{Answer, error, message, status_of};
+use super::config::SimConfig;
 use super::state::State;
 use serde_json::{Value, json};
 

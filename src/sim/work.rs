@@ -53,7 +53,10 @@ impl Service {
                 "routingCorrelationId": psr.routing_correlation_id,
             }),
             (None, None) => {
-                return super::codes::error_with(10089, "Without a pending service routing, agent work needs a routingContext.");
+                return super::codes::error_with(
+                    10089,
+                    "Without a pending service routing, agent work needs a routingContext.",
+                );
             }
         };
         let agent_work_id = self.state.sf_id("0Bz");
@@ -66,7 +69,10 @@ impl Service {
             user_id: user,
             work_item_id: work_item,
             conversation_identifier: conversation_id,
-            routing_type: context.get("routingType").and_then(Value::as_str).map(str::to_string),
+            routing_type: context
+                .get("routingType")
+                .and_then(Value::as_str)
+                .map(str::to_string),
             routing_correlation_id: context
                 .get("routingCorrelationId")
                 .and_then(Value::as_str)
@@ -105,7 +111,12 @@ impl Service {
             return error(10085);
         }
         let work_id = text(body, "workId");
-        let Some(index) = self.state.agent_work.iter().position(|w| w.agent_work_id == work_id) else {
+        let Some(index) = self
+            .state
+            .agent_work
+            .iter()
+            .position(|w| w.agent_work_id == work_id)
+        else {
             return error(10082);
         };
         match self.transition(index, status) {

@@ -30,6 +30,8 @@ pub async fn service() -> MockServer {
 }
 
 /// Mounts the healthy answers at a low priority, so a test can mount a failure before it.
+/// Each answer has the status and body shape the API description documents for success (the
+/// mount checks it against the project's response schemas).
 pub async fn mount_happy(server: &MockServer) {
     for (m, p, status, body) in [
         (
@@ -43,17 +45,22 @@ pub async fn mount_happy(server: &MockServer) {
             "POST",
             "/api/v1/route",
             202,
-            json!({"success": true, "routingCorrelationId": "rc-1", "psrId": "0JR5g000000Sim1", "workItemId": WORK_ITEM, "errors": []}),
+            json!({"success": true, "routingCorrelationId": "rc-1", "psrId": "0JR5g000000Sim1", "workItemId": WORK_ITEM}),
         ),
         ("DELETE", "/api/v1/route", 202, json!({"success": true})),
         (
             "POST",
             "/api/v1/agentWork",
             202,
-            json!({"success": true, "agentWorkId": "0Bz5g000000Sim1"}),
+            json!({"id": "5e550000-0000-4000-8000-0000000000aa", "agentWorkId": "0Bz5g000000Sim1", "success": true,
+                "agentWorkDetails": {"existPsr": true, "psrId": "0JR5g000000Sim1", "capacityWeight": 1,
+                    "routingContext": {"conversationIdentifier": CONVERSATION, "routingType": "Initial", "routingCorrelationId": "rc-1"}}}),
         ),
-        ("POST", "/api/v1/routingResult", 200, json!({"success": true})),
+        ("POST", "/api/v1/routingResult", 202, json!({"success": true})),
     ] {
+        let op = flowrun::api::operation(m, p).unwrap();
+        assert_eq!(op.success, status, "{m} {p}");
+        assert_eq!(op.response_problems(&body), Vec::<String>::new(), "{m} {p}");
         Mock::given(method(m))
             .and(path(p))
             .respond_with(ResponseTemplate::new(status).set_body_json(body))
