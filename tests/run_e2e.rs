@@ -42,12 +42,17 @@ async fn inbound_sends_the_exact_request_sequence() {
         json!(1_700_000_000_000i64)
     );
     assert_eq!(sent[3]["body"]["capacityWeight"], json!(1));
+    // The interaction and its message share one id: the run's `vars.interaction_id`.
+    let payload = &sent[0]["body"]["multipart"][0]["content"]["interactions"][0]["payload"];
+    assert_eq!(payload["id"], report.vars["interaction_id"]);
+    assert_eq!(payload["abstractMessage"]["id"], report.vars["interaction_id"]);
     assert_eq!(report.outputs["agent_work_id"], json!("0Bz5g000000Sim1"));
     insta::assert_snapshot!(yaml(&sent));
 }
 
+/// Without an agent the PSR is the conversation waiting in the queue: nothing deletes it.
 #[tokio::test]
-async fn inbound_without_an_agent_deletes_the_route_in_finally() {
+async fn inbound_without_an_agent_leaves_the_conversation_queued() {
     let server = service().await;
     let inputs = example_inputs(
         "flows/examples/inbound.inputs.yaml",
@@ -68,14 +73,13 @@ async fn inbound_without_an_agent_deletes_the_route_in_finally() {
             r#""POST" "/api/v1/interactions""#,
             r#""PATCH" "/api/v1/consent""#,
             r#""POST" "/api/v1/route""#,
-            r#""DELETE" "/api/v1/route""#
         ]
     );
     assert_eq!(
         sent[2]["body"]["routingInfo"],
         json!({"flow": {"flowId": "3005g000000SimF", "queueId": "00G5g000000SimQ"}})
     );
-    assert_eq!(sent[3]["body"], json!({"conversationIdentifier": CONVERSATION}));
+    assert_eq!(report.steps[4].status, StepStatus::Skipped, "delete_route");
     assert_eq!(report.outputs["agent_work_id"], json!(null));
 }
 
@@ -104,6 +108,24 @@ async fn finally_runs_after_a_failed_step_and_the_flow_fails() {
     let sent = received(&server).await;
     assert_eq!(sent[4]["method"], json!("DELETE"));
     assert_eq!(sent[4]["body"], json!({"conversationIdentifier": CONVERSATION}));
+}
+
+/// A route answered 202 with `success: false` did not route: the flow fails there (and, with
+/// no agent work attempted, deletes nothing).
+#[tokio::test]
+async fn a_route_that_is_accepted_but_not_routed_fails_the_flow() {
+    let body = json!({"success": false, "reasonForNotRouting": "already pending",
+        "errors": {"errorType": "PendingServiceRoutingExists", "errorMessage": "already pending"}});
+    let server = failing("POST", "/api/v1/route", 202, body, None).await;
+    let report = run_inbound(&server, json!({})).await;
+    assert_eq!(
+        report.outcome,
+        Outcome::Failed {
+            step: "route".into(),
+            error: "assertion failed: `response.body.success`".into()
+        }
+    );
+    assert_eq!(received(&server).await.as_array().unwrap().len(), 3);
 }
 
 #[tokio::test]
@@ -215,9 +237,11 @@ async fn transfer_to_an_agent_only_skips_the_route() {
         ])
     );
     let sent = received(&server).await;
+    // No route call: the work answers the event, by its id.
     assert_eq!(
         sent[1]["body"]["routingContext"],
-        json!({"conversationIdentifier": CONVERSATION, "routingType": "Transfer"})
+        json!({"conversationIdentifier": CONVERSATION, "routingType": "Transfer",
+            "routingCorrelationId": "d3bdacb1-49b4-4fbd-9adb-919319631db4"})
     );
 }
 
@@ -301,7 +325,7 @@ async fn query_form_file_parts_and_merged_headers_are_sent_as_written() {
 #[tokio::test]
 async fn a_transfer_without_a_target_fails_naming_the_file_line_and_variable() {
     let server = service().await;
-    let inputs = json!({"conversation_id": CONVERSATION, "work_item_id": WORK_ITEM});
+    let inputs = json!({"conversation_id": CONVERSATION, "work_item_id": WORK_ITEM, "event_id": "e-1"});
     let report = run("flows/transfer.yaml", inputs, env_for(&server)).await;
     let Outcome::Failed { step, error } = &report.outcome else {
         panic!("{:?}", report.outcome)

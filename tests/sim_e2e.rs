@@ -37,8 +37,42 @@ fn steps(report: &RunReport) -> Vec<String> {
         .collect()
 }
 
+/// Agent work is offered, not yet accepted: the conversation still waits in the queue (its PSR
+/// stays) until the agent accepts — here the simulator's agents accept by themselves.
 #[tokio::test]
-async fn inbound_creates_then_removes_one_psr_and_creates_one_agent_work() {
+async fn inbound_queues_the_conversation_until_the_agent_accepts() {
+    let (running, env) = sim(SimConfig::default());
+    let report = run(
+        "flows/inbound.yaml",
+        example_inputs("flows/examples/inbound.inputs.yaml", json!({})),
+        env,
+    )
+    .await;
+    assert_eq!(report.outcome, Outcome::Passed, "{:?}", steps(&report));
+    let s = state(&running).await;
+    let conversation = report.outputs["conversation_id"].as_str().unwrap();
+    assert_eq!(s["psrs"][conversation]["psrId"], report.outputs["psr_id"]);
+    assert_eq!(s["agentWork"][0]["status"], json!("Assigned"));
+    let agent_work = report.steps.iter().find(|s| s.id == "agent_work").unwrap();
+    assert_eq!(agent_work.saved["psr_pending"], json!(true));
+
+    let mut config = SimConfig::default();
+    config.accept_work_after_ms = Some(0);
+    let (running, env) = sim(config);
+    let report = run(
+        "flows/inbound.yaml",
+        example_inputs("flows/examples/inbound.inputs.yaml", json!({})),
+        env,
+    )
+    .await;
+    assert_eq!(report.outcome, Outcome::Passed, "{:?}", steps(&report));
+    let s = state(&running).await;
+    assert_eq!(s["psrs"], json!({}), "the agent accepted: the PSR is gone");
+    assert_eq!(s["agentWork"][0]["status"], json!("Opened"));
+}
+
+#[tokio::test]
+async fn inbound_creates_one_conversation_psr_and_agent_work() {
     let (running, env) = sim(SimConfig::default());
     let report = run(
         "flows/inbound.yaml",
@@ -50,7 +84,8 @@ async fn inbound_creates_then_removes_one_psr_and_creates_one_agent_work() {
     let route = report.steps.iter().find(|s| s.id == "route").unwrap();
     assert!(route.saved["psr_id"].as_str().unwrap().starts_with("0JR"));
     let s = state(&running).await;
-    assert_eq!(s["psrs"], json!({}), "agent work removed the PSR");
+    assert_eq!(s["psrs"].as_object().unwrap().len(), 1);
+    assert_eq!(s["conversations"].as_object().unwrap().len(), 2, "the seeded one and this one");
     assert_eq!(s["agentWork"].as_array().unwrap().len(), 1);
     assert_eq!(s["agentWork"][0]["userId"], json!("0055g000000SimA"));
     let conversation = report.outputs["conversation_id"].as_str().unwrap();
@@ -68,7 +103,7 @@ async fn inbound_creates_then_removes_one_psr_and_creates_one_agent_work() {
 }
 
 #[tokio::test]
-async fn inbound_without_an_agent_deletes_its_psr() {
+async fn inbound_without_an_agent_leaves_the_conversation_in_the_queue() {
     let (running, env) = sim(SimConfig::default());
     let inputs = example_inputs(
         "flows/examples/inbound.inputs.yaml",
@@ -82,12 +117,34 @@ async fn inbound_without_an_agent_deletes_its_psr() {
             "consent ok x1",
             "route ok x1",
             "agent_work skipped x0",
-            "delete_route ok x1"
+            "delete_route skipped x0"
         ]
     );
     let s = state(&running).await;
-    assert_eq!(s["psrs"], json!({}));
+    let conversation = report.outputs["conversation_id"].as_str().unwrap();
+    assert_eq!(
+        s["psrs"][conversation]["routingInfo"],
+        json!({"flow": {"flowId": "3005g000000SimF", "queueId": "00G5g000000SimQ"}})
+    );
     assert_eq!(s["agentWork"], json!([]));
+}
+
+/// Routing is given up only when agent work was attempted and failed: the PSR is deleted.
+#[tokio::test]
+async fn inbound_deletes_the_psr_when_agent_work_fails() {
+    let (running, env) = sim(SimConfig::default());
+    let inputs = example_inputs(
+        "flows/examples/inbound.inputs.yaml",
+        json!({"agent_user_id": "0055g000000Nope"}),
+    );
+    let report = run("flows/inbound.yaml", inputs, env).await;
+    let Outcome::Failed { step, error } = &report.outcome else {
+        panic!("{:?}", report.outcome)
+    };
+    assert_eq!((step.as_str(), error.contains("code 15106")), ("agent_work", true), "{error}");
+    assert_eq!(steps(&report)[3..], ["agent_work failed x1", "delete_route ok x1"]);
+    let s = state(&running).await;
+    assert_eq!(s["psrs"], json!({}));
 }
 
 #[tokio::test]
@@ -117,68 +174,22 @@ async fn consent_rejected_by_the_channel_fails_the_flow_before_routing() {
 }
 
 #[tokio::test]
-async fn both_transfer_variants_and_the_external_one() {
-    let (running, env) = sim(SimConfig::default());
-    let to_queue = example_inputs(
-        "flows/examples/transfer.inputs.yaml",
-        json!({"agent_user_id": null}),
-    );
-    let report = run("flows/transfer.yaml", to_queue, env.clone()).await;
-    assert_eq!(
-        steps(&report),
-        ["routing_result ok x1", "route ok x1", "agent_work skipped x0"]
-    );
-    let s = state(&running).await;
-    assert_eq!(
-        s["psrs"]["8a1f2c3d-0000-4000-8000-00000000c0de"]["routingType"],
-        json!("Transfer")
-    );
-
-    let to_flow = example_inputs(
-        "flows/examples/transfer.inputs.yaml",
-        json!({"agent_user_id": null, "flow_id": "3005g000000SimF"}),
-    );
-    let report = run("flows/transfer.yaml", to_flow, env.clone()).await;
-    assert_eq!(report.outcome, Outcome::Passed);
-
-    let to_agent = example_inputs("flows/examples/transfer.inputs.yaml", json!({"queue_id": null}));
-    let report = run("flows/transfer.yaml", to_agent, env.clone()).await;
-    assert_eq!(
-        steps(&report),
-        ["routing_result ok x1", "route skipped x0", "agent_work ok x1"]
-    );
-    let s = state(&running).await;
-    assert_eq!(s["agentWork"][0]["routingType"], json!("Transfer"));
-
-    let external = example_inputs(
-        "flows/examples/transfer.inputs.yaml",
-        json!({"externally_routed": true}),
-    );
-    let report = run("flows/transfer.yaml", external, env).await;
-    assert_eq!(
-        report.outcome,
-        Outcome::Stopped {
-            step: "routing_result".into()
-        }
-    );
-    let s = state(&running).await;
-    assert_eq!(s["routingResults"].as_array().unwrap().len(), 4);
-    assert_eq!(s["routingResults"][3]["externallyRouted"], json!(true));
-}
-
-#[tokio::test]
 async fn the_inbound_flow_retries_through_injected_faults() {
     let mut config = SimConfig::default();
     config.faults.rate_503 = 0.15;
     config.faults.rate_10019 = 0.05;
     config.faults.rate_10094 = 0.05;
+    config.faults.rate_10055 = 0.05;
+    config.faults.rate_10056 = 0.05;
     config.faults.seed = 7;
     let (_running, env) = sim(config);
     let mut retried = 0;
-    for _ in 0..5 {
+    for n in 0..5 {
+        // One end user each: a second message of the same end user joins the open conversation.
+        let end_user = format!("+1555012{n}");
         let report = run(
             "flows/inbound.yaml",
-            example_inputs("flows/examples/inbound.inputs.yaml", json!({})),
+            example_inputs("flows/examples/inbound.inputs.yaml", json!({"end_user": end_user})),
             env.clone(),
         )
         .await;
