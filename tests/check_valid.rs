@@ -29,15 +29,26 @@ fn filters_tests_functions_raw_blocks_and_block_scalars_are_accepted() {
 
 #[test]
 fn vars_are_read_where_they_are_in_scope() {
-    let flow = format!(
-        "{HEAD}vars:\n  id: \"{{{{ uuid() }}}}\"\n  twice: \"{{{{ vars.id ~ inputs.a }}}}\"\n  literal: 3\n\
-steps:\n  - id: one\n    if: vars.literal > 2\n    vars:\n      mine: \"{{{{ vars.id }}}}-1\"\n      again: \"{{{{ vars.mine }}}}\"\n\
-    request: {{ method: POST, path: \"/{{{{ vars.twice }}}}\", json: {{ a: \"{{{{ vars.mine }}}}\", b: \"{{{{ vars.again }}}}\" }} }}\n\
-    expect: {{ assert: [\"response.body.id == vars.mine\"] }}\n    save: {{ mine: vars.mine }}\n\
-finally:\n  - id: after\n    request: {{ method: DELETE, path: \"/{{{{ vars.id }}}}/{{{{ steps.one.mine }}}}\" }}\n\
-outputs:\n  id: vars.id\n"
-    );
-    assert_eq!(problems(&flow), Vec::<String>::new());
+    let body = r#"vars:
+  id: "{{ uuid() }}"
+  twice: "{{ vars.id ~ inputs.a }}"
+  literal: 3
+steps:
+  - id: one
+    if: vars.literal > 2
+    vars:
+      mine: "{{ vars.id }}-1"
+      again: "{{ vars.mine }}"
+    request: { method: POST, path: "/{{ vars.twice }}", json: { a: "{{ vars.mine }}", b: "{{ vars.again }}" } }
+    expect: { assert: ["response.body.id == vars.mine"] }
+    save: { mine: vars.mine }
+finally:
+  - id: after
+    request: { method: DELETE, path: "/{{ vars.id }}/{{ steps.one.mine }}" }
+outputs:
+  id: vars.id
+"#;
+    assert_eq!(problems(&format!("{HEAD}{body}")), Vec::<String>::new());
 }
 
 #[test]

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use serde_json::json;
+use serde_json::{Value, json};
 use std::path::Path;
 use std::process::Output;
 use wiremock::matchers::{method, path};
@@ -196,10 +196,12 @@ async fn no_secret_reaches_output_reports_or_transcripts() {
         json!(1)
     );
     assert_eq!(report["outputs"]["agent_work_id"], json!("0Bz5g000000Sim1"));
+    let id = report["vars"]["interaction_id"].as_str().unwrap();
     let transcript = std::fs::read_to_string(dir.path().join("transcript.yaml")).unwrap();
     assert!(
-        transcript
-            .starts_with("- step: interaction\n  attempt: 1\n  method: POST\n  path: /api/v1/interactions\n"),
+        transcript.starts_with(&format!(
+            "- vars:\n    interaction_id: {id}\n- step: interaction\n  attempt: 1\n  method: POST\n  path: /api/v1/interactions\n"
+        )),
         "{transcript}"
     );
     let junit = std::fs::read_to_string(dir.path().join("junit.xml")).unwrap();
@@ -322,4 +324,70 @@ async fn a_rendered_body_that_breaks_the_api_schema_is_not_sent() {
         text(&out.stdout)
     );
     assert_eq!(received(&server).await, json!([]));
+}
+
+/// `vars`: one value per run and per step, the same on every retry of the step, readable by
+/// later steps once saved, shown in the report and the transcript — and a secret inside one
+/// masked there like anywhere else.
+#[tokio::test(flavor = "multi_thread")]
+async fn vars_are_computed_once_fixed_across_retries_and_shown_masked() {
+    let server = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::path("/one"))
+        .respond_with(wiremock::ResponseTemplate::new(503).insert_header("Retry-After", "0"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    wiremock::Mock::given(wiremock::matchers::any())
+        .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(json!({})))
+        .with_priority(5)
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = vec![
+        ("SCRT_BASE_URL".to_string(), server.uri()),
+        ("VARS_SECRET".to_string(), "s3cr3t-vars".to_string()),
+    ];
+    let (out, all) = all_output(s(&["run", "tests/flows/vars.yaml"]), env, dir.path()).await;
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(!all.contains("s3cr3t-vars"), "a secret inside a var leaked");
+
+    let bodies: Vec<Value> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    assert_eq!(bodies.len(), 3, "one retry of `one`, then `two`");
+    assert_eq!(bodies[0], bodies[1], "the retry sends the same vars");
+    assert_eq!(bodies[0]["credential"], json!("key-s3cr3t-vars"), "sent as it is");
+    let (run, attempt) = (
+        bodies[0]["run"].as_str().unwrap(),
+        bodies[0]["attempt"].as_str().unwrap(),
+    );
+    assert_ne!(run, attempt);
+    assert_eq!(bodies[0]["both"], json!(format!("{run}/{attempt}")));
+    assert_eq!(bodies[2], json!({"run": run, "previous": attempt}));
+
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["vars"], json!({"run_id": run, "credential": "key-***"}));
+    assert_eq!(
+        report["steps"][0]["vars"],
+        json!({"attempt_id": attempt, "both": format!("{run}/{attempt}")})
+    );
+    assert_eq!(report["outputs"]["run_id"], json!(run));
+    let transcript = std::fs::read_to_string(dir.path().join("transcript.yaml")).unwrap();
+    assert!(
+        transcript.starts_with(&format!(
+            "- vars:\n    run_id: {run}\n    credential: key-***\n- step: one\n  attempt: 1\n  vars:\n    attempt_id: {attempt}\n"
+        )),
+        "{transcript}"
+    );
+    assert_eq!(
+        transcript.matches(&format!("attempt_id: {attempt}")).count(),
+        2,
+        "both attempts"
+    );
 }

@@ -85,7 +85,7 @@ fn changing_one_field_of_a_flow_fails_with_a_diff_at_that_field() {
         stdout.contains("        -    routingType: Initial\n        +    routingType: Conference\n"),
         "{stdout}"
     );
-    assert!(stdout.ends_with("1 passed, 4 failed\n"), "{stdout}");
+    assert!(stdout.ends_with("1 passed, 5 failed\n"), "{stdout}");
     insta::assert_snapshot!(stdout);
 }
 
@@ -118,6 +118,7 @@ fn update_rewrites_only_the_affected_golden_files() {
     assert_eq!(
         changed,
         [
+            "inbound-agent-fails.transcript.yaml",
             "inbound-happy.transcript.yaml",
             "inbound-no-agent.transcript.yaml",
             "inbound-route-fails.transcript.yaml",
@@ -147,7 +148,7 @@ fn junit_lists_every_case() {
     let out = flowrun(&["test", "flows", "--junit", "junit.xml"], dir.path());
     assert_eq!(out.status.code(), Some(0));
     let xml = std::fs::read_to_string(dir.path().join("junit.xml")).unwrap();
-    assert_eq!(xml.matches("<testcase ").count(), 9, "{xml}");
+    assert_eq!(xml.matches("<testcase ").count(), 15, "{xml}");
     assert!(
         xml.contains(r#"<testsuite name="flows/tests/transfer.test.yaml" tests="4""#),
         "{xml}"

@@ -85,7 +85,11 @@ async fn inbound_creates_one_conversation_psr_and_agent_work() {
     assert!(route.saved["psr_id"].as_str().unwrap().starts_with("0JR"));
     let s = state(&running).await;
     assert_eq!(s["psrs"].as_object().unwrap().len(), 1);
-    assert_eq!(s["conversations"].as_object().unwrap().len(), 2, "the seeded one and this one");
+    assert_eq!(
+        s["conversations"].as_object().unwrap().len(),
+        2,
+        "the seeded one and this one"
+    );
     assert_eq!(s["agentWork"].as_array().unwrap().len(), 1);
     assert_eq!(s["agentWork"][0]["userId"], json!("0055g000000SimA"));
     let conversation = report.outputs["conversation_id"].as_str().unwrap();
@@ -141,8 +145,15 @@ async fn inbound_deletes_the_psr_when_agent_work_fails() {
     let Outcome::Failed { step, error } = &report.outcome else {
         panic!("{:?}", report.outcome)
     };
-    assert_eq!((step.as_str(), error.contains("code 15106")), ("agent_work", true), "{error}");
-    assert_eq!(steps(&report)[3..], ["agent_work failed x1", "delete_route ok x1"]);
+    assert_eq!(
+        (step.as_str(), error.contains("code 15106")),
+        ("agent_work", true),
+        "{error}"
+    );
+    assert_eq!(
+        steps(&report)[3..],
+        ["agent_work failed x1", "delete_route ok x1"]
+    );
     let s = state(&running).await;
     assert_eq!(s["psrs"], json!({}));
 }
@@ -189,7 +200,10 @@ async fn the_inbound_flow_retries_through_injected_faults() {
         let end_user = format!("+1555012{n}");
         let report = run(
             "flows/inbound.yaml",
-            example_inputs("flows/examples/inbound.inputs.yaml", json!({"end_user": end_user})),
+            example_inputs(
+                "flows/examples/inbound.inputs.yaml",
+                json!({"end_user": end_user}),
+            ),
             env.clone(),
         )
         .await;

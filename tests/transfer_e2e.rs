@@ -59,14 +59,49 @@ fn cases() -> Vec<(&'static str, &'static str, Vec<String>, &'static str)> {
     let agent_by_event = format!(r#"POST agentWork "Transfer" "{EVENT_ID}""#);
     let v = |lines: &[&str]| lines.iter().map(|l| l.to_string()).collect::<Vec<_>>();
     vec![
-        ("flows/transfer.yaml", "queue", v(&[RESULT_OK, TO_QUEUE]), "passed"),
+        (
+            "flows/transfer.yaml",
+            "queue",
+            v(&[RESULT_OK, TO_QUEUE]),
+            "passed",
+        ),
         ("flows/transfer.yaml", "flow", v(&[RESULT_OK, TO_FLOW]), "passed"),
-        ("flows/transfer.yaml", "agent", v(&[RESULT_OK, &agent_by_event]), "passed"),
-        ("flows/transfer.yaml", "external", v(&[RESULT_EXTERNAL]), "stopped"),
-        ("flows/transfer-route-first.yaml", "queue", v(&[TO_QUEUE, RESULT_OK]), "passed"),
-        ("flows/transfer-route-first.yaml", "flow", v(&[TO_FLOW, RESULT_OK]), "passed"),
-        ("flows/transfer-route-first.yaml", "agent", v(&[&agent_by_event, RESULT_OK]), "passed"),
-        ("flows/transfer-route-first.yaml", "external", v(&[RESULT_EXTERNAL]), "passed"),
+        (
+            "flows/transfer.yaml",
+            "agent",
+            v(&[RESULT_OK, &agent_by_event]),
+            "passed",
+        ),
+        (
+            "flows/transfer.yaml",
+            "external",
+            v(&[RESULT_EXTERNAL]),
+            "stopped",
+        ),
+        (
+            "flows/transfer-route-first.yaml",
+            "queue",
+            v(&[TO_QUEUE, RESULT_OK]),
+            "passed",
+        ),
+        (
+            "flows/transfer-route-first.yaml",
+            "flow",
+            v(&[TO_FLOW, RESULT_OK]),
+            "passed",
+        ),
+        (
+            "flows/transfer-route-first.yaml",
+            "agent",
+            v(&[&agent_by_event, RESULT_OK]),
+            "passed",
+        ),
+        (
+            "flows/transfer-route-first.yaml",
+            "external",
+            v(&[RESULT_EXTERNAL]),
+            "passed",
+        ),
     ]
 }
 
@@ -104,7 +139,11 @@ async fn both_orders_and_every_target_against_the_simulator() {
         match target {
             "queue" | "flow" => {
                 assert_eq!(psr.unwrap().routing_type, "Transfer", "{flow} {target}");
-                assert!(expected.iter().any(|l| l.contains(&psr.unwrap().routing_info.to_string())));
+                assert!(
+                    expected
+                        .iter()
+                        .any(|l| l.contains(&psr.unwrap().routing_info.to_string()))
+                );
                 assert!(work.is_none());
             }
             "agent" => {
@@ -159,6 +198,9 @@ async fn route_first_reports_a_failed_routing_with_its_reason() {
     let service = running.service.lock().unwrap();
     let result = &service.state.routing_results[0];
     assert_eq!(result["success"], json!(false));
-    assert!(result["errorMessage"].as_str().unwrap().contains("10032"), "{result}");
+    assert!(
+        result["errorMessage"].as_str().unwrap().contains("10032"),
+        "{result}"
+    );
     assert!(service.state.psrs.is_empty());
 }
