@@ -56,9 +56,10 @@ async fn inbound_queues_the_conversation_until_the_agent_accepts() {
     let agent_work = report.steps.iter().find(|s| s.id == "agent_work").unwrap();
     assert_eq!(agent_work.saved["psr_pending"], json!(true));
 
-    let mut config = SimConfig::default();
-    config.accept_work_after_ms = Some(0);
-    let (running, env) = sim(config);
+    let (running, env) = sim(SimConfig {
+        accept_work_after_ms: Some(0),
+        ..SimConfig::default()
+    });
     let report = run(
         "flows/inbound.yaml",
         example_inputs("flows/examples/inbound.inputs.yaml", json!({})),
