@@ -1,5 +1,5 @@
 //! A minimal HTTP/1.1 keep-alive server on 127.0.0.1 that answers the Interaction Service
-//! paths with fixed bodies. It does as little as possible, so that a benchmark measures the
+//! paths with fixed bodies of the described success shapes. It does as little as possible, so that a benchmark measures the
 //! client, not the server.
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -12,7 +12,9 @@ fn answer(request_line: &str) -> &'static str {
             r#"{"conversationIdentifier":"8a1f2c3d-0000-4000-8000-00000000c0de","workItemIds":["0Mw5g000000SimW"],"success":true}"#
         }
         "/api/v1/route" => r#"{"success":true,"routingCorrelationId":"rc-1","psrId":"0JR5g000000Sim1"}"#,
-        "/api/v1/agentWork" => r#"{"success":true,"agentWorkId":"0Bz5g000000Sim1"}"#,
+        "/api/v1/agentWork" => {
+            r#"{"id":"5e550000-0000-4000-8000-0000000000aa","agentWorkId":"0Bz5g000000Sim1","success":true,"agentWorkDetails":{"existPsr":true,"psrId":"0JR5g000000Sim1","routingContext":{"conversationIdentifier":"8a1f2c3d-0000-4000-8000-00000000c0de","routingType":"Initial","routingCorrelationId":"rc-1"}}}"#
+        }
         _ => r#"{"success":true}"#,
     }
 }
