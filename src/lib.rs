@@ -9,5 +9,6 @@ pub mod flow;
 pub mod http;
 pub mod paths;
 pub mod report;
+pub mod signals;
 pub mod sim;
 pub mod testing;

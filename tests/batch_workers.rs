@@ -94,3 +94,65 @@ async fn runs_spread_over_worker_threads_and_their_counts_add_up() {
     );
     assert_eq!(server.received_requests().await.unwrap().len(), 59 * 4);
 }
+
+/// A transport that panics on its third request: a bug somewhere inside a run.
+struct PanicsOnce {
+    inner: HttpTransport,
+    sent: std::sync::atomic::AtomicUsize,
+}
+
+impl flowrun::http::Transport for PanicsOnce {
+    fn send<'a>(
+        &'a self,
+        request: &'a flowrun::http::HttpRequest,
+        timeout: std::time::Duration,
+    ) -> flowrun::http::SendFuture<'a> {
+        if self.sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 2 {
+            panic!("boom in the transport");
+        }
+        self.inner.send(request, timeout)
+    }
+}
+
+/// A panic inside a run is that run's failure, with its line in the results: the batch goes on
+/// and its summary counts it (panicked runs used to vanish: "0 runs", exit 0).
+#[tokio::test]
+async fn a_panic_inside_a_run_is_that_run_s_failure() {
+    let server = service().await;
+    let source = Source::read(&repo("flows/inbound.yaml")).unwrap();
+    let runtime = Runtime::deterministic(1_700_000_000_000, env_for(&server));
+    let transport = Arc::new(PanicsOnce {
+        inner: HttpTransport::new(DEFAULT_MAX_BODY).unwrap(),
+        sent: Default::default(),
+    });
+    let (engine, _) = prepare_engine(&source, runtime, transport).unwrap_or_else(|e| panic!("{e}"));
+    let line = r#"{"channel_address":"+15550100","end_user":"+15550123","queue_id":"00G5g000000SimQ"}"#;
+    let input = format!("{line}\n").repeat(5);
+    let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let sink = seen.clone();
+    let on_result = Arc::new(move |result: Value| sink.lock().unwrap().push(result));
+    let options = BatchOptions {
+        concurrency: 1,
+        rate: None,
+        workers: Some(1),
+    };
+    let summary = run_batch(
+        Arc::new(engine),
+        input.as_bytes(),
+        Vec::new(),
+        Vec::new(),
+        options,
+        Controls::default(),
+        on_result,
+    )
+    .await;
+    assert_eq!((summary.passed, summary.failed), (4, 1));
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 5);
+    let failed: Vec<&Value> = seen.iter().filter(|r| r["outcome"] == "failed").collect();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(
+        failed[0]["error"],
+        "line 1: flowrun failed inside this run (a bug in flowrun; please report it): boom in the transport"
+    );
+}

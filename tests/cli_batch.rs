@@ -226,8 +226,157 @@ fn ctrl_c_during_a_single_run_stops_at_the_next_step_and_still_runs_finally() {
     assert!(stdout.contains("failed at `"), "{stdout}");
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
-        "interrupted: stopping before the next step; finally steps still run\n"
+        "interrupted (Ctrl-C): stopping before the next step; finally steps still run\n"
     );
     // The finally step was still evaluated (skipped here: no route was created).
     assert!(stdout.contains("skipped  delete_route"), "{stdout}");
+}
+
+/// Runs `flowrun run FLOW --sim-config <default with `faults`>` and sends `signal` after
+/// `after_ms`; the exit code, stdout, stderr and how long the process took.
+fn signalled(flow: &str, faults: Value, signal: &str, after_ms: u64) -> (Option<i32>, String, String, u128) {
+    let inputs: &[&str] = if flow == "flows/inbound.yaml" {
+        &["--inputs", "flows/examples/inbound.inputs.yaml"]
+    } else {
+        &[]
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sim.yaml");
+    let mut sim = serde_json::to_value(flowrun::sim::SimConfig::default()).unwrap();
+    for (k, v) in faults.as_object().unwrap() {
+        sim["faults"][k] = v.clone();
+    }
+    std::fs::write(&config, flowrun::report::transcript::to_yaml(&sim)).unwrap();
+    let started = std::time::Instant::now();
+    let child = bin()
+        .args(["run", flow])
+        .args(inputs)
+        .arg("--sim-config")
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(after_ms));
+    let sent = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status();
+    assert!(sent.unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        started.elapsed().as_millis(),
+    )
+}
+
+/// What service managers send on a deploy (SIGTERM), and a closed terminal (SIGHUP), stop a run
+/// like Ctrl-C: at the next step, `finally` still running, exit 1 — not a kill that strands a PSR.
+#[test]
+fn sigterm_and_sighup_stop_a_run_like_ctrl_c() {
+    for (signal, words) in [("TERM", "terminated (SIGTERM)"), ("HUP", "hung up (SIGHUP)")] {
+        let (code, stdout, stderr, _) =
+            signalled("flows/inbound.yaml", json!({"latency_ms": 700}), signal, 1000);
+        assert_eq!(code, Some(1), "{signal}: {stdout}{stderr}");
+        assert_eq!(
+            stderr,
+            format!("{words}: stopping before the next step; finally steps still run\n")
+        );
+        assert!(
+            stdout.contains("error: stopped before this step (interrupted)\n"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("skipped  delete_route"), "{stdout}");
+    }
+}
+
+/// Ctrl-C while the last step is in flight: the step finishes, but the run was interrupted —
+/// exit 1, as for any Ctrl-C (it used to report `passed` and exit 0).
+#[test]
+fn ctrl_c_during_the_last_step_exits_1() {
+    let (code, stdout, _, _) = signalled(
+        "tests/flows/one_consent.yaml",
+        json!({"latency_ms": 1500}),
+        "INT",
+        400,
+    );
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("ok       consent"), "{stdout}");
+    assert!(
+        stdout.contains("interrupted during this step (it finished; no step was left to skip)"),
+        "{stdout}"
+    );
+}
+
+/// A wait before a retry is cut short by Ctrl-C: the run does not sit out its 8 s.
+#[test]
+fn ctrl_c_during_a_retry_wait_stops_at_once() {
+    let (code, stdout, _, took) = signalled(
+        "tests/flows/one_consent.yaml",
+        json!({"rate_503": 1.0}),
+        "INT",
+        600,
+    );
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("interrupted while waiting to retry"), "{stdout}");
+    assert!(took < 4000, "took {took} ms");
+}
+
+/// A line that is not UTF-8 (or is longer than a line may be) fails alone; the lines after it
+/// still run. It used to end the batch silently.
+#[test]
+fn an_unreadable_line_fails_alone_and_the_rest_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    let good = lines(4);
+    let mut bytes = Vec::new();
+    let mut rows = good.lines();
+    bytes.extend_from_slice(format!("{}\n", rows.next().unwrap()).as_bytes());
+    bytes.extend_from_slice(b"{\"end_user\": \"\xff\xfe\"}\n");
+    bytes.extend_from_slice(format!("{}\n", rows.next().unwrap()).as_bytes());
+    bytes.extend_from_slice(&vec![b' '; flowrun::engine::batch::MAX_LINE + 10]);
+    bytes.push(b'\n');
+    for row in rows {
+        bytes.extend_from_slice(format!("{row}\r\n").as_bytes());
+    }
+    std::fs::write(&input, bytes).unwrap();
+    let out_file = dir.path().join("results.jsonl");
+    let out = bin()
+        .args(["run", "flows/inbound.yaml", "--sim", "--inputs-jsonl"])
+        .arg(&input)
+        .arg("--results")
+        .arg(&out_file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let mut found: Vec<(u64, String)> = results(&out_file)
+        .iter()
+        .map(|r| {
+            let what = r["error"]
+                .as_str()
+                .unwrap_or(r["outcome"].as_str().unwrap())
+                .to_string();
+            (r["line"].as_u64().unwrap(), what)
+        })
+        .collect();
+    found.sort();
+    let long = flowrun::engine::batch::MAX_LINE + 11;
+    assert_eq!(
+        found,
+        [
+            (1, "passed".to_string()),
+            (
+                2,
+                "line 2: not UTF-8 text (an invalid byte at offset 14)".to_string()
+            ),
+            (3, "passed".to_string()),
+            (
+                4,
+                format!("line 4: the line is {long} bytes long, more than the 16777216 a line may hold")
+            ),
+            (5, "passed".to_string()),
+            (6, "passed".to_string()),
+        ]
+    );
 }

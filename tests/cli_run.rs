@@ -391,3 +391,61 @@ async fn vars_are_computed_once_fixed_across_retries_and_shown_masked() {
         "both attempts"
     );
 }
+
+/// A secret is masked in every form flowrun gives it (percent-encoded in a query or a path,
+/// form-encoded, JSON-escaped), and a secret input of type integer too — on the terminal, in
+/// the report, the transcript, the JUnit file, the outputs and a batch's results.
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_are_masked_in_every_encoding_and_type() {
+    let server = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::any())
+        .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(json!({})))
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    // Real Salesforce tokens hold `!`: a query shows it as `%21`.
+    let token = "00D000000000001!tok SECRET/q\"x";
+    let env = vec![
+        ("SCRT_BASE_URL".to_string(), server.uri()),
+        ("Q_TOKEN".to_string(), token.to_string()),
+    ];
+    let (out, all) = all_output(
+        s(&["run", "tests/flows/secrets.yaml", "--input", "pin=918273"]),
+        env.clone(),
+        dir.path(),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    let sent = server.received_requests().await.unwrap();
+    assert_eq!(
+        sent[0].url.query(),
+        Some("access_token=00D000000000001%21tok+SECRET%2Fq%22x")
+    );
+    for leak in ["SECRET", "918273", "%21tok", "tok+SECRET"] {
+        assert!(!all.contains(leak), "`{leak}` leaked:\n{all}");
+    }
+
+    // A batch: a good line, and a line whose secret input breaks its rule.
+    let lines = dir.path().join("runs.jsonl");
+    std::fs::write(&lines, "{\"pin\": 918273}\n{\"pin\": 91827345}\n").unwrap();
+    let results = dir.path().join("results.jsonl");
+    let out = flowrun(
+        s(&[
+            "run",
+            "tests/flows/secrets.yaml",
+            "--inputs-jsonl",
+            &lines.to_string_lossy(),
+            "--results",
+            &results.to_string_lossy(),
+        ]),
+        env,
+    )
+    .await;
+    let written = std::fs::read_to_string(&results).unwrap();
+    let everything = written.clone() + &text(&out.stdout) + &text(&out.stderr);
+    assert_eq!(written.lines().count(), 2, "{written}");
+    for leak in ["SECRET", "918273", "91827345"] {
+        assert!(!everything.contains(leak), "`{leak}` leaked:\n{everything}");
+    }
+    assert!(written.contains("\"pin\":\"***\""), "{written}");
+}

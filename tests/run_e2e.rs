@@ -204,10 +204,51 @@ async fn the_deadline_stops_retries() {
         report.outcome,
         Outcome::Failed {
             step: "slow".into(),
-            error: "expected status 2xx, got 503".into()
+            error: "status 503; the server asked to wait 1s before retrying, more than the time left before the flow's deadline".into()
         }
     );
     assert_eq!(report.steps[0].attempts.len(), 1);
+}
+
+/// A server asking for a wait of hours: with a deadline this used to overflow `Instant + wait`
+/// and panic; without one, it slept 28 hours. Either way the step now fails at once, saying so.
+#[tokio::test]
+async fn a_huge_retry_after_fails_the_step_at_once() {
+    let server = wiremock::MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(503).insert_header("Retry-After", "100000"))
+        .mount(&server)
+        .await;
+    let env = || vec![("SCRT_BASE_URL".to_string(), server.uri())];
+    let started = std::time::Instant::now();
+    let report = run("tests/flows/deadline.yaml", json!({}), env()).await;
+    assert_eq!(
+        report.outcome,
+        Outcome::Failed {
+            step: "slow".into(),
+            error: "status 503; the server asked to wait 27h46m40s before retrying, more than the time left before the flow's deadline".into()
+        }
+    );
+    let report = run("tests/flows/two_gets.yaml", json!({}), env()).await;
+    assert_eq!(
+        report.outcome,
+        Outcome::Failed {
+            step: "first".into(),
+            error: "status 503; the server asked to wait 27h46m40s before retrying, more than the retry's max of 10ms".into()
+        }
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    // An HTTP date far in the future, and one past u64 seconds: the same, no panic.
+    for value in ["Fri, 31 Dec 9999 23:59:59 GMT", "99999999999999999999999"] {
+        let server = wiremock::MockServer::start().await;
+        Mock::given(wiremock::matchers::any())
+            .respond_with(ResponseTemplate::new(503).insert_header("Retry-After", value))
+            .mount(&server)
+            .await;
+        let env = vec![("SCRT_BASE_URL".to_string(), server.uri())];
+        let report = run("tests/flows/deadline.yaml", json!({}), env).await;
+        assert!(matches!(report.outcome, Outcome::Failed { .. }), "{value}");
+    }
 }
 
 #[tokio::test]
@@ -338,4 +379,44 @@ async fn a_transfer_without_a_target_fails_naming_the_file_line_and_variable() {
     assert!(error.contains(&expected), "{error}\nexpected: {expected}");
     // Nothing was sent for the route step; only the routing result went out.
     assert_eq!(received(&server).await.as_array().unwrap().len(), 1);
+}
+
+/// A server that drops a kept-alive connection when the next request comes on it (without
+/// ever saying `Connection: close`): the request is sent again, identical, on a new one.
+#[tokio::test]
+async fn a_reset_reused_connection_is_retried_with_the_same_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                if socket.read(&mut buf).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                let _ = socket
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                    .await;
+                let _ = socket.read(&mut buf).await;
+            });
+        }
+    });
+    let env = vec![("SCRT_BASE_URL".to_string(), format!("http://{addr}"))];
+    let report = run("tests/flows/two_gets.yaml", json!({}), env).await;
+    assert_eq!(report.outcome, Outcome::Passed, "{:?}", report.steps);
+    let second = &report.steps[1].attempts;
+    assert_eq!(second.len(), 2);
+    assert!(
+        second[0]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("the connection closed before an answer came")),
+        "{:?}",
+        second[0].error
+    );
+    assert_eq!(
+        second[0].request, second[1].request,
+        "the same request, RequestId included"
+    );
 }

@@ -89,13 +89,12 @@ pub fn run(
         let c = controls.clone();
         let bar_for_signal = bar.clone();
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                c.stop_starting.store(true, Ordering::Relaxed);
-                if force {
-                    c.stop_running.store(true, Ordering::Relaxed);
-                }
-                bar_for_signal.set_message("interrupted: no new runs start");
+            let why = flowrun::signals::stop_requested().await;
+            c.stop_starting.store(true, Ordering::Relaxed);
+            if force {
+                c.stop_running.store(true, Ordering::Relaxed);
             }
+            bar_for_signal.set_message(format!("{why}: no new runs start"));
         });
         let sink_bar = bar.clone();
         let sink_results = results.clone();

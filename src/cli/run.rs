@@ -175,19 +175,26 @@ fn run_inner(args: Args) -> Result<u8, u8> {
             eprintln!("error: {e}");
             exit::USAGE
         })?;
-    // Ctrl-C stops the flow at its next step; `finally` still runs, so cleanup happens.
+    // Ctrl-C, SIGTERM or SIGHUP stops the flow at its next step; `finally` still runs, so
+    // cleanup happens.
     let interrupted = Arc::new(AtomicBool::new(false));
     let report = tokio.block_on(async {
         let flag = interrupted.clone();
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("interrupted: stopping before the next step; finally steps still run");
-                flag.store(true, Ordering::Relaxed);
-            }
+            let why = flowrun::signals::stop_requested().await;
+            eprintln!("{why}: stopping before the next step; finally steps still run");
+            flag.store(true, Ordering::Relaxed);
         });
-        engine
-            .run_until(inputs.clone(), &observer, Some(&interrupted))
+        let run = engine.run_until(inputs.clone(), &observer, Some(&interrupted));
+        // A panic inside the run is its failure, reported like any other (exit 1).
+        futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(run))
             .await
+            .unwrap_or_else(|panic| {
+                RunReport::crashed(
+                    &engine.flow().flow.name,
+                    flowrun::engine::panic_message(panic.as_ref()),
+                )
+            })
     });
     terminal.finish(&report);
     write_reports(&args, &report, &inputs, &runtime)?;

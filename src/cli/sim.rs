@@ -62,7 +62,7 @@ pub fn run(args: Args) -> u8 {
             "State: GET {0}/sim/state   Reset: POST {0}/sim/reset",
             running.base_url()
         );
-        let _ = tokio::signal::ctrl_c().await;
+        let _ = flowrun::signals::stop_requested().await;
         exit::OK
     })
 }

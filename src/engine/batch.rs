@@ -10,8 +10,10 @@
 use super::inputs::InputRules;
 use super::outcome::{Outcome, Quiet, RunReport, StepStatus};
 use super::run::Engine;
+use futures_util::FutureExt;
 use hdrhistogram::Histogram;
 use serde_json::{Map, Value, json};
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -157,20 +159,33 @@ impl Crew {
         let number = job.number;
         match job.inputs {
             Err(error) => {
-                let error = format!("line {number}: {error}");
-                self.tally().add(Err(&error));
-                (self.on_result)(result_line(number, Err(&error)));
-            }
-            Ok(inputs) => {
-                let report = self.engine.run_until(inputs, &Quiet, Some(&self.stop)).await;
-                let line = self
+                let error = self
                     .engine
                     .flow()
                     .runtime
                     .secrets
-                    .redact_json(&result_line(number, Ok(&report)));
-                self.tally().add(Ok(&report));
-                (self.on_result)(line);
+                    .redact(&format!("line {number}: {error}"))
+                    .into_owned();
+                self.tally().add(Err(&error));
+                (self.on_result)(result_line(number, Err(&error)));
+            }
+            Ok(inputs) => {
+                let secrets = &self.engine.flow().runtime.secrets;
+                // A panic inside a run is that run's failure: its line is still accounted for.
+                let run = self.engine.run_until(inputs, &Quiet, Some(&self.stop));
+                match AssertUnwindSafe(run).catch_unwind().await {
+                    Ok(report) => {
+                        let line = secrets.redact_json(&result_line(number, Ok(&report)));
+                        self.tally().add(Ok(&report));
+                        (self.on_result)(line);
+                    }
+                    Err(panic) => {
+                        let error = format!("line {number}: {}", super::panic_message(panic.as_ref()));
+                        let error = secrets.redact(&error).into_owned();
+                        self.tally().add(Err(&error));
+                        (self.on_result)(result_line(number, Err(&error)));
+                    }
+                }
             }
         }
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -256,7 +271,8 @@ where
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         t
     });
-    let mut lines = lines.lines();
+    let mut lines = lines;
+    let mut buffer = Vec::new();
     let mut number = 0u64;
     let mut tasks = tokio::task::JoinSet::new();
     let mut interrupted = false;
@@ -269,27 +285,27 @@ where
         let Ok(permit) = slots.clone().acquire_owned().await else {
             break;
         };
-        let line = match lines.next_line().await {
-            Ok(Some(line)) => line,
+        let read = next_line(&mut lines, &mut buffer).await;
+        number += 1;
+        let inputs = match read {
             Ok(None) => break,
+            Ok(Some(Line::Text(line))) if line.trim().is_empty() => continue,
+            Ok(Some(Line::Text(line))) => parse_line(&engine, &rules, &line, &base, &overrides),
+            // A line that cannot be read as text fails alone; the others go on.
+            Ok(Some(Line::Unreadable(why))) => Err(why),
             Err(e) => {
-                number += 1;
                 let error = format!("line {number}: cannot read input: {e}");
                 local.tally().add(Err(&error));
                 on_result(result_line(number, Err(&error)));
                 break;
             }
         };
-        number += 1;
-        if line.trim().is_empty() {
-            continue;
-        }
         if let Some(t) = ticker.as_mut() {
             t.tick().await;
         }
         let job = Job {
             number,
-            inputs: parse_line(&engine, &rules, &line, &base, &overrides),
+            inputs,
             _permit: permit,
         };
         // The least busy worker takes the run; the reading thread's own runtime first on a tie.
@@ -335,6 +351,63 @@ where
         steps: tally.steps,
         interrupted,
     }
+}
+
+/// The longest input line read; a longer one fails alone (its bytes are skipped, not kept).
+pub const MAX_LINE: usize = 16 * 1024 * 1024;
+
+/// One line of input, as read.
+enum Line {
+    Text(String),
+    /// Not UTF-8, or longer than [`MAX_LINE`]: why.
+    Unreadable(String),
+}
+
+/// Reads the next line (without its `\n` or `\r\n`) into `buffer`, keeping at most
+/// [`MAX_LINE`] bytes of it. `None` at the end of the input.
+async fn next_line<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    buffer: &mut Vec<u8>,
+) -> std::io::Result<Option<Line>> {
+    buffer.clear();
+    let mut total = 0usize;
+    loop {
+        let chunk = reader.fill_buf().await?;
+        if chunk.is_empty() {
+            if total == 0 {
+                return Ok(None);
+            }
+            break;
+        }
+        let (take, done) = match chunk.iter().position(|b| *b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        if buffer.len() < MAX_LINE {
+            let keep = take.min(MAX_LINE - buffer.len());
+            buffer.extend_from_slice(&chunk[..keep]);
+        }
+        total += take;
+        reader.consume(take);
+        if done {
+            break;
+        }
+    }
+    if total > MAX_LINE {
+        return Ok(Some(Line::Unreadable(format!(
+            "the line is {total} bytes long, more than the {MAX_LINE} a line may hold"
+        ))));
+    }
+    while buffer.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        buffer.pop();
+    }
+    Ok(Some(match std::str::from_utf8(buffer) {
+        Ok(text) => Line::Text(text.to_string()),
+        Err(e) => Line::Unreadable(format!(
+            "not UTF-8 text (an invalid byte at offset {})",
+            e.valid_up_to()
+        )),
+    }))
 }
 
 /// One input line: a JSON object, merged over `base` and under `overrides`, then checked.

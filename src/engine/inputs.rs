@@ -118,10 +118,8 @@ impl InputRules {
                     if let Some(problem) = validator.as_ref().and_then(|val| violation(input, val, v)) {
                         errors.push(err(format!("input `{name}` {problem}"), None));
                     }
-                    if input.secret
-                        && let Some(s) = v.as_str()
-                    {
-                        secrets.add(s);
+                    if input.secret {
+                        secrets.add_json(v);
                     }
                 }
                 None => match &input.default {

@@ -12,4 +12,15 @@ pub mod retry;
 mod run;
 
 pub use compile::{CompiledFlow, compile};
+pub use run::short as short_duration;
 pub use run::{Engine, RunError};
+
+/// What a panic inside a run said, as a run's failure reads it.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let what = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into());
+    format!("flowrun failed inside this run (a bug in flowrun; please report it): {what}")
+}

@@ -92,6 +92,21 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// The report of a run that ended in a panic: failed, with nothing known of its steps.
+    pub fn crashed(flow: &str, error: String) -> Self {
+        RunReport {
+            flow: flow.to_string(),
+            vars: Map::new(),
+            outcome: Outcome::Failed {
+                step: "(run)".into(),
+                error,
+            },
+            steps: Vec::new(),
+            outputs: Map::new(),
+            duration: Duration::ZERO,
+        }
+    }
+
     pub fn requests_sent(&self) -> usize {
         self.steps.iter().map(|s| s.attempts.len()).sum()
     }

@@ -112,10 +112,11 @@ impl Engine {
         stop: Option<&std::sync::atomic::AtomicBool>,
     ) -> RunReport {
         let started = Instant::now();
-        let deadline = self.flow.flow.deadline.map(|d| started + d);
+        let deadline = self.flow.flow.deadline.and_then(|d| started.checked_add(d));
         let mut run = Run {
             engine: self,
             observer,
+            stop,
             deadline,
             inputs: Scope::new(Value::Object(inputs)),
             vars: Scope::default(),
@@ -145,9 +146,7 @@ impl Engine {
             run.vars = Scope::new(Value::Object(vars));
         }
         for step in &self.flow.steps {
-            if run.outcome == Outcome::Passed
-                && stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed))
-            {
+            if run.outcome == Outcome::Passed && run.stopping() {
                 let error = "stopped before this step (interrupted)".to_string();
                 run.outcome = Outcome::Failed {
                     step: step.id.clone(),
@@ -159,6 +158,17 @@ impl Engine {
                 continue;
             }
             run.step(step, Phase::Steps).await;
+        }
+        // Interrupted during the last step: it finished, but the run was still asked to stop,
+        // and a stopped run is not a passed one.
+        if run.outcome == Outcome::Passed
+            && run.stopping()
+            && let Some(last) = self.flow.steps.last()
+        {
+            run.outcome = Outcome::Failed {
+                step: last.id.clone(),
+                error: "interrupted during this step (it finished; no step was left to skip)".into(),
+            };
         }
         for step in &self.flow.finally {
             run.step(step, Phase::Finally).await;
@@ -195,6 +205,22 @@ impl Engine {
     }
 }
 
+/// A duration as people write it: `27h46m40s`, `5s`, `250ms`.
+pub fn short(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs == 0 {
+        return format!("{}ms", d.as_millis());
+    }
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let mut out = String::new();
+    for (n, unit) in [(h, "h"), (m, "m"), (s, "s")] {
+        if n > 0 || (unit == "s" && out.is_empty()) {
+            out.push_str(&format!("{n}{unit}"));
+        }
+    }
+    out
+}
+
 fn value_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
@@ -220,6 +246,8 @@ fn initial_steps(flow: &CompiledFlow) -> BTreeMap<String, Scope> {
 struct Run<'a> {
     engine: &'a Engine,
     observer: &'a dyn Observer,
+    /// Set when the run is asked to stop (Ctrl-C, a termination signal, `--force`).
+    stop: Option<&'a std::sync::atomic::AtomicBool>,
     deadline: Option<Instant>,
     /// The inputs and each step's values, as expressions read them.
     inputs: Scope,
@@ -271,6 +299,27 @@ impl Ended {
 impl Run<'_> {
     fn ctx<'s>(&'s self, response: Option<&'s Scope>) -> Context<'s> {
         self.ctx_with(&self.vars, response)
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop
+            .is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Waits `wait`, or less if the run is asked to stop meanwhile: `false` then.
+    async fn pause(&self, wait: Duration) -> bool {
+        const SLICE: Duration = Duration::from_millis(50);
+        let until = Instant::now().checked_add(wait);
+        loop {
+            if self.stopping() {
+                return false;
+            }
+            let left = until.map_or(SLICE, |u| u.saturating_duration_since(Instant::now()));
+            if left.is_zero() {
+                return true;
+            }
+            tokio::time::sleep(left.min(SLICE)).await;
+        }
     }
 
     fn ctx_with<'s>(&'s self, vars: &'s Scope, response: Option<&'s Scope>) -> Context<'s> {
@@ -571,10 +620,35 @@ impl Run<'_> {
                     Some(_) => Err((reason, attempts)),
                 };
             };
+            let left = self.deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            // A wait the server asks for (`Retry-After`) is obeyed only within the step's own
+            // bounds: a server must not hold a run for hours.
+            if let Some(asked) = wait_hint {
+                let bounds = [
+                    (
+                        step.retry.max,
+                        format!("the retry's max of {}", short(step.retry.max)),
+                    ),
+                    (
+                        step.timeout,
+                        format!("the step's timeout of {}", short(step.timeout)),
+                    ),
+                ];
+                let bound = bounds
+                    .into_iter()
+                    .chain(left.map(|l| (l, "the time left before the flow's deadline".into())))
+                    .filter(|(limit, _)| asked > *limit)
+                    .min_by_key(|(limit, _)| *limit);
+                if let Some((_, what)) = bound {
+                    let error = format!(
+                        "{reason}; the server asked to wait {} before retrying, more than {what}",
+                        short(asked)
+                    );
+                    return Err((error, attempts));
+                }
+            }
             let wait = wait_hint.unwrap_or(backoff);
-            if let Some(d) = self.deadline
-                && Instant::now() + wait >= d
-            {
+            if left.is_some_and(|l| wait >= l) {
                 return match error {
                     None => Ok(attempts),
                     Some(_) => Err((
@@ -584,7 +658,9 @@ impl Run<'_> {
                 };
             }
             self.observer.retry_scheduled(&step.id, wait, &reason);
-            tokio::time::sleep(wait).await;
+            if !self.pause(wait).await {
+                return Err((format!("{reason}; interrupted while waiting to retry"), attempts));
+            }
         }
     }
 }

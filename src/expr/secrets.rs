@@ -13,17 +13,41 @@ pub const MASK: &str = "***";
 pub struct Secrets(Arc<RwLock<Vec<String>>>);
 
 impl Secrets {
-    /// Registers `value`; empty values are ignored (they would mask every position).
+    /// Registers `value`, with every form flowrun itself may give it on the way out (see
+    /// [`encodings`]); empty values are ignored (they would mask every position).
     pub fn add(&self, value: &str) {
         if value.is_empty() {
             return;
         }
         let mut list = self.0.write().unwrap_or_else(|e| e.into_inner());
-        if !list.iter().any(|v| v == value) {
-            list.push(value.to_string());
-            // Longest first, so a secret that contains another is masked whole.
-            list.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        if list.iter().any(|v| v == value) {
+            return;
         }
+        for form in encodings(value) {
+            if !list.contains(&form) {
+                list.push(form);
+            }
+        }
+        // Longest first, so a secret that contains another is masked whole.
+        list.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    }
+
+    /// Registers every string and number inside a JSON value (a secret input of any type).
+    pub fn add_json(&self, value: &serde_json::Value) {
+        use serde_json::Value;
+        match value {
+            Value::String(s) => self.add(s),
+            Value::Number(n) => self.add(&n.to_string()),
+            Value::Array(items) => items.iter().for_each(|v| self.add_json(v)),
+            Value::Object(map) => map.values().for_each(|v| self.add_json(v)),
+            // `true` or `null` cannot be told apart from any other.
+            Value::Bool(_) | Value::Null => {}
+        }
+    }
+
+    fn is_secret(&self, text: &str) -> bool {
+        let list = self.0.read().unwrap_or_else(|e| e.into_inner());
+        list.iter().any(|v| v == text)
     }
 
     /// `text` with every registered secret replaced by `***`.
@@ -43,6 +67,8 @@ impl Secrets {
         use serde_json::Value;
         match value {
             Value::String(s) => Value::String(self.redact(s).into_owned()),
+            // A secret number is a number only in JSON: the mask is text.
+            Value::Number(n) if self.is_secret(&n.to_string()) => Value::String(MASK.into()),
             Value::Array(a) => Value::Array(a.iter().map(|v| self.redact_json(v)).collect()),
             Value::Object(m) => Value::Object(
                 m.iter()
@@ -52,6 +78,24 @@ impl Secrets {
             other => other.clone(),
         }
     }
+}
+
+/// The forms a secret can take in what flowrun writes: as it is, percent-encoded in a URL path,
+/// form-encoded in a query or form body (`!` → `%21`, space → `+`), and escaped inside a JSON
+/// string. Multipart parts carry the value as it is.
+fn encodings(value: &str) -> Vec<String> {
+    let mut forms = vec![value.to_string()];
+    forms.push(form_urlencoded::byte_serialize(value.as_bytes()).collect());
+    if let Ok(mut url) = url::Url::parse("http://host/") {
+        url.set_path(value);
+        forms.push(url.path().trim_start_matches('/').to_string());
+    }
+    if let Ok(json) = serde_json::to_string(value) {
+        forms.push(json[1..json.len() - 1].to_string());
+    }
+    forms.retain(|f| !f.is_empty());
+    forms.dedup();
+    forms
 }
 
 #[cfg(test)]
@@ -68,6 +112,25 @@ mod tests {
         assert_eq!(
             s.redact_json(&serde_json::json!({"h": ["Bearer tok-123"], "tok": 1})),
             serde_json::json!({"h": ["Bearer ***"], "***": 1})
+        );
+    }
+
+    #[test]
+    fn every_encoding_flowrun_applies_is_masked() {
+        let s = Secrets::default();
+        // Real Salesforce tokens hold `!`; this one also a space, a quote and a slash.
+        s.add("00D!tok en\"/x");
+        for shown in [
+            "?access_token=00D%21tok+en%22%2Fx",
+            "/api/00D!tok%20en%22/x",
+            r#"{"t":"00D!tok en\"/x"}"#,
+        ] {
+            assert!(!s.redact(shown).contains("00D"), "{shown} → {}", s.redact(shown));
+        }
+        s.add_json(&serde_json::json!(918273));
+        assert_eq!(
+            s.redact_json(&serde_json::json!({"pin": 918273, "other": 5, "text": "pin 918273"})),
+            serde_json::json!({"pin": "***", "other": 5, "text": "pin ***"})
         );
     }
 }

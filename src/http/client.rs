@@ -117,9 +117,35 @@ impl HttpTransport {
 fn classify(e: hyper_util::client::legacy::Error) -> TransportError {
     if e.is_connect() {
         TransportError::Connect(innermost(&e))
+    } else if closed_early(&e) {
+        TransportError::Reset(innermost(&e))
     } else {
         TransportError::Other(innermost(&e))
     }
+}
+
+/// Whether the connection went away before a response began: the server closed or reset it
+/// (typically a kept-alive one it had dropped meanwhile).
+fn closed_early(e: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if let Some(h) = c.downcast_ref::<hyper::Error>()
+            && (h.is_incomplete_message() || h.is_canceled())
+        {
+            return true;
+        }
+        if let Some(io) = c.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+            )
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// The innermost cause says what happened ("Connection refused"); the outer layers only say
@@ -191,6 +217,59 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(plain.status, 200);
+    }
+
+    /// A server that answers the first request of a connection, keeps it open without saying
+    /// `Connection: close`, then drops it when the next request comes on it.
+    async fn closes_reused_connections() -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    if socket.read(&mut buf).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let _ = socket
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .await;
+                    // The second request on this connection: read it, answer nothing.
+                    let _ = socket.read(&mut buf).await;
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_reused_connection_closed_by_the_server_is_a_retryable_reset() {
+        let addr = closes_reused_connections().await;
+        let transport = HttpTransport::new(DEFAULT_MAX_BODY).unwrap();
+        let timeout = Duration::from_secs(5);
+        let first = transport
+            .send(&get(format!("http://{addr}/")), timeout)
+            .await
+            .unwrap();
+        assert_eq!(first.status, 200);
+        let error = transport
+            .send(&get(format!("http://{addr}/")), timeout)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, TransportError::Reset(_)), "{error:?}");
+        assert!(error.is_retryable());
+        assert!(
+            error
+                .to_string()
+                .starts_with("the connection closed before an answer came: "),
+            "{error}"
+        );
+        // Sent again, it goes over a new connection and is answered.
+        let again = transport
+            .send(&get(format!("http://{addr}/")), timeout)
+            .await
+            .unwrap();
+        assert_eq!(again.status, 200);
     }
 
     #[tokio::test]

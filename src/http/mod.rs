@@ -83,15 +83,23 @@ impl HttpResponse {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TransportError {
     Connect(String),
+    /// The connection closed before an answer came: most often a reused keep-alive connection
+    /// the server had already dropped. The request can be sent again, identical.
+    Reset(String),
     Timeout(Duration),
-    TooLarge { limit: usize },
+    TooLarge {
+        limit: usize,
+    },
     Other(String),
 }
 
 impl TransportError {
-    /// Connect errors and timeouts may succeed on another attempt; the rest will not.
+    /// Connect errors, resets and timeouts may succeed on another attempt; the rest will not.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, TransportError::Connect(_) | TransportError::Timeout(_))
+        matches!(
+            self,
+            TransportError::Connect(_) | TransportError::Reset(_) | TransportError::Timeout(_)
+        )
     }
 }
 
@@ -99,6 +107,7 @@ impl std::fmt::Display for TransportError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             TransportError::Connect(e) => write!(f, "could not connect: {e}"),
+            TransportError::Reset(e) => write!(f, "the connection closed before an answer came: {e}"),
             TransportError::Timeout(d) => write!(f, "no response within {} ms", d.as_millis()),
             TransportError::TooLarge { limit } => {
                 write!(

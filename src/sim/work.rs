@@ -63,7 +63,7 @@ impl Service {
         let accept_at = self
             .config
             .accept_work_after_ms
-            .map(|ms| Instant::now() + Duration::from_millis(ms));
+            .and_then(|ms| Instant::now().checked_add(Duration::from_millis(ms)));
         self.state.agent_work.push(AgentWork {
             agent_work_id: agent_work_id.clone(),
             user_id: user,
