@@ -148,7 +148,7 @@ fn junit_lists_every_case() {
     let out = flowrun(&["test", "flows", "--junit", "junit.xml"], dir.path());
     assert_eq!(out.status.code(), Some(0));
     let xml = std::fs::read_to_string(dir.path().join("junit.xml")).unwrap();
-    assert_eq!(xml.matches("<testcase ").count(), 15, "{xml}");
+    assert_eq!(xml.matches("<testcase ").count(), 16, "{xml}");
     assert!(
         xml.contains(r#"<testsuite name="flows/tests/transfer.test.yaml" tests="4""#),
         "{xml}"

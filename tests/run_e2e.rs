@@ -420,3 +420,27 @@ async fn a_reset_reused_connection_is_retried_with_the_same_request() {
         "the same request, RequestId included"
     );
 }
+
+/// A 2xx whose body is not JSON (a proxy's HTML page): the failure says so, instead of only
+/// naming a field it could not find.
+#[tokio::test]
+async fn a_success_whose_body_is_not_json_says_so() {
+    let server = wiremock::MockServer::start().await;
+    Mock::given(wiremock::matchers::path("/api/v1/interactions"))
+        .respond_with(ResponseTemplate::new(202).set_body_string("<html>Gateway says hello</html>"))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    mount_happy(&server).await;
+    let report = run_inbound(&server, json!({})).await;
+    let Outcome::Failed { step, error } = &report.outcome else {
+        panic!("{:?}", report.outcome)
+    };
+    assert_eq!(step, "interaction");
+    assert!(
+        error.ends_with(
+            "flows/inbound.yaml:76: `response.body.success` is undefined (the response body is not JSON: `<html>Gateway says hello</html>`)"
+        ),
+        "{error}"
+    );
+}

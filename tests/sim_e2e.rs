@@ -234,3 +234,53 @@ async fn an_expired_token_is_refreshed_through_the_simulator_s_jwt_endpoint() {
     // The second call's token had expired: 401, one refresh, one retry.
     assert_eq!(steps(&report), ["first ok x1", "second ok x2"]);
 }
+
+/// An attachment past what the simulator reads (the API's limit is 25 MB) is 10008, not an
+/// "empty body".
+#[tokio::test]
+async fn an_attachment_over_the_limit_is_10008() {
+    use flowrun::http::{Part, PartContent};
+    let (running, env) = sim(SimConfig::default());
+    let header = |name: &str| env.iter().find(|(k, _)| k == name).unwrap().1.clone();
+    let json = json!({"to": "+15550100", "from": "+15550999", "interactions": [{"timestamp": 1,
+        "interactionType": "AttachmentInteraction", "id": "a-1", "attachmentIndex": 0, "contentLength": 27_000_000}]});
+    let request = HttpRequest {
+        step: String::new(),
+        method: "POST".into(),
+        url: format!("{}/api/v1/interactions", running.base_url()),
+        headers: vec![
+            (
+                "Authorization".into(),
+                format!("Bearer {}", header("SF_ACCESS_TOKEN")),
+            ),
+            ("OrgId".into(), header("SF_ORG_ID")),
+            ("AuthorizationContext".into(), header("SF_AUTHORIZATION_CONTEXT")),
+            ("RequestId".into(), "5e550000-0000-4000-8000-00000000abcd".into()),
+        ],
+        body: Body::Multipart(vec![
+            Part {
+                name: "json".into(),
+                content_type: "application/json".into(),
+                filename: None,
+                content: PartContent::Json(json),
+            },
+            Part {
+                name: "attachments".into(),
+                content_type: "image/png".into(),
+                filename: Some("big.png".into()),
+                content: PartContent::File {
+                    path: "big.png".into(),
+                    bytes: vec![7; 27_000_000],
+                },
+            },
+        ]),
+    };
+    let transport = HttpTransport::new(DEFAULT_MAX_BODY).unwrap();
+    let response = transport.send(&request, Duration::from_secs(20)).await.unwrap();
+    let body: Value = serde_json::from_slice(&response.body).unwrap();
+    assert_eq!(
+        (response.status, body["code"].clone()),
+        (413, json!(10008)),
+        "{body}"
+    );
+}

@@ -51,6 +51,20 @@ fn interactions(to: &str, from: &str, interaction: Value, files: &[&[u8]]) -> Si
     }
 }
 
+/// `POST /interactions` whose `json` part is `json`, as it is.
+fn raw_interactions(json: Value) -> SimRequest {
+    SimRequest {
+        method: "POST".into(),
+        path: "/api/v1/interactions".into(),
+        headers: headers(),
+        body: SimBody::Multipart(vec![(
+            "json".into(),
+            Some("application/json".into()),
+            serde_json::to_vec(&json).unwrap(),
+        )]),
+    }
+}
+
 /// An EntryInteraction with `payload`.
 fn entry(payload: Value) -> Value {
     json!({"timestamp": 1700000000000i64, "interactionType": "EntryInteraction", "payload": payload})
@@ -103,10 +117,16 @@ fn offer(user: &str) -> SimRequest {
 }
 
 fn work_update(work_id: &str, context: &str, status: &str) -> SimRequest {
-    json_req(
+    let r = json_req(
         "PATCH",
         "agentWork",
         json!({"workId": work_id, "contextType": context, "status": status}),
+    );
+    // Required on this operation alone.
+    with_header(
+        r,
+        "authorizationcontexttype",
+        Some("ConversationChannelDefinition"),
     )
 }
 
@@ -272,8 +292,14 @@ fn every_modelled_error_code_for_the_request_that_earns_it_in_the_described_shap
         case("empty to", message("", "+1555", json!("hi")), 10027, 400),
         case("empty from", message("+15550100", "", json!("hi")), 10028, 400),
         case(
-            "bad interaction list",
+            "a text that is not text",
             message("+15550100", "+1555", json!(5)),
+            10045,
+            400,
+        ),
+        case(
+            "an empty interaction list",
+            raw_interactions(json!({"to": "+15550100", "from": "+1555", "interactions": []})),
             10029,
             400,
         ),
@@ -313,6 +339,60 @@ fn every_modelled_error_code_for_the_request_that_earns_it_in_the_described_shap
             10038,
             400,
         ),
+        case(
+            "a message type an end user does not send",
+            interactions(
+                "+15550100",
+                "+1555",
+                entry(json!({"id": "i", "entryType": "Message",
+                "abstractMessage": {"messageType": "ChoicesMessage", "id": "i"}})),
+                &[],
+            ),
+            10062,
+            400,
+        ),
+        case(
+            "an unknown message type",
+            interactions(
+                "+15550100",
+                "+1555",
+                entry(json!({"id": "i", "entryType": "Message",
+                "abstractMessage": {"messageType": "Bogus", "id": "i"}})),
+                &[],
+            ),
+            10047,
+            400,
+        ),
+        case(
+            "an unknown format type",
+            interactions(
+                "+15550100",
+                "+1555",
+                entry(json!({"id": "i", "entryType": "Message",
+                "abstractMessage": {"messageType": "StaticContentMessage", "id": "i", "staticContent": {"formatType": "Bogus", "text": "hi"}}})),
+                &[],
+            ),
+            10048,
+            400,
+        ),
+        case(
+            "a text message without its text",
+            interactions(
+                "+15550100",
+                "+1555",
+                entry(json!({"id": "i", "entryType": "Message",
+                "abstractMessage": {"messageType": "StaticContentMessage", "id": "i", "staticContent": {"formatType": "Text"}}})),
+                &[],
+            ),
+            10045,
+            400,
+        ),
+        case(
+            "a `from` longer than 255 characters",
+            message("+15550100", &"1".repeat(256), json!("hi")),
+            10028,
+            400,
+        ),
         case("attachment without its file", attachment(4, &[]), 10011, 400),
         case(
             "attachment with two files",
@@ -326,6 +406,16 @@ fn every_modelled_error_code_for_the_request_that_earns_it_in_the_described_shap
             attachment(5, &[b"abcd"]),
             10051,
             400,
+        ),
+        case(
+            "unknown token on consent: its own shape too",
+            with_header(
+                consent("OptedOut", "+15550999"),
+                "authorization",
+                Some("Bearer nope"),
+            ),
+            10004,
+            401,
         ),
         // PATCH /consent (its error answers have the ConsentResponse shape)
         case(
@@ -367,6 +457,16 @@ fn every_modelled_error_code_for_the_request_that_earns_it_in_the_described_shap
             400,
         ),
         case("route: neither flow nor queue", route(json!({})), 10030, 400),
+        case(
+            "route: an unknown top-level field",
+            json_req(
+                "POST",
+                "route",
+                json!({"conversationIdentifier": CONVERSATION, "routingType": "Initial", "routingInfo": {"queueId": QUEUE}, "bogus": 1}),
+            ),
+            10100,
+            400,
+        ),
         case(
             "route: no routingInfo and the channel names no queue",
             json_req(
@@ -427,6 +527,13 @@ fn every_modelled_error_code_for_the_request_that_earns_it_in_the_described_shap
         ),
         case("agent work: unknown user", offer("0055g000000Nope"), 15106, 400),
         case(
+            "agent work: a routing context of another conversation",
+            agent_work(json!({"userId": AGENT, "workItemId": WORK_ITEM,
+                "routingContext": {"conversationIdentifier": "5e550000-0000-4000-8000-00000000beef", "routingType": "Transfer", "routingCorrelationId": "e-1"}})),
+            15107,
+            400,
+        ),
+        case(
             "agent work: no PSR and no routing context",
             offer(AGENT),
             10089,
@@ -440,6 +547,26 @@ fn every_modelled_error_code_for_the_request_that_earns_it_in_the_described_shap
         )
         .after(vec![to_queue(), offer(AGENT)]),
         // PATCH /agentWork
+        case(
+            "agent work update: no AuthorizationContextType",
+            with_header(
+                work_update("0Bz000000000003", "Agent", "Accept"),
+                "authorizationcontexttype",
+                None,
+            ),
+            10016,
+            400,
+        ),
+        case(
+            "agent work update: a bad AuthorizationContextType",
+            with_header(
+                work_update("0Bz000000000003", "Agent", "Accept"),
+                "authorizationcontexttype",
+                Some("Agent"),
+            ),
+            10093,
+            400,
+        ),
         case(
             "agent work update: unknown work",
             work_update("0Bz000000000Nop", "Agent", "Accept"),
@@ -547,7 +674,8 @@ fn every_modelled_error_code_for_the_request_that_earns_it_in_the_described_shap
             let a = service.handle(r);
             assert!(a.status < 300, "{}: setup {} answered {a:?}", c.what, label(r));
         }
-        let consent = c.request.path.ends_with("/consent");
+        // Consent and acknowledgement answer errors in their own response shape.
+        let consent = c.request.path.ends_with("/consent") || c.request.path.ends_with("/acknowledgement");
         for round in 1..=2 {
             let a = service.handle(&c.request);
             let shape = if consent {
@@ -592,6 +720,16 @@ fn every_modelled_operation_answers_its_documented_success() {
                     json!({"id": "f", "entryType": "MessageDeliveryFailed", "errorCode": "E1", "failedConversationEntryIdentifier": "e-9",
                     "recipient": {"appType": "custom", "subject": "+15550123", "role": "EndUser"}}),
                 ),
+                &[],
+            ),
+        ),
+        (
+            vec![],
+            interactions(
+                "+15550100",
+                "+15550123",
+                entry(json!({"id": "c", "entryType": "Message",
+                "abstractMessage": {"messageType": "ChoicesResponseMessage", "id": "c"}})),
                 &[],
             ),
         ),
@@ -861,4 +999,45 @@ fn a_body_the_schema_refuses_and_no_rule_covers_is_malformed() {
     }
     let a = s.handle(&ack);
     assert_eq!(code_of(&a.body), Some(10100), "{}", a.body);
+}
+
+/// The state is capped (oldest first, ended conversations before open ones) and read in pages:
+/// a million interactions must not grow the simulator without bound.
+#[test]
+fn the_state_is_capped_and_paged() {
+    let mut s = Service::new(config_with(|c| c.max_records = Some(3)));
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let a = s.handle(&message("+15550100", &format!("+1555000000{n}"), json!("hi")));
+        ids.push(a.body["conversationIdentifier"].as_str().unwrap().to_string());
+    }
+    // The seeded conversation went to make room; end the second of ours.
+    assert_eq!(s.state.conversations.len(), 3);
+    assert!(!s.state.conversations.contains_key(CONVERSATION));
+    let end = json_req(
+        "POST",
+        "messagingSession",
+        json!({"channelAddressIdentifier": "+15550100", "endUserClientId": "+15550000001",
+            "conversationIdentifier": ids[1], "operation": "End"}),
+    );
+    assert_eq!(s.handle(&end).status, 200);
+    s.handle(&message("+15550100", "+15550000009", json!("hi")));
+    let kept: Vec<&String> = s.state.conversations.keys().collect();
+    assert_eq!(kept.len(), 3);
+    assert!(!kept.contains(&&ids[1]), "the ended one went first");
+    assert!(kept.contains(&&ids[0]));
+    for n in 0..10 {
+        s.handle(&routing_result(true, None));
+        s.handle(&message("+15550100", &format!("+1555111111{n}"), json!("hi")));
+    }
+    let page = s.state.page(0, 2);
+    assert_eq!(page["conversations"].as_object().unwrap().len(), 2);
+    assert_eq!(page["page"]["totals"]["conversations"], json!(3));
+    assert!(page["page"]["totals"]["endUsers"].as_u64().unwrap() <= 3);
+    assert_eq!(
+        page["page"]["totals"]["routingResults"],
+        json!(0),
+        "all failed: no conversation"
+    );
+    assert_eq!(s.state.page(2, 2)["conversations"].as_object().unwrap().len(), 1);
 }

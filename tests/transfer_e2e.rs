@@ -135,7 +135,7 @@ async fn both_orders_and_every_target_against_the_simulator() {
         assert_eq!(state.routing_results.len(), 1, "{flow} {target}");
         assert_eq!(state.routing_results[0]["success"], json!(true));
         let psr = state.psrs.get(common::CONVERSATION);
-        let work = state.agent_work.first();
+        let work = state.agent_work.front();
         match target {
             "queue" | "flow" => {
                 assert_eq!(psr.unwrap().routing_type, "Transfer", "{flow} {target}");

@@ -479,11 +479,16 @@ impl Run<'_> {
         }
         let resp = Scope::new(response_json(response));
         let ctx = self.ctx_with(vars, Some(&resp));
+        // An expression over a body that is not JSON fails on a field it cannot find: say why.
+        let unreadable = |message: String| match not_json(&response.body) {
+            Some(note) => format!("{message} ({note})"),
+            None => message,
+        };
         for (text, id) in &step.asserts {
             match flow.templates.truth(*id, &ctx) {
                 Ok(true) => {}
-                Ok(false) => return fail(format!("assertion failed: `{text}`"), attempts),
-                Err(e) => return fail(e.to_string(), attempts),
+                Ok(false) => return fail(unreadable(format!("assertion failed: `{text}`")), attempts),
+                Err(e) => return fail(unreadable(e.to_string()), attempts),
             }
         }
         let mut saved = Map::new();
@@ -492,7 +497,7 @@ impl Run<'_> {
                 Ok(v) => {
                     saved.insert(name.clone(), v);
                 }
-                Err(e) => return fail(format!("save `{name}`: {e}"), attempts),
+                Err(e) => return fail(unreadable(format!("save `{name}`: {e}")), attempts),
             }
         }
         let status = match step.stop_if.map(|c| self.truth(c, &ctx)) {
@@ -705,6 +710,18 @@ fn response_json(resp: &HttpResponse) -> Value {
         .map(|(k, v)| (k.to_ascii_lowercase(), Value::String(v.clone())))
         .collect();
     json!({ "status": resp.status, "headers": headers, "body": resp.body_value() })
+}
+
+/// Words for a response body that is not JSON (`the response body is not JSON: <html>...`).
+fn not_json(body: &[u8]) -> Option<String> {
+    if body.is_empty() {
+        return Some("the response body is empty".into());
+    }
+    serde_json::from_slice::<serde::de::IgnoredAny>(body).err()?;
+    let text = String::from_utf8_lossy(body);
+    let start: String = text.chars().take(60).collect();
+    let more = if text.chars().count() > 60 { "…" } else { "" };
+    Some(format!("the response body is not JSON: `{start}{more}`"))
 }
 
 /// `: 15103 Cannot route ...` from an API error body, for failure messages.

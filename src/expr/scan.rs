@@ -13,7 +13,14 @@ pub fn code_regions(template: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let mut rest = template;
     let mut in_raw = false;
-    while let Some(open) = rest.find("{{").into_iter().chain(rest.find("{%")).min() {
+    // One pass: the next `{{` or `{%`, found by looking at each `{` once (searching for each
+    // opener separately rescans the rest of a long template for every region).
+    let opener = |t: &str| {
+        t.match_indices('{')
+            .map(|(i, _)| i)
+            .find(|&i| matches!(t.as_bytes().get(i + 1), Some(b'{' | b'%')))
+    };
+    while let Some(open) = opener(rest) {
         let close_tag = if rest[open..].starts_with("{{") {
             "}}"
         } else {
@@ -34,6 +41,64 @@ pub fn code_regions(template: &str) -> Vec<&str> {
         rest = &rest[open + 2 + close + 2..];
     }
     out
+}
+
+/// The most operators one expression (or one `{{ }}` / `{% %}` of a template) may hold.
+/// MiniJinja parses and evaluates expressions recursively: tens of thousands of `not`s, `+`s
+/// or `|f`s overflow the stack. A flow's expressions hold a few dozen.
+pub const MAX_OPERATORS: usize = 300;
+
+/// How many operators `code` holds outside its string literals: punctuation (`+ - * / % ~ |
+/// . ( [ { , < > = !`) and the word operators (`not and or if else in is`).
+pub fn operator_count(code: &str) -> usize {
+    let bytes = code.as_bytes();
+    let mut count = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            q @ (b'"' | b'\'') => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != q {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'+' | b'-' | b'*' | b'/' | b'%' | b'~' | b'|' | b'.' | b'(' | b'[' | b'{' | b',' | b'<'
+            | b'>' | b'=' | b'!' => {
+                count += 1;
+                i += 1;
+            }
+            c if c.is_ascii_alphabetic() || c == b'_' => {
+                let start = i;
+                while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+                    i += 1;
+                }
+                if matches!(
+                    &code[start..i],
+                    "not" | "and" | "or" | "if" | "else" | "in" | "is"
+                ) {
+                    count += 1;
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    count
+}
+
+/// Why an expression or template is too complex to compile safely, if it is.
+pub fn too_complex(text: &str, template: bool) -> Option<String> {
+    let worst = if template {
+        code_regions(text)
+            .into_iter()
+            .map(operator_count)
+            .max()
+            .unwrap_or(0)
+    } else {
+        operator_count(text)
+    };
+    (worst > MAX_OPERATORS)
+        .then(|| format!("{worst} operators in one expression; at most {MAX_OPERATORS} are allowed"))
 }
 
 /// The filters and tests an expression names, skipping string literals.

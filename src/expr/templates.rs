@@ -117,6 +117,13 @@ impl Templates {
     ) -> Result<TemplateId, RenderError> {
         let id = TemplateId(self.entries.len());
         let file = self.file.clone();
+        if let Some(detail) = super::scan::too_complex(text, expr.is_none()) {
+            return Err(RenderError {
+                file,
+                line,
+                message: format!("expression too complex: {detail}"),
+            });
+        }
         let error = |e: minijinja::Error| RenderError {
             file: file.clone(),
             line,

@@ -273,6 +273,10 @@ impl<'a> Analyzer<'a> {
             return;
         }
         let span = self.doc.value_span(ptr);
+        if let Some(detail) = scan::too_complex(text, true) {
+            self.out.push(AnalyzeError::TooComplex { detail }.at(span));
+            return;
+        }
         match expr::check_environment().template_from_str(text) {
             Err(e) => self.syntax_error(span, text, &e, false),
             Ok(t) => {
@@ -287,6 +291,10 @@ impl<'a> Analyzer<'a> {
     fn expression(&mut self, ptr: &str, value: &Value, scope: Scope) {
         let Some(text) = value.as_str() else { return };
         let span = self.doc.value_span(ptr);
+        if let Some(detail) = scan::too_complex(text, false) {
+            self.out.push(AnalyzeError::TooComplex { detail }.at(span));
+            return;
+        }
         let trimmed = text.trim();
         if let Some(inner) = trimmed.strip_prefix("{{").and_then(|t| t.strip_suffix("}}")) {
             let key = if ptr.contains("/save/") {

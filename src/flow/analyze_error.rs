@@ -51,6 +51,9 @@ pub enum AnalyzeError {
         detail: String,
         expression: bool,
     },
+    TooComplex {
+        detail: String,
+    },
     BracesInExpression {
         key: String,
         inner: String,
@@ -156,6 +159,8 @@ impl AnalyzeError {
                 "`response` is not available here",
             )
             .with_hint("`response` can be read only in the step's own `expect`, `save` and `stop_if`; elsewhere, save the value and read `steps.<id>.<name>`"),
+            TooComplex { detail } => Diagnostic::error("too-complex", span, format!("expression too complex: {detail}"))
+                .with_hint("split it: compute parts in `vars` or `save` and combine those"),
             TemplateSyntax { detail, expression: false } => {
                 Diagnostic::error("template-syntax", span, format!("template syntax error: {detail}"))
                     .with_hint("templates use `{{ expression }}`; write `{% raw %}{{{% endraw %}` to send literal braces")

@@ -20,6 +20,9 @@ impl Severity {
     }
 }
 
+/// The most characters of a source line a diagnostic shows.
+const WINDOW: usize = 160;
+
 /// One problem found in a flow file, with where it is and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
@@ -79,21 +82,44 @@ impl Diagnostic {
         );
         if let Some(text) = source.line(start.line) {
             let gutter = start.line.to_string().len();
-            // Tabs are shown as one space so that the caret column matches the character column.
-            let shown: String = text.chars().map(|c| if c == '\t' { ' ' } else { c }).collect();
-            let line_len = shown.chars().count();
-            let width = if self.span.end.line == start.line && self.span.end.col > start.col {
-                self.span.end.col - start.col
+            // Tabs are shown as one space so that the caret column matches the character column;
+            // other control characters (a NUL byte) as `�`, never raw on a terminal.
+            let chars: Vec<char> = text
+                .trim_end()
+                .chars()
+                .map(|c| match c {
+                    '\t' => ' ',
+                    c if c.is_control() => '\u{FFFD}',
+                    c => c,
+                })
+                .collect();
+            let col = start.col.max(1);
+            let width = if self.span.end.line == start.line && self.span.end.col > col {
+                self.span.end.col - col
             } else {
-                line_len.saturating_sub(start.col - 1).max(1)
+                chars.len().saturating_sub(col - 1).max(1)
             };
+            // A long line is shown as a window around the caret, so one diagnostic on a
+            // megabyte-long line prints a line, not a megabyte.
+            let from = (col - 1).saturating_sub(WINDOW / 2).min(chars.len());
+            let to = (from + WINDOW).min(chars.len());
+            let mut shown: String = chars[from..to].iter().collect();
+            let mut pad = col - 1 - from;
+            if from > 0 {
+                shown.insert(0, '…');
+                pad += 1;
+            }
+            if to < chars.len() {
+                shown.push('…');
+            }
+            let width = width.min(WINDOW);
             let _ = writeln!(out, "{:gutter$} |", "");
-            let _ = writeln!(out, "{} | {}", start.line, shown.trim_end());
+            let _ = writeln!(out, "{} | {}", start.line, shown);
             let _ = writeln!(
                 out,
                 "{:gutter$} | {}{}",
                 "",
-                " ".repeat(start.col.saturating_sub(1)),
+                " ".repeat(pad),
                 "^".repeat(width.max(1))
             );
         }

@@ -78,20 +78,42 @@ pub enum LoadError {
     Empty,
     NotAMapping,
     MultipleDocuments,
-    DuplicateKey { key: String, first_line: usize },
+    DuplicateKey {
+        key: String,
+        first_line: usize,
+    },
     ComplexKey,
     UnsupportedTag(String),
-    BadTaggedValue { tag: String, value: String },
+    BadTaggedValue {
+        tag: String,
+        value: String,
+    },
     BadMerge,
     NotFinite(String),
+    /// Aliases would expand the document past [`MAX_NODES`] nodes (a "billion laughs").
+    TooLarge,
+    /// Nesting deeper than [`MAX_DEPTH`] levels.
+    TooDeep,
 }
+
+/// The most nodes a document may expand to, aliases included. A flow has hundreds; the limit
+/// stops an alias bomb (a few hundred bytes that expand to gigabytes) early.
+pub const MAX_NODES: usize = 200_000;
+
+/// The deepest nesting of lists and mappings a document may have. A flow nests a dozen levels;
+/// the limit keeps every stage's recursion far from the stack's end.
+pub const MAX_DEPTH: usize = 200;
 
 impl LoadError {
     fn at(self, span: Span) -> Diagnostic {
         match self {
             LoadError::Syntax(msg) => {
-                let hint = if msg.contains("tab") {
+                let hint = if mentions_tab(&msg) {
                     Some("indent with spaces: YAML does not allow tabs for indentation")
+                } else if msg.contains("unprintable") {
+                    Some(
+                        "the file holds a control character here (a NUL byte, for one): YAML text cannot; remove it",
+                    )
                 } else if msg.contains("did not find expected key") || msg.contains("mapping values") {
                     Some("check the indentation and that each `key: value` has a space after the colon")
                 } else {
@@ -142,8 +164,29 @@ impl LoadError {
                 Diagnostic::error("not-finite", span, format!("`{v}` cannot be represented in JSON"))
                     .with_hint("quote it to send it as a string")
             }
+            LoadError::TooLarge => Diagnostic::error(
+                "too-large",
+                span,
+                format!("this alias expands the document past {MAX_NODES} values"),
+            )
+            .with_hint(
+                "aliases that repeat aliases grow exponentially; write the values out, or anchor less",
+            ),
+            LoadError::TooDeep => Diagnostic::error(
+                "too-deep",
+                span,
+                format!("lists and mappings nest deeper than {MAX_DEPTH} levels here"),
+            )
+            .with_hint("a flow needs a dozen levels at most; flatten the structure"),
         }
     }
+}
+
+/// Whether a parser message is about a tab (the word, not `unprintable`).
+fn mentions_tab(message: &str) -> bool {
+    message
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .any(|w| w.eq_ignore_ascii_case("tab") || w.eq_ignore_ascii_case("tabs"))
 }
 
 #[derive(Debug, Clone)]
@@ -157,6 +200,19 @@ enum Kind {
 struct Node {
     span: Span,
     kind: Kind,
+    /// How many nodes this one holds, itself included: what an alias of it costs.
+    size: usize,
+}
+
+impl Node {
+    fn new(span: Span, kind: Kind) -> Self {
+        let size = 1 + match &kind {
+            Kind::Scalar(_) => 0,
+            Kind::Seq(items) => items.iter().map(|n| n.size).sum(),
+            Kind::Map(entries) => entries.iter().map(|(_, _, n)| n.size).sum(),
+        };
+        Node { span, kind, size }
+    }
 }
 
 fn pos(m: &Marker) -> Pos {
@@ -180,6 +236,8 @@ pub fn load(text: &str) -> (Option<Document>, Vec<Diagnostic>) {
         anchors: HashMap::new(),
         errors: Vec::new(),
         last: Span::default(),
+        nodes: 0,
+        depth: 0,
     };
     let root = match loader.document() {
         Ok(Some(root)) => root,
@@ -238,6 +296,10 @@ struct Loader<'a> {
     anchors: HashMap<usize, Node>,
     errors: Vec<Diagnostic>,
     last: Span,
+    /// Nodes built so far, aliases counted at their expanded size.
+    nodes: usize,
+    /// Lists and mappings open around the node being read.
+    depth: usize,
 }
 
 impl<'a> Loader<'a> {
@@ -250,7 +312,7 @@ impl<'a> Loader<'a> {
             Some(Err(e)) => {
                 let mut p = pos(e.marker());
                 // The scanner reports a tab after it has passed it; point at the tab itself.
-                if e.info().contains("tab")
+                if mentions_tab(e.info())
                     && let Some(line) = self.text.lines().nth(p.line.saturating_sub(1))
                     && let Some(i) = line.chars().position(|c| c == '\t')
                 {
@@ -287,23 +349,37 @@ impl<'a> Loader<'a> {
         }
     }
 
+    /// Counts `n` more nodes against [`MAX_NODES`].
+    fn count(&mut self, n: usize, at: Span) -> Result<(), Diagnostic> {
+        self.nodes = self.nodes.saturating_add(n);
+        if self.nodes > MAX_NODES {
+            return Err(LoadError::TooLarge.at(at));
+        }
+        Ok(())
+    }
+
     fn node(&mut self, ev: Event<'a>, start: Span) -> Result<Node, Diagnostic> {
         match ev {
             Event::Scalar(text, style, anchor, tag) => {
+                self.count(1, start)?;
                 let value = self.scalar(&text, style, tag.as_deref(), start);
-                let node = Node {
-                    span: start,
-                    kind: Kind::Scalar(value),
-                };
+                let node = Node::new(start, Kind::Scalar(value));
                 self.remember(anchor, &node);
                 Ok(node)
             }
-            Event::Alias(id) => match self.anchors.get(&id) {
-                Some(n) => Ok(n.clone()),
-                None => Err(LoadError::Syntax("unknown alias".into()).at(start)),
-            },
+            Event::Alias(id) => {
+                let size = match self.anchors.get(&id) {
+                    Some(n) => n.size,
+                    None => return Err(LoadError::Syntax("unknown alias".into()).at(start)),
+                };
+                // Checked before the copy is made: the budget bounds memory, not only time.
+                self.count(size, start)?;
+                Ok(self.anchors[&id].clone())
+            }
             Event::SequenceStart(anchor, tag) => {
+                self.count(1, start)?;
                 self.check_tag(tag.as_deref(), "seq", start);
+                self.enter(start)?;
                 let mut items = Vec::new();
                 loop {
                     let ev = self.next()?;
@@ -313,21 +389,31 @@ impl<'a> Loader<'a> {
                     let s = self.last;
                     items.push(self.node(ev, s)?);
                 }
-                let node = Node {
-                    span: Span::new(start.start, self.last.end),
-                    kind: Kind::Seq(items),
-                };
+                self.depth -= 1;
+                let node = Node::new(Span::new(start.start, self.last.end), Kind::Seq(items));
                 self.remember(anchor, &node);
                 Ok(node)
             }
             Event::MappingStart(anchor, tag) => {
+                self.count(1, start)?;
                 self.check_tag(tag.as_deref(), "map", start);
+                self.enter(start)?;
                 let node = self.mapping(start)?;
+                self.depth -= 1;
                 self.remember(anchor, &node);
                 Ok(node)
             }
             _ => Err(LoadError::Syntax("unexpected event".into()).at(start)),
         }
+    }
+
+    /// One level deeper, within [`MAX_DEPTH`].
+    fn enter(&mut self, at: Span) -> Result<(), Diagnostic> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(LoadError::TooDeep.at(at));
+        }
+        Ok(())
     }
 
     fn mapping(&mut self, start: Span) -> Result<Node, Diagnostic> {
@@ -374,10 +460,10 @@ impl<'a> Loader<'a> {
                 entries.push((k, ks, v));
             }
         }
-        Ok(Node {
-            span: Span::new(start.start, self.last.end),
-            kind: Kind::Map(entries),
-        })
+        Ok(Node::new(
+            Span::new(start.start, self.last.end),
+            Kind::Map(entries),
+        ))
     }
 
     /// Collects the entries a `<<` value brings in; earlier sources win over later ones.

@@ -55,18 +55,25 @@ pub fn message(code: u32) -> &'static str {
         10033 => "Should not pass in error message when routing result success.",
         10034 => "Error message missing when routing result false.",
         10037 => "The AppType provided is not supported.",
+        10045 => "Provide a valid message entry format.",
+        10047 => "Specified Message Type is invalid.",
+        10048 => "Specified Format Type is invalid.",
         10038 => "The Participant Role provided is not supported.",
         10051 => "The file size (in bytes) of uploaded attachment is incorrect.",
         10055 => "Conversation precondition failed. Please retry.",
         10056 => "Conversation processing aborted. Please retry.",
         10059 => "Interaction ID or Message ID is empty.",
         10060 => "Interaction ID and Message ID are mismatched.",
+        10062 => {
+            "Invalid message type. Only StaticContentMessage, ChoicesResponseMessage, and FormResponseMessage types are supported for messages sent from an end user."
+        }
         10071 => "Session is not found.",
         10082 => "Invalid workId: Please provide a valid workId.",
         10083 => "Invalid context type: The context type provided is not supported or is invalid.",
         10084 => "Invalid botId: Please provide a valid botId.",
         10085 => "Invalid status: Please provide a valid status.",
         10089 => "Invalid parameters passed to API.",
+        10093 => "Invalid authorization context type.",
         10094 => "The request failed due to a timeout from a downstream service. Please try again later.",
         10100 => {
             "A request body is required and can't be empty. Provide a valid payload and ensure data is included and correctly formatted."
@@ -78,6 +85,7 @@ pub fn message(code: u32) -> &'static str {
         15103 => "The Messaging End User is not Fully Opted In",
         15106 => "Invalid User Id parameter",
         15109 => "An active AgentWork record already exists with the same UserId and WorkItemId.",
+        15107 => "Enter a conversationId that matches a conversation linked to workItemId.",
         15110 => "Enter a valid workItemId for the MessagingSession ID.",
         _ => "An internal server error occurred. Please contact Salesforce Support.",
     }
@@ -108,15 +116,6 @@ pub fn error_with(code: u32, detail: &str) -> Answer {
     Answer::new(
         status_of(code),
         json!({ "code": code, "message": format!("{} {detail}", message(code)) }),
-    )
-}
-
-/// An error answer in the consent shape (`ConsentResponse` is also its error answer):
-/// `{success: false, errorDetail: {code, message}}`.
-pub fn detail_error(code: u32) -> Answer {
-    Answer::new(
-        status_of(code),
-        json!({ "success": false, "errorDetail": { "code": code, "message": message(code) } }),
     )
 }
 

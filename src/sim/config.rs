@@ -28,6 +28,10 @@ pub struct SimConfig {
     /// PSR then goes. Without it, work waits for `PATCH /api/v1/agentWork` with `Accept`.
     #[serde(default)]
     pub accept_work_after_ms: Option<u64>,
+    /// How many conversations (and end users, agent work, routing results, acknowledgements)
+    /// are kept; past it the oldest go, ended conversations first. Default 10,000.
+    #[serde(default)]
+    pub max_records: Option<usize>,
     #[serde(default)]
     pub faults: Faults,
 }
@@ -140,6 +144,7 @@ impl Default for SimConfig {
             }],
             jwt: None,
             accept_work_after_ms: None,
+            max_records: None,
             faults: Faults::default(),
         }
     }

@@ -7,6 +7,9 @@ use super::rules::{Service, SimBody, SimRequest, header, text};
 use super::state::{Conversation, EndUser, end_user_key};
 use serde_json::{Value, json};
 
+/// The message ids a conversation keeps (the latest).
+const MAX_MESSAGES: usize = 100;
+
 /// Files over this size are refused (10008).
 const MAX_FILE: usize = 25 * 1024 * 1024;
 
@@ -21,6 +24,9 @@ impl Service {
         let Ok(body) = serde_json::from_slice::<Value>(bytes) else {
             return error(10100);
         };
+        if let Some(answer) = super::rules::malformed(req, &body) {
+            return answer;
+        }
         let files: Vec<&Vec<u8>> = parts
             .iter()
             .filter(|(name, _, _)| name == "attachments")
@@ -28,10 +34,11 @@ impl Service {
             .collect();
         let to = text(&body, "to");
         let from = text(&body, "from");
-        if to.is_empty() {
+        // The description's limits: `to` 240 characters, `from` 255.
+        if to.is_empty() || to.chars().count() > 240 {
             return error(10027);
         }
-        if from.is_empty() {
+        if from.is_empty() || from.chars().count() > 255 {
             return error(10028);
         }
         let Some(channel) = self.config.channel(to).cloned() else {
@@ -70,20 +77,12 @@ impl Service {
             };
             return self.accepted(&conversation);
         };
-        self.state
-            .end_users
-            .entry(end_user_key(to, from))
-            .or_insert_with(|| EndUser {
-                channel: to.into(),
-                client_id: from.into(),
-                consent_status: None,
-            });
         let conversation = match existing {
             Some(c) => c,
             None => {
                 let c = self.state.uuid();
                 let work_item_id = self.state.sf_id("0Mw");
-                self.state.conversations.insert(
+                self.state.add_conversation(
                     c.clone(),
                     Conversation {
                         channel: to.into(),
@@ -96,7 +95,20 @@ impl Service {
                 c
             }
         };
+        // After the conversation: making room may free an end user's place.
+        self.state.add_end_user(
+            end_user_key(to, from),
+            EndUser {
+                channel: to.into(),
+                client_id: from.into(),
+                consent_status: None,
+            },
+        );
         if let Some(c) = self.state.conversations.get_mut(&conversation) {
+            // The latest messages; a conversation's history is not the simulator's to keep.
+            if c.messages.len() >= MAX_MESSAGES {
+                c.messages.remove(0);
+            }
             c.messages.push(id);
         }
         self.accepted(&conversation)
@@ -130,16 +142,29 @@ fn entry(payload: Option<&Value>) -> Result<Entry, u32> {
     let id = text(payload, "id");
     match text(payload, "entryType") {
         "Message" => {
-            let message = text(payload.get("abstractMessage").unwrap_or(&Value::Null), "id");
-            if id.is_empty() || message.is_empty() {
+            let message = payload.get("abstractMessage").unwrap_or(&Value::Null);
+            let message_id = text(message, "id");
+            if id.is_empty() || message_id.is_empty() {
                 return Err(10059);
             }
-            if id != message {
+            if id != message_id {
                 return Err(10060);
             }
-            let body = payload.pointer("/abstractMessage/staticContent/text");
-            if !body.is_some_and(Value::is_string) {
-                return Err(10029);
+            match text(message, "messageType") {
+                "StaticContentMessage" => {
+                    let content = message.get("staticContent").unwrap_or(&Value::Null);
+                    match text(content, "formatType") {
+                        "Text" if content.get("text").is_some_and(Value::is_string) => {}
+                        "Text" => return Err(10045),
+                        "Attachments" | "RichLink" | "WebView" => {}
+                        _ => return Err(10048),
+                    }
+                }
+                // What an end user answers to choices or a form.
+                "ChoicesResponseMessage" | "FormResponseMessage" => {}
+                // Sent to an end user, never by one.
+                "ChoicesMessage" | "FormMessage" => return Err(10062),
+                _ => return Err(10047),
             }
             Ok(Entry::Message(id.into()))
         }

@@ -130,7 +130,7 @@ impl Service {
         if !succeeded && !has_message {
             return error(10034);
         }
-        self.state.routing_results.push(body.clone());
+        self.state.add_routing_result(body.clone());
         success(202)
     }
 }

@@ -26,6 +26,8 @@ pub enum SimBody {
     /// Multipart parts: name, content type, bytes.
     Multipart(Vec<(String, Option<String>, Vec<u8>)>),
     Invalid(String),
+    /// Larger than the simulator reads (past the API's 25 MB file limit).
+    TooLarge,
 }
 
 /// A string field of a JSON body, or "" when it is absent or not a string.
@@ -75,13 +77,18 @@ const RULED: &[&str] = &[
 
 /// A body that does not fit the operation's schema (`schemas/interaction-service/`) in a way no
 /// rule covers: 10100, with the schema's reason.
-fn malformed(req: &SimRequest, body: &Value) -> Option<Answer> {
+pub(super) fn malformed(req: &SimRequest, body: &Value) -> Option<Answer> {
     let op = crate::api::operation(&req.method, &req.path)?;
-    let ruled = |p: &str| p.is_empty() || RULED.iter().any(|r| p == *r || p.starts_with(&format!("{r}/")));
+    // What the schema says of the body as a whole (a missing field, weight and percentage
+    // both given) the rules say with their own codes; an unknown field they do not.
+    let ruled = |p: &str, reason: &str| {
+        (p.is_empty() && !reason.starts_with("Additional properties"))
+            || RULED.iter().any(|r| p == *r || p.starts_with(&format!("{r}/")))
+    };
     let (_, reason) = op
         .problems(body)
         .into_iter()
-        .find(|(pointer, _)| !ruled(pointer))?;
+        .find(|(pointer, reason)| !ruled(pointer, reason))?;
     Some(super::codes::error_with(10100, &reason))
 }
 
@@ -122,10 +129,7 @@ impl Service {
     fn authenticate(&mut self, req: &SimRequest) -> Result<String, Answer> {
         for name in ["Authorization", "OrgId", "AuthorizationContext", "RequestId"] {
             if header(req, name).is_none_or(|v| v.trim().is_empty()) {
-                return Err(Answer {
-                    status: 400,
-                    body: json!({ "code": 10016, "message": format!("{} Missing header: {name}", message(10016)) }),
-                });
+                return Err(missing_header(name));
             }
         }
         let request_id = header(req, "RequestId").unwrap_or_default();
@@ -185,15 +189,34 @@ impl Service {
             if r < bound {
                 return Some(match code {
                     Some(code) => error(code),
-                    None => Answer::new(503, json!({ "message": "Service Unavailable (simulated)" })),
+                    None => Answer::new(
+                        503,
+                        json!({ "code": 503, "message": "Service Unavailable (simulated)" }),
+                    ),
                 });
             }
         }
         None
     }
 
-    /// Answers one API request.
+    /// Answers one API request. Consent and acknowledgement answer their errors in their own
+    /// response shape (the description's `default` response for them), the rest `{code, message}`.
     pub fn handle(&mut self, req: &SimRequest) -> Answer {
+        let answer = self.answer(req);
+        let own_shape = matches!(
+            (req.method.as_str(), req.path.as_str()),
+            ("PATCH", "/api/v1/consent") | ("POST", "/api/v1/acknowledgement")
+        );
+        match (own_shape, answer.body.get("code").and_then(Value::as_u64)) {
+            (true, Some(code)) if answer.status >= 400 => Answer::new(
+                answer.status,
+                json!({ "success": false, "errorDetail": { "code": code, "message": answer.body["message"] } }),
+            ),
+            _ => answer,
+        }
+    }
+
+    fn answer(&mut self, req: &SimRequest) -> Answer {
         self.accept_due_work(std::time::Instant::now());
         let Some(op) = crate::api::operation(&req.method, &req.path)
             .filter(|op| req.path == op.path)
@@ -218,8 +241,24 @@ impl Service {
         if let Err(a) = self.authenticate(req) {
             return a;
         }
+        // The description requires `AuthorizationContextType` on `PATCH /agentWork` alone of the
+        // operations modelled here.
+        if op == "PATCH /api/v1/agentWork" {
+            match header(req, "AuthorizationContextType") {
+                None => return missing_header("AuthorizationContextType"),
+                Some(
+                    "ConversationChannelDefinition"
+                    | "EmbeddedMessagingChannel"
+                    | "ExternalConversationParticipant",
+                ) => {}
+                Some(_) => return error(10093),
+            }
+        }
         if let Some(a) = self.fault() {
             return a;
+        }
+        if let SimBody::TooLarge = req.body {
+            return error(10008);
         }
         if req.path == "/api/v1/interactions" {
             return self.interactions(req);
@@ -242,6 +281,11 @@ impl Service {
             _ => self.routing_result(&body),
         }
     }
+}
+
+/// 10016 for a header the call must send.
+fn missing_header(name: &str) -> Answer {
+    super::codes::error_with(10016, &format!("Missing header: {name}"))
 }
 
 /// 404 in the description's error shape, for an operation the simulator does not model (or

@@ -33,11 +33,12 @@ async fn handle(State(service): State<Shared>, request: Request) -> Response {
     }
     match (method.as_str(), path.as_str()) {
         ("GET", "/sim/state") => {
+            let (offset, limit) = page_of(request.uri().query().unwrap_or_default());
             let state = service
                 .lock()
                 .map(|mut s| {
                     s.accept_due_work(std::time::Instant::now());
-                    serde_json::to_value(&s.state).unwrap_or_default()
+                    s.state.page(offset, limit)
                 })
                 .unwrap_or_default();
             return reply(Answer {
@@ -80,10 +81,25 @@ async fn handle(State(service): State<Shared>, request: Request) -> Response {
     reply(answer)
 }
 
+/// `?offset=N&limit=M` of `GET /sim/state`: from the start, 1,000 entries per collection by
+/// default, 10,000 at most.
+fn page_of(query: &str) -> (usize, usize) {
+    let form = url_form(query.as_bytes());
+    let get = |k: &str| {
+        form.iter()
+            .find(|(n, _)| n == k)
+            .and_then(|(_, v)| v.parse::<usize>().ok())
+    };
+    (
+        get("offset").unwrap_or(0),
+        get("limit").unwrap_or(1_000).min(10_000),
+    )
+}
+
 fn busy() -> Answer {
     Answer {
         status: 500,
-        body: json!({ "message": "simulator state is unavailable" }),
+        body: json!({ "code": 500, "message": "An internal server error occurred: the simulator's state is unavailable." }),
     }
 }
 
@@ -101,8 +117,10 @@ async fn read_body(request: Request) -> SimBody {
         while let Ok(Some(field)) = form.next_field().await {
             let name = field.name().unwrap_or_default().to_string();
             let content_type = field.content_type().map(str::to_string);
-            let Ok(bytes) = field.bytes().await else {
-                return SimBody::Invalid("malformed multipart part".into());
+            let bytes = match field.bytes().await {
+                Ok(b) => b,
+                Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return SimBody::TooLarge,
+                Err(_) => return SimBody::Invalid("malformed multipart part".into()),
             };
             parts.push((name, content_type, bytes.to_vec()));
         }

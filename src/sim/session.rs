@@ -2,7 +2,7 @@
 //! acknowledgements (`POST /api/v1/acknowledgement`) and the messaging session's end
 //! (`POST /api/v1/messagingSession`).
 
-use super::codes::{Answer, detail_error, error, success};
+use super::codes::{Answer, error, success};
 use super::rules::{Service, SimRequest, header, text};
 use super::state::end_user_key;
 use serde_json::Value;
@@ -19,25 +19,25 @@ impl Service {
         let client = text(body, "endUserClientId");
         let status = text(body, "consentStatus");
         if !STATUSES.contains(&status) {
-            return detail_error(10021);
+            return error(10021);
         }
         if client.is_empty() {
-            return detail_error(10020);
+            return error(10020);
         }
         let Some(channel) = self.config.channel(address).cloned() else {
-            return detail_error(10017);
+            return error(10017);
         };
         if header(req, "AuthorizationContext") != Some(channel.definition.as_str()) {
-            return detail_error(10001);
+            return error(10001);
         }
         if channel.consent_owner != "Partner" {
-            return detail_error(10022);
+            return error(10022);
         }
         if channel.supports_keywords {
-            return detail_error(10023);
+            return error(10023);
         }
         let Some(user) = self.state.end_users.get_mut(&end_user_key(address, client)) else {
-            return detail_error(10105);
+            return error(10105);
         };
         user.consent_status = Some(status.to_string());
         success(200)
@@ -48,7 +48,7 @@ impl Service {
         if !self.state.conversations.contains_key(id) {
             return error(10018);
         }
-        self.state.acknowledgements.push(body.clone());
+        self.state.add_acknowledgement(body.clone());
         success(200)
     }
 
@@ -81,13 +81,12 @@ impl Service {
                 return error(10071);
             }
         }
-        let ended = operation == "End";
-        if let Some(c) = self.state.conversations.get_mut(&id) {
-            c.session_status = if ended { "Ended" } else { "Inactive" }.into();
-        }
-        if ended {
+        if operation == "End" {
+            self.state.end_conversation(&id);
             self.state.psrs.remove(&id);
             self.end_work(&id);
+        } else if let Some(c) = self.state.conversations.get_mut(&id) {
+            c.session_status = "Inactive".into();
         }
         success(200)
     }

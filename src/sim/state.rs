@@ -3,8 +3,14 @@
 //! acknowledgements.
 
 use serde::Serialize;
-use std::collections::BTreeMap;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
+
+/// The most conversations (and end users, agent work, routing results, acknowledgements) the
+/// simulator keeps by default: a long load test must not grow it without bound. Past it, the
+/// oldest go first, ended conversations before open ones.
+pub const DEFAULT_MAX_RECORDS: usize = 10_000;
 
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -16,9 +22,18 @@ pub struct State {
     /// Pending Service Routing records by conversation identifier: the conversation waits in
     /// a queue until an agent accepts its work (or the route is deleted).
     pub psrs: BTreeMap<String, Psr>,
-    pub agent_work: Vec<AgentWork>,
-    pub routing_results: Vec<serde_json::Value>,
-    pub acknowledgements: Vec<serde_json::Value>,
+    pub agent_work: VecDeque<AgentWork>,
+    pub routing_results: VecDeque<Value>,
+    pub acknowledgements: VecDeque<Value>,
+    /// Conversation ids, oldest first.
+    #[serde(skip)]
+    order: VecDeque<String>,
+    /// The open conversation of each end user (by [`end_user_key`]).
+    #[serde(skip)]
+    open: BTreeMap<String, String>,
+    /// How many of each kind of record are kept.
+    #[serde(skip)]
+    pub max_records: usize,
     /// Counts for ids and faults.
     #[serde(skip)]
     pub counter: u64,
@@ -92,7 +107,10 @@ pub fn end_user_key(channel: &str, client: &str) -> String {
 
 impl State {
     pub fn seeded(config: &super::config::SimConfig) -> Self {
-        let mut s = State::default();
+        let mut s = State {
+            max_records: config.max_records.unwrap_or(DEFAULT_MAX_RECORDS).max(1),
+            ..State::default()
+        };
         for c in &config.conversations {
             s.end_users.insert(
                 end_user_key(&c.channel, &c.end_user),
@@ -102,7 +120,7 @@ impl State {
                     consent_status: c.consent_status.clone(),
                 },
             );
-            s.conversations.insert(
+            s.add_conversation(
                 c.conversation_identifier.clone(),
                 Conversation {
                     channel: c.channel.clone(),
@@ -114,6 +132,122 @@ impl State {
             );
         }
         s
+    }
+
+    /// Keeps a new conversation (the end user's open one), making room if the cap is reached.
+    pub fn add_conversation(&mut self, id: String, conversation: Conversation) {
+        while self.conversations.len() >= self.max_records {
+            self.evict_conversation();
+        }
+        let key = end_user_key(&conversation.channel, &conversation.end_user);
+        self.open.insert(key, id.clone());
+        self.order.push_back(id.clone());
+        self.conversations.insert(id, conversation);
+    }
+
+    /// Drops the oldest ended conversation among the oldest few, else the oldest one, with its
+    /// PSR.
+    fn evict_conversation(&mut self) {
+        const LOOK: usize = 64;
+        let ended = self
+            .order
+            .iter()
+            .take(LOOK)
+            .position(|id| self.conversations.get(id).is_none_or(|c| !c.is_open()));
+        let Some(id) = self.order.remove(ended.unwrap_or(0)) else {
+            return;
+        };
+        self.psrs.remove(&id);
+        if let Some(c) = self.conversations.remove(&id) {
+            let key = end_user_key(&c.channel, &c.end_user);
+            if self.open.get(&key) == Some(&id) {
+                self.open.remove(&key);
+            }
+        }
+    }
+
+    /// Keeps an end user met for the first time; past the cap, one without an open
+    /// conversation makes room.
+    pub fn add_end_user(&mut self, key: String, user: EndUser) {
+        if self.end_users.contains_key(&key) {
+            return;
+        }
+        if self.end_users.len() >= self.max_records
+            && let Some(old) = self
+                .end_users
+                .keys()
+                .find(|k| !self.open.contains_key(*k))
+                .cloned()
+        {
+            self.end_users.remove(&old);
+        }
+        self.end_users.insert(key, user);
+    }
+
+    /// The end user's conversation is over: a new message opens a new one.
+    pub fn end_conversation(&mut self, id: &str) {
+        if let Some(c) = self.conversations.get_mut(id) {
+            c.session_status = "Ended".into();
+            let key = end_user_key(&c.channel, &c.end_user);
+            if self.open.get(&key).is_some_and(|open| open == id) {
+                self.open.remove(&key);
+            }
+        }
+    }
+
+    pub fn add_agent_work(&mut self, work: AgentWork) {
+        push_capped(&mut self.agent_work, work, self.max_records);
+    }
+
+    pub fn add_routing_result(&mut self, result: Value) {
+        push_capped(&mut self.routing_results, result, self.max_records);
+    }
+
+    pub fn add_acknowledgement(&mut self, ack: Value) {
+        push_capped(&mut self.acknowledgements, ack, self.max_records);
+    }
+
+    /// One page of the state: at most `limit` entries of each collection from `offset` on, with
+    /// the totals, so a large state is read in parts.
+    pub fn page(&self, offset: usize, limit: usize) -> Value {
+        fn map<T: Serialize>(m: &BTreeMap<String, T>, offset: usize, limit: usize) -> Value {
+            let page: serde_json::Map<String, Value> = m
+                .iter()
+                .skip(offset)
+                .take(limit)
+                .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default()))
+                .collect();
+            Value::Object(page)
+        }
+        fn list<T: Serialize>(l: &VecDeque<T>, offset: usize, limit: usize) -> Value {
+            Value::Array(
+                l.iter()
+                    .skip(offset)
+                    .take(limit)
+                    .map(|v| serde_json::to_value(v).unwrap_or_default())
+                    .collect(),
+            )
+        }
+        json!({
+            "endUsers": map(&self.end_users, offset, limit),
+            "conversations": map(&self.conversations, offset, limit),
+            "psrs": map(&self.psrs, offset, limit),
+            "agentWork": list(&self.agent_work, offset, limit),
+            "routingResults": list(&self.routing_results, offset, limit),
+            "acknowledgements": list(&self.acknowledgements, offset, limit),
+            "page": {
+                "offset": offset,
+                "limit": limit,
+                "totals": {
+                    "endUsers": self.end_users.len(),
+                    "conversations": self.conversations.len(),
+                    "psrs": self.psrs.len(),
+                    "agentWork": self.agent_work.len(),
+                    "routingResults": self.routing_results.len(),
+                    "acknowledgements": self.acknowledgements.len(),
+                },
+            },
+        })
     }
 
     fn next(&mut self) -> u64 {
@@ -145,9 +279,14 @@ impl State {
 
     /// The open conversation of an end user on a channel: a new interaction joins it.
     pub fn open_conversation(&self, channel: &str, end_user: &str) -> Option<String> {
-        self.conversations
-            .iter()
-            .find(|(_, c)| c.channel == channel && c.end_user == end_user && c.is_open())
-            .map(|(id, _)| id.clone())
+        self.open.get(&end_user_key(channel, end_user)).cloned()
     }
+}
+
+/// Appends `item`, dropping the oldest ones past `max`.
+fn push_capped<T>(list: &mut VecDeque<T>, item: T, max: usize) {
+    while list.len() >= max {
+        list.pop_front();
+    }
+    list.push_back(item);
 }

@@ -46,6 +46,7 @@ impl Service {
         // With a PSR, `{userId, workItemId}` suffices; without one (a transfer straight to an
         // agent) the routing context says which routing this work answers.
         let context = match (body.get("routingContext"), &psr) {
+            (Some(c), _) if text(c, "conversationIdentifier") != conversation_id => return error(15107),
             (Some(c), _) => c.clone(),
             (None, Some(psr)) => json!({
                 "conversationIdentifier": conversation_id,
@@ -64,7 +65,7 @@ impl Service {
             .config
             .accept_work_after_ms
             .and_then(|ms| Instant::now().checked_add(Duration::from_millis(ms)));
-        self.state.agent_work.push(AgentWork {
+        self.state.add_agent_work(AgentWork {
             agent_work_id: agent_work_id.clone(),
             user_id: user,
             work_item_id: work_item,
@@ -150,6 +151,9 @@ impl Service {
 
     /// Accepts the work whose automatic accept is due (`accept_work_after_ms`).
     pub fn accept_due_work(&mut self, now: Instant) {
+        if self.config.accept_work_after_ms.is_none() {
+            return;
+        }
         let due: Vec<usize> = (self.state.agent_work.iter().enumerate())
             .filter(|(_, w)| w.accept_at.is_some_and(|at| at <= now))
             .map(|(i, _)| i)
