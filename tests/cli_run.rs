@@ -449,3 +449,54 @@ async fn secrets_are_masked_in_every_encoding_and_type() {
     }
     assert!(written.contains("\"pin\":\"***\""), "{written}");
 }
+
+/// The same alias bomb in an inputs file, a simulator configuration or a test file: refused at
+/// the alias, `file:line:col`, exit 2, nothing sent.
+#[tokio::test(flavor = "multi_thread")]
+async fn alias_bombs_in_every_yaml_file_are_refused_where_they_explode() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+    for (n, p) in ["b", "c", "d", "e", "f", "g", "h"]
+        .iter()
+        .zip(["a", "b", "c", "d", "e", "f", "g"])
+    {
+        bomb.push_str(&format!("{n}: &{n} [{}]\n", vec![format!("*{p}"); 10].join(", ")));
+    }
+    let file = dir.path().join("bomb.yaml");
+    std::fs::write(&file, &bomb).unwrap();
+    let path = file.to_string_lossy().into_owned();
+    let out = flowrun(
+        s(&["run", "flows/inbound.yaml", "--sim", "--inputs", &path]),
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).starts_with(&format!(
+            "{path}:6:8: error: this alias expands the document past 200000 values"
+        )),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = flowrun(
+        s(&["run", "flows/inbound.yaml", "--sim-config", &path]),
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "error: {path}:6:8: this alias expands the document past 200000 values (aliases that repeat aliases grow exponentially; write the values out, or anchor less)\n"
+        )
+    );
+    let test_file = dir.path().join("bomb.test.yaml");
+    std::fs::write(&test_file, format!("version: 1\nflow: x.yaml\n{bomb}")).unwrap();
+    let out = flowrun(s(&["test", &test_file.to_string_lossy()]), Vec::new()).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("bomb.test.yaml:8:8: error: this alias expands"),
+        "{}",
+        text(&out.stderr)
+    );
+}

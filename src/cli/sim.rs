@@ -25,7 +25,7 @@ pub fn load_config(path: Option<&Path>) -> Result<SimConfig, u8> {
         exit::USAGE
     })?;
     SimConfig::from_yaml(&text).map_err(|e| {
-        eprintln!("error: {}: {e}", path.display());
+        eprintln!("error: {}:{e}", path.display());
         exit::INVALID
     })
 }

@@ -101,8 +101,9 @@ pub enum LoadError {
 pub const MAX_NODES: usize = 200_000;
 
 /// The deepest nesting of lists and mappings a document may have. A flow nests a dozen levels;
-/// the limit keeps every stage's recursion far from the stack's end.
-pub const MAX_DEPTH: usize = 200;
+/// the limit keeps every stage's recursion far from the end of a 2 MiB thread stack, even
+/// in a debug build.
+pub const MAX_DEPTH: usize = 64;
 
 impl LoadError {
     fn at(self, span: Span) -> Diagnostic {

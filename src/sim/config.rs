@@ -155,7 +155,9 @@ impl SimConfig {
     pub fn from_yaml(text: &str) -> Result<Self, String> {
         let (doc, errors) = crate::flow::yaml::load(text);
         if let Some(e) = errors.first() {
-            return Err(format!("line {}: {}", e.span.start.line, e.message));
+            let at = e.span.start;
+            let hint = e.hint.as_ref().map(|h| format!(" ({h})")).unwrap_or_default();
+            return Err(format!("{}:{}: {}{hint}", at.line, at.col, e.message));
         }
         let value = doc.map(|d| d.value).unwrap_or_default();
         serde_json::from_value(value).map_err(|e| e.to_string())

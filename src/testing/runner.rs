@@ -99,7 +99,18 @@ impl CaseResult {
 
 fn read_inputs(path: &Path) -> Result<Vec<(String, Value)>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    match crate::flow::yaml::load(&text).0.map(|d| d.value) {
+    let (doc, problems) = crate::flow::yaml::load(&text);
+    if let Some(p) = problems.first() {
+        let at = p.span.start;
+        return Err(format!(
+            "{}:{}:{}: {}",
+            path.display(),
+            at.line,
+            at.col,
+            p.message
+        ));
+    }
+    match doc.map(|d| d.value) {
         Some(Value::Object(map)) => Ok(map.into_iter().collect()),
         _ => Err(format!(
             "{}: an inputs file is a mapping of input name → value",
@@ -162,7 +173,7 @@ async fn execute(
             let path = dir.join(p);
             let text =
                 std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            SimConfig::from_yaml(&text).map_err(|e| format!("{}: {e}", path.display()))?
+            SimConfig::from_yaml(&text).map_err(|e| format!("{}:{e}", path.display()))?
         }
         None => SimConfig::default(),
     };
