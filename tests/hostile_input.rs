@@ -212,3 +212,21 @@ fn deep_nesting_is_a_diagnostic_not_a_stack_overflow() {
         assert!(found.contains(&(code, message)), "{found:?}");
     }
 }
+
+/// One long template line with tens of thousands of `{{ }}`: finding the code regions was
+/// quadratic (18 s for 60,000 of them); it is one pass now.
+#[test]
+fn a_long_template_line_checks_in_linear_time() {
+    let path = "{{ inputs.a }}-".repeat(60_000);
+    let text = format!(
+        "version: 1\nname: long\ninputs:\n  a: {{}}\nconnection: {{ base_url: http://127.0.0.1 }}\nsteps:\n  - id: one\n    request: {{ method: GET, path: \"/{path}\" }}\n"
+    );
+    let started = Instant::now();
+    let diagnostics = check_source(&Source::new("long.yaml", text));
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+}

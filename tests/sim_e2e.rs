@@ -284,3 +284,38 @@ async fn an_attachment_over_the_limit_is_10008() {
         "{body}"
     );
 }
+
+/// `GET /sim/state` in pages, with the totals.
+#[tokio::test]
+async fn the_state_is_read_in_pages() {
+    let (running, env) = sim(SimConfig::default());
+    for n in 0..3 {
+        let inputs = example_inputs(
+            "flows/examples/inbound.inputs.yaml",
+            json!({"end_user": format!("+1555777000{n}"), "agent_user_id": null}),
+        );
+        assert_eq!(
+            run("flows/inbound.yaml", inputs, env.clone()).await.outcome,
+            Outcome::Passed
+        );
+    }
+    let request = HttpRequest {
+        step: String::new(),
+        method: "GET".into(),
+        url: format!("{}/sim/state?offset=1&limit=2", running.base_url()),
+        headers: Vec::new(),
+        body: Body::None,
+    };
+    let transport = HttpTransport::new(DEFAULT_MAX_BODY).unwrap();
+    let response = transport.send(&request, Duration::from_secs(5)).await.unwrap();
+    let page: Value = serde_json::from_slice(&response.body).unwrap();
+    assert_eq!(page["conversations"].as_object().unwrap().len(), 2);
+    assert_eq!(page["psrs"].as_object().unwrap().len(), 2);
+    assert_eq!(
+        page["page"]["totals"]["conversations"],
+        json!(4),
+        "the seeded one and three"
+    );
+    assert_eq!(page["page"]["totals"]["psrs"], json!(3));
+    assert_eq!(page["page"]["offset"], json!(1));
+}
