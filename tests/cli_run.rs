@@ -500,3 +500,99 @@ async fn alias_bombs_in_every_yaml_file_are_refused_where_they_explode() {
         text(&out.stderr)
     );
 }
+
+/// What a failed step prints on stderr: `file:line:col`, the source line with a caret under the
+/// part that failed (the `expect.status`, the `assert` item, the template, the body, the step),
+/// and the server's answer — like `check`'s diagnostics.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_step_points_at_the_part_of_the_flow_that_failed() {
+    let stderr = |out: &Output| text(&out.stderr);
+
+    // status: the simulator refuses to route an end user who opted out (15103).
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let out = flowrun(
+        s(&[
+            "run",
+            "flows/inbound.yaml",
+            "--sim",
+            "--inputs",
+            "flows/examples/inbound.inputs.yaml",
+            "--input",
+            "consent_status=OptedOut",
+            "--report",
+            &report.to_string_lossy(),
+        ]),
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    insta::assert_snapshot!("failure_status", stderr(&out));
+    // The JSON report carries the same facts as fields.
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(
+        report["outcome"]["failure"],
+        json!({"kind": "status", "message": "expected status 202, got 400 (code 15103: The Messaging End User is not Fully Opted In)",
+            "line": 106, "column": 15, "expected": "202", "actual": 400, "code": 15103,
+            "api_message": "The Messaging End User is not Fully Opted In"})
+    );
+    assert_eq!(report["steps"][2]["failure"], report["outcome"]["failure"]);
+
+    // assert: the route was accepted but not routed (`success: false`).
+    let body = json!({"success": false, "reasonForNotRouting": "already pending"});
+    let server = failing("POST", "/api/v1/route", 202, body, None).await;
+    let out = run_inbound_cli(&[], env_for(&server)).await;
+    insta::assert_snapshot!("failure_assert", stderr(&out));
+
+    // render: a transfer with no target reads an undefined `inputs.queue_id`.
+    let server = service().await;
+    let out = flowrun(
+        s(&[
+            "run",
+            "flows/transfer.yaml",
+            "--input",
+            "conversation_id=c-1",
+            "--input",
+            "work_item_id=0Mw5g000000SimW",
+            "--input",
+            "event_id=e-1",
+        ]),
+        env_for(&server),
+    )
+    .await;
+    insta::assert_snapshot!("failure_render", stderr(&out));
+
+    // body check: the rendered consent status is not one the API takes; nothing is sent.
+    let out = flowrun(
+        s(&[
+            "run",
+            "tests/flows/consent_body.yaml",
+            "--input",
+            "status=ExplicityOptedIn",
+        ]),
+        env_for(&server),
+    )
+    .await;
+    insta::assert_snapshot!("failure_body_check", stderr(&out));
+
+    // deadline: the server answers later than the flow's 1 s deadline.
+    let slow = MockServer::start().await;
+    Mock::given(path("/slow"))
+        .respond_with(ResponseTemplate::new(200).set_delay(std::time::Duration::from_millis(1500)))
+        .mount(&slow)
+        .await;
+    let out = flowrun(
+        s(&["run", "tests/flows/deadline.yaml"]),
+        vec![("SCRT_BASE_URL".to_string(), slow.uri())],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    // The attempt's timeout is what was left of the deadline: a few ms under 1,000.
+    let shown = stderr(&out);
+    let (head, rest) = shown.split_once("no response within ").unwrap();
+    let (_, tail) = rest.split_once(" ms").unwrap();
+    insta::assert_snapshot!(
+        "failure_deadline",
+        format!("{head}no response within <ms> ms{tail}")
+    );
+}

@@ -444,3 +444,17 @@ async fn a_success_whose_body_is_not_json_says_so() {
         "{error}"
     );
 }
+
+/// The environment a flow needs comes from its compiled templates: a name in a comment, or in
+/// text outside `{{ }}`, is not required.
+#[tokio::test]
+async fn only_templates_name_the_environment_a_run_needs() {
+    let server = wiremock::MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let env = vec![("SCRT_BASE_URL".to_string(), server.uri())];
+    let report = run("tests/flows/comment_env.yaml", json!({}), env).await;
+    assert_eq!(report.outcome, Outcome::Passed);
+}

@@ -197,6 +197,7 @@ fn run_inner(args: Args) -> Result<u8, u8> {
             })
     });
     terminal.finish(&report);
+    terminal.print_failure(&report, &source);
     write_reports(&args, &report, &inputs, &runtime)?;
     Ok(match report.outcome {
         Outcome::Passed | Outcome::Stopped { .. } => exit::OK,

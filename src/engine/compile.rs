@@ -5,6 +5,7 @@ use super::retry::RetryPolicy;
 use crate::expr::runtime::Runtime;
 use crate::expr::templates::{RenderError, TemplateId, Templates, Tree};
 use crate::flow::model::{self, Flow, StatusSet};
+use crate::flow::source::Span;
 use crate::flow::yaml::{Document, push_pointer};
 use serde_json::Value;
 use std::time::Duration;
@@ -42,10 +43,33 @@ pub enum PartKind {
     File(Tree),
 }
 
+/// Where a step's parts stand in the flow file, so a failure points at the part that failed.
+#[derive(Debug, Clone, Default)]
+pub struct StepSpans {
+    /// The step's `id` value.
+    pub step: Span,
+    pub condition: Span,
+    pub vars: Span,
+    pub request: Span,
+    /// The request body (`json`, `form` or `multipart`).
+    pub body: Span,
+    /// Each value inside the JSON body the API checks (the `json` part of a multipart one), by
+    /// its pointer inside that body: a body check points at the field it refused.
+    pub body_fields: Vec<(String, Span)>,
+    /// `expect.status`, or the step when it has none.
+    pub status: Span,
+    /// Each `expect.assert` item.
+    pub asserts: Vec<Span>,
+    /// Each `save` value.
+    pub save: Vec<Span>,
+    pub stop_if: Span,
+}
+
 #[derive(Debug)]
 pub struct CompiledStep {
     pub id: String,
     pub line: usize,
+    pub spans: StepSpans,
     pub condition: Option<Cond>,
     /// The step's own `vars`, rendered in order after `if`.
     pub vars: Vec<(String, Tree)>,
@@ -206,9 +230,49 @@ impl Compiler<'_> {
                 ))
             })
             .collect::<Result<_, RenderError>>()?;
+        let span = |p: &str| self.doc.value_span(p);
+        let step_span = span(&push_pointer(ptr, "id"));
+        let or_step = |p: String| match self.doc.span(&p) {
+            Some(s) => s.value,
+            None => step_span,
+        };
+        let body_key = ["json", "form", "multipart"]
+            .into_iter()
+            .find(|k| self.doc.span(&push_pointer(&rptr, k)).is_some())
+            .unwrap_or("json");
+        // The JSON the API's schema checks: the `json` body, or a multipart's `json` part.
+        let checked = ["json", "multipart/json/json"]
+            .into_iter()
+            .map(|k| format!("{rptr}/{k}"))
+            .find(|p| self.doc.span(p).is_some());
+        let mut body_fields = Vec::new();
+        if let Some(base) = checked
+            && let Some(body) = self.doc.value.pointer(&base)
+        {
+            field_spans(self.doc, &base, body, "", &mut body_fields);
+        }
+        let spans = StepSpans {
+            step: step_span,
+            body_fields,
+            condition: or_step(push_pointer(ptr, "if")),
+            vars: or_step(push_pointer(ptr, "vars")),
+            request: or_step(rptr.clone()),
+            body: or_step(push_pointer(&rptr, body_key)),
+            status: or_step(format!("{ptr}/expect/status")),
+            asserts: (0..step.expect.assert.len())
+                .map(|i| or_step(format!("{ptr}/expect/assert/{i}")))
+                .collect(),
+            save: step
+                .save
+                .iter()
+                .map(|(k, _)| or_step(push_pointer(&push_pointer(ptr, "save"), k)))
+                .collect(),
+            stop_if: or_step(push_pointer(ptr, "stop_if")),
+        };
         Ok(CompiledStep {
             id: step.id.clone(),
             line: self.line(ptr),
+            spans,
             condition: self.cond(&step.condition, &push_pointer(ptr, "if"))?,
             vars: self.map(&step.vars, &push_pointer(ptr, "vars"))?,
             method: req.method.clone(),
@@ -230,12 +294,45 @@ impl Compiler<'_> {
     }
 }
 
-/// Compiles a flow that passed `check`. `text` is the flow file's text (for the names of the
-/// environment variables it reads); `file` names it in errors.
+/// Records the span of every value under `value` (at `base` + `pointer` in the document).
+fn field_spans(doc: &Document, base: &str, value: &Value, pointer: &str, out: &mut Vec<(String, Span)>) {
+    out.push((pointer.to_string(), doc.value_span(&format!("{base}{pointer}"))));
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                field_spans(doc, base, v, &push_pointer(pointer, k), out);
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                field_spans(doc, base, v, &push_pointer(pointer, &i.to_string()), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+impl StepSpans {
+    /// The span of the body field at `pointer`, or of its nearest written ancestor (a field a
+    /// template filled in whole has none of its own).
+    pub fn body_field(&self, pointer: &str) -> Span {
+        let mut p = pointer;
+        loop {
+            if let Some((_, span)) = self.body_fields.iter().find(|(f, _)| f == p) {
+                return *span;
+            }
+            match p.rfind('/') {
+                Some(i) => p = &p[..i],
+                None => return self.body,
+            }
+        }
+    }
+}
+
+/// Compiles a flow that passed `check`; `file` names it in errors.
 pub fn compile(
     flow: Flow,
     doc: &Document,
-    text: &str,
     file: &str,
     runtime: Runtime,
     base_dir: std::path::PathBuf,
@@ -279,9 +376,7 @@ pub fn compile(
         .iter()
         .map(|(k, v)| Ok((k.clone(), c.expr(v, &push_pointer("/outputs", k))?)))
         .collect::<Result<_, RenderError>>()?;
-    let mut env_names = crate::expr::templates::literal_env_names(text);
-    env_names.sort();
-    env_names.dedup();
+    let env_names = c.templates.env_names();
     Ok(CompiledFlow {
         flow,
         templates: c.templates,

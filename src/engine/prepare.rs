@@ -114,7 +114,6 @@ fn build(
     let compiled = super::compile(
         checked.flow,
         &checked.document,
-        &source.text,
         &source.display_name(),
         runtime.clone(),
         base_dir,

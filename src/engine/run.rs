@@ -1,12 +1,15 @@
 //! The step loop.
 
 use super::compile::{AuthSpec, CompiledFlow, CompiledStep, Cond};
-use super::outcome::{Attempt, Observer, Outcome, Phase, RunReport, StepRecord, StepStatus};
+use super::outcome::{
+    Attempt, FailureKind, Observer, Outcome, Phase, RunReport, StepError, StepRecord, StepStatus,
+};
 use super::request;
 use super::retry::{api_code, retry_after};
 use crate::expr::context::{Context, Scope};
 use crate::expr::templates::{RenderError, Tree};
 use crate::flow::model::StatusSet;
+use crate::flow::source::Span;
 use crate::http::auth::{Auth, JwtBearer, JwtSettings};
 use crate::http::{HttpRequest, HttpResponse, Transport};
 use serde_json::{Map, Value, json};
@@ -287,12 +290,12 @@ impl Ended {
     }
 
     /// A failure; the last response, if any, stays readable as `steps.<id>.status/body`.
-    fn failed(message: String, attempts: Vec<Attempt>) -> Self {
+    fn failed(error: StepError, attempts: Vec<Attempt>) -> Self {
         let response = attempts
             .last()
             .and_then(|a| a.response.as_ref())
             .map(response_json);
-        Ended::new(StepStatus::Failed(message), attempts, Map::new(), response)
+        Ended::new(StepStatus::Failed(error), attempts, Map::new(), response)
     }
 }
 
@@ -375,7 +378,7 @@ impl Run<'_> {
         );
         slot.insert("skipped".into(), json!(ended.status == StepStatus::Skipped));
         let error = match &ended.status {
-            StepStatus::Failed(e) => json!(e),
+            StepStatus::Failed(e) => json!(e.to_string()),
             _ => Value::Null,
         };
         slot.insert("failed".into(), json!(!error.is_null()));
@@ -389,7 +392,7 @@ impl Run<'_> {
             StepStatus::Failed(error) if !matches!(self.outcome, Outcome::Failed { .. }) => {
                 self.outcome = Outcome::Failed {
                     step: step.id.clone(),
-                    error: error.clone(),
+                    error: error.to_string(),
                 };
             }
             StepStatus::Stopped if self.outcome == Outcome::Passed => {
@@ -425,7 +428,7 @@ impl Run<'_> {
             match self.truth(cond, &self.ctx(None)) {
                 Ok(false) => return Ended::new(StepStatus::Skipped, Vec::new(), Map::new(), None),
                 Ok(true) => {}
-                Err(e) => return Ended::failed(e.to_string(), Vec::new()),
+                Err(e) => return Ended::failed(render(e, step.spans.condition), Vec::new()),
             }
         }
         if step.vars.is_empty() {
@@ -434,7 +437,7 @@ impl Run<'_> {
         let mut vars = self.vars.json().as_object().cloned().unwrap_or_default();
         let mut own = Map::new();
         if let Err((_, e)) = self.render_vars(&step.vars, &mut vars, &mut own) {
-            return Ended::failed(e.to_string(), Vec::new());
+            return Ended::failed(render(e, step.spans.vars), Vec::new());
         }
         let mut ended = self.exchange(step, &Scope::new(Value::Object(vars))).await;
         ended.vars = own;
@@ -446,20 +449,31 @@ impl Run<'_> {
         let fail = Ended::failed;
         let flow = &self.engine.flow;
         let ctx = self.ctx_with(vars, None);
+        let spans = &step.spans;
         let request = match request::build(flow, step, &self.base_url, &ctx) {
             Ok(r) => r,
-            Err(e) => return fail(e.to_string(), Vec::new()),
+            Err(request::BuildError::Render(e)) => return fail(render(e, spans.request), Vec::new()),
+            Err(e) => {
+                let kind = FailureKind::Render {
+                    message: e.to_string(),
+                };
+                return fail(StepError::new(kind, spans.request), Vec::new());
+            }
         };
         drop(ctx);
-        if let Some(problem) = api_body_problem(&request) {
-            return fail(problem, Vec::new());
+        if let Some((message, field)) = api_body_problem(&request) {
+            let kind = FailureKind::BodyCheck { message };
+            return fail(StepError::new(kind, spans.body_field(&field)), Vec::new());
         }
         let attempts = match self.send(step, request).await {
             Ok(attempts) => attempts,
-            Err((error, attempts)) => return fail(error, attempts),
+            Err((kind, attempts)) => return fail(StepError::new(kind, spans.step), attempts),
         };
         let Some(response) = attempts.last().and_then(|a| a.response.as_ref()) else {
-            return fail("no response was recorded".into(), attempts);
+            let kind = FailureKind::Transport {
+                message: "no response was recorded".into(),
+            };
+            return fail(StepError::new(kind, spans.step), attempts);
         };
         let expected = match &step.expect_status {
             Some(set) => set.contains(response.status),
@@ -471,39 +485,56 @@ impl Run<'_> {
                 Some(StatusSet::Many(v)) => v.iter().map(u16::to_string).collect::<Vec<_>>().join(" or "),
                 None => "2xx".into(),
             };
-            let error = api_error(&response.body_value());
-            return fail(
-                format!("expected status {want}, got {}{error}", response.status),
-                attempts,
-            );
+            let body = response.body_value();
+            let kind = FailureKind::Status {
+                expected: want,
+                actual: response.status,
+                code: api_code(&body),
+                message: api_message(&body),
+            };
+            return fail(StepError::new(kind, spans.status), attempts);
         }
         let resp = Scope::new(response_json(response));
         let ctx = self.ctx_with(vars, Some(&resp));
         // An expression over a body that is not JSON fails on a field it cannot find: say why.
-        let unreadable = |message: String| match not_json(&response.body) {
-            Some(note) => format!("{message} ({note})"),
-            None => message,
+        let unreadable = |kind: FailureKind, span: Span| StepError {
+            note: not_json(&response.body),
+            ..StepError::new(kind, span)
         };
-        for (text, id) in &step.asserts {
-            match flow.templates.truth(*id, &ctx) {
-                Ok(true) => {}
-                Ok(false) => return fail(unreadable(format!("assertion failed: `{text}`")), attempts),
-                Err(e) => return fail(unreadable(e.to_string()), attempts),
-            }
+        for (i, (text, id)) in step.asserts.iter().enumerate() {
+            let span = spans.asserts.get(i).copied().unwrap_or(spans.step);
+            let failure = match flow.templates.truth(*id, &ctx) {
+                Ok(true) => continue,
+                Ok(false) => StepError::new(
+                    FailureKind::Assert {
+                        expression: text.clone(),
+                    },
+                    span,
+                ),
+                Err(e) => render(e, span),
+            };
+            return fail(unreadable(failure.kind, failure.span), attempts);
         }
         let mut saved = Map::new();
-        for (name, id) in &step.save {
+        for (i, (name, id)) in step.save.iter().enumerate() {
             match flow.templates.render(*id, &ctx) {
                 Ok(v) => {
                     saved.insert(name.clone(), v);
                 }
-                Err(e) => return fail(unreadable(format!("save `{name}`: {e}")), attempts),
+                Err(e) => {
+                    let kind = FailureKind::Save {
+                        name: name.clone(),
+                        message: e.to_string(),
+                    };
+                    let span = spans.save.get(i).copied().unwrap_or(spans.step);
+                    return fail(unreadable(kind, span), attempts);
+                }
             }
         }
         let status = match step.stop_if.map(|c| self.truth(c, &ctx)) {
             None | Some(Ok(false)) => StepStatus::Ok,
             Some(Ok(true)) => StepStatus::Stopped,
-            Some(Err(e)) => StepStatus::Failed(e.to_string()),
+            Some(Err(e)) => StepStatus::Failed(render(e, spans.stop_if)),
         };
         drop(ctx);
         Ended::new(status, attempts, saved, Some(resp.into_json()))
@@ -516,7 +547,7 @@ impl Run<'_> {
         &self,
         step: &CompiledStep,
         request: HttpRequest,
-    ) -> Result<Vec<Attempt>, (String, Vec<Attempt>)> {
+    ) -> Result<Vec<Attempt>, (FailureKind, Vec<Attempt>)> {
         let mut request = Arc::new(request);
         let explicit_auth = request
             .headers
@@ -525,11 +556,10 @@ impl Run<'_> {
         let mut token = if explicit_auth {
             None
         } else {
-            self.engine
-                .auth
-                .token()
-                .await
-                .map_err(|e| (format!("auth: {e}"), Vec::new()))?
+            self.engine.auth.token().await.map_err(|e| {
+                let message = format!("auth: {e}");
+                (FailureKind::Auth { message }, Vec::new())
+            })?
         };
         let mut attempts: Vec<Attempt> = Vec::new();
         let mut delays = step.retry.delays();
@@ -555,10 +585,8 @@ impl Run<'_> {
                 Some(d) => match d.checked_duration_since(Instant::now()) {
                     Some(left) if !left.is_zero() => step.timeout.min(left),
                     _ => {
-                        return Err((
-                            "the flow's deadline passed before the request was sent".into(),
-                            attempts,
-                        ));
+                        let message = "the flow's deadline passed before the request was sent".into();
+                        return Err((FailureKind::Deadline { message }, attempts));
                     }
                 },
                 None => step.timeout,
@@ -601,7 +629,10 @@ impl Run<'_> {
                                 );
                                 continue;
                             }
-                            Some(Err(e)) => return Err((format!("auth: {e}"), attempts)),
+                            Some(Err(e)) => {
+                                let message = format!("auth: {e}");
+                                return Err((FailureKind::Auth { message }, attempts));
+                            }
                             None => {}
                         }
                     }
@@ -615,14 +646,14 @@ impl Run<'_> {
                 }
                 (None, Some(e)) if e.is_retryable() => (e.to_string(), None),
                 (None, e) => {
-                    let error = e.as_ref().map(|e| e.to_string()).unwrap_or_default();
-                    return Err((error, attempts));
+                    let message = e.as_ref().map(|e| e.to_string()).unwrap_or_default();
+                    return Err((FailureKind::Transport { message }, attempts));
                 }
             };
             let Some(backoff) = delays.next() else {
                 return match error {
                     None => Ok(attempts),
-                    Some(_) => Err((reason, attempts)),
+                    Some(_) => Err((FailureKind::Transport { message: reason }, attempts)),
                 };
             };
             let left = self.deadline.map(|d| d.saturating_duration_since(Instant::now()));
@@ -645,34 +676,41 @@ impl Run<'_> {
                     .filter(|(limit, _)| asked > *limit)
                     .min_by_key(|(limit, _)| *limit);
                 if let Some((_, what)) = bound {
-                    let error = format!(
-                        "{reason}; the server asked to wait {} before retrying, more than {what}",
+                    let why = format!(
+                        "the server asked to wait {} before retrying, more than {what}",
                         short(asked)
                     );
-                    return Err((error, attempts));
+                    return Err((
+                        FailureKind::GaveUp {
+                            last: reason,
+                            reason: why,
+                        },
+                        attempts,
+                    ));
                 }
             }
             let wait = wait_hint.unwrap_or(backoff);
             if left.is_some_and(|l| wait >= l) {
                 return match error {
                     None => Ok(attempts),
-                    Some(_) => Err((
-                        format!("{reason}; no time left before the flow's deadline to retry"),
-                        attempts,
-                    )),
+                    Some(_) => {
+                        let message = format!("{reason}; no time left before the flow's deadline to retry");
+                        Err((FailureKind::Deadline { message }, attempts))
+                    }
                 };
             }
             self.observer.retry_scheduled(&step.id, wait, &reason);
             if !self.pause(wait).await {
-                return Err((format!("{reason}; interrupted while waiting to retry"), attempts));
+                let message = format!("{reason}; interrupted while waiting to retry");
+                return Err((FailureKind::Interrupted { message }, attempts));
             }
         }
     }
 }
 
-/// A rendered body that does not fit the Interaction Service operation it calls, in words.
-/// Such a request is not sent.
-fn api_body_problem(request: &HttpRequest) -> Option<String> {
+/// A rendered body that does not fit the Interaction Service operation it calls, in words, and
+/// the pointer of the first field at fault. Such a request is not sent.
+fn api_body_problem(request: &HttpRequest) -> Option<(String, String)> {
     let op = crate::api::operation(&request.method, &request.url)?;
     let body = match (&request.body, op.json_part) {
         (crate::http::Body::Json(v), None) => v,
@@ -685,6 +723,12 @@ fn api_body_problem(request: &HttpRequest) -> Option<String> {
     if op.accepts(body) {
         return None;
     }
+    let field = op
+        .problems(body)
+        .into_iter()
+        .next()
+        .map(|(p, _)| p)
+        .unwrap_or_default();
     let problems: Vec<String> = op
         .check(&crate::api::Rendered, body)
         .into_iter()
@@ -694,11 +738,12 @@ fn api_body_problem(request: &HttpRequest) -> Option<String> {
         })
         .collect();
     (!problems.is_empty()).then(|| {
-        format!(
+        let message = format!(
             "the body does not fit {}: {}; not sent",
             op.label(),
             problems.join("; ")
-        )
+        );
+        (message, field)
     })
 }
 
@@ -724,18 +769,38 @@ fn not_json(body: &[u8]) -> Option<String> {
     Some(format!("the response body is not JSON: `{start}{more}`"))
 }
 
-/// `: 15103 Cannot route ...` from an API error body, for failure messages.
+/// The API's message in an error body (`{code, message}` or `{errorDetail: {message}}`).
+fn api_message(body: &Value) -> Option<String> {
+    body.get("message")
+        .or_else(|| body.pointer("/errorDetail/message"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+/// ` (code 15103: Cannot route ...)` from an API error body, for retry reasons.
 fn api_error(body: &Value) -> String {
     let Some(code) = api_code(body) else {
         return String::new();
     };
-    let message = body
-        .get("message")
-        .or_else(|| body.pointer("/errorDetail/message"))
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let message = api_message(body).unwrap_or_default();
     format!(
         " (code {code}{}{message})",
         if message.is_empty() { "" } else { ": " }
+    )
+}
+
+/// A template or expression that could not be evaluated: at its own line when the error
+/// knows it (column 0: the line as a whole), else at `span`.
+fn render(e: RenderError, span: Span) -> StepError {
+    let at = match e.line {
+        0 => span,
+        line if line == span.start.line => span,
+        line => Span::on_line(crate::flow::source::Pos { line, col: 0 }, 1),
+    };
+    StepError::new(
+        FailureKind::Render {
+            message: e.to_string(),
+        },
+        at,
     )
 }

@@ -71,6 +71,8 @@ pub struct Templates {
     runtime: Runtime,
     file: std::sync::Arc<str>,
     entries: Vec<Entry>,
+    /// The environment variables the compiled templates name literally.
+    env_names: Vec<(bool, String)>,
 }
 
 impl Templates {
@@ -84,7 +86,17 @@ impl Templates {
             runtime: runtime.clone(),
             file: "".into(),
             entries: Vec::new(),
+            env_names: Vec::new(),
         }
+    }
+
+    /// The environment variables the compiled templates read with `env('NAME')` (`false`) and
+    /// `secret('NAME')` (`true`), each once, sorted.
+    pub fn env_names(&self) -> Vec<(bool, String)> {
+        let mut names = self.env_names.clone();
+        names.sort();
+        names.dedup();
+        names
     }
 
     /// Names the flow file in errors: `flows/inbound.yaml:93: ...`.
@@ -117,6 +129,15 @@ impl Templates {
     ) -> Result<TemplateId, RenderError> {
         let id = TemplateId(self.entries.len());
         let file = self.file.clone();
+        // Only code reads the environment: the text around `{{ }}` and YAML comments do not.
+        match expr {
+            Some(_) => self.env_names.extend(literal_env_names(text)),
+            None => {
+                for region in super::scan::code_regions(text) {
+                    self.env_names.extend(literal_env_names(region));
+                }
+            }
+        }
         if let Some(detail) = super::scan::too_complex(text, expr.is_none()) {
             return Err(RenderError {
                 file,

@@ -6,15 +6,20 @@ use super::{analyze, schema, yaml};
 
 /// Checks one flow file and returns every problem found, in source order. Nothing is sent.
 pub fn check_source(source: &Source) -> Vec<Diagnostic> {
+    check_document(source).1
+}
+
+/// The loaded document (when the YAML could be read) and every problem, in source order.
+fn check_document(source: &Source) -> (Option<yaml::Document>, Vec<Diagnostic>) {
     let (doc, mut out) = yaml::load(&source.text);
-    if let Some(doc) = doc {
-        out.extend(schema::check(&doc));
-        out.extend(analyze::analyze(source, &doc));
-        out.extend(crate::api::bodies::check_flow(&doc));
+    if let Some(doc) = &doc {
+        out.extend(schema::check(doc));
+        out.extend(analyze::analyze(source, doc));
+        out.extend(crate::api::bodies::check_flow(doc));
     }
     out.sort_by(|a, b| a.span.start.cmp(&b.span.start).then_with(|| a.code.cmp(b.code)));
     out.dedup_by(|a, b| a.span == b.span && a.message == b.message);
-    out
+    (doc, out)
 }
 
 /// A flow file that passed every check, ready to compile.
@@ -27,11 +32,11 @@ pub struct Checked {
 
 /// Checks `source` and builds the typed flow; on any error, every diagnostic.
 pub fn load_checked(source: &Source) -> Result<Checked, Vec<Diagnostic>> {
-    let diagnostics = check_source(source);
+    // The document checked is the one compiled: the YAML is parsed once.
+    let (document, diagnostics) = check_document(source);
     if diagnostics.iter().any(Diagnostic::is_error) {
         return Err(diagnostics);
     }
-    let (document, _) = yaml::load(&source.text);
     let document = document.ok_or_else(|| diagnostics.clone())?;
     let flow = serde_json::from_value(document.value.clone()).map_err(|e| {
         // The schema accepted what serde did not: a bug in flowrun, reported as such.

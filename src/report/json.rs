@@ -46,7 +46,8 @@ pub fn report(report: &RunReport, inputs: &Map<String, Value>, secrets: &Secrets
                 step["vars"] = json!(s.vars);
             }
             if let crate::engine::outcome::StepStatus::Failed(e) = &s.status {
-                step["error"] = json!(e);
+                step["error"] = json!(e.to_string());
+                step["failure"] = e.to_json();
             }
             step
         })
@@ -54,7 +55,13 @@ pub fn report(report: &RunReport, inputs: &Map<String, Value>, secrets: &Secrets
     let outcome = match &report.outcome {
         Outcome::Passed => json!({ "result": "passed" }),
         Outcome::Stopped { step } => json!({ "result": "stopped", "step": step }),
-        Outcome::Failed { step, error } => json!({ "result": "failed", "step": step, "error": error }),
+        Outcome::Failed { step, error } => {
+            let mut v = json!({ "result": "failed", "step": step, "error": error });
+            if let Some(failure) = report.failure() {
+                v["failure"] = failure.to_json();
+            }
+            v
+        }
     };
     let value = json!({
         "flow": report.flow,

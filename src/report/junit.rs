@@ -17,7 +17,7 @@ pub fn junit(report: &RunReport, secrets: &Secrets) -> String {
             }
             StepStatus::Failed(e) => {
                 let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
-                s.set_message(secrets.redact(e).into_owned());
+                s.set_message(secrets.redact(&e.to_string()).into_owned());
                 s
             }
         };

@@ -1,7 +1,7 @@
 //! What a person sees while a flow runs: one line per step, then a summary. With `verbose`,
 //! every request and response too. Secrets are masked in everything printed.
 
-use crate::engine::outcome::{Attempt, Observer, Outcome, RunReport, StepRecord, StepStatus};
+use crate::engine::outcome::{Attempt, FailureKind, Observer, Outcome, RunReport, StepRecord, StepStatus};
 use crate::expr::secrets::Secrets;
 use crate::http::HttpRequest;
 use std::io::Write;
@@ -93,6 +93,53 @@ impl Terminal {
     pub fn finish(&self, report: &RunReport) {
         if !self.quiet {
             self.print(&Self::summary(report));
+        }
+    }
+
+    /// Why the run failed, rendered like `check`'s diagnostics: `file:line:col`, the source
+    /// line with a caret under the part that failed, and the server's answer.
+    pub fn failure(report: &RunReport, source: &crate::flow::Source) -> Option<String> {
+        let Outcome::Failed { step, .. } = &report.outcome else {
+            return None;
+        };
+        let error = report.failure()?;
+        let mut span = error.span;
+        if span.start.col == 0 {
+            // A whole line: from its first character to its end.
+            let text = source.line(span.start.line).unwrap_or_default();
+            let first = text.chars().take_while(|c| c.is_whitespace()).count();
+            span.start.col = first + 1;
+            span.end = crate::flow::source::Pos {
+                line: span.start.line,
+                col: text.trim_end().chars().count() + 1,
+            };
+        }
+        // The message names the file and line for one-line reports; here the header does.
+        let message = error.to_string();
+        let here = format!("{}:{}: ", source.display_name(), error.span.start.line);
+        let message = message.strip_prefix(&here).unwrap_or(&message);
+        let mut d =
+            crate::flow::Diagnostic::error("step-failed", span, format!("step `{step}` failed: {message}"));
+        let record = report.steps.iter().find(|s| s.id == *step)?;
+        let answer = record.attempts.last().and_then(|a| a.response.as_ref());
+        d.hint = match (&error.kind, answer) {
+            (FailureKind::Status { .. } | FailureKind::Assert { .. }, Some(r)) => {
+                let body = String::from_utf8_lossy(&r.body);
+                let body: String = body.chars().take(200).collect();
+                Some(format!("the answer: {} {}", r.status, body.trim()))
+            }
+            (FailureKind::Deadline { .. }, _) => {
+                Some("the flow's `deadline` bounds the whole run, retries included".into())
+            }
+            _ => None,
+        };
+        Some(d.render(source))
+    }
+
+    /// Prints [`Terminal::failure`] on stderr, secrets masked.
+    pub fn print_failure(&self, report: &RunReport, source: &crate::flow::Source) {
+        if let Some(text) = Self::failure(report, source) {
+            eprint!("{}", self.secrets.redact(&text));
         }
     }
 }

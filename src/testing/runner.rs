@@ -4,7 +4,6 @@ use super::model::{Case, ExpectedOutcome, TestFile};
 use super::scripted::ScriptedTransport;
 use crate::engine::outcome::{Outcome, Quiet, RunReport};
 use crate::engine::prepare::prepare;
-use crate::engine::retry::api_code;
 use crate::expr::runtime::Runtime;
 use crate::flow::diagnostic::Diagnostic;
 use crate::flow::source::Source;
@@ -229,11 +228,8 @@ fn outcome_problems(case: &Case, report: &RunReport) -> Vec<String> {
         ));
     }
     if let Some(code) = expect.code {
-        let got = step
-            .and_then(|s| report.steps.iter().find(|r| r.id == s))
-            .and_then(|r| r.attempts.last())
-            .and_then(|a| a.response.as_ref())
-            .and_then(|r| api_code(&r.body_value()));
+        // The code the failure carries, as data.
+        let got = report.failure().and_then(|e| e.code());
         if got != Some(code) {
             let got = got.map_or("no code".to_string(), |c| format!("code {c}"));
             problems.push(format!("expected code {code}, got {got}"));
