@@ -3,6 +3,7 @@
 //! The library does the work; the `flowrun` binary only wires it to the command line.
 
 pub mod api;
+pub mod base;
 pub mod engine;
 pub mod expr;
 pub mod flow;

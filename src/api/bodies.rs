@@ -1,10 +1,10 @@
 //! `check`'s part: request bodies written literally in a flow, checked against the operation
 //! they call. Values that templates fill in are unknown until run time and are left to `run`.
 
-use crate::flow::diagnostic::Diagnostic;
-use crate::flow::schema::{Locator, last_key};
-use crate::flow::source::Span;
-use crate::flow::yaml::{Document, push_pointer};
+use crate::base::diagnostic::Diagnostic;
+use crate::base::schema::{Locator, last_key};
+use crate::base::source::Span;
+use crate::base::yaml::{Document, push_pointer};
 use serde_json::Value;
 
 /// Places a body's problems in the flow file.

@@ -5,8 +5,8 @@
 
 pub mod bodies;
 
-use crate::flow::diagnostic::Diagnostic;
-use crate::flow::schema::{Locator, validate};
+use crate::base::diagnostic::Diagnostic;
+use crate::base::schema::{Locator, validate};
 use jsonschema::Validator;
 use serde_json::Value;
 use std::sync::OnceLock;
@@ -158,17 +158,17 @@ impl Operation {
 pub struct Rendered;
 
 impl Locator for Rendered {
-    fn key_span(&self, _: &str) -> crate::flow::source::Span {
+    fn key_span(&self, _: &str) -> crate::base::source::Span {
         Default::default()
     }
-    fn value_span(&self, _: &str) -> crate::flow::source::Span {
+    fn value_span(&self, _: &str) -> crate::base::source::Span {
         Default::default()
     }
     fn context(&self, pointer: &str) -> String {
         if pointer.is_empty() {
             "the body".into()
         } else {
-            crate::flow::schema::last_key(pointer)
+            crate::base::schema::last_key(pointer)
         }
     }
 }

@@ -2,11 +2,11 @@
 //! default applied, each step knowing its YAML line.
 
 use super::retry::RetryPolicy;
+use crate::base::source::Span;
+use crate::base::yaml::{Document, push_pointer};
 use crate::expr::runtime::Runtime;
 use crate::expr::templates::{RenderError, TemplateId, Templates, Tree};
 use crate::flow::model::{self, Flow, StatusSet};
-use crate::flow::source::Span;
-use crate::flow::yaml::{Document, push_pointer};
 use serde_json::Value;
 use std::time::Duration;
 

@@ -1,9 +1,9 @@
 //! A run's inputs: from an inputs file and `--input name=value`, typed by the flow's input
 //! declarations, defaults applied, every rule checked before anything is sent.
 
-use crate::expr::secrets::Secrets;
+use crate::base::secrets::Secrets;
+use crate::base::suggest::did_you_mean;
 use crate::flow::model::{Flow, Input};
-use crate::flow::suggest::did_you_mean;
 use serde_json::{Map, Value};
 
 /// One problem with the inputs of a run.
@@ -212,7 +212,7 @@ mod tests {
 
     fn flow() -> Flow {
         let text = std::fs::read_to_string("flows/inbound.yaml").unwrap();
-        serde_json::from_value(crate::flow::yaml::load(&text).0.unwrap().value).unwrap()
+        serde_json::from_value(crate::base::yaml::load(&text).0.unwrap().value).unwrap()
     }
 
     #[test]

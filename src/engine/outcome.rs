@@ -41,7 +41,7 @@ pub struct StepError {
     pub kind: FailureKind,
     /// The part of the flow that failed: the `expect.status`, the `assert` item, the template,
     /// the step itself (default span when unknown).
-    pub span: crate::flow::source::Span,
+    pub span: crate::base::source::Span,
     /// More words, such as "the response body is not JSON: ...".
     pub note: Option<String>,
 }
@@ -80,7 +80,7 @@ pub enum FailureKind {
 }
 
 impl StepError {
-    pub fn new(kind: FailureKind, span: crate::flow::source::Span) -> Self {
+    pub fn new(kind: FailureKind, span: crate::base::source::Span) -> Self {
         StepError {
             kind,
             span,

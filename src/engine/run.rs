@@ -6,10 +6,10 @@ use super::outcome::{
 };
 use super::request;
 use super::retry::{api_code, retry_after};
+use crate::base::source::Span;
 use crate::expr::context::{Context, Scope};
 use crate::expr::templates::{RenderError, Tree};
 use crate::flow::model::StatusSet;
-use crate::flow::source::Span;
 use crate::http::auth::{Auth, JwtBearer, JwtSettings};
 use crate::http::{HttpRequest, HttpResponse, Transport};
 use serde_json::{Map, Value, json};
@@ -795,7 +795,7 @@ fn render(e: RenderError, span: Span) -> StepError {
     let at = match e.line {
         0 => span,
         line if line == span.start.line => span,
-        line => Span::on_line(crate::flow::source::Pos { line, col: 0 }, 1),
+        line => Span::on_line(crate::base::source::Pos { line, col: 0 }, 1),
     };
     StepError::new(
         FailureKind::Render {

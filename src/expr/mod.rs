@@ -4,7 +4,7 @@ pub mod context;
 pub mod fast;
 pub mod runtime;
 pub mod scan;
-pub mod secrets;
+pub use crate::base::secrets;
 pub mod templates;
 
 use minijinja::Environment;

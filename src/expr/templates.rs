@@ -192,7 +192,7 @@ impl Templates {
                     .map(|(k, v)| {
                         Ok((
                             k.clone(),
-                            self.tree(v, line_of, &crate::flow::yaml::push_pointer(pointer, k))?,
+                            self.tree(v, line_of, &crate::base::yaml::push_pointer(pointer, k))?,
                         ))
                     })
                     .collect::<Result<_, RenderError>>()?,

@@ -6,10 +6,10 @@
 //! schema stage reports it), so one run reports every problem in the file.
 
 use super::analyze_error::{AnalyzeError, Violation};
-use super::diagnostic::Diagnostic;
-use super::source::{Source, Span};
-use super::suggest::did_you_mean;
-use super::yaml::{Document, push_pointer};
+use crate::base::diagnostic::Diagnostic;
+use crate::base::source::{Source, Span};
+use crate::base::suggest::did_you_mean;
+use crate::base::yaml::{Document, push_pointer};
 use crate::expr::{self, BUILTIN_GLOBALS, FUNCTIONS, ROOTS, STEP_FIELDS, scan};
 use serde_json::{Map, Value};
 

@@ -1,8 +1,8 @@
 //! The semantic checks' problems, in the words the diagnostics use.
 
-use super::diagnostic::Diagnostic;
-use super::source::Span;
-use super::suggest::did_you_mean;
+use crate::base::diagnostic::Diagnostic;
+use crate::base::source::Span;
+use crate::base::suggest::did_you_mean;
 use crate::expr::{self, FUNCTIONS, STEP_FIELDS};
 
 /// The kinds of problem this stage reports.

@@ -1,8 +1,9 @@
 //! The whole checking pipeline for one file: load → schema → analyze.
 
-use super::diagnostic::Diagnostic;
-use super::source::Source;
-use super::{analyze, schema, yaml};
+use super::{analyze, schema};
+use crate::base::diagnostic::Diagnostic;
+use crate::base::source::Source;
+use crate::base::yaml;
 
 /// Checks one flow file and returns every problem found, in source order. Nothing is sent.
 pub fn check_source(source: &Source) -> Vec<Diagnostic> {

@@ -3,13 +3,10 @@
 pub mod analyze;
 pub mod analyze_error;
 pub mod check;
-pub mod diagnostic;
 pub mod model;
 pub mod schema;
-pub mod source;
-pub mod suggest;
-pub mod yaml;
 
+pub use crate::base::diagnostic::{self, Diagnostic, Severity};
+pub use crate::base::source::{self, Source};
+pub use crate::base::yaml;
 pub use check::{Checked, check_source, load_checked};
-pub use diagnostic::{Diagnostic, Severity};
-pub use source::Source;

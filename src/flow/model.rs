@@ -262,7 +262,7 @@ mod tests {
     fn shipped_flows_deserialize() {
         for path in ["flows/inbound.yaml", "flows/transfer.yaml"] {
             let text = std::fs::read_to_string(path).unwrap();
-            let doc = crate::flow::yaml::load(&text).0.unwrap();
+            let doc = crate::base::yaml::load(&text).0.unwrap();
             let flow: Flow = serde_json::from_value(doc.value).unwrap();
             assert!(!flow.steps.is_empty());
         }

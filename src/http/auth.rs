@@ -6,7 +6,7 @@
 //! one fetch (single flight) and then all get the new token.
 
 use super::{Body, HttpRequest, Transport};
-use crate::expr::secrets::Secrets;
+use crate::base::secrets::Secrets;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,8 +1,8 @@
 //! `--report FILE`: the whole run as JSON — inputs (secret ones masked), every step with every
 //! attempt's request and response and timing, the outputs, the outcome.
 
+use crate::base::secrets::Secrets;
 use crate::engine::outcome::{Outcome, RunReport};
-use crate::expr::secrets::Secrets;
 use serde_json::{Map, Value, json};
 
 pub fn report(report: &RunReport, inputs: &Map<String, Value>, secrets: &Secrets) -> Value {

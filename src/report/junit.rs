@@ -1,7 +1,7 @@
 //! `--junit FILE`: one test suite for the flow, one test case per step.
 
+use crate::base::secrets::Secrets;
 use crate::engine::outcome::{RunReport, StepStatus};
-use crate::expr::secrets::Secrets;
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
 pub fn junit(report: &RunReport, secrets: &Secrets) -> String {

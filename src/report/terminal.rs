@@ -1,8 +1,8 @@
 //! What a person sees while a flow runs: one line per step, then a summary. With `verbose`,
 //! every request and response too. Secrets are masked in everything printed.
 
+use crate::base::secrets::Secrets;
 use crate::engine::outcome::{Attempt, FailureKind, Observer, Outcome, RunReport, StepRecord, StepStatus};
-use crate::expr::secrets::Secrets;
 use crate::http::HttpRequest;
 use std::io::Write;
 use std::time::Duration;
@@ -109,7 +109,7 @@ impl Terminal {
             let text = source.line(span.start.line).unwrap_or_default();
             let first = text.chars().take_while(|c| c.is_whitespace()).count();
             span.start.col = first + 1;
-            span.end = crate::flow::source::Pos {
+            span.end = crate::base::source::Pos {
                 line: span.start.line,
                 col: text.trim_end().chars().count() + 1,
             };

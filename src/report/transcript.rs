@@ -3,8 +3,8 @@
 //! to a flow shows up in review as a change to the requests it sends. A flow with `vars` starts
 //! with one entry holding the run's values (`- vars: {...}`).
 
+use crate::base::secrets::Secrets;
 use crate::engine::outcome::RunReport;
-use crate::expr::secrets::Secrets;
 use saphyr::{Mapping, Scalar, Yaml, YamlEmitter};
 use serde_json::{Value, json};
 use std::borrow::Cow;
@@ -70,7 +70,7 @@ mod tests {
     fn yaml_keeps_types_readable_and_round_trips() {
         let v = json!({"s": "090", "n": 90, "b": true, "t": "true", "l": [1, "x"], "e": {}, "z": null});
         let text = to_yaml(&v);
-        let (doc, errors) = crate::flow::yaml::load(&text);
+        let (doc, errors) = crate::base::yaml::load(&text);
         assert!(errors.is_empty(), "{text}");
         assert_eq!(doc.unwrap().value, v, "{text}");
     }

@@ -153,7 +153,7 @@ impl Default for SimConfig {
 impl SimConfig {
     /// Reads a configuration file (YAML).
     pub fn from_yaml(text: &str) -> Result<Self, String> {
-        let (doc, errors) = crate::flow::yaml::load(text);
+        let (doc, errors) = crate::base::yaml::load(text);
         if let Some(e) = errors.first() {
             let at = e.span.start;
             let hint = e.hint.as_ref().map(|h| format!(" ({h})")).unwrap_or_default();

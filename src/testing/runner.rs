@@ -2,11 +2,11 @@
 
 use super::model::{Case, ExpectedOutcome, TestFile};
 use super::scripted::ScriptedTransport;
+use crate::base::diagnostic::Diagnostic;
+use crate::base::source::Source;
 use crate::engine::outcome::{Outcome, Quiet, RunReport};
 use crate::engine::prepare::prepare;
 use crate::expr::runtime::Runtime;
-use crate::flow::diagnostic::Diagnostic;
-use crate::flow::source::Source;
 use crate::http::{DEFAULT_MAX_BODY, HttpTransport};
 use crate::report::transcript::{to_yaml, transcript};
 use crate::sim::{SimConfig, environment, start_in_background};
@@ -37,12 +37,12 @@ pub struct LoadedTests {
 /// Reads and checks a test file; problems come back as diagnostics in that file.
 pub fn load(path: &Path) -> Result<LoadedTests, (Source, Vec<Diagnostic>)> {
     let source = Source::read(path).unwrap_or_else(|e| Source::new(path, format!("# cannot read: {e}\n")));
-    let (doc, mut diagnostics) = crate::flow::yaml::load(&source.text);
+    let (doc, mut diagnostics) = crate::base::yaml::load(&source.text);
     let Some(doc) = doc else {
         return Err((source, diagnostics));
     };
     let (schema, validator) = compiled();
-    diagnostics.extend(crate::flow::schema::validate(&doc, schema, validator, &doc.value));
+    diagnostics.extend(crate::base::schema::validate(&doc, schema, validator, &doc.value));
     if !diagnostics.is_empty() {
         return Err((source, diagnostics));
     }
@@ -98,7 +98,7 @@ impl CaseResult {
 
 fn read_inputs(path: &Path) -> Result<Vec<(String, Value)>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let (doc, problems) = crate::flow::yaml::load(&text);
+    let (doc, problems) = crate::base::yaml::load(&text);
     if let Some(p) = problems.first() {
         let at = p.span.start;
         return Err(format!(
@@ -164,7 +164,7 @@ async fn execute(
     dir: &Path,
     file: &TestFile,
     case: &Case,
-) -> Result<(RunReport, crate::expr::secrets::Secrets), String> {
+) -> Result<(RunReport, crate::base::secrets::Secrets), String> {
     let flow_path = dir.join(&file.flow);
     let source = Source::read(&flow_path).map_err(|e| format!("cannot read {}: {e}", flow_path.display()))?;
     let config = match &case.sim_config {
