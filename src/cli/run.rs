@@ -4,7 +4,7 @@ use super::exit;
 use flowrun::engine::outcome::{Observer, Outcome, RunReport};
 use flowrun::engine::prepare::{PrepareError, Prepared, prepare, prepare_engine};
 use flowrun::expr::runtime::Runtime;
-use flowrun::flow::{Diagnostic, Source, yaml};
+use flowrun::flow::{Diagnostic, Source};
 use flowrun::http::{DEFAULT_MAX_BODY, HttpTransport};
 use flowrun::report::{self, terminal::Terminal};
 use serde_json::Value;
@@ -67,27 +67,23 @@ fn print_diagnostics(source: &Source, diagnostics: &[Diagnostic]) {
     }
 }
 
-/// Reads `--inputs FILE` as YAML; problems are diagnostics in that file.
+/// Reads `--inputs FILE`; problems are diagnostics in that file.
 fn read_inputs_file(path: &std::path::Path) -> Result<Vec<(String, Value)>, u8> {
-    let source = Source::read(path).map_err(|e| {
-        eprintln!("error: cannot read {}: {e}", path.display());
-        exit::USAGE
-    })?;
-    let (doc, diagnostics) = yaml::load(&source.text);
-    if !diagnostics.is_empty() {
-        print_diagnostics(&source, &diagnostics);
-        return Err(exit::INVALID);
-    }
-    match doc.map(|d| d.value) {
-        Some(Value::Object(map)) => Ok(map.into_iter().collect()),
-        _ => {
-            eprintln!(
-                "error: {}: an inputs file is a mapping of input name → value",
-                path.display()
-            );
-            Err(exit::INVALID)
+    use flowrun::engine::inputs::{InputsFileError, read_inputs_file};
+    read_inputs_file(path).map_err(|e| match e {
+        InputsFileError::Io(message) => {
+            eprintln!("error: {message}");
+            exit::USAGE
         }
-    }
+        InputsFileError::Invalid(source, diagnostics) => {
+            print_diagnostics(&source, &diagnostics);
+            exit::INVALID
+        }
+        InputsFileError::NotAMapping(message) => {
+            eprintln!("error: {message}");
+            exit::INVALID
+        }
+    })
 }
 
 pub fn run(args: Args) -> u8 {

@@ -20,12 +20,12 @@ pub fn load_config(path: Option<&Path>) -> Result<SimConfig, u8> {
     let Some(path) = path else {
         return Ok(SimConfig::default());
     };
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    if let Err(e) = std::fs::metadata(path) {
         eprintln!("error: cannot read {}: {e}", path.display());
-        exit::USAGE
-    })?;
-    SimConfig::from_yaml(&text).map_err(|e| {
-        eprintln!("error: {}:{e}", path.display());
+        return Err(exit::USAGE);
+    }
+    SimConfig::read(path).map_err(|e| {
+        eprintln!("error: {e}");
         exit::INVALID
     })
 }

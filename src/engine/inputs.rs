@@ -270,3 +270,54 @@ mod tests {
         assert!(!ok.contains_key("flow_id"));
     }
 }
+
+/// Why an inputs file (`--inputs FILE`, a test case's `inputs_file`) could not be read.
+#[derive(Debug)]
+pub enum InputsFileError {
+    /// The file cannot be read.
+    Io(String),
+    /// The YAML is broken: every problem, placed in the file.
+    Invalid(
+        crate::base::source::Source,
+        Vec<crate::base::diagnostic::Diagnostic>,
+    ),
+    /// The file is not a mapping of input name → value.
+    NotAMapping(String),
+}
+
+impl std::fmt::Display for InputsFileError {
+    /// One line: the first problem, `file:line:col: message`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InputsFileError::Io(e) | InputsFileError::NotAMapping(e) => write!(f, "{e}"),
+            InputsFileError::Invalid(source, problems) => match problems.first() {
+                Some(p) => write!(
+                    f,
+                    "{}:{}:{}: {}",
+                    source.display_name(),
+                    p.span.start.line,
+                    p.span.start.col,
+                    p.message
+                ),
+                None => write!(f, "{}: invalid YAML", source.display_name()),
+            },
+        }
+    }
+}
+
+/// Reads an inputs file: a YAML (or JSON) mapping of input name → value, in file order.
+pub fn read_inputs_file(path: &std::path::Path) -> Result<Vec<(String, Value)>, InputsFileError> {
+    let source = crate::base::source::Source::read(path)
+        .map_err(|e| InputsFileError::Io(format!("cannot read {}: {e}", path.display())))?;
+    let (doc, problems) = crate::base::yaml::load(&source.text);
+    if !problems.is_empty() {
+        return Err(InputsFileError::Invalid(source, problems));
+    }
+    match doc.map(|d| d.value) {
+        Some(Value::Object(map)) => Ok(map.into_iter().collect()),
+        _ => Err(InputsFileError::NotAMapping(format!(
+            "{}: an inputs file is a mapping of input name → value",
+            path.display()
+        ))),
+    }
+}

@@ -163,6 +163,13 @@ impl SimConfig {
         serde_json::from_value(value).map_err(|e| e.to_string())
     }
 
+    /// Reads a configuration file; errors name the file: `sim.yaml:6:8: ...`.
+    pub fn read(path: &std::path::Path) -> Result<Self, String> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        SimConfig::from_yaml(&text).map_err(|e| format!("{}:{e}", path.display()))
+    }
+
     pub fn channel(&self, address: &str) -> Option<&Channel> {
         self.channels.iter().find(|c| c.address == address)
     }

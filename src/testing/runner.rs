@@ -97,25 +97,7 @@ impl CaseResult {
 }
 
 fn read_inputs(path: &Path) -> Result<Vec<(String, Value)>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let (doc, problems) = crate::base::yaml::load(&text);
-    if let Some(p) = problems.first() {
-        let at = p.span.start;
-        return Err(format!(
-            "{}:{}:{}: {}",
-            path.display(),
-            at.line,
-            at.col,
-            p.message
-        ));
-    }
-    match doc.map(|d| d.value) {
-        Some(Value::Object(map)) => Ok(map.into_iter().collect()),
-        _ => Err(format!(
-            "{}: an inputs file is a mapping of input name → value",
-            path.display()
-        )),
-    }
+    crate::engine::inputs::read_inputs_file(path).map_err(|e| e.to_string())
 }
 
 /// Runs one case of the test file at `dir`; with `update`, writes a missing or changed golden.
@@ -168,12 +150,7 @@ async fn execute(
     let flow_path = dir.join(&file.flow);
     let source = Source::read(&flow_path).map_err(|e| format!("cannot read {}: {e}", flow_path.display()))?;
     let config = match &case.sim_config {
-        Some(p) => {
-            let path = dir.join(p);
-            let text =
-                std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            SimConfig::from_yaml(&text).map_err(|e| format!("{}:{e}", path.display()))?
-        }
+        Some(p) => SimConfig::read(&dir.join(p))?,
         None => SimConfig::default(),
     };
     let sim = start_in_background(config).map_err(|e| format!("cannot start the simulator: {e}"))?;
