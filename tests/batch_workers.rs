@@ -156,3 +156,69 @@ async fn a_panic_inside_a_run_is_that_run_s_failure() {
         "line 1: flowrun failed inside this run (a bug in flowrun; please report it): boom in the transport"
     );
 }
+
+/// Where runs come from is one seam: any source of jobs (here named runs, as events will be)
+/// goes through the same pool, and an observer sees each run start and end under its id.
+#[tokio::test]
+async fn any_source_of_jobs_runs_on_the_pool_and_observers_see_each_run() {
+    use flowrun::engine::outcome::RunReport;
+    use flowrun::engine::pool::{Job, JobSource, RunId, RunObserver, run_pool};
+
+    struct Named(Vec<Job>);
+    impl JobSource for Named {
+        async fn next_job(&mut self) -> Option<Job> {
+            self.0.pop()
+        }
+    }
+    #[derive(Default)]
+    struct Seen(Mutex<Vec<String>>);
+    impl RunObserver for Seen {
+        fn run_started(&self, id: &RunId) {
+            self.0.lock().unwrap().push(format!("start {id}"));
+        }
+        fn run_finished(&self, id: &RunId, result: Result<&RunReport, &str>) {
+            let how = match result {
+                Ok(r) => format!("{:?}", r.outcome),
+                Err(e) => e.to_string(),
+            };
+            self.0.lock().unwrap().push(format!("end {id}: {how}"));
+        }
+    }
+
+    let server = service().await;
+    let source = Source::read(&repo("flows/inbound.yaml")).unwrap();
+    let runtime = Runtime::deterministic(1_700_000_000_000, env_for(&server));
+    let transport = Arc::new(HttpTransport::new(DEFAULT_MAX_BODY).unwrap());
+    let (engine, _) = prepare_engine(&source, runtime, transport).unwrap_or_else(|e| panic!("{e}"));
+    let inputs: serde_json::Map<String, Value> = serde_json::from_str(
+        r#"{"channel_address":"+15550100","end_user":"+15550123","queue_id":"00G5g000000SimQ","text":"hi","consent_status":"ExplicitlyOptedIn","capacity_weight":1}"#,
+    )
+    .unwrap();
+    let jobs = Named(vec![
+        Job {
+            id: RunId::Named("event-2".into()),
+            inputs: Err("the event had no conversation".into()),
+        },
+        Job {
+            id: RunId::Named("event-1".into()),
+            inputs: Ok(inputs),
+        },
+    ]);
+    let seen = Arc::new(Seen::default());
+    let options = BatchOptions {
+        concurrency: 1,
+        rate: None,
+        workers: Some(1),
+    };
+    let summary = run_pool(Arc::new(engine), jobs, options, Controls::default(), seen.clone()).await;
+    assert_eq!((summary.passed, summary.failed, summary.requests), (1, 1, 3));
+    assert_eq!(
+        *seen.0.lock().unwrap(),
+        [
+            "start run event-1",
+            "end run event-1: Passed",
+            "start run event-2",
+            "end run event-2: run event-2: the event had no conversation",
+        ]
+    );
+}

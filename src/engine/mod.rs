@@ -6,6 +6,7 @@ pub mod batch;
 pub mod compile;
 pub mod inputs;
 pub mod outcome;
+pub mod pool;
 pub mod prepare;
 pub mod request;
 pub mod retry;
