@@ -9,7 +9,9 @@
 #   1. one run as a whole process: wall time (median of 10) and peak memory;
 #   2. 1,000 runs at concurrency 1: requests/s (median and best of 5) and peak memory;
 #   3. 10,000 runs at concurrency 64: requests/s (median and best of 5) and peak memory;
-#   4. 100,000 runs at concurrency 64: requests/s and peak memory (must stay under 64 MiB:
+#   4. the raw limit: wrk against the same stub (1 and 64 connections), what flowrun's
+#      requests/s are compared with;
+#   5. 100,000 runs at concurrency 64: requests/s and peak memory (must stay under 64 MiB:
 #      input is streamed), then the latency per step of that run.
 # Reading the figures: requests/s is what the runner sustains end to end (templates, JSON,
 # HTTP, reports) on this machine's cores, which the stub shares; runs/s is requests/s / 4.
@@ -48,6 +50,14 @@ for spec in "1000 1" "10000 64"; do
   printf '  %6d runs, concurrency %2d:  %8d requests/s median, %6d best   peak %3d MiB\n' \
     "$1" "$2" "$(sed -n 3p <<< "$sorted")" "$(sed -n 5p <<< "$sorted")" "$mem"
 done
+# The raw limit: a load tool (wrk) against the same stub, one connection and 64, for 5 s each.
+if command -v wrk > /dev/null; then
+  raw1=$(wrk -t1 -c1 -d5s "$SCRT_BASE_URL/api/v1/route" | awk '/Requests\/sec/ { printf "%d", $2 }')
+  raw64=$(wrk -t2 -c64 -d5s "$SCRT_BASE_URL/api/v1/route" | awk '/Requests\/sec/ { printf "%d", $2 }')
+  printf '  raw limit (wrk, same stub):    %8d requests/s on 1 connection, %d on 64\n' "$raw1" "$raw64"
+else
+  echo "  raw limit: wrk is not installed (apt-get install wrk)"
+fi
 make_input 100000
 mem=$(peak "$bin" run flows/inbound.yaml --inputs-jsonl "$work/100000.jsonl" --concurrency 64 --quiet)
 printf '  100000 runs, concurrency 64:  %8d requests/s   peak %3d MiB\n' "$(rps)" "$mem"
