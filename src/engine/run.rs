@@ -568,28 +568,11 @@ impl Run<'_> {
         loop {
             number += 1;
             if let Some(t) = &token {
-                let value = format!("Bearer {t}");
-                let current = request
-                    .headers
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case("authorization"));
-                if current.is_none_or(|(_, v)| *v != value) {
-                    let request = Arc::make_mut(&mut request);
-                    request
-                        .headers
-                        .retain(|(k, _)| !k.eq_ignore_ascii_case("authorization"));
-                    request.headers.push(("Authorization".into(), value));
-                }
+                authorize(&mut request, t);
             }
-            let timeout = match self.deadline {
-                Some(d) => match d.checked_duration_since(Instant::now()) {
-                    Some(left) if !left.is_zero() => step.timeout.min(left),
-                    _ => {
-                        let message = "the flow's deadline passed before the request was sent".into();
-                        return Err((FailureKind::Deadline { message }, attempts));
-                    }
-                },
-                None => step.timeout,
+            let timeout = match self.attempt_timeout(step) {
+                Ok(t) => t,
+                Err(kind) => return Err((kind, attempts)),
             };
             self.observer.attempt_started(&step.id, number, &request);
             let sent = Instant::now();
@@ -650,61 +633,104 @@ impl Run<'_> {
                     return Err((FailureKind::Transport { message }, attempts));
                 }
             };
-            let Some(backoff) = delays.next() else {
-                return match error {
-                    None => Ok(attempts),
-                    Some(_) => Err((FailureKind::Transport { message: reason }, attempts)),
-                };
-            };
-            let left = self.deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            // A wait the server asks for (`Retry-After`) is obeyed only within the step's own
-            // bounds: a server must not hold a run for hours.
-            if let Some(asked) = wait_hint {
-                let bounds = [
-                    (
-                        step.retry.max,
-                        format!("the retry's max of {}", short(step.retry.max)),
-                    ),
-                    (
-                        step.timeout,
-                        format!("the step's timeout of {}", short(step.timeout)),
-                    ),
-                ];
-                let bound = bounds
-                    .into_iter()
-                    .chain(left.map(|l| (l, "the time left before the flow's deadline".into())))
-                    .filter(|(limit, _)| asked > *limit)
-                    .min_by_key(|(limit, _)| *limit);
-                if let Some((_, what)) = bound {
-                    let why = format!(
-                        "the server asked to wait {} before retrying, more than {what}",
-                        short(asked)
-                    );
-                    return Err((
-                        FailureKind::GaveUp {
-                            last: reason,
-                            reason: why,
-                        },
-                        attempts,
-                    ));
-                }
-            }
-            let wait = wait_hint.unwrap_or(backoff);
-            if left.is_some_and(|l| wait >= l) {
-                return match error {
-                    None => Ok(attempts),
-                    Some(_) => {
-                        let message = format!("{reason}; no time left before the flow's deadline to retry");
-                        Err((FailureKind::Deadline { message }, attempts))
+            let backoff = delays.next();
+            match self.retry_wait(step, reason.clone(), wait_hint, backoff) {
+                Ok(Some(wait)) => {
+                    self.observer.retry_scheduled(&step.id, wait, &reason);
+                    if !self.pause(wait).await {
+                        let message = format!("{reason}; interrupted while waiting to retry");
+                        return Err((FailureKind::Interrupted { message }, attempts));
                     }
-                };
-            }
-            self.observer.retry_scheduled(&step.id, wait, &reason);
-            if !self.pause(wait).await {
-                let message = format!("{reason}; interrupted while waiting to retry");
-                return Err((FailureKind::Interrupted { message }, attempts));
+                }
+                // No retry left: an answer is judged as it is; no answer is the failure.
+                Ok(None) if error.is_none() => return Ok(attempts),
+                Ok(None) => return Err((FailureKind::Transport { message: reason }, attempts)),
+                Err(kind) if error.is_none() && matches!(kind, FailureKind::Deadline { .. }) => {
+                    return Ok(attempts);
+                }
+                Err(kind) => return Err((kind, attempts)),
             }
         }
+    }
+
+    /// How long the next attempt may take: the step's timeout, within the flow's deadline.
+    fn attempt_timeout(&self, step: &CompiledStep) -> Result<Duration, FailureKind> {
+        let Some(deadline) = self.deadline else {
+            return Ok(step.timeout);
+        };
+        match deadline.checked_duration_since(Instant::now()) {
+            Some(left) if !left.is_zero() => Ok(step.timeout.min(left)),
+            _ => Err(FailureKind::Deadline {
+                message: "the flow's deadline passed before the request was sent".into(),
+            }),
+        }
+    }
+
+    /// The wait before retrying after `reason`: the server's `Retry-After` (`hint`) within the
+    /// step's bounds, else the policy's `backoff`. `Ok(None)`: no attempt is left.
+    fn retry_wait(
+        &self,
+        step: &CompiledStep,
+        reason: String,
+        hint: Option<Duration>,
+        backoff: Option<Duration>,
+    ) -> Result<Option<Duration>, FailureKind> {
+        let Some(backoff) = backoff else {
+            return Ok(None);
+        };
+        let left = self.deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        // A wait the server asks for is obeyed only within the step's own bounds: a server
+        // must not hold a run for hours.
+        if let Some(asked) = hint {
+            let bounds = [
+                (
+                    step.retry.max,
+                    format!("the retry's max of {}", short(step.retry.max)),
+                ),
+                (
+                    step.timeout,
+                    format!("the step's timeout of {}", short(step.timeout)),
+                ),
+            ];
+            let bound = bounds
+                .into_iter()
+                .chain(left.map(|l| (l, "the time left before the flow's deadline".into())))
+                .filter(|(limit, _)| asked > *limit)
+                .min_by_key(|(limit, _)| *limit);
+            if let Some((_, what)) = bound {
+                let why = format!(
+                    "the server asked to wait {} before retrying, more than {what}",
+                    short(asked)
+                );
+                return Err(FailureKind::GaveUp {
+                    last: reason,
+                    reason: why,
+                });
+            }
+        }
+        let wait = hint.unwrap_or(backoff);
+        if left.is_some_and(|l| wait >= l) {
+            let message = format!("{reason}; no time left before the flow's deadline to retry");
+            return Err(FailureKind::Deadline { message });
+        }
+        Ok(Some(wait))
+    }
+}
+
+/// Sets the request's `Authorization` to the bearer `token`, copying the shared request only
+/// when the header changes (after a refresh).
+fn authorize(request: &mut Arc<HttpRequest>, token: &str) {
+    let value = format!("Bearer {token}");
+    let current = request
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("authorization"));
+    if current.is_none_or(|(_, v)| *v != value) {
+        let request = Arc::make_mut(request);
+        request
+            .headers
+            .retain(|(k, _)| !k.eq_ignore_ascii_case("authorization"));
+        request.headers.push(("Authorization".into(), value));
     }
 }
 
