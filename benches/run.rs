@@ -19,7 +19,7 @@ use flowrun::engine::compile::Cond;
 use flowrun::engine::outcome::{Outcome, Quiet, RunReport};
 use flowrun::engine::prepare::prepare;
 use flowrun::expr::context::{Context, Scope};
-use flowrun::expr::runtime::Runtime;
+use flowrun::expr::world::World;
 use flowrun::flow::Source;
 use flowrun::http::{Body, DEFAULT_MAX_BODY, HttpRequest, HttpResponse, HttpTransport, Transport};
 use serde_json::{Value, json};
@@ -58,7 +58,7 @@ fn main() {
             .clone()
             .into_iter()
             .collect();
-        let mut runtime = Runtime::system();
+        let mut runtime = World::system();
         let lookup = env.clone();
         runtime.env = Arc::new(move |n| lookup.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()));
         let transport = Arc::new(HttpTransport::new(DEFAULT_MAX_BODY).unwrap());

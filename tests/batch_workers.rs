@@ -7,7 +7,7 @@ mod common;
 use common::{env_for, repo, service};
 use flowrun::engine::batch::{BatchOptions, Controls, run_batch};
 use flowrun::engine::prepare::prepare_engine;
-use flowrun::expr::runtime::Runtime;
+use flowrun::expr::world::World;
 use flowrun::flow::Source;
 use flowrun::http::{DEFAULT_MAX_BODY, HttpTransport};
 use serde_json::Value;
@@ -21,7 +21,7 @@ type Seen = Vec<(u64, String, Option<String>)>;
 async fn runs_spread_over_worker_threads_and_their_counts_add_up() {
     let server = service().await;
     let source = Source::read(&repo("flows/inbound.yaml")).unwrap();
-    let runtime = Runtime::deterministic(1_700_000_000_000, env_for(&server));
+    let runtime = World::deterministic(1_700_000_000_000, env_for(&server));
     let transport = Arc::new(HttpTransport::new(DEFAULT_MAX_BODY).unwrap());
     let (engine, _) = prepare_engine(&source, runtime, transport).unwrap_or_else(|e| panic!("{e}"));
     let line = r#"{"channel_address":"+15550100","end_user":"+15550123","queue_id":"00G5g000000SimQ","agent_user_id":"0055g000000SimA"}"#;
@@ -120,7 +120,7 @@ impl flowrun::http::Transport for PanicsOnce {
 async fn a_panic_inside_a_run_is_that_run_s_failure() {
     let server = service().await;
     let source = Source::read(&repo("flows/inbound.yaml")).unwrap();
-    let runtime = Runtime::deterministic(1_700_000_000_000, env_for(&server));
+    let runtime = World::deterministic(1_700_000_000_000, env_for(&server));
     let transport = Arc::new(PanicsOnce {
         inner: HttpTransport::new(DEFAULT_MAX_BODY).unwrap(),
         sent: Default::default(),
@@ -187,7 +187,7 @@ async fn any_source_of_jobs_runs_on_the_pool_and_observers_see_each_run() {
 
     let server = service().await;
     let source = Source::read(&repo("flows/inbound.yaml")).unwrap();
-    let runtime = Runtime::deterministic(1_700_000_000_000, env_for(&server));
+    let runtime = World::deterministic(1_700_000_000_000, env_for(&server));
     let transport = Arc::new(HttpTransport::new(DEFAULT_MAX_BODY).unwrap());
     let (engine, _) = prepare_engine(&source, runtime, transport).unwrap_or_else(|e| panic!("{e}"));
     let inputs: serde_json::Map<String, Value> = serde_json::from_str(

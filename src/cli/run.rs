@@ -3,7 +3,7 @@
 use super::exit;
 use flowrun::engine::outcome::{Observer, Outcome, RunReport};
 use flowrun::engine::prepare::{PrepareError, Prepared, prepare, prepare_engine};
-use flowrun::expr::runtime::Runtime;
+use flowrun::expr::world::World;
 use flowrun::flow::{Diagnostic, Source};
 use flowrun::http::{DEFAULT_MAX_BODY, HttpTransport};
 use flowrun::report::{self, terminal::Terminal};
@@ -101,7 +101,7 @@ fn run_inner(args: Args) -> Result<u8, u8> {
         Some(path) => read_inputs_file(path)?,
         None => Vec::new(),
     };
-    let mut runtime = Runtime::system();
+    let mut runtime = World::system();
     // Keep the simulator alive for the whole run.
     let _simulator = if args.sim || args.sim_config.is_some() {
         let config = super::sim::load_config(args.sim_config.as_deref())?;
@@ -205,7 +205,7 @@ fn write_reports(
     args: &Args,
     report: &RunReport,
     inputs: &serde_json::Map<String, Value>,
-    runtime: &Runtime,
+    runtime: &World,
 ) -> Result<(), u8> {
     let write = |path: &PathBuf, text: String| {
         std::fs::write(path, text).map_err(|e| {

@@ -118,7 +118,7 @@ where
     };
     let observer = Arc::new(ResultLines {
         on_result,
-        secrets: engine.flow().runtime.secrets.clone(),
+        secrets: engine.flow().world.secrets.clone(),
     });
     run_pool(engine, source, options, controls, observer).await
 }
@@ -199,7 +199,7 @@ fn parse_line(
         .chain(overrides.iter().cloned())
         .collect();
     rules
-        .resolve(&engine.flow().flow, given, &engine.flow().runtime.secrets)
+        .resolve(&engine.flow().flow, given, &engine.flow().world.secrets)
         .map_err(|errors| {
             let messages: Vec<String> = errors.iter().map(|e| e.message.clone()).collect();
             format!("invalid inputs: {}", messages.join("; "))

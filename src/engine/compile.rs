@@ -4,8 +4,8 @@
 use super::retry::RetryPolicy;
 use crate::base::source::Span;
 use crate::base::yaml::{Document, push_pointer};
-use crate::expr::runtime::Runtime;
 use crate::expr::templates::{RenderError, TemplateId, Templates, Tree};
+use crate::expr::world::World;
 use crate::flow::model::{self, Flow, StatusSet};
 use serde_json::Value;
 use std::time::Duration;
@@ -111,7 +111,8 @@ pub struct JwtSpec {
 pub struct CompiledFlow {
     pub flow: Flow,
     pub templates: Templates,
-    pub runtime: Runtime,
+    /// The outside world the flow's expressions read: clock, ids, environment, secrets.
+    pub world: World,
     pub base_url: Tree,
     pub headers: Vec<(String, Tree)>,
     pub auth: AuthSpec,
@@ -334,7 +335,7 @@ pub fn compile(
     flow: Flow,
     doc: &Document,
     file: &str,
-    runtime: Runtime,
+    runtime: World,
     base_dir: std::path::PathBuf,
 ) -> Result<CompiledFlow, RenderError> {
     let mut c = Compiler {
@@ -345,8 +346,8 @@ pub fn compile(
     let headers = c.map(&flow.connection.headers, "/connection/headers")?;
     let auth = match &flow.connection.auth {
         None => AuthSpec::None,
-        Some(model::Auth::Bearer(t)) => AuthSpec::Bearer(c.text(t, "/connection/auth/bearer")?),
-        Some(model::Auth::JwtBearer(j)) => {
+        Some(model::AuthSettings::Bearer(t)) => AuthSpec::Bearer(c.text(t, "/connection/auth/bearer")?),
+        Some(model::AuthSettings::JwtBearer(j)) => {
             let p = "/connection/auth/jwt_bearer";
             AuthSpec::Jwt(Box::new(JwtSpec {
                 token_url: c.text(&j.token_url, &push_pointer(p, "token_url"))?,
@@ -380,7 +381,7 @@ pub fn compile(
     Ok(CompiledFlow {
         flow,
         templates: c.templates,
-        runtime,
+        world: runtime,
         base_url,
         headers,
         auth,

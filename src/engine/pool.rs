@@ -172,7 +172,7 @@ struct Crew {
 impl Crew {
     async fn run(self, slotted: Slotted) {
         let Job { id, inputs } = slotted.job;
-        let secrets = &self.engine.flow().runtime.secrets;
+        let secrets = &self.engine.flow().world.secrets;
         self.observer.run_started(&id);
         let failure = match inputs {
             Err(error) => Some(error),

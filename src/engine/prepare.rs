@@ -3,8 +3,8 @@
 
 use super::inputs::{InputError, parse_assignment, resolve};
 use super::run::{Engine, RunError};
-use crate::expr::runtime::Runtime;
 use crate::expr::templates::RenderError;
+use crate::expr::world::World;
 use crate::flow::{Diagnostic, Source, load_checked};
 use crate::http::Transport;
 use serde_json::{Map, Value};
@@ -62,7 +62,7 @@ pub fn prepare(
     source: &Source,
     given: Vec<(String, Value)>,
     assignments: &[String],
-    runtime: Runtime,
+    runtime: World,
     transport: Arc<dyn Transport>,
 ) -> Result<Prepared, PrepareError> {
     let checked = load_checked(source).map_err(PrepareError::Flow)?;
@@ -95,7 +95,7 @@ pub fn prepare(
 /// resolved with [`super::inputs::InputRules`] against `engine.flow().flow`.
 pub fn prepare_engine(
     source: &Source,
-    runtime: Runtime,
+    runtime: World,
     transport: Arc<dyn Transport>,
 ) -> Result<(Engine, Vec<Diagnostic>), PrepareError> {
     let checked = load_checked(source).map_err(PrepareError::Flow)?;
@@ -107,7 +107,7 @@ pub fn prepare_engine(
 fn build(
     checked: crate::flow::Checked,
     source: &Source,
-    runtime: Runtime,
+    runtime: World,
     transport: Arc<dyn Transport>,
 ) -> Result<Engine, PrepareError> {
     let base_dir = source.path.parent().map(PathBuf::from).unwrap_or_default();

@@ -58,7 +58,7 @@ impl Engine {
             AuthSpec::None => Auth::None,
             AuthSpec::Bearer(t) => {
                 let token = render(t)?;
-                flow.runtime.secrets.add(&token);
+                flow.world.secrets.add(&token);
                 Auth::Bearer(token)
             }
             AuthSpec::Jwt(jwt) => {
@@ -75,7 +75,7 @@ impl Engine {
                     .connection
                     .timeout
                     .unwrap_or(super::compile::DEFAULT_TIMEOUT);
-                let jwt = JwtBearer::new(settings, transport.clone(), flow.runtime.secrets.clone(), timeout)
+                let jwt = JwtBearer::new(settings, transport.clone(), flow.world.secrets.clone(), timeout)
                     .map_err(|e| RunError::Auth(e.to_string()))?;
                 Auth::Jwt(Arc::new(jwt))
             }

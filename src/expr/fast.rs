@@ -7,7 +7,7 @@
 //! MiniJinja after all, so that errors (and `is defined`-style subtleties) read exactly the same.
 
 use super::context::Context;
-use super::runtime::Runtime;
+use super::world::World;
 use serde_json::Value;
 
 /// One step of a path: `.name` / `['name']`, or `[0]`.
@@ -62,7 +62,7 @@ impl Fast {
     }
 
     /// The value, or `None` when the path does not resolve (MiniJinja then answers).
-    pub fn eval(&self, ctx: &Context, runtime: &Runtime) -> Option<Value> {
+    pub fn eval(&self, ctx: &Context, runtime: &World) -> Option<Value> {
         Some(match self {
             Fast::Path { root, path } => ctx.lookup(root, path)?.clone(),
             Fast::Uuid => Value::String(runtime.ids.uuid()),
@@ -143,7 +143,7 @@ mod tests {
 
     #[test]
     fn a_path_that_does_not_resolve_has_no_fast_answer() {
-        let rt = Runtime::deterministic(5, Vec::new());
+        let rt = World::deterministic(5, Vec::new());
         let ctx = Context::new(json!({"inputs": {"a": [1, {"b": "x"}], "s": "str"}}));
         let eval = |e: &str| Fast::parse(e).unwrap().eval(&ctx, &rt);
         assert_eq!(eval("inputs.a[1].b"), Some(json!("x")));

@@ -2,8 +2,8 @@
 
 pub mod context;
 pub mod fast;
-pub mod runtime;
 pub mod scan;
+pub mod world;
 pub use crate::base::secrets;
 pub mod templates;
 

@@ -7,7 +7,7 @@
 
 use super::context::Context;
 use super::fast::Fast;
-use super::runtime::Runtime;
+use super::world::World;
 use minijinja::value::Value as JinjaValue;
 use minijinja::{Environment, ErrorKind, UndefinedBehavior};
 use serde_json::Value;
@@ -68,7 +68,7 @@ impl std::fmt::Display for RenderError {
 /// The store of one flow's compiled templates.
 pub struct Templates {
     env: Environment<'static>,
-    runtime: Runtime,
+    runtime: World,
     file: std::sync::Arc<str>,
     entries: Vec<Entry>,
     /// The environment variables the compiled templates name literally.
@@ -76,7 +76,7 @@ pub struct Templates {
 }
 
 impl Templates {
-    pub fn new(runtime: &Runtime) -> Self {
+    pub fn new(runtime: &World) -> Self {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_fuel(Some(FUEL));
@@ -360,7 +360,7 @@ fn single_expression(text: &str) -> Option<&str> {
     Some(inner.trim())
 }
 
-fn register_functions(env: &mut Environment<'static>, runtime: &Runtime) {
+fn register_functions(env: &mut Environment<'static>, runtime: &World) {
     let ids = runtime.ids.clone();
     env.add_function("uuid", move || ids.uuid());
     let clock = runtime.clock.clone();
@@ -417,7 +417,7 @@ mod tests {
     use serde_json::json;
 
     fn setup() -> (Templates, Context<'static>) {
-        let rt = Runtime::deterministic(1_700_000_000_000, vec![("TOKEN".into(), "s3cr3t".into())]);
+        let rt = World::deterministic(1_700_000_000_000, vec![("TOKEN".into(), "s3cr3t".into())]);
         let t = Templates::new(&rt).in_file("flows/x.yaml");
         let ctx = Context::new(
             json!({"inputs": {"n": 2, "s": "090", "o": {"a": [1]}}, "steps": {"a": {"x": "y", "succeeded": true}}}),
@@ -484,7 +484,7 @@ mod tests {
 
     #[test]
     fn secrets_are_registered_when_read() {
-        let rt = Runtime::deterministic(0, vec![("TOKEN".into(), "s3cr3t".into())]);
+        let rt = World::deterministic(0, vec![("TOKEN".into(), "s3cr3t".into())]);
         let mut t = Templates::new(&rt);
         let id = t.template("Bearer {{ secret('TOKEN') }}", 1).unwrap();
         assert_eq!(

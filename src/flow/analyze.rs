@@ -13,9 +13,9 @@ use crate::base::yaml::{Document, push_pointer};
 use crate::expr::{self, BUILTIN_GLOBALS, FUNCTIONS, ROOTS, STEP_FIELDS, scan};
 use serde_json::{Map, Value};
 
-/// Which part of the flow a template sits in: what it may read.
+/// Which part of the flow a template sits in: what it may read (its reach).
 #[derive(Clone, Copy)]
-struct Scope<'s> {
+struct Reach<'s> {
     /// Steps readable from here, in order.
     visible: &'s [StepInfo],
     /// The step this template belongs to, if any.
@@ -85,7 +85,7 @@ impl<'a> Analyzer<'a> {
                 self.all_vars.extend(var_names(step));
             }
         }
-        let top = Scope {
+        let top = Reach {
             visible: &[],
             current: None,
             response: false,
@@ -95,7 +95,7 @@ impl<'a> Analyzer<'a> {
         if let Some(conn) = obj(root.get("connection")) {
             for key in ["base_url", "headers", "auth"] {
                 if let Some(v) = conn.get(key) {
-                    let scope = Scope {
+                    let scope = Reach {
                         inputs: key != "auth",
                         ..top
                     };
@@ -115,7 +115,7 @@ impl<'a> Analyzer<'a> {
                 self.step(&ptr, step, visible, &flow_vars, last);
             }
         }
-        let outputs_scope = Scope {
+        let outputs_scope = Reach {
             visible: &all,
             current: None,
             response: false,
@@ -179,14 +179,14 @@ impl<'a> Analyzer<'a> {
 
     /// Checks each var's template, each reading the vars before it (`scope.vars`) and itself
     /// in none.
-    fn vars(&mut self, ptr: &str, names: &[String], scope: Scope) {
+    fn vars(&mut self, ptr: &str, names: &[String], scope: Reach) {
         let Some(vars) = obj(self.doc.value.pointer(ptr)) else {
             return;
         };
         let before = scope.vars.len();
         let all: Vec<String> = scope.vars.iter().chain(names).cloned().collect();
         for (i, (name, v)) in vars.iter().enumerate() {
-            let scope = Scope {
+            let scope = Reach {
                 vars: &all[..before + i],
                 ..scope
             };
@@ -201,18 +201,18 @@ impl<'a> Analyzer<'a> {
         };
         let own_vars = var_names(value);
         let readable: Vec<String> = flow_vars.iter().chain(&own_vars).cloned().collect();
-        let before_vars = Scope {
+        let before_vars = Reach {
             visible,
             current: Some(step),
             response: false,
             inputs: true,
             vars: flow_vars,
         };
-        let plain = Scope {
+        let plain = Reach {
             vars: &readable,
             ..before_vars
         };
-        let with_response = Scope {
+        let with_response = Reach {
             response: true,
             ..plain
         };
@@ -251,7 +251,7 @@ impl<'a> Analyzer<'a> {
     }
 
     /// Checks every string under `ptr` as a template (bodies, headers, paths).
-    fn templates(&mut self, ptr: &str, value: &Value, scope: Scope) {
+    fn templates(&mut self, ptr: &str, value: &Value, scope: Reach) {
         match value {
             Value::String(s) => self.template(ptr, s, scope),
             Value::Array(items) => {
@@ -268,7 +268,7 @@ impl<'a> Analyzer<'a> {
         }
     }
 
-    fn template(&mut self, ptr: &str, text: &str, scope: Scope) {
+    fn template(&mut self, ptr: &str, text: &str, scope: Reach) {
         if !text.contains('{') {
             return;
         }
@@ -288,7 +288,7 @@ impl<'a> Analyzer<'a> {
         }
     }
 
-    fn expression(&mut self, ptr: &str, value: &Value, scope: Scope) {
+    fn expression(&mut self, ptr: &str, value: &Value, scope: Reach) {
         let Some(text) = value.as_str() else { return };
         let span = self.doc.value_span(ptr);
         if let Some(detail) = scan::too_complex(text, false) {
@@ -370,7 +370,7 @@ impl<'a> Analyzer<'a> {
     }
 
     /// Checks every name a template or expression reads, in a stable order.
-    fn names(&mut self, span: Span, text: &str, names: std::collections::HashSet<String>, scope: Scope) {
+    fn names(&mut self, span: Span, text: &str, names: std::collections::HashSet<String>, scope: Reach) {
         let mut names: Vec<String> = names.into_iter().collect();
         names.sort();
         for name in names {
@@ -379,7 +379,7 @@ impl<'a> Analyzer<'a> {
     }
 
     /// Checks one name a template reads, such as `steps.route.correlation_id`.
-    fn name(&mut self, span: Span, text: &str, name: &str, scope: Scope) {
+    fn name(&mut self, span: Span, text: &str, name: &str, scope: Reach) {
         let parts: Vec<&str> = name.split('.').collect();
         match parts[0] {
             "inputs" if !scope.inputs => {
@@ -451,7 +451,7 @@ impl<'a> Analyzer<'a> {
         }
     }
 
-    fn step_ref(&mut self, span: Span, id: &str, field: Option<&str>, scope: Scope) {
+    fn step_ref(&mut self, span: Span, id: &str, field: Option<&str>, scope: Reach) {
         let at = self.point(span, &format!("steps.{id}"));
         if scope.current.is_some_and(|c| c.id == id) {
             self.out.push(AnalyzeError::OwnStep { id: id.to_string() }.at(at));

@@ -58,7 +58,7 @@ fn string_type() -> String {
 pub struct Connection {
     pub base_url: String,
     #[serde(default)]
-    pub auth: Option<Auth>,
+    pub auth: Option<AuthSettings>,
     #[serde(default)]
     pub headers: indexmap_like::Ordered<String>,
     #[serde(default, with = "duration_opt")]
@@ -69,13 +69,13 @@ pub struct Connection {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Auth {
+pub enum AuthSettings {
     Bearer(String),
-    JwtBearer(JwtBearer),
+    JwtBearer(JwtBearerSettings),
 }
 
 #[derive(Debug, Clone, Deserialize)]
-pub struct JwtBearer {
+pub struct JwtBearerSettings {
     pub token_url: String,
     pub client_id: String,
     pub username: String,

@@ -6,7 +6,7 @@ use crate::base::diagnostic::Diagnostic;
 use crate::base::source::Source;
 use crate::engine::outcome::{Outcome, Quiet, RunReport};
 use crate::engine::prepare::prepare;
-use crate::expr::runtime::Runtime;
+use crate::expr::world::World;
 use crate::http::{DEFAULT_MAX_BODY, HttpTransport};
 use crate::report::transcript::{to_yaml, transcript};
 use crate::sim::{SimConfig, environment, start_in_background};
@@ -157,7 +157,7 @@ async fn execute(
     let mut env = environment(&sim);
     env.extend(case.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     env.reverse(); // the case's own variables first, so they win
-    let runtime = Runtime::deterministic(TEST_NOW_MS, env);
+    let runtime = World::deterministic(TEST_NOW_MS, env);
     let mut given = match &case.inputs_file {
         Some(p) => read_inputs(&dir.join(p))?,
         None => Vec::new(),

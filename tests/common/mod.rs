@@ -5,7 +5,7 @@
 
 use flowrun::engine::outcome::{Quiet, RunReport};
 use flowrun::engine::prepare::prepare;
-use flowrun::expr::runtime::Runtime;
+use flowrun::expr::world::World;
 use flowrun::flow::Source;
 use flowrun::http::{DEFAULT_MAX_BODY, HttpTransport};
 use serde_json::{Value, json};
@@ -82,7 +82,7 @@ pub fn env_for(server: &MockServer) -> Vec<(String, String)> {
 /// Runs a flow through the library: frozen clock, sequential ids, only `env` in the environment.
 pub async fn run(flow: &str, inputs: Value, env: Vec<(String, String)>) -> RunReport {
     let source = Source::read(&repo(flow)).unwrap();
-    let runtime = Runtime::deterministic(1_700_000_000_000, env);
+    let runtime = World::deterministic(1_700_000_000_000, env);
     let given = inputs.as_object().unwrap().clone().into_iter().collect();
     let transport = Arc::new(HttpTransport::new(DEFAULT_MAX_BODY).unwrap());
     let prepared = prepare(&source, given, &[], runtime, transport).unwrap_or_else(|e| panic!("{e}"));

@@ -62,17 +62,17 @@ pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 /// Everything a run takes from outside the flow file.
 #[derive(Clone)]
-pub struct Runtime {
+pub struct World {
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<dyn Ids>,
     pub env: EnvLookup,
     pub secrets: Secrets,
 }
 
-impl Runtime {
+impl World {
     /// The real clock, random ids and the process environment.
     pub fn system() -> Self {
-        Runtime {
+        World {
             clock: Arc::new(SystemClock),
             ids: Arc::new(RandomIds),
             env: Arc::new(|name| std::env::var(name).ok()),
@@ -82,7 +82,7 @@ impl Runtime {
 
     /// Frozen clock, sequential ids and the given variables only.
     pub fn deterministic(now_ms: i64, vars: Vec<(String, String)>) -> Self {
-        Runtime {
+        World {
             clock: Arc::new(FixedClock(now_ms)),
             ids: Arc::new(SequentialIds::default()),
             env: Arc::new(move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())),
