@@ -14,16 +14,25 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
+/// The inbound flow's engine, talking to `server` over `transport`, deterministic.
+fn inbound_engine(
+    server: &wiremock::MockServer,
+    transport: Arc<dyn flowrun::http::Transport>,
+) -> flowrun::engine::Engine {
+    let source = Source::read(&repo("flows/inbound.yaml")).unwrap();
+    let world = World::deterministic(1_700_000_000_000, env_for(server));
+    prepare_engine(&source, world, transport)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .0
+}
+
 /// A result as the test sees it: line number, outcome, and the thread that reported it.
 type Seen = Vec<(u64, String, Option<String>)>;
 
 #[tokio::test]
 async fn runs_spread_over_worker_threads_and_their_counts_add_up() {
     let server = service().await;
-    let source = Source::read(&repo("flows/inbound.yaml")).unwrap();
-    let runtime = World::deterministic(1_700_000_000_000, env_for(&server));
-    let transport = Arc::new(HttpTransport::new(DEFAULT_MAX_BODY).unwrap());
-    let (engine, _) = prepare_engine(&source, runtime, transport).unwrap_or_else(|e| panic!("{e}"));
+    let engine = inbound_engine(&server, Arc::new(HttpTransport::new(DEFAULT_MAX_BODY).unwrap()));
     let line = r#"{"channel_address":"+15550100","end_user":"+15550123","queue_id":"00G5g000000SimQ","agent_user_id":"0055g000000SimA"}"#;
     let mut input = String::new();
     for n in 1..=60 {
@@ -119,13 +128,11 @@ impl flowrun::http::Transport for PanicsOnce {
 #[tokio::test]
 async fn a_panic_inside_a_run_is_that_run_s_failure() {
     let server = service().await;
-    let source = Source::read(&repo("flows/inbound.yaml")).unwrap();
-    let runtime = World::deterministic(1_700_000_000_000, env_for(&server));
     let transport = Arc::new(PanicsOnce {
         inner: HttpTransport::new(DEFAULT_MAX_BODY).unwrap(),
         sent: Default::default(),
     });
-    let (engine, _) = prepare_engine(&source, runtime, transport).unwrap_or_else(|e| panic!("{e}"));
+    let engine = inbound_engine(&server, transport);
     let line = r#"{"channel_address":"+15550100","end_user":"+15550123","queue_id":"00G5g000000SimQ"}"#;
     let input = format!("{line}\n").repeat(5);
     let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
@@ -186,10 +193,7 @@ async fn any_source_of_jobs_runs_on_the_pool_and_observers_see_each_run() {
     }
 
     let server = service().await;
-    let source = Source::read(&repo("flows/inbound.yaml")).unwrap();
-    let runtime = World::deterministic(1_700_000_000_000, env_for(&server));
-    let transport = Arc::new(HttpTransport::new(DEFAULT_MAX_BODY).unwrap());
-    let (engine, _) = prepare_engine(&source, runtime, transport).unwrap_or_else(|e| panic!("{e}"));
+    let engine = inbound_engine(&server, Arc::new(HttpTransport::new(DEFAULT_MAX_BODY).unwrap()));
     let inputs: serde_json::Map<String, Value> = serde_json::from_str(
         r#"{"channel_address":"+15550100","end_user":"+15550123","queue_id":"00G5g000000SimQ","text":"hi","consent_status":"ExplicitlyOptedIn","capacity_weight":1}"#,
     )

@@ -43,6 +43,16 @@ pub fn code_regions(template: &str) -> Vec<&str> {
     out
 }
 
+/// The index just past the string literal that opens at `start` (a quote), escapes skipped.
+fn past_string(bytes: &[u8], start: usize) -> usize {
+    let quote = bytes[start];
+    let mut i = start + 1;
+    while i < bytes.len() && bytes[i] != quote {
+        i += if bytes[i] == b'\\' { 2 } else { 1 };
+    }
+    i + 1
+}
+
 /// The most operators one expression (or one `{{ }}` / `{% %}` of a template) may hold.
 /// MiniJinja parses and evaluates expressions recursively: tens of thousands of `not`s, `+`s
 /// or `|f`s overflow the stack. A flow's expressions hold a few dozen.
@@ -56,13 +66,7 @@ pub fn operator_count(code: &str) -> usize {
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            q @ (b'"' | b'\'') => {
-                i += 1;
-                while i < bytes.len() && bytes[i] != q {
-                    i += if bytes[i] == b'\\' { 2 } else { 1 };
-                }
-                i += 1;
-            }
+            b'"' | b'\'' => i = past_string(bytes, i),
             b'+' | b'-' | b'*' | b'/' | b'%' | b'~' | b'|' | b'.' | b'(' | b'[' | b'{' | b',' | b'<'
             | b'>' | b'=' | b'!' => {
                 count += 1;
@@ -118,13 +122,7 @@ pub fn uses(expr: &str) -> Vec<Use<'_>> {
     };
     while i < bytes.len() {
         match bytes[i] {
-            q @ (b'"' | b'\'') => {
-                i += 1;
-                while i < bytes.len() && bytes[i] != q {
-                    i += if bytes[i] == b'\\' { 2 } else { 1 };
-                }
-                i += 1;
-            }
+            b'"' | b'\'' => i = past_string(bytes, i),
             b'|' => {
                 let (name, end) = ident_at(i + 1);
                 if !name.is_empty() {
