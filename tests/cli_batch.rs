@@ -380,3 +380,40 @@ fn an_unreadable_line_fails_alone_and_the_rest_run() {
         ]
     );
 }
+
+/// Counts that would make a batch do nothing (or refuse every answer) are refused up front.
+#[test]
+fn zero_concurrency_rate_and_max_body_are_refused() {
+    for (flag, words) in [
+        ("--concurrency", "invalid value '0' for '--concurrency <N>': must be at least 1"),
+        ("--rate", "invalid value '0' for '--rate <R>': the rate must be more than 0 runs per second"),
+        ("--max-body", "invalid value '0' for '--max-body <BYTES>': must be at least 1"),
+    ] {
+        let out = bin()
+            .args(["run", "flows/inbound.yaml", "--sim", "--inputs-jsonl", "flows/examples/inbound.runs.jsonl", flag, "0"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3), "{flag}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.starts_with(&format!("error: {words}\n")), "{stderr}");
+    }
+}
+
+/// `--quiet` prints nothing when every run passed, and the summary when one did not.
+#[test]
+fn quiet_batches_print_nothing_when_every_run_passed() {
+    let run = |input: &str| {
+        bin()
+            .args(["run", "flows/inbound.yaml", "--sim", "--quiet", "--inputs-jsonl", input])
+            .output()
+            .unwrap()
+    };
+    let out = run("flows/examples/inbound.runs.jsonl");
+    assert_eq!((out.status.code(), out.stdout.len(), out.stderr.len()), (Some(0), 0, 0));
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, "{not json\n").unwrap();
+    let out = run(&bad.to_string_lossy());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("inbound: 1 runs (0 passed, 0 stopped, 1 failed)"));
+}

@@ -14,10 +14,11 @@ use std::sync::{Arc, Mutex};
 #[derive(clap::Args)]
 pub struct BatchArgs {
     /// With --inputs-jsonl: runs in flight at once.
-    #[arg(long, value_name = "N", default_value_t = 8, requires = "inputs_jsonl")]
+    #[arg(long, value_name = "N", default_value_t = 8, requires = "inputs_jsonl",
+          value_parser = super::at_least_one)]
     concurrency: usize,
-    /// With --inputs-jsonl: runs started per second, at most.
-    #[arg(long, value_name = "R", requires = "inputs_jsonl")]
+    /// With --inputs-jsonl: runs started per second, at most (more than 0).
+    #[arg(long, value_name = "R", requires = "inputs_jsonl", value_parser = positive_rate)]
     rate: Option<f64>,
     /// With --inputs-jsonl: write one JSON line per run (line, outcome, outputs, failed step and error).
     #[arg(long, value_name = "FILE", requires = "inputs_jsonl")]
@@ -26,6 +27,15 @@ pub struct BatchArgs {
     /// `finally` steps still run). Without it, they finish.
     #[arg(long, requires = "inputs_jsonl")]
     force: bool,
+}
+
+/// A `--rate`: a number of runs per second greater than 0.
+fn positive_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        Ok(_) => Err("the rate must be more than 0 runs per second".into()),
+        Err(_) => Err(format!("`{text}` is not a number")),
+    }
 }
 
 pub fn run(
@@ -135,12 +145,12 @@ pub fn run(
             return exit::USAGE;
         }
     };
-    print!("{}", render_summary(&name, &summary));
-    if summary.failed > 0 || summary.interrupted {
-        exit::FAILED
-    } else {
-        exit::OK
+    let all_passed = summary.failed == 0 && !summary.interrupted;
+    // `--quiet`: nothing at all when every run passed; the summary when something did not.
+    if !(quiet && all_passed) {
+        print!("{}", render_summary(&name, &summary));
     }
+    if all_passed { exit::OK } else { exit::FAILED }
 }
 
 /// The closing summary: outcomes, throughput, latency percentiles per step.

@@ -44,6 +44,16 @@ enum Command {
     Test(test::Args),
 }
 
+/// A count that must be at least 1 (`--concurrency 0` would run nothing, `--max-body 0`
+/// would refuse every answer).
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{text}` is not a whole number")),
+    }
+}
+
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

@@ -55,7 +55,8 @@ pub struct Args {
     #[command(flatten)]
     batch: super::batch::BatchArgs,
     /// Largest response body accepted, in bytes; a larger one fails the step.
-    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BODY)]
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BODY,
+          value_parser = super::at_least_one)]
     max_body: usize,
 }
 
