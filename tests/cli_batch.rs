@@ -94,7 +94,6 @@ fn inputs_can_stream_from_standard_input_with_a_rate_limit() {
             "-",
             "--rate",
             "50",
-            "--quiet",
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -385,12 +384,29 @@ fn an_unreadable_line_fails_alone_and_the_rest_run() {
 #[test]
 fn zero_concurrency_rate_and_max_body_are_refused() {
     for (flag, words) in [
-        ("--concurrency", "invalid value '0' for '--concurrency <N>': must be at least 1"),
-        ("--rate", "invalid value '0' for '--rate <R>': the rate must be more than 0 runs per second"),
-        ("--max-body", "invalid value '0' for '--max-body <BYTES>': must be at least 1"),
+        (
+            "--concurrency",
+            "invalid value '0' for '--concurrency <N>': must be at least 1",
+        ),
+        (
+            "--rate",
+            "invalid value '0' for '--rate <R>': the rate must be more than 0 runs per second",
+        ),
+        (
+            "--max-body",
+            "invalid value '0' for '--max-body <BYTES>': must be at least 1",
+        ),
     ] {
         let out = bin()
-            .args(["run", "flows/inbound.yaml", "--sim", "--inputs-jsonl", "flows/examples/inbound.runs.jsonl", flag, "0"])
+            .args([
+                "run",
+                "flows/inbound.yaml",
+                "--sim",
+                "--inputs-jsonl",
+                "flows/examples/inbound.runs.jsonl",
+                flag,
+                "0",
+            ])
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(3), "{flag}");
@@ -404,16 +420,87 @@ fn zero_concurrency_rate_and_max_body_are_refused() {
 fn quiet_batches_print_nothing_when_every_run_passed() {
     let run = |input: &str| {
         bin()
-            .args(["run", "flows/inbound.yaml", "--sim", "--quiet", "--inputs-jsonl", input])
+            .args([
+                "run",
+                "flows/inbound.yaml",
+                "--sim",
+                "--quiet",
+                "--inputs-jsonl",
+                input,
+            ])
             .output()
             .unwrap()
     };
     let out = run("flows/examples/inbound.runs.jsonl");
-    assert_eq!((out.status.code(), out.stdout.len(), out.stderr.len()), (Some(0), 0, 0));
+    assert_eq!(
+        (out.status.code(), out.stdout.len(), out.stderr.len()),
+        (Some(0), 0, 0)
+    );
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.jsonl");
     std::fs::write(&bad, "{not json\n").unwrap();
     let out = run(&bad.to_string_lossy());
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("inbound: 1 runs (0 passed, 0 stopped, 1 failed)"));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("inbound: 1 runs (0 passed, 0 stopped, 1 failed)")
+    );
+}
+
+/// Batch results account for everything: a blank line and a line naming a key twice are failed
+/// lines; a failed run's line keeps what it saved before failing (the conversation it created,
+/// to clean up) and the API code; the summary counts failures by step and code.
+#[test]
+fn batch_results_account_for_every_line_and_keep_what_a_failed_run_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    let opted_out = json!({"channel_address": "+15550100", "end_user": "+15551112222", "queue_id": "00G5g000000SimQ", "consent_status": "OptedOut"});
+    std::fs::write(
+        &input,
+        format!(
+            "{}\n\n{}\n{{\"channel_address\": \"+15550100\", \"end_user\": \"+1\", \"end_user\": \"+2\", \"queue_id\": \"q\"}}\n",
+            lines(1).trim_end(),
+            opted_out
+        ),
+    )
+    .unwrap();
+    let results_file = dir.path().join("results.jsonl");
+    let out = bin()
+        .args([
+            "run",
+            "flows/inbound.yaml",
+            "--sim",
+            "--concurrency",
+            "1",
+            "--inputs-jsonl",
+        ])
+        .arg(&input)
+        .arg("--results")
+        .arg(&results_file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("inbound: 4 runs (1 passed, 0 stopped, 3 failed)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("\nfailed: 2 at `(inputs)`, 1 at `route` (code 15103)\n"),
+        "{stdout}"
+    );
+    let mut found = results(&results_file);
+    found.sort_by_key(|r| r["line"].as_u64());
+    assert_eq!(
+        found[1]["error"],
+        json!("line 2: the line is blank; each line is a JSON object of inputs")
+    );
+    assert_eq!(found[2]["code"], json!(15103));
+    let created = found[2]["saved"]["interaction"]["conversation_id"]
+        .as_str()
+        .unwrap();
+    assert!(created.starts_with("5e550000-"), "{}", found[2]);
+    assert_eq!(
+        found[3]["error"],
+        json!("line 4: not valid JSON: the key `end_user` is given twice at line 1 column 61")
+    );
 }

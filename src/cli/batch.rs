@@ -168,6 +168,18 @@ pub fn render_summary(name: &str, s: &BatchSummary) -> String {
         s.requests,
         s.requests as f64 / secs,
     );
+    if !s.failures.is_empty() {
+        let mut failures = s.failures.clone();
+        failures.sort_by(|a, b| b.runs.cmp(&a.runs));
+        let parts: Vec<String> = failures
+            .iter()
+            .map(|f| match f.code {
+                Some(code) => format!("{} at `{}` (code {code})", f.runs, f.step),
+                None => format!("{} at `{}`", f.runs, f.step),
+            })
+            .collect();
+        out.push_str(&format!("failed: {}\n", parts.join(", ")));
+    }
     if !s.steps.is_empty() {
         out.push_str(&format!(
             "  {:<20} {:>8} {:>10} {:>10} {:>10}\n",

@@ -23,7 +23,22 @@ pub fn result_line(id: &RunId, report: Result<&RunReport, &str>) -> Value {
                 json!({ "outcome": "stopped", "step": step, "outputs": r.outputs })
             }
             Outcome::Failed { step, error } => {
-                json!({ "outcome": "failed", "step": step, "error": error })
+                let mut line = json!({ "outcome": "failed", "step": step, "error": error });
+                if let Some(code) = r.failure().and_then(|f| f.code()) {
+                    line["code"] = json!(code);
+                }
+                // What the run had made before it failed (the conversation it created, ...):
+                // what a person needs to clean up.
+                let saved: Map<String, Value> = r
+                    .steps
+                    .iter()
+                    .filter(|s| !s.saved.is_empty())
+                    .map(|s| (s.id.clone(), Value::Object(s.saved.clone())))
+                    .collect();
+                if !saved.is_empty() {
+                    line["saved"] = Value::Object(saved);
+                }
+                line
             }
         },
     };
@@ -67,27 +82,30 @@ struct JsonLines<R> {
 
 impl<R: AsyncBufRead + Unpin + Send> JobSource for JsonLines<R> {
     async fn next_job(&mut self) -> Option<Job> {
-        while !self.done {
-            let read = next_line(&mut self.reader, &mut self.buffer).await;
-            self.number += 1;
-            let id = RunId::Line(self.number);
-            let inputs = match read {
-                Ok(None) => return None,
-                Ok(Some(Line::Text(line))) if line.trim().is_empty() => continue,
-                Ok(Some(Line::Text(line))) => {
-                    parse_line(&self.engine, &self.rules, &line, &self.base, &self.overrides)
-                }
-                // A line that cannot be read as text fails alone; the others go on.
-                Ok(Some(Line::Unreadable(why))) => Err(why),
-                // The input itself failed: this line fails, and nothing more is read.
-                Err(e) => {
-                    self.done = true;
-                    Err(format!("cannot read input: {e}"))
-                }
-            };
-            return Some(Job { id, inputs });
+        if self.done {
+            return None;
         }
-        None
+        let read = next_line(&mut self.reader, &mut self.buffer).await;
+        self.number += 1;
+        let id = RunId::Line(self.number);
+        let inputs = match read {
+            Ok(None) => return None,
+            // A blank line is a mistake to report, not a line to skip silently.
+            Ok(Some(Line::Text(line))) if line.trim().is_empty() => {
+                Err("the line is blank; each line is a JSON object of inputs".into())
+            }
+            Ok(Some(Line::Text(line))) => {
+                parse_line(&self.engine, &self.rules, &line, &self.base, &self.overrides)
+            }
+            // A line that cannot be read as text fails alone; the others go on.
+            Ok(Some(Line::Unreadable(why))) => Err(why),
+            // The input itself failed: this line fails, and nothing more is read.
+            Err(e) => {
+                self.done = true;
+                Err(format!("cannot read input: {e}"))
+            }
+        };
+        Some(Job { id, inputs })
     }
 }
 
@@ -180,6 +198,72 @@ async fn next_line<R: AsyncBufRead + Unpin>(
     }))
 }
 
+/// Parses JSON, refusing an object that names a key twice (serde_json would keep the last
+/// one silently; YAML files refuse it too).
+fn strict_json(text: &str) -> Result<Value, serde_json::Error> {
+    use serde::de::{DeserializeSeed, Deserializer, Error, MapAccess, SeqAccess, Visitor};
+
+    struct Strict;
+
+    impl<'de> DeserializeSeed<'de> for Strict {
+        type Value = Value;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Strict {
+        type Value = Value;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+            Ok(Value::Bool(v))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+            Ok(v.into())
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+            Ok(v.into())
+        }
+        fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+            Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+            Ok(Value::String(v.into()))
+        }
+        fn visit_string<E>(self, v: String) -> Result<Value, E> {
+            Ok(Value::String(v))
+        }
+        fn visit_unit<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            let mut items = Vec::new();
+            while let Some(v) = seq.next_element_seed(Strict)? {
+                items.push(v);
+            }
+            Ok(Value::Array(items))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let mut out = Map::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if out.contains_key(&key) {
+                    return Err(A::Error::custom(format!("the key `{key}` is given twice")));
+                }
+                let value = map.next_value_seed(Strict)?;
+                out.insert(key, value);
+            }
+            Ok(Value::Object(out))
+        }
+    }
+
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = Strict.deserialize(&mut de)?;
+    de.end()?;
+    Ok(value)
+}
+
 /// One input line: a JSON object, merged over `base` and under `overrides`, then checked.
 fn parse_line(
     engine: &Engine,
@@ -188,7 +272,7 @@ fn parse_line(
     base: &[(String, Value)],
     overrides: &[(String, Value)],
 ) -> Result<Map<String, Value>, String> {
-    let value: Value = serde_json::from_str(line).map_err(|e| format!("not valid JSON: {e}"))?;
+    let value = strict_json(line).map_err(|e| format!("not valid JSON: {e}"))?;
     let Value::Object(own) = value else {
         return Err("expected a JSON object of inputs".into());
     };

@@ -71,6 +71,17 @@ pub struct Controls {
     pub stop_running: Arc<AtomicBool>,
 }
 
+/// Runs that could not start (their inputs were unusable) count under this step name.
+pub const INPUT: &str = "(inputs)";
+
+/// How many runs failed at one step with one API code (none: no code).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failures {
+    pub step: String,
+    pub code: Option<i64>,
+    pub runs: u64,
+}
+
 /// Latency of one step across runs, in microseconds.
 pub struct StepLatency {
     pub step: String,
@@ -85,6 +96,8 @@ pub struct BatchSummary {
     pub requests: u64,
     pub elapsed: Duration,
     pub steps: Vec<StepLatency>,
+    /// Failed runs by the step that failed and the API code it got, most first.
+    pub failures: Vec<Failures>,
     /// Lines left unread because starting was stopped.
     pub interrupted: bool,
 }
@@ -102,6 +115,7 @@ struct Tally {
     failed: u64,
     requests: u64,
     steps: Vec<StepLatency>,
+    failures: std::collections::BTreeMap<(String, Option<i64>), u64>,
 }
 
 impl Tally {
@@ -124,12 +138,17 @@ impl Tally {
     fn add(&mut self, report: Result<&RunReport, &str>) {
         let Ok(report) = report else {
             self.failed += 1;
+            *self.failures.entry((INPUT.into(), None)).or_default() += 1;
             return;
         };
-        match report.outcome {
+        match &report.outcome {
             Outcome::Passed => self.passed += 1,
             Outcome::Stopped { .. } => self.stopped += 1,
-            Outcome::Failed { .. } => self.failed += 1,
+            Outcome::Failed { step, .. } => {
+                self.failed += 1;
+                let code = report.failure().and_then(|f| f.code());
+                *self.failures.entry((step.clone(), code)).or_default() += 1;
+            }
         }
         self.requests += report.requests_sent() as u64;
         for record in &report.steps {
@@ -149,6 +168,9 @@ impl Tally {
         self.requests += other.requests;
         for s in other.steps {
             let _ = self.slot(&s.step).add(&s.histogram);
+        }
+        for (key, n) in other.failures {
+            *self.failures.entry(key).or_default() += n;
         }
     }
 }
@@ -328,6 +350,11 @@ pub async fn run_pool<S: JobSource>(
         requests: tally.requests,
         elapsed: started.elapsed(),
         steps: tally.steps,
+        failures: tally
+            .failures
+            .into_iter()
+            .map(|((step, code), runs)| Failures { step, code, runs })
+            .collect(),
         interrupted,
     }
 }
