@@ -170,7 +170,7 @@ pub fn render_summary(name: &str, s: &BatchSummary) -> String {
     );
     if !s.failures.is_empty() {
         let mut failures = s.failures.clone();
-        failures.sort_by(|a, b| b.runs.cmp(&a.runs));
+        failures.sort_by_key(|f| std::cmp::Reverse(f.runs));
         let parts: Vec<String> = failures
             .iter()
             .map(|f| match f.code {
