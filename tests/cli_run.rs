@@ -596,3 +596,28 @@ async fn a_failed_step_points_at_the_part_of_the_flow_that_failed() {
         format!("{head}no response within <ms> ms{tail}")
     );
 }
+
+/// `--format json`: the run report on stdout and nothing else there (the failure, rendered,
+/// stays on stderr); secrets masked as in `--report`.
+#[tokio::test(flavor = "multi_thread")]
+async fn format_json_prints_the_report_on_stdout() {
+    let server = service().await;
+    let out = run_inbound_cli(&["--format", "json"], env_for(&server)).await;
+    assert_eq!(out.status.code(), Some(0));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["outcome"], json!({"result": "passed"}));
+    assert_eq!(report["outputs"]["agent_work_id"], json!("0Bz5g000000Sim1"));
+    assert!(!text(&out.stdout).contains(TOKEN));
+
+    let body = json!({"code": 15103, "message": "not opted in"});
+    let server = failing("POST", "/api/v1/route", 400, body, None).await;
+    let out = run_inbound_cli(&["--format", "json"], env_for(&server)).await;
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["outcome"]["failure"]["code"], json!(15103));
+    assert!(
+        text(&out.stderr).contains("error: step `route` failed"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -154,3 +154,19 @@ fn junit_lists_every_case() {
         "{xml}"
     );
 }
+
+#[test]
+fn filter_selects_cases_by_name() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = flowrun(&["test", "flows", "--filter", "external"], repo);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        text(&out.stdout),
+        "ok      flows/tests/transfer-route-first.test.yaml › an external transfer is only reported\n\
+         ok      flows/tests/transfer.test.yaml › an external transfer stops after the routing result\n\
+         2 passed, 0 failed\n"
+    );
+    let out = flowrun(&["test", "flows", "--filter", "no such case"], repo);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stderr), "error: no case name contains `no such case`\n");
+}

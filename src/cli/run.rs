@@ -31,6 +31,9 @@ pub struct Args {
     /// Print nothing but errors.
     #[arg(long, short = 'q', conflicts_with = "verbose")]
     quiet: bool,
+    /// `json`: print the run report (as `--report` writes it) on stdout, and nothing else there.
+    #[arg(long, value_enum, default_value = "human", conflicts_with_all = ["verbose", "inputs_jsonl"])]
+    format: Format,
     /// Write the whole run as JSON: inputs (secrets masked), requests, responses, timings, outputs.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
@@ -58,6 +61,12 @@ pub struct Args {
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BODY,
           value_parser = super::at_least_one)]
     max_body: usize,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Human,
+    Json,
 }
 
 /// Prints diagnostics for `source` on stderr.
@@ -153,12 +162,13 @@ fn run_inner(args: Args) -> Result<u8, u8> {
     print_diagnostics(&source, &prepared.warnings);
     let Prepared { engine, inputs, .. } = prepared;
 
+    let json = args.format == Format::Json;
     let terminal = Terminal {
         verbose: args.verbose,
-        quiet: args.quiet,
+        quiet: args.quiet || json,
         secrets: runtime.secrets.clone(),
     };
-    if !args.quiet {
+    if !terminal.quiet {
         println!("{}: {}", engine.flow().flow.name, source.display_name());
     }
     let observer = Warner {
@@ -195,6 +205,10 @@ fn run_inner(args: Args) -> Result<u8, u8> {
     });
     terminal.finish(&report);
     terminal.print_failure(&report, &source);
+    if json {
+        let value = report::json::report(&report, &inputs, &runtime.secrets);
+        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+    }
     write_reports(&args, &report, &inputs, &runtime)?;
     Ok(match report.outcome {
         Outcome::Passed | Outcome::Stopped { .. } => exit::OK,

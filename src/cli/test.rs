@@ -18,6 +18,9 @@ pub struct Args {
     /// Write a JUnit XML report: a test suite per file, a test case per case.
     #[arg(long, value_name = "FILE")]
     junit: Option<PathBuf>,
+    /// Run only the cases whose name contains this text.
+    #[arg(long, value_name = "TEXT")]
+    filter: Option<String>,
 }
 
 pub fn run(args: Args) -> u8 {
@@ -54,11 +57,33 @@ pub fn run(args: Args) -> u8 {
         }
     };
     let update = args.update;
+    // The cases to run, per file: all of them, or those whose name holds `--filter`.
+    let selected: Vec<(Arc<LoadedTests>, Vec<usize>)> = loaded
+        .iter()
+        .map(|t| {
+            let picked = (0..t.file.cases.len())
+                .filter(|i| {
+                    args.filter
+                        .as_ref()
+                        .is_none_or(|f| t.file.cases[*i].name.contains(f.as_str()))
+                })
+                .collect();
+            (t.clone(), picked)
+        })
+        .filter(|(_, picked): &(_, Vec<usize>)| !picked.is_empty())
+        .collect();
+    if let Some(filter) = &args.filter
+        && selected.is_empty()
+        && !invalid
+    {
+        eprintln!("error: no case name contains `{filter}`");
+        return exit::FAILED;
+    }
     // Every case runs at once, each against its own simulator; results print in file order.
     let results: Vec<(Arc<LoadedTests>, Vec<CaseResult>)> = runtime.block_on(async {
         let mut tasks = Vec::new();
-        for tests in &loaded {
-            for index in 0..tests.file.cases.len() {
+        for (tests, picked) in &selected {
+            for &index in picked {
                 let tests = tests.clone();
                 tasks.push(tokio::spawn(async move {
                     let dir = tests.source.path.parent().map(PathBuf::from).unwrap_or_default();
@@ -76,9 +101,9 @@ pub fn run(args: Args) -> u8 {
             }));
         }
         let mut done = done.into_iter();
-        loaded
+        selected
             .iter()
-            .map(|t| (t.clone(), done.by_ref().take(t.file.cases.len()).collect()))
+            .map(|(t, picked)| (t.clone(), done.by_ref().take(picked.len()).collect()))
             .collect()
     });
 
