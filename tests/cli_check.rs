@@ -162,3 +162,44 @@ warn.yaml:12:5: warning: `stop_if` on the last step cannot stop anything: no ste
     );
     assert_eq!(out.status.code(), Some(0));
 }
+
+/// `flowrun init DIR` makes a project that passes its own `check` and `test` right away, runs
+/// against its own simulator configuration, and never overwrites a file.
+#[test]
+fn init_makes_a_project_that_checks_and_tests_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("partner");
+    let out = flowrun(&["init", &project.to_string_lossy()], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with(&format!("created a flowrun project in {}", project.display())));
+    let out = flowrun(&["check", "."], &project);
+    assert_eq!(
+        (out.status.code(), text(&out.stdout)),
+        (Some(0), "checked 3 flows: no problems\n".into())
+    );
+    let out = flowrun(&["test", "."], &project);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).ends_with(" passed, 0 failed\n"));
+    let out = flowrun(
+        &[
+            "run",
+            "flows/inbound.yaml",
+            "--sim-config",
+            "flowrun.sim.yaml",
+            "--inputs",
+            "flows/examples/inbound.inputs.yaml",
+            "--quiet",
+        ],
+        &project,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // A second init refuses, naming what exists, and writes nothing.
+    std::fs::write(project.join("flows/inbound.yaml"), "mine").unwrap();
+    let out = flowrun(&["init", "."], &project);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(text(&out.stderr).starts_with("error: these files exist already; nothing was written:\n"));
+    assert_eq!(
+        std::fs::read_to_string(project.join("flows/inbound.yaml")).unwrap(),
+        "mine"
+    );
+}

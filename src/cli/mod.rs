@@ -2,6 +2,7 @@
 
 mod batch;
 mod check;
+mod init;
 mod run;
 mod sim;
 mod test;
@@ -36,6 +37,8 @@ struct Cli {
 enum Command {
     /// Check flow files for mistakes without sending anything.
     Check(check::Args),
+    /// Create a partner project: flows, inputs, flow tests, a simulator configuration, CI.
+    Init(init::Args),
     /// Run a flow: check it and its inputs, then send its requests in order.
     Run(Box<run::Args>),
     /// Serve the Interaction Service simulator on 127.0.0.1 until Ctrl-C.
@@ -65,6 +68,7 @@ pub fn main() -> ExitCode {
     };
     let code = match cli.command {
         Command::Check(args) => check::run(args),
+        Command::Init(args) => init::run(args),
         Command::Run(args) => run::run(*args),
         Command::Sim(args) => sim::run(args),
         Command::Test(args) => test::run(args),
