@@ -203,3 +203,25 @@ fn init_makes_a_project_that_checks_and_tests_clean() {
         "mine"
     );
 }
+
+/// Completion scripts for the common shells, naming the subcommands; help that teaches.
+#[test]
+fn completions_and_help_with_examples() {
+    let dir = tempfile::tempdir().unwrap();
+    for shell in ["bash", "zsh", "fish", "powershell"] {
+        let out = flowrun(&["completions", shell], dir.path());
+        assert_eq!(out.status.code(), Some(0), "{shell}");
+        let script = text(&out.stdout);
+        for sub in ["check", "run", "test", "init", "sim"] {
+            assert!(script.contains(sub), "{shell} lacks {sub}");
+        }
+    }
+    for sub in ["check", "run", "test", "init", "sim", "completions"] {
+        let out = flowrun(&[sub, "--help"], dir.path());
+        assert_eq!(out.status.code(), Some(0));
+        assert!(
+            text(&out.stdout).contains("\nExamples:\n  flowrun "),
+            "{sub} --help has no examples"
+        );
+    }
+}

@@ -36,15 +36,51 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Check flow files for mistakes without sending anything.
+    #[command(after_help = "Examples:
+  flowrun check flows/                   every flow under flows/, every problem at once
+  flowrun check flows/inbound.yaml --format json
+
+Reference: docs/flow-language.md (the language), docs/cli.md (every command)")]
     Check(check::Args),
     /// Create a partner project: flows, inputs, flow tests, a simulator configuration, CI.
+    #[command(after_help = "Examples:
+  flowrun init my-channel && cd my-channel && flowrun check flows && flowrun test flows
+
+Reference: docs/cli.md")]
     Init(init::Args),
     /// Run a flow: check it and its inputs, then send its requests in order.
+    #[command(after_help = "Examples:
+  flowrun run flows/inbound.yaml --sim --inputs flows/examples/inbound.inputs.yaml
+  flowrun run flows/transfer.yaml --inputs event.yaml --input queue_id=00G5g000000AbCd --report run.json
+  flowrun run flows/inbound.yaml --inputs-jsonl runs.jsonl --concurrency 16 --results results.jsonl
+
+Reference: docs/cli.md, docs/flow-language.md")]
     Run(Box<run::Args>),
     /// Serve the Interaction Service simulator on 127.0.0.1 until Ctrl-C.
+    #[command(after_help = "Examples:
+  flowrun sim                            the built-in org on 127.0.0.1:8787
+  flowrun sim --port 0 --config flowrun.sim.yaml
+
+Reference: README.md (The simulator), docs/cli.md")]
     Sim(sim::Args),
     /// Run flow tests (`*.test.yaml`) and compare each case's requests with its golden transcript.
+    #[command(after_help = "Examples:
+  flowrun test flows                     every test file under flows/
+  flowrun test flows --filter transfer   only the cases whose name holds `transfer`
+  flowrun test flows --update            rewrite the goldens an intended change altered
+
+Reference: docs/flow-tests.md, docs/cli.md")]
     Test(test::Args),
+    /// Print a shell completion script: `flowrun completions bash > /etc/bash_completion.d/flowrun`.
+    #[command(after_help = "Examples:
+  flowrun completions bash > ~/.local/share/bash-completion/completions/flowrun
+  flowrun completions zsh > ~/.zfunc/_flowrun
+  flowrun completions fish > ~/.config/fish/completions/flowrun.fish")]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// A count that must be at least 1 (`--concurrency 0` would run nothing, `--max-body 0`
@@ -72,6 +108,15 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(*args),
         Command::Sim(args) => sim::run(args),
         Command::Test(args) => test::run(args),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            use std::io::Write;
+            // Into a buffer first: clap_complete panics when its writer fails (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "flowrun", &mut script);
+            let _ = std::io::stdout().write_all(&script);
+            exit::OK
+        }
     };
     ExitCode::from(code)
 }
