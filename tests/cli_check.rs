@@ -225,3 +225,38 @@ fn completions_and_help_with_examples() {
         );
     }
 }
+
+/// Colour: `--color always` (or CLICOLOR_FORCE) colours diagnostics even into a pipe; never by
+/// default when the output is not a terminal, nor with NO_COLOR or `--color never`.
+#[test]
+fn colour_follows_the_flag_and_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        "version: 1\nname: x\nconnection: { base_url: http://127.0.0.1 }\nsteps:\n  - id: a\n    request: { metod: GET, path: / }\n",
+    )
+    .unwrap();
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_flowrun"));
+        c.args(args).current_dir(dir.path()).env_clear();
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        text(&c.output().unwrap().stderr)
+    };
+    let red_error = "\u{1b}[1m\u{1b}[31merror\u{1b}[0m: unknown key `metod`";
+    assert!(run(&["--color", "always", "check", "bad.yaml"], &[]).contains(red_error));
+    assert!(run(&["check", "bad.yaml"], &[("CLICOLOR_FORCE", "1")]).contains(red_error));
+    for (args, env) in [
+        (vec!["check", "bad.yaml"], vec![]),
+        (vec!["check", "bad.yaml"], vec![("NO_COLOR", "1")]),
+        (
+            vec!["--color", "never", "check", "bad.yaml"],
+            vec![("CLICOLOR_FORCE", "1")],
+        ),
+    ] {
+        let shown = run(&args, &env);
+        assert!(!shown.contains('\u{1b}'), "{args:?} {env:?}: {shown}");
+        assert!(shown.contains("error: unknown key `metod`"), "{shown}");
+    }
+}

@@ -69,6 +69,28 @@ impl Diagnostic {
     /// Renders the diagnostic as `file:line:col: error: message`, the source line, a caret line
     /// under the exact token, and the hint.
     pub fn render(&self, source: &Source) -> String {
+        self.render_with(source, false)
+    }
+
+    /// [`Diagnostic::render`] with terminal colours (ANSI): the severity and the caret. Print it
+    /// through a stream that strips them where colour is off (`anstream`).
+    pub fn render_styled(&self, source: &Source) -> String {
+        self.render_with(source, true)
+    }
+
+    fn render_with(&self, source: &Source, styled: bool) -> String {
+        let paint = |style: anstyle::Style, text: &str| {
+            if styled {
+                format!("{style}{text}{style:#}")
+            } else {
+                text.to_string()
+            }
+        };
+        let color = match self.severity {
+            Severity::Error => anstyle::AnsiColor::Red,
+            Severity::Warning => anstyle::AnsiColor::Yellow,
+        };
+        let strong = anstyle::Style::new().bold().fg_color(Some(color.into()));
         let mut out = String::new();
         let start = self.span.start;
         let _ = writeln!(
@@ -77,7 +99,7 @@ impl Diagnostic {
             source.display_name(),
             start.line,
             start.col,
-            self.severity.as_str(),
+            paint(strong, self.severity.as_str()),
             self.message
         );
         if let Some(text) = source.line(start.line) {
@@ -120,7 +142,7 @@ impl Diagnostic {
                 "{:gutter$} | {}{}",
                 "",
                 " ".repeat(pad),
-                "^".repeat(width.max(1))
+                paint(strong, &"^".repeat(width.max(1)))
             );
         }
         if let Some(hint) = &self.hint {

@@ -52,10 +52,10 @@ pub fn run(args: Args) -> u8 {
 
     match args.format {
         Format::Human => {
-            let mut err = std::io::stderr().lock();
+            let mut err = anstream::stderr().lock();
             for (source, diagnostics) in &all {
                 for d in diagnostics {
-                    let _ = writeln!(err, "{}", d.render(source));
+                    let _ = writeln!(err, "{}", d.render_styled(source));
                 }
             }
             for e in &io_errors {

@@ -29,8 +29,19 @@ pub mod exit {
     about = "Run declarative YAML flows of HTTP API calls"
 )]
 struct Cli {
+    /// When to colour output: `auto` (on a terminal, unless NO_COLOR is set; CLICOLOR_FORCE
+    /// forces it), `always`, `never`.
+    #[arg(long, global = true, value_enum, default_value = "auto", value_name = "WHEN")]
+    color: ColorWhen,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ColorWhen {
+    Auto,
+    Always,
+    Never,
 }
 
 #[derive(Subcommand)]
@@ -102,6 +113,12 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    match cli.color {
+        // anstream's own detection: a terminal, NO_COLOR, CLICOLOR, CLICOLOR_FORCE.
+        ColorWhen::Auto => {}
+        ColorWhen::Always => anstream::ColorChoice::Always.write_global(),
+        ColorWhen::Never => anstream::ColorChoice::Never.write_global(),
+    }
     let code = match cli.command {
         Command::Check(args) => check::run(args),
         Command::Init(args) => init::run(args),

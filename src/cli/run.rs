@@ -71,9 +71,9 @@ enum Format {
 
 /// Prints diagnostics for `source` on stderr.
 fn print_diagnostics(source: &Source, diagnostics: &[Diagnostic]) {
-    let mut err = std::io::stderr().lock();
+    let mut err = anstream::stderr().lock();
     for d in diagnostics {
-        let _ = writeln!(err, "{}", d.render(source));
+        let _ = writeln!(err, "{}", d.render_styled(source));
     }
 }
 

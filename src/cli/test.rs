@@ -44,7 +44,7 @@ pub fn run(args: Args) -> u8 {
             Err((source, diagnostics)) => {
                 invalid = true;
                 for d in diagnostics {
-                    eprintln!("{}", d.render(&source));
+                    anstream::eprintln!("{}", d.render_styled(&source));
                 }
             }
         }
@@ -107,19 +107,20 @@ pub fn run(args: Args) -> u8 {
             .collect()
     });
 
-    let mut out = std::io::stdout().lock();
+    let mut out = anstream::stdout().lock();
     let (mut passed, mut failed) = (0, 0);
     for (tests, cases) in &results {
         let file = tests.source.display_name();
         for case in cases {
-            let word = if !case.passed() {
-                "FAILED"
+            let (word, color) = if !case.passed() {
+                ("FAILED", anstyle::AnsiColor::Red)
             } else if case.updated {
-                "updated"
+                ("updated", anstyle::AnsiColor::Yellow)
             } else {
-                "ok"
+                ("ok", anstyle::AnsiColor::Green)
             };
-            let _ = writeln!(out, "{word:<8}{file} › {}", case.name);
+            let style = anstyle::Style::new().fg_color(Some(color.into()));
+            let _ = writeln!(out, "{style}{word:<8}{style:#}{file} › {}", case.name);
             for p in &case.problems {
                 let _ = writeln!(out, "        {}", p.replace('\n', "\n        "));
             }

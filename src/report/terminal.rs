@@ -19,7 +19,8 @@ fn ms(d: Duration) -> String {
 
 impl Terminal {
     fn print(&self, text: &str) {
-        let mut out = std::io::stdout().lock();
+        // Colours are stripped where colour is off (`--color`, NO_COLOR, not a terminal).
+        let mut out = anstream::stdout().lock();
         let _ = out.write_all(self.secrets.redact(text).as_bytes());
         let _ = out.flush();
     }
@@ -41,12 +42,19 @@ impl Terminal {
             StepStatus::Stopped => "  stop_if is true: the flow ends here".into(),
             _ => String::new(),
         };
+        let style = anstyle::Style::new().fg_color(Some(
+            match record.status {
+                StepStatus::Ok => anstyle::AnsiColor::Green,
+                StepStatus::Failed(_) => anstyle::AnsiColor::Red,
+                StepStatus::Stopped => anstyle::AnsiColor::Cyan,
+                StepStatus::Skipped | StepStatus::NotRun => anstyle::AnsiColor::BrightBlack,
+            }
+            .into(),
+        ));
+        let word = format!("{:<8}", record.status.word());
         let line = format!(
-            "  {:<8} {:<20} {:>3} {:>8}{retries}{detail}",
-            record.status.word(),
-            record.id,
-            status,
-            timing
+            "  {style}{word}{style:#} {:<20} {:>3} {:>8}{retries}{detail}",
+            record.id, status, timing
         );
         format!("{}\n", line.trim_end())
     }
@@ -61,10 +69,16 @@ impl Terminal {
                 parts.push(format!("{n} {word}"));
             }
         }
+        let green = anstyle::Style::new()
+            .bold()
+            .fg_color(Some(anstyle::AnsiColor::Green.into()));
+        let red = anstyle::Style::new()
+            .bold()
+            .fg_color(Some(anstyle::AnsiColor::Red.into()));
         let head = match &report.outcome {
-            Outcome::Passed => "passed".to_string(),
-            Outcome::Stopped { step } => format!("passed (stopped after `{step}`)"),
-            Outcome::Failed { step, .. } => format!("failed at `{step}`"),
+            Outcome::Passed => format!("{green}passed{green:#}"),
+            Outcome::Stopped { step } => format!("{green}passed{green:#} (stopped after `{step}`)"),
+            Outcome::Failed { step, .. } => format!("{red}failed{red:#} at `{step}`"),
         };
         let requests = report.requests_sent();
         let mut text = format!(
@@ -133,13 +147,13 @@ impl Terminal {
             }
             _ => None,
         };
-        Some(d.render(source))
+        Some(d.render_styled(source))
     }
 
     /// Prints [`Terminal::failure`] on stderr, secrets masked.
     pub fn print_failure(&self, report: &RunReport, source: &crate::flow::Source) {
         if let Some(text) = Self::failure(report, source) {
-            eprint!("{}", self.secrets.redact(&text));
+            anstream::eprint!("{}", self.secrets.redact(&text));
         }
     }
 }
