@@ -187,6 +187,11 @@ async fn no_secret_reaches_output_reports_or_transcripts() {
     assert!(!all.contains(TOKEN), "the token leaked");
     assert!(!all.contains("tok-SECRET"), "part of the token leaked");
     assert!(all.contains("Bearer ***"), "the masked header is shown");
+    // `--verbose` shows each `if` as it was evaluated.
+    assert!(
+        all.contains("  if       agent_work: `inputs.agent_user_id is defined` is true\n"),
+        "{all}"
+    );
     // The reports hold what they promise.
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap()).unwrap();

@@ -163,11 +163,7 @@ fn run_inner(args: Args) -> Result<u8, u8> {
     let Prepared { engine, inputs, .. } = prepared;
 
     let json = args.format == Format::Json;
-    let terminal = Terminal {
-        verbose: args.verbose,
-        quiet: args.quiet || json,
-        secrets: runtime.secrets.clone(),
-    };
+    let terminal = Terminal::new(args.verbose, args.quiet || json, runtime.secrets.clone());
     if !terminal.quiet {
         println!("{}: {}", engine.flow().flow.name, source.display_name());
     }
@@ -267,6 +263,9 @@ impl Observer for Warner<'_> {
     }
     fn retry_scheduled(&self, step: &str, wait: std::time::Duration, reason: &str) {
         self.inner.retry_scheduled(step, wait, reason);
+    }
+    fn condition_evaluated(&self, step: &str, condition: &str, value: bool) {
+        self.inner.condition_evaluated(step, condition, value);
     }
     fn step_finished(&self, record: &flowrun::engine::outcome::StepRecord) {
         self.inner.step_finished(record);

@@ -285,6 +285,8 @@ pub trait Observer: Send + Sync {
     fn attempt_started(&self, _step: &str, _attempt: u32, _request: &HttpRequest) {}
     fn attempt_finished(&self, _step: &str, _attempt: &Attempt) {}
     fn retry_scheduled(&self, _step: &str, _wait: Duration, _reason: &str) {}
+    /// A step's `if` was evaluated: its text and its value.
+    fn condition_evaluated(&self, _step: &str, _condition: &str, _value: bool) {}
     fn step_finished(&self, _record: &StepRecord) {}
 }
 

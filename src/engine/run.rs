@@ -425,7 +425,21 @@ impl Run<'_> {
     /// Runs one step: its `if`, its own `vars`, then the exchange.
     async fn execute(&self, step: &CompiledStep) -> Ended {
         if let Some(cond) = step.condition {
-            match self.truth(cond, &self.ctx(None)) {
+            let value = self.truth(cond, &self.ctx(None));
+            if let Ok(v) = value {
+                let text = match cond {
+                    Cond::Always(b) => {
+                        if b {
+                            "true"
+                        } else {
+                            "false"
+                        }
+                    }
+                    Cond::Expr(id) => self.engine.flow.templates.source(id),
+                };
+                self.observer.condition_evaluated(&step.id, text, v);
+            }
+            match value {
                 Ok(false) => return Ended::new(StepStatus::Skipped, Vec::new(), Map::new(), None),
                 Ok(true) => {}
                 Err(e) => return Ended::failed(render(e, step.spans.condition), Vec::new()),

@@ -90,6 +90,11 @@ impl Templates {
         }
     }
 
+    /// The text a template or expression was compiled from, as written in the flow.
+    pub fn source(&self, id: TemplateId) -> &str {
+        &self.entries[id.0].source
+    }
+
     /// The environment variables the compiled templates read with `env('NAME')` (`false`) and
     /// `secret('NAME')` (`true`), each once, sorted.
     pub fn env_names(&self) -> Vec<(bool, String)> {

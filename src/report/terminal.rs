@@ -11,6 +11,8 @@ pub struct Terminal {
     pub verbose: bool,
     pub quiet: bool,
     pub secrets: Secrets,
+    /// The `if` each skipped step found false, to say why it was skipped.
+    skipped_because: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 fn ms(d: Duration) -> String {
@@ -18,6 +20,15 @@ fn ms(d: Duration) -> String {
 }
 
 impl Terminal {
+    pub fn new(verbose: bool, quiet: bool, secrets: Secrets) -> Self {
+        Terminal {
+            verbose,
+            quiet,
+            secrets,
+            skipped_because: Default::default(),
+        }
+    }
+
     fn print(&self, text: &str) {
         // Colours are stripped where colour is off (`--color`, NO_COLOR, not a terminal).
         let mut out = anstream::stdout().lock();
@@ -25,8 +36,8 @@ impl Terminal {
         let _ = out.flush();
     }
 
-    /// The line for one finished step.
-    pub fn step_line(record: &StepRecord) -> String {
+    /// The line for one finished step; `skipped_because`: the `if` a skipped step found false.
+    pub fn step_line(record: &StepRecord, skipped_because: Option<&str>) -> String {
         let status = record.http_status().map(|s| s.to_string()).unwrap_or_default();
         let timing = if record.attempts.is_empty() {
             String::new()
@@ -40,6 +51,10 @@ impl Terminal {
         let detail = match &record.status {
             StepStatus::Failed(e) => format!("  {e}"),
             StepStatus::Stopped => "  stop_if is true: the flow ends here".into(),
+            StepStatus::Skipped => match skipped_because {
+                Some(cond) => format!("  `{}` is false", one_line(cond)),
+                None => String::new(),
+            },
             _ => String::new(),
         };
         let style = anstyle::Style::new().fg_color(Some(
@@ -211,9 +226,31 @@ impl Observer for Terminal {
         }
     }
 
-    fn step_finished(&self, record: &StepRecord) {
-        if !self.quiet {
-            self.print(&Self::step_line(record));
+    fn condition_evaluated(&self, step: &str, condition: &str, value: bool) {
+        if !value && let Ok(mut m) = self.skipped_because.lock() {
+            m.insert(step.to_string(), condition.to_string());
+        }
+        if self.verbose {
+            self.print(&format!(
+                "  if       {step}: `{}` is {value}\n",
+                one_line(condition)
+            ));
         }
     }
+
+    fn step_finished(&self, record: &StepRecord) {
+        if !self.quiet {
+            let why = self
+                .skipped_because
+                .lock()
+                .ok()
+                .and_then(|m| m.get(&record.id).cloned());
+            self.print(&Self::step_line(record, why.as_deref()));
+        }
+    }
+}
+
+/// A condition written over several lines (a folded scalar), on one.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
