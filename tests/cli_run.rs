@@ -626,3 +626,52 @@ async fn format_json_prints_the_report_on_stdout() {
         text(&out.stderr)
     );
 }
+
+/// Every problem at once before anything is sent: a phone number YAML read as a number is shown
+/// where it stands in the inputs file with the hint to quote it, next to the unset variables.
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_inputs_and_missing_environment_are_reported_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("in.inputs.yaml");
+    std::fs::write(
+        &inputs,
+        "channel_address: \"+15550100\"\nend_user: +15550123\nqueue_id: q\n",
+    )
+    .unwrap();
+    let path = inputs.to_string_lossy().into_owned();
+    let out = flowrun(s(&["run", "flows/inbound.yaml", "--inputs", &path]), Vec::new()).await;
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with(&format!(
+            "{path}:2:11: error: input `end_user` must be a string, got `15550123`\n  |\n2 | end_user: +15550123\n  |           ^^^^^^^^^\n  = hint: YAML reads `+15550123` as a number, not text; quote it: `end_user: \"+15550123\"`\n"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("error: environment variable `SCRT_BASE_URL` is not set"),
+        "{stderr}"
+    );
+    assert!(stderr.ends_with("nothing was sent\n"), "{stderr}");
+}
+
+/// A secret input that takes its default is masked like one given on the command line.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_input_s_default_is_masked() {
+    let server = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::any())
+        .respond_with(wiremock::ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let flow = dir.path().join("f.yaml");
+    std::fs::write(
+        &flow,
+        "version: 1\nname: f\ninputs:\n  pw: { secret: true, default: hunter2 }\n  pin: { type: integer, secret: true, default: 987654 }\nconnection: { base_url: \"{{ env('SCRT_BASE_URL') }}\" }\nsteps:\n  - id: one\n    request: { method: POST, path: /x, query: { pin: \"{{ inputs.pin }}\" }, json: { pw: \"{{ inputs.pw }}\" } }\n",
+    )
+    .unwrap();
+    let env = vec![("SCRT_BASE_URL".to_string(), server.uri())];
+    let (out, all) = all_output(s(&["run", &flow.to_string_lossy()]), env, dir.path()).await;
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(!all.contains("hunter2") && !all.contains("987654"), "{all}");
+}

@@ -67,6 +67,16 @@ impl Source {
         Some(start + col)
     }
 
+    /// The text a span covers, when it stays on one line.
+    pub fn text_of(&self, span: Span) -> Option<&str> {
+        if span.start.line != span.end.line {
+            return None;
+        }
+        let from = self.offset(span.start)?;
+        let to = self.offset(span.end)?;
+        self.text.get(from..to)
+    }
+
     /// The position of byte offset `offset`.
     pub fn pos(&self, offset: usize) -> Pos {
         let line = self.line_starts.partition_point(|&s| s <= offset);

@@ -1,6 +1,7 @@
 //! `flowrun run FLOW`: check the flow and its inputs, then send its requests.
 
 use super::exit;
+use flowrun::engine::inputs::PlacedInputs;
 use flowrun::engine::outcome::{Observer, Outcome, RunReport};
 use flowrun::engine::prepare::{PrepareError, Prepared, prepare, prepare_engine};
 use flowrun::expr::world::World;
@@ -78,9 +79,9 @@ fn print_diagnostics(source: &Source, diagnostics: &[Diagnostic]) {
 }
 
 /// Reads `--inputs FILE`; problems are diagnostics in that file.
-fn read_inputs_file(path: &std::path::Path) -> Result<Vec<(String, Value)>, u8> {
-    use flowrun::engine::inputs::{InputsFileError, read_inputs_file};
-    read_inputs_file(path).map_err(|e| match e {
+fn read_inputs_file(path: &std::path::Path) -> Result<(Vec<(String, Value)>, PlacedInputs), u8> {
+    use flowrun::engine::inputs::{InputsFileError, read_inputs_file_placed};
+    read_inputs_file_placed(path).map_err(|e| match e {
         InputsFileError::Io(message) => {
             eprintln!("error: {message}");
             exit::USAGE
@@ -107,9 +108,12 @@ fn run_inner(args: Args) -> Result<u8, u8> {
         eprintln!("error: cannot read {}: {e}", args.flow.display());
         exit::USAGE
     })?;
-    let given = match &args.inputs_file {
-        Some(path) => read_inputs_file(path)?,
-        None => Vec::new(),
+    let (given, placed) = match &args.inputs_file {
+        Some(path) => {
+            let (given, placed) = read_inputs_file(path)?;
+            (given, Some(placed))
+        }
+        None => (Vec::new(), None),
     };
     let mut runtime = World::system();
     // Keep the simulator alive for the whole run.
@@ -137,9 +141,27 @@ fn run_inner(args: Args) -> Result<u8, u8> {
         exit::USAGE
     })?;
     let refuse = |e: PrepareError| {
-        match &e {
-            PrepareError::Flow(diagnostics) => print_diagnostics(&source, diagnostics),
-            other => eprintln!("{}", runtime.secrets.redact(&other.to_string())),
+        let all = match e {
+            PrepareError::Several(all) => all,
+            one => vec![one],
+        };
+        for e in &all {
+            match e {
+                PrepareError::Flow(diagnostics) => print_diagnostics(&source, diagnostics),
+                // A bad value from the inputs file is shown where it stands in that file.
+                PrepareError::Inputs(errors) => {
+                    for error in errors {
+                        match placed.as_ref().and_then(|p| p.diagnostic(error).map(|d| (p, d))) {
+                            Some((p, d)) => {
+                                let text = d.render_styled(&p.source);
+                                anstream::eprintln!("{}", runtime.secrets.redact(&text));
+                            }
+                            None => eprintln!("{}", runtime.secrets.redact(&format!("error: {error}"))),
+                        }
+                    }
+                }
+                other => eprintln!("{}", runtime.secrets.redact(&other.to_string())),
+            }
         }
         eprintln!("nothing was sent");
         exit::INVALID

@@ -11,6 +11,10 @@ use serde_json::{Map, Value};
 pub struct InputError {
     pub message: String,
     pub hint: Option<String>,
+    /// The input whose value broke its declaration, when the problem is its value.
+    pub input: Option<String>,
+    /// That input's declared type.
+    pub declared: Option<String>,
 }
 
 impl std::fmt::Display for InputError {
@@ -24,7 +28,12 @@ impl std::fmt::Display for InputError {
 }
 
 fn err(message: String, hint: Option<String>) -> InputError {
-    InputError { message, hint }
+    InputError {
+        message,
+        hint,
+        input: None,
+        declared: None,
+    }
 }
 
 /// Turns `name=value` from the command line into a value of the input's declared type:
@@ -116,7 +125,11 @@ impl InputRules {
             match values.get(name) {
                 Some(v) => {
                     if let Some(problem) = validator.as_ref().and_then(|val| violation(input, val, v)) {
-                        errors.push(err(format!("input `{name}` {problem}"), None));
+                        errors.push(InputError {
+                            input: Some(name.clone()),
+                            declared: Some(input.kind.clone()),
+                            ..err(format!("input `{name}` {problem}"), None)
+                        });
                     }
                     if input.secret {
                         secrets.add_json(v);
@@ -124,6 +137,9 @@ impl InputRules {
                 }
                 None => match &input.default {
                     Some(d) => {
+                        if input.secret {
+                            secrets.add_json(d);
+                        }
                         values.insert(name.clone(), d.clone());
                     }
                     None if input.is_required() => errors.push(err(
@@ -307,14 +323,56 @@ impl std::fmt::Display for InputsFileError {
 
 /// Reads an inputs file: a YAML (or JSON) mapping of input name → value, in file order.
 pub fn read_inputs_file(path: &std::path::Path) -> Result<Vec<(String, Value)>, InputsFileError> {
+    read_inputs_file_placed(path).map(|(inputs, _)| inputs)
+}
+
+/// An inputs file, read, and where each value stands in it.
+pub struct PlacedInputs {
+    pub source: crate::base::source::Source,
+    pub document: crate::base::yaml::Document,
+}
+
+impl PlacedInputs {
+    /// A diagnostic at the value of `input` in the file, for an error about that value: a
+    /// number or a boolean where the input takes text gets the hint to quote it (YAML read
+    /// `+15550123` as the number 15550123, and the `+` is gone).
+    pub fn diagnostic(&self, error: &InputError) -> Option<crate::base::diagnostic::Diagnostic> {
+        let declared = error.declared.as_deref();
+        let name = error.input.as_ref()?;
+        let pointer = crate::base::yaml::push_pointer("", name);
+        let node = self.document.span(&pointer)?;
+        let value = self.document.value.pointer(&pointer)?;
+        let mut d = crate::base::diagnostic::Diagnostic::error("input", node.value, error.message.clone());
+        d.hint = error.hint.clone();
+        if declared == Some("string") && (value.is_number() || value.is_boolean()) {
+            let written = self.source.text_of(node.value).unwrap_or_default();
+            d.hint = Some(format!(
+                "YAML reads `{written}` as a {}, not text; quote it: `{name}: \"{written}\"`",
+                if value.is_number() { "number" } else { "boolean" }
+            ));
+        }
+        Some(d)
+    }
+}
+
+/// [`read_inputs_file`], keeping the file and its spans to place problems in it.
+pub fn read_inputs_file_placed(
+    path: &std::path::Path,
+) -> Result<(Vec<(String, Value)>, PlacedInputs), InputsFileError> {
     let source = crate::base::source::Source::read(path)
         .map_err(|e| InputsFileError::Io(format!("cannot read {}: {e}", path.display())))?;
     let (doc, problems) = crate::base::yaml::load(&source.text);
     if !problems.is_empty() {
         return Err(InputsFileError::Invalid(source, problems));
     }
-    match doc.map(|d| d.value) {
-        Some(Value::Object(map)) => Ok(map.into_iter().collect()),
+    match doc {
+        Some(document) if document.value.is_object() => {
+            let inputs = match &document.value {
+                Value::Object(map) => map.clone().into_iter().collect(),
+                _ => Vec::new(),
+            };
+            Ok((inputs, PlacedInputs { source, document }))
+        }
         _ => Err(InputsFileError::NotAMapping(format!(
             "{}: an inputs file is a mapping of input name → value",
             path.display()

@@ -22,6 +22,8 @@ pub enum PrepareError {
     Env(Vec<(bool, String)>),
     Compile(RenderError),
     Engine(RunError),
+    /// More than one of the above, each reported.
+    Several(Vec<PrepareError>),
 }
 
 impl std::fmt::Display for PrepareError {
@@ -43,6 +45,10 @@ impl std::fmt::Display for PrepareError {
                 write!(f, "{}", lines.join("\n"))
             }
             PrepareError::Compile(e) => write!(f, "error: {e}"),
+            PrepareError::Several(all) => {
+                let parts: Vec<String> = all.iter().map(|e| e.to_string()).collect();
+                write!(f, "{}", parts.join("\n"))
+            }
             PrepareError::Engine(e) => write!(f, "error: {e}"),
         }
     }
@@ -74,16 +80,27 @@ pub fn prepare(
             Err(e) => errors.push(e),
         }
     }
-    let inputs = match resolve(&checked.flow, given, &runtime.secrets) {
-        Ok(inputs) if errors.is_empty() => inputs,
-        Ok(_) => return Err(PrepareError::Inputs(errors)),
-        Err(more) => {
-            errors.extend(more);
-            return Err(PrepareError::Inputs(errors));
+    let inputs = resolve(&checked.flow, given, &runtime.secrets);
+    let warnings = checked.warnings.clone();
+    // Every problem at once: bad inputs and unset environment variables together.
+    let engine = build(checked, source, runtime, transport);
+    let (inputs, engine) = match (inputs, engine) {
+        (Ok(inputs), Ok(engine)) if errors.is_empty() => (inputs, engine),
+        (inputs, engine) => {
+            errors.extend(inputs.err().unwrap_or_default());
+            let mut problems = Vec::new();
+            if !errors.is_empty() {
+                problems.push(PrepareError::Inputs(errors));
+            }
+            if let Err(e) = engine {
+                problems.push(e);
+            }
+            return Err(match problems.len() {
+                1 => problems.remove(0),
+                _ => PrepareError::Several(problems),
+            });
         }
     };
-    let warnings = checked.warnings.clone();
-    let engine = build(checked, source, runtime, transport)?;
     Ok(Prepared {
         engine,
         inputs,
