@@ -151,7 +151,14 @@ fn run_inner(args: Args) -> Result<u8, u8> {
                 // A bad value from the inputs file is shown where it stands in that file.
                 PrepareError::Inputs(errors) => {
                     for error in errors {
-                        match placed.as_ref().and_then(|p| p.diagnostic(error).map(|d| (p, d))) {
+                        // A value given with `--input` won over the file's: it is not in the file.
+                        let from_flag = error.input.as_ref().is_some_and(|name| {
+                            args.input
+                                .iter()
+                                .any(|a| a.split('=').next() == Some(name.as_str()))
+                        });
+                        let at = placed.as_ref().filter(|_| !from_flag);
+                        match at.and_then(|p| p.diagnostic(error).map(|d| (p, d))) {
                             Some((p, d)) => {
                                 let text = d.render_styled(&p.source);
                                 anstream::eprintln!("{}", runtime.secrets.redact(&text));
