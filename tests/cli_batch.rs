@@ -504,3 +504,52 @@ fn batch_results_account_for_every_line_and_keep_what_a_failed_run_made() {
         json!("line 4: not valid JSON: the key `end_user` is given twice at line 1 column 61")
     );
 }
+
+/// A batch waiting — for its `--rate`, or for standard input that stays open — stops at once on
+/// SIGTERM, starts no run after it, and its results are on disk as each run ends.
+#[test]
+fn a_waiting_batch_stops_at_once_and_its_results_are_already_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results.jsonl");
+    let started = std::time::Instant::now();
+    let mut child = bin()
+        .args([
+            "run",
+            "flows/inbound.yaml",
+            "--sim",
+            "--inputs-jsonl",
+            "-",
+            "--rate",
+            "0.05",
+            "--results",
+        ])
+        .arg(&results)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(lines(3).as_bytes()).unwrap();
+    // The first run starts at once; the second would wait 20 s for the rate.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let written = std::fs::read_to_string(&results).unwrap();
+    assert_eq!(written.lines().count(), 1, "flushed as the run ended: {written}");
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(sent.unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("inbound: 1 runs (1 passed, 0 stopped, 0 failed), interrupted"),
+        "{stdout}"
+    );
+}

@@ -104,7 +104,7 @@ fn a_missing_path_is_an_io_error_with_exit_3() {
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(
         text(&out.stderr),
-        "error: cannot read no/such.yaml: no such file or directory\n"
+        "error: cannot read no/such.yaml: no such file or directory\nchecked 1 flow: no problems; 1 path could not be read\n"
     );
 }
 

@@ -42,6 +42,9 @@ pub struct Source {
     line_starts: Vec<usize>,
 }
 
+/// The largest flow, inputs, test or simulator file read: far more than any holds.
+pub const MAX_FILE: usize = 16 * 1024 * 1024;
+
 impl Source {
     pub fn new(path: impl Into<PathBuf>, text: impl Into<String>) -> Self {
         let text = text.into();
@@ -106,8 +109,31 @@ impl Source {
         None
     }
 
+    /// Reads a file of at most [`MAX_FILE`] bytes. A fifo, socket or device is refused (reading
+    /// one could wait, or grow, forever), and so is a larger file.
     pub fn read(path: &Path) -> std::io::Result<Self> {
-        Ok(Source::new(path, std::fs::read_to_string(path)?))
+        use std::io::{Error, ErrorKind, Read};
+        let meta = std::fs::metadata(path)?;
+        if !meta.is_file() {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "not a regular file (a fifo, socket, device or directory)",
+            ));
+        }
+        let mut text = String::new();
+        std::fs::File::open(path)?
+            .take(MAX_FILE as u64 + 1)
+            .read_to_string(&mut text)?;
+        if text.len() > MAX_FILE {
+            return Err(Error::new(
+                ErrorKind::InvalidData,
+                format!(
+                    "larger than {} MiB, more than a flowrun file may be",
+                    MAX_FILE >> 20
+                ),
+            ));
+        }
+        Ok(Source::new(path, text))
     }
 
     /// The text of 1-based line `line`, without its line ending.

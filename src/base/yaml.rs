@@ -92,6 +92,8 @@ pub enum LoadError {
     NotFinite(String),
     /// Aliases would expand the document past [`MAX_NODES`] nodes (a "billion laughs").
     TooLarge,
+    /// The document itself holds more than [`MAX_NODES`] values.
+    TooManyValues,
     /// Nesting deeper than [`MAX_DEPTH`] levels.
     TooDeep,
 }
@@ -173,6 +175,12 @@ impl LoadError {
             .with_hint(
                 "aliases that repeat aliases grow exponentially; write the values out, or anchor less",
             ),
+            LoadError::TooManyValues => Diagnostic::error(
+                "too-large",
+                span,
+                format!("the document holds more than {MAX_NODES} values"),
+            )
+            .with_hint("a flowrun file holds hundreds; split the data (a batch reads JSON lines)"),
             LoadError::TooDeep => Diagnostic::error(
                 "too-deep",
                 span,
@@ -354,7 +362,7 @@ impl<'a> Loader<'a> {
     fn count(&mut self, n: usize, at: Span) -> Result<(), Diagnostic> {
         self.nodes = self.nodes.saturating_add(n);
         if self.nodes > MAX_NODES {
-            return Err(LoadError::TooLarge.at(at));
+            return Err(LoadError::TooManyValues.at(at));
         }
         Ok(())
     }
@@ -374,7 +382,9 @@ impl<'a> Loader<'a> {
                     None => return Err(LoadError::Syntax("unknown alias".into()).at(start)),
                 };
                 // Checked before the copy is made: the budget bounds memory, not only time.
-                self.count(size, start)?;
+                if self.count(size, start).is_err() {
+                    return Err(LoadError::TooLarge.at(start));
+                }
                 Ok(self.anchors[&id].clone())
             }
             Event::SequenceStart(anchor, tag) => {

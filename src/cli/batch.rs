@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 pub struct BatchArgs {
     /// With --inputs-jsonl: runs in flight at once.
     #[arg(long, value_name = "N", default_value_t = 8, requires = "inputs_jsonl",
-          value_parser = super::at_least_one)]
+          value_parser = concurrency)]
     concurrency: usize,
     /// With --inputs-jsonl: runs started per second, at most (more than 0).
     #[arg(long, value_name = "R", requires = "inputs_jsonl", value_parser = positive_rate)]
@@ -29,10 +29,22 @@ pub struct BatchArgs {
     force: bool,
 }
 
-/// A `--rate`: a number of runs per second greater than 0.
+/// A `--concurrency`: from 1 to 100,000 runs in flight.
+fn concurrency(text: &str) -> Result<usize, String> {
+    match super::at_least_one(text)? {
+        n if n <= 100_000 => Ok(n),
+        _ => Err("at most 100000 runs can be in flight".into()),
+    }
+}
+
+/// A `--rate`: runs per second, more than 0 (at least one run in 1,000 s, at most a million
+/// a second: the interval between starts must be a duration).
 fn positive_rate(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
-        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        Ok(r) if r > 0.0 && r.is_finite() && (0.001..=1_000_000.0).contains(&r) => Ok(r),
+        Ok(r) if r > 0.0 && r.is_finite() => {
+            Err("the rate must be between 0.001 and 1000000 runs per second".into())
+        }
         Ok(_) => Err("the rate must be more than 0 runs per second".into()),
         Err(_) => Err(format!("`{text}` is not a number")),
     }
@@ -56,9 +68,10 @@ pub fn run(
             }
         }
     }
-    let results: Option<Arc<Mutex<std::io::BufWriter<std::fs::File>>>> = match &args.results {
+    // Line by line: a result is on disk when its run ends, even if the batch is killed.
+    let results: Option<Arc<Mutex<std::io::LineWriter<std::fs::File>>>> = match &args.results {
         Some(path) => match std::fs::File::create(path) {
-            Ok(f) => Some(Arc::new(Mutex::new(std::io::BufWriter::new(f)))),
+            Ok(f) => Some(Arc::new(Mutex::new(std::io::LineWriter::new(f)))),
             Err(e) => {
                 eprintln!("error: cannot write {}: {e}", path.display());
                 return exit::USAGE;

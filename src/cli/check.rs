@@ -62,8 +62,12 @@ pub fn run(args: Args) -> u8 {
                 let _ = writeln!(err, "error: {e}");
             }
             let checked = all.len();
+            let unread = match io_errors.len() {
+                0 => String::new(),
+                n => format!("; {n} path{} could not be read", plural(n)),
+            };
             let summary = format!(
-                "checked {checked} flow{}: {}",
+                "checked {checked} flow{}: {}{unread}",
                 plural(checked),
                 if errors == 0 && warnings == 0 {
                     "no problems".to_string()
@@ -76,7 +80,7 @@ pub fn run(args: Args) -> u8 {
                     )
                 }
             );
-            if errors == 0 {
+            if errors == 0 && io_errors.is_empty() {
                 println!("{summary}");
             } else {
                 let _ = writeln!(err, "{summary}");

@@ -82,10 +82,15 @@ pub fn run(args: Args) -> u8 {
     // Every case runs at once, each against its own simulator; results print in file order.
     let results: Vec<(Arc<LoadedTests>, Vec<CaseResult>)> = runtime.block_on(async {
         let mut tasks = Vec::new();
+        // A few cases at a time (each has its own simulator): many at once only contend.
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let slots = Arc::new(tokio::sync::Semaphore::new(cores * 4));
         for (tests, picked) in &selected {
             for &index in picked {
                 let tests = tests.clone();
+                let slots = slots.clone();
                 tasks.push(tokio::spawn(async move {
+                    let _slot = slots.acquire_owned().await;
                     let dir = tests.source.path.parent().map(PathBuf::from).unwrap_or_default();
                     run_case(&dir, &tests.file, &tests.file.cases[index], update).await
                 }));

@@ -262,6 +262,22 @@ fn start_worker(crew: Crew) -> Option<Remote> {
     Some(Remote { crew, jobs, done })
 }
 
+/// `future`'s output, or `None` as soon as `stop` is set (checked every 50 ms).
+async fn unless_stopped<F: std::future::Future>(stop: &AtomicBool, future: F) -> Option<F::Output> {
+    if stop.load(Ordering::Relaxed) {
+        return None;
+    }
+    let watch = async {
+        while !stop.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::select! {
+        out = future => Some(out),
+        _ = watch => None,
+    }
+}
+
 /// Runs every job `source` hands out, at most `options.concurrency` at once, and says how it went.
 pub async fn run_pool<S: JobSource>(
     engine: Arc<Engine>,
@@ -293,20 +309,27 @@ pub async fn run_pool<S: JobSource>(
     });
     let mut tasks = tokio::task::JoinSet::new();
     let mut interrupted = false;
+    let stop = &controls.stop_starting;
     loop {
-        if controls.stop_starting.load(Ordering::Relaxed) {
+        // Every wait — for a slot, for the next job, for the rate — ends when a stop is asked
+        // for, and no run starts after it.
+        let Some(Ok(permit)) = unless_stopped(stop, slots.clone().acquire_owned()).await else {
+            interrupted |= stop.load(Ordering::Relaxed);
+            break;
+        };
+        let Some(job) = unless_stopped(stop, source.next_job()).await.flatten() else {
+            interrupted |= stop.load(Ordering::Relaxed);
+            break;
+        };
+        if let Some(t) = ticker.as_mut()
+            && unless_stopped(stop, t.tick()).await.is_none()
+        {
             interrupted = true;
             break;
         }
-        // Wait for a free slot before asking for the next job: memory stays flat.
-        let Ok(permit) = slots.clone().acquire_owned().await else {
+        if stop.load(Ordering::Relaxed) {
+            interrupted = true;
             break;
-        };
-        let Some(job) = source.next_job().await else {
-            break;
-        };
-        if let Some(t) = ticker.as_mut() {
-            t.tick().await;
         }
         let job = Slotted { job, _permit: permit };
         // The least busy worker takes the run; the calling thread's own runtime first on a tie.

@@ -164,12 +164,16 @@ impl Engine {
         }
         // Interrupted during the last step: it finished, but the run was still asked to stop,
         // and a stopped run is not a passed one.
-        if run.outcome == Outcome::Passed
-            && run.stopping()
-            && let Some(last) = self.flow.steps.last()
+        let ended_at = match &run.outcome {
+            Outcome::Passed => self.flow.steps.last().map(|s| s.id.clone()),
+            Outcome::Stopped { step } => Some(step.clone()),
+            Outcome::Failed { .. } => None,
+        };
+        if run.stopping()
+            && let Some(step) = ended_at
         {
             run.outcome = Outcome::Failed {
-                step: last.id.clone(),
+                step,
                 error: "interrupted during this step (it finished; no step was left to skip)".into(),
             };
         }

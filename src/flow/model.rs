@@ -188,7 +188,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     match &text[digits.len()..] {
         "ms" => Some(Duration::from_millis(n)),
         "s" => Some(Duration::from_secs(n)),
-        "m" => Some(Duration::from_secs(n * 60)),
+        "m" => Some(Duration::from_secs(n.checked_mul(60)?)),
         _ => None,
     }
 }

@@ -165,9 +165,9 @@ impl SimConfig {
 
     /// Reads a configuration file; errors name the file: `sim.yaml:6:8: ...`.
     pub fn read(path: &std::path::Path) -> Result<Self, String> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        SimConfig::from_yaml(&text).map_err(|e| format!("{}:{e}", path.display()))
+        let source = crate::base::source::Source::read(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        SimConfig::from_yaml(&source.text).map_err(|e| format!("{}:{e}", path.display()))
     }
 
     pub fn channel(&self, address: &str) -> Option<&Channel> {

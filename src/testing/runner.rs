@@ -108,6 +108,17 @@ pub async fn run_case(dir: &Path, file: &TestFile, case: &Case, update: bool) ->
         diff: None,
         updated: false,
     };
+    // A golden transcript lives next to its test file: `--update` writes nowhere else.
+    let inside = Path::new(&case.transcript)
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)));
+    if !inside {
+        result.problems.push(format!(
+            "transcript `{}` must be a file in the test file's folder (no `..`, no absolute path)",
+            case.transcript
+        ));
+        return result;
+    }
     match execute(dir, file, case).await {
         Err(problem) => result.problems.push(problem),
         Ok((report, secrets)) => {
