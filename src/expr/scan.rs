@@ -90,6 +90,9 @@ pub fn operator_count(code: &str) -> usize {
     count
 }
 
+/// The longest run of digits an expression may hold.
+pub const MAX_DIGITS: usize = 1_000;
+
 /// Why an expression or template is too complex to compile safely, if it is.
 pub fn too_complex(text: &str, template: bool) -> Option<String> {
     let worst = if template {
@@ -101,8 +104,18 @@ pub fn too_complex(text: &str, template: bool) -> Option<String> {
     } else {
         operator_count(text)
     };
-    (worst > MAX_OPERATORS)
-        .then(|| format!("{worst} operators in one expression; at most {MAX_OPERATORS} are allowed"))
+    if worst > MAX_OPERATORS {
+        return Some(format!(
+            "{worst} operators in one expression; at most {MAX_OPERATORS} are allowed"
+        ));
+    }
+    // MiniJinja's lexer cannot take a number literal tens of thousands of digits long.
+    let longest = text
+        .split(|c: char| !c.is_ascii_digit())
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
+    (longest > MAX_DIGITS).then(|| format!("a number of {longest} digits; at most {MAX_DIGITS} are allowed"))
 }
 
 /// The filters and tests an expression names, skipping string literals.
