@@ -185,6 +185,7 @@ fn deep_nesting_is_a_diagnostic_not_a_stack_overflow() {
     };
     let nots = step(format!("{}true", "not ".repeat(20_000)));
     let sums = step(format!("{} > 0", vec!["1"; 20_000].join(" + ")));
+    let big_number = step(format!("{} > 1", "9".repeat(70_000)));
     for (text, code, message) in [
         (
             sequences,
@@ -205,6 +206,11 @@ fn deep_nesting_is_a_diagnostic_not_a_stack_overflow() {
             sums,
             "too-complex",
             "expression too complex: 20000 operators in one expression; at most 300 are allowed",
+        ),
+        (
+            big_number,
+            "too-complex",
+            "expression too complex: a number of 70000 digits; at most 1000 are allowed",
         ),
     ] {
         let diagnostics = check_source(&Source::new("deep.yaml", text));
