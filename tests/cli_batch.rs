@@ -553,3 +553,35 @@ fn a_waiting_batch_stops_at_once_and_its_results_are_already_written() {
         "{stdout}"
     );
 }
+
+/// `--ordered` writes the result lines in input order however the runs interleave.
+#[test]
+fn ordered_results_follow_the_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    let mut text = lines(30);
+    text.insert_str(0, "{not json\n");
+    std::fs::write(&input, text).unwrap();
+    let results_file = dir.path().join("results.jsonl");
+    let out = bin()
+        .args([
+            "run",
+            "flows/inbound.yaml",
+            "--sim",
+            "--concurrency",
+            "8",
+            "--ordered",
+            "--inputs-jsonl",
+        ])
+        .arg(&input)
+        .arg("--results")
+        .arg(&results_file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let numbers: Vec<u64> = results(&results_file)
+        .iter()
+        .map(|r| r["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers, (1..=31).collect::<Vec<_>>());
+}

@@ -86,6 +86,8 @@ fn changing_one_field_of_a_flow_fails_with_a_diff_at_that_field() {
         "{stdout}"
     );
     assert!(stdout.ends_with("1 passed, 5 failed\n"), "{stdout}");
+    // Each hunk names the step its lines belong to.
+    assert!(stdout.contains("@@ -51,7 +51,7 @@ step `route`\n"), "{stdout}");
     insta::assert_snapshot!(stdout);
 }
 

@@ -27,6 +27,34 @@ pub struct BatchArgs {
     /// `finally` steps still run). Without it, they finish.
     #[arg(long, requires = "inputs_jsonl")]
     force: bool,
+    /// With --results: write the result lines in input order (a line waits for the lines
+    /// before it), not as runs end.
+    #[arg(long, requires = "results")]
+    ordered: bool,
+}
+
+/// Result lines put back in input order: each is held until every line before it is out.
+#[derive(Default)]
+struct InOrder {
+    next: u64,
+    held: std::collections::BTreeMap<u64, Value>,
+}
+
+impl InOrder {
+    /// Takes a result line; gives back the lines now ready, in order.
+    fn push(&mut self, line: Value) -> Vec<Value> {
+        let n = line["line"].as_u64().unwrap_or(0);
+        self.held.insert(n, line);
+        if self.next == 0 {
+            self.next = 1;
+        }
+        let mut ready = Vec::new();
+        while let Some(line) = self.held.remove(&self.next) {
+            ready.push(line);
+            self.next += 1;
+        }
+        ready
+    }
 }
 
 /// A `--concurrency`: from 1 to 100,000 runs in flight.
@@ -121,11 +149,22 @@ pub fn run(
         });
         let sink_bar = bar.clone();
         let sink_results = results.clone();
+        let ordered = args.ordered.then(|| Mutex::new(InOrder::default()));
         let on_result = Arc::new(move |line: Value| {
             sink_bar.inc(1);
             if let Some(w) = &sink_results {
                 let mut w = w.lock().unwrap_or_else(|p| p.into_inner());
-                let _ = writeln!(w, "{line}");
+                match &ordered {
+                    None => {
+                        let _ = writeln!(w, "{line}");
+                    }
+                    Some(order) => {
+                        let mut order = order.lock().unwrap_or_else(|p| p.into_inner());
+                        for ready in order.push(line) {
+                            let _ = writeln!(w, "{ready}");
+                        }
+                    }
+                }
             }
         });
         let options = BatchOptions {

@@ -96,6 +96,31 @@ impl CaseResult {
     }
 }
 
+/// Names the step each hunk of a transcript diff belongs to: `@@ -12,7 +12,7 @@ step `route``,
+/// from the last `- step:` entry at or before the hunk's first line in the golden.
+fn name_hunks(golden: &str, diff: &str) -> String {
+    let golden: Vec<&str> = golden.lines().collect();
+    let step_at = |line: usize| {
+        golden[..line.min(golden.len())]
+            .iter()
+            .rev()
+            .find_map(|l| l.strip_prefix("- step: "))
+    };
+    diff.lines()
+        .map(|l| {
+            // `@@ -START,LEN +...`: the hunk starts at golden line START (1-based).
+            let start = l
+                .strip_prefix("@@ -")
+                .and_then(|r| r.split([',', ' ']).next())
+                .and_then(|n| n.parse::<usize>().ok());
+            match start.and_then(|n| step_at(n + 3)) {
+                Some(step) if l.ends_with("@@") => format!("{l} step `{step}`\n"),
+                _ => format!("{l}\n"),
+            }
+        })
+        .collect()
+}
+
 fn read_inputs(path: &Path) -> Result<Vec<(String, Value)>, String> {
     crate::engine::inputs::read_inputs_file(path).map_err(|e| e.to_string())
 }
@@ -136,11 +161,14 @@ pub async fn run_case(dir: &Path, file: &TestFile, case: &Case, update: bool) ->
                     }
                 } else {
                     result.diff = Some(match golden {
-                        Some(old) => similar::TextDiff::from_lines(&old, &actual)
-                            .unified_diff()
-                            .context_radius(3)
-                            .header(&case.transcript, "actual")
-                            .to_string(),
+                        Some(old) => name_hunks(
+                            &old,
+                            &similar::TextDiff::from_lines(&old, &actual)
+                                .unified_diff()
+                                .context_radius(3)
+                                .header(&case.transcript, "actual")
+                                .to_string(),
+                        ),
                         None => format!(
                             "golden file {} is missing; `flowrun test --update` writes it\n",
                             case.transcript
