@@ -383,17 +383,25 @@ fn an_unreadable_line_fails_alone_and_the_rest_run() {
 /// Counts that would make a batch do nothing (or refuse every answer) are refused up front.
 #[test]
 fn zero_concurrency_rate_and_max_body_are_refused() {
-    for (flag, words) in [
+    for (args, words) in [
         (
-            "--concurrency",
+            ["--concurrency", "0"],
             "invalid value '0' for '--concurrency <N>': must be at least 1",
         ),
         (
-            "--rate",
+            ["--concurrency", "100001"],
+            "invalid value '100001' for '--concurrency <N>': at most 100000 runs can be in flight",
+        ),
+        (
+            ["--rate", "0"],
             "invalid value '0' for '--rate <R>': the rate must be more than 0 runs per second",
         ),
         (
-            "--max-body",
+            ["--rate", "inf"],
+            "invalid value 'inf' for '--rate <R>': the rate must be between 0.001 and 1000000 runs per second",
+        ),
+        (
+            ["--max-body", "0"],
             "invalid value '0' for '--max-body <BYTES>': must be at least 1",
         ),
     ] {
@@ -404,12 +412,11 @@ fn zero_concurrency_rate_and_max_body_are_refused() {
                 "--sim",
                 "--inputs-jsonl",
                 "flows/examples/inbound.runs.jsonl",
-                flag,
-                "0",
             ])
+            .args(args)
             .output()
             .unwrap();
-        assert_eq!(out.status.code(), Some(3), "{flag}");
+        assert_eq!(out.status.code(), Some(3), "{args:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.starts_with(&format!("error: {words}\n")), "{stderr}");
     }
@@ -441,6 +448,11 @@ fn quiet_batches_print_nothing_when_every_run_passed() {
     std::fs::write(&bad, "{not json\n").unwrap();
     let out = run(&bad.to_string_lossy());
     assert_eq!(out.status.code(), Some(1));
+    // Without --results, the first failures are still named.
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "first failures (all of them, with what each run saved: --results FILE):\n  line 1: not valid JSON: key must be a string at line 1 column 2\n"
+    );
     assert!(
         String::from_utf8_lossy(&out.stdout).starts_with("inbound: 1 runs (0 passed, 0 stopped, 1 failed)")
     );

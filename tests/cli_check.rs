@@ -104,7 +104,7 @@ fn a_missing_path_is_an_io_error_with_exit_3() {
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(
         text(&out.stderr),
-        "error: cannot read no/such.yaml: no such file or directory\nchecked 1 flow: no problems; 1 path could not be read\n"
+        "error: cannot read no/such.yaml: no such file or directory\nchecked 1 flow: no problems in what was read; 1 path could not be read\n"
     );
 }
 
@@ -254,6 +254,8 @@ fn colour_follows_the_flag_and_the_environment() {
             vec!["--color", "never", "check", "bad.yaml"],
             vec![("CLICOLOR_FORCE", "1")],
         ),
+        // `0` means "do not force".
+        (vec!["check", "bad.yaml"], vec![("CLICOLOR_FORCE", "0")]),
     ] {
         let shown = run(&args, &env);
         assert!(!shown.contains('\u{1b}'), "{args:?} {env:?}: {shown}");

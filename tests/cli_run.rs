@@ -675,3 +675,16 @@ async fn a_secret_input_s_default_is_masked() {
     assert_eq!(out.status.code(), Some(0), "{all}");
     assert!(!all.contains("hunter2") && !all.contains("987654"), "{all}");
 }
+
+/// A hint for a bad `--input` uses the input's own name.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_typed_input_s_hint_names_the_input() {
+    let server = service().await;
+    let out = run_inbound_cli(&["--input", "capacity_weight=abc"], env_for(&server)).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("= hint: write a JSON number, e.g. `--input capacity_weight=1.5`"),
+        "{}",
+        text(&out.stderr)
+    );
+}

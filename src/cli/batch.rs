@@ -13,14 +13,15 @@ use std::sync::{Arc, Mutex};
 
 #[derive(clap::Args)]
 pub struct BatchArgs {
-    /// With --inputs-jsonl: runs in flight at once.
+    /// With --inputs-jsonl: runs in flight at once (1 to 100000).
     #[arg(long, value_name = "N", default_value_t = 8, requires = "inputs_jsonl",
           value_parser = concurrency)]
     concurrency: usize,
     /// With --inputs-jsonl: runs started per second, at most (more than 0).
     #[arg(long, value_name = "R", requires = "inputs_jsonl", value_parser = positive_rate)]
     rate: Option<f64>,
-    /// With --inputs-jsonl: write one JSON line per run (line, outcome, outputs, failed step and error).
+    /// With --inputs-jsonl: write one JSON line per run as it ends: line, outcome, outputs, or
+    /// the failed step, error, API code and the values it had saved.
     #[arg(long, value_name = "FILE", requires = "inputs_jsonl")]
     results: Option<PathBuf>,
     /// With --inputs-jsonl: on Ctrl-C, stop runs in flight at their next step too (their
@@ -32,6 +33,9 @@ pub struct BatchArgs {
     #[arg(long, requires = "results")]
     ordered: bool,
 }
+
+/// How many failures a batch without `--results` shows.
+const SHOWN_FAILURES: usize = 5;
 
 /// Result lines put back in input order: each is held until every line before it is out.
 #[derive(Default)]
@@ -69,10 +73,8 @@ fn concurrency(text: &str) -> Result<usize, String> {
 /// a second: the interval between starts must be a duration).
 fn positive_rate(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
-        Ok(r) if r > 0.0 && r.is_finite() && (0.001..=1_000_000.0).contains(&r) => Ok(r),
-        Ok(r) if r > 0.0 && r.is_finite() => {
-            Err("the rate must be between 0.001 and 1000000 runs per second".into())
-        }
+        Ok(r) if (0.001..=1_000_000.0).contains(&r) => Ok(r),
+        Ok(r) if r > 0.0 => Err("the rate must be between 0.001 and 1000000 runs per second".into()),
         Ok(_) => Err("the rate must be more than 0 runs per second".into()),
         Err(_) => Err(format!("`{text}` is not a number")),
     }
@@ -126,6 +128,7 @@ pub fn run(
         bar
     };
     let name = engine.flow().flow.name.clone();
+    let first_failures: Arc<Mutex<Vec<String>>> = Arc::default();
     let controls = Controls::default();
     let force = args.force;
     let summary: Result<BatchSummary, String> = runtime.block_on(async {
@@ -150,8 +153,25 @@ pub fn run(
         let sink_bar = bar.clone();
         let sink_results = results.clone();
         let ordered = args.ordered.then(|| Mutex::new(InOrder::default()));
+        let sink_failures = first_failures.clone();
         let on_result = Arc::new(move |line: Value| {
             sink_bar.inc(1);
+            // Without --results, the first failures are still shown, so a failed batch says why.
+            if sink_results.is_none() && line["outcome"] == "failed" {
+                let mut f = sink_failures.lock().unwrap_or_else(|p| p.into_inner());
+                if f.len() < SHOWN_FAILURES {
+                    let step = line["step"]
+                        .as_str()
+                        .map(|s| format!(" at `{s}`"))
+                        .unwrap_or_default();
+                    let error = line["error"].as_str().unwrap_or_default();
+                    // Unusable inputs already say which line they were.
+                    match error.starts_with("line ") {
+                        true => f.push(error.to_string()),
+                        false => f.push(format!("line {}{step}: {error}", line["line"])),
+                    }
+                }
+            }
             if let Some(w) = &sink_results {
                 let mut w = w.lock().unwrap_or_else(|p| p.into_inner());
                 match &ordered {
@@ -201,6 +221,13 @@ pub fn run(
     // `--quiet`: nothing at all when every run passed; the summary when something did not.
     if !(quiet && all_passed) {
         print!("{}", render_summary(&name, &summary));
+    }
+    let shown = first_failures.lock().unwrap_or_else(|p| p.into_inner());
+    if !shown.is_empty() {
+        eprintln!("first failures (all of them, with what each run saved: --results FILE):");
+        for f in shown.iter() {
+            eprintln!("  {f}");
+        }
     }
     if all_passed { exit::OK } else { exit::FAILED }
 }

@@ -9,8 +9,10 @@ use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Flow files, or directories searched recursively for `*.yaml` / `*.yml` flows
-    /// (`*.test.yaml` and `*.inputs.yaml` files are not flows and are skipped).
+    /// Flow files, or directories searched recursively for `*.yaml` / `*.yml` flows. Skipped in
+    /// directories: flow tests (`*.test.yaml`), input sets (`*.inputs.yaml`), golden
+    /// transcripts (`*.transcript.yaml`), simulator configurations (`*.sim.yaml`), hidden
+    /// folders and `target/`.
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<PathBuf>,
     /// How to print the diagnostics.
@@ -69,8 +71,10 @@ pub fn run(args: Args) -> u8 {
             let summary = format!(
                 "checked {checked} flow{}: {}{unread}",
                 plural(checked),
-                if errors == 0 && warnings == 0 {
+                if errors == 0 && warnings == 0 && io_errors.is_empty() {
                     "no problems".to_string()
+                } else if errors == 0 && warnings == 0 {
+                    "no problems in what was read".to_string()
                 } else {
                     format!(
                         "{errors} error{}, {warnings} warning{} in {files_with_problems} file{}",
@@ -81,7 +85,8 @@ pub fn run(args: Args) -> u8 {
                 }
             );
             if errors == 0 && io_errors.is_empty() {
-                println!("{summary}");
+                let green = anstyle::Style::new().fg_color(Some(anstyle::AnsiColor::Green.into()));
+                anstream::println!("{green}{summary}{green:#}");
             } else {
                 let _ = writeln!(err, "{summary}");
             }

@@ -56,6 +56,8 @@ Reference: docs/flow-language.md (the language), docs/cli.md (every command)")]
     /// Create a partner project: flows, inputs, flow tests, a simulator configuration, CI.
     #[command(after_help = "Examples:
   flowrun init my-channel && cd my-channel && flowrun check flows && flowrun test flows
+  flowrun init .                         in the current directory (nothing is overwritten)
+  flowrun run flows/inbound.yaml --sim-config flowrun.sim.yaml --inputs flows/examples/inbound.inputs.yaml
 
 Reference: docs/cli.md")]
     Init(init::Args),
@@ -86,7 +88,9 @@ Reference: docs/flow-tests.md, docs/cli.md")]
     #[command(after_help = "Examples:
   flowrun completions bash > ~/.local/share/bash-completion/completions/flowrun
   flowrun completions zsh > ~/.zfunc/_flowrun
-  flowrun completions fish > ~/.config/fish/completions/flowrun.fish")]
+  flowrun completions fish > ~/.config/fish/completions/flowrun.fish
+
+Reference: docs/cli.md")]
     Completions {
         /// The shell.
         #[arg(value_enum)]
@@ -105,6 +109,12 @@ fn at_least_one(text: &str) -> Result<usize, String> {
 }
 
 pub fn main() -> ExitCode {
+    // `CLICOLOR_FORCE=0` means "do not force" (the CLICOLOR convention); the colour stream
+    // takes any value as forcing. Nothing else runs yet: no thread reads the environment.
+    if std::env::var_os("CLICOLOR_FORCE").is_some_and(|v| v == "0") {
+        // SAFETY: single-threaded here, before any thread is started.
+        unsafe { std::env::remove_var("CLICOLOR_FORCE") };
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -26,10 +26,10 @@ pub struct Args {
     /// A YAML (or JSON) file of inputs: a mapping of name → value.
     #[arg(long = "inputs", value_name = "FILE")]
     inputs_file: Option<PathBuf>,
-    /// Show every request and response (secrets masked).
+    /// Show every request and response (secrets masked), and each `if` as it is evaluated.
     #[arg(long, short = 'v')]
     verbose: bool,
-    /// Print nothing but errors.
+    /// Print nothing but errors; a batch prints nothing at all when every run passed.
     #[arg(long, short = 'q', conflicts_with = "verbose")]
     quiet: bool,
     /// `json`: print the run report (as `--report` writes it) on stdout, and nothing else there.

@@ -137,7 +137,13 @@ pub fn run(args: Args) -> u8 {
             if case.passed() { passed += 1 } else { failed += 1 }
         }
     }
-    let _ = writeln!(out, "{passed} passed, {failed} failed");
+    let color = if failed == 0 {
+        anstyle::AnsiColor::Green
+    } else {
+        anstyle::AnsiColor::Red
+    };
+    let style = anstyle::Style::new().bold().fg_color(Some(color.into()));
+    let _ = writeln!(out, "{style}{passed} passed, {failed} failed{style:#}");
     if let Some(path) = &args.junit
         && let Err(e) = std::fs::write(path, junit(&results))
     {

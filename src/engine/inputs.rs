@@ -57,7 +57,7 @@ pub fn parse_assignment(flow: &Flow, assignment: &str) -> Result<(String, Value)
                     "input `{name}` is of type {kind}, but `{raw}` is not {}",
                     article(kind)
                 ),
-                Some(format!("write a JSON {kind}, e.g. {}", example(kind))),
+                Some(format!("write a JSON {kind}, e.g. {}", example(name, kind))),
             )
         })
 }
@@ -73,13 +73,14 @@ fn article(kind: &str) -> &'static str {
     }
 }
 
-fn example(kind: &str) -> &'static str {
+/// An example of giving input `name` a value of `kind`, with the input's own name.
+fn example(name: &str, kind: &str) -> String {
     match kind {
-        "number" => "`--input x=1.5`",
-        "integer" => "`--input x=2`",
-        "boolean" => "`--input x=true`",
-        "object" => "`--input 'x={\"a\": 1}'`",
-        _ => "`--input 'x=[1, 2]'`",
+        "number" => format!("`--input {name}=1.5`"),
+        "integer" => format!("`--input {name}=2`"),
+        "boolean" => format!("`--input {name}=true`"),
+        "object" => format!("`--input '{name}={{\"a\": 1}}'`"),
+        _ => format!("`--input '{name}=[1, 2]'`"),
     }
 }
 
@@ -344,7 +345,13 @@ impl PlacedInputs {
         let value = self.document.value.pointer(&pointer)?;
         let mut d = crate::base::diagnostic::Diagnostic::error("input", node.value, error.message.clone());
         d.hint = error.hint.clone();
-        if declared == Some("string") && (value.is_number() || value.is_boolean()) {
+        let json = self.source.path.extension().is_some_and(|e| e == "json");
+        if declared == Some("string") && (value.is_number() || value.is_boolean()) && json {
+            let written = self.source.text_of(node.value).unwrap_or_default();
+            d.hint = Some(format!(
+                "the input takes text: write it as a JSON string, `\"{name}\": \"{written}\"`"
+            ));
+        } else if declared == Some("string") && (value.is_number() || value.is_boolean()) {
             let written = self.source.text_of(node.value).unwrap_or_default();
             d.hint = Some(format!(
                 "YAML reads `{written}` as a {}, not text; quote it: `{name}: \"{written}\"`",
