@@ -93,7 +93,7 @@ pub fn run(
         match parse_assignment(&engine.flow().flow, a) {
             Ok(pair) => overrides.push(pair),
             Err(e) => {
-                eprintln!("error: {e}\nnothing was sent");
+                super::error(format_args!("{e}\nnothing was sent"));
                 return exit::INVALID;
             }
         }
@@ -103,7 +103,7 @@ pub fn run(
         Some(path) => match std::fs::File::create(path) {
             Ok(f) => Some(Arc::new(Mutex::new(std::io::LineWriter::new(f)))),
             Err(e) => {
-                eprintln!("error: cannot write {}: {e}", path.display());
+                super::error(format_args!("cannot write {}: {e}", path.display()));
                 return exit::USAGE;
             }
         },
@@ -114,7 +114,7 @@ pub fn run(
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {e}");
+            super::error(format_args!("{e}"));
             return exit::USAGE;
         }
     };
@@ -207,13 +207,13 @@ pub fn run(
     if let Some(w) = &results
         && let Err(e) = w.lock().unwrap_or_else(|p| p.into_inner()).flush()
     {
-        eprintln!("error: cannot write the results: {e}");
+        super::error(format_args!("cannot write the results: {e}"));
         return exit::USAGE;
     }
     let summary = match summary {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: {e}");
+            super::error(format_args!("{e}"));
             return exit::USAGE;
         }
     };

@@ -61,7 +61,10 @@ pub fn run(args: Args) -> u8 {
                 }
             }
             for e in &io_errors {
-                let _ = writeln!(err, "error: {e}");
+                let red = anstyle::Style::new()
+                    .bold()
+                    .fg_color(Some(anstyle::AnsiColor::Red.into()));
+                let _ = writeln!(err, "{red}error{red:#}: {e}");
             }
             let checked = all.len();
             let unread = match io_errors.len() {

@@ -85,7 +85,7 @@ pub fn run(args: Args) -> u8 {
         .map(|p| p.display().to_string())
         .collect();
     if !existing.is_empty() {
-        eprintln!("error: these files exist already; nothing was written:");
+        super::error(format_args!("these files exist already; nothing was written:"));
         for p in &existing {
             eprintln!("  {p}");
         }
@@ -93,7 +93,10 @@ pub fn run(args: Args) -> u8 {
     }
     for (path, text) in &files {
         if let Err(e) = write(&args.dir.join(path), text, path.ends_with(".sh")) {
-            eprintln!("error: cannot write {}: {e}", args.dir.join(path).display());
+            super::error(format_args!(
+                "cannot write {}: {e}",
+                args.dir.join(path).display()
+            ));
             return exit::USAGE;
         }
     }

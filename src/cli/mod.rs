@@ -98,6 +98,14 @@ Reference: docs/cli.md")]
     },
 }
 
+/// Prints `error: message` on stderr, `error` in bold red where colour is on.
+fn error(message: std::fmt::Arguments) {
+    let red = anstyle::Style::new()
+        .bold()
+        .fg_color(Some(anstyle::AnsiColor::Red.into()));
+    anstream::eprintln!("{red}error{red:#}: {message}");
+}
+
 /// A count that must be at least 1 (`--concurrency 0` would run nothing, `--max-body 0`
 /// would refuse every answer).
 fn at_least_one(text: &str) -> Result<usize, String> {

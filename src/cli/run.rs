@@ -83,7 +83,7 @@ fn read_inputs_file(path: &std::path::Path) -> Result<(Vec<(String, Value)>, Pla
     use flowrun::engine::inputs::{InputsFileError, read_inputs_file_placed};
     read_inputs_file_placed(path).map_err(|e| match e {
         InputsFileError::Io(message) => {
-            eprintln!("error: {message}");
+            super::error(format_args!("{message}"));
             exit::USAGE
         }
         InputsFileError::Invalid(source, diagnostics) => {
@@ -91,7 +91,7 @@ fn read_inputs_file(path: &std::path::Path) -> Result<(Vec<(String, Value)>, Pla
             exit::INVALID
         }
         InputsFileError::NotAMapping(message) => {
-            eprintln!("error: {message}");
+            super::error(format_args!("{message}"));
             exit::INVALID
         }
     })
@@ -105,7 +105,7 @@ pub fn run(args: Args) -> u8 {
 
 fn run_inner(args: Args) -> Result<u8, u8> {
     let source = Source::read(&args.flow).map_err(|e| {
-        eprintln!("error: cannot read {}: {e}", args.flow.display());
+        super::error(format_args!("cannot read {}: {e}", args.flow.display()));
         exit::USAGE
     })?;
     let (given, placed) = match &args.inputs_file {
@@ -120,7 +120,7 @@ fn run_inner(args: Args) -> Result<u8, u8> {
     let _simulator = if args.sim || args.sim_config.is_some() {
         let config = super::sim::load_config(args.sim_config.as_deref())?;
         let running = flowrun::sim::start_in_background(config).map_err(|e| {
-            eprintln!("error: cannot start the simulator: {e}");
+            super::error(format_args!("cannot start the simulator: {e}"));
             exit::USAGE
         })?;
         let overlay = flowrun::sim::environment(&running);
@@ -137,7 +137,7 @@ fn run_inner(args: Args) -> Result<u8, u8> {
         None
     };
     let transport = HttpTransport::new(args.max_body).map_err(|e| {
-        eprintln!("error: {e}");
+        super::error(format_args!("{e}"));
         exit::USAGE
     })?;
     let refuse = |e: PrepareError| {
@@ -204,7 +204,7 @@ fn run_inner(args: Args) -> Result<u8, u8> {
         .enable_all()
         .build()
         .map_err(|e| {
-            eprintln!("error: {e}");
+            super::error(format_args!("{e}"));
             exit::USAGE
         })?;
     // Ctrl-C, SIGTERM or SIGHUP stops the flow at its next step; `finally` still runs, so
@@ -249,7 +249,7 @@ fn write_reports(
 ) -> Result<(), u8> {
     let write = |path: &PathBuf, text: String| {
         std::fs::write(path, text).map_err(|e| {
-            eprintln!("error: cannot write {}: {e}", path.display());
+            super::error(format_args!("cannot write {}: {e}", path.display()));
             exit::USAGE
         })
     };

@@ -21,11 +21,11 @@ pub fn load_config(path: Option<&Path>) -> Result<SimConfig, u8> {
         return Ok(SimConfig::default());
     };
     if let Err(e) = std::fs::metadata(path) {
-        eprintln!("error: cannot read {}: {e}", path.display());
+        super::error(format_args!("cannot read {}: {e}", path.display()));
         return Err(exit::USAGE);
     }
     SimConfig::read(path).map_err(|e| {
-        eprintln!("error: {e}");
+        super::error(format_args!("{e}"));
         exit::INVALID
     })
 }
@@ -38,7 +38,7 @@ pub fn run(args: Args) -> u8 {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {e}");
+            super::error(format_args!("{e}"));
             return exit::USAGE;
         }
     };
@@ -46,7 +46,7 @@ pub fn run(args: Args) -> u8 {
         let running = match start(config, ([127, 0, 0, 1], args.port).into()).await {
             Ok(r) => r,
             Err(e) => {
-                eprintln!("error: cannot listen on 127.0.0.1:{}: {e}", args.port);
+                super::error(format_args!("cannot listen on 127.0.0.1:{}: {e}", args.port));
                 return exit::USAGE;
             }
         };

@@ -31,7 +31,7 @@ pub fn run(args: Args) -> u8 {
     };
     let (files, io_errors) = test_files(&paths);
     for e in &io_errors {
-        eprintln!("error: {e}");
+        super::error(format_args!("{e}"));
     }
     if !io_errors.is_empty() {
         return exit::USAGE;
@@ -52,7 +52,7 @@ pub fn run(args: Args) -> u8 {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {e}");
+            super::error(format_args!("{e}"));
             return exit::USAGE;
         }
     };
@@ -76,7 +76,7 @@ pub fn run(args: Args) -> u8 {
         && selected.is_empty()
         && !invalid
     {
-        eprintln!("error: no case name contains `{filter}`");
+        super::error(format_args!("no case name contains `{filter}`"));
         return exit::FAILED;
     }
     // Every case runs at once, each against its own simulator; results print in file order.
@@ -147,7 +147,7 @@ pub fn run(args: Args) -> u8 {
     if let Some(path) = &args.junit
         && let Err(e) = std::fs::write(path, junit(&results))
     {
-        eprintln!("error: cannot write {}: {e}", path.display());
+        super::error(format_args!("cannot write {}: {e}", path.display()));
         return exit::USAGE;
     }
     if invalid {
