@@ -183,7 +183,12 @@ async fn any_source_of_jobs_runs_on_the_pool_and_observers_see_each_run() {
         fn run_started(&self, id: &RunId) {
             self.0.lock().unwrap().push(format!("start {id}"));
         }
-        fn run_finished(&self, id: &RunId, result: Result<&RunReport, &str>) {
+        fn run_finished(
+            &self,
+            id: &RunId,
+            result: Result<&RunReport, &str>,
+            _: &flowrun::base::secrets::Secrets,
+        ) {
             let how = match result {
                 Ok(r) => format!("{:?}", r.outcome),
                 Err(e) => e.to_string(),
@@ -202,10 +207,12 @@ async fn any_source_of_jobs_runs_on_the_pool_and_observers_see_each_run() {
         Job {
             id: RunId::Named("event-2".into()),
             inputs: Err("the event had no conversation".into()),
+            secrets: Default::default(),
         },
         Job {
             id: RunId::Named("event-1".into()),
             inputs: Ok(inputs),
+            secrets: Default::default(),
         },
     ]);
     let seen = Arc::new(Seen::default());

@@ -597,3 +597,47 @@ fn ordered_results_follow_the_input() {
         .collect();
     assert_eq!(numbers, (1..=31).collect::<Vec<_>>());
 }
+
+/// A batch line's secret inputs are its own: masked in its result, and not in another line's
+/// (they used to pile up in one registry: slower with every line, and masking other lines).
+#[test]
+fn each_batch_line_masks_its_own_secrets_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let flow = dir.path().join("f.yaml");
+    std::fs::write(
+        &flow,
+        "version: 1\nname: f\ninputs:\n  s: { secret: true }\n  t: {}\nconnection: { base_url: \"{{ env('SCRT_BASE_URL') }}\" }\nsteps:\n  - id: one\n    request: { method: GET, path: /sim/state }\noutputs:\n  s: inputs.s\n  t: inputs.t\n",
+    )
+    .unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        "{\"s\": \"AAAA1111\", \"t\": \"x\"}\n{\"s\": \"BBBB2222\", \"t\": \"AAAA1111\"}\n",
+    )
+    .unwrap();
+    let results_file = dir.path().join("results.jsonl");
+    let out = bin()
+        .args([
+            "run",
+            "--sim",
+            "--concurrency",
+            "1",
+            "--ordered",
+            "--inputs-jsonl",
+        ])
+        .arg(&input)
+        .arg("--results")
+        .arg(&results_file)
+        .arg(&flow)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let found = results(&results_file);
+    assert_eq!(found[0]["outputs"], json!({"s": "***", "t": "x"}));
+    assert_eq!(found[1]["outputs"], json!({"s": "***", "t": "AAAA1111"}));
+}

@@ -8,6 +8,7 @@ pub use super::pool::{
     BatchOptions, BatchSummary, Controls, Job, JobSource, RunId, RunObserver, StepLatency, run_pool,
 };
 use super::run::Engine;
+use crate::base::secrets::Secrets;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
@@ -59,10 +60,10 @@ struct ResultLines {
 }
 
 impl RunObserver for ResultLines {
-    fn run_finished(&self, id: &RunId, result: Result<&RunReport, &str>) {
+    fn run_finished(&self, id: &RunId, result: Result<&RunReport, &str>, own: &Secrets) {
         let line = result_line(id, result);
         (self.on_result)(match result {
-            Ok(_) => self.secrets.redact_json(&line),
+            Ok(_) => own.redact_json(&self.secrets.redact_json(&line)),
             Err(_) => line,
         });
     }
@@ -88,15 +89,22 @@ impl<R: AsyncBufRead + Unpin + Send> JobSource for JsonLines<R> {
         let read = next_line(&mut self.reader, &mut self.buffer).await;
         self.number += 1;
         let id = RunId::Line(self.number);
+        // This line's secret inputs are its own: masked in its result, and no other line's.
+        let secrets = Secrets::default();
         let inputs = match read {
             Ok(None) => return None,
             // A blank line is a mistake to report, not a line to skip silently.
             Ok(Some(Line::Text(line))) if line.trim().is_empty() => {
                 Err("the line is blank; each line is a JSON object of inputs".into())
             }
-            Ok(Some(Line::Text(line))) => {
-                parse_line(&self.engine, &self.rules, &line, &self.base, &self.overrides)
-            }
+            Ok(Some(Line::Text(line))) => parse_line(
+                &self.engine,
+                &self.rules,
+                &line,
+                &self.base,
+                &self.overrides,
+                &secrets,
+            ),
             // A line that cannot be read as text fails alone; the others go on.
             Ok(Some(Line::Unreadable(why))) => Err(why),
             // The input itself failed: this line fails, and nothing more is read.
@@ -105,7 +113,7 @@ impl<R: AsyncBufRead + Unpin + Send> JobSource for JsonLines<R> {
                 Err(format!("cannot read input: {e}"))
             }
         };
-        Some(Job { id, inputs })
+        Some(Job { id, inputs, secrets })
     }
 }
 
@@ -271,6 +279,7 @@ fn parse_line(
     line: &str,
     base: &[(String, Value)],
     overrides: &[(String, Value)],
+    secrets: &Secrets,
 ) -> Result<Map<String, Value>, String> {
     let value = strict_json(line).map_err(|e| format!("not valid JSON: {e}"))?;
     let Value::Object(own) = value else {
@@ -283,7 +292,7 @@ fn parse_line(
         .chain(overrides.iter().cloned())
         .collect();
     rules
-        .resolve(&engine.flow().flow, given, &engine.flow().world.secrets)
+        .resolve(&engine.flow().flow, given, secrets)
         .map_err(|errors| {
             let messages: Vec<String> = errors.iter().map(|e| e.message.clone()).collect();
             format!("invalid inputs: {}", messages.join("; "))

@@ -7,6 +7,7 @@
 
 use super::outcome::{Outcome, Quiet, RunReport, StepStatus};
 use super::run::Engine;
+use crate::base::secrets::Secrets;
 use futures_util::FutureExt;
 use hdrhistogram::Histogram;
 use serde_json::{Map, Value};
@@ -37,6 +38,9 @@ impl std::fmt::Display for RunId {
 pub struct Job {
     pub id: RunId,
     pub inputs: Result<Map<String, Value>, String>,
+    /// This run's own secrets (its secret inputs): masked in what is said of this run, along
+    /// with the flow's, and of no other run.
+    pub secrets: Secrets,
 }
 
 /// Where runs come from. The pool asks for the next job only when a run slot is free.
@@ -48,8 +52,9 @@ pub trait JobSource: Send {
 /// What the pool says of each run, from whichever worker thread runs it.
 pub trait RunObserver: Send + Sync {
     fn run_started(&self, _id: &RunId) {}
-    /// The run's report, or why it could not run (`{id}: {reason}`, secrets masked).
-    fn run_finished(&self, id: &RunId, result: Result<&RunReport, &str>);
+    /// The run's report, or why it could not run (`{id}: {reason}`, secrets masked); `secrets`
+    /// are the run's own, to mask with the flow's in anything shown of the report.
+    fn run_finished(&self, id: &RunId, result: Result<&RunReport, &str>, secrets: &Secrets);
 }
 
 #[derive(Debug, Clone)]
@@ -193,7 +198,11 @@ struct Crew {
 
 impl Crew {
     async fn run(self, slotted: Slotted) {
-        let Job { id, inputs } = slotted.job;
+        let Job {
+            id,
+            inputs,
+            secrets: own,
+        } = slotted.job;
         let secrets = &self.engine.flow().world.secrets;
         self.observer.run_started(&id);
         let failure = match inputs {
@@ -204,7 +213,7 @@ impl Crew {
                 match AssertUnwindSafe(run).catch_unwind().await {
                     Ok(report) => {
                         self.tally().add(Ok(&report));
-                        self.observer.run_finished(&id, Ok(&report));
+                        self.observer.run_finished(&id, Ok(&report), &own);
                         None
                     }
                     Err(panic) => Some(super::panic_message(panic.as_ref())),
@@ -212,9 +221,11 @@ impl Crew {
             }
         };
         if let Some(error) = failure {
-            let error = secrets.redact(&format!("{id}: {error}")).into_owned();
+            let error = own
+                .redact(&secrets.redact(&format!("{id}: {error}")))
+                .into_owned();
             self.tally().add(Err(&error));
-            self.observer.run_finished(&id, Err(&error));
+            self.observer.run_finished(&id, Err(&error), &own);
         }
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
