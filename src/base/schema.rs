@@ -226,6 +226,9 @@ pub fn validate(
 fn classify(loc: &dyn Locator, schema: &Value, e: &ValidationError<'_>) -> Vec<(SchemaError, Span)> {
     let inst = e.instance_path().as_str();
     let node = schema_node(schema, e.schema_path().as_str());
+    if let Some(found) = key_problems(loc, schema, node, inst, e) {
+        return found;
+    }
     let custom = node.and_then(|n| n.get("x-message")).and_then(Value::as_str);
     // A problem with a whole mapping or list is shown at the key that names it.
     let value_span = match e.instance().as_ref() {
@@ -233,25 +236,38 @@ fn classify(loc: &dyn Locator, schema: &Value, e: &ValidationError<'_>) -> Vec<(
         _ => loc.value_span(inst),
     };
     let key_name = inst.rsplit('/').next().unwrap_or("").to_string();
-    let error = match e.kind() {
+    vec![(value_problem(e, key_name, custom), value_span)]
+}
+
+/// Problems with a mapping's keys (unknown, missing, badly named), each at the key.
+fn key_problems(
+    loc: &dyn Locator,
+    schema: &Value,
+    node: Option<&Value>,
+    inst: &str,
+    e: &ValidationError<'_>,
+) -> Option<Vec<(SchemaError, Span)>> {
+    match e.kind() {
         ValidationErrorKind::AdditionalProperties { unexpected } => {
             let allowed: Vec<String> = node
                 .and_then(|n| n.get("properties"))
                 .and_then(Value::as_object)
                 .map(|p| p.keys().cloned().collect())
                 .unwrap_or_default();
-            return unexpected
-                .iter()
-                .map(|key| {
-                    let ptr = push_pointer(inst, key);
-                    let error = SchemaError::UnknownKey {
-                        key: key.clone(),
-                        context: loc.context(inst),
-                        allowed: allowed.clone(),
-                    };
-                    (error, loc.key_span(&ptr))
-                })
-                .collect();
+            Some(
+                unexpected
+                    .iter()
+                    .map(|key| {
+                        let ptr = push_pointer(inst, key);
+                        let error = SchemaError::UnknownKey {
+                            key: key.clone(),
+                            context: loc.context(inst),
+                            allowed: allowed.clone(),
+                        };
+                        (error, loc.key_span(&ptr))
+                    })
+                    .collect(),
+            )
         }
         ValidationErrorKind::Required { property } => {
             let key = property.as_str().unwrap_or_default().to_string();
@@ -264,14 +280,14 @@ fn classify(loc: &dyn Locator, schema: &Value, e: &ValidationError<'_>) -> Vec<(
                 .and_then(Value::as_str)
                 .map(str::to_string);
             let span = loc.key_span(inst);
-            return vec![(
+            Some(vec![(
                 SchemaError::MissingKey {
                     key,
                     context: loc.context(inst),
                     about,
                 },
                 span,
-            )];
+            )])
         }
         ValidationErrorKind::PropertyNames { error } => {
             let name = error.instance().as_str().unwrap_or_default().to_string();
@@ -281,8 +297,15 @@ fn classify(loc: &dyn Locator, schema: &Value, e: &ValidationError<'_>) -> Vec<(
                 .map(str::to_string)
                 .unwrap_or_else(|| error.to_string());
             let span = loc.key_span(&push_pointer(inst, &name));
-            return vec![(SchemaError::BadName { name, rule }, span)];
+            Some(vec![(SchemaError::BadName { name, rule }, span)])
         }
+        _ => None,
+    }
+}
+
+/// A problem with a value, worded by the schema's `x-message` when it has one.
+fn value_problem(e: &ValidationError<'_>, key_name: String, custom: Option<&str>) -> SchemaError {
+    match e.kind() {
         _ if custom.is_some() => SchemaError::Invalid {
             message: custom.unwrap_or_default().to_string(),
         },
@@ -337,8 +360,7 @@ fn classify(loc: &dyn Locator, schema: &Value, e: &ValidationError<'_>) -> Vec<(
         _ => SchemaError::Invalid {
             message: e.to_string(),
         },
-    };
-    vec![(error, value_span)]
+    }
 }
 
 /// Follows a local `$ref` once, so a property's description can live on its definition.

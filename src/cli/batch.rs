@@ -220,7 +220,16 @@ pub fn run(
     let all_passed = summary.failed == 0 && !summary.interrupted;
     // `--quiet`: nothing at all when every run passed; the summary when something did not.
     if !(quiet && all_passed) {
-        print!("{}", render_summary(&name, &summary));
+        // The first line says how it went: green when every run passed, red otherwise.
+        let text = render_summary(&name, &summary);
+        let (head, rest) = text.split_once('\n').unwrap_or((&text, ""));
+        let color = if all_passed {
+            anstyle::AnsiColor::Green
+        } else {
+            anstyle::AnsiColor::Red
+        };
+        let style = anstyle::Style::new().bold().fg_color(Some(color.into()));
+        anstream::print!("{style}{head}{style:#}\n{rest}");
     }
     let shown = first_failures.lock().unwrap_or_else(|p| p.into_inner());
     if !shown.is_empty() {

@@ -131,7 +131,14 @@ pub fn run(args: Args) -> u8 {
             }
             if let Some(diff) = &case.diff {
                 for line in diff.lines() {
-                    let _ = writeln!(out, "        {line}");
+                    let color = match line.chars().next() {
+                        Some('+') if !line.starts_with("+++") => Some(anstyle::AnsiColor::Green),
+                        Some('-') if !line.starts_with("---") => Some(anstyle::AnsiColor::Red),
+                        Some('@') => Some(anstyle::AnsiColor::Cyan),
+                        _ => None,
+                    };
+                    let style = anstyle::Style::new().fg_color(color.map(Into::into));
+                    let _ = writeln!(out, "        {style}{line}{style:#}");
                 }
             }
             if case.passed() { passed += 1 } else { failed += 1 }
