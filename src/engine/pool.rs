@@ -283,7 +283,10 @@ async fn unless_stopped<F: std::future::Future>(stop: &AtomicBool, future: F) ->
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
+    // Biased: the awaited future first, so a wait that is already over (the usual case in a
+    // busy batch) never arms the watch's timer.
     tokio::select! {
+        biased;
         out = future => Some(out),
         _ = watch => None,
     }
