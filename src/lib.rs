@@ -30,12 +30,14 @@
 //! # });
 //! ```
 
+#![warn(missing_docs)]
 pub mod api;
 pub mod base;
 pub mod engine;
 pub mod expr;
 pub mod flow;
 pub mod http;
+pub mod journal;
 pub mod paths;
 pub mod report;
 pub mod signals;

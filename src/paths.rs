@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 /// The flow files found, in a stable order, and the paths that could not be read.
 #[derive(Debug, Default)]
 pub struct FlowFiles {
+    /// Flow files in the order the paths were given; each directory's finds sorted by path.
     pub files: Vec<PathBuf>,
+    /// One `cannot read <path>: <reason>` line per path or directory that could not be read.
     pub errors: Vec<String>,
 }
 

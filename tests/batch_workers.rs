@@ -52,6 +52,7 @@ async fn runs_spread_over_worker_threads_and_their_counts_add_up() {
         concurrency: 9,
         rate: None,
         workers: Some(3),
+        id_field: None,
     };
     let summary = run_batch(
         Arc::new(engine),
@@ -142,6 +143,7 @@ async fn a_panic_inside_a_run_is_that_run_s_failure() {
         concurrency: 1,
         rate: None,
         workers: Some(1),
+        id_field: None,
     };
     let summary = run_batch(
         Arc::new(engine),
@@ -220,6 +222,7 @@ async fn any_source_of_jobs_runs_on_the_pool_and_observers_see_each_run() {
         concurrency: 1,
         rate: None,
         workers: Some(1),
+        id_field: None,
     };
     let summary = run_pool(Arc::new(engine), jobs, options, Controls::default(), seen.clone()).await;
     assert_eq!((summary.passed, summary.failed, summary.requests), (1, 1, 3));

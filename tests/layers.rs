@@ -15,6 +15,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("engine", 3),
     ("sim", 3),
     ("report", 4),
+    ("journal", 4),
     ("testing", 5),
     ("cli", 6),
 ];

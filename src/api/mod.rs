@@ -13,7 +13,9 @@ use std::sync::OnceLock;
 
 /// One operation of the Interaction Service.
 pub struct Operation {
+    /// HTTP method in uppercase, such as `PATCH`; requests match it case-insensitively.
     pub method: &'static str,
+    /// Path as the description writes it, such as `/api/v1/consent`; a request's path ends with it.
     pub path: &'static str,
     /// For multipart operations, the part that carries the JSON body.
     pub json_part: Option<&'static str>,
@@ -134,13 +136,13 @@ impl Operation {
             .collect()
     }
 
-    /// Every problem with `body`, worded and placed by `loc`.
     /// Whether `body` fits: the quick yes/no asked before every request; [`Operation::check`]
     /// says what is wrong.
     pub fn accepts(&self, body: &Value) -> bool {
         self.validator.is_valid(body)
     }
 
+    /// Every schema problem with `body` as diagnostics, worded and placed by `loc`.
     pub fn check(&self, loc: &dyn Locator, body: &Value) -> Vec<Diagnostic> {
         validate(loc, &self.schema, &self.validator, body)
     }

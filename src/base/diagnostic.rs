@@ -4,10 +4,13 @@ use super::source::{Source, Span};
 use serde::Serialize;
 use std::fmt::Write as _;
 
+/// How serious a diagnostic is: errors make a flow invalid, warnings are only reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
+    /// A problem that stops the flow from being run.
     Error,
+    /// A likely mistake that is reported but does not stop the flow.
     Warning,
 }
 
@@ -26,15 +29,20 @@ const WINDOW: usize = 160;
 /// One problem found in a flow file, with where it is and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
+    /// Whether this is an error or a warning.
     pub severity: Severity,
     /// A stable, kebab-case name for the kind of problem (`unknown-key`, `undeclared-input`, ...).
     pub code: &'static str,
+    /// The one-line statement of the problem, shown after `error:` or `warning:`.
     pub message: String,
+    /// Where in the source file the problem is; the caret line underlines it.
     pub span: Span,
+    /// What to do about it, shown as `= hint:` under the source line.
     pub hint: Option<String>,
 }
 
 impl Diagnostic {
+    /// An error with `code` at `span`, without a hint.
     pub fn error(code: &'static str, span: Span, message: impl Into<String>) -> Self {
         Diagnostic {
             severity: Severity::Error,
@@ -45,6 +53,7 @@ impl Diagnostic {
         }
     }
 
+    /// A warning with `code` at `span`, without a hint.
     pub fn warning(code: &'static str, span: Span, message: impl Into<String>) -> Self {
         Diagnostic {
             severity: Severity::Warning,
@@ -52,16 +61,19 @@ impl Diagnostic {
         }
     }
 
+    /// Sets the hint, replacing any earlier one.
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self
     }
 
+    /// Sets the hint when `hint` is `Some`; `None` keeps the current one.
     pub fn with_hint_opt(mut self, hint: Option<String>) -> Self {
         self.hint = hint.or(self.hint);
         self
     }
 
+    /// Whether this diagnostic is an error (as opposed to a warning).
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
     }
@@ -155,19 +167,29 @@ impl Diagnostic {
 /// The machine-readable form printed by `--format json`.
 #[derive(Debug, Serialize)]
 pub struct JsonDiagnostic<'a> {
+    /// The file's display name, with `/` separators.
     pub file: String,
+    /// 1-based line where the problem starts.
     pub line: usize,
+    /// 1-based column (in characters) where the problem starts.
     pub column: usize,
+    /// 1-based line where the problem's span ends.
     pub end_line: usize,
+    /// 1-based column where the span ends (exclusive).
     pub end_column: usize,
+    /// `error` or `warning`.
     pub severity: Severity,
+    /// The stable kebab-case code of the problem, as in [`Diagnostic::code`].
     pub code: &'a str,
+    /// The statement of the problem.
     pub message: &'a str,
+    /// What to do about it; left out of the JSON when there is none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hint: Option<&'a str>,
 }
 
 impl<'a> JsonDiagnostic<'a> {
+    /// The JSON form of `diagnostic`, found in `source`.
     pub fn new(diagnostic: &'a Diagnostic, source: &Source) -> Self {
         JsonDiagnostic {
             file: source.display_name(),

@@ -13,30 +13,50 @@ use serde_json::Value;
 /// The kinds of schema violation, in the words the diagnostics use.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SchemaError {
+    /// A key the schema does not allow in this mapping (often a typo).
     UnknownKey {
+        /// The key as written.
         key: String,
+        /// How messages name the mapping that holds it: `request`, step `route`, `the flow`.
         context: String,
+        /// The keys allowed there, for the did-you-mean or the list in the hint.
         allowed: Vec<String>,
     },
+    /// A key the schema requires is absent from a mapping.
     MissingKey {
+        /// The required key.
         key: String,
+        /// How messages name the mapping that lacks it.
         context: String,
+        /// The schema's `description` of the key, shown in the hint to say what it is for.
         about: Option<String>,
     },
+    /// A value of the wrong JSON type (a number where a string is expected, ...).
     WrongType {
+        /// The expected type in words (`a string`, `a whole number or a list`).
         expected: String,
+        /// The value found, described in the message.
         found: Value,
     },
+    /// A value that is not one of the schema's `enum` values.
     NotAllowed {
+        /// The value found.
         value: Value,
+        /// The key whose value it is.
         key: String,
+        /// The allowed values, as text, for the did-you-mean and the hint.
         allowed: Vec<String>,
     },
+    /// A mapping key that breaks the schema's `propertyNames` rule (an input or step name).
     BadName {
+        /// The name as written.
         name: String,
+        /// The rule in words: the schema's `x-message`, or the validator's own message.
         rule: String,
     },
+    /// Any other violation, with its message already worded (from `x-message` when there is one).
     Invalid {
+        /// The whole message shown to the user.
         message: String,
     },
 }
@@ -132,7 +152,9 @@ fn type_name(kind: &TypeKind) -> String {
 /// Where the parts of a validated value stand in the source, and what users call them. Flow
 /// files answer from their [`Document`]; request bodies inside a flow answer from the flow's.
 pub trait Locator {
+    /// The span of the key that names the value at JSON pointer `pointer` (its value when none).
     fn key_span(&self, pointer: &str) -> Span;
+    /// The span of the value at JSON pointer `pointer`.
     fn value_span(&self, pointer: &str) -> Span;
     /// How messages name the place: `request`, `step `route``, `the flow`.
     fn context(&self, pointer: &str) -> String;

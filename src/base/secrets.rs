@@ -14,7 +14,7 @@ pub struct Secrets(Arc<RwLock<Vec<String>>>);
 
 impl Secrets {
     /// Registers `value`, with every form flowrun itself may give it on the way out (see
-    /// [`encodings`]); empty values are ignored (they would mask every position).
+    /// `encodings`); empty values are ignored (they would mask every position).
     pub fn add(&self, value: &str) {
         if value.is_empty() {
             return;

@@ -5,18 +5,23 @@ use std::path::{Path, PathBuf};
 /// A position in a source file: 1-based line, 1-based column counted in characters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Pos {
+    /// 1-based line number.
     pub line: usize,
+    /// 1-based column, counted in characters (not bytes).
     pub col: usize,
 }
 
 /// A half-open range of source text. `end` may be on a later line than `start`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Span {
+    /// The first position covered.
     pub start: Pos,
+    /// The position just after the last one covered.
     pub end: Pos,
 }
 
 impl Span {
+    /// The span from `start` up to (not including) `end`.
     pub fn new(start: Pos, end: Pos) -> Self {
         Span { start, end }
     }
@@ -36,7 +41,9 @@ impl Span {
 /// The text of one flow file and the name it is reported under.
 #[derive(Debug, Clone)]
 pub struct Source {
+    /// The path the file was read from (or is reported under), as the user gave it.
     pub path: PathBuf,
+    /// The whole text of the file.
     pub text: String,
     /// Byte offset of the start of each line.
     line_starts: Vec<usize>,
@@ -46,6 +53,7 @@ pub struct Source {
 pub const MAX_FILE: usize = 16 * 1024 * 1024;
 
 impl Source {
+    /// A source named `path` holding `text`; indexes where each line starts.
     pub fn new(path: impl Into<PathBuf>, text: impl Into<String>) -> Self {
         let text = text.into();
         let line_starts = std::iter::once(0)

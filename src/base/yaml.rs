@@ -23,6 +23,7 @@ pub struct NodeSpan {
 /// A loaded document: its JSON value and where each node came from.
 #[derive(Debug, Clone, Default)]
 pub struct Document {
+    /// The document as JSON: aliases and merge keys expanded, scalars resolved (YAML 1.2 core).
     pub value: Value,
     spans: HashMap<String, NodeSpan>,
 }
@@ -74,21 +75,35 @@ pub fn push_pointer(base: &str, token: &str) -> String {
 /// The kinds of problem the loader reports.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LoadError {
+    /// The text is not valid YAML (the parser's message); loading stops here.
     Syntax(String),
+    /// The file holds no document at all (empty, or only comments).
     Empty,
+    /// The top-level value is a list or a scalar, not a mapping of keys.
     NotAMapping,
+    /// A second YAML document (`---`) follows the first.
     MultipleDocuments,
+    /// A key appears twice in one mapping.
     DuplicateKey {
+        /// The repeated key.
         key: String,
+        /// The line where the key was first set.
         first_line: usize,
     },
+    /// A mapping key is a list or a mapping instead of a scalar.
     ComplexKey,
+    /// A YAML tag other than a core one that fits the node (`!!str`, `!!int`, ...); the tag as written.
     UnsupportedTag(String),
+    /// A core tag on a value it does not fit (`!!int abc`).
     BadTaggedValue {
+        /// The tag as written.
         tag: String,
+        /// The scalar text it was put on.
         value: String,
     },
+    /// A merge key `<<` given something other than a mapping or a list of mappings.
     BadMerge,
+    /// An infinite or NaN number (`.inf`, `.nan`), which JSON cannot hold; the text as written.
     NotFinite(String),
     /// Aliases would expand the document past [`MAX_NODES`] nodes (a "billion laughs").
     TooLarge,

@@ -25,13 +25,26 @@ pub struct BatchArgs {
     #[arg(long, value_name = "FILE", requires = "inputs_jsonl")]
     results: Option<PathBuf>,
     /// With --inputs-jsonl: on Ctrl-C, stop runs in flight at their next step too (their
-    /// `finally` steps still run). Without it, they finish.
-    #[arg(long, requires = "inputs_jsonl")]
+    /// `finally` steps still run); without it, they finish. With --resume: go on even though
+    /// the flow file changed since a run started.
+    #[arg(long)]
     force: bool,
     /// With --results: write the result lines in input order (a line waits for the lines
     /// before it), not as runs end.
     #[arg(long, requires = "results")]
     ordered: bool,
+    /// With --inputs-jsonl and --journal: the field of each line that holds its run id (an
+    /// event id, a message id). A line whose id the journal already holds is not run again.
+    /// Without it, every line is a new run.
+    #[arg(long, value_name = "NAME", requires = "journal", conflicts_with = "ordered")]
+    id_field: Option<String>,
+}
+
+impl BatchArgs {
+    /// `--force`.
+    pub fn force(&self) -> bool {
+        self.force
+    }
 }
 
 /// How many failures a batch without `--results` shows.
@@ -87,6 +100,7 @@ pub fn run(
     engine: Engine,
     base: Vec<(String, Value)>,
     quiet: bool,
+    durable: Option<Arc<dyn flowrun::engine::durable::Durable>>,
 ) -> u8 {
     let mut overrides = Vec::new();
     for a in assignments {
@@ -129,7 +143,10 @@ pub fn run(
     };
     let name = engine.flow().flow.name.clone();
     let first_failures: Arc<Mutex<Vec<String>>> = Arc::default();
-    let controls = Controls::default();
+    let controls = Controls {
+        durable,
+        ..Controls::default()
+    };
     let force = args.force;
     let summary: Result<BatchSummary, String> = runtime.block_on(async {
         let input: Box<dyn tokio::io::AsyncBufRead + Unpin + Send> = if jsonl == Path::new("-") {
@@ -191,6 +208,7 @@ pub fn run(
             concurrency: args.concurrency,
             rate: args.rate,
             workers: None,
+            id_field: args.id_field.clone(),
         };
         Ok(run_batch(
             Arc::new(engine),

@@ -4,6 +4,7 @@ mod batch;
 mod check;
 mod init;
 mod run;
+mod runs;
 mod sim;
 mod test;
 
@@ -69,6 +70,16 @@ Reference: docs/cli.md")]
 
 Reference: docs/cli.md, docs/flow-language.md")]
     Run(Box<run::Args>),
+    /// The journal's runs: list, show, resume or cancel an unfinished one, prune old ones.
+    #[command(after_help = "Examples:
+  flowrun runs list --journal sqlite:flowrun.db --unfinished
+  flowrun runs show 5b0e… --journal sqlite:flowrun.db --format json
+  flowrun runs resume 5b0e… --journal sqlite:flowrun.db
+  flowrun runs cancel 5b0e… --journal sqlite:flowrun.db      runs its finally steps (deletes the PSR)
+  FLOWRUN_JOURNAL=sqlite:flowrun.db flowrun runs prune --older-than 7d
+
+Reference: docs/journal.md, docs/cli.md")]
+    Runs(runs::Args),
     /// Serve the Interaction Service simulator on 127.0.0.1 until Ctrl-C.
     #[command(after_help = "Examples:
   flowrun sim                            the built-in org on 127.0.0.1:8787
@@ -141,6 +152,7 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Init(args) => init::run(args),
         Command::Run(args) => run::run(*args),
+        Command::Runs(args) => runs::run(args),
         Command::Sim(args) => sim::run(args),
         Command::Test(args) => test::run(args),
         Command::Completions { shell } => {

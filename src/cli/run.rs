@@ -7,6 +7,8 @@ use flowrun::engine::prepare::{PrepareError, Prepared, prepare, prepare_engine};
 use flowrun::expr::world::World;
 use flowrun::flow::{Diagnostic, Source};
 use flowrun::http::{DEFAULT_MAX_BODY, HttpTransport};
+use flowrun::base::secrets::Secrets;
+use flowrun::journal::FlowRuns;
 use flowrun::report::{self, terminal::Terminal};
 use serde_json::Value;
 use std::io::Write;
@@ -58,6 +60,17 @@ pub struct Args {
     inputs_jsonl: Option<PathBuf>,
     #[command(flatten)]
     batch: super::batch::BatchArgs,
+    /// Journal the run (every step attempt written down before it is sent) so a crash can be
+    /// resumed without repeating a request: `sqlite:PATH`. Also `FLOWRUN_JOURNAL`.
+    #[arg(long, env = "FLOWRUN_JOURNAL", value_name = "URL")]
+    journal: Option<String>,
+    /// The run's id in the journal (default: a new UUID). A repeated id is the same run: one
+    /// the journal already holds is refused.
+    #[arg(long, value_name = "ID", requires = "journal", conflicts_with = "inputs_jsonl")]
+    run_id: Option<String>,
+    /// Go on with every unfinished run of this flow in the journal, instead of a new run.
+    #[arg(long, requires = "journal", conflicts_with_all = ["inputs_jsonl", "run_id", "sim", "sim_config"])]
+    resume: bool,
     /// Largest response body accepted, in bytes; a larger one fails the step.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BODY,
           value_parser = super::at_least_one)]
@@ -140,6 +153,13 @@ fn run_inner(args: Args) -> Result<u8, u8> {
         super::error(format_args!("{e}"));
         exit::USAGE
     })?;
+    let journal = args.journal.as_deref().map(super::runs::open_url).transpose()?;
+    if args.resume
+        && let Some(journal) = &journal
+    {
+        let go = super::runs::GoOn::new(args.journal.clone().unwrap_or_default(), args.batch.force(), args.input.clone(), args.quiet);
+        return super::runs::resume_all(journal, &args.flow, &go);
+    }
     let refuse = |e: PrepareError| {
         let all = match e {
             PrepareError::Several(all) => all,
@@ -177,6 +197,10 @@ fn run_inner(args: Args) -> Result<u8, u8> {
         let (engine, warnings) =
             prepare_engine(&source, runtime.clone(), Arc::new(transport)).map_err(refuse)?;
         print_diagnostics(&source, &warnings);
+        let durable = journal.map(|j| {
+            let runs = FlowRuns::new(j, &source, &engine.flow().flow, runtime.secrets.clone());
+            Arc::new(runs) as Arc<dyn flowrun::engine::durable::Durable>
+        });
         return Ok(super::batch::run(
             &args.batch,
             &args.input,
@@ -184,6 +208,7 @@ fn run_inner(args: Args) -> Result<u8, u8> {
             engine,
             given,
             args.quiet,
+            durable,
         ));
     }
     let prepared =
@@ -210,14 +235,34 @@ fn run_inner(args: Args) -> Result<u8, u8> {
     // Ctrl-C, SIGTERM or SIGHUP stops the flow at its next step; `finally` still runs, so
     // cleanup happens.
     let interrupted = Arc::new(AtomicBool::new(false));
-    let report = tokio.block_on(async {
+    let log = match &journal {
+        None => None,
+        Some(journal) => {
+            let runs = FlowRuns::new(journal.clone(), &source, &engine.flow().flow, runtime.secrets.clone());
+            let id = args.run_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            let log = runs.begin(&id, &inputs, &Secrets::default()).map_err(|e| {
+                super::error(format_args!("{e}"));
+                exit::INVALID
+            })?;
+            if !terminal.quiet {
+                println!("run {id} (journal {})", args.journal.as_deref().unwrap_or_default());
+            }
+            Some(log)
+        }
+    };
+    let mut report = tokio.block_on(async {
         let flag = interrupted.clone();
         tokio::spawn(async move {
             let why = flowrun::signals::stop_requested().await;
             eprintln!("{why}: stopping before the next step; finally steps still run");
             flag.store(true, Ordering::Relaxed);
         });
-        let run = engine.run_until(inputs.clone(), &observer, Some(&interrupted));
+        let run = async {
+            match &log {
+                Some(log) => engine.run_durable(inputs.clone(), &observer, Some(&interrupted), log, None).await,
+                None => engine.run_until(inputs.clone(), &observer, Some(&interrupted)).await,
+            }
+        };
         // A panic inside the run is its failure, reported like any other (exit 1).
         futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(run))
             .await
@@ -228,6 +273,13 @@ fn run_inner(args: Args) -> Result<u8, u8> {
                 )
             })
     });
+    if let Some(log) = &log {
+        report.run_id = Some(log.id().to_string());
+        log.finish(&report).map_err(|e| {
+            super::error(format_args!("{e}"));
+            exit::USAGE
+        })?;
+    }
     terminal.finish(&report);
     terminal.print_failure(&report, &source);
     if json {

@@ -49,6 +49,11 @@ pub fn result_line(id: &RunId, report: Result<&RunReport, &str>) -> Value {
     };
     if let Value::Object(map) = &mut line {
         map.shift_insert(0, key.into(), value);
+        if let Ok(Some(run)) = report.map(|r| r.run_id.as_ref())
+            && !matches!(id, RunId::Named(name) if name == run)
+        {
+            map.shift_insert(1, "run_id".into(), json!(run));
+        }
     }
     line
 }
@@ -79,6 +84,7 @@ struct JsonLines<R> {
     rules: InputRules,
     base: Vec<(String, Value)>,
     overrides: Vec<(String, Value)>,
+    id_field: Option<String>,
 }
 
 impl<R: AsyncBufRead + Unpin + Send> JobSource for JsonLines<R> {
@@ -97,14 +103,15 @@ impl<R: AsyncBufRead + Unpin + Send> JobSource for JsonLines<R> {
             Ok(Some(Line::Text(line))) if line.trim().is_empty() => {
                 Err("the line is blank; each line is a JSON object of inputs".into())
             }
-            Ok(Some(Line::Text(line))) => parse_line(
-                &self.engine,
-                &self.rules,
-                &line,
-                &self.base,
-                &self.overrides,
-                &secrets,
-            ),
+            Ok(Some(Line::Text(line))) => match parse_line(self, &line, &secrets) {
+                Ok((inputs, Some(named))) => return Some(Job {
+                    id: RunId::Named(named),
+                    inputs: Ok(inputs),
+                    secrets,
+                }),
+                Ok((inputs, None)) => Ok(inputs),
+                Err(e) => Err(e),
+            },
             // A line that cannot be read as text fails alone; the others go on.
             Ok(Some(Line::Unreadable(why))) => Err(why),
             // The input itself failed: this line fails, and nothing more is read.
@@ -141,6 +148,7 @@ where
         engine: engine.clone(),
         base,
         overrides,
+        id_field: options.id_field.clone(),
     };
     let observer = Arc::new(ResultLines {
         on_result,
@@ -273,28 +281,42 @@ fn strict_json(text: &str) -> Result<Value, serde_json::Error> {
 }
 
 /// One input line: a JSON object, merged over `base` and under `overrides`, then checked.
-fn parse_line(
-    engine: &Engine,
-    rules: &InputRules,
+/// A line's inputs, resolved, and its run id when `--id-field` names one.
+fn parse_line<R>(
+    source: &JsonLines<R>,
     line: &str,
-    base: &[(String, Value)],
-    overrides: &[(String, Value)],
     secrets: &Secrets,
-) -> Result<Map<String, Value>, String> {
+) -> Result<(Map<String, Value>, Option<String>), String> {
+    let flow = &source.engine.flow().flow;
     let value = strict_json(line).map_err(|e| format!("not valid JSON: {e}"))?;
-    let Value::Object(own) = value else {
+    let Value::Object(mut own) = value else {
         return Err("expected a JSON object of inputs".into());
     };
-    let given: Vec<(String, Value)> = base
+    let id = match &source.id_field {
+        None => None,
+        Some(field) => {
+            // The id field is an input only when the flow declares one of that name.
+            let value = match flow.inputs.iter().any(|(name, _)| name == field) {
+                true => own.get(field).cloned(),
+                false => own.remove(field),
+            };
+            match value {
+                Some(Value::String(s)) if !s.is_empty() => Some(s),
+                Some(Value::Number(n)) => Some(n.to_string()),
+                _ => return Err(format!("the line has no `{field}` (its run id, --id-field): a string or a number")),
+            }
+        }
+    };
+    let given: Vec<(String, Value)> = source
+        .base
         .iter()
         .cloned()
         .chain(own)
-        .chain(overrides.iter().cloned())
+        .chain(source.overrides.iter().cloned())
         .collect();
-    rules
-        .resolve(&engine.flow().flow, given, secrets)
-        .map_err(|errors| {
-            let messages: Vec<String> = errors.iter().map(|e| e.message.clone()).collect();
-            format!("invalid inputs: {}", messages.join("; "))
-        })
+    let inputs = source.rules.resolve(flow, given, secrets).map_err(|errors| {
+        let messages: Vec<String> = errors.iter().map(|e| e.message.clone()).collect();
+        format!("invalid inputs: {}", messages.join("; "))
+    })?;
+    Ok((inputs, id))
 }

@@ -6,7 +6,7 @@ use crate::base::source::Span;
 use crate::base::yaml::{Document, push_pointer};
 use crate::expr::templates::{RenderError, TemplateId, Templates, Tree};
 use crate::expr::world::World;
-use crate::flow::model::{self, Flow, StatusSet};
+use crate::flow::model::{self, DoubtPolicy, Flow, InDoubt, StatusSet};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -16,30 +16,47 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A condition: a literal or a compiled expression.
 #[derive(Debug, Clone, Copy)]
 pub enum Cond {
+    /// A literal `true` or `false`, settled at compile time.
     Always(bool),
+    /// An expression, evaluated for its truth each time the step runs.
     Expr(TemplateId),
 }
 
+/// A step's request body, compiled.
 #[derive(Debug)]
 pub enum BodySpec {
+    /// No body.
     None,
+    /// A `json` body: the template of the JSON value sent.
     Json(Tree),
+    /// A `form` body: each field name with its value template, in order.
     Form(Vec<(String, Tree)>),
+    /// A `multipart` body: its parts, in order.
     Multipart(Vec<PartSpec>),
 }
 
+/// One part of a `multipart` body, compiled.
 #[derive(Debug)]
 pub struct PartSpec {
+    /// The part's name: its key under `multipart`.
     pub name: String,
+    /// What the part holds: JSON, text or a file.
     pub kind: PartKind,
+    /// The part's `content_type`; `None` takes its kind's default (`application/json`,
+    /// `text/plain` or `application/octet-stream`).
     pub content_type: Option<String>,
+    /// The part's `filename` template; a file part without one sends the file's own name.
     pub filename: Option<Tree>,
 }
 
+/// What one multipart part holds.
 #[derive(Debug)]
 pub enum PartKind {
+    /// A JSON value, rendered from the template.
     Json(Tree),
+    /// Text, rendered from the template.
     Text(Tree),
+    /// A file's bytes; the template renders its path, relative to the flow file's directory.
     File(Tree),
 }
 
@@ -48,8 +65,11 @@ pub enum PartKind {
 pub struct StepSpans {
     /// The step's `id` value.
     pub step: Span,
+    /// The step's `if`, or the step when it has none.
     pub condition: Span,
+    /// The step's `vars`, or the step when it has none.
     pub vars: Span,
+    /// The step's `request` block.
     pub request: Span,
     /// The request body (`json`, `form` or `multipart`).
     pub body: Span,
@@ -62,64 +82,113 @@ pub struct StepSpans {
     pub asserts: Vec<Span>,
     /// Each `save` value.
     pub save: Vec<Span>,
+    /// The step's `stop_if`, or the step when it has none.
     pub stop_if: Span,
 }
 
+/// A step ready to run: templates compiled, spans found, defaults applied.
 #[derive(Debug)]
 pub struct CompiledStep {
+    /// The step's `id`.
     pub id: String,
+    /// The line of the step in the flow file.
     pub line: usize,
+    /// Where each part of the step stands in the flow file.
     pub spans: StepSpans,
+    /// The step's `if`; `None` means it always runs.
     pub condition: Option<Cond>,
     /// The step's own `vars`, rendered in order after `if`.
     pub vars: Vec<(String, Tree)>,
+    /// The HTTP method.
     pub method: String,
+    /// The URL path template, joined to the base URL.
     pub path: Tree,
+    /// Query parameters and their value templates, in order.
     pub query: Vec<(String, Tree)>,
+    /// The step's own headers; each replaces a connection header of the same name
+    /// (case-insensitive).
     pub headers: Vec<(String, Tree)>,
+    /// The request body.
     pub body: BodySpec,
+    /// `expect.status`; `None` expects any 2xx.
     pub expect_status: Option<StatusSet>,
+    /// Each `expect.assert` item: its source text and its compiled expression.
     pub asserts: Vec<(String, TemplateId)>,
+    /// Each `save` entry: the name and the expression whose value is saved under it.
     pub save: Vec<(String, TemplateId)>,
+    /// The step's `stop_if`: when true after the step passed, the flow ends early.
     pub stop_if: Option<Cond>,
+    /// Time one attempt may take: the step's, else the connection's, else [`DEFAULT_TIMEOUT`].
     pub timeout: Duration,
+    /// When and how failed attempts are retried: the step's settings over the connection's.
     pub retry: RetryPolicy,
     /// With a literal path and no query the URL depends only on the base URL: the first
     /// `(base, url)` joined is kept, so it is not parsed again on every request.
     pub joined_url: std::sync::OnceLock<(String, String)>,
+    /// What a resume does when this step was sent and no answer was recorded.
+    pub in_doubt: InDoubtSpec,
 }
 
+/// A step's `in_doubt` policy, compiled.
+#[derive(Debug)]
+pub struct InDoubtSpec {
+    /// Resend, fail, or compensate first.
+    pub policy: DoubtPolicy,
+    /// The compensating request, as a step of its own (`<id>.compensate`).
+    pub compensate: Option<Box<CompiledStep>>,
+    /// API codes that, answering a resent attempt, mean the first one took effect.
+    pub already_done: Vec<i64>,
+}
+
+/// How requests are authorized: the connection's `auth`, compiled.
 #[derive(Debug)]
 pub enum AuthSpec {
+    /// No authorization.
     None,
+    /// A bearer token, from its template.
     Bearer(Tree),
+    /// A token obtained from `jwt_bearer`'s token endpoint with a signed JWT.
     Jwt(Box<JwtSpec>),
 }
 
 /// The `jwt_bearer` block, compiled.
 #[derive(Debug)]
 pub struct JwtSpec {
+    /// Where the signed JWT is exchanged for an access token.
     pub token_url: Tree,
+    /// The JWT's issuer (`iss`).
     pub client_id: Tree,
+    /// The JWT's subject (`sub`).
     pub username: Tree,
+    /// The JWT's audience (`aud`).
     pub audience: Tree,
+    /// The RSA private key, PEM, that signs the JWT.
     pub private_key: Tree,
+    /// How long each JWT is valid (`exp`); 180 s unless set.
     pub lifetime: Duration,
 }
 
 /// A flow ready to run any number of times.
 pub struct CompiledFlow {
+    /// The checked flow it was compiled from.
     pub flow: Flow,
+    /// Every compiled template and expression of the flow, referred to by id.
     pub templates: Templates,
     /// The outside world the flow's expressions read: clock, ids, environment, secrets.
     pub world: World,
+    /// The connection's `base_url` template.
     pub base_url: Tree,
+    /// The connection's headers, sent with every request unless a step overrides them.
     pub headers: Vec<(String, Tree)>,
+    /// How requests are authorized.
     pub auth: AuthSpec,
     /// The flow's `vars`, rendered in order once per run.
     pub vars: Vec<(String, Tree)>,
+    /// The `steps`, in order.
     pub steps: Vec<CompiledStep>,
+    /// The `finally` steps, run after `steps` even when one failed.
     pub finally: Vec<CompiledStep>,
+    /// Each output: its name and the expression evaluated after the steps.
     pub outputs: Vec<(String, TemplateId)>,
     /// Directory of the flow file: `file` parts are relative to it.
     pub base_dir: std::path::PathBuf,
@@ -291,7 +360,62 @@ impl Compiler<'_> {
                 .unwrap_or(DEFAULT_TIMEOUT),
             retry: RetryPolicy::from_settings(flow.connection.retry.as_ref(), step.retry.as_ref()),
             joined_url: std::sync::OnceLock::new(),
+            in_doubt: self.in_doubt(step, ptr, flow)?,
         })
+    }
+
+    /// The step's `in_doubt` policy; unset, `resend` for methods HTTP calls idempotent and
+    /// `fail` for the others (a POST sent twice may do its work twice).
+    fn in_doubt(&mut self, step: &model::Step, ptr: &str, flow: &Flow) -> Result<InDoubtSpec, RenderError> {
+        let Some(setting) = &step.in_doubt else {
+            let idempotent = ["GET", "HEAD", "PUT", "DELETE", "OPTIONS"]
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case(&step.request.method));
+            let policy = if idempotent { DoubtPolicy::Resend } else { DoubtPolicy::Fail };
+            return Ok(InDoubtSpec {
+                policy,
+                compensate: None,
+                already_done: Vec::new(),
+            });
+        };
+        let (compensate, already_done) = match setting {
+            InDoubt::Policy(_) => (None, Vec::new()),
+            InDoubt::Settings(s) => {
+                let compensate = match &s.compensate {
+                    Some(c) => {
+                        let undo = model::Step {
+                            id: format!("{}.compensate", step.id),
+                            request: c.request.clone(),
+                            expect: c.expect.clone(),
+                            in_doubt: Some(InDoubt::Policy(DoubtPolicy::Fail)),
+                            ..step_without_request(step)
+                        };
+                        let at = format!("{ptr}/in_doubt/compensate");
+                        Some(Box::new(self.step(&undo, &at, flow)?))
+                    }
+                    None => None,
+                };
+                (compensate, s.already_done.clone())
+            }
+        };
+        Ok(InDoubtSpec {
+            policy: setting.policy(),
+            compensate,
+            already_done,
+        })
+    }
+}
+
+/// A step's settings for its compensating request: its timeout and retry, nothing it sends,
+/// checks or keeps.
+fn step_without_request(step: &model::Step) -> model::Step {
+    model::Step {
+        description: None,
+        condition: None,
+        vars: Default::default(),
+        save: Default::default(),
+        stop_if: None,
+        ..step.clone()
     }
 }
 

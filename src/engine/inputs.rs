@@ -9,7 +9,9 @@ use serde_json::{Map, Value};
 /// One problem with the inputs of a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InputError {
+    /// What is wrong, in one line.
     pub message: String,
+    /// How to fix it, when there is a suggestion.
     pub hint: Option<String>,
     /// The input whose value broke its declaration, when the problem is its value.
     pub input: Option<String>,
@@ -92,6 +94,7 @@ pub struct InputRules {
 }
 
 impl InputRules {
+    /// Compiles, for each declared input, a validator of its type and rules.
     pub fn new(flow: &Flow) -> Self {
         let validators = flow
             .inputs
@@ -329,7 +332,9 @@ pub fn read_inputs_file(path: &std::path::Path) -> Result<Vec<(String, Value)>, 
 
 /// An inputs file, read, and where each value stands in it.
 pub struct PlacedInputs {
+    /// The file: its path and text.
     pub source: crate::base::source::Source,
+    /// The parsed file, with the span of every value.
     pub document: crate::base::yaml::Document,
 }
 

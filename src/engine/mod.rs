@@ -4,6 +4,7 @@
 
 pub mod batch;
 pub mod compile;
+pub mod durable;
 pub mod inputs;
 pub mod outcome;
 pub mod pool;

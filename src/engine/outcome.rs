@@ -5,24 +5,32 @@ use crate::http::{HttpRequest, HttpResponse};
 use serde_json::{Map, Value};
 use std::time::Duration;
 
+/// Which list of the flow a step belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
+    /// The `steps` list.
     Steps,
+    /// The `finally` list, run after the steps.
     Finally,
 }
 
+/// How a step ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StepStatus {
+    /// Ran and passed its checks.
     Ok,
+    /// Not run: its `if` was false.
     Skipped,
     /// Passed, and its `stop_if` ended the flow.
     Stopped,
+    /// Failed, and why.
     Failed(StepError),
     /// Not reached: an earlier step failed or stopped the flow.
     NotRun,
 }
 
 impl StepStatus {
+    /// The status as a word for reports: `ok`, `skipped`, `stopped`, `failed`, `not run`.
     pub fn word(&self) -> &'static str {
         match self {
             StepStatus::Ok => "ok",
@@ -38,6 +46,7 @@ impl StepStatus {
 /// Its `Display` is the one-line message reports show.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepError {
+    /// What went wrong, with its facts.
     pub kind: FailureKind,
     /// The part of the flow that failed: the `expect.status`, the `assert` item, the template,
     /// the step itself (default span when unknown).
@@ -52,34 +61,89 @@ pub enum FailureKind {
     /// The answer's status is not the expected one; the API's error code and message when the
     /// body has them.
     Status {
+        /// The expected statuses as shown: `200`, `200 or 204`, or `2xx`.
         expected: String,
+        /// The status the response had.
         actual: u16,
+        /// The API error code in the response body, if any.
         code: Option<i64>,
+        /// The API error message in the response body, if any.
         message: Option<String>,
     },
     /// An `expect.assert` item was false.
-    Assert { expression: String },
+    Assert {
+        /// The assert's source text.
+        expression: String,
+    },
     /// A template or expression could not be evaluated (an undefined value, a bad type, ...).
-    Render { message: String },
+    Render {
+        /// The evaluation error.
+        message: String,
+    },
     /// A `save` expression could not be evaluated.
-    Save { name: String, message: String },
+    Save {
+        /// The `save` name.
+        name: String,
+        /// The evaluation error.
+        message: String,
+    },
     /// The rendered body does not fit the Interaction Service operation: not sent.
-    BodyCheck { message: String },
+    BodyCheck {
+        /// What the check refused.
+        message: String,
+    },
     /// No answer: connect error, reset, timeout, too large (after the retries).
-    Transport { message: String },
+    Transport {
+        /// The last transport error.
+        message: String,
+    },
     /// Retrying was given up: the server asked for too long a wait, or no time was left.
-    GaveUp { last: String, reason: String },
+    GaveUp {
+        /// What the last attempt got: a status or a transport error.
+        last: String,
+        /// Why no further attempt was made.
+        reason: String,
+    },
     /// Getting a token failed.
-    Auth { message: String },
+    Auth {
+        /// Why getting or refreshing the token failed.
+        message: String,
+    },
     /// The flow's deadline passed.
-    Deadline { message: String },
+    Deadline {
+        /// What the deadline cut short.
+        message: String,
+    },
     /// The run was asked to stop (a signal, `--force`).
-    Interrupted { message: String },
+    Interrupted {
+        /// What was interrupted.
+        message: String,
+    },
     /// A bug in flowrun: a panic inside the run.
-    Panicked { message: String },
+    Panicked {
+        /// The panic's message.
+        message: String,
+    },
+    /// A resumed run's step was sent before the crash with no answer recorded, and its
+    /// `in_doubt` policy does not allow sending it again (or its compensation failed).
+    InDoubt {
+        /// What is in doubt and what a person should check.
+        message: String,
+    },
+    /// The journal could not write the attempt down: it was not sent.
+    Journal {
+        /// The journal's error.
+        message: String,
+    },
+    /// The step failed before a crash; the resumed run keeps that result.
+    Earlier {
+        /// The failure as it was recorded.
+        message: String,
+    },
 }
 
 impl StepError {
+    /// A failure of `kind` at `span`, with no note.
     pub fn new(kind: FailureKind, span: crate::base::source::Span) -> Self {
         StepError {
             kind,
@@ -110,6 +174,9 @@ impl StepError {
             FailureKind::Deadline { .. } => "deadline",
             FailureKind::Interrupted { .. } => "interrupted",
             FailureKind::Panicked { .. } => "panicked",
+            FailureKind::InDoubt { .. } => "in-doubt",
+            FailureKind::Journal { .. } => "journal",
+            FailureKind::Earlier { .. } => "earlier",
         }
     }
 
@@ -173,7 +240,10 @@ impl std::fmt::Display for FailureKind {
             | FailureKind::Auth { message }
             | FailureKind::Deadline { message }
             | FailureKind::Interrupted { message }
-            | FailureKind::Panicked { message } => write!(f, "{message}"),
+            | FailureKind::Panicked { message }
+            | FailureKind::InDoubt { message }
+            | FailureKind::Journal { message }
+            | FailureKind::Earlier { message } => write!(f, "{message}"),
         }
     }
 }
@@ -191,28 +261,42 @@ impl std::fmt::Display for StepError {
 /// One try at sending a step's request.
 #[derive(Debug, Clone)]
 pub struct Attempt {
+    /// The attempt's number within the step, from 1.
     pub number: u32,
     /// Shared by the attempts of a step: the request is the same on each (only a refreshed
     /// token makes a new one).
     pub request: std::sync::Arc<HttpRequest>,
+    /// The response, when one came back.
     pub response: Option<HttpResponse>,
+    /// The transport error, when no response came back.
     pub error: Option<String>,
+    /// Time from sending to the response or the error.
     pub duration: Duration,
 }
 
+/// What one step did in a run: how it ended, every attempt, what it saved.
 #[derive(Debug, Clone)]
 pub struct StepRecord {
+    /// The step's `id`.
     pub id: String,
+    /// Whether the step is in `steps` or `finally`.
     pub phase: Phase,
+    /// How the step ended.
     pub status: StepStatus,
+    /// Every attempt, in order; empty when nothing was sent.
     pub attempts: Vec<Attempt>,
+    /// The values its `save` produced, by name.
     pub saved: Map<String, Value>,
     /// The step's own `vars`, as rendered (empty when it has none or did not run).
     pub vars: Map<String, Value>,
+    /// Wall time the step took, retries and waits included.
     pub duration: Duration,
+    /// The step ended before a crash and was restored from the journal, not run again.
+    pub resumed: bool,
 }
 
 impl StepRecord {
+    /// The status of the last attempt's response, if it got one.
     pub fn http_status(&self) -> Option<u16> {
         self.attempts
             .last()
@@ -221,28 +305,42 @@ impl StepRecord {
     }
 }
 
+/// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
+    /// No step failed and none stopped the flow.
     Passed,
     /// A step's `stop_if` ended the flow early, successfully.
     Stopped {
+        /// The id of the step whose `stop_if` was true.
         step: String,
     },
+    /// The run failed.
     Failed {
+        /// Where it failed: a step id, or `connection`, `vars.<name>`, `outputs.<name>`, `(run)`.
         step: String,
+        /// The failure message.
         error: String,
     },
 }
 
+/// Everything one run did, for reporters.
 #[derive(Debug, Clone)]
 pub struct RunReport {
+    /// The flow's name.
     pub flow: String,
     /// The flow's `vars`, as rendered for this run.
     pub vars: Map<String, Value>,
+    /// How the run ended.
     pub outcome: Outcome,
+    /// A record per step, `steps` then `finally`, in order.
     pub steps: Vec<StepRecord>,
+    /// The flow's `outputs`, evaluated after the steps.
     pub outputs: Map<String, Value>,
+    /// Wall time of the whole run.
     pub duration: Duration,
+    /// The run's id in the journal, when it was journaled.
+    pub run_id: Option<String>,
 }
 
 impl RunReport {
@@ -258,6 +356,7 @@ impl RunReport {
             steps: Vec::new(),
             outputs: Map::new(),
             duration: Duration::ZERO,
+            run_id: None,
         }
     }
 
@@ -275,6 +374,7 @@ impl RunReport {
             })
     }
 
+    /// How many requests the run sent: every attempt of every step.
     pub fn requests_sent(&self) -> usize {
         self.steps.iter().map(|s| s.attempts.len()).sum()
     }
@@ -282,11 +382,15 @@ impl RunReport {
 
 /// Live notifications while a flow runs, for progress output.
 pub trait Observer: Send + Sync {
+    /// An attempt of `step` is about to send `request`; attempts count from 1.
     fn attempt_started(&self, _step: &str, _attempt: u32, _request: &HttpRequest) {}
+    /// An attempt of `step` got its response or its error.
     fn attempt_finished(&self, _step: &str, _attempt: &Attempt) {}
+    /// `step` will try again after `wait`, because of `reason`.
     fn retry_scheduled(&self, _step: &str, _wait: Duration, _reason: &str) {}
     /// A step's `if` was evaluated: its text and its value.
     fn condition_evaluated(&self, _step: &str, _condition: &str, _value: bool) {}
+    /// A step ended or was marked not run; `record` says how.
     fn step_finished(&self, _record: &StepRecord) {}
 }
 

@@ -21,7 +21,9 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 /// `Idempotency-Key`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum RunId {
+    /// A batch line's number, counting from 1.
     Line(u64),
+    /// A name the source gave the run.
     Named(String),
 }
 
@@ -36,7 +38,9 @@ impl std::fmt::Display for RunId {
 
 /// One run to do: its id and its inputs, or why they could not be made (that run fails alone).
 pub struct Job {
+    /// Names the run in what is said of it.
     pub id: RunId,
+    /// The run's inputs, or why they could not be made.
     pub inputs: Result<Map<String, Value>, String>,
     /// This run's own secrets (its secret inputs): masked in what is said of this run, along
     /// with the flow's, and of no other run.
@@ -51,12 +55,14 @@ pub trait JobSource: Send {
 
 /// What the pool says of each run, from whichever worker thread runs it.
 pub trait RunObserver: Send + Sync {
+    /// A run is starting.
     fn run_started(&self, _id: &RunId) {}
     /// The run's report, or why it could not run (`{id}: {reason}`, secrets masked); `secrets`
     /// are the run's own, to mask with the flow's in anything shown of the report.
     fn run_finished(&self, id: &RunId, result: Result<&RunReport, &str>, secrets: &Secrets);
 }
 
+/// How a batch runs: how many at once, how fast, on how many threads.
 #[derive(Debug, Clone)]
 pub struct BatchOptions {
     /// Runs in flight at once.
@@ -65,6 +71,9 @@ pub struct BatchOptions {
     pub rate: Option<f64>,
     /// Worker threads, at most (`None`: one per core).
     pub workers: Option<usize>,
+    /// The field of each input line that holds its run id (`--id-field`); a line without one
+    /// is a new run.
+    pub id_field: Option<String>,
 }
 
 /// Shared switches, flipped by Ctrl-C.
@@ -74,6 +83,8 @@ pub struct Controls {
     pub stop_starting: Arc<AtomicBool>,
     /// Runs in flight stop at their next step (their `finally` still runs).
     pub stop_running: Arc<AtomicBool>,
+    /// Where each run is journaled, if anywhere.
+    pub durable: Option<Arc<dyn super::durable::Durable>>,
 }
 
 /// Runs that could not start (their inputs were unusable) count under this step name.
@@ -82,24 +93,35 @@ pub const INPUT: &str = "(inputs)";
 /// How many runs failed at one step with one API code (none: no code).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failures {
+    /// Where the runs failed: a step id, or [`INPUT`] for runs whose inputs were unusable.
     pub step: String,
+    /// The API error code it got, if any.
     pub code: Option<i64>,
+    /// How many runs failed that way.
     pub runs: u64,
 }
 
 /// Latency of one step across runs, in microseconds.
 pub struct StepLatency {
+    /// The step's `id`.
     pub step: String,
+    /// The step's durations (retries and waits included), one sample per run that sent it.
     pub histogram: Histogram<u64>,
 }
 
 /// What a batch did.
 pub struct BatchSummary {
+    /// Runs that passed.
     pub passed: u64,
+    /// Runs a `stop_if` ended early.
     pub stopped: u64,
+    /// Runs that failed, those whose inputs were unusable included.
     pub failed: u64,
+    /// Requests sent across all runs, every attempt counted.
     pub requests: u64,
+    /// Wall time of the whole batch.
     pub elapsed: Duration,
+    /// Latency per step, in the order the steps were first seen.
     pub steps: Vec<StepLatency>,
     /// Failed runs by the step that failed and the API code it got, most first.
     pub failures: Vec<Failures>,
@@ -108,6 +130,7 @@ pub struct BatchSummary {
 }
 
 impl BatchSummary {
+    /// How many runs finished: passed, stopped and failed.
     pub fn runs(&self) -> u64 {
         self.passed + self.stopped + self.failed
     }
@@ -194,6 +217,7 @@ struct Crew {
     in_flight: Arc<AtomicUsize>,
     observer: Arc<dyn RunObserver>,
     stop: Arc<AtomicBool>,
+    durable: Option<Arc<dyn super::durable::Durable>>,
 }
 
 impl Crew {
@@ -205,17 +229,35 @@ impl Crew {
         } = slotted.job;
         let secrets = &self.engine.flow().world.secrets;
         self.observer.run_started(&id);
-        let failure = match inputs {
-            Err(error) => Some(error),
-            Ok(inputs) => {
+        let journaled = match (&inputs, &self.durable) {
+            (Ok(inputs), Some(durable)) => Some(durable.begin(&id, inputs, &own)),
+            _ => None,
+        };
+        let failure = match (inputs, journaled) {
+            (Err(error), _) | (_, Some(Err(error))) => Some(error),
+            (Ok(inputs), journaled) => {
+                let log = journaled.and_then(Result::ok);
                 // A panic inside a run is that run's failure: it is still accounted for.
-                let run = self.engine.run_until(inputs, &Quiet, Some(&self.stop));
+                let run = async {
+                    match &log {
+                        Some(log) => {
+                            let mut report = self
+                                .engine
+                                .run_durable(inputs, &Quiet, Some(&self.stop), log.as_ref(), None)
+                                .await;
+                            report.run_id = Some(log.id().to_string());
+                            log.finish(&report).map(|()| report)
+                        }
+                        None => Ok(self.engine.run_until(inputs, &Quiet, Some(&self.stop)).await),
+                    }
+                };
                 match AssertUnwindSafe(run).catch_unwind().await {
-                    Ok(report) => {
+                    Ok(Ok(report)) => {
                         self.tally().add(Ok(&report));
                         self.observer.run_finished(&id, Ok(&report), &own);
                         None
                     }
+                    Ok(Err(journal)) => Some(journal),
                     Err(panic) => Some(super::panic_message(panic.as_ref())),
                 }
             }
@@ -310,6 +352,7 @@ pub async fn run_pool<S: JobSource>(
         in_flight: Arc::new(AtomicUsize::new(0)),
         observer: observer.clone(),
         stop: controls.stop_running.clone(),
+        durable: controls.durable.clone(),
     };
     let local = crew(engine.clone());
     let mut remotes: Vec<Remote> = (1..workers)

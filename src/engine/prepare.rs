@@ -20,7 +20,9 @@ pub enum PrepareError {
     Inputs(Vec<InputError>),
     /// Environment variables the flow reads are not set: `(is_secret, name)`.
     Env(Vec<(bool, String)>),
+    /// The flow's templates did not compile.
     Compile(RenderError),
+    /// The engine could not be set up: auth, or a template it renders first.
     Engine(RunError),
     /// More than one of the above, each reported.
     Several(Vec<PrepareError>),
@@ -56,7 +58,9 @@ impl std::fmt::Display for PrepareError {
 
 /// A flow ready to run, with its resolved inputs.
 pub struct Prepared {
+    /// The engine, ready to run the flow.
     pub engine: Engine,
+    /// The run's inputs: given values over the defaults, all checked.
     pub inputs: Map<String, Value>,
     /// Warnings from checking the flow.
     pub warnings: Vec<Diagnostic>,

@@ -9,9 +9,22 @@ use serde_json::Value;
 /// Why a request could not be built; nothing was sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BuildError {
+    /// A template could not be rendered.
     Render(RenderError),
-    Url { url: String, reason: String },
-    File { path: String, reason: String },
+    /// The joined URL does not parse.
+    Url {
+        /// The URL as joined from the base URL and the path.
+        url: String,
+        /// The parser's error.
+        reason: String,
+    },
+    /// A `file` part could not be read.
+    File {
+        /// The path as rendered, relative to the flow file's directory.
+        path: String,
+        /// The I/O error.
+        reason: String,
+    },
 }
 
 impl std::fmt::Display for BuildError {

@@ -7,12 +7,18 @@ use std::time::Duration;
 /// Error codes the Interaction Service documents as temporary (read-only mode, timeouts).
 pub const RETRYABLE_CODES: &[i64] = &[10019, 10055, 10056, 10094];
 
+/// How a step's failed attempts are tried again, defaults applied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryPolicy {
+    /// Attempts in all, the first included (default 3).
     pub attempts: u32,
+    /// How the wait grows between attempts (default exponential).
     pub backoff: Backoff,
+    /// The first wait (default 200 ms); the constant one with a constant backoff.
     pub initial: Duration,
+    /// The longest wait (default 5 s).
     pub max: Duration,
+    /// API error codes worth another attempt (default [`RETRYABLE_CODES`]).
     pub on_codes: Vec<i64>,
 }
 

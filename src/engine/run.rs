@@ -1,6 +1,7 @@
 //! The step loop.
 
 use super::compile::{AuthSpec, CompiledFlow, CompiledStep, Cond};
+use super::durable::{DoneStatus, DoneStep, Doubt, Resume, RunLog};
 use super::outcome::{
     Attempt, FailureKind, Observer, Outcome, Phase, RunReport, StepError, StepRecord, StepStatus,
 };
@@ -9,7 +10,7 @@ use super::retry::{api_code, retry_after};
 use crate::base::source::Span;
 use crate::expr::context::{Context, Scope};
 use crate::expr::templates::{RenderError, Tree};
-use crate::flow::model::StatusSet;
+use crate::flow::model::{DoubtPolicy, StatusSet};
 use crate::http::auth::{Auth, JwtBearer, JwtSettings};
 use crate::http::{HttpRequest, HttpResponse, Transport};
 use serde_json::{Map, Value, json};
@@ -20,7 +21,9 @@ use std::time::{Duration, Instant};
 /// Why a run could not start; nothing was sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunError {
+    /// The auth settings could not be used (a bad private key, ...).
     Auth(String),
+    /// An auth setting's template could not be rendered.
     Render(RenderError),
 }
 
@@ -97,6 +100,7 @@ impl Engine {
         }
     }
 
+    /// The compiled flow this engine runs.
     pub fn flow(&self) -> &CompiledFlow {
         &self.flow
     }
@@ -114,7 +118,34 @@ impl Engine {
         observer: &dyn Observer,
         stop: Option<&std::sync::atomic::AtomicBool>,
     ) -> RunReport {
+        self.run_with(inputs, observer, stop, None, None).await
+    }
+
+    /// Like [`Engine::run_until`], telling `log` what happens as it goes (each attempt before
+    /// it is sent). With `resume`, goes on from a run the journal kept: the steps that ended are
+    /// restored with their values and never sent again, and the step in doubt follows its
+    /// `in_doubt` policy.
+    pub async fn run_durable(
+        &self,
+        inputs: Map<String, Value>,
+        observer: &dyn Observer,
+        stop: Option<&std::sync::atomic::AtomicBool>,
+        log: &dyn RunLog,
+        resume: Option<Resume>,
+    ) -> RunReport {
+        self.run_with(inputs, observer, stop, Some(log), resume).await
+    }
+
+    async fn run_with(
+        &self,
+        inputs: Map<String, Value>,
+        observer: &dyn Observer,
+        stop: Option<&std::sync::atomic::AtomicBool>,
+        log: Option<&dyn RunLog>,
+        resume: Option<Resume>,
+    ) -> RunReport {
         let started = Instant::now();
+        let resume = resume.unwrap_or_default();
         let deadline = self.flow.flow.deadline.and_then(|d| started.checked_add(d));
         let mut run = Run {
             engine: self,
@@ -127,6 +158,10 @@ impl Engine {
             records: Vec::new(),
             outcome: Outcome::Passed,
             base_url: String::new(),
+            log,
+            phase: Phase::Steps,
+            done: resume.done,
+            doubt: resume.in_doubt,
         };
         let base = run.ctx(None);
         match self.flow.templates.render_tree(&self.flow.base_url, &base) {
@@ -140,15 +175,32 @@ impl Engine {
         }
         if run.outcome == Outcome::Passed && !self.flow.vars.is_empty() {
             let mut vars = Map::new();
-            if let Err((name, e)) = run.render_vars(&self.flow.vars, &mut vars, &mut Map::new()) {
+            if !resume.vars.is_empty() {
+                // The ids a run made for itself stay the same when it goes on.
+                vars = resume.vars;
+            } else if let Err((name, e)) = run.render_vars(&self.flow.vars, &mut vars, &mut Map::new()) {
                 run.outcome = Outcome::Failed {
                     step: format!("vars.{name}"),
                     error: e.to_string(),
                 };
             }
+            if let Some(log) = log {
+                log.vars(&vars);
+            }
             run.vars = Scope::new(Value::Object(vars));
         }
         for step in &self.flow.steps {
+            if let Some(done) = run.take_done(&step.id) {
+                run.restore(step, done);
+                continue;
+            }
+            if run.outcome == Outcome::Passed && resume.cancel {
+                let error = "cancelled (flowrun runs cancel): this step and the rest are not run".to_string();
+                run.outcome = Outcome::Failed {
+                    step: step.id.clone(),
+                    error,
+                };
+            }
             if run.outcome == Outcome::Passed && run.stopping() {
                 let error = "stopped before this step (interrupted)".to_string();
                 run.outcome = Outcome::Failed {
@@ -178,7 +230,10 @@ impl Engine {
             };
         }
         for step in &self.flow.finally {
-            run.step(step, Phase::Finally).await;
+            match run.take_done(&step.id) {
+                Some(done) => run.restore(step, done),
+                None => run.step(step, Phase::Finally).await,
+            }
         }
         let mut outputs = Map::new();
         if !matches!(run.outcome, Outcome::Failed { .. }) {
@@ -208,6 +263,7 @@ impl Engine {
             steps: run.records,
             outputs,
             duration: started.elapsed(),
+            run_id: None,
         }
     }
 }
@@ -264,6 +320,14 @@ struct Run<'a> {
     records: Vec<StepRecord>,
     outcome: Outcome,
     base_url: String,
+    /// Told of every attempt before it is sent, and of every step that ends.
+    log: Option<&'a dyn RunLog>,
+    /// The phase of the step running now.
+    phase: Phase,
+    /// Steps that ended before a crash (a resumed run).
+    done: Vec<DoneStep>,
+    /// The step sent before a crash with no answer recorded.
+    doubt: Option<Doubt>,
 }
 
 /// How a step ended, before it is recorded.
@@ -364,14 +428,71 @@ impl Run<'_> {
             saved: Map::new(),
             vars: Map::new(),
             duration: Duration::ZERO,
+            resumed: false,
+        };
+        if let Some(log) = self.log {
+            log.step_done(&record, &Value::Null);
+        }
+        self.observer.step_finished(&record);
+        self.records.push(record);
+    }
+
+    fn take_done(&mut self, id: &str) -> Option<DoneStep> {
+        let i = self.done.iter().position(|d| d.id == id)?;
+        Some(self.done.remove(i))
+    }
+
+    /// Puts back a step that ended before the crash: its values, its effect on the outcome,
+    /// and its record (marked resumed). Nothing is sent.
+    fn restore(&mut self, step: &CompiledStep, done: DoneStep) {
+        let status = match done.status {
+            DoneStatus::Ok => StepStatus::Ok,
+            DoneStatus::Skipped => StepStatus::Skipped,
+            DoneStatus::Stopped => StepStatus::Stopped,
+            DoneStatus::NotRun => StepStatus::NotRun,
+            DoneStatus::Failed(message) => {
+                StepStatus::Failed(StepError::new(FailureKind::Earlier { message }, step.spans.step))
+            }
+        };
+        if !done.slot.is_null() {
+            self.steps.insert(step.id.clone(), Scope::new(done.slot));
+        }
+        self.settle(&step.id, &status);
+        let record = StepRecord {
+            id: step.id.clone(),
+            phase: done.phase,
+            status,
+            attempts: Vec::new(),
+            saved: done.saved,
+            vars: Map::new(),
+            duration: Duration::ZERO,
+            resumed: true,
         };
         self.observer.step_finished(&record);
         self.records.push(record);
     }
 
+    /// What a step's end does to the run's outcome: the first failure fails it, a stop ends it.
+    fn settle(&mut self, id: &str, status: &StepStatus) {
+        match status {
+            StepStatus::Failed(error) if !matches!(self.outcome, Outcome::Failed { .. }) => {
+                self.outcome = Outcome::Failed {
+                    step: id.to_string(),
+                    error: error.to_string(),
+                };
+            }
+            StepStatus::Stopped if self.outcome == Outcome::Passed => {
+                self.outcome = Outcome::Stopped { step: id.to_string() };
+            }
+            _ => {}
+        }
+    }
+
     async fn step(&mut self, step: &CompiledStep, phase: Phase) {
         let started = Instant::now();
-        let ended = self.execute(step).await;
+        self.phase = phase;
+        let doubt = self.doubt.take_if(|d| d.step == step.id);
+        let ended = self.execute(step, doubt.as_ref()).await;
         let mut slot = match ended.response {
             Some(Value::Object(r)) => r,
             _ => Map::new(),
@@ -390,22 +511,8 @@ impl Run<'_> {
         if matches!(ended.status, StepStatus::Ok | StepStatus::Stopped) {
             slot.extend(ended.saved.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
-        self.steps
-            .insert(step.id.clone(), Scope::new(Value::Object(slot)));
-        match &ended.status {
-            StepStatus::Failed(error) if !matches!(self.outcome, Outcome::Failed { .. }) => {
-                self.outcome = Outcome::Failed {
-                    step: step.id.clone(),
-                    error: error.to_string(),
-                };
-            }
-            StepStatus::Stopped if self.outcome == Outcome::Passed => {
-                self.outcome = Outcome::Stopped {
-                    step: step.id.clone(),
-                };
-            }
-            _ => {}
-        }
+        let slot = Value::Object(slot);
+        self.settle(&step.id, &ended.status);
         let record = StepRecord {
             id: step.id.clone(),
             phase,
@@ -414,7 +521,12 @@ impl Run<'_> {
             saved: ended.saved,
             vars: ended.vars,
             duration: started.elapsed(),
+            resumed: false,
         };
+        if let Some(log) = self.log {
+            log.step_done(&record, &slot);
+        }
+        self.steps.insert(step.id.clone(), Scope::new(slot));
         self.observer.step_finished(&record);
         self.records.push(record);
     }
@@ -427,7 +539,7 @@ impl Run<'_> {
     }
 
     /// Runs one step: its `if`, its own `vars`, then the exchange.
-    async fn execute(&self, step: &CompiledStep) -> Ended {
+    async fn execute(&self, step: &CompiledStep, doubt: Option<&Doubt>) -> Ended {
         if let Some(cond) = step.condition {
             let value = self.truth(cond, &self.ctx(None));
             if let Ok(v) = value {
@@ -450,20 +562,21 @@ impl Run<'_> {
             }
         }
         if step.vars.is_empty() {
-            return self.exchange(step, &self.vars).await;
+            return self.exchange(step, &self.vars, doubt).await;
         }
         let mut vars = self.vars.json().as_object().cloned().unwrap_or_default();
         let mut own = Map::new();
         if let Err((_, e)) = self.render_vars(&step.vars, &mut vars, &mut own) {
             return Ended::failed(render(e, step.spans.vars), Vec::new());
         }
-        let mut ended = self.exchange(step, &Scope::new(Value::Object(vars))).await;
+        let mut ended = self.exchange(step, &Scope::new(Value::Object(vars)), doubt).await;
         ended.vars = own;
         ended
     }
 
-    /// Builds the step's request with `vars` in scope, sends it, and judges the answer.
-    async fn exchange(&self, step: &CompiledStep, vars: &Scope) -> Ended {
+    /// Builds the step's request with `vars` in scope, sends it, and judges the answer. A step
+    /// in `doubt` (a resumed run's) goes by its `in_doubt` policy first.
+    async fn exchange(&self, step: &CompiledStep, vars: &Scope, doubt: Option<&Doubt>) -> Ended {
         let fail = Ended::failed;
         let flow = &self.engine.flow;
         let ctx = self.ctx_with(vars, None);
@@ -483,10 +596,20 @@ impl Run<'_> {
             let kind = FailureKind::BodyCheck { message };
             return fail(StepError::new(kind, spans.body_field(&field)), Vec::new());
         }
-        let attempts = match self.send(step, request).await {
-            Ok(attempts) => attempts,
-            Err((kind, attempts)) => return fail(StepError::new(kind, spans.step), attempts),
+        let (request, mut attempts, after) = match doubt {
+            None => (request, Vec::new(), 0),
+            Some(doubt) => match self.settle_doubt(step, vars, doubt, request).await {
+                Ok(settled) => settled,
+                Err(ended) => return ended,
+            },
         };
+        match self.send(step, request, after).await {
+            Ok(sent) => attempts.extend(sent),
+            Err((kind, sent)) => {
+                attempts.extend(sent);
+                return fail(StepError::new(kind, spans.step), attempts);
+            }
+        }
         let Some(response) = attempts.last().and_then(|a| a.response.as_ref()) else {
             let kind = FailureKind::Transport {
                 message: "no response was recorded".into(),
@@ -497,6 +620,16 @@ impl Run<'_> {
             Some(set) => set.contains(response.status),
             None => (200..300).contains(&response.status),
         };
+        if !expected && doubt.is_some() {
+            let code = api_code(&response.body_value());
+            if code.is_some_and(|c| step.in_doubt.already_done.contains(&c)) {
+                // The first attempt took effect before the crash: the step passed, though
+                // what it would have saved is not known.
+                let saved = step.save.iter().map(|(name, _)| (name.clone(), Value::Null)).collect();
+                let response = Some(response_json(response));
+                return Ended::new(StepStatus::Ok, attempts, saved, response);
+            }
+        }
         if !expected {
             let want = match &step.expect_status {
                 Some(StatusSet::One(s)) => s.to_string(),
@@ -561,10 +694,50 @@ impl Run<'_> {
     /// Sends `request` with auth, retrying as the step's policy allows. The request is the same
     /// on every attempt; only `Authorization` changes after a token refresh. `Ok` means the last
     /// attempt holds the response to judge.
+    /// What a step in doubt does before it is sent again: `fail` fails it, `compensate` sends
+    /// the compensating request (and then the step afresh), `resend` sends what was stored.
+    /// `Ok`: the request to send, the attempts made so far, and the number to count on from.
+    async fn settle_doubt(
+        &self,
+        step: &CompiledStep,
+        vars: &Scope,
+        doubt: &Doubt,
+        fresh: HttpRequest,
+    ) -> Result<(HttpRequest, Vec<Attempt>, u32), Ended> {
+        let sent = format!(
+            "attempt {} was sent before the run stopped and no answer was recorded",
+            doubt.attempts
+        );
+        match step.in_doubt.policy {
+            DoubtPolicy::Resend => Ok((super::durable::identical(&doubt.request, fresh), Vec::new(), doubt.attempts)),
+            DoubtPolicy::Fail => {
+                let message = format!(
+                    "{sent}; the step's `in_doubt` policy is `fail`: check whether it took effect, \
+                     then cancel the run (`flowrun runs cancel`) or declare `in_doubt: resend`"
+                );
+                let kind = FailureKind::InDoubt { message };
+                Err(Ended::failed(StepError::new(kind, step.spans.step), Vec::new()))
+            }
+            DoubtPolicy::Compensate => {
+                let Some(undo) = &step.in_doubt.compensate else {
+                    return Ok((fresh, Vec::new(), doubt.attempts));
+                };
+                let undone = Box::pin(self.exchange(undo, vars, None)).await;
+                if let StepStatus::Failed(e) = &undone.status {
+                    let message = format!("{sent}; its compensating request failed: {e}");
+                    let kind = FailureKind::InDoubt { message };
+                    return Err(Ended::failed(StepError::new(kind, step.spans.step), undone.attempts));
+                }
+                Ok((fresh, undone.attempts, doubt.attempts))
+            }
+        }
+    }
+
     async fn send(
         &self,
         step: &CompiledStep,
         request: HttpRequest,
+        after: u32,
     ) -> Result<Vec<Attempt>, (FailureKind, Vec<Attempt>)> {
         let mut request = Arc::new(request);
         let explicit_auth = request
@@ -582,7 +755,7 @@ impl Run<'_> {
         let mut attempts: Vec<Attempt> = Vec::new();
         let mut delays = step.retry.delays();
         let mut refreshed = false;
-        let mut number = 0;
+        let mut number = after;
         loop {
             number += 1;
             if let Some(t) = &token {
@@ -592,6 +765,12 @@ impl Run<'_> {
                 Ok(t) => t,
                 Err(kind) => return Err((kind, attempts)),
             };
+            if let Some(log) = self.log
+                && let Err(message) = log.before_send(&step.id, self.phase, number, &request)
+            {
+                // Nothing is sent that the journal could not write down first.
+                return Err((FailureKind::Journal { message }, attempts));
+            }
             self.observer.attempt_started(&step.id, number, &request);
             let sent = Instant::now();
             let result = self.engine.transport.send(&request, timeout).await;
@@ -607,6 +786,9 @@ impl Run<'_> {
                 duration: sent.elapsed(),
             };
             self.observer.attempt_finished(&step.id, &attempt);
+            if let Some(log) = self.log {
+                log.answered(&step.id, &attempt);
+            }
             attempts.push(attempt);
             let last = attempts.last().and_then(|a| a.response.as_ref());
             let (reason, wait_hint) = match (last, &error) {

@@ -18,6 +18,7 @@ pub struct Scope {
 }
 
 impl Scope {
+    /// A scope over `json`; its MiniJinja form is built only if a template needs it.
     pub fn new(json: Value) -> Self {
         Scope {
             json,
@@ -25,10 +26,12 @@ impl Scope {
         }
     }
 
+    /// The part's values as JSON.
     pub fn json(&self) -> &Value {
         &self.json
     }
 
+    /// Gives back the JSON, dropping the MiniJinja form.
     pub fn into_json(self) -> Value {
         self.json
     }

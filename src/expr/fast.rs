@@ -13,15 +13,27 @@ use serde_json::Value;
 /// One step of a path: `.name` / `['name']`, or `[0]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Seg {
+    /// A key of a mapping: `.name` or `['name']`.
     Key(String),
+    /// A position in a list, counted from 0: `[0]`.
     Index(usize),
 }
 
+/// An expression answered without MiniJinja: a path into the scope, or a clock or id call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fast {
-    Path { root: String, path: Vec<Seg> },
+    /// A path such as `response.body.workItemIds[0]`.
+    Path {
+        /// The scope root it starts from: `inputs`, `vars`, `steps` or `response`.
+        root: String,
+        /// The keys and indexes followed from the root, in order.
+        path: Vec<Seg>,
+    },
+    /// `uuid()`: a new UUID from the run's id source.
     Uuid,
+    /// `now_ms()`: the current time in milliseconds since the Unix epoch.
     NowMs,
+    /// `now()`: the current time as RFC 3339 text in UTC, with milliseconds.
     Now,
 }
 

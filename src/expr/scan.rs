@@ -4,7 +4,9 @@
 /// A filter (`x | name`) or test (`x is name`) used in an expression.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Use<'a> {
+    /// A filter, by name: `upper` in `x | upper`.
     Filter(&'a str),
+    /// A test, by name: `defined` in `x is defined`.
     Test(&'a str),
 }
 

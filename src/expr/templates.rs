@@ -40,9 +40,13 @@ struct Entry {
 /// A template tree: a JSON value whose strings may be templates.
 #[derive(Debug, Clone)]
 pub enum Tree {
+    /// A value with no template in it (strings without `{`), used as it is.
     Literal(Value),
+    /// A string compiled as a template, or as an expression when it is one `{{ }}`.
     Template(TemplateId),
+    /// A list, each item a tree of its own.
     Array(Vec<Tree>),
+    /// A mapping whose values are trees; the keys are literal and keep their order.
     Object(Vec<(String, Tree)>),
 }
 
@@ -51,7 +55,9 @@ pub enum Tree {
 pub struct RenderError {
     /// The flow file, as diagnostics name it (empty when unknown).
     pub file: std::sync::Arc<str>,
+    /// The line of the flow file the template stands on.
     pub line: usize,
+    /// What went wrong, naming the undefined value or the expression that failed.
     pub message: String,
 }
 
@@ -76,6 +82,7 @@ pub struct Templates {
 }
 
 impl Templates {
+    /// An empty store: `uuid()`, `now()`, `env()`, `secret()` read `runtime`; undefined is an error.
     pub fn new(runtime: &World) -> Self {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);

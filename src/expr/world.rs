@@ -5,11 +5,13 @@ use super::secrets::Secrets;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// The time source behind `now()` and `now_ms()`; a test run fixes it.
 pub trait Clock: Send + Sync {
     /// Milliseconds since the Unix epoch.
     fn now_ms(&self) -> i64;
 }
 
+/// The source of the UUIDs `uuid()` returns; a test run makes them sequential.
 pub trait Ids: Send + Sync {
     /// A new UUID in its hyphenated text form.
     fn uuid(&self) -> String;
@@ -63,9 +65,13 @@ pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 /// Everything a run takes from outside the flow file.
 #[derive(Clone)]
 pub struct World {
+    /// The clock `now()` and `now_ms()` read.
     pub clock: Arc<dyn Clock>,
+    /// Where `uuid()` gets its ids.
     pub ids: Arc<dyn Ids>,
+    /// How `env('NAME')` and `secret('NAME')` look variables up.
     pub env: EnvLookup,
+    /// The registry each value `secret()` reads is added to, so output masks it.
     pub secrets: Secrets,
 }
 

@@ -8,84 +8,137 @@ use crate::expr::{self, FUNCTIONS, STEP_FIELDS};
 /// The kinds of problem this stage reports.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AnalyzeError {
+    /// A step id used before, in `steps` or `finally`; reported at the later one.
     DuplicateStep {
+        /// The repeated id.
         id: String,
+        /// The line where the id is first used.
         first_line: usize,
     },
+    /// A `steps.<id>` whose id names no step of the flow.
     UnknownStep {
+        /// The id as written.
         id: String,
+        /// A did-you-mean among the flow's step ids, used as the hint.
         suggestion: Option<String>,
     },
+    /// A step id that names no step, hinted with every step id (`analyze` does not build it today).
     UnknownStepIn {
+        /// The id as written.
         id: String,
+        /// Every step id of the flow, listed in the hint.
         known: Vec<String>,
     },
+    /// A `steps.<id>` naming a step that has not run yet where it is read (a later or `finally` step).
     LaterStep {
+        /// The step read too early.
         id: String,
     },
+    /// A step reading its own values through `steps.<id>`, where it should read `response`.
     OwnStep {
+        /// The step's own id.
         id: String,
     },
+    /// A `steps.<id>.<value>` that the step neither saves nor has as a built-in (`status`, ...).
     UnknownStepField {
+        /// The step read.
         id: String,
+        /// The value asked for.
         field: String,
+        /// The step's saved values and built-in fields, for the did-you-mean or the list.
         known: Vec<String>,
     },
+    /// An `inputs.<name>` that is not declared under `inputs`.
     UndeclaredInput {
+        /// The input name as written.
         name: String,
+        /// A did-you-mean among the declared inputs; without one the hint shows a declaration.
         suggestion: Option<String>,
     },
+    /// A `vars.<name>` that is not readable where it is used (undeclared, or out of scope).
     UnknownVar {
+        /// The var name as written.
         name: String,
+        /// A did-you-mean among the vars readable there, used as the hint.
         suggestion: Option<String>,
         /// Declared, but not readable here (a later var, another step's, or in `connection`).
         elsewhere: bool,
     },
     /// A `stop_if` on the last main step or on a `finally` step: nothing is left to skip.
     StopIfStopsNothing {
+        /// Whether the step is a `finally` step (otherwise it is the last main step).
         finally: bool,
     },
+    /// `response` read outside the step's own `expect`, `save` and `stop_if`.
     ResponseOutOfScope,
+    /// `connection.auth` reads `inputs`, which do not exist yet when auth is set up.
     InputsInAuth,
+    /// A template or bare expression that MiniJinja cannot parse; reported where parsing failed.
     TemplateSyntax {
+        /// MiniJinja's description of the syntax error.
         detail: String,
+        /// Whether the text is a bare expression (`if`, `save`, ...) rather than a template.
         expression: bool,
     },
+    /// An expression too large to compile safely: too many operators or too long a number.
     TooComplex {
+        /// What is over the limit and what the limit is, in words.
         detail: String,
     },
+    /// A bare expression (`if`, `save`, `assert`, `outputs`, ...) written inside `{{ }}`.
     BracesInExpression {
+        /// The start of the message, naming the key with its verb: "`if` takes", "`save` values take".
         key: String,
+        /// The expression inside the braces, shown in the hint without them.
         inner: String,
     },
+    /// A call of a function that neither flowrun nor MiniJinja provides.
     UnknownFunction {
+        /// The function name as written.
         name: String,
+        /// A did-you-mean among the known functions; without one the hint lists them.
         suggestion: Option<String>,
     },
+    /// A top-level name that is not a scope root (`inputs`, `vars`, `steps`, `response`) or global.
     UnknownName {
+        /// The name as written.
         name: String,
+        /// A did-you-mean among the scope roots; without one the hint lists what can be read.
         suggestion: Option<String>,
     },
+    /// A filter (`x | name`) MiniJinja does not have.
     UnknownFilter {
+        /// The filter name as written.
         name: String,
     },
+    /// A test (`x is name`) MiniJinja does not have.
     UnknownTest {
+        /// The test name as written.
         name: String,
     },
+    /// A `save` name every step already has (`status`, `body`, `succeeded`, ...).
     ReservedSaveName {
+        /// The saved value's name.
         name: String,
     },
+    /// An input's `default` that breaks the input's own `type`, `enum` or limits.
     BadDefault {
+        /// The input's name.
         input: String,
+        /// What is wrong with the default.
         problem: Violation,
     },
+    /// A value in an input's `enum` that does not fit the input's `type`.
     BadEnumValue {
+        /// The input's name.
         input: String,
+        /// What is wrong with the value.
         problem: Violation,
     },
 }
 
 impl AnalyzeError {
+    /// The diagnostic for this problem at `span`: its code, message and hint.
     pub fn at(self, span: Span) -> Diagnostic {
         use AnalyzeError::*;
         match self {
@@ -210,6 +263,8 @@ impl AnalyzeError {
 /// What is wrong with a value under an input's own declaration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Violation {
+    /// What is wrong, as the end of a sentence about the value (`is a string, but ...`).
     pub message: String,
+    /// What to do about it, such as the allowed values.
     pub hint: Option<String>,
 }

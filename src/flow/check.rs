@@ -25,7 +25,9 @@ fn check_document(source: &Source) -> (Option<yaml::Document>, Vec<Diagnostic>) 
 
 /// A flow file that passed every check, ready to compile.
 pub struct Checked {
+    /// The loaded YAML document, kept for its spans (to point diagnostics at the source).
     pub document: super::yaml::Document,
+    /// The typed flow read from the document.
     pub flow: super::model::Flow,
     /// Warnings found while checking (errors make [`load_checked`] fail).
     pub warnings: Vec<Diagnostic>,

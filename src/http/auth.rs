@@ -15,10 +15,20 @@ use tokio::sync::Mutex;
 /// Why no token could be had.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthError {
+    /// The private key is not a PEM RSA private key; holds the parser's message.
     BadKey(String),
+    /// Signing the JWT assertion failed.
     Sign(String),
+    /// The token request got no response; holds the transport error.
     Request(String),
-    Rejected { status: u16, detail: String },
+    /// The token endpoint answered a status other than 200.
+    Rejected {
+        /// The HTTP status it answered.
+        status: u16,
+        /// The response body as text, with known secrets redacted.
+        detail: String,
+    },
+    /// The token endpoint answered 200 without a string `access_token`.
     NoToken,
 }
 
@@ -37,18 +47,28 @@ impl std::fmt::Display for AuthError {
 /// The JWT bearer settings, rendered.
 #[derive(Debug, Clone)]
 pub struct JwtSettings {
+    /// Where the assertion is POSTed as a form, for an `access_token`.
     pub token_url: String,
+    /// The JWT's `iss` claim.
     pub client_id: String,
+    /// The JWT's `sub` claim: the user the token acts for.
     pub username: String,
+    /// The JWT's `aud` claim.
     pub audience: String,
+    /// PEM RSA private key the assertion is signed with (RS256); registered as a secret.
     pub private_key: String,
+    /// How long each assertion is valid: `exp` is now plus this, in whole seconds.
     pub lifetime: Duration,
 }
 
+/// How a flow's requests get their `Authorization: Bearer` token.
 #[derive(Clone)]
 pub enum Auth {
+    /// No `Authorization` header is added.
     None,
+    /// A fixed token, rendered once; never refreshed.
     Bearer(String),
+    /// Tokens fetched with a JWT bearer grant, cached and shared across runs.
     Jwt(Arc<JwtBearer>),
 }
 
@@ -79,6 +99,7 @@ struct Claims<'a> {
     exp: u64,
 }
 
+/// An OAuth 2.0 JWT bearer grant client that caches its token and refreshes it on demand.
 pub struct JwtBearer {
     settings: JwtSettings,
     key: jsonwebtoken::EncodingKey,
@@ -89,6 +110,8 @@ pub struct JwtBearer {
 }
 
 impl JwtBearer {
+    /// Parses the private key; no token is fetched until one is asked for.
+    /// `timeout` bounds each token request.
     pub fn new(
         settings: JwtSettings,
         transport: Arc<dyn Transport>,

@@ -19,6 +19,7 @@ pub const DEFAULT_MAX_BODY: usize = 10 * 1024 * 1024;
 
 const AGENT: &str = concat!("flowrun/", env!("CARGO_PKG_VERSION"));
 
+/// The [`Transport`] that sends over the network: pooled HTTP/1.1, `https://` via rustls.
 pub struct HttpTransport {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     max_body: usize,

@@ -18,36 +18,54 @@ pub struct HttpRequest {
     /// The flow step sending it (empty for the token request), so a scripted transport can
     /// answer per step.
     pub step: String,
+    /// HTTP method, such as `GET` or `POST`; not checked until sent.
     pub method: String,
+    /// Absolute URL, query included.
     pub url: String,
+    /// Header names and values, in order, each name once (a step's header replaces the flow's).
     pub headers: Vec<(String, String)>,
+    /// The body; it sets `Content-Type` unless a header does (multipart always sets it).
     pub body: Body,
 }
 
+/// A request body before encoding; each kind brings its own `Content-Type`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Body {
+    /// No body at all.
     None,
+    /// Sent as `application/json`.
     Json(Value),
+    /// Name/value pairs sent as `application/x-www-form-urlencoded`, in order.
     Form(Vec<(String, String)>),
+    /// Parts sent as `multipart/form-data` with a fresh boundary.
     Multipart(Vec<Part>),
 }
 
 /// One multipart part.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Part {
+    /// Form field name, in the part's `Content-Disposition`.
     pub name: String,
+    /// The part's `Content-Type` (the flow's, else one chosen by the content's kind).
     pub content_type: String,
+    /// File name in the part's `Content-Disposition`, if any (a file part defaults to its own).
     pub filename: Option<String>,
+    /// What the part carries.
     pub content: PartContent,
 }
 
+/// What one multipart part carries.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PartContent {
+    /// A JSON value, serialized compactly.
     Json(Value),
+    /// Text sent as is.
     Text(String),
     /// A file's bytes, read before the first attempt; `path` is kept for reports.
     File {
+        /// Path as the flow wrote it, relative to the flow's directory.
         path: String,
+        /// The file's contents.
         bytes: Vec<u8>,
     },
 }
@@ -55,13 +73,16 @@ pub enum PartContent {
 /// A response as received.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpResponse {
+    /// HTTP status code.
     pub status: u16,
     /// Header names in lowercase.
     pub headers: Vec<(String, String)>,
+    /// Body bytes as received ([`HttpTransport`] stops at its `max_body`).
     pub body: Vec<u8>,
 }
 
 impl HttpResponse {
+    /// Value of the first header named `name`, compared case-insensitively.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -82,14 +103,19 @@ impl HttpResponse {
 /// Why no response came back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TransportError {
+    /// No connection could be made (refused, DNS, TLS); holds the innermost cause.
     Connect(String),
     /// The connection closed before an answer came: most often a reused keep-alive connection
     /// the server had already dropped. The request can be sent again, identical.
     Reset(String),
+    /// No complete response within this timeout.
     Timeout(Duration),
+    /// The response body is over the size cap.
     TooLarge {
+        /// The cap, in bytes (`--max-body`).
         limit: usize,
     },
+    /// Anything else, such as an invalid URL, method or header; not retried.
     Other(String),
 }
 
@@ -120,10 +146,12 @@ impl std::fmt::Display for TransportError {
     }
 }
 
+/// The future [`Transport::send`] returns: one response or why none came.
 pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<HttpResponse, TransportError>> + Send + 'a>>;
 
 /// Sends one request and returns its response.
 pub trait Transport: Send + Sync {
+    /// Sends `request`, giving up with [`TransportError::Timeout`] after `timeout`.
     fn send<'a>(&'a self, request: &'a HttpRequest, timeout: Duration) -> SendFuture<'a>;
 
     /// A transport like this one with connections of its own, for another thread: a batch gives

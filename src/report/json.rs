@@ -5,6 +5,8 @@ use crate::base::secrets::Secrets;
 use crate::engine::outcome::{Outcome, RunReport};
 use serde_json::{Map, Value, json};
 
+/// The JSON report of one finished run (`--report`, `--format json`), every known secret redacted.
+/// `inputs` are the run's inputs as given; durations are in ms.
 pub fn report(report: &RunReport, inputs: &Map<String, Value>, secrets: &Secrets) -> Value {
     let steps: Vec<Value> = report
         .steps
@@ -45,6 +47,9 @@ pub fn report(report: &RunReport, inputs: &Map<String, Value>, secrets: &Secrets
             if !s.vars.is_empty() {
                 step["vars"] = json!(s.vars);
             }
+            if s.resumed {
+                step["resumed"] = json!(true);
+            }
             if let crate::engine::outcome::StepStatus::Failed(e) = &s.status {
                 step["error"] = json!(e.to_string());
                 step["failure"] = e.to_json();
@@ -63,7 +68,7 @@ pub fn report(report: &RunReport, inputs: &Map<String, Value>, secrets: &Secrets
             v
         }
     };
-    let value = json!({
+    let mut value = json!({
         "flow": report.flow,
         "outcome": outcome,
         "duration_ms": report.duration.as_secs_f64() * 1000.0,
@@ -72,5 +77,8 @@ pub fn report(report: &RunReport, inputs: &Map<String, Value>, secrets: &Secrets
         "steps": steps,
         "outputs": report.outputs,
     });
+    if let Some(id) = &report.run_id {
+        value["run_id"] = json!(id);
+    }
     secrets.redact_json(&value)
 }

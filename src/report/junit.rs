@@ -4,6 +4,8 @@ use crate::base::secrets::Secrets;
 use crate::engine::outcome::{RunReport, StepStatus};
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
+/// The run as JUnit XML: a skipped or not-run step is a skipped case, a failed one a failure.
+/// Secrets are redacted from the whole document.
 pub fn junit(report: &RunReport, secrets: &Secrets) -> String {
     let mut suite = TestSuite::new(report.flow.as_str());
     suite.set_time(report.duration);

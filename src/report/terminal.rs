@@ -7,9 +7,13 @@ use crate::http::HttpRequest;
 use std::io::Write;
 use std::time::Duration;
 
+/// The [`Observer`] that prints a run on stdout as it happens, secrets masked.
 pub struct Terminal {
+    /// Also print every attempt's request and response, each retry and each `if` result (`-v`).
     pub verbose: bool,
+    /// Print neither step lines nor the summary (`-q`, or JSON output); failures still go to stderr.
     pub quiet: bool,
+    /// Values masked in everything printed.
     pub secrets: Secrets,
     /// The `if` each skipped step found false, to say why it was skipped.
     skipped_because: std::sync::Mutex<std::collections::HashMap<String, String>>,
@@ -20,6 +24,7 @@ fn ms(d: Duration) -> String {
 }
 
 impl Terminal {
+    /// A reporter printing as `verbose` and `quiet` say, masking `secrets`.
     pub fn new(verbose: bool, quiet: bool, secrets: Secrets) -> Self {
         Terminal {
             verbose,
@@ -55,6 +60,7 @@ impl Terminal {
                 Some(cond) => format!("  `{}` is false", one_line(cond)),
                 None => String::new(),
             },
+            _ if record.resumed => "  done before the run stopped (from the journal)".into(),
             _ => String::new(),
         };
         let style = anstyle::Style::new().fg_color(Some(
@@ -119,6 +125,7 @@ impl Terminal {
         text
     }
 
+    /// Prints [`Terminal::summary`] for the finished run, unless `quiet`.
     pub fn finish(&self, report: &RunReport) {
         if !self.quiet {
             self.print(&Self::summary(report));

@@ -6,11 +6,14 @@ use serde_json::{Value, json};
 /// An answer: HTTP status and JSON body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Answer {
+    /// HTTP status code.
     pub status: u16,
+    /// JSON body, always sent as `application/json`.
     pub body: Value,
 }
 
 impl Answer {
+    /// An answer with `status` and `body`.
     pub fn new(status: u16, body: Value) -> Self {
         Answer { status, body }
     }

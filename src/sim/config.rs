@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The simulator's configuration (a `*.sim.yaml` file): the org it plays and the faults it injects.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SimConfig {
@@ -11,11 +12,15 @@ pub struct SimConfig {
     /// Bearer tokens the simulator accepts.
     #[serde(default)]
     pub tokens: Vec<String>,
+    /// Messaging channels; the first one's `definition` is the `SF_AUTHORIZATION_CONTEXT` given to flows.
     pub channels: Vec<Channel>,
+    /// Queue ids `POST /api/v1/route` accepts; any other is 10032.
     #[serde(default)]
     pub queues: Vec<String>,
+    /// Flow ids `POST /api/v1/route` accepts in `routingInfo.flow`; any other is 10024.
     #[serde(default)]
     pub flows: Vec<String>,
+    /// Agent user ids agent work can be given to; any other is 15106.
     #[serde(default)]
     pub users: Vec<String>,
     /// Conversations that exist from the start (a transfer needs one).
@@ -32,10 +37,12 @@ pub struct SimConfig {
     /// are kept; past it the oldest go, ended conversations first. Default 10,000.
     #[serde(default)]
     pub max_records: Option<usize>,
+    /// Faults to inject; none by default.
     #[serde(default)]
     pub faults: Faults,
 }
 
+/// A messaging channel of the org (YAML keys in camelCase).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Channel {
@@ -43,12 +50,16 @@ pub struct Channel {
     pub address: String,
     /// Developer name of the ConversationChannelDefinition: the `AuthorizationContext`.
     pub definition: String,
+    /// Who owns consent (`consentOwner`, default `Partner`); consent updates need `Partner` (10022).
     #[serde(default = "partner")]
     pub consent_owner: String,
+    /// Who owns routing (`routingOwner`, default `Partner`); no simulated rule reads it.
     #[serde(default = "partner")]
     pub routing_owner: String,
+    /// The channel handles opt-in keywords itself, so consent updates are refused (10023).
     #[serde(default)]
     pub supports_keywords: bool,
+    /// An inactive channel refuses interactions with 10031; true by default.
     #[serde(default = "yes")]
     pub active: bool,
     /// The queue the channel's own routing configuration names: `POST /route` without
@@ -65,17 +76,24 @@ fn yes() -> bool {
     true
 }
 
+/// A conversation that exists when the simulator starts, with its end user (YAML keys in camelCase).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SeedConversation {
+    /// The conversation's id, as requests send it in `conversationIdentifier`.
     pub conversation_identifier: String,
+    /// Its messaging session id, as the API's `workItemId` (15 characters).
     pub work_item_id: String,
+    /// Address of the channel it is on: a configured channel's `address`.
     pub channel: String,
+    /// The end user's client id: `endUserClientId`, an interaction's `from`.
     pub end_user: String,
+    /// The end user's consent at start, such as `ExplicitlyOptedIn`; routing needs an opted-in one.
     #[serde(default)]
     pub consent_status: Option<String>,
 }
 
+/// The connected app whose JWT bearer assertions the simulator's token endpoint accepts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwtApp {
@@ -170,6 +188,7 @@ impl SimConfig {
         SimConfig::from_yaml(&source.text).map_err(|e| format!("{}:{e}", path.display()))
     }
 
+    /// The configured channel with this address identifier, if any.
     pub fn channel(&self, address: &str) -> Option<&Channel> {
         self.channels.iter().find(|c| c.address == address)
     }

@@ -12,19 +12,26 @@ use serde_json::{Value, json};
 /// A request as the rules see it.
 #[derive(Debug, Clone)]
 pub struct SimRequest {
+    /// HTTP method, such as `POST`.
     pub method: String,
+    /// URL path, without the query.
     pub path: String,
     /// Header names in lowercase.
     pub headers: Vec<(String, String)>,
+    /// The body, read according to its `Content-Type`.
     pub body: SimBody,
 }
 
+/// A request body as the simulator read it: multipart when the `Content-Type` says so, else JSON.
 #[derive(Debug, Clone)]
 pub enum SimBody {
+    /// No body, or only whitespace.
     Empty,
+    /// A body that parsed as JSON.
     Json(Value),
     /// Multipart parts: name, content type, bytes.
     Multipart(Vec<(String, Option<String>, Vec<u8>)>),
+    /// A body that is neither JSON nor well-formed multipart; holds why.
     Invalid(String),
     /// Larger than the simulator reads (past the API's 25 MB file limit).
     TooLarge,
@@ -94,13 +101,18 @@ pub(super) fn malformed(req: &SimRequest, body: &Value) -> Option<Answer> {
 
 /// The simulated service: configuration, state and accepted tokens.
 pub struct Service {
+    /// The configuration it started from; [`Service::reset`] goes back to it.
     pub config: SimConfig,
+    /// What the org holds now.
     pub state: State,
+    /// Bearer tokens accepted now: the configured ones and those issued by the token endpoint,
+    /// less any expired by `token_expires_after`.
     pub tokens: Vec<String>,
     rng: u64,
 }
 
 impl Service {
+    /// A service in the configured start state, its fault sequence seeded from `faults.seed`.
     pub fn new(config: SimConfig) -> Self {
         let state = State::seeded(&config);
         let tokens = config.tokens.clone();
@@ -113,6 +125,7 @@ impl Service {
         }
     }
 
+    /// Back to the start state (`POST /sim/reset`): state, tokens and fault sequence as configured.
     pub fn reset(&mut self) {
         *self = Service::new(self.config.clone());
     }

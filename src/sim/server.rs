@@ -188,11 +188,14 @@ fn url_form(body: &[u8]) -> Vec<(String, String)> {
 
 /// A running simulator.
 pub struct Running {
+    /// Address it listens on, with the port actually bound.
     pub addr: SocketAddr,
+    /// The simulated service and its state, shared with the request handlers; lock to inspect.
     pub service: Shared,
 }
 
 impl Running {
+    /// `http://<addr>`: the base URL for both the API and the token endpoint.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
     }

@@ -12,6 +12,7 @@ use std::time::Instant;
 /// oldest go first, ended conversations before open ones.
 pub const DEFAULT_MAX_RECORDS: usize = 10_000;
 
+/// Everything the simulated org holds; `GET /sim/state` shows it a page at a time.
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct State {
@@ -22,8 +23,11 @@ pub struct State {
     /// Pending Service Routing records by conversation identifier: the conversation waits in
     /// a queue until an agent accepts its work (or the route is deleted).
     pub psrs: BTreeMap<String, Psr>,
+    /// Agent work, oldest first; past `max_records` the oldest go.
     pub agent_work: VecDeque<AgentWork>,
+    /// Bodies of accepted `POST /api/v1/routingResult` calls, oldest first, capped likewise.
     pub routing_results: VecDeque<Value>,
+    /// Bodies of accepted `POST /api/v1/acknowledgement` calls, oldest first, capped likewise.
     pub acknowledgements: VecDeque<Value>,
     /// Conversation ids, oldest first.
     #[serde(skip)]
@@ -37,15 +41,20 @@ pub struct State {
     /// Counts for ids and faults.
     #[serde(skip)]
     pub counter: u64,
+    /// API calls made with each token, counted only when `faults.token_expires_after` is set.
     #[serde(skip)]
     pub token_uses: BTreeMap<String, u64>,
 }
 
+/// A messaging end user on one channel, with their consent.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EndUser {
+    /// Address identifier of the channel they write to.
     pub channel: String,
+    /// Their `endUserClientId`: the `from` of their interactions.
     pub client_id: String,
+    /// Consent as seeded or last set by `PATCH /api/v1/consent`; routing needs an opted-in one.
     pub consent_status: Option<String>,
 }
 
@@ -53,8 +62,11 @@ pub struct EndUser {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Conversation {
+    /// Address identifier of the channel (the interactions' `to`).
     pub channel: String,
+    /// The end user's client id (the interactions' `from`).
     pub end_user: String,
+    /// Id of the messaging session (the work item), answered as `workItemId`.
     pub work_item_id: String,
     /// `Active`, `Inactive` (after `messagingSession` Inactivate) or `Ended`.
     pub session_status: String,
@@ -63,17 +75,23 @@ pub struct Conversation {
 }
 
 impl Conversation {
+    /// Not ended: it still takes messages, routing and agent work.
     pub fn is_open(&self) -> bool {
         self.session_status != "Ended"
     }
 }
 
+/// A Pending Service Routing record, made by `POST /api/v1/route`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Psr {
+    /// Id of the record (`0JR...`), answered as `psrId`.
     pub psr_id: String,
+    /// UUID answered as `routingCorrelationId`; agent work without a routing context takes it.
     pub routing_correlation_id: String,
+    /// `Initial`, `Transfer` or `Conference`, as the request said.
     pub routing_type: String,
+    /// The request's `routingInfo`, or `{queueId}` of the channel's own queue when it had none.
     pub routing_info: serde_json::Value,
 }
 
@@ -82,12 +100,19 @@ pub struct Psr {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentWork {
+    /// Id of the record (`0Bz...`), answered as `agentWorkId` and named by `PATCH`'s `workId`.
     pub agent_work_id: String,
+    /// The agent it is offered to: one of the configured users.
     pub user_id: String,
+    /// The conversation's messaging session id.
     pub work_item_id: String,
+    /// The conversation it is for.
     pub conversation_identifier: String,
+    /// `routingType` of the routing it answers (routing context or PSR), if known.
     pub routing_type: Option<String>,
+    /// `routingCorrelationId` of the routing it answers (routing context or PSR), if known.
     pub routing_correlation_id: Option<String>,
+    /// `Assigned`, `Opened`, `Declined`, `Closed` or `Canceled`.
     pub status: String,
     /// When the configured automatic accept is due.
     #[serde(skip)]
@@ -101,11 +126,13 @@ impl AgentWork {
     }
 }
 
+/// Key of an end user in [`State::end_users`]: `<channel address>/<client id>`.
 pub fn end_user_key(channel: &str, client: &str) -> String {
     format!("{channel}/{client}")
 }
 
 impl State {
+    /// The start state of `config`: its seeded conversations and their end users, and its record cap.
     pub fn seeded(config: &super::config::SimConfig) -> Self {
         let mut s = State {
             max_records: config.max_records.unwrap_or(DEFAULT_MAX_RECORDS).max(1),
@@ -195,14 +222,17 @@ impl State {
         }
     }
 
+    /// Keeps new agent work, dropping the oldest past the cap.
     pub fn add_agent_work(&mut self, work: AgentWork) {
         push_capped(&mut self.agent_work, work, self.max_records);
     }
 
+    /// Keeps an accepted routing result's body, dropping the oldest past the cap.
     pub fn add_routing_result(&mut self, result: Value) {
         push_capped(&mut self.routing_results, result, self.max_records);
     }
 
+    /// Keeps an accepted acknowledgement's body, dropping the oldest past the cap.
     pub fn add_acknowledgement(&mut self, ack: Value) {
         push_capped(&mut self.acknowledgements, ack, self.max_records);
     }
@@ -267,10 +297,12 @@ impl State {
         format!("{prefix}{}", String::from_utf8_lossy(&tail))
     }
 
+    /// A UUID-shaped id, unique within this state and repeatable (a counter, not random).
     pub fn uuid(&mut self) -> String {
         format!("5e550000-0000-4000-8000-{:012x}", self.next())
     }
 
+    /// The conversation (id and record) whose messaging session is `work_item`; a linear scan.
     pub fn conversation_by_work_item(&self, work_item: &str) -> Option<(&String, &Conversation)> {
         self.conversations
             .iter()

@@ -30,7 +30,9 @@ fn compiled() -> &'static (Value, jsonschema::Validator) {
 
 /// A test file, read and checked.
 pub struct LoadedTests {
+    /// The file's text, for placing diagnostics.
     pub source: Source,
+    /// The file's contents, checked against the test file schema.
     pub file: TestFile,
 }
 
@@ -81,6 +83,7 @@ pub fn test_files(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<String>) {
 /// What one case did.
 #[derive(Debug, Clone)]
 pub struct CaseResult {
+    /// The case's name, as written in the test file.
     pub name: String,
     /// Why it failed; empty when it passed.
     pub problems: Vec<String>,
@@ -91,6 +94,7 @@ pub struct CaseResult {
 }
 
 impl CaseResult {
+    /// No problems and a transcript matching its golden (or just written with `--update`).
     pub fn passed(&self) -> bool {
         self.problems.is_empty() && self.diff.is_none()
     }

@@ -1,0 +1,333 @@
+//! `flowrun runs`: the journal's runs — list, show, resume, cancel, prune.
+
+use super::exit;
+use flowrun::base::secrets::Secrets;
+use flowrun::engine::inputs::{parse_assignment, resolve};
+use flowrun::engine::outcome::{Outcome, Phase, RunReport, StepStatus};
+use flowrun::engine::prepare::prepare_engine;
+use flowrun::expr::world::World;
+use flowrun::flow::Source;
+use flowrun::http::{DEFAULT_MAX_BODY, HttpTransport};
+use flowrun::journal::{FlowRuns, Journal, now_ms};
+use flowrun::report::terminal::Terminal;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Where the journal is: `--journal URL`, or `FLOWRUN_JOURNAL`.
+#[derive(clap::Args, Clone)]
+pub struct JournalArg {
+    /// The journal: `sqlite:PATH` (created when missing).
+    #[arg(long, env = "FLOWRUN_JOURNAL", value_name = "URL")]
+    journal: String,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Human,
+    Json,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// List runs, newest first.
+    List {
+        #[command(flatten)]
+        journal: JournalArg,
+        /// Only runs that have not finished (a crash, a kill): the ones to resume or cancel.
+        #[arg(long)]
+        unfinished: bool,
+        /// At most this many.
+        #[arg(long, default_value_t = 50, value_parser = super::at_least_one)]
+        limit: usize,
+        /// `json`: one JSON array.
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+    },
+    /// Show one run: its inputs (secret inputs left out), steps and attempts.
+    Show {
+        /// The run's id.
+        id: String,
+        #[command(flatten)]
+        journal: JournalArg,
+        /// `json`: the whole record as JSON.
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+    },
+    /// Go on with an unfinished run after its last completed step; steps done are not sent again.
+    Resume {
+        /// The run's id.
+        id: String,
+        #[command(flatten)]
+        go: GoOn,
+    },
+    /// Give an unfinished run up: its remaining steps are not run, its `finally` steps are (a
+    /// pending PSR is deleted).
+    Cancel {
+        /// The run's id.
+        id: String,
+        #[command(flatten)]
+        go: GoOn,
+    },
+    /// Delete finished runs last written longer ago than `--older-than`.
+    Prune {
+        #[command(flatten)]
+        journal: JournalArg,
+        /// Age, e.g. `7d`, `12h`.
+        #[arg(long, value_name = "AGE", value_parser = humantime::parse_duration)]
+        older_than: std::time::Duration,
+        /// `json`: `{"pruned": N}`.
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+    },
+}
+
+/// What resuming or cancelling a run takes.
+#[derive(clap::Args, Clone)]
+pub struct GoOn {
+    #[command(flatten)]
+    journal: JournalArg,
+    /// Go on even though the flow file changed since the run started.
+    #[arg(long)]
+    force: bool,
+    /// An input the journal does not keep (a secret input), `name=value`; repeatable.
+    #[arg(long = "input", short = 'i', value_name = "NAME=VALUE")]
+    input: Vec<String>,
+    /// `json`: print the run report on stdout, and nothing else there.
+    #[arg(long, value_enum, default_value = "human")]
+    format: Format,
+    /// Print nothing but errors.
+    #[arg(long, short = 'q')]
+    quiet: bool,
+}
+
+impl GoOn {
+    /// The settings `run FLOW --resume` gives.
+    pub fn new(journal: String, force: bool, input: Vec<String>, quiet: bool) -> GoOn {
+        GoOn {
+            journal: JournalArg { journal },
+            force,
+            input,
+            format: Format::Human,
+            quiet,
+        }
+    }
+}
+
+pub fn run(args: Args) -> u8 {
+    let outcome = match args.command {
+        Command::List {
+            journal,
+            unfinished,
+            limit,
+            format,
+        } => list(&journal, unfinished, limit, format),
+        Command::Show { id, journal, format } => show(&journal, &id, format),
+        Command::Resume { id, go } => open(&go.journal).and_then(|j| go_on(&j, &id, &go, false)),
+        Command::Cancel { id, go } => open(&go.journal).and_then(|j| go_on(&j, &id, &go, true)),
+        Command::Prune {
+            journal,
+            older_than,
+            format,
+        } => prune(&journal, older_than, format),
+    };
+    outcome.unwrap_or_else(|code| code)
+}
+
+/// Opens the journal, or says why not (exit 3).
+pub fn open(arg: &JournalArg) -> Result<Arc<Journal>, u8> {
+    open_url(&arg.journal)
+}
+
+/// Opens the journal `url` names, or says why not (exit 3).
+pub fn open_url(url: &str) -> Result<Arc<Journal>, u8> {
+    Journal::open(url).map(Arc::new).map_err(|e| {
+        super::error(format_args!("{e}"));
+        exit::USAGE
+    })
+}
+
+fn failed(e: impl std::fmt::Display) -> u8 {
+    super::error(format_args!("{e}"));
+    exit::USAGE
+}
+
+fn list(arg: &JournalArg, unfinished: bool, limit: usize, format: Format) -> Result<u8, u8> {
+    let journal = open(arg)?;
+    let runs = journal.runs(unfinished, limit).map_err(failed)?;
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(&runs).unwrap_or_default());
+        return Ok(exit::OK);
+    }
+    if runs.is_empty() {
+        println!("no {}runs in the journal", if unfinished { "unfinished " } else { "" });
+    }
+    for r in &runs {
+        let age = std::time::Duration::from_millis(now_ms().saturating_sub(r.updated_ms).max(0) as u64);
+        let age = humantime::format_duration(std::time::Duration::from_secs(age.as_secs()));
+        println!("{:<38} {:<10} {:<20} {} ago", r.id, r.status, r.flow, age);
+    }
+    Ok(exit::OK)
+}
+
+fn show(arg: &JournalArg, id: &str, format: Format) -> Result<u8, u8> {
+    let journal = open(arg)?;
+    let run = journal.run(id).map_err(failed)?;
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(&run).unwrap_or_default());
+        return Ok(exit::OK);
+    }
+    println!("run {}: {} ({})", run.row.id, run.row.flow, run.row.flow_path);
+    println!("status: {}", run.row.status);
+    if let Some(e) = &run.row.error {
+        println!("error: {e}");
+    }
+    println!("inputs: {}", run.inputs);
+    for s in &run.steps {
+        let saved = match &s.saved {
+            Value::Object(m) if !m.is_empty() => format!("  {}", s.saved),
+            _ => String::new(),
+        };
+        println!("  {:<9} {:<8} {:<20}{saved}", s.phase, s.status, s.step);
+    }
+    for a in &run.attempts {
+        let answer = match (a.answered, a.status, &a.error) {
+            (false, ..) => "sent, no answer recorded (in doubt)".to_string(),
+            (true, Some(s), _) => format!("answered {s}"),
+            (true, None, Some(e)) => format!("failed: {e}"),
+            (true, None, None) => "answered".into(),
+        };
+        let method = a.request["method"].as_str().unwrap_or_default();
+        let url = a.request["url"].as_str().unwrap_or_default();
+        println!("  attempt {} of {:<20} {method} {url}: {answer}", a.number, a.step);
+    }
+    Ok(exit::OK)
+}
+
+fn prune(arg: &JournalArg, older_than: std::time::Duration, format: Format) -> Result<u8, u8> {
+    let journal = open(arg)?;
+    let before = now_ms().saturating_sub(i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX));
+    let n = journal.prune(before).map_err(failed)?;
+    match format {
+        Format::Json => println!("{}", json!({ "pruned": n })),
+        Format::Human => println!("pruned {n} finished run{}", if n == 1 { "" } else { "s" }),
+    }
+    Ok(exit::OK)
+}
+
+/// Resumes (or, with `cancel`, gives up) run `id` of `journal`: its flow is read again from
+/// where the journal says, and must not have changed unless `--force`.
+pub fn go_on(journal: &Arc<Journal>, id: &str, go: &GoOn, cancel: bool) -> Result<u8, u8> {
+    let detail = journal.run(id).map_err(failed)?;
+    let path = std::path::PathBuf::from(&detail.row.flow_path);
+    let source = Source::read(&path).map_err(|e| failed(format_args!("cannot read {}: {e}", path.display())))?;
+    let runtime = World::system();
+    let transport = HttpTransport::new(DEFAULT_MAX_BODY).map_err(failed)?;
+    let (engine, _) = prepare_engine(&source, runtime.clone(), Arc::new(transport)).map_err(|e| {
+        super::error(format_args!("{}", runtime.secrets.redact(&e.to_string())));
+        exit::INVALID
+    })?;
+    let flow = &engine.flow().flow;
+    let runs = FlowRuns::new(journal.clone(), &source, flow, runtime.secrets.clone());
+    let (detail, mut resume) = runs.unfinished(id, go.force).map_err(|e| {
+        super::error(format_args!("{e}"));
+        exit::INVALID
+    })?;
+    resume.cancel = cancel;
+    // The journal's inputs, then what is given again (secret inputs are never stored).
+    let mut given: Vec<(String, Value)> = detail.inputs.as_object().cloned().unwrap_or_default().into_iter().collect();
+    for a in &go.input {
+        match parse_assignment(flow, a) {
+            Ok(pair) => given.push(pair),
+            Err(e) => return Err(failed(runtime.secrets.redact(&e.to_string()))),
+        }
+    }
+    let own = Secrets::default();
+    let inputs = resolve(flow, given, &own).map_err(|errors| {
+        for e in errors {
+            super::error(format_args!("{}", runtime.secrets.redact(&e.to_string())));
+        }
+        eprintln!("nothing was sent");
+        exit::INVALID
+    })?;
+    let json = go.format == Format::Json;
+    let terminal = Terminal::new(false, go.quiet || json, runtime.secrets.clone());
+    if !terminal.quiet {
+        let what = if cancel { "cancelling" } else { "resuming" };
+        println!("{what} run {id}: {} ({})", flow.name, source.display_name());
+    }
+    let log = runs.reopen(id, &own);
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(failed)?;
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let mut report = tokio.block_on(async {
+        let flag = interrupted.clone();
+        tokio::spawn(async move {
+            let why = flowrun::signals::stop_requested().await;
+            eprintln!("{why}: stopping before the next step; finally steps still run");
+            flag.store(true, Ordering::Relaxed);
+        });
+        let run = engine.run_durable(inputs.clone(), &terminal, Some(&interrupted), &log, Some(resume));
+        futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(run))
+            .await
+            .unwrap_or_else(|panic| RunReport::crashed(&flow.name, flowrun::engine::panic_message(panic.as_ref())))
+    });
+    report.run_id = Some(id.to_string());
+    let ended = if cancel {
+        let error = match &report.outcome {
+            Outcome::Failed { step, error } => Some(format!("{step}: {error}")),
+            _ => None,
+        };
+        log.end("cancelled", &Value::Object(report.outputs.clone()), error)
+    } else {
+        log.finish(&report)
+    };
+    ended.map_err(failed)?;
+    terminal.finish(&report);
+    terminal.print_failure(&report, &source);
+    if json {
+        let value = flowrun::report::json::report(&report, &inputs, &runtime.secrets);
+        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+    }
+    // A cancel whose cleanup passed did what was asked.
+    let cleanup_failed = report
+        .steps
+        .iter()
+        .any(|s| s.phase == Phase::Finally && matches!(s.status, StepStatus::Failed(_)));
+    Ok(match &report.outcome {
+        _ if cancel && !cleanup_failed => exit::OK,
+        Outcome::Passed | Outcome::Stopped { .. } if !cancel => exit::OK,
+        _ => exit::FAILED,
+    })
+}
+
+/// `run FLOW --resume`: every unfinished run of this flow file in the journal, one by one.
+pub fn resume_all(journal: &Arc<Journal>, flow: &std::path::Path, go: &GoOn) -> Result<u8, u8> {
+    let path = std::fs::canonicalize(flow)
+        .map_err(|e| failed(format_args!("cannot read {}: {e}", flow.display())))?
+        .display()
+        .to_string();
+    let runs = journal.runs(true, usize::MAX).map_err(failed)?;
+    let mine: Vec<_> = runs.into_iter().filter(|r| r.flow_path == path).collect();
+    if mine.is_empty() {
+        if !go.quiet {
+            println!("no unfinished runs of {} in the journal", flow.display());
+        }
+        return Ok(exit::OK);
+    }
+    let mut worst = exit::OK;
+    // Oldest first: the order they were started in.
+    for r in mine.iter().rev() {
+        let code = go_on(journal, &r.id, go, false).unwrap_or_else(|c| c);
+        worst = worst.max(code);
+    }
+    Ok(worst)
+}

@@ -1,0 +1,323 @@
+//! The journal: a durable record of runs and their step attempts, so a crash never repeats a
+//! request that was done nor strands what a run created (a Pending Service Routing record).
+//!
+//! One [`Store`] trait holds the storage (SQLite embedded today; PostgreSQL to come); a
+//! [`Journal`] in front of it groups writes: only the write made *before* a request is sent
+//! has to be durable at once, and it carries every write queued before it — from any run — in
+//! the same transaction. [`RunJournal`] is one run's view, the engine's [`RunLog`](crate::engine::durable::RunLog): it masks
+//! secrets before anything is queued, so no secret ever reaches the store.
+//!
+//! The schema is documented in `docs/journal.md`.
+
+mod run_log;
+mod runs;
+mod sqlite;
+mod url;
+
+pub use run_log::{Masks, RunJournal, resume_of};
+pub use runs::{FlowRuns, RunsError};
+pub use sqlite::SqliteStore;
+
+use serde_json::Value;
+use std::sync::Mutex;
+
+/// Why the journal could not do what was asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JournalError {
+    /// The `--journal` URL is not one flowrun knows.
+    Url(String),
+    /// The store failed (disk full, a locked or corrupt file, a newer schema, ...).
+    Store(String),
+    /// No run has this id.
+    NoSuchRun(String),
+}
+
+impl std::fmt::Display for JournalError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JournalError::Url(e) => write!(f, "{e}"),
+            JournalError::Store(e) => write!(f, "journal: {e}"),
+            JournalError::NoSuchRun(id) => write!(f, "the journal has no run `{id}`"),
+        }
+    }
+}
+
+/// One change to the journal. A run's writes are applied in the order they were made.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// A run begins: its flow, its inputs (secret inputs left out) and when.
+    RunStarted(RunStart),
+    /// The run's flow-level `vars`, once rendered.
+    Vars {
+        /// The run.
+        run: String,
+        /// The rendered vars, secrets masked.
+        vars: Value,
+    },
+    /// An attempt is about to be sent.
+    AttemptSent {
+        /// The run.
+        run: String,
+        /// The step sending it.
+        step: String,
+        /// `steps` or `finally`.
+        phase: &'static str,
+        /// The attempt's number within the step, from 1.
+        number: u32,
+        /// The request as stored (secrets masked, no `Authorization`).
+        request: Value,
+        /// Milliseconds since the Unix epoch.
+        at_ms: i64,
+    },
+    /// An attempt was answered (a status) or failed (an error).
+    AttemptAnswered {
+        /// The run.
+        run: String,
+        /// The step.
+        step: String,
+        /// The attempt's number.
+        number: u32,
+        /// The HTTP status, when there was an answer.
+        status: Option<u16>,
+        /// The transport error, when there was none.
+        error: Option<String>,
+        /// Milliseconds since the Unix epoch.
+        at_ms: i64,
+    },
+    /// A step ended.
+    StepDone {
+        /// The run.
+        run: String,
+        /// The step.
+        step: String,
+        /// `steps` or `finally`.
+        phase: &'static str,
+        /// `ok`, `skipped`, `stopped`, `failed` or `not run`.
+        status: &'static str,
+        /// What later steps read as `steps.<id>`, secrets masked.
+        slot: Value,
+        /// The step's saved values, secrets masked.
+        saved: Value,
+        /// The failure as data (kind, message, code), secrets masked.
+        error: Option<Value>,
+        /// Milliseconds since the Unix epoch.
+        at_ms: i64,
+    },
+    /// A run ended (or was cancelled).
+    RunFinished {
+        /// The run.
+        run: String,
+        /// `passed`, `stopped`, `failed` or `cancelled`.
+        status: String,
+        /// The outputs, secrets masked.
+        outputs: Value,
+        /// The failure's message, secrets masked.
+        error: Option<String>,
+        /// Milliseconds since the Unix epoch.
+        at_ms: i64,
+    },
+}
+
+/// A run's first record.
+#[derive(Debug, Clone)]
+pub struct RunStart {
+    /// The run's id, unique in the journal.
+    pub id: String,
+    /// The flow file, as given.
+    pub flow_path: String,
+    /// The flow's `name`.
+    pub flow_name: String,
+    /// SHA-256 of the flow file's text, hex: a resume refuses a changed flow.
+    pub flow_hash: String,
+    /// The inputs, secret inputs left out.
+    pub inputs: Value,
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: i64,
+}
+
+/// A run as listed.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RunRow {
+    /// The run's id.
+    pub id: String,
+    /// The flow's `name`.
+    pub flow: String,
+    /// The flow file.
+    pub flow_path: String,
+    /// `running`, `passed`, `stopped`, `failed` or `cancelled`.
+    pub status: String,
+    /// When it started, milliseconds since the Unix epoch.
+    pub started_ms: i64,
+    /// When it was last written to, milliseconds since the Unix epoch.
+    pub updated_ms: i64,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+}
+
+/// Everything the journal holds of one run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunDetail {
+    /// The run as listed.
+    #[serde(flatten)]
+    pub row: RunRow,
+    /// SHA-256 of the flow file when the run started.
+    pub flow_hash: String,
+    /// Its inputs (secret inputs left out).
+    pub inputs: Value,
+    /// Its flow-level vars, once rendered (null before).
+    pub vars: Value,
+    /// Its outputs, once finished.
+    pub outputs: Value,
+    /// Its steps, in the order they ended.
+    pub steps: Vec<StepRow>,
+    /// Its attempts, in the order they were sent.
+    pub attempts: Vec<AttemptRow>,
+}
+
+/// A step that ended.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StepRow {
+    /// The step's id.
+    pub step: String,
+    /// `steps` or `finally`.
+    pub phase: String,
+    /// How it ended.
+    pub status: String,
+    /// What later steps read as `steps.<id>`.
+    pub slot: Value,
+    /// Its saved values.
+    pub saved: Value,
+    /// Its failure as data.
+    pub error: Value,
+}
+
+/// An attempt written down before it was sent.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AttemptRow {
+    /// The step.
+    pub step: String,
+    /// `steps` or `finally`.
+    pub phase: String,
+    /// Its number within the step.
+    pub number: u32,
+    /// The request as stored.
+    pub request: Value,
+    /// The answer's status, when one was recorded.
+    pub status: Option<u16>,
+    /// The transport error, when one was recorded.
+    pub error: Option<String>,
+    /// Whether an answer or an error was recorded: `false` is a request in doubt.
+    pub answered: bool,
+}
+
+/// Where a journal keeps its records. Implementations apply a batch of writes atomically.
+pub trait Store: Send + Sync {
+    /// Applies `writes` in order, in one transaction: all of them or none.
+    fn apply(&self, writes: &[Write]) -> Result<(), JournalError>;
+    /// Runs, newest first; only unfinished ones with `unfinished`.
+    fn runs(&self, unfinished: bool, limit: usize) -> Result<Vec<RunRow>, JournalError>;
+    /// One run with its steps and attempts.
+    fn run(&self, id: &str) -> Result<Option<RunDetail>, JournalError>;
+    /// Deletes finished runs last written before `before_ms`; how many.
+    fn prune(&self, before_ms: i64) -> Result<u64, JournalError>;
+}
+
+/// A store with write grouping in front (see the module docs).
+pub struct Journal {
+    store: Box<dyn Store>,
+    /// Writes not yet applied; applied with the next durable write, or by [`Journal::flush`].
+    pending: Mutex<Vec<Write>>,
+}
+
+impl Journal {
+    /// Opens the journal a URL names: `sqlite:PATH` (created when missing).
+    pub fn open(url: &str) -> Result<Journal, JournalError> {
+        Ok(Journal::new(url::open(url)?))
+    }
+
+    /// A journal over `store`.
+    pub fn new(store: Box<dyn Store>) -> Journal {
+        Journal {
+            store,
+            pending: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Queues `write`; it is applied with the next durable write.
+    pub fn queue(&self, write: Write) {
+        self.lock().push(write);
+    }
+
+    /// Applies every queued write and then `write`, in one transaction, and returns when they
+    /// are durable. The lock is held while applying, so a run's writes keep their order even
+    /// when two threads flush at once.
+    pub fn commit(&self, write: Option<Write>) -> Result<(), JournalError> {
+        let mut pending = self.lock();
+        pending.extend(write);
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let result = self.store.apply(&pending);
+        // Failed writes are dropped with the error: the caller fails the step or the command.
+        pending.clear();
+        result
+    }
+
+    /// Applies every queued write.
+    pub fn flush(&self) -> Result<(), JournalError> {
+        self.commit(None)
+    }
+
+    /// Runs, newest first (see [`Store::runs`]).
+    pub fn runs(&self, unfinished: bool, limit: usize) -> Result<Vec<RunRow>, JournalError> {
+        self.flush()?;
+        self.store.runs(unfinished, limit)
+    }
+
+    /// One run with its steps and attempts.
+    pub fn run(&self, id: &str) -> Result<RunDetail, JournalError> {
+        self.flush()?;
+        self.store
+            .run(id)?
+            .ok_or_else(|| JournalError::NoSuchRun(id.to_string()))
+    }
+
+    /// Run `id` as listed, if the journal has it.
+    pub fn find(&self, id: &str) -> Result<Option<RunRow>, JournalError> {
+        self.flush()?;
+        Ok(self.store.run(id)?.map(|d| d.row))
+    }
+
+    /// Deletes finished runs last written before `before_ms`.
+    pub fn prune(&self, before_ms: i64) -> Result<u64, JournalError> {
+        self.flush()?;
+        self.store.prune(before_ms)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Write>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        // What was queued is written when the journal goes away (the end of a command).
+        let _ = self.flush();
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// SHA-256 of `text`, in hex: a flow's content hash.
+pub fn content_hash(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

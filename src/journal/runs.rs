@@ -1,0 +1,188 @@
+//! Journaled runs of one flow: starting them (a repeated id is refused), and finding an
+//! unfinished one to go on with (a flow changed since is refused unless forced).
+
+use super::run_log::{Masks, RunJournal, resume_of};
+use super::{Journal, JournalError, RunDetail, RunStart, now_ms};
+use crate::base::secrets::Secrets;
+use crate::base::source::Source;
+use crate::engine::durable::{Durable, DurableRun, Resume};
+use crate::engine::outcome::RunReport;
+use crate::engine::pool::RunId;
+use crate::flow::model::Flow;
+use serde_json::{Map, Value};
+use std::sync::Arc;
+
+/// Why a journaled run cannot start or go on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunsError {
+    /// The journal failed.
+    Journal(JournalError),
+    /// The id is taken by a run that ended.
+    Finished {
+        /// The run's id.
+        id: String,
+        /// How it ended.
+        status: String,
+    },
+    /// The id is taken by a run that has not ended.
+    Unfinished {
+        /// The run's id.
+        id: String,
+    },
+    /// The flow file changed since the run started.
+    FlowChanged {
+        /// The run's id.
+        id: String,
+        /// The flow file.
+        path: String,
+    },
+}
+
+impl std::fmt::Display for RunsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunsError::Journal(e) => write!(f, "{e}"),
+            RunsError::Finished { id, status } => write!(
+                f,
+                "run `{id}` is already in the journal and {status}; a repeated id is the same run, so \
+                 nothing was sent (give a new id to run again)"
+            ),
+            RunsError::Unfinished { id } => write!(
+                f,
+                "run `{id}` is already in the journal and has not finished; go on with \
+                 `flowrun runs resume {id}` or give it up with `flowrun runs cancel {id}`"
+            ),
+            RunsError::FlowChanged { id, path } => write!(
+                f,
+                "{path} changed since run `{id}` started; the steps already done may not match it any \
+                 more (resume with --force to go on anyway)"
+            ),
+        }
+    }
+}
+
+impl From<JournalError> for RunsError {
+    fn from(e: JournalError) -> Self {
+        RunsError::Journal(e)
+    }
+}
+
+/// The journal, seen from the runs of one flow file.
+pub struct FlowRuns {
+    journal: Arc<Journal>,
+    path: String,
+    hash: String,
+    name: String,
+    /// Inputs declared `secret: true`: never written to the journal.
+    secret_inputs: Vec<String>,
+    /// The flow's secrets (tokens, `secret()` values).
+    secrets: Secrets,
+}
+
+impl std::fmt::Debug for FlowRuns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlowRuns").field("path", &self.path).finish()
+    }
+}
+
+impl FlowRuns {
+    /// The runs of `flow` (read from `source`) in `journal`; `secrets` are the flow's.
+    pub fn new(journal: Arc<Journal>, source: &Source, flow: &Flow, secrets: Secrets) -> FlowRuns {
+        let path = std::fs::canonicalize(&source.path)
+            .unwrap_or_else(|_| source.path.clone())
+            .display()
+            .to_string();
+        FlowRuns {
+            journal,
+            path,
+            hash: super::content_hash(&source.text),
+            name: flow.name.clone(),
+            secret_inputs: flow
+                .inputs
+                .iter()
+                .filter(|(_, i)| i.secret)
+                .map(|(n, _)| n.clone())
+                .collect(),
+            secrets,
+        }
+    }
+
+    /// Starts run `id` (durable when it returns); refuses an id the journal already has.
+    pub fn begin(&self, id: &str, inputs: &Map<String, Value>, own: &Secrets) -> Result<RunJournal, RunsError> {
+        if let Some(existing) = self.journal.find(id)? {
+            return Err(match existing.status.as_str() {
+                "running" => RunsError::Unfinished { id: id.into() },
+                _ => RunsError::Finished {
+                    id: id.into(),
+                    status: existing.status,
+                },
+            });
+        }
+        let kept: Map<String, Value> = inputs
+            .iter()
+            .filter(|(k, _)| !self.secret_inputs.contains(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let start = RunStart {
+            id: id.to_string(),
+            flow_path: self.path.clone(),
+            flow_name: self.name.clone(),
+            flow_hash: self.hash.clone(),
+            inputs: Value::Object(kept),
+            at_ms: now_ms(),
+        };
+        Ok(RunJournal::start(self.journal.clone(), start, self.masking(own))?)
+    }
+
+    /// Run `id` as the journal kept it, to go on with: refused when it has finished, or when
+    /// the flow changed since it started (unless `force`).
+    pub fn unfinished(&self, id: &str, force: bool) -> Result<(RunDetail, Resume), RunsError> {
+        let detail = self.journal.run(id)?;
+        if detail.row.status != "running" {
+            return Err(RunsError::Finished {
+                id: id.into(),
+                status: detail.row.status,
+            });
+        }
+        if detail.flow_hash != self.hash && !force {
+            return Err(RunsError::FlowChanged {
+                id: id.into(),
+                path: detail.row.flow_path,
+            });
+        }
+        let resume = resume_of(&detail);
+        Ok((detail, resume))
+    }
+
+    /// Goes on writing run `id`.
+    pub fn reopen(&self, id: &str, own: &Secrets) -> RunJournal {
+        RunJournal::reopen(self.journal.clone(), id, self.masking(own))
+    }
+
+    /// The flow's secrets and a run's own, masked together.
+    fn masking(&self, own: &Secrets) -> Masks {
+        Masks(self.secrets.clone(), own.clone())
+    }
+}
+
+impl DurableRun for RunJournal {
+    fn id(&self) -> &str {
+        RunJournal::id(self)
+    }
+
+    fn finish(&self, report: &RunReport) -> Result<(), String> {
+        RunJournal::finish(self, report).map_err(|e| e.to_string())
+    }
+}
+
+impl Durable for FlowRuns {
+    fn begin(&self, id: &RunId, inputs: &Map<String, Value>, secrets: &Secrets) -> Result<Box<dyn DurableRun>, String> {
+        let id = match id {
+            RunId::Named(name) => name.clone(),
+            // A line without an id of its own gets a fresh one: it is a new run.
+            RunId::Line(_) => uuid::Uuid::new_v4().to_string(),
+        };
+        let run = FlowRuns::begin(self, &id, inputs, secrets).map_err(|e| e.to_string())?;
+        Ok(Box::new(run))
+    }
+}

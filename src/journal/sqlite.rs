@@ -1,0 +1,415 @@
+//! The embedded journal: one SQLite file (the bundled SQLite), in WAL mode.
+//!
+//! `synchronous = NORMAL` in WAL mode: a committed transaction survives the process being
+//! killed at any point (it is in the WAL file the moment `COMMIT` returns); a power cut may
+//! lose the last commits but never leaves the file inconsistent. The schema version is SQLite's
+//! `user_version`; [`MIGRATIONS`] bring an older file up to date, and a newer one is refused.
+
+use super::{AttemptRow, JournalError, RunDetail, RunRow, StepRow, Store, Write};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+use std::sync::Mutex;
+
+/// Each migration, in order: migration `i` brings a file from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &["
+    CREATE TABLE runs (
+        id          TEXT PRIMARY KEY,
+        flow_path   TEXT NOT NULL,
+        flow_name   TEXT NOT NULL,
+        flow_hash   TEXT NOT NULL,
+        inputs      TEXT NOT NULL,
+        vars        TEXT,
+        status      TEXT NOT NULL,
+        started_ms  INTEGER NOT NULL,
+        updated_ms  INTEGER NOT NULL,
+        outputs     TEXT,
+        error       TEXT
+    );
+    CREATE INDEX runs_status ON runs (status, updated_ms);
+    CREATE TABLE steps (
+        run_id      TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        seq         INTEGER NOT NULL,
+        step        TEXT NOT NULL,
+        phase       TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        slot        TEXT NOT NULL,
+        saved       TEXT NOT NULL,
+        error       TEXT,
+        at_ms       INTEGER NOT NULL,
+        PRIMARY KEY (run_id, step)
+    );
+    CREATE TABLE attempts (
+        run_id      TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        seq         INTEGER NOT NULL,
+        step        TEXT NOT NULL,
+        phase       TEXT NOT NULL,
+        number      INTEGER NOT NULL,
+        request     TEXT NOT NULL,
+        sent_ms     INTEGER NOT NULL,
+        status      INTEGER,
+        error       TEXT,
+        answered_ms INTEGER,
+        PRIMARY KEY (run_id, step, number)
+    );
+"];
+
+/// A journal in one SQLite file.
+pub struct SqliteStore {
+    connection: Mutex<Connection>,
+}
+
+fn store_error(e: rusqlite::Error) -> JournalError {
+    JournalError::Store(e.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the journal file at `path` and brings its schema up to date.
+    pub fn open(path: &str) -> Result<SqliteStore, JournalError> {
+        let connection = if path == ":memory:" {
+            Connection::open_in_memory()
+        } else {
+            Connection::open(path)
+        }
+        .map_err(|e| JournalError::Store(format!("cannot open `{path}`: {e}")))?;
+        connection
+            .busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(store_error)?;
+        connection
+            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
+            .map_err(|e| JournalError::Store(format!("`{path}` is not a journal flowrun can use: {e}")))?;
+        migrate(&connection, path)?;
+        Ok(SqliteStore {
+            connection: Mutex::new(connection),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.connection.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn migrate(connection: &Connection, path: &str) -> Result<(), JournalError> {
+    let version: i64 = connection
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| JournalError::Store(format!("`{path}` is not a journal flowrun can use: {e}")))?;
+    let version = usize::try_from(version).unwrap_or(usize::MAX);
+    if version > MIGRATIONS.len() {
+        return Err(JournalError::Store(format!(
+            "`{path}` has journal schema version {version}; this flowrun knows up to {}: use a newer flowrun",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        let sql = format!("BEGIN; {sql}; PRAGMA user_version = {}; COMMIT;", i + 1);
+        connection
+            .execute_batch(&sql)
+            .map_err(|e| JournalError::Store(format!("cannot update the schema of `{path}`: {e}")))?;
+    }
+    Ok(())
+}
+
+fn json_text(v: &Value) -> String {
+    v.to_string()
+}
+
+fn json_of(text: Option<String>) -> Value {
+    text.and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(Value::Null)
+}
+
+fn apply_one(tx: &rusqlite::Transaction, write: &Write) -> rusqlite::Result<()> {
+    match write {
+        Write::RunStarted(start) => {
+            tx.execute(
+                "INSERT INTO runs (id, flow_path, flow_name, flow_hash, inputs, status, started_ms, updated_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6, ?6)",
+                params![
+                    start.id,
+                    start.flow_path,
+                    start.flow_name,
+                    start.flow_hash,
+                    json_text(&start.inputs),
+                    start.at_ms
+                ],
+            )?;
+        }
+        Write::Vars { run, vars } => {
+            tx.execute("UPDATE runs SET vars = ?2 WHERE id = ?1", params![run, json_text(vars)])?;
+        }
+        Write::AttemptSent {
+            run,
+            step,
+            phase,
+            number,
+            request,
+            at_ms,
+        } => {
+            tx.execute(
+                "INSERT OR REPLACE INTO attempts (run_id, seq, step, phase, number, request, sent_ms)
+                 VALUES (?1, (SELECT COUNT(*) FROM attempts WHERE run_id = ?1), ?2, ?3, ?4, ?5, ?6)",
+                params![run, step, phase, number, json_text(request), at_ms],
+            )?;
+            touch(tx, run, *at_ms)?;
+        }
+        Write::AttemptAnswered {
+            run,
+            step,
+            number,
+            status,
+            error,
+            at_ms,
+        } => {
+            tx.execute(
+                "UPDATE attempts SET status = ?4, error = ?5, answered_ms = ?6
+                 WHERE run_id = ?1 AND step = ?2 AND number = ?3",
+                params![run, step, number, status, error, at_ms],
+            )?;
+        }
+        Write::StepDone {
+            run,
+            step,
+            phase,
+            status,
+            slot,
+            saved,
+            error,
+            at_ms,
+        } => {
+            tx.execute(
+                "INSERT OR REPLACE INTO steps (run_id, seq, step, phase, status, slot, saved, error, at_ms)
+                 VALUES (?1, (SELECT COUNT(*) FROM steps WHERE run_id = ?1), ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    run,
+                    step,
+                    phase,
+                    status,
+                    json_text(slot),
+                    json_text(saved),
+                    error.as_ref().map(json_text),
+                    at_ms
+                ],
+            )?;
+            touch(tx, run, *at_ms)?;
+        }
+        Write::RunFinished {
+            run,
+            status,
+            outputs,
+            error,
+            at_ms,
+        } => {
+            tx.execute(
+                "UPDATE runs SET status = ?2, outputs = ?3, error = ?4, updated_ms = ?5 WHERE id = ?1",
+                params![run, status, json_text(outputs), error, at_ms],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn touch(tx: &rusqlite::Transaction, run: &str, at_ms: i64) -> rusqlite::Result<()> {
+    tx.execute("UPDATE runs SET updated_ms = ?2 WHERE id = ?1", params![run, at_ms])?;
+    Ok(())
+}
+
+fn run_row(r: &rusqlite::Row) -> rusqlite::Result<RunRow> {
+    Ok(RunRow {
+        id: r.get(0)?,
+        flow: r.get(1)?,
+        flow_path: r.get(2)?,
+        status: r.get(3)?,
+        started_ms: r.get(4)?,
+        updated_ms: r.get(5)?,
+        error: r.get(6)?,
+    })
+}
+
+const RUN_COLUMNS: &str = "id, flow_name, flow_path, status, started_ms, updated_ms, error";
+
+impl Store for SqliteStore {
+    fn apply(&self, writes: &[Write]) -> Result<(), JournalError> {
+        let mut connection = self.lock();
+        let tx = connection.transaction().map_err(store_error)?;
+        for write in writes {
+            apply_one(&tx, write).map_err(store_error)?;
+        }
+        tx.commit().map_err(store_error)
+    }
+
+    fn runs(&self, unfinished: bool, limit: usize) -> Result<Vec<RunRow>, JournalError> {
+        let connection = self.lock();
+        let filter = if unfinished { "WHERE status = 'running'" } else { "" };
+        let sql = format!("SELECT {RUN_COLUMNS} FROM runs {filter} ORDER BY started_ms DESC, id LIMIT ?1");
+        let mut statement = connection.prepare(&sql).map_err(store_error)?;
+        let rows = statement
+            .query_map([limit as i64], run_row)
+            .map_err(store_error)?;
+        rows.collect::<Result<_, _>>().map_err(store_error)
+    }
+
+    fn run(&self, id: &str) -> Result<Option<RunDetail>, JournalError> {
+        let connection = self.lock();
+        let sql = format!("SELECT {RUN_COLUMNS}, flow_hash, inputs, vars, outputs FROM runs WHERE id = ?1");
+        let head = connection
+            .query_row(&sql, [id], |r| {
+                Ok((
+                    run_row(r)?,
+                    r.get::<_, String>(7)?,
+                    r.get::<_, Option<String>>(8)?,
+                    r.get::<_, Option<String>>(9)?,
+                    r.get::<_, Option<String>>(10)?,
+                ))
+            })
+            .optional()
+            .map_err(store_error)?;
+        let Some((row, flow_hash, inputs, vars, outputs)) = head else {
+            return Ok(None);
+        };
+        let mut statement = connection
+            .prepare("SELECT step, phase, status, slot, saved, error FROM steps WHERE run_id = ?1 ORDER BY seq")
+            .map_err(store_error)?;
+        let steps = statement
+            .query_map([id], |r| {
+                Ok(StepRow {
+                    step: r.get(0)?,
+                    phase: r.get(1)?,
+                    status: r.get(2)?,
+                    slot: json_of(r.get(3)?),
+                    saved: json_of(r.get(4)?),
+                    error: json_of(r.get(5)?),
+                })
+            })
+            .map_err(store_error)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(store_error)?;
+        let mut statement = connection
+            .prepare(
+                "SELECT step, phase, number, request, status, error, answered_ms FROM attempts
+                 WHERE run_id = ?1 ORDER BY seq",
+            )
+            .map_err(store_error)?;
+        let attempts = statement
+            .query_map([id], |r| {
+                Ok(AttemptRow {
+                    step: r.get(0)?,
+                    phase: r.get(1)?,
+                    number: r.get(2)?,
+                    request: json_of(r.get(3)?),
+                    status: r.get(4)?,
+                    error: r.get(5)?,
+                    answered: r.get::<_, Option<i64>>(6)?.is_some(),
+                })
+            })
+            .map_err(store_error)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(store_error)?;
+        Ok(Some(RunDetail {
+            row,
+            flow_hash,
+            inputs: json_of(inputs),
+            vars: json_of(vars),
+            outputs: json_of(outputs),
+            steps,
+            attempts,
+        }))
+    }
+
+    fn prune(&self, before_ms: i64) -> Result<u64, JournalError> {
+        let connection = self.lock();
+        let n = connection
+            .execute(
+                "DELETE FROM runs WHERE status != 'running' AND updated_ms < ?1",
+                [before_ms],
+            )
+            .map_err(store_error)?;
+        Ok(n as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::RunStart;
+    use serde_json::json;
+
+    fn started(id: &str) -> Write {
+        Write::RunStarted(RunStart {
+            id: id.into(),
+            flow_path: "flows/inbound.yaml".into(),
+            flow_name: "inbound".into(),
+            flow_hash: "abc".into(),
+            inputs: json!({"queue_id": "q"}),
+            at_ms: 1,
+        })
+    }
+
+    #[test]
+    fn writes_are_read_back_in_order() {
+        let store = SqliteStore::open(":memory:").unwrap();
+        store
+            .apply(&[
+                started("r1"),
+                Write::AttemptSent {
+                    run: "r1".into(),
+                    step: "route".into(),
+                    phase: "steps",
+                    number: 1,
+                    request: json!({"method": "POST"}),
+                    at_ms: 2,
+                },
+            ])
+            .unwrap();
+        let run = store.run("r1").unwrap().unwrap();
+        assert_eq!(run.row.status, "running");
+        assert_eq!(run.attempts.len(), 1);
+        assert!(!run.attempts[0].answered, "sent, no answer: in doubt");
+        store
+            .apply(&[Write::AttemptAnswered {
+                run: "r1".into(),
+                step: "route".into(),
+                number: 1,
+                status: Some(202),
+                error: None,
+                at_ms: 3,
+            }])
+            .unwrap();
+        assert!(store.run("r1").unwrap().unwrap().attempts[0].answered);
+        assert_eq!(store.runs(true, 10).unwrap().len(), 1);
+        assert!(store.run("nope").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_failed_batch_writes_nothing() {
+        let store = SqliteStore::open(":memory:").unwrap();
+        store.apply(&[started("r1")]).unwrap();
+        // The second RunStarted of the same id breaks the primary key: the first write of the
+        // batch must not stay.
+        let err = store
+            .apply(&[
+                Write::Vars {
+                    run: "r1".into(),
+                    vars: json!({"a": 1}),
+                },
+                started("r1"),
+            ])
+            .unwrap_err();
+        assert!(matches!(err, JournalError::Store(_)));
+        assert_eq!(store.run("r1").unwrap().unwrap().vars, Value::Null);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let path = path.to_str().unwrap();
+        SqliteStore::open(path).unwrap();
+        Connection::open(path)
+            .unwrap()
+            .execute_batch("PRAGMA user_version = 99")
+            .unwrap();
+        let Err(JournalError::Store(e)) = SqliteStore::open(path) else {
+            panic!("a newer schema was opened")
+        };
+        assert!(e.contains("schema version 99"), "{e}");
+    }
+}
