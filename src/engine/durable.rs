@@ -11,8 +11,9 @@ use crate::base::secrets::Secrets;
 use crate::http::{Body, HttpRequest, Part, PartContent};
 use serde_json::{Map, Value, json};
 
-/// What a durable store hears from one run, in order. Only [`RunLog::before_send`] must be
-/// durable when it returns; the others may be grouped with the next durable write.
+/// What a durable store hears from one run, in order. [`RunLog::before_send`] must be durable
+/// when it returns, and [`RunLog::step_done`] should be (a step whose end is lost is in doubt
+/// after a crash); the others may be grouped with the next durable write.
 pub trait RunLog: Send + Sync {
     /// The run's flow-level `vars`, once rendered (before any request).
     fn vars(&self, vars: &Map<String, Value>);

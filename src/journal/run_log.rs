@@ -128,7 +128,9 @@ impl RunLog for RunJournal {
             StepStatus::Failed(_) => "failed",
             StepStatus::NotRun => "not run",
         };
-        self.journal.queue(Write::StepDone {
+        // Durable at once: a step whose end is written is never sent again, so the window in
+        // which a crash leaves it in doubt is only the time its answer takes to be written.
+        let _ = self.journal.commit(Some(Write::StepDone {
             run: self.run.clone(),
             step: record.id.clone(),
             phase: phase_word(record.phase),
@@ -137,7 +139,7 @@ impl RunLog for RunJournal {
             saved: self.secrets.redact_json(&Value::Object(record.saved.clone())),
             error,
             at_ms: now_ms(),
-        });
+        }));
     }
 }
 

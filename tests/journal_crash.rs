@@ -1,0 +1,313 @@
+//! Crash and resume: the real binary runs a shipped flow with `--journal` against the simulator
+//! through a proxy that can hold a request; the test kills the process (SIGKILL) at every
+//! point — a request held before the simulator sees it, a request the simulator answered but
+//! whose answer is held, right after an answer (the step boundary) — then resumes the run with
+//! `flowrun runs resume` and compares the simulator's state with a clean run's: one
+//! conversation, one PSR or agent work, and no request repeated beyond what its step's
+//! `in_doubt` policy allows.
+
+use flowrun::sim::{SimConfig, environment, start_in_background};
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Hold {
+    /// Request `n` is held before the simulator sees it.
+    Before(usize),
+    /// Request `n` is answered by the simulator; its answer is held.
+    After(usize),
+    /// Request `n` is answered and passed on; the process is killed at once.
+    Boundary(usize),
+}
+
+/// A plain HTTP/1.1 proxy (Content-Length bodies, as flowrun sends) that counts requests and can
+/// hold one. Every request it forwards is logged as `METHOD /path`.
+struct Proxy {
+    port: u16,
+    log: Arc<Mutex<Vec<String>>>,
+    hold: Arc<Mutex<Option<Hold>>>,
+    held: mpsc::Receiver<()>,
+}
+
+fn read_message(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).ok()? == 0 {
+            return None;
+        }
+        head.push(byte[0]);
+        if head.len() > 64 * 1024 {
+            return None;
+        }
+    }
+    let text = String::from_utf8_lossy(&head).to_string();
+    let length = text
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).ok()?;
+    let mut whole = head;
+    whole.extend(body);
+    Some((text, whole))
+}
+
+impl Proxy {
+    fn start(upstream: std::net::SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let hold = Arc::new(Mutex::new(None));
+        let (tx, held) = mpsc::channel();
+        let count = Arc::new(AtomicUsize::new(0));
+        let (log2, hold2) = (log.clone(), hold.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(mut client) = client else { continue };
+                let (log, hold, tx, count) = (log2.clone(), hold2.clone(), tx.clone(), count.clone());
+                std::thread::spawn(move || {
+                    let mut server = TcpStream::connect(upstream).unwrap();
+                    while let Some((head, bytes)) = read_message(&mut client) {
+                        let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+                        let first = head.lines().next().unwrap_or_default().to_string();
+                        let mut parts = first.split(' ');
+                        let (method, path) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+                        let rule = *hold.lock().unwrap();
+                        if rule == Some(Hold::Before(n)) {
+                            let _ = tx.send(());
+                            std::thread::sleep(Duration::from_secs(30));
+                            return;
+                        }
+                        log.lock().unwrap().push(format!("{method} {path}"));
+                        server.write_all(&bytes).unwrap();
+                        let Some((_, answer)) = read_message(&mut server) else { return };
+                        if rule == Some(Hold::After(n)) {
+                            let _ = tx.send(());
+                            std::thread::sleep(Duration::from_secs(30));
+                            return;
+                        }
+                        if client.write_all(&answer).is_err() {
+                            return;
+                        }
+                        if rule == Some(Hold::Boundary(n)) {
+                            let _ = tx.send(());
+                        }
+                    }
+                });
+            }
+        });
+        Proxy { port, log, hold, held }
+    }
+}
+
+fn repo(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+}
+
+fn flowrun(args: &[&str], env: &[(String, String)]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_flowrun"));
+    c.args(args)
+        .current_dir(repo("."))
+        .env_remove("FLOWRUN_JOURNAL")
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+/// Counts the simulator holds: conversations, PSRs, agent work, routing results.
+fn counts(running: &flowrun::sim::Running) -> (usize, usize, usize, usize) {
+    let service = running.service.lock().unwrap();
+    let s = &service.state;
+    (
+        s.conversations.len(),
+        s.psrs.len(),
+        s.agent_work.len(),
+        s.routing_results.len(),
+    )
+}
+
+fn tally(log: &[String]) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for l in log {
+        *out.entry(l.clone()).or_default() += 1;
+    }
+    out
+}
+
+struct Case {
+    flow: &'static str,
+    inputs: &'static str,
+}
+
+/// One clean run: the state and the requests a crash-free run leaves.
+fn clean(case: &Case) -> ((usize, usize, usize, usize), Vec<String>) {
+    let running = start_in_background(SimConfig::default()).unwrap();
+    let proxy = Proxy::start(running.addr);
+    let env = env_through(&running, &proxy);
+    let out = flowrun(&["run", case.flow, "--inputs", case.inputs], &env).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (counts(&running), proxy.log.lock().unwrap().clone())
+}
+
+fn env_through(running: &flowrun::sim::Running, proxy: &Proxy) -> Vec<(String, String)> {
+    let mut env = environment(running);
+    for (k, v) in env.iter_mut() {
+        if k == "SCRT_BASE_URL" {
+            *v = format!("http://127.0.0.1:{}", proxy.port);
+        }
+    }
+    env
+}
+
+/// Kills the run at `hold`, resumes it, and checks the simulator against the clean run.
+fn crash_and_resume(case: &Case, hold: Hold, clean_counts: (usize, usize, usize, usize), clean_log: &[String]) {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = format!("sqlite:{}", dir.path().join("journal.db").display());
+    let running = start_in_background(SimConfig::default()).unwrap();
+    let proxy = Proxy::start(running.addr);
+    *proxy.hold.lock().unwrap() = Some(hold);
+    let env = env_through(&running, &proxy);
+    let mut child = flowrun(
+        &["run", case.flow, "--inputs", case.inputs, "--journal", &journal, "--run-id", "crash-1"],
+        &env,
+    )
+    .spawn()
+    .unwrap();
+    proxy
+        .held
+        .recv_timeout(Duration::from_secs(20))
+        .unwrap_or_else(|_| panic!("{} {hold:?}: the request was never held", case.flow));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    *proxy.hold.lock().unwrap() = None;
+
+    // The journal survived the kill intact.
+    let db = rusqlite::Connection::open(dir.path().join("journal.db")).unwrap();
+    let check: String = db.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(check, "ok");
+    let status: String = db
+        .query_row("SELECT status FROM runs WHERE id = 'crash-1'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(status, "running", "{} {hold:?}", case.flow);
+    drop(db);
+
+    let out = flowrun(&["runs", "resume", "crash-1", "--journal", &journal], &env)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{} {hold:?}: resume failed\n{stdout}\n{}",
+        case.flow,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Steps that ended before the kill are restored, not sent again.
+    if let Hold::Before(k) | Hold::After(k) = hold
+        && k > 1
+    {
+        assert!(stdout.contains("done before the run stopped (from the journal)"), "{stdout}");
+    }
+    // One conversation, one PSR or agent work: what a clean run leaves. A routing result
+    // resent after its answer was lost is recorded twice (its policy is `resend`).
+    let (conversations, psrs, work, results) = counts(&running);
+    assert_eq!(
+        (conversations, psrs, work),
+        (clean_counts.0, clean_counts.1, clean_counts.2),
+        "{} {hold:?}: simulator state differs from a clean run's",
+        case.flow
+    );
+    assert!(results == clean_counts.3 || results == clean_counts.3 + 1, "{} {hold:?}", case.flow);
+
+    // Every request of the clean run was made, and none more than its policy allows: a step
+    // in doubt may be sent twice (resend), a route once more after its compensating DELETE.
+    let sent = tally(&proxy.log.lock().unwrap());
+    let wanted = tally(clean_log);
+    for (request, n) in &wanted {
+        let got = sent.get(request).copied().unwrap_or(0);
+        assert!(got >= *n, "{} {hold:?}: {request} sent {got} times, a clean run sends it {n}", case.flow);
+        assert!(got <= n + 1, "{} {hold:?}: {request} sent {got} times: {sent:?}", case.flow);
+    }
+    let repeated: Vec<_> = sent
+        .iter()
+        .filter(|(r, n)| **n > wanted.get(*r).copied().unwrap_or(0))
+        .map(|(r, _)| r.clone())
+        .collect();
+    match hold {
+        // Held before the simulator saw it: nothing was done twice (a route's compensating
+        // DELETE is sent all the same: flowrun cannot tell the two cases apart).
+        Hold::Before(_) => assert!(
+            repeated.iter().all(|r| r == "DELETE /api/v1/route"),
+            "{} {hold:?}: repeated {repeated:?}",
+            case.flow
+        ),
+        // Done, answer lost: only that step's request again (and a route's compensation).
+        Hold::After(n) => {
+            let in_doubt = &clean_log[n - 1];
+            let allowed = |r: &String| r == in_doubt || r == "DELETE /api/v1/route";
+            assert!(repeated.iter().all(allowed), "{} {hold:?}: repeated {repeated:?}", case.flow);
+        }
+        // Killed as the answer arrived: that step (if its end was not written yet) or the next
+        // (if it was sent meanwhile) may be in doubt.
+        Hold::Boundary(n) => {
+            let (this, next) = (&clean_log[n - 1], clean_log.get(n).cloned().unwrap_or_default());
+            let allowed = |r: &String| r == this || *r == next || r == "DELETE /api/v1/route";
+            assert!(repeated.iter().all(allowed), "{} {hold:?}: repeated {repeated:?}", case.flow);
+        }
+    }
+
+    // Resuming again is refused: the run has finished.
+    let again = flowrun(&["runs", "resume", "crash-1", "--journal", &journal], &env)
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("run `crash-1` is already in the journal and passed"), "{stderr}");
+}
+
+fn every_point(case: Case) {
+    let (clean_counts, clean_log) = clean(&case);
+    let n = clean_log.len();
+    assert!(n >= 3, "{clean_log:?}");
+    for k in 1..=n {
+        crash_and_resume(&case, Hold::Before(k), clean_counts, &clean_log);
+        crash_and_resume(&case, Hold::After(k), clean_counts, &clean_log);
+        if k < n {
+            crash_and_resume(&case, Hold::Boundary(k), clean_counts, &clean_log);
+        }
+    }
+}
+
+#[test]
+fn inbound_survives_a_kill_at_every_point() {
+    every_point(Case {
+        flow: "flows/inbound.yaml",
+        inputs: "flows/examples/inbound.inputs.yaml",
+    });
+}
+
+#[test]
+fn transfer_survives_a_kill_at_every_point() {
+    every_point(Case {
+        flow: "flows/transfer.yaml",
+        inputs: "flows/examples/transfer.inputs.yaml",
+    });
+}
+
+#[test]
+fn transfer_route_first_survives_a_kill_at_every_point() {
+    every_point(Case {
+        flow: "flows/transfer-route-first.yaml",
+        inputs: "flows/examples/transfer.inputs.yaml",
+    });
+}
