@@ -52,7 +52,8 @@ fn read_message(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
         .lines()
         .find_map(|l| {
             let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse::<usize>().ok())?
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
         })
         .unwrap_or(0);
     let mut body = vec![0u8; length];
@@ -81,7 +82,8 @@ impl Proxy {
                         let n = count.fetch_add(1, Ordering::SeqCst) + 1;
                         let first = head.lines().next().unwrap_or_default().to_string();
                         let mut parts = first.split(' ');
-                        let (method, path) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+                        let (method, path) =
+                            (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
                         let rule = *hold.lock().unwrap();
                         if rule == Some(Hold::Before(n)) {
                             let _ = tx.send(());
@@ -90,7 +92,9 @@ impl Proxy {
                         }
                         log.lock().unwrap().push(format!("{method} {path}"));
                         server.write_all(&bytes).unwrap();
-                        let Some((_, answer)) = read_message(&mut server) else { return };
+                        let Some((_, answer)) = read_message(&mut server) else {
+                            return;
+                        };
                         if rule == Some(Hold::After(n)) {
                             let _ = tx.send(());
                             std::thread::sleep(Duration::from_secs(30));
@@ -106,7 +110,12 @@ impl Proxy {
                 });
             }
         });
-        Proxy { port, log, hold, held }
+        Proxy {
+            port,
+            log,
+            hold,
+            held,
+        }
     }
 }
 
@@ -155,7 +164,9 @@ fn clean(case: &Case) -> ((usize, usize, usize, usize), Vec<String>) {
     let running = start_in_background(SimConfig::default()).unwrap();
     let proxy = Proxy::start(running.addr);
     let env = env_through(&running, &proxy);
-    let out = flowrun(&["run", case.flow, "--inputs", case.inputs], &env).output().unwrap();
+    let out = flowrun(&["run", case.flow, "--inputs", case.inputs], &env)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     (counts(&running), proxy.log.lock().unwrap().clone())
 }
@@ -171,7 +182,12 @@ fn env_through(running: &flowrun::sim::Running, proxy: &Proxy) -> Vec<(String, S
 }
 
 /// Kills the run at `hold`, resumes it, and checks the simulator against the clean run.
-fn crash_and_resume(case: &Case, hold: Hold, clean_counts: (usize, usize, usize, usize), clean_log: &[String]) {
+fn crash_and_resume(
+    case: &Case,
+    hold: Hold,
+    clean_counts: (usize, usize, usize, usize),
+    clean_log: &[String],
+) {
     let dir = tempfile::tempdir().unwrap();
     let journal = format!("sqlite:{}", dir.path().join("journal.db").display());
     let running = start_in_background(SimConfig::default()).unwrap();
@@ -179,7 +195,16 @@ fn crash_and_resume(case: &Case, hold: Hold, clean_counts: (usize, usize, usize,
     *proxy.hold.lock().unwrap() = Some(hold);
     let env = env_through(&running, &proxy);
     let mut child = flowrun(
-        &["run", case.flow, "--inputs", case.inputs, "--journal", &journal, "--run-id", "crash-1"],
+        &[
+            "run",
+            case.flow,
+            "--inputs",
+            case.inputs,
+            "--journal",
+            &journal,
+            "--run-id",
+            "crash-1",
+        ],
         &env,
     )
     .spawn()
@@ -216,7 +241,10 @@ fn crash_and_resume(case: &Case, hold: Hold, clean_counts: (usize, usize, usize,
     if let Hold::Before(k) | Hold::After(k) = hold
         && k > 1
     {
-        assert!(stdout.contains("done before the run stopped (from the journal)"), "{stdout}");
+        assert!(
+            stdout.contains("done before the run stopped (from the journal)"),
+            "{stdout}"
+        );
     }
     // One conversation, one PSR or agent work: what a clean run leaves. A routing result
     // resent after its answer was lost is recorded twice (its policy is `resend`).
@@ -227,7 +255,11 @@ fn crash_and_resume(case: &Case, hold: Hold, clean_counts: (usize, usize, usize,
         "{} {hold:?}: simulator state differs from a clean run's",
         case.flow
     );
-    assert!(results == clean_counts.3 || results == clean_counts.3 + 1, "{} {hold:?}", case.flow);
+    assert!(
+        results == clean_counts.3 || results == clean_counts.3 + 1,
+        "{} {hold:?}",
+        case.flow
+    );
 
     // Every request of the clean run was made, and none more than its policy allows: a step
     // in doubt may be sent twice (resend), a route once more after its compensating DELETE.
@@ -235,8 +267,16 @@ fn crash_and_resume(case: &Case, hold: Hold, clean_counts: (usize, usize, usize,
     let wanted = tally(clean_log);
     for (request, n) in &wanted {
         let got = sent.get(request).copied().unwrap_or(0);
-        assert!(got >= *n, "{} {hold:?}: {request} sent {got} times, a clean run sends it {n}", case.flow);
-        assert!(got <= n + 1, "{} {hold:?}: {request} sent {got} times: {sent:?}", case.flow);
+        assert!(
+            got >= *n,
+            "{} {hold:?}: {request} sent {got} times, a clean run sends it {n}",
+            case.flow
+        );
+        assert!(
+            got <= n + 1,
+            "{} {hold:?}: {request} sent {got} times: {sent:?}",
+            case.flow
+        );
     }
     let repeated: Vec<_> = sent
         .iter()
@@ -255,14 +295,22 @@ fn crash_and_resume(case: &Case, hold: Hold, clean_counts: (usize, usize, usize,
         Hold::After(n) => {
             let in_doubt = &clean_log[n - 1];
             let allowed = |r: &String| r == in_doubt || r == "DELETE /api/v1/route";
-            assert!(repeated.iter().all(allowed), "{} {hold:?}: repeated {repeated:?}", case.flow);
+            assert!(
+                repeated.iter().all(allowed),
+                "{} {hold:?}: repeated {repeated:?}",
+                case.flow
+            );
         }
         // Killed as the answer arrived: that step (if its end was not written yet) or the next
         // (if it was sent meanwhile) may be in doubt.
         Hold::Boundary(n) => {
             let (this, next) = (&clean_log[n - 1], clean_log.get(n).cloned().unwrap_or_default());
             let allowed = |r: &String| r == this || *r == next || r == "DELETE /api/v1/route";
-            assert!(repeated.iter().all(allowed), "{} {hold:?}: repeated {repeated:?}", case.flow);
+            assert!(
+                repeated.iter().all(allowed),
+                "{} {hold:?}: repeated {repeated:?}",
+                case.flow
+            );
         }
     }
 
@@ -272,7 +320,10 @@ fn crash_and_resume(case: &Case, hold: Hold, clean_counts: (usize, usize, usize,
         .unwrap();
     assert_eq!(again.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&again.stderr);
-    assert!(stderr.contains("run `crash-1` is already in the journal and passed"), "{stderr}");
+    assert!(
+        stderr.contains("error: run `crash-1` has already finished (passed): there is nothing to resume"),
+        "{stderr}"
+    );
 }
 
 fn every_point(case: Case) {
@@ -310,4 +361,123 @@ fn transfer_route_first_survives_a_kill_at_every_point() {
         flow: "flows/transfer-route-first.yaml",
         inputs: "flows/examples/transfer.inputs.yaml",
     });
+}
+
+/// Starts `flow` journaled as run `crash-1` and kills it when `hold` is reached.
+fn killed_at(
+    flow: &str,
+    inputs: &str,
+    hold: Hold,
+    journal: &str,
+) -> (flowrun::sim::Running, Proxy, Vec<(String, String)>) {
+    let running = start_in_background(SimConfig::default()).unwrap();
+    let proxy = Proxy::start(running.addr);
+    *proxy.hold.lock().unwrap() = Some(hold);
+    let env = env_through(&running, &proxy);
+    let mut child = flowrun(
+        &[
+            "run",
+            flow,
+            "--inputs",
+            inputs,
+            "--journal",
+            journal,
+            "--run-id",
+            "crash-1",
+        ],
+        &env,
+    )
+    .spawn()
+    .unwrap();
+    proxy
+        .held
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the request was never held");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    *proxy.hold.lock().unwrap() = None;
+    (running, proxy, env)
+}
+
+#[test]
+fn cancel_runs_the_finally_steps_and_deletes_the_pending_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = format!("sqlite:{}", dir.path().join("j.db").display());
+    // Killed while agent work is in doubt: a PSR is pending and nothing will finish the run.
+    let (running, proxy, env) = killed_at(
+        "flows/inbound.yaml",
+        "flows/examples/inbound.inputs.yaml",
+        Hold::After(4),
+        &journal,
+    );
+    assert_eq!(counts(&running).1, 1, "a PSR is pending");
+    let out = flowrun(&["runs", "cancel", "crash-1", "--journal", &journal], &env)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("cancelling run crash-1"), "{stdout}");
+    assert!(
+        stdout.contains("failed   agent_work") && stdout.contains("cancelled (flowrun runs cancel)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("ok       delete_route"), "{stdout}");
+    // The agent work in doubt was not sent again; the route was deleted.
+    let log = proxy.log.lock().unwrap().clone();
+    assert_eq!(
+        log.iter().filter(|r| *r == "POST /api/v1/agentWork").count(),
+        1,
+        "{log:?}"
+    );
+    assert_eq!(
+        log.last().map(String::as_str),
+        Some("DELETE /api/v1/route"),
+        "{log:?}"
+    );
+    assert_eq!(counts(&running).1, 0, "the PSR is gone");
+    let listed = flowrun(&["runs", "list", "--journal", &journal, "--format", "json"], &env)
+        .output()
+        .unwrap();
+    let runs: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(runs[0]["status"], "cancelled");
+}
+
+#[test]
+fn a_flow_changed_since_the_crash_is_refused_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let flow = dir.path().join("inbound.yaml");
+    std::fs::copy(repo("flows/inbound.yaml"), &flow).unwrap();
+    let journal = format!("sqlite:{}", dir.path().join("j.db").display());
+    let flow_arg = flow.to_str().unwrap();
+    let inputs = repo("flows/examples/inbound.inputs.yaml");
+    let (running, _proxy, env) = killed_at(flow_arg, inputs.to_str().unwrap(), Hold::Before(3), &journal);
+    let mut text = std::fs::read_to_string(&flow).unwrap();
+    text.push_str("# edited after the crash\n");
+    std::fs::write(&flow, text).unwrap();
+    let out = flowrun(&["runs", "resume", "crash-1", "--journal", &journal], &env)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "error: {} changed since run `crash-1` started",
+            std::fs::canonicalize(&flow).unwrap().display()
+        )) && stderr.contains("resume with --force"),
+        "{stderr}"
+    );
+    assert_eq!(counts(&running).1, 0, "nothing was sent: no PSR");
+    let out = flowrun(
+        &["runs", "resume", "crash-1", "--journal", &journal, "--force"],
+        &env,
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(counts(&running).1, 1);
 }

@@ -1,13 +1,13 @@
 //! `flowrun run FLOW`: check the flow and its inputs, then send its requests.
 
 use super::exit;
+use flowrun::base::secrets::Secrets;
 use flowrun::engine::inputs::PlacedInputs;
 use flowrun::engine::outcome::{Observer, Outcome, RunReport};
 use flowrun::engine::prepare::{PrepareError, Prepared, prepare, prepare_engine};
 use flowrun::expr::world::World;
 use flowrun::flow::{Diagnostic, Source};
 use flowrun::http::{DEFAULT_MAX_BODY, HttpTransport};
-use flowrun::base::secrets::Secrets;
 use flowrun::journal::FlowRuns;
 use flowrun::report::{self, terminal::Terminal};
 use serde_json::Value;
@@ -66,7 +66,12 @@ pub struct Args {
     journal: Option<String>,
     /// The run's id in the journal (default: a new UUID). A repeated id is the same run: one
     /// the journal already holds is refused.
-    #[arg(long, value_name = "ID", requires = "journal", conflicts_with = "inputs_jsonl")]
+    #[arg(
+        long,
+        value_name = "ID",
+        requires = "journal",
+        conflicts_with = "inputs_jsonl"
+    )]
     run_id: Option<String>,
     /// Go on with every unfinished run of this flow in the journal, instead of a new run.
     #[arg(long, requires = "journal", conflicts_with_all = ["inputs_jsonl", "run_id", "sim", "sim_config"])]
@@ -157,7 +162,12 @@ fn run_inner(args: Args) -> Result<u8, u8> {
     if args.resume
         && let Some(journal) = &journal
     {
-        let go = super::runs::GoOn::new(args.journal.clone().unwrap_or_default(), args.batch.force(), args.input.clone(), args.quiet);
+        let go = super::runs::GoOn::new(
+            args.journal.clone().unwrap_or_default(),
+            args.batch.force(),
+            args.input.clone(),
+            args.quiet,
+        );
         return super::runs::resume_all(journal, &args.flow, &go);
     }
     let refuse = |e: PrepareError| {
@@ -238,14 +248,25 @@ fn run_inner(args: Args) -> Result<u8, u8> {
     let log = match &journal {
         None => None,
         Some(journal) => {
-            let runs = FlowRuns::new(journal.clone(), &source, &engine.flow().flow, runtime.secrets.clone());
-            let id = args.run_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            let runs = FlowRuns::new(
+                journal.clone(),
+                &source,
+                &engine.flow().flow,
+                runtime.secrets.clone(),
+            );
+            let id = args
+                .run_id
+                .clone()
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
             let log = runs.begin(&id, &inputs, &Secrets::default()).map_err(|e| {
                 super::error(format_args!("{e}"));
                 exit::INVALID
             })?;
             if !terminal.quiet {
-                println!("run {id} (journal {})", args.journal.as_deref().unwrap_or_default());
+                println!(
+                    "run {id} (journal {})",
+                    args.journal.as_deref().unwrap_or_default()
+                );
             }
             Some(log)
         }
@@ -259,8 +280,16 @@ fn run_inner(args: Args) -> Result<u8, u8> {
         });
         let run = async {
             match &log {
-                Some(log) => engine.run_durable(inputs.clone(), &observer, Some(&interrupted), log, None).await,
-                None => engine.run_until(inputs.clone(), &observer, Some(&interrupted)).await,
+                Some(log) => {
+                    engine
+                        .run_durable(inputs.clone(), &observer, Some(&interrupted), log, None)
+                        .await
+                }
+                None => {
+                    engine
+                        .run_until(inputs.clone(), &observer, Some(&interrupted))
+                        .await
+                }
             }
         };
         // A panic inside the run is its failure, reported like any other (exit 1).

@@ -166,7 +166,10 @@ fn list(arg: &JournalArg, unfinished: bool, limit: usize, format: Format) -> Res
         return Ok(exit::OK);
     }
     if runs.is_empty() {
-        println!("no {}runs in the journal", if unfinished { "unfinished " } else { "" });
+        println!(
+            "no {}runs in the journal",
+            if unfinished { "unfinished " } else { "" }
+        );
     }
     for r in &runs {
         let age = std::time::Duration::from_millis(now_ms().saturating_sub(r.updated_ms).max(0) as u64);
@@ -205,7 +208,10 @@ fn show(arg: &JournalArg, id: &str, format: Format) -> Result<u8, u8> {
         };
         let method = a.request["method"].as_str().unwrap_or_default();
         let url = a.request["url"].as_str().unwrap_or_default();
-        println!("  attempt {} of {:<20} {method} {url}: {answer}", a.number, a.step);
+        println!(
+            "  attempt {} of {:<20} {method} {url}: {answer}",
+            a.number, a.step
+        );
     }
     Ok(exit::OK)
 }
@@ -225,12 +231,22 @@ fn prune(arg: &JournalArg, older_than: std::time::Duration, format: Format) -> R
 /// where the journal says, and must not have changed unless `--force`.
 pub fn go_on(journal: &Arc<Journal>, id: &str, go: &GoOn, cancel: bool) -> Result<u8, u8> {
     let detail = journal.run(id).map_err(failed)?;
+    if detail.row.status != "running" {
+        let what = if cancel { "cancel" } else { "resume" };
+        let status = detail.row.status;
+        super::error(format_args!(
+            "run `{id}` has already finished ({status}): there is nothing to {what}"
+        ));
+        return Err(exit::INVALID);
+    }
     let path = std::path::PathBuf::from(&detail.row.flow_path);
-    let source = Source::read(&path).map_err(|e| failed(format_args!("cannot read {}: {e}", path.display())))?;
+    let source =
+        Source::read(&path).map_err(|e| failed(format_args!("cannot read {}: {e}", path.display())))?;
     let runtime = World::system();
     let transport = HttpTransport::new(DEFAULT_MAX_BODY).map_err(failed)?;
     let (engine, _) = prepare_engine(&source, runtime.clone(), Arc::new(transport)).map_err(|e| {
-        super::error(format_args!("{}", runtime.secrets.redact(&e.to_string())));
+        eprintln!("{}", runtime.secrets.redact(&e.to_string()));
+        eprintln!("nothing was sent");
         exit::INVALID
     })?;
     let flow = &engine.flow().flow;
@@ -241,7 +257,13 @@ pub fn go_on(journal: &Arc<Journal>, id: &str, go: &GoOn, cancel: bool) -> Resul
     })?;
     resume.cancel = cancel;
     // The journal's inputs, then what is given again (secret inputs are never stored).
-    let mut given: Vec<(String, Value)> = detail.inputs.as_object().cloned().unwrap_or_default().into_iter().collect();
+    let mut given: Vec<(String, Value)> = detail
+        .inputs
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
     for a in &go.input {
         match parse_assignment(flow, a) {
             Ok(pair) => given.push(pair),
@@ -278,7 +300,9 @@ pub fn go_on(journal: &Arc<Journal>, id: &str, go: &GoOn, cancel: bool) -> Resul
         let run = engine.run_durable(inputs.clone(), &terminal, Some(&interrupted), &log, Some(resume));
         futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(run))
             .await
-            .unwrap_or_else(|panic| RunReport::crashed(&flow.name, flowrun::engine::panic_message(panic.as_ref())))
+            .unwrap_or_else(|panic| {
+                RunReport::crashed(&flow.name, flowrun::engine::panic_message(panic.as_ref()))
+            })
     });
     report.run_id = Some(id.to_string());
     let ended = if cancel {

@@ -104,11 +104,13 @@ impl<R: AsyncBufRead + Unpin + Send> JobSource for JsonLines<R> {
                 Err("the line is blank; each line is a JSON object of inputs".into())
             }
             Ok(Some(Line::Text(line))) => match parse_line(self, &line, &secrets) {
-                Ok((inputs, Some(named))) => return Some(Job {
-                    id: RunId::Named(named),
-                    inputs: Ok(inputs),
-                    secrets,
-                }),
+                Ok((inputs, Some(named))) => {
+                    return Some(Job {
+                        id: RunId::Named(named),
+                        inputs: Ok(inputs),
+                        secrets,
+                    });
+                }
                 Ok((inputs, None)) => Ok(inputs),
                 Err(e) => Err(e),
             },
@@ -303,7 +305,11 @@ fn parse_line<R>(
             match value {
                 Some(Value::String(s)) if !s.is_empty() => Some(s),
                 Some(Value::Number(n)) => Some(n.to_string()),
-                _ => return Err(format!("the line has no `{field}` (its run id, --id-field): a string or a number")),
+                _ => {
+                    return Err(format!(
+                        "the line has no `{field}` (its run id, --id-field): a string or a number"
+                    ));
+                }
             }
         }
     };

@@ -371,7 +371,11 @@ impl Compiler<'_> {
             let idempotent = ["GET", "HEAD", "PUT", "DELETE", "OPTIONS"]
                 .iter()
                 .any(|m| m.eq_ignore_ascii_case(&step.request.method));
-            let policy = if idempotent { DoubtPolicy::Resend } else { DoubtPolicy::Fail };
+            let policy = if idempotent {
+                DoubtPolicy::Resend
+            } else {
+                DoubtPolicy::Fail
+            };
             return Ok(InDoubtSpec {
                 policy,
                 compensate: None,

@@ -19,7 +19,13 @@ pub trait RunLog: Send + Sync {
     fn vars(&self, vars: &Map<String, Value>);
     /// An attempt is about to be sent. An error stops the step: nothing is sent that the
     /// journal could not write down.
-    fn before_send(&self, step: &str, phase: Phase, attempt: u32, request: &HttpRequest) -> Result<(), String>;
+    fn before_send(
+        &self,
+        step: &str,
+        phase: Phase,
+        attempt: u32,
+        request: &HttpRequest,
+    ) -> Result<(), String>;
     /// An attempt's answer, or its error.
     fn answered(&self, step: &str, attempt: &Attempt);
     /// A step ended; `slot` is what later steps read as `steps.<id>`.
@@ -176,13 +182,18 @@ pub fn identical(stored: &Value, mut fresh: HttpRequest) -> HttpRequest {
     let masked = |v: &Value| v.to_string().contains(crate::base::secrets::MASK);
     if let Some(headers) = stored["headers"].as_array() {
         for h in headers {
-            let (Some(k), Some(v)) = (h.get(0).and_then(Value::as_str), h.get(1).and_then(Value::as_str)) else {
+            let (Some(k), Some(v)) = (h.get(0).and_then(Value::as_str), h.get(1).and_then(Value::as_str))
+            else {
                 continue;
             };
             if v.contains(crate::base::secrets::MASK) {
                 continue;
             }
-            match fresh.headers.iter_mut().find(|(name, _)| name.eq_ignore_ascii_case(k)) {
+            match fresh
+                .headers
+                .iter_mut()
+                .find(|(name, _)| name.eq_ignore_ascii_case(k))
+            {
                 Some(slot) => slot.1 = v.to_string(),
                 None => fresh.headers.push((k.to_string(), v.to_string())),
             }
@@ -200,7 +211,9 @@ pub fn identical(stored: &Value, mut fresh: HttpRequest) -> HttpRequest {
             .filter_map(|p| Some((p.get(0)?.as_str()?.to_string(), p.get(1)?.as_str()?.to_string())))
             .collect();
         fresh.body = Body::Form(pairs);
-    } else if let (Some(parts), Body::Multipart(now)) = (body.get("multipart").and_then(Value::as_array), &mut fresh.body) {
+    } else if let (Some(parts), Body::Multipart(now)) =
+        (body.get("multipart").and_then(Value::as_array), &mut fresh.body)
+    {
         for (stored, part) in parts.iter().zip(now.iter_mut()) {
             let content = &stored["content"];
             if let Some(v) = content.get("json") {
@@ -239,7 +252,10 @@ mod tests {
         let r = request(Body::Json(json!({"password": "hunter2", "n": 1})), "r-1");
         let stored = stored_request(&r, &secrets);
         let text = stored.to_string();
-        assert!(!text.contains("tok-secret") && !text.contains("hunter2"), "{text}");
+        assert!(
+            !text.contains("tok-secret") && !text.contains("hunter2"),
+            "{text}"
+        );
         assert!(!text.to_lowercase().contains("authorization"), "{text}");
         assert_eq!(stored_header(&stored, "requestid"), Some("r-1"));
     }
@@ -248,14 +264,24 @@ mod tests {
     fn a_resent_request_is_the_stored_one_with_secrets_read_again() {
         let secrets = Secrets::default();
         secrets.add("tok-secret");
-        let first = request(Body::Json(json!({"conversationIdentifier": "c-1", "at": 1})), "r-1");
+        let first = request(
+            Body::Json(json!({"conversationIdentifier": "c-1", "at": 1})),
+            "r-1",
+        );
         let stored = stored_request(&first, &secrets);
         // Rendered again after the crash: a new RequestId and a new timestamp.
-        let fresh = request(Body::Json(json!({"conversationIdentifier": "c-1", "at": 2})), "r-2");
+        let fresh = request(
+            Body::Json(json!({"conversationIdentifier": "c-1", "at": 2})),
+            "r-2",
+        );
         let resent = identical(&stored, fresh);
         assert_eq!(resent.body, first.body);
         assert!(resent.headers.contains(&("RequestId".into(), "r-1".into())));
-        assert!(resent.headers.contains(&("Authorization".into(), "Bearer tok-secret".into())));
+        assert!(
+            resent
+                .headers
+                .contains(&("Authorization".into(), "Bearer tok-secret".into()))
+        );
         // A body holding a secret is rendered again (the secret is never stored).
         secrets.add("hunter2");
         let with_secret = request(Body::Json(json!({"p": "hunter2", "at": 1})), "r-1");

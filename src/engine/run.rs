@@ -195,11 +195,11 @@ impl Engine {
                 continue;
             }
             if run.outcome == Outcome::Passed && resume.cancel {
-                let error = "cancelled (flowrun runs cancel): this step and the rest are not run".to_string();
-                run.outcome = Outcome::Failed {
-                    step: step.id.clone(),
-                    error,
-                };
+                // The step the run was given up at fails (so `finally` sees `failed` and cleans
+                // up what the run made); the rest are not run.
+                let message = "cancelled (flowrun runs cancel): not run".to_string();
+                run.fail_unrun(step, FailureKind::Interrupted { message });
+                continue;
             }
             if run.outcome == Outcome::Passed && run.stopping() {
                 let error = "stopped before this step (interrupted)".to_string();
@@ -437,6 +437,31 @@ impl Run<'_> {
         self.records.push(record);
     }
 
+    /// Records `step` as failed with `kind` without running it.
+    fn fail_unrun(&mut self, step: &CompiledStep, kind: FailureKind) {
+        let error = StepError::new(kind, step.spans.step);
+        let slot =
+            json!({ "succeeded": false, "skipped": false, "failed": true, "error": error.to_string() });
+        let status = StepStatus::Failed(error);
+        self.settle(&step.id, &status);
+        let record = StepRecord {
+            id: step.id.clone(),
+            phase: Phase::Steps,
+            status,
+            attempts: Vec::new(),
+            saved: Map::new(),
+            vars: Map::new(),
+            duration: Duration::ZERO,
+            resumed: false,
+        };
+        if let Some(log) = self.log {
+            log.step_done(&record, &slot);
+        }
+        self.steps.insert(step.id.clone(), Scope::new(slot));
+        self.observer.step_finished(&record);
+        self.records.push(record);
+    }
+
     fn take_done(&mut self, id: &str) -> Option<DoneStep> {
         let i = self.done.iter().position(|d| d.id == id)?;
         Some(self.done.remove(i))
@@ -625,7 +650,11 @@ impl Run<'_> {
             if code.is_some_and(|c| step.in_doubt.already_done.contains(&c)) {
                 // The first attempt took effect before the crash: the step passed, though
                 // what it would have saved is not known.
-                let saved = step.save.iter().map(|(name, _)| (name.clone(), Value::Null)).collect();
+                let saved = step
+                    .save
+                    .iter()
+                    .map(|(name, _)| (name.clone(), Value::Null))
+                    .collect();
                 let response = Some(response_json(response));
                 return Ended::new(StepStatus::Ok, attempts, saved, response);
             }
@@ -709,7 +738,11 @@ impl Run<'_> {
             doubt.attempts
         );
         match step.in_doubt.policy {
-            DoubtPolicy::Resend => Ok((super::durable::identical(&doubt.request, fresh), Vec::new(), doubt.attempts)),
+            DoubtPolicy::Resend => Ok((
+                super::durable::identical(&doubt.request, fresh),
+                Vec::new(),
+                doubt.attempts,
+            )),
             DoubtPolicy::Fail => {
                 let message = format!(
                     "{sent}; the step's `in_doubt` policy is `fail`: check whether it took effect, \
@@ -726,7 +759,10 @@ impl Run<'_> {
                 if let StepStatus::Failed(e) = &undone.status {
                     let message = format!("{sent}; its compensating request failed: {e}");
                     let kind = FailureKind::InDoubt { message };
-                    return Err(Ended::failed(StepError::new(kind, step.spans.step), undone.attempts));
+                    return Err(Ended::failed(
+                        StepError::new(kind, step.spans.step),
+                        undone.attempts,
+                    ));
                 }
                 Ok((fresh, undone.attempts, doubt.attempts))
             }

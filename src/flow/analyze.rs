@@ -239,6 +239,9 @@ impl<'a> Analyzer<'a> {
                 self.expression(&p, v, with_response);
             }
         }
+        if let Some(in_doubt) = value.get("in_doubt") {
+            self.in_doubt(&push_pointer(ptr, "in_doubt"), in_doubt, plain, with_response);
+        }
         if let Some(cond) = value.get("stop_if") {
             let p = push_pointer(ptr, "stop_if");
             self.expression(&p, cond, with_response);
@@ -246,6 +249,36 @@ impl<'a> Analyzer<'a> {
                 let finally = ptr.starts_with("/finally");
                 self.out
                     .push(AnalyzeError::StopIfStopsNothing { finally }.at(self.doc.key_span(&p)));
+            }
+        }
+    }
+
+    /// `in_doubt`: a `compensate` request exactly with `policy: compensate`, its templates
+    /// checked like the step's own request (it sees what the step sees).
+    fn in_doubt(&mut self, ptr: &str, value: &Value, plain: Reach, with_response: Reach) {
+        let policy = value.get("policy").or(Some(value)).and_then(Value::as_str);
+        let compensate = value.get("compensate");
+        match (policy, compensate) {
+            (Some("compensate"), None) => {
+                let span = self.doc.value_span(ptr);
+                self.out
+                    .push(AnalyzeError::CompensateMismatch { missing: true }.at(span));
+            }
+            (Some("resend" | "fail"), Some(_)) => {
+                let span = self.doc.key_span(&push_pointer(ptr, "compensate"));
+                self.out
+                    .push(AnalyzeError::CompensateMismatch { missing: false }.at(span));
+            }
+            _ => {}
+        }
+        let Some(compensate) = compensate else { return };
+        let at = push_pointer(ptr, "compensate");
+        if let Some(request) = compensate.get("request") {
+            self.templates(&push_pointer(&at, "request"), request, plain);
+        }
+        if let Some(asserts) = compensate.pointer("/expect/assert").and_then(Value::as_array) {
+            for (i, a) in asserts.iter().enumerate() {
+                self.expression(&format!("{at}/expect/assert/{i}"), a, with_response);
             }
         }
     }

@@ -69,6 +69,12 @@ pub enum AnalyzeError {
         /// Whether the step is a `finally` step (otherwise it is the last main step).
         finally: bool,
     },
+    /// `in_doubt: compensate` with no `compensate` request, or a `compensate` request under
+    /// another policy.
+    CompensateMismatch {
+        /// Whether the policy is `compensate` (and the request is missing).
+        missing: bool,
+    },
     /// `response` read outside the step's own `expect`, `save` and `stop_if`.
     ResponseOutOfScope,
     /// `connection.auth` reads `inputs`, which do not exist yet when auth is set up.
@@ -206,6 +212,18 @@ impl AnalyzeError {
                 },
             )
             .with_hint("a `stop_if` skips the steps after its own (`finally` steps always run); move the step earlier or remove `stop_if`"),
+            CompensateMismatch { missing: true } => Diagnostic::error(
+                "in-doubt-compensate",
+                span,
+                "`in_doubt` policy `compensate` needs a `compensate` request to send first",
+            )
+            .with_hint("add `compensate: { request: { method: DELETE, path: ... }, expect: { status: 202 } }`, or use `policy: resend` or `fail`"),
+            CompensateMismatch { missing: false } => Diagnostic::error(
+                "in-doubt-compensate",
+                span,
+                "a `compensate` request is sent only with `policy: compensate`",
+            )
+            .with_hint("write `policy: compensate`, or remove `compensate`"),
             ResponseOutOfScope => Diagnostic::error(
                 "response-out-of-scope",
                 span,

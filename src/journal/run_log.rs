@@ -45,7 +45,11 @@ impl RunJournal {
         let run = start.id.clone();
         let inputs = secrets.redact_json(&start.inputs);
         journal.commit(Some(Write::RunStarted(RunStart { inputs, ..start })))?;
-        Ok(RunJournal { journal, run, secrets })
+        Ok(RunJournal {
+            journal,
+            run,
+            secrets,
+        })
     }
 
     /// Goes on writing an existing run (a resume).
@@ -92,14 +96,22 @@ impl RunLog for RunJournal {
         });
     }
 
-    fn before_send(&self, step: &str, phase: Phase, attempt: u32, request: &HttpRequest) -> Result<(), String> {
+    fn before_send(
+        &self,
+        step: &str,
+        phase: Phase,
+        attempt: u32,
+        request: &HttpRequest,
+    ) -> Result<(), String> {
         self.journal
             .commit(Some(Write::AttemptSent {
                 run: self.run.clone(),
                 step: step.to_string(),
                 phase: phase_word(phase),
                 number: attempt,
-                request: self.secrets.redact_json(&stored_request(request, &self.secrets.0)),
+                request: self
+                    .secrets
+                    .redact_json(&stored_request(request, &self.secrets.0)),
                 at_ms: now_ms(),
             }))
             .map_err(|e| e.to_string())
@@ -153,7 +165,11 @@ pub fn resume_of(detail: &RunDetail) -> Resume {
             let error = s.error.get("message").and_then(Value::as_str).map(str::to_string);
             Some(DoneStep {
                 id: s.step.clone(),
-                phase: if s.phase == "finally" { Phase::Finally } else { Phase::Steps },
+                phase: if s.phase == "finally" {
+                    Phase::Finally
+                } else {
+                    Phase::Steps
+                },
                 status: DoneStatus::from_word(&s.status, error)?,
                 slot: s.slot.clone(),
                 saved: s.saved.as_object().cloned().unwrap_or_default(),

@@ -108,7 +108,12 @@ impl FlowRuns {
     }
 
     /// Starts run `id` (durable when it returns); refuses an id the journal already has.
-    pub fn begin(&self, id: &str, inputs: &Map<String, Value>, own: &Secrets) -> Result<RunJournal, RunsError> {
+    pub fn begin(
+        &self,
+        id: &str,
+        inputs: &Map<String, Value>,
+        own: &Secrets,
+    ) -> Result<RunJournal, RunsError> {
         if let Some(existing) = self.journal.find(id)? {
             return Err(match existing.status.as_str() {
                 "running" => RunsError::Unfinished { id: id.into() },
@@ -176,7 +181,12 @@ impl DurableRun for RunJournal {
 }
 
 impl Durable for FlowRuns {
-    fn begin(&self, id: &RunId, inputs: &Map<String, Value>, secrets: &Secrets) -> Result<Box<dyn DurableRun>, String> {
+    fn begin(
+        &self,
+        id: &RunId,
+        inputs: &Map<String, Value>,
+        secrets: &Secrets,
+    ) -> Result<Box<dyn DurableRun>, String> {
         let id = match id {
             RunId::Named(name) => name.clone(),
             // A line without an id of its own gets a fresh one: it is a new run.

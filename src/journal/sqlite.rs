@@ -75,7 +75,9 @@ impl SqliteStore {
             .busy_timeout(std::time::Duration::from_secs(5))
             .map_err(store_error)?;
         connection
-            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+            )
             .map_err(|e| JournalError::Store(format!("`{path}` is not a journal flowrun can use: {e}")))?;
         migrate(&connection, path)?;
         Ok(SqliteStore {
@@ -134,7 +136,10 @@ fn apply_one(tx: &rusqlite::Transaction, write: &Write) -> rusqlite::Result<()> 
             )?;
         }
         Write::Vars { run, vars } => {
-            tx.execute("UPDATE runs SET vars = ?2 WHERE id = ?1", params![run, json_text(vars)])?;
+            tx.execute(
+                "UPDATE runs SET vars = ?2 WHERE id = ?1",
+                params![run, json_text(vars)],
+            )?;
         }
         Write::AttemptSent {
             run,
@@ -208,7 +213,10 @@ fn apply_one(tx: &rusqlite::Transaction, write: &Write) -> rusqlite::Result<()> 
 }
 
 fn touch(tx: &rusqlite::Transaction, run: &str, at_ms: i64) -> rusqlite::Result<()> {
-    tx.execute("UPDATE runs SET updated_ms = ?2 WHERE id = ?1", params![run, at_ms])?;
+    tx.execute(
+        "UPDATE runs SET updated_ms = ?2 WHERE id = ?1",
+        params![run, at_ms],
+    )?;
     Ok(())
 }
 
@@ -238,7 +246,11 @@ impl Store for SqliteStore {
 
     fn runs(&self, unfinished: bool, limit: usize) -> Result<Vec<RunRow>, JournalError> {
         let connection = self.lock();
-        let filter = if unfinished { "WHERE status = 'running'" } else { "" };
+        let filter = if unfinished {
+            "WHERE status = 'running'"
+        } else {
+            ""
+        };
         let sql = format!("SELECT {RUN_COLUMNS} FROM runs {filter} ORDER BY started_ms DESC, id LIMIT ?1");
         let mut statement = connection.prepare(&sql).map_err(store_error)?;
         let rows = statement
@@ -266,7 +278,9 @@ impl Store for SqliteStore {
             return Ok(None);
         };
         let mut statement = connection
-            .prepare("SELECT step, phase, status, slot, saved, error FROM steps WHERE run_id = ?1 ORDER BY seq")
+            .prepare(
+                "SELECT step, phase, status, slot, saved, error FROM steps WHERE run_id = ?1 ORDER BY seq",
+            )
             .map_err(store_error)?;
         let steps = statement
             .query_map([id], |r| {

@@ -19,5 +19,7 @@ pub fn open(url: &str) -> Result<Box<dyn Store>, JournalError> {
         "postgres" | "postgresql" => "PostgreSQL is not supported yet; use `sqlite:PATH`",
         _ => "the journal URL starts with `sqlite:` followed by a file path, e.g. `sqlite:flowrun.db`",
     };
-    Err(JournalError::Url(format!("`--journal {url}` is not a journal URL flowrun knows: {hint}")))
+    Err(JournalError::Url(format!(
+        "`--journal {url}` is not a journal URL flowrun knows: {hint}"
+    )))
 }
