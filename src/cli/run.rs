@@ -257,7 +257,7 @@ fn run_inner(args: Args) -> Result<u8, u8> {
             let id = args
                 .run_id
                 .clone()
-                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+                .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
             let log = runs.begin(&id, &inputs, &Secrets::default()).map_err(|e| {
                 super::error(format_args!("{e}"));
                 exit::INVALID
@@ -304,7 +304,7 @@ fn run_inner(args: Args) -> Result<u8, u8> {
     });
     if let Some(log) = &log {
         report.run_id = Some(log.id().to_string());
-        log.finish(&report).map_err(|e| {
+        log.commit(log.finished(&report)).map_err(|e| {
             super::error(format_args!("{e}"));
             exit::USAGE
         })?;

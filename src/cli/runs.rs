@@ -310,9 +310,9 @@ pub fn go_on(journal: &Arc<Journal>, id: &str, go: &GoOn, cancel: bool) -> Resul
             Outcome::Failed { step, error } => Some(format!("{step}: {error}")),
             _ => None,
         };
-        log.end("cancelled", &Value::Object(report.outputs.clone()), error)
+        log.commit(log.ended("cancelled", &Value::Object(report.outputs.clone()), error))
     } else {
-        log.finish(&report)
+        log.commit(log.finished(&report))
     };
     ended.map_err(failed)?;
     terminal.finish(&report);

@@ -11,25 +11,28 @@ use crate::base::secrets::Secrets;
 use crate::http::{Body, HttpRequest, Part, PartContent};
 use serde_json::{Map, Value, json};
 
-/// What a durable store hears from one run, in order. [`RunLog::before_send`] must be durable
-/// when it returns, and [`RunLog::step_done`] should be (a step whose end is lost is in doubt
-/// after a crash); the others may be grouped with the next durable write.
+/// A durable write under way: done (or failed) when the future ends. Awaiting it lets the
+/// run's thread go on with other runs meanwhile, so the writes of concurrent runs share one
+/// transaction.
+pub type Durably = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>;
+
+/// A run's journal, being opened.
+pub type Opening<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Box<dyn DurableRun>, String>> + Send + 'a>>;
+
+/// What a durable store hears from one run, in order. [`RunLog::before_send`] is durable when
+/// its future ends, and so is [`RunLog::step_done`] (a step whose end is lost is in doubt after
+/// a crash); the others are written with the next durable write.
 pub trait RunLog: Send + Sync {
     /// The run's flow-level `vars`, once rendered (before any request).
     fn vars(&self, vars: &Map<String, Value>);
     /// An attempt is about to be sent. An error stops the step: nothing is sent that the
     /// journal could not write down.
-    fn before_send(
-        &self,
-        step: &str,
-        phase: Phase,
-        attempt: u32,
-        request: &HttpRequest,
-    ) -> Result<(), String>;
+    fn before_send(&self, step: &str, phase: Phase, attempt: u32, request: &HttpRequest) -> Durably;
     /// An attempt's answer, or its error.
     fn answered(&self, step: &str, attempt: &Attempt);
     /// A step ended; `slot` is what later steps read as `steps.<id>`.
-    fn step_done(&self, record: &StepRecord, slot: &Value);
+    fn step_done(&self, record: &StepRecord, slot: &Value) -> Durably;
 }
 
 /// Where a pool's runs are journaled: one [`DurableRun`] per run.
@@ -37,20 +40,15 @@ pub trait Durable: Send + Sync + std::fmt::Debug {
     /// Begins run `id` with `inputs` (durable when it returns); refuses an id the journal
     /// already holds (a repeated id is the same run, not a new one). `secrets` are the run's
     /// own, masked with the flow's in everything written.
-    fn begin(
-        &self,
-        id: &super::pool::RunId,
-        inputs: &Map<String, Value>,
-        secrets: &Secrets,
-    ) -> Result<Box<dyn DurableRun>, String>;
+    fn begin(&self, id: &super::pool::RunId, inputs: &Map<String, Value>, secrets: &Secrets) -> Opening<'_>;
 }
 
 /// One journaled run: told of every attempt and step, then of the end.
 pub trait DurableRun: RunLog {
     /// The run's id in the journal.
     fn id(&self) -> &str;
-    /// Writes the run's end (durable when it returns).
-    fn finish(&self, report: &super::outcome::RunReport) -> Result<(), String>;
+    /// Writes the run's end (durable when the future ends).
+    fn finish(&self, report: &super::outcome::RunReport) -> Durably;
 }
 
 /// What a journal kept of an unfinished run: enough to go on after its last completed step.

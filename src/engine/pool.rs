@@ -230,7 +230,7 @@ impl Crew {
         let secrets = &self.engine.flow().world.secrets;
         self.observer.run_started(&id);
         let journaled = match (&inputs, &self.durable) {
-            (Ok(inputs), Some(durable)) => Some(durable.begin(&id, inputs, &own)),
+            (Ok(inputs), Some(durable)) => Some(durable.begin(&id, inputs, &own).await),
             _ => None,
         };
         let failure = match (inputs, journaled) {
@@ -246,7 +246,7 @@ impl Crew {
                                 .run_durable(inputs, &Quiet, Some(&self.stop), log.as_ref(), None)
                                 .await;
                             report.run_id = Some(log.id().to_string());
-                            log.finish(&report).map(|()| report)
+                            log.finish(&report).await.map(|()| report)
                         }
                         None => Ok(self.engine.run_until(inputs, &Quiet, Some(&self.stop)).await),
                     }

@@ -431,7 +431,9 @@ impl Run<'_> {
             resumed: false,
         };
         if let Some(log) = self.log {
-            log.step_done(&record, &Value::Null);
+            // Written with the next durable write: a step not run follows from an end already
+            // written, so there is nothing to wait for.
+            drop(log.step_done(&record, &Value::Null));
         }
         self.observer.step_finished(&record);
         self.records.push(record);
@@ -455,7 +457,7 @@ impl Run<'_> {
             resumed: false,
         };
         if let Some(log) = self.log {
-            log.step_done(&record, &slot);
+            drop(log.step_done(&record, &slot));
         }
         self.steps.insert(step.id.clone(), Scope::new(slot));
         self.observer.step_finished(&record);
@@ -549,7 +551,9 @@ impl Run<'_> {
             resumed: false,
         };
         if let Some(log) = self.log {
-            log.step_done(&record, &slot);
+            // Written before the next step starts: a step whose end is written is never sent
+            // again. A failed write leaves it in doubt after a crash; its policy handles that.
+            let _ = log.step_done(&record, &slot).await;
         }
         self.steps.insert(step.id.clone(), Scope::new(slot));
         self.observer.step_finished(&record);
@@ -802,7 +806,7 @@ impl Run<'_> {
                 Err(kind) => return Err((kind, attempts)),
             };
             if let Some(log) = self.log
-                && let Err(message) = log.before_send(&step.id, self.phase, number, &request)
+                && let Err(message) = log.before_send(&step.id, self.phase, number, &request).await
             {
                 // Nothing is sent that the journal could not write down first.
                 return Err((FailureKind::Journal { message }, attempts));

@@ -191,7 +191,7 @@ pub enum InDoubt {
     /// `in_doubt: resend`.
     Policy(DoubtPolicy),
     /// `in_doubt: { policy: compensate, compensate: {...}, already_done: [15109] }`.
-    Settings(InDoubtSettings),
+    Settings(Box<InDoubtSettings>),
 }
 
 impl InDoubt {

@@ -2,9 +2,9 @@
 //! request that was done nor strands what a run created (a Pending Service Routing record).
 //!
 //! One [`Store`] trait holds the storage (SQLite embedded today; PostgreSQL to come); a
-//! [`Journal`] in front of it groups writes: only the write made *before* a request is sent
-//! has to be durable at once, and it carries every write queued before it — from any run — in
-//! the same transaction. [`RunJournal`] is one run's view, the engine's [`RunLog`](crate::engine::durable::RunLog): it masks
+//! [`Journal`] in front of it commits in groups: every write waiting — from any run — goes
+//! into the next transaction, a run waits only for the writes that must be durable (an
+//! attempt before it is sent, a step's end), and concurrent runs share commits. [`RunJournal`] is one run's view, the engine's [`RunLog`](crate::engine::durable::RunLog): it masks
 //! secrets before anything is queued, so no secret ever reaches the store.
 //!
 //! The schema is documented in `docs/journal.md`.
@@ -210,10 +210,11 @@ pub struct AttemptRow {
     pub answered: bool,
 }
 
-/// Where a journal keeps its records. Implementations apply a batch of writes atomically.
-pub trait Store: Send + Sync {
-    /// Applies `writes` in order, in one transaction: all of them or none.
-    fn apply(&self, writes: &[Write]) -> Result<(), JournalError>;
+/// Where a journal keeps its records. The journal calls it from one thread at a time.
+pub trait Store: Send {
+    /// Applies each group of writes in order, all in one transaction; a group that fails
+    /// leaves nothing behind and does not stop the others. One result per group.
+    fn apply(&self, groups: &[&[Write]]) -> Vec<Result<(), JournalError>>;
     /// Runs, newest first; only unfinished ones with `unfinished`.
     fn runs(&self, unfinished: bool, limit: usize) -> Result<Vec<RunRow>, JournalError>;
     /// One run with its steps and attempts.
@@ -222,11 +223,52 @@ pub trait Store: Send + Sync {
     fn prune(&self, before_ms: i64) -> Result<u64, JournalError>;
 }
 
-/// A store with write grouping in front (see the module docs).
+/// Where the result of a write goes.
+enum Reply {
+    /// To a run awaiting it.
+    Awaited(tokio::sync::oneshot::Sender<Result<(), JournalError>>),
+    /// To a thread blocked on it.
+    Blocked(std::sync::mpsc::Sender<Result<(), JournalError>>),
+}
+
+impl Reply {
+    fn send(self, result: Result<(), JournalError>) {
+        // A caller that went away (a dropped future) does not need its answer.
+        let _ = match self {
+            Reply::Awaited(tx) => tx.send(result).map_err(|_| ()),
+            Reply::Blocked(tx) => tx.send(result).map_err(|_| ()),
+        };
+    }
+}
+
+/// Writes waiting for a transaction, and whether one is being written now.
+#[derive(Default)]
+struct Pending {
+    writes: Vec<(Vec<Write>, Option<Reply>)>,
+    writing: bool,
+}
+
+/// The most writes one transaction takes.
+const MOST_PER_TRANSACTION: usize = 4096;
+
+/// A store with group commit in front (see the module docs). No thread of its own: the run
+/// that asks for a durable write while none is being written writes everything waiting
+/// itself (no hop to another thread: at concurrency 1 a commit costs what SQLite takes); runs
+/// that ask meanwhile wait, and the writer takes their writes in its next transaction.
 pub struct Journal {
-    store: Box<dyn Store>,
-    /// Writes not yet applied; applied with the next durable write, or by [`Journal::flush`].
-    pending: Mutex<Vec<Write>>,
+    store: Mutex<Box<dyn Store>>,
+    pending: Mutex<Pending>,
+}
+
+/// Clears `writing` if writing panicked, so no later write waits forever.
+struct Writing<'a>(Option<&'a Journal>);
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        if let Some(journal) = self.0 {
+            journal.lock_pending().writing = false;
+        }
+    }
 }
 
 impl Journal {
@@ -238,46 +280,84 @@ impl Journal {
     /// A journal over `store`.
     pub fn new(store: Box<dyn Store>) -> Journal {
         Journal {
-            store,
-            pending: Mutex::new(Vec::new()),
+            store: Mutex::new(store),
+            pending: Mutex::new(Pending::default()),
         }
     }
 
-    /// Queues `write`; it is applied with the next durable write.
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_store(&self) -> std::sync::MutexGuard<'_, Box<dyn Store>> {
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds `writes`; unless a transaction is being written, writes everything waiting, in
+    /// order, until nothing is left.
+    fn submit(&self, writes: Vec<Write>, reply: Option<Reply>) {
+        let mut pending = self.lock_pending();
+        pending.writes.push((writes, reply));
+        if pending.writing {
+            return;
+        }
+        pending.writing = true;
+        let mut unwinding = Writing(Some(self));
+        loop {
+            let take = pending.writes.len().min(MOST_PER_TRANSACTION);
+            let batch: Vec<_> = pending.writes.drain(..take).collect();
+            drop(pending);
+            write_all(self.lock_store().as_ref(), batch);
+            pending = self.lock_pending();
+            if pending.writes.is_empty() {
+                pending.writing = false;
+                unwinding.0 = None;
+                return;
+            }
+        }
+    }
+
+    /// Queues `write`: it is written with the next durable write, in order.
     pub fn queue(&self, write: Write) {
-        self.lock().push(write);
+        self.lock_pending().writes.push((vec![write], None));
     }
 
-    /// Applies every queued write and then `write`, in one transaction, and returns when they
-    /// are durable. The lock is held while applying, so a run's writes keep their order even
-    /// when two threads flush at once.
-    pub fn commit(&self, write: Option<Write>) -> Result<(), JournalError> {
-        let mut pending = self.lock();
-        pending.extend(write);
-        if pending.is_empty() {
-            return Ok(());
+    /// Writes `write` (after everything queued before it); the future ends when it is durable.
+    pub fn durable(&self, write: Write) -> impl Future<Output = Result<(), JournalError>> + Send + 'static {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.submit(vec![write], Some(Reply::Awaited(tx)));
+        async move {
+            rx.await
+                .unwrap_or_else(|_| Err(JournalError::Store("the journal's writer stopped".into())))
         }
-        let result = self.store.apply(&pending);
-        // Failed writes are dropped with the error: the caller fails the step or the command.
-        pending.clear();
-        result
     }
 
-    /// Applies every queued write.
+    /// Writes `write` and blocks until it is durable (for callers outside a run).
+    pub fn commit(&self, write: Write) -> Result<(), JournalError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.submit(vec![write], Some(Reply::Blocked(tx)));
+        rx.recv()
+            .unwrap_or_else(|_| Err(JournalError::Store("the journal's writer stopped".into())))
+    }
+
+    /// Writes everything queued.
     pub fn flush(&self) -> Result<(), JournalError> {
-        self.commit(None)
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.submit(Vec::new(), Some(Reply::Blocked(tx)));
+        rx.recv()
+            .unwrap_or_else(|_| Err(JournalError::Store("the journal's writer stopped".into())))
     }
 
     /// Runs, newest first (see [`Store::runs`]).
     pub fn runs(&self, unfinished: bool, limit: usize) -> Result<Vec<RunRow>, JournalError> {
         self.flush()?;
-        self.store.runs(unfinished, limit)
+        self.lock_store().runs(unfinished, limit)
     }
 
     /// One run with its steps and attempts.
     pub fn run(&self, id: &str) -> Result<RunDetail, JournalError> {
         self.flush()?;
-        self.store
+        self.lock_store()
             .run(id)?
             .ok_or_else(|| JournalError::NoSuchRun(id.to_string()))
     }
@@ -285,17 +365,13 @@ impl Journal {
     /// Run `id` as listed, if the journal has it.
     pub fn find(&self, id: &str) -> Result<Option<RunRow>, JournalError> {
         self.flush()?;
-        Ok(self.store.run(id)?.map(|d| d.row))
+        Ok(self.lock_store().run(id)?.map(|d| d.row))
     }
 
     /// Deletes finished runs last written before `before_ms`.
     pub fn prune(&self, before_ms: i64) -> Result<u64, JournalError> {
         self.flush()?;
-        self.store.prune(before_ms)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Write>> {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+        self.lock_store().prune(before_ms)
     }
 }
 
@@ -303,6 +379,31 @@ impl Drop for Journal {
     fn drop(&mut self) {
         // What was queued is written when the journal goes away (the end of a command).
         let _ = self.flush();
+    }
+}
+
+/// Writes `writes` in one transaction and answers everyone waiting for them.
+fn write_all(store: &dyn Store, writes: Vec<(Vec<Write>, Option<Reply>)>) {
+    let groups: Vec<&[Write]> = writes
+        .iter()
+        .map(|(w, _)| w.as_slice())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let mut results = if groups.is_empty() {
+        Vec::new()
+    } else {
+        store.apply(&groups)
+    }
+    .into_iter();
+    for (w, reply) in writes {
+        let result = if w.is_empty() {
+            Ok(())
+        } else {
+            results.next().unwrap_or(Ok(()))
+        };
+        if let Some(reply) = reply {
+            reply.send(result);
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 
 use super::{Journal, JournalError, RunDetail, RunStart, Write, now_ms};
 use crate::base::secrets::Secrets;
-use crate::engine::durable::{DoneStatus, DoneStep, Doubt, Resume, RunLog, stored_request};
+use crate::engine::durable::{DoneStatus, DoneStep, Doubt, Durably, Resume, RunLog, stored_request};
 use crate::engine::outcome::{Attempt, Outcome, Phase, RunReport, StepRecord, StepStatus};
 use crate::http::HttpRequest;
 use serde_json::{Map, Value};
@@ -40,16 +40,19 @@ fn phase_word(phase: Phase) -> &'static str {
 }
 
 impl RunJournal {
-    /// Starts a new run in the journal; durable when it returns.
-    pub fn start(journal: Arc<Journal>, start: RunStart, secrets: Masks) -> Result<RunJournal, JournalError> {
-        let run = start.id.clone();
-        let inputs = secrets.redact_json(&start.inputs);
-        journal.commit(Some(Write::RunStarted(RunStart { inputs, ..start })))?;
-        Ok(RunJournal {
+    /// A new run, not yet written: [`RunJournal::started`] is the write that starts it.
+    pub fn new(journal: Arc<Journal>, start: &RunStart, secrets: Masks) -> RunJournal {
+        RunJournal {
             journal,
-            run,
+            run: start.id.clone(),
             secrets,
-        })
+        }
+    }
+
+    /// The write that starts the run, its inputs masked.
+    pub fn started(&self, start: RunStart) -> Write {
+        let inputs = self.secrets.redact_json(&start.inputs);
+        Write::RunStarted(RunStart { inputs, ..start })
     }
 
     /// Goes on writing an existing run (a resume).
@@ -66,25 +69,42 @@ impl RunJournal {
         &self.run
     }
 
-    /// Writes the run's end; durable when it returns.
-    pub fn finish(&self, report: &RunReport) -> Result<(), JournalError> {
+    /// The write that ends the run as `report` says.
+    pub fn finished(&self, report: &RunReport) -> Write {
         let (status, error) = match &report.outcome {
             Outcome::Passed => ("passed", None),
             Outcome::Stopped { .. } => ("stopped", None),
             Outcome::Failed { step, error } => ("failed", Some(format!("{step}: {error}"))),
         };
-        self.end(status, &Value::Object(report.outputs.clone()), error)
+        self.ended(status, &Value::Object(report.outputs.clone()), error)
     }
 
-    /// Writes the run's end with `status` (`cancelled` for one given up by hand).
-    pub fn end(&self, status: &str, outputs: &Value, error: Option<String>) -> Result<(), JournalError> {
-        self.journal.commit(Some(Write::RunFinished {
+    /// The write that ends the run with `status` (`cancelled` for one given up by hand).
+    pub fn ended(&self, status: &str, outputs: &Value, error: Option<String>) -> Write {
+        Write::RunFinished {
             run: self.run.clone(),
             status: status.into(),
             outputs: self.secrets.redact_json(outputs),
             error: error.map(|e| self.secrets.redact(&e)),
             at_ms: now_ms(),
-        }))
+        }
+    }
+
+    /// Writes `write` and blocks until it is durable (outside a run's async code).
+    pub fn commit(&self, write: Write) -> Result<(), JournalError> {
+        self.journal.commit(write)
+    }
+
+    /// Queues `write` (written with the next durable write); the future is already done.
+    pub fn queued(&self, write: Write) -> Durably {
+        self.journal.queue(write);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// Writes `write`; the future ends when it is durable.
+    pub fn durably(&self, write: Write) -> Durably {
+        let done = self.journal.durable(write);
+        Box::pin(async move { done.await.map_err(|e| e.to_string()) })
     }
 }
 
@@ -96,25 +116,17 @@ impl RunLog for RunJournal {
         });
     }
 
-    fn before_send(
-        &self,
-        step: &str,
-        phase: Phase,
-        attempt: u32,
-        request: &HttpRequest,
-    ) -> Result<(), String> {
-        self.journal
-            .commit(Some(Write::AttemptSent {
-                run: self.run.clone(),
-                step: step.to_string(),
-                phase: phase_word(phase),
-                number: attempt,
-                request: self
-                    .secrets
-                    .redact_json(&stored_request(request, &self.secrets.0)),
-                at_ms: now_ms(),
-            }))
-            .map_err(|e| e.to_string())
+    fn before_send(&self, step: &str, phase: Phase, attempt: u32, request: &HttpRequest) -> Durably {
+        self.durably(Write::AttemptSent {
+            run: self.run.clone(),
+            step: step.to_string(),
+            phase: phase_word(phase),
+            number: attempt,
+            request: self
+                .secrets
+                .redact_json(&stored_request(request, &self.secrets.0)),
+            at_ms: now_ms(),
+        })
     }
 
     fn answered(&self, step: &str, attempt: &Attempt) {
@@ -128,7 +140,7 @@ impl RunLog for RunJournal {
         });
     }
 
-    fn step_done(&self, record: &StepRecord, slot: &Value) {
+    fn step_done(&self, record: &StepRecord, slot: &Value) -> Durably {
         let error = match &record.status {
             StepStatus::Failed(e) => Some(self.secrets.redact_json(&e.to_json())),
             _ => None,
@@ -140,9 +152,11 @@ impl RunLog for RunJournal {
             StepStatus::Failed(_) => "failed",
             StepStatus::NotRun => "not run",
         };
-        // Durable at once: a step whose end is written is never sent again, so the window in
-        // which a crash leaves it in doubt is only the time its answer takes to be written.
-        let _ = self.journal.commit(Some(Write::StepDone {
+        // Written with the next attempt's transaction (or the run's end): a crash in between —
+        // the few microseconds from an answer to the next request — leaves the step in doubt,
+        // which its `in_doubt` policy settles as it does for an answer lost on the way. One
+        // commit per request instead of two.
+        self.queued(Write::StepDone {
             run: self.run.clone(),
             step: record.id.clone(),
             phase: phase_word(record.phase),
@@ -151,7 +165,7 @@ impl RunLog for RunJournal {
             saved: self.secrets.redact_json(&Value::Object(record.saved.clone())),
             error,
             at_ms: now_ms(),
-        }));
+        })
     }
 }
 
@@ -185,7 +199,7 @@ pub fn resume_of(detail: &RunDetail) -> Resume {
             return None;
         }
         let own = detail.attempts.iter().filter(|a| a.step == step);
-        let request = own.clone().last()?.request.clone();
+        let request = own.clone().next_back()?.request.clone();
         Some(Doubt {
             step: step.to_string(),
             attempts: own.map(|a| a.number).max().unwrap_or(0),

@@ -2,10 +2,10 @@
 //! unfinished one to go on with (a flow changed since is refused unless forced).
 
 use super::run_log::{Masks, RunJournal, resume_of};
-use super::{Journal, JournalError, RunDetail, RunStart, now_ms};
+use super::{Journal, JournalError, RunDetail, RunStart, Write, now_ms};
 use crate::base::secrets::Secrets;
 use crate::base::source::Source;
-use crate::engine::durable::{Durable, DurableRun, Resume};
+use crate::engine::durable::{Durable, DurableRun, Durably, Opening, Resume};
 use crate::engine::outcome::RunReport;
 use crate::engine::pool::RunId;
 use crate::flow::model::Flow;
@@ -114,15 +114,26 @@ impl FlowRuns {
         inputs: &Map<String, Value>,
         own: &Secrets,
     ) -> Result<RunJournal, RunsError> {
-        if let Some(existing) = self.journal.find(id)? {
-            return Err(match existing.status.as_str() {
-                "running" => RunsError::Unfinished { id: id.into() },
-                _ => RunsError::Finished {
-                    id: id.into(),
-                    status: existing.status,
-                },
-            });
+        self.refuse_taken(id)?;
+        let (run, start) = self.fresh(id, inputs, own);
+        run.commit(start)?;
+        Ok(run)
+    }
+
+    /// An id the journal already holds is the same run: refused.
+    fn refuse_taken(&self, id: &str) -> Result<(), RunsError> {
+        match self.journal.find(id)? {
+            None => Ok(()),
+            Some(existing) if existing.status == "running" => Err(RunsError::Unfinished { id: id.into() }),
+            Some(existing) => Err(RunsError::Finished {
+                id: id.into(),
+                status: existing.status,
+            }),
         }
+    }
+
+    /// Run `id`'s journal and the write that starts it (its inputs without the secret ones).
+    fn fresh(&self, id: &str, inputs: &Map<String, Value>, own: &Secrets) -> (RunJournal, Write) {
         let kept: Map<String, Value> = inputs
             .iter()
             .filter(|(k, _)| !self.secret_inputs.contains(k))
@@ -136,7 +147,9 @@ impl FlowRuns {
             inputs: Value::Object(kept),
             at_ms: now_ms(),
         };
-        Ok(RunJournal::start(self.journal.clone(), start, self.masking(own))?)
+        let run = RunJournal::new(self.journal.clone(), &start, self.masking(own));
+        let write = run.started(start);
+        (run, write)
     }
 
     /// Run `id` as the journal kept it, to go on with: refused when it has finished, or when
@@ -175,24 +188,42 @@ impl DurableRun for RunJournal {
         RunJournal::id(self)
     }
 
-    fn finish(&self, report: &RunReport) -> Result<(), String> {
-        RunJournal::finish(self, report).map_err(|e| e.to_string())
+    fn finish(&self, report: &RunReport) -> Durably {
+        // Written with the next transaction, or when the journal closes: a run whose end is
+        // lost has every step written, so resuming it only writes its end.
+        self.queued(self.finished(report))
     }
 }
 
+/// Whether a run's id came with it or was made for it.
+enum Kind {
+    Named,
+    Fresh,
+}
+
 impl Durable for FlowRuns {
-    fn begin(
-        &self,
-        id: &RunId,
-        inputs: &Map<String, Value>,
-        secrets: &Secrets,
-    ) -> Result<Box<dyn DurableRun>, String> {
-        let id = match id {
-            RunId::Named(name) => name.clone(),
-            // A line without an id of its own gets a fresh one: it is a new run.
-            RunId::Line(_) => uuid::Uuid::new_v4().to_string(),
+    fn begin(&self, id: &RunId, inputs: &Map<String, Value>, secrets: &Secrets) -> Opening<'_> {
+        let id_kind = match id {
+            RunId::Named(_) => Kind::Named,
+            RunId::Line(_) => Kind::Fresh,
         };
-        let run = FlowRuns::begin(self, &id, inputs, secrets).map_err(|e| e.to_string())?;
-        Ok(Box::new(run))
+        let (id, taken) = match id {
+            // A named run may be in the journal already (a repeated id is the same run).
+            RunId::Named(name) => (name.clone(), self.refuse_taken(name)),
+            // A line without an id of its own gets a fresh one: a new run, not looked up.
+            RunId::Line(_) => (uuid::Uuid::now_v7().to_string(), Ok(())),
+        };
+        let named = taken.is_ok() && matches!(id_kind, Kind::Named);
+        let opened = taken.map(|()| self.fresh(&id, inputs, secrets));
+        Box::pin(async move {
+            let (run, start) = opened.map_err(|e| e.to_string())?;
+            // A named run waits for its start to be written: two lines with the same id, one
+            // is refused. A fresh id cannot clash: its start goes with its first attempt.
+            match named {
+                true => run.durably(start).await?,
+                false => run.queued(start).await?,
+            }
+            Ok(Box::new(run) as Box<dyn DurableRun>)
+        })
     }
 }
