@@ -42,7 +42,7 @@ for spec in "1000 1" "10000 64"; do
   make_input "$1"
   figures=() mem=0
   for _ in 1 2 3 4 5; do
-    m=$(peak "$bin" run flows/inbound.yaml --inputs-jsonl "$work/$1.jsonl" --concurrency "$2" --quiet)
+    m=$(peak "$bin" run flows/inbound.yaml --inputs-jsonl "$work/$1.jsonl" --concurrency "$2")
     if (( m > mem )); then mem=$m; fi
     figures+=("$(rps)")
   done
@@ -50,16 +50,20 @@ for spec in "1000 1" "10000 64"; do
   printf '  %6d runs, concurrency %2d:  %8d requests/s median, %6d best   peak %3d MiB\n' \
     "$1" "$2" "$(sed -n 3p <<< "$sorted")" "$(sed -n 5p <<< "$sorted")" "$mem"
 done
-# The raw limit: a load tool (wrk) against the same stub, one connection and 64, for 5 s each.
+# The raw limit: a load tool (wrk) against the same stub, one connection and 64, for 5 s each,
+# sending the very requests one inbound run sends (bench/replay.py turns a run's JSON report
+# into a wrk script: same methods, paths, headers and bodies, in the same order).
 if command -v wrk > /dev/null; then
-  raw1=$(wrk -t1 -c1 -d5s "$SCRT_BASE_URL/api/v1/route" | awk '/Requests\/sec/ { printf "%d", $2 }')
-  raw64=$(wrk -t2 -c64 -d5s "$SCRT_BASE_URL/api/v1/route" | awk '/Requests\/sec/ { printf "%d", $2 }')
-  printf '  raw limit (wrk, same stub):    %8d requests/s on 1 connection, %d on 64\n' "$raw1" "$raw64"
+  "$bin" run flows/inbound.yaml --inputs flows/examples/inbound.inputs.yaml --format json \
+    | python3 bench/replay.py > "$work/replay.lua"
+  raw1=$(wrk -t1 -c1 -d5s -s "$work/replay.lua" "$SCRT_BASE_URL" | awk '/Requests\/sec/ { printf "%d", $2 }')
+  raw64=$(wrk -t2 -c64 -d5s -s "$work/replay.lua" "$SCRT_BASE_URL" | awk '/Requests\/sec/ { printf "%d", $2 }')
+  printf '  raw limit (wrk, same stub, same requests): %8d requests/s on 1 connection, %d on 64\n' "$raw1" "$raw64"
 else
   echo "  raw limit: wrk is not installed (apt-get install wrk)"
 fi
 make_input 100000
-mem=$(peak "$bin" run flows/inbound.yaml --inputs-jsonl "$work/100000.jsonl" --concurrency 64 --quiet)
+mem=$(peak "$bin" run flows/inbound.yaml --inputs-jsonl "$work/100000.jsonl" --concurrency 64)
 printf '  100000 runs, concurrency 64:  %8d requests/s   peak %3d MiB\n' "$(rps)" "$mem"
 echo "  latency per step (100000 runs):"
 sed -n '/step/,$p' "$work/out"

@@ -29,9 +29,9 @@ for spec in "1000 1" "10000 64"; do
   make_input "$1"
   base=() this=()
   for _ in 1 2 3 4 5; do
-    (cd "$base_dir" && "$base_bin" run flows/inbound.yaml --inputs-jsonl "$work/$1.jsonl" --concurrency "$2" --quiet > "$work/out")
+    (cd "$base_dir" && "$base_bin" run flows/inbound.yaml --inputs-jsonl "$work/$1.jsonl" --concurrency "$2" > "$work/out")
     base+=("$(rps)")
-    "$bin" run flows/inbound.yaml --inputs-jsonl "$work/$1.jsonl" --concurrency "$2" --quiet > "$work/out"
+    "$bin" run flows/inbound.yaml --inputs-jsonl "$work/$1.jsonl" --concurrency "$2" > "$work/out"
     this+=("$(rps)")
   done
   printf '  %6d runs, concurrency %2d requests/s:  baseline %s   this %s\n' "$1" "$2" \

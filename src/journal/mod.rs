@@ -319,13 +319,27 @@ impl Journal {
 
     /// Queues `write`: it is written with the next durable write, in order.
     pub fn queue(&self, write: Write) {
-        self.lock_pending().writes.push((vec![write], None));
+        self.queue_all(vec![write]);
+    }
+
+    /// Queues `writes` as one group: written together or not at all.
+    pub fn queue_all(&self, writes: Vec<Write>) {
+        self.lock_pending().writes.push((writes, None));
     }
 
     /// Writes `write` (after everything queued before it); the future ends when it is durable.
     pub fn durable(&self, write: Write) -> impl Future<Output = Result<(), JournalError>> + Send + 'static {
+        self.durable_all(vec![write])
+    }
+
+    /// Writes `writes` as one group (all or none, after everything queued before them); the
+    /// future ends when they are durable.
+    pub fn durable_all(
+        &self,
+        writes: Vec<Write>,
+    ) -> impl Future<Output = Result<(), JournalError>> + Send + 'static {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.submit(vec![write], Some(Reply::Awaited(tx)));
+        self.submit(writes, Some(Reply::Awaited(tx)));
         async move {
             rx.await
                 .unwrap_or_else(|_| Err(JournalError::Store("the journal's writer stopped".into())))
@@ -334,8 +348,13 @@ impl Journal {
 
     /// Writes `write` and blocks until it is durable (for callers outside a run).
     pub fn commit(&self, write: Write) -> Result<(), JournalError> {
+        self.commit_all(vec![write])
+    }
+
+    /// Writes `writes` as one group and blocks until they are durable.
+    pub fn commit_all(&self, writes: Vec<Write>) -> Result<(), JournalError> {
         let (tx, rx) = std::sync::mpsc::channel();
-        self.submit(vec![write], Some(Reply::Blocked(tx)));
+        self.submit(writes, Some(Reply::Blocked(tx)));
         rx.recv()
             .unwrap_or_else(|_| Err(JournalError::Store("the journal's writer stopped".into())))
     }

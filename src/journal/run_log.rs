@@ -16,6 +16,9 @@ pub struct RunJournal {
     /// The flow's secrets (a live registry: a token fetched later is in it) and this run's
     /// own: masked in everything written.
     secrets: Masks,
+    /// Answers not written yet: they go in one group with the next attempt or the step's end,
+    /// so the journal never holds an answer without what came of it.
+    answers: std::sync::Mutex<Vec<Write>>,
 }
 
 /// Two registries masked together.
@@ -46,6 +49,7 @@ impl RunJournal {
             journal,
             run: start.id.clone(),
             secrets,
+            answers: Default::default(),
         }
     }
 
@@ -61,6 +65,7 @@ impl RunJournal {
             journal,
             run: run.to_string(),
             secrets,
+            answers: Default::default(),
         }
     }
 
@@ -92,19 +97,28 @@ impl RunJournal {
 
     /// Writes `write` and blocks until it is durable (outside a run's async code).
     pub fn commit(&self, write: Write) -> Result<(), JournalError> {
-        self.journal.commit(write)
+        self.journal.commit_all(self.with_answers(write))
     }
 
-    /// Queues `write` (written with the next durable write); the future is already done.
+    /// Queues `write` after the answers not yet written, as one group (written with the next
+    /// durable write); the future is already done.
     pub fn queued(&self, write: Write) -> Durably {
-        self.journal.queue(write);
+        self.journal.queue_all(self.with_answers(write));
         Box::pin(std::future::ready(Ok(())))
     }
 
-    /// Writes `write`; the future ends when it is durable.
+    /// Writes `write` after the answers not yet written, as one group; the future ends when
+    /// they are durable.
     pub fn durably(&self, write: Write) -> Durably {
-        let done = self.journal.durable(write);
+        let done = self.journal.durable_all(self.with_answers(write));
         Box::pin(async move { done.await.map_err(|e| e.to_string()) })
+    }
+
+    fn with_answers(&self, write: Write) -> Vec<Write> {
+        let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut group = std::mem::take(&mut *answers);
+        group.push(write);
+        group
     }
 }
 
@@ -130,7 +144,8 @@ impl RunLog for RunJournal {
     }
 
     fn answered(&self, step: &str, attempt: &Attempt) {
-        self.journal.queue(Write::AttemptAnswered {
+        let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
+        answers.push(Write::AttemptAnswered {
             run: self.run.clone(),
             step: step.to_string(),
             number: attempt.number,
@@ -194,8 +209,9 @@ pub fn resume_of(detail: &RunDetail) -> Resume {
         // A compensating request in doubt leaves its step in doubt: the resume compensates
         // again (compensations undo, so they may be sent twice) and then sends the step.
         let step = last.step.strip_suffix(".compensate").unwrap_or(&last.step);
-        let ended = done.iter().any(|d| d.id == step);
-        if last.answered || ended {
+        // Answered but not ended is in doubt too: what came of the answer is not known (the
+        // answer and the step's end are written together, so only a failed write leaves this).
+        if done.iter().any(|d| d.id == step) {
             return None;
         }
         let own = detail.attempts.iter().filter(|a| a.step == step);
