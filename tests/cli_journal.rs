@@ -285,3 +285,38 @@ fn journal_urls_and_files_flowrun_cannot_use_are_refused_before_anything_is_sent
         "the file is left as it was"
     );
 }
+
+#[test]
+fn reading_a_journal_that_is_not_there_is_an_error_not_an_empty_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("typo.db");
+    let url = format!("sqlite:{}", missing.display());
+    let out = flowrun(&["runs", "list", "--journal", &url], &[]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "error: there is no journal at `{}` (check --journal or FLOWRUN_JOURNAL)\n",
+            missing.display()
+        )
+    );
+    assert!(!missing.exists(), "no file was made");
+    let blank = flowrun(
+        &[
+            "run",
+            "flows/inbound.yaml",
+            "--sim",
+            "--journal",
+            &url,
+            "--run-id",
+            "  ",
+        ],
+        &[],
+    );
+    assert_eq!(blank.status.code(), Some(3));
+    assert!(
+        text(&blank.stderr).contains("a run id cannot be blank"),
+        "{}",
+        text(&blank.stderr)
+    );
+}

@@ -31,6 +31,8 @@ enum Hold {
 struct Proxy {
     port: u16,
     log: Arc<Mutex<Vec<String>>>,
+    /// The head (request line and headers) of every request forwarded.
+    heads: Arc<Mutex<Vec<String>>>,
     hold: Arc<Mutex<Option<Hold>>>,
     held: mpsc::Receiver<()>,
 }
@@ -68,14 +70,16 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let log = Arc::new(Mutex::new(Vec::new()));
+        let heads = Arc::new(Mutex::new(Vec::new()));
         let hold = Arc::new(Mutex::new(None));
         let (tx, held) = mpsc::channel();
         let count = Arc::new(AtomicUsize::new(0));
-        let (log2, hold2) = (log.clone(), hold.clone());
+        let (log2, hold2, heads2) = (log.clone(), hold.clone(), heads.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(mut client) = client else { continue };
                 let (log, hold, tx, count) = (log2.clone(), hold2.clone(), tx.clone(), count.clone());
+                let heads = heads2.clone();
                 std::thread::spawn(move || {
                     let mut server = TcpStream::connect(upstream).unwrap();
                     while let Some((head, bytes)) = read_message(&mut client) {
@@ -91,6 +95,7 @@ impl Proxy {
                             return;
                         }
                         log.lock().unwrap().push(format!("{method} {path}"));
+                        heads.lock().unwrap().push(head.clone());
                         server.write_all(&bytes).unwrap();
                         let Some((_, answer)) = read_message(&mut server) else {
                             return;
@@ -113,6 +118,7 @@ impl Proxy {
         Proxy {
             port,
             log,
+            heads,
             hold,
             held,
         }
@@ -561,4 +567,118 @@ fn a_batch_killed_mid_write_leaves_a_consistent_journal_that_resumes() {
         assert_eq!(failed, 0, "round {round}");
     }
     assert!(cut_short > 0, "no kill landed while runs were in flight");
+}
+
+#[test]
+fn a_resume_renders_a_secret_var_again_instead_of_sending_its_mask() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("inputs.yaml");
+    let dir = tempfile::tempdir().unwrap();
+    let journal = format!("sqlite:{}", dir.path().join("j.db").display());
+    std::fs::write(&inputs, "api_key: hunter2xyz\nend_user: \"+15550123\"\n").unwrap();
+    let (_running, proxy, env) = killed_at(
+        "tests/flows/secret_var.yaml",
+        inputs.to_str().unwrap(),
+        Hold::Before(2),
+        &journal,
+    );
+    let out = flowrun(
+        &[
+            "runs",
+            "resume",
+            "crash-1",
+            "--journal",
+            &journal,
+            "--input",
+            "api_key=hunter2xyz",
+        ],
+        &env,
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let heads = proxy.heads.lock().unwrap().clone();
+    assert_eq!(heads.len(), 2, "{heads:?}");
+    for head in &heads {
+        assert!(head.to_lowercase().contains("x-key: k-hunter2xyz"), "{head}");
+    }
+    let mut stored = Vec::new();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        stored.extend(std::fs::read(entry.unwrap().path()).unwrap());
+    }
+    assert!(
+        !String::from_utf8_lossy(&stored).contains("hunter2xyz"),
+        "the secret reached the journal"
+    );
+}
+
+#[test]
+fn a_resume_that_would_send_somewhere_else_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = format!("sqlite:{}", dir.path().join("j.db").display());
+    let (running, proxy, env) = killed_at(
+        "flows/inbound.yaml",
+        "flows/examples/inbound.inputs.yaml",
+        Hold::Before(3),
+        &journal,
+    );
+    let elsewhere = TcpListener::bind("127.0.0.1:0").unwrap();
+    let other = format!("http://127.0.0.1:{}", elsewhere.local_addr().unwrap().port());
+    let moved: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                if k == "SCRT_BASE_URL" {
+                    other.clone()
+                } else {
+                    v.clone()
+                },
+            )
+        })
+        .collect();
+    let out = flowrun(&["runs", "resume", "crash-1", "--journal", &journal], &moved)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let expected = format!(
+        "error: run `crash-1` sent its requests to http://127.0.0.1:{}; going on would send them to {other}\n  \
+         = hint: set the connection's environment as it was, or go on anyway with --force\nnothing was sent\n",
+        proxy.port
+    );
+    assert_eq!(stderr, expected);
+    // Nothing reached the other server; the run is as the crash left it, and goes on at home.
+    elsewhere.set_nonblocking(true).unwrap();
+    assert!(elsewhere.accept().is_err(), "a request went elsewhere");
+    let out = flowrun(&["runs", "resume", "crash-1", "--journal", &journal], &env)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(counts(&running).1, 1);
+}
+
+#[test]
+fn cancel_compensates_a_route_in_doubt() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = format!("sqlite:{}", dir.path().join("j.db").display());
+    // The simulator made the PSR; its answer never reached the run.
+    let (running, proxy, env) = killed_at(
+        "flows/inbound.yaml",
+        "flows/examples/inbound.inputs.yaml",
+        Hold::After(3),
+        &journal,
+    );
+    assert_eq!(counts(&running).1, 1);
+    let out = flowrun(&["runs", "cancel", "crash-1", "--journal", &journal], &env)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("its compensating request was sent"), "{stdout}");
+    assert_eq!(counts(&running).1, 0, "the PSR the lost answer told of is gone");
+    assert_eq!(
+        proxy.log.lock().unwrap().last().map(String::as_str),
+        Some("DELETE /api/v1/route")
+    );
 }

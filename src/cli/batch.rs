@@ -34,8 +34,8 @@ pub struct BatchArgs {
     #[arg(long, requires = "results")]
     ordered: bool,
     /// With --inputs-jsonl and --journal: the field of each line that holds its run id (an
-    /// event id, a message id). A line whose id the journal already holds is not run again.
-    /// Without it, every line is a new run.
+    /// event id, a message id). A line whose id the journal already holds is not run again: it
+    /// fails, saying how that run ended. Without it, every line is a new run.
     #[arg(long, value_name = "NAME", requires = "journal", conflicts_with = "ordered")]
     id_field: Option<String>,
 }

@@ -70,7 +70,8 @@ pub struct Args {
         long,
         value_name = "ID",
         requires = "journal",
-        conflicts_with = "inputs_jsonl"
+        conflicts_with = "inputs_jsonl",
+        value_parser = run_id
     )]
     run_id: Option<String>,
     /// Go on with every unfinished run of this flow in the journal, instead of a new run.
@@ -80,6 +81,16 @@ pub struct Args {
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BODY,
           value_parser = super::at_least_one)]
     max_body: usize,
+}
+
+/// A `--run-id`: not blank, at most 200 characters, no control characters.
+fn run_id(text: &str) -> Result<String, String> {
+    match text {
+        t if t.trim().is_empty() => Err("a run id cannot be blank".into()),
+        t if t.chars().count() > 200 => Err("a run id has at most 200 characters".into()),
+        t if t.chars().any(char::is_control) => Err("a run id cannot hold control characters".into()),
+        t => Ok(t.to_string()),
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -14,6 +14,14 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+/// `println!` that ignores a closed stdout (`flowrun runs show ID | head` must not panic).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 /// Where the journal is: `--journal URL`, or `FLOWRUN_JOURNAL`.
 #[derive(clap::Args, Clone)]
 pub struct JournalArg {
@@ -93,7 +101,8 @@ enum Command {
 pub struct GoOn {
     #[command(flatten)]
     journal: JournalArg,
-    /// Go on even though the flow file changed since the run started.
+    /// Go on even though the flow file, or where its connection sends, changed since the run
+    /// started.
     #[arg(long)]
     force: bool,
     /// An input the journal does not keep (a secret input), `name=value`; repeatable.
@@ -142,7 +151,11 @@ pub fn run(args: Args) -> u8 {
 
 /// Opens the journal, or says why not (exit 3).
 pub fn open(arg: &JournalArg) -> Result<Arc<Journal>, u8> {
-    open_url(&arg.journal)
+    // Reading a journal that is not there is a mistake (a typo), not an empty journal.
+    Journal::open_existing(&arg.journal).map(Arc::new).map_err(|e| {
+        super::error(format_args!("{e}"));
+        exit::USAGE
+    })
 }
 
 /// Opens the journal `url` names, or says why not (exit 3).
@@ -162,11 +175,11 @@ fn list(arg: &JournalArg, unfinished: bool, limit: usize, format: Format) -> Res
     let journal = open(arg)?;
     let runs = journal.runs(unfinished, limit).map_err(failed)?;
     if format == Format::Json {
-        println!("{}", serde_json::to_string_pretty(&runs).unwrap_or_default());
+        say!("{}", serde_json::to_string_pretty(&runs).unwrap_or_default());
         return Ok(exit::OK);
     }
     if runs.is_empty() {
-        println!(
+        say!(
             "no {}runs in the journal",
             if unfinished { "unfinished " } else { "" }
         );
@@ -174,7 +187,7 @@ fn list(arg: &JournalArg, unfinished: bool, limit: usize, format: Format) -> Res
     for r in &runs {
         let age = std::time::Duration::from_millis(now_ms().saturating_sub(r.updated_ms).max(0) as u64);
         let age = humantime::format_duration(std::time::Duration::from_secs(age.as_secs()));
-        println!("{:<38} {:<10} {:<20} {} ago", r.id, r.status, r.flow, age);
+        say!("{:<38} {:<10} {:<20} {} ago", r.id, r.status, r.flow, age);
     }
     Ok(exit::OK)
 }
@@ -183,21 +196,21 @@ fn show(arg: &JournalArg, id: &str, format: Format) -> Result<u8, u8> {
     let journal = open(arg)?;
     let run = journal.run(id).map_err(failed)?;
     if format == Format::Json {
-        println!("{}", serde_json::to_string_pretty(&run).unwrap_or_default());
+        say!("{}", serde_json::to_string_pretty(&run).unwrap_or_default());
         return Ok(exit::OK);
     }
-    println!("run {}: {} ({})", run.row.id, run.row.flow, run.row.flow_path);
-    println!("status: {}", run.row.status);
+    say!("run {}: {} ({})", run.row.id, run.row.flow, run.row.flow_path);
+    say!("status: {}", run.row.status);
     if let Some(e) = &run.row.error {
-        println!("error: {e}");
+        say!("error: {e}");
     }
-    println!("inputs: {}", run.inputs);
+    say!("inputs: {}", run.inputs);
     for s in &run.steps {
         let saved = match &s.saved {
             Value::Object(m) if !m.is_empty() => format!("  {}", s.saved),
             _ => String::new(),
         };
-        println!("  {:<9} {:<8} {:<20}{saved}", s.phase, s.status, s.step);
+        say!("  {:<9} {:<8} {:<20}{saved}", s.phase, s.status, s.step);
     }
     for a in &run.attempts {
         let answer = match (a.answered, a.status, &a.error) {
@@ -208,9 +221,10 @@ fn show(arg: &JournalArg, id: &str, format: Format) -> Result<u8, u8> {
         };
         let method = a.request["method"].as_str().unwrap_or_default();
         let url = a.request["url"].as_str().unwrap_or_default();
-        println!(
+        say!(
             "  attempt {} of {:<20} {method} {url}: {answer}",
-            a.number, a.step
+            a.number,
+            a.step
         );
     }
     Ok(exit::OK)
@@ -221,8 +235,8 @@ fn prune(arg: &JournalArg, older_than: std::time::Duration, format: Format) -> R
     let before = now_ms().saturating_sub(i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX));
     let n = journal.prune(before).map_err(failed)?;
     match format {
-        Format::Json => println!("{}", json!({ "pruned": n })),
-        Format::Human => println!("pruned {n} finished run{}", if n == 1 { "" } else { "s" }),
+        Format::Json => say!("{}", json!({ "pruned": n })),
+        Format::Human => say!("pruned {n} finished run{}", if n == 1 { "" } else { "s" }),
     }
     Ok(exit::OK)
 }
@@ -278,11 +292,25 @@ pub fn go_on(journal: &Arc<Journal>, id: &str, go: &GoOn, cancel: bool) -> Resul
         eprintln!("nothing was sent");
         exit::INVALID
     })?;
+    // Half a run against a simulator and half against a real org must not happen.
+    let now = engine.origin(&inputs);
+    if let Some(before) = &resume.origin
+        && now.as_ref() != Some(before)
+        && !go.force
+    {
+        let now = now.unwrap_or_else(|| "nowhere it can name".into());
+        super::error(format_args!(
+            "run `{id}` sent its requests to {before}; going on would send them to {now}"
+        ));
+        eprintln!("  = hint: set the connection's environment as it was, or go on anyway with --force");
+        eprintln!("nothing was sent");
+        return Err(exit::INVALID);
+    }
     let json = go.format == Format::Json;
     let terminal = Terminal::new(false, go.quiet || json, runtime.secrets.clone());
     if !terminal.quiet {
         let what = if cancel { "cancelling" } else { "resuming" };
-        println!("{what} run {id}: {} ({})", flow.name, source.display_name());
+        say!("{what} run {id}: {} ({})", flow.name, source.display_name());
     }
     let log = runs.reopen(id, &own);
     let tokio = tokio::runtime::Builder::new_current_thread()
@@ -319,7 +347,7 @@ pub fn go_on(journal: &Arc<Journal>, id: &str, go: &GoOn, cancel: bool) -> Resul
     terminal.print_failure(&report, &source);
     if json {
         let value = flowrun::report::json::report(&report, &inputs, &runtime.secrets);
-        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+        say!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
     }
     // A cancel whose cleanup passed did what was asked.
     let cleanup_failed = report
@@ -343,7 +371,7 @@ pub fn resume_all(journal: &Arc<Journal>, flow: &std::path::Path, go: &GoOn) -> 
     let mine: Vec<_> = runs.into_iter().filter(|r| r.flow_path == path).collect();
     if mine.is_empty() {
         if !go.quiet {
-            println!("no unfinished runs of {} in the journal", flow.display());
+            say!("no unfinished runs of {} in the journal", flow.display());
         }
         return Ok(exit::OK);
     }

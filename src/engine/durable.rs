@@ -21,8 +21,8 @@ pub type Opening<'a> =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<Box<dyn DurableRun>, String>> + Send + 'a>>;
 
 /// What a durable store hears from one run, in order. [`RunLog::before_send`] is durable when
-/// its future ends, and so is [`RunLog::step_done`] (a step whose end is lost is in doubt after
-/// a crash); the others are written with the next durable write.
+/// its future ends; the store decides for the others (the journal writes them with the run's
+/// next attempt: a step whose end is lost is in doubt after a crash, and its policy settles it).
 pub trait RunLog: Send + Sync {
     /// The run's flow-level `vars`, once rendered (before any request).
     fn vars(&self, vars: &Map<String, Value>);
@@ -37,9 +37,9 @@ pub trait RunLog: Send + Sync {
 
 /// Where a pool's runs are journaled: one [`DurableRun`] per run.
 pub trait Durable: Send + Sync + std::fmt::Debug {
-    /// Begins run `id` with `inputs` (durable when it returns); refuses an id the journal
-    /// already holds (a repeated id is the same run, not a new one). `secrets` are the run's
-    /// own, masked with the flow's in everything written.
+    /// Begins run `id` with `inputs`; refuses an id the journal already holds (a repeated id
+    /// is the same run, not a new one). `secrets` are the run's own, masked with the flow's in
+    /// everything written.
     fn begin(&self, id: &super::pool::RunId, inputs: &Map<String, Value>, secrets: &Secrets) -> Opening<'_>;
 }
 
@@ -47,7 +47,7 @@ pub trait Durable: Send + Sync + std::fmt::Debug {
 pub trait DurableRun: RunLog {
     /// The run's id in the journal.
     fn id(&self) -> &str;
-    /// Writes the run's end (durable when the future ends).
+    /// Writes the run's end (the future ends when the store has taken it).
     fn finish(&self, report: &super::outcome::RunReport) -> Durably;
 }
 
@@ -60,9 +60,24 @@ pub struct Resume {
     pub done: Vec<DoneStep>,
     /// The step that was sent without an answer being recorded, if any.
     pub in_doubt: Option<Doubt>,
-    /// Give the run up: no further step of `steps` runs (one in doubt included); `finally`
-    /// runs, so what the run created is cleaned up.
+    /// Give the run up: no further step of `steps` runs (one in doubt is compensated first
+    /// when its policy says so); `finally` runs, so what the run created is cleaned up.
     pub cancel: bool,
+    /// Where the run sent its requests before (`scheme://host:port`): a resume that would send
+    /// elsewhere (another environment, a simulator gone) is refused before anything is sent
+    /// (compare with [`super::run::Engine::origin`]).
+    pub origin: Option<String>,
+}
+
+/// `scheme://host:port` of a URL, as requests to it are compared.
+pub fn origin(url: &str) -> Option<String> {
+    let u = url::Url::parse(url).ok()?;
+    Some(format!(
+        "{}://{}:{}",
+        u.scheme(),
+        u.host_str()?,
+        u.port_or_known_default()?
+    ))
 }
 
 /// A step that ended before the crash.

@@ -72,7 +72,7 @@ pub struct BatchOptions {
     /// Worker threads, at most (`None`: one per core).
     pub workers: Option<usize>,
     /// The field of each input line that holds its run id (`--id-field`); a line without one
-    /// is a new run.
+    /// fails alone.
     pub id_field: Option<String>,
 }
 

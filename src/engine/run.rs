@@ -100,6 +100,16 @@ impl Engine {
         }
     }
 
+    /// `scheme://host:port` the flow's requests go to with `inputs` (its base URL rendered as
+    /// a run renders it); `None` when it cannot be rendered.
+    pub fn origin(&self, inputs: &Map<String, Value>) -> Option<String> {
+        let inputs = Scope::new(Value::Object(inputs.clone()));
+        let (vars, steps) = (Scope::default(), BTreeMap::new());
+        let ctx = Context::from_parts(&inputs, &vars, &steps, None);
+        let url = self.flow.templates.render_tree(&self.flow.base_url, &ctx).ok()?;
+        super::durable::origin(&value_text(&url))
+    }
+
     /// The compiled flow this engine runs.
     pub fn flow(&self) -> &CompiledFlow {
         &self.flow
@@ -173,12 +183,19 @@ impl Engine {
                 };
             }
         }
+
         if run.outcome == Outcome::Passed && !self.flow.vars.is_empty() {
             let mut vars = Map::new();
-            if !resume.vars.is_empty() {
-                // The ids a run made for itself stay the same when it goes on.
-                vars = resume.vars;
-            } else if let Err((name, e)) = run.render_vars(&self.flow.vars, &mut vars, &mut Map::new()) {
+            let rendered = run.render_vars(&self.flow.vars, &mut vars, &mut Map::new());
+            // The ids a run made for itself stay the same when it goes on; a var the journal
+            // holds masked (it carried a secret) is the one rendered again now.
+            let masked = |v: &Value| v.to_string().contains(crate::base::secrets::MASK);
+            for (name, value) in resume.vars {
+                if !masked(&value) {
+                    vars.insert(name, value);
+                }
+            }
+            if let Err((name, e)) = rendered {
                 run.outcome = Outcome::Failed {
                     step: format!("vars.{name}"),
                     error: e.to_string(),
@@ -196,8 +213,19 @@ impl Engine {
             }
             if run.outcome == Outcome::Passed && resume.cancel {
                 // The step the run was given up at fails (so `finally` sees `failed` and cleans
-                // up what the run made); the rest are not run.
-                let message = "cancelled (flowrun runs cancel): not run".to_string();
+                // up what the run made); the rest are not run. A step in doubt whose policy is
+                // to compensate is compensated first: its first attempt may have taken effect.
+                let mut message = "cancelled (flowrun runs cancel): not run".to_string();
+                if run.doubt.as_ref().is_some_and(|d| d.step == step.id)
+                    && let Some(undo) = &step.in_doubt.compensate
+                {
+                    run.phase = Phase::Steps;
+                    let undone = run.exchange(undo, &run.vars, None).await;
+                    message = match &undone.status {
+                        StepStatus::Failed(e) => format!("{message}; its compensating request failed: {e}"),
+                        _ => format!("{message}; its compensating request was sent"),
+                    };
+                }
                 run.fail_unrun(step, FailureKind::Interrupted { message });
                 continue;
             }
@@ -551,8 +579,8 @@ impl Run<'_> {
             resumed: false,
         };
         if let Some(log) = self.log {
-            // Written before the next step starts: a step whose end is written is never sent
-            // again. A failed write leaves it in doubt after a crash; its policy handles that.
+            // A step whose end is written is never sent again; one whose end is lost (a crash
+            // before the next write, a failed write) is in doubt, and its policy settles it.
             let _ = log.step_done(&record, &slot).await;
         }
         self.steps.insert(step.id.clone(), Scope::new(slot));
@@ -749,8 +777,8 @@ impl Run<'_> {
             )),
             DoubtPolicy::Fail => {
                 let message = format!(
-                    "{sent}; the step's `in_doubt` policy is `fail`: check whether it took effect, \
-                     then cancel the run (`flowrun runs cancel`) or declare `in_doubt: resend`"
+                    "{sent}; the step's `in_doubt` policy is `fail`: the run fails here (its finally \
+                     steps run) and a person checks whether the request took effect"
                 );
                 let kind = FailureKind::InDoubt { message };
                 Err(Ended::failed(StepError::new(kind, step.spans.step), Vec::new()))

@@ -148,7 +148,7 @@ pub struct RunRow {
     pub status: String,
     /// When it started, milliseconds since the Unix epoch.
     pub started_ms: i64,
-    /// When it was last written to, milliseconds since the Unix epoch.
+    /// When it started or, once finished, when it ended; milliseconds since the Unix epoch.
     pub updated_ms: i64,
     /// Why it failed, when it did.
     pub error: Option<String>,
@@ -274,7 +274,12 @@ impl Drop for Writing<'_> {
 impl Journal {
     /// Opens the journal a URL names: `sqlite:PATH` (created when missing).
     pub fn open(url: &str) -> Result<Journal, JournalError> {
-        Ok(Journal::new(url::open(url)?))
+        Ok(Journal::new(url::open(url, true)?))
+    }
+
+    /// Opens the journal a URL names, which must exist already (to read or resume runs).
+    pub fn open_existing(url: &str) -> Result<Journal, JournalError> {
+        Ok(Journal::new(url::open(url, false)?))
     }
 
     /// A journal over `store`.

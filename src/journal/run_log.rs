@@ -185,7 +185,7 @@ impl RunLog for RunJournal {
 }
 
 /// What a resume needs from a run's records: its vars, the steps that ended, and the step in
-/// doubt (its last attempt written down with no answer), if any.
+/// doubt (the step of its last attempt, when that step has no recorded end), if any.
 pub fn resume_of(detail: &RunDetail) -> Resume {
     let done: Vec<DoneStep> = detail
         .steps
@@ -227,5 +227,10 @@ pub fn resume_of(detail: &RunDetail) -> Resume {
         done,
         in_doubt,
         cancel: false,
+        origin: detail
+            .attempts
+            .last()
+            .and_then(|a| a.request["url"].as_str())
+            .and_then(crate::engine::durable::origin),
     }
 }

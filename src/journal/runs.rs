@@ -49,8 +49,9 @@ impl std::fmt::Display for RunsError {
             ),
             RunsError::Unfinished { id } => write!(
                 f,
-                "run `{id}` is already in the journal and has not finished; go on with \
-                 `flowrun runs resume {id}` or give it up with `flowrun runs cancel {id}`"
+                "run `{id}` is already in the journal and has not finished (it may be running \
+                 now); once it is not, go on with `flowrun runs resume {id}` or give it up with \
+                 `flowrun runs cancel {id}`"
             ),
             RunsError::FlowChanged { id, path } => write!(
                 f,
@@ -107,7 +108,8 @@ impl FlowRuns {
         }
     }
 
-    /// Starts run `id` (durable when it returns); refuses an id the journal already has.
+    /// Starts run `id` (durable when it returns); refuses an id the journal already has. For
+    /// one run outside a pool (the command line).
     pub fn begin(
         &self,
         id: &str,
@@ -215,12 +217,21 @@ impl Durable for FlowRuns {
         };
         let named = taken.is_ok() && matches!(id_kind, Kind::Named);
         let opened = taken.map(|()| self.fresh(&id, inputs, secrets));
+        let taken_now = RunsError::Unfinished { id: id.clone() }.to_string();
         Box::pin(async move {
             let (run, start) = opened.map_err(|e| e.to_string())?;
+            // Two lines with the same id at once: the second start breaks the key.
+            let taken = |e: String| {
+                if e.contains("UNIQUE constraint failed: runs.id") {
+                    taken_now.clone()
+                } else {
+                    e
+                }
+            };
             // A named run waits for its start to be written: two lines with the same id, one
             // is refused. A fresh id cannot clash: its start goes with its first attempt.
             match named {
-                true => run.durably(start).await?,
+                true => run.durably(start).await.map_err(taken)?,
                 false => run.queued(start).await?,
             }
             Ok(Box::new(run) as Box<dyn DurableRun>)

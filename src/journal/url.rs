@@ -4,12 +4,17 @@ use super::{JournalError, SqliteStore, Store};
 
 /// Opens the store `url` names. `sqlite:PATH` is the embedded store (created when missing);
 /// `sqlite::memory:` keeps it in memory (for tests).
-pub fn open(url: &str) -> Result<Box<dyn Store>, JournalError> {
+pub fn open(url: &str, create: bool) -> Result<Box<dyn Store>, JournalError> {
     if let Some(path) = url.strip_prefix("sqlite:") {
         let path = path.strip_prefix("//").unwrap_or(path);
         if path.is_empty() {
             return Err(JournalError::Url(format!(
                 "`--journal {url}` names no file; write `sqlite:PATH`, e.g. `sqlite:flowrun.db`"
+            )));
+        }
+        if !create && path != ":memory:" && !std::path::Path::new(path).exists() {
+            return Err(JournalError::Url(format!(
+                "there is no journal at `{path}` (check --journal or FLOWRUN_JOURNAL)"
             )));
         }
         return Ok(Box::new(SqliteStore::open(path)?));
