@@ -591,12 +591,20 @@ fn a_resume_renders_a_secret_var_again_instead_of_sending_its_mask() {
             &journal,
             "--input",
             "api_key=hunter2xyz",
+            "--format",
+            "json",
         ],
         &env,
     )
     .output()
     .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The report shows the header masked: the secret given again is masked like any other.
+    let shown = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        shown.contains("K-***") && !shown.contains("hunter2xyz"),
+        "{shown}"
+    );
     let heads = proxy.heads.lock().unwrap().clone();
     assert_eq!(heads.len(), 2, "{heads:?}");
     for head in &heads {

@@ -9,7 +9,10 @@ mod sim;
 mod test;
 
 use clap::{Parser, Subcommand};
+use flowrun::engine::outcome::RunReport;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Exit codes, documented in the README.
 pub mod exit {
@@ -107,6 +110,34 @@ Reference: docs/cli.md")]
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+/// Runs one flow on a runtime of its own: Ctrl-C, SIGTERM or SIGHUP sets the flag `run` is
+/// given (the flow stops at its next step; `finally` still runs, so cleanup happens), and a
+/// panic inside the run is its failure, reported like any other (exit 1).
+fn run_one<F>(flow: &str, run: impl FnOnce(Arc<AtomicBool>) -> F) -> Result<RunReport, u8>
+where
+    F: std::future::Future<Output = RunReport>,
+{
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            error(format_args!("{e}"));
+            exit::USAGE
+        })?;
+    let interrupted = Arc::new(AtomicBool::new(false));
+    Ok(tokio.block_on(async {
+        let flag = interrupted.clone();
+        tokio::spawn(async move {
+            let why = flowrun::signals::stop_requested().await;
+            eprintln!("{why}: stopping before the next step; finally steps still run");
+            flag.store(true, Ordering::Relaxed);
+        });
+        futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(run(interrupted)))
+            .await
+            .unwrap_or_else(|panic| RunReport::crashed(flow, flowrun::engine::panic_message(panic.as_ref())))
+    }))
 }
 
 /// Prints `error: message` on stderr, `error` in bold red where colour is on.

@@ -246,16 +246,6 @@ fn run_inner(args: Args) -> Result<u8, u8> {
         inner: &terminal,
         warned: AtomicBool::new(false),
     };
-    let tokio = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            super::error(format_args!("{e}"));
-            exit::USAGE
-        })?;
-    // Ctrl-C, SIGTERM or SIGHUP stops the flow at its next step; `finally` still runs, so
-    // cleanup happens.
-    let interrupted = Arc::new(AtomicBool::new(false));
     let log = match &journal {
         None => None,
         Some(journal) => {
@@ -282,37 +272,21 @@ fn run_inner(args: Args) -> Result<u8, u8> {
             Some(log)
         }
     };
-    let mut report = tokio.block_on(async {
-        let flag = interrupted.clone();
-        tokio::spawn(async move {
-            let why = flowrun::signals::stop_requested().await;
-            eprintln!("{why}: stopping before the next step; finally steps still run");
-            flag.store(true, Ordering::Relaxed);
-        });
-        let run = async {
-            match &log {
-                Some(log) => {
-                    engine
-                        .run_durable(inputs.clone(), &observer, Some(&interrupted), log, None)
-                        .await
-                }
-                None => {
-                    engine
-                        .run_until(inputs.clone(), &observer, Some(&interrupted))
-                        .await
-                }
+    let name = engine.flow().flow.name.clone();
+    let (engine, log, inputs, observer) = (&engine, &log, &inputs, &observer);
+    let mut report = super::run_one(&name, |interrupted| async move {
+        match log {
+            Some(log) => {
+                let run = engine.run_durable(inputs.clone(), observer, Some(&interrupted), log, None);
+                run.await
             }
-        };
-        // A panic inside the run is its failure, reported like any other (exit 1).
-        futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(run))
-            .await
-            .unwrap_or_else(|panic| {
-                RunReport::crashed(
-                    &engine.flow().flow.name,
-                    flowrun::engine::panic_message(panic.as_ref()),
-                )
-            })
-    });
+            None => {
+                engine
+                    .run_until(inputs.clone(), observer, Some(&interrupted))
+                    .await
+            }
+        }
+    })?;
     if let Some(log) = &log {
         report.run_id = Some(log.id().to_string());
         log.commit(log.finished(&report)).map_err(|e| {
@@ -323,10 +297,10 @@ fn run_inner(args: Args) -> Result<u8, u8> {
     terminal.finish(&report);
     terminal.print_failure(&report, &source);
     if json {
-        let value = report::json::report(&report, &inputs, &runtime.secrets);
+        let value = report::json::report(&report, inputs, &runtime.secrets);
         println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
     }
-    write_reports(&args, &report, &inputs, &runtime)?;
+    write_reports(&args, &report, inputs, &runtime)?;
     Ok(match report.outcome {
         Outcome::Passed | Outcome::Stopped { .. } => exit::OK,
         Outcome::Failed { .. } => exit::FAILED,

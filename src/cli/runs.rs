@@ -3,7 +3,7 @@
 use super::exit;
 use flowrun::base::secrets::Secrets;
 use flowrun::engine::inputs::{parse_assignment, resolve};
-use flowrun::engine::outcome::{Outcome, Phase, RunReport, StepStatus};
+use flowrun::engine::outcome::{Outcome, Phase, StepStatus};
 use flowrun::engine::prepare::prepare_engine;
 use flowrun::expr::world::World;
 use flowrun::flow::Source;
@@ -12,7 +12,6 @@ use flowrun::journal::{FlowRuns, Journal, now_ms};
 use flowrun::report::terminal::Terminal;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 /// `println!` that ignores a closed stdout (`flowrun runs show ID | head` must not panic).
 macro_rules! say {
@@ -284,8 +283,10 @@ pub fn go_on(journal: &Arc<Journal>, id: &str, go: &GoOn, cancel: bool) -> Resul
             Err(e) => return Err(failed(runtime.secrets.redact(&e.to_string()))),
         }
     }
+    // Secret inputs given again are the flow's secrets for this command: masked on the
+    // terminal, in reports and in the journal alike.
     let own = Secrets::default();
-    let inputs = resolve(flow, given, &own).map_err(|errors| {
+    let inputs = resolve(flow, given, &runtime.secrets).map_err(|errors| {
         for e in errors {
             super::error(format_args!("{}", runtime.secrets.redact(&e.to_string())));
         }
@@ -313,25 +314,17 @@ pub fn go_on(journal: &Arc<Journal>, id: &str, go: &GoOn, cancel: bool) -> Resul
         say!("{what} run {id}: {} ({})", flow.name, source.display_name());
     }
     let log = runs.reopen(id, &own);
-    let tokio = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(failed)?;
-    let interrupted = Arc::new(AtomicBool::new(false));
-    let mut report = tokio.block_on(async {
-        let flag = interrupted.clone();
-        tokio::spawn(async move {
-            let why = flowrun::signals::stop_requested().await;
-            eprintln!("{why}: stopping before the next step; finally steps still run");
-            flag.store(true, Ordering::Relaxed);
-        });
-        let run = engine.run_durable(inputs.clone(), &terminal, Some(&interrupted), &log, Some(resume));
-        futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(run))
-            .await
-            .unwrap_or_else(|panic| {
-                RunReport::crashed(&flow.name, flowrun::engine::panic_message(panic.as_ref()))
-            })
-    });
+    let (engine_ref, log_ref, inputs_ref, terminal_ref) = (&engine, &log, &inputs, &terminal);
+    let mut report = super::run_one(&flow.name, |interrupted| async move {
+        let run = engine_ref.run_durable(
+            inputs_ref.clone(),
+            terminal_ref,
+            Some(&interrupted),
+            log_ref,
+            Some(resume),
+        );
+        run.await
+    })?;
     report.run_id = Some(id.to_string());
     let ended = if cancel {
         let error = match &report.outcome {

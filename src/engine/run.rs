@@ -296,6 +296,20 @@ impl Engine {
     }
 }
 
+/// The record of a step that ended without being run.
+fn unrun(step: &CompiledStep, phase: Phase, status: StepStatus) -> StepRecord {
+    StepRecord {
+        id: step.id.clone(),
+        phase,
+        status,
+        attempts: Vec::new(),
+        saved: Map::new(),
+        vars: Map::new(),
+        duration: Duration::ZERO,
+        resumed: false,
+    }
+}
+
 /// A duration as people write it: `27h46m40s`, `5s`, `250ms`.
 pub fn short(d: Duration) -> String {
     let secs = d.as_secs();
@@ -448,16 +462,7 @@ impl Run<'_> {
     }
 
     fn not_run(&mut self, step: &CompiledStep, phase: Phase) {
-        let record = StepRecord {
-            id: step.id.clone(),
-            phase,
-            status: StepStatus::NotRun,
-            attempts: Vec::new(),
-            saved: Map::new(),
-            vars: Map::new(),
-            duration: Duration::ZERO,
-            resumed: false,
-        };
+        let record = unrun(step, phase, StepStatus::NotRun);
         if let Some(log) = self.log {
             // Written with the next durable write: a step not run follows from an end already
             // written, so there is nothing to wait for.
@@ -474,16 +479,7 @@ impl Run<'_> {
             json!({ "succeeded": false, "skipped": false, "failed": true, "error": error.to_string() });
         let status = StepStatus::Failed(error);
         self.settle(&step.id, &status);
-        let record = StepRecord {
-            id: step.id.clone(),
-            phase: Phase::Steps,
-            status,
-            attempts: Vec::new(),
-            saved: Map::new(),
-            vars: Map::new(),
-            duration: Duration::ZERO,
-            resumed: false,
-        };
+        let record = unrun(step, Phase::Steps, status);
         if let Some(log) = self.log {
             drop(log.step_done(&record, &slot));
         }
@@ -514,14 +510,9 @@ impl Run<'_> {
         }
         self.settle(&step.id, &status);
         let record = StepRecord {
-            id: step.id.clone(),
-            phase: done.phase,
-            status,
-            attempts: Vec::new(),
             saved: done.saved,
-            vars: Map::new(),
-            duration: Duration::ZERO,
             resumed: true,
+            ..unrun(step, done.phase, status)
         };
         self.observer.step_finished(&record);
         self.records.push(record);
