@@ -196,32 +196,7 @@ fn crash_and_resume(
 ) {
     let dir = tempfile::tempdir().unwrap();
     let journal = format!("sqlite:{}", dir.path().join("journal.db").display());
-    let running = start_in_background(SimConfig::default()).unwrap();
-    let proxy = Proxy::start(running.addr);
-    *proxy.hold.lock().unwrap() = Some(hold);
-    let env = env_through(&running, &proxy);
-    let mut child = flowrun(
-        &[
-            "run",
-            case.flow,
-            "--inputs",
-            case.inputs,
-            "--journal",
-            &journal,
-            "--run-id",
-            "crash-1",
-        ],
-        &env,
-    )
-    .spawn()
-    .unwrap();
-    proxy
-        .held
-        .recv_timeout(Duration::from_secs(20))
-        .unwrap_or_else(|_| panic!("{} {hold:?}: the request was never held", case.flow));
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    *proxy.hold.lock().unwrap() = None;
+    let (running, proxy, env) = killed_at(case.flow, case.inputs, hold, &journal);
 
     // The journal survived the kill intact.
     let db = rusqlite::Connection::open(dir.path().join("journal.db")).unwrap();
@@ -233,9 +208,7 @@ fn crash_and_resume(
     assert_eq!(status, "running", "{} {hold:?}", case.flow);
     drop(db);
 
-    let out = flowrun(&["runs", "resume", "crash-1", "--journal", &journal], &env)
-        .output()
-        .unwrap();
+    let out = runs_on_crash_1("resume", &journal, &env, &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -321,9 +294,7 @@ fn crash_and_resume(
     }
 
     // Resuming again is refused: the run has finished.
-    let again = flowrun(&["runs", "resume", "crash-1", "--journal", &journal], &env)
-        .output()
-        .unwrap();
+    let again = runs_on_crash_1("resume", &journal, &env, &[]);
     assert_eq!(again.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&again.stderr);
     assert!(
@@ -367,6 +338,18 @@ fn transfer_route_first_survives_a_kill_at_every_point() {
         flow: "flows/transfer-route-first.yaml",
         inputs: "flows/examples/transfer.inputs.yaml",
     });
+}
+
+/// `flowrun runs COMMAND crash-1 --journal JOURNAL EXTRA...`, run to the end.
+fn runs_on_crash_1(
+    command: &str,
+    journal: &str,
+    env: &[(String, String)],
+    extra: &[&str],
+) -> std::process::Output {
+    let mut args = vec!["runs", command, "crash-1", "--journal", journal];
+    args.extend(extra);
+    flowrun(&args, env).output().unwrap()
 }
 
 /// Starts `flow` journaled as run `crash-1` and kills it when `hold` is reached.
@@ -417,9 +400,7 @@ fn cancel_runs_the_finally_steps_and_deletes_the_pending_route() {
         &journal,
     );
     assert_eq!(counts(&running).1, 1, "a PSR is pending");
-    let out = flowrun(&["runs", "cancel", "crash-1", "--journal", &journal], &env)
-        .output()
-        .unwrap();
+    let out = runs_on_crash_1("cancel", &journal, &env, &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -465,9 +446,7 @@ fn a_flow_changed_since_the_crash_is_refused_unless_forced() {
     let mut text = std::fs::read_to_string(&flow).unwrap();
     text.push_str("# edited after the crash\n");
     std::fs::write(&flow, text).unwrap();
-    let out = flowrun(&["runs", "resume", "crash-1", "--journal", &journal], &env)
-        .output()
-        .unwrap();
+    let out = runs_on_crash_1("resume", &journal, &env, &[]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -478,12 +457,7 @@ fn a_flow_changed_since_the_crash_is_refused_unless_forced() {
         "{stderr}"
     );
     assert_eq!(counts(&running).1, 0, "nothing was sent: no PSR");
-    let out = flowrun(
-        &["runs", "resume", "crash-1", "--journal", &journal, "--force"],
-        &env,
-    )
-    .output()
-    .unwrap();
+    let out = runs_on_crash_1("resume", &journal, &env, &["--force"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(counts(&running).1, 1);
 }
@@ -582,22 +556,12 @@ fn a_resume_renders_a_secret_var_again_instead_of_sending_its_mask() {
         Hold::Before(2),
         &journal,
     );
-    let out = flowrun(
-        &[
-            "runs",
-            "resume",
-            "crash-1",
-            "--journal",
-            &journal,
-            "--input",
-            "api_key=hunter2xyz",
-            "--format",
-            "json",
-        ],
+    let out = runs_on_crash_1(
+        "resume",
+        &journal,
         &env,
-    )
-    .output()
-    .unwrap();
+        &["--input", "api_key=hunter2xyz", "--format", "json"],
+    );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // The report shows the header masked: the secret given again is masked like any other.
     let shown = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
@@ -645,9 +609,7 @@ fn a_resume_that_would_send_somewhere_else_is_refused() {
             )
         })
         .collect();
-    let out = flowrun(&["runs", "resume", "crash-1", "--journal", &journal], &moved)
-        .output()
-        .unwrap();
+    let out = runs_on_crash_1("resume", &journal, &moved, &[]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let expected = format!(
@@ -659,9 +621,7 @@ fn a_resume_that_would_send_somewhere_else_is_refused() {
     // Nothing reached the other server; the run is as the crash left it, and goes on at home.
     elsewhere.set_nonblocking(true).unwrap();
     assert!(elsewhere.accept().is_err(), "a request went elsewhere");
-    let out = flowrun(&["runs", "resume", "crash-1", "--journal", &journal], &env)
-        .output()
-        .unwrap();
+    let out = runs_on_crash_1("resume", &journal, &env, &[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(counts(&running).1, 1);
 }
@@ -678,9 +638,7 @@ fn cancel_compensates_a_route_in_doubt() {
         &journal,
     );
     assert_eq!(counts(&running).1, 1);
-    let out = flowrun(&["runs", "cancel", "crash-1", "--journal", &journal], &env)
-        .output()
-        .unwrap();
+    let out = runs_on_crash_1("cancel", &journal, &env, &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains("its compensating request was sent"), "{stdout}");
