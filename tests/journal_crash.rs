@@ -648,3 +648,50 @@ fn cancel_compensates_a_route_in_doubt() {
         Some("DELETE /api/v1/route")
     );
 }
+
+#[test]
+fn a_run_still_running_in_another_process_is_not_resumed_beside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = format!("sqlite:{}", dir.path().join("j.db").display());
+    let running = start_in_background(SimConfig::default()).unwrap();
+    let proxy = Proxy::start(running.addr);
+    *proxy.hold.lock().unwrap() = Some(Hold::Before(3));
+    let env = env_through(&running, &proxy);
+    let mut child = flowrun(
+        &[
+            "run",
+            "flows/inbound.yaml",
+            "--inputs",
+            "flows/examples/inbound.inputs.yaml",
+            "--journal",
+            &journal,
+            "--run-id",
+            "crash-1",
+        ],
+        &env,
+    )
+    .spawn()
+    .unwrap();
+    proxy
+        .held
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the request was never held");
+    // The run is alive (its route is held): a resume beside it is refused.
+    let out = runs_on_crash_1("resume", &journal, &env, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "error: run `crash-1` is being run by process {} on this machine",
+            child.id()
+        )),
+        "{stderr}"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    *proxy.hold.lock().unwrap() = None;
+    // Once it is gone, the resume goes on.
+    let out = runs_on_crash_1("resume", &journal, &env, &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(counts(&running).1, 1);
+}

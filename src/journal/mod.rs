@@ -103,6 +103,13 @@ pub enum Write {
         /// Milliseconds since the Unix epoch.
         at_ms: i64,
     },
+    /// A process takes a run over (a resume or a cancel): `owner` as [`owner_here`] makes it.
+    Claimed {
+        /// The run.
+        run: String,
+        /// The process now running it.
+        owner: String,
+    },
     /// A run ended (or was cancelled).
     RunFinished {
         /// The run.
@@ -168,6 +175,8 @@ pub struct RunDetail {
     pub vars: Value,
     /// Its outputs, once finished.
     pub outputs: Value,
+    /// The process that runs it (`BOOT-ID:PID`, see [`owner_here`]), when known.
+    pub owner: Option<String>,
     /// Its steps, in the order they ended.
     pub steps: Vec<StepRow>,
     /// Its attempts, in the order they were sent.
@@ -429,6 +438,30 @@ fn write_all(store: &dyn Store, writes: Vec<(Vec<Write>, Option<Reply>)>) {
             reply.send(result);
         }
     }
+}
+
+/// This process, as a run's owner: the machine's boot id and the process id. A run whose owner
+/// is alive on this machine is not resumed elsewhere (its requests would go twice).
+pub fn owner_here() -> String {
+    format!("{}:{}", boot_id(), std::process::id())
+}
+
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The process id of `owner` when it is another process still alive on this machine.
+pub fn alive_elsewhere(owner: &str) -> Option<u32> {
+    let (boot, pid) = owner.rsplit_once(':')?;
+    let pid: u32 = pid.parse().ok()?;
+    let here = boot_id();
+    let alive = !here.is_empty()
+        && boot == here
+        && pid != std::process::id()
+        && std::path::Path::new(&format!("/proc/{pid}")).exists();
+    alive.then_some(pid)
 }
 
 /// Milliseconds since the Unix epoch, now.

@@ -29,6 +29,13 @@ pub enum RunsError {
         /// The run's id.
         id: String,
     },
+    /// Another process on this machine is running it now.
+    Running {
+        /// The run's id.
+        id: String,
+        /// That process.
+        pid: u32,
+    },
     /// The flow file changed since the run started.
     FlowChanged {
         /// The run's id.
@@ -52,6 +59,12 @@ impl std::fmt::Display for RunsError {
                 "run `{id}` is already in the journal and has not finished (it may be running \
                  now); once it is not, go on with `flowrun runs resume {id}` or give it up with \
                  `flowrun runs cancel {id}`"
+            ),
+            RunsError::Running { id, pid } => write!(
+                f,
+                "run `{id}` is being run by process {pid} on this machine, which is still alive; \
+                 going on here too would send its requests twice (wait for it or stop it, or go on \
+                 anyway with --force)"
             ),
             RunsError::FlowChanged { id, path } => write!(
                 f,
@@ -164,6 +177,11 @@ impl FlowRuns {
                 status: detail.row.status,
             });
         }
+        if let Some(pid) = detail.owner.as_deref().and_then(super::alive_elsewhere)
+            && !force
+        {
+            return Err(RunsError::Running { id: id.into(), pid });
+        }
         if detail.flow_hash != self.hash && !force {
             return Err(RunsError::FlowChanged {
                 id: id.into(),
@@ -171,6 +189,10 @@ impl FlowRuns {
             });
         }
         let resume = resume_of(&detail);
+        self.journal.commit(Write::Claimed {
+            run: id.to_string(),
+            owner: super::owner_here(),
+        })?;
         Ok((detail, resume))
     }
 
@@ -217,13 +239,13 @@ impl Durable for FlowRuns {
         };
         let named = taken.is_ok() && matches!(id_kind, Kind::Named);
         let opened = taken.map(|()| self.fresh(&id, inputs, secrets));
-        let taken_now = RunsError::Unfinished { id: id.clone() }.to_string();
+        let unfinished = RunsError::Unfinished { id: id.clone() };
         Box::pin(async move {
             let (run, start) = opened.map_err(|e| e.to_string())?;
             // Two lines with the same id at once: the second start breaks the key.
             let taken = |e: String| {
                 if e.contains("UNIQUE constraint failed: runs.id") {
-                    taken_now.clone()
+                    unfinished.to_string()
                 } else {
                     e
                 }

@@ -15,7 +15,8 @@ use std::sync::Mutex;
 /// `seq` orders steps and attempts as they were written. Run ids flowrun makes are UUIDv7
 /// (time-ordered): the key indexes grow at their right edge, so a commit writes a few pages,
 /// not one per run in flight.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE runs (
         id          TEXT PRIMARY KEY,
         flow_path   TEXT NOT NULL,
@@ -55,7 +56,11 @@ const MIGRATIONS: &[&str] = &["
         answered_ms INTEGER,
         PRIMARY KEY (run_id, step, number)
     );
-"];
+",
+    "
+    ALTER TABLE runs ADD COLUMN owner TEXT;
+",
+];
 
 /// A journal in one SQLite file.
 pub struct SqliteStore {
@@ -205,8 +210,8 @@ fn apply_one(
     match write {
         Write::RunStarted(start) => {
             tx.prepare_cached(
-                "INSERT INTO runs (id, flow_path, flow_name, flow_hash, inputs, status, started_ms, updated_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6, ?6)",
+                "INSERT INTO runs (id, flow_path, flow_name, flow_hash, inputs, status, started_ms, updated_ms, owner)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6, ?6, ?7)",
             )?
             .execute(params![
                 start.id,
@@ -214,8 +219,13 @@ fn apply_one(
                 start.flow_name,
                 start.flow_hash,
                 json_text(&start.inputs),
-                start.at_ms
+                start.at_ms,
+                super::owner_here()
             ])?;
+        }
+        Write::Claimed { run, owner } => {
+            tx.prepare_cached("UPDATE runs SET owner = ?2 WHERE id = ?1")?
+                .execute(params![run, owner])?;
         }
         Write::Vars { run, vars } => {
             tx.prepare_cached("UPDATE runs SET vars = ?2 WHERE id = ?1")?
@@ -366,7 +376,8 @@ impl Store for SqliteStore {
 
     fn run(&self, id: &str) -> Result<Option<RunDetail>, JournalError> {
         let connection = self.lock();
-        let sql = format!("SELECT {RUN_COLUMNS}, flow_hash, inputs, vars, outputs FROM runs WHERE id = ?1");
+        let sql =
+            format!("SELECT {RUN_COLUMNS}, flow_hash, inputs, vars, outputs, owner FROM runs WHERE id = ?1");
         let head = connection
             .query_row(&sql, [id], |r| {
                 Ok((
@@ -375,11 +386,12 @@ impl Store for SqliteStore {
                     r.get::<_, Option<String>>(8)?,
                     r.get::<_, Option<String>>(9)?,
                     r.get::<_, Option<String>>(10)?,
+                    r.get::<_, Option<String>>(11)?,
                 ))
             })
             .optional()
             .map_err(store_error)?;
-        let Some((row, flow_hash, inputs, vars, outputs)) = head else {
+        let Some((row, flow_hash, inputs, vars, outputs, owner)) = head else {
             return Ok(None);
         };
         let mut statement = connection
@@ -428,6 +440,7 @@ impl Store for SqliteStore {
             inputs: json_of(inputs),
             vars: json_of(vars),
             outputs: json_of(outputs),
+            owner,
             steps,
             attempts,
         }))
@@ -517,6 +530,33 @@ mod tests {
         assert_eq!(results[1], Ok(()));
         assert_eq!(store.run("r1").unwrap().unwrap().vars, Value::Null);
         assert!(store.run("r2").unwrap().is_some());
+    }
+
+    #[test]
+    fn an_older_journal_is_brought_up_to_date_and_keeps_its_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(&format!(
+            "BEGIN; {}; PRAGMA user_version = 1; COMMIT;",
+            MIGRATIONS[0]
+        ))
+        .unwrap();
+        old.execute(
+            "INSERT INTO runs (id, flow_path, flow_name, flow_hash, inputs, status, started_ms, updated_ms)
+             VALUES ('r1', 'p', 'inbound', 'h', '{}', 'running', 1, 1)",
+            [],
+        )
+        .unwrap();
+        drop(old);
+        let store = SqliteStore::open(path.to_str().unwrap()).unwrap();
+        let run = store.run("r1").unwrap().unwrap();
+        assert_eq!((run.row.status.as_str(), run.owner), ("running", None));
+        let version: i64 = store
+            .lock()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version as usize, MIGRATIONS.len());
     }
 
     #[test]
