@@ -45,6 +45,11 @@ impl BatchArgs {
     pub fn force(&self) -> bool {
         self.force
     }
+
+    /// `--concurrency`.
+    pub fn concurrency(&self) -> usize {
+        self.concurrency
+    }
 }
 
 /// How many failures a batch without `--results` shows.

@@ -169,7 +169,12 @@ fn run_inner(args: Args) -> Result<u8, u8> {
         super::error(format_args!("{e}"));
         exit::USAGE
     })?;
-    let journal = args.journal.as_deref().map(super::runs::open_url).transpose()?;
+    let many = args.inputs_jsonl.is_some() && args.batch.concurrency() > 1;
+    let journal = args
+        .journal
+        .as_deref()
+        .map(|url| super::runs::open_url(url, many))
+        .transpose()?;
     if args.resume
         && let Some(journal) = &journal
     {

@@ -157,9 +157,11 @@ pub fn open(arg: &JournalArg) -> Result<Arc<Journal>, u8> {
     })
 }
 
-/// Opens the journal `url` names, or says why not (exit 3).
-pub fn open_url(url: &str) -> Result<Arc<Journal>, u8> {
-    Journal::open(url).map(Arc::new).map_err(|e| {
+/// Opens the journal `url` names (with a writer thread of its own when many runs go at once),
+/// or says why not (exit 3).
+pub fn open_url(url: &str, many: bool) -> Result<Arc<Journal>, u8> {
+    let journal = Journal::open(url).and_then(|j| if many { j.with_writer() } else { Ok(j) });
+    journal.map(Arc::new).map_err(|e| {
         super::error(format_args!("{e}"));
         exit::USAGE
     })
