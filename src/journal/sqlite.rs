@@ -415,8 +415,15 @@ impl Store for SqliteStore {
             .map_err(store_error)?;
         let mut statement = connection
             .prepare(
-                "SELECT step, phase, number, request, status, error, answered_ms FROM attempts
-                 WHERE run_id = ?1 ORDER BY seq",
+                // An attempt is answered when its answer was written, or when its step ended
+                // (the step's end holds the last answer; its own row is not updated then).
+                "SELECT a.step, a.phase, a.number, a.request,
+                        coalesce(a.status, CASE WHEN a.number = (SELECT max(number) FROM attempts b
+                                 WHERE b.run_id = a.run_id AND b.step = a.step)
+                             THEN json_extract(s.slot, '$.status') END),
+                        a.error, a.answered_ms IS NOT NULL OR s.step IS NOT NULL
+                 FROM attempts a LEFT JOIN steps s ON s.run_id = a.run_id AND s.step = a.step
+                 WHERE a.run_id = ?1 ORDER BY a.seq",
             )
             .map_err(store_error)?;
         let attempts = statement
@@ -428,7 +435,7 @@ impl Store for SqliteStore {
                     request: json_of(r.get(3)?),
                     status: r.get(4)?,
                     error: r.get(5)?,
-                    answered: r.get::<_, Option<i64>>(6)?.is_some(),
+                    answered: r.get(6)?,
                 })
             })
             .map_err(store_error)?
