@@ -695,3 +695,42 @@ fn a_run_still_running_in_another_process_is_not_resumed_beside_it() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(counts(&running).1, 1);
 }
+
+#[test]
+fn a_delete_resent_after_it_took_effect_counts_as_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("inputs.yaml");
+    std::fs::write(
+        &inputs,
+        "channel_address: \"+15550100\"\nend_user: \"+15550123\"\nqueue_id: 00G5g000000SimQ\nagent_user_id: 005000000000BAD\n",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let journal = format!("sqlite:{}", dir.path().join("j.db").display());
+    // Agent work fails (an unknown agent), so `delete_route` runs; the simulator deletes the
+    // route, and its answer is lost with the process.
+    let (running, proxy, env) = killed_at(
+        "flows/inbound.yaml",
+        inputs.to_str().unwrap(),
+        Hold::After(5),
+        &journal,
+    );
+    assert_eq!(
+        proxy.log.lock().unwrap().last().map(String::as_str),
+        Some("DELETE /api/v1/route")
+    );
+    assert_eq!(counts(&running).1, 0, "the route is already gone");
+    let out = runs_on_crash_1("resume", &journal, &env, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // The run fails at agent work, as it did; the cleanup is not a second failure.
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("ok       delete_route"), "{stdout}");
+    let deletes = proxy
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| *r == "DELETE /api/v1/route")
+        .count();
+    assert_eq!(deletes, 2, "resent once");
+}

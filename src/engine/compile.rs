@@ -138,6 +138,9 @@ pub struct InDoubtSpec {
     pub compensate: Option<Box<CompiledStep>>,
     /// API codes that, answering a resent attempt, mean the first one took effect.
     pub already_done: Vec<i64>,
+    /// `already_done_if`: true over the answer to a resent attempt when the first one took
+    /// effect.
+    pub already_done_if: Option<TemplateId>,
 }
 
 /// How requests are authorized: the connection's `auth`, compiled.
@@ -380,10 +383,11 @@ impl Compiler<'_> {
                 policy,
                 compensate: None,
                 already_done: Vec::new(),
+                already_done_if: None,
             });
         };
-        let (compensate, already_done) = match setting {
-            InDoubt::Policy(_) => (None, Vec::new()),
+        let (compensate, already_done, already_done_if) = match setting {
+            InDoubt::Policy(_) => (None, Vec::new(), None),
             InDoubt::Settings(s) => {
                 let compensate = match &s.compensate {
                     Some(c) => {
@@ -399,13 +403,19 @@ impl Compiler<'_> {
                     }
                     None => None,
                 };
-                (compensate, s.already_done.clone())
+                let when = s
+                    .already_done_if
+                    .as_ref()
+                    .map(|e| self.expr(e, &format!("{ptr}/in_doubt/already_done_if")))
+                    .transpose()?;
+                (compensate, s.already_done.clone(), when)
             }
         };
         Ok(InDoubtSpec {
             policy: setting.policy(),
             compensate,
             already_done,
+            already_done_if,
         })
     }
 }

@@ -668,9 +668,14 @@ impl Run<'_> {
             Some(set) => set.contains(response.status),
             None => (200..300).contains(&response.status),
         };
-        if !expected && doubt.is_some() {
+        if doubt.is_some() {
             let code = api_code(&response.body_value());
-            if code.is_some_and(|c| step.in_doubt.already_done.contains(&c)) {
+            let by_code = !expected && code.is_some_and(|c| step.in_doubt.already_done.contains(&c));
+            let by_answer = step.in_doubt.already_done_if.is_some_and(|id| {
+                let resp = Scope::new(response_json(response));
+                flow.templates.truth(id, &self.ctx_with(vars, Some(&resp))) == Ok(true)
+            });
+            if by_code || by_answer {
                 // The first attempt took effect before the crash: the step passed, though
                 // what it would have saved is not known.
                 let saved = step

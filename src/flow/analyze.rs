@@ -271,6 +271,9 @@ impl<'a> Analyzer<'a> {
             }
             _ => {}
         }
+        if let Some(when) = value.get("already_done_if") {
+            self.expression(&push_pointer(ptr, "already_done_if"), when, with_response);
+        }
         let Some(compensate) = compensate else { return };
         let at = push_pointer(ptr, "compensate");
         if let Some(request) = compensate.get("request") {

@@ -227,6 +227,10 @@ pub struct InDoubtSettings {
     /// API codes that, answering a resent attempt, mean the first one took effect.
     #[serde(default)]
     pub already_done: Vec<i64>,
+    /// A bare expression over the answer to a resent attempt that, when true, means the first
+    /// attempt took effect (a DELETE answered "nothing to delete").
+    #[serde(default)]
+    pub already_done_if: Option<String>,
 }
 
 /// The `in_doubt.compensate` key: a request and what it must answer.
