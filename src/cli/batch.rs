@@ -187,10 +187,15 @@ pub fn run(
                         .map(|s| format!(" at `{s}`"))
                         .unwrap_or_default();
                     let error = line["error"].as_str().unwrap_or_default();
-                    // Unusable inputs already say which line they were.
-                    match error.starts_with("line ") {
+                    // Unusable inputs already say which line (or run) they were.
+                    let which = match (&line["line"], line["id"].as_str()) {
+                        (Value::Number(n), _) => format!("line {n}"),
+                        (_, Some(id)) => format!("run {id}"),
+                        _ => String::new(),
+                    };
+                    match error.starts_with("line ") || error.starts_with("run ") {
                         true => f.push(error.to_string()),
-                        false => f.push(format!("line {}{step}: {error}", line["line"])),
+                        false => f.push(format!("{which}{step}: {error}")),
                     }
                 }
             }
