@@ -233,6 +233,27 @@ fn batch_lines_with_ids_are_runs_a_second_batch_does_not_repeat() {
         assert!(error.contains("is already in the journal and passed"), "{error}");
     }
 
+    // Without --results, the summary names the refused runs by their ids.
+    let summary = flowrun(
+        &[
+            "run",
+            "flows/inbound.yaml",
+            "--sim",
+            "--inputs-jsonl",
+            lines.to_str().unwrap(),
+            "--journal",
+            &url,
+            "--id-field",
+            "event",
+        ],
+        &[],
+    );
+    let shown = text(&summary.stdout) + &text(&summary.stderr);
+    assert!(
+        shown.contains("  run e-1: run `e-1` is already in the journal and passed"),
+        "{shown}"
+    );
+
     // A line without its id fails alone.
     std::fs::write(&lines, line("e-4", "+15550004") + "\n{\"channel_address\": \"+15550100\", \"end_user\": \"+15550005\", \"queue_id\": \"00G5g000000SimQ\"}\n").unwrap();
     let mixed = batch();
