@@ -184,26 +184,22 @@ fn batch_lines_with_ids_are_runs_a_second_batch_does_not_repeat() {
     )
     .unwrap();
     let results = dir.path().join("results.jsonl");
-    let batch = || {
-        flowrun(
-            &[
-                "run",
-                "flows/inbound.yaml",
-                "--sim",
-                "--inputs-jsonl",
-                lines.to_str().unwrap(),
-                "--journal",
-                &url,
-                "--id-field",
-                "event",
-                "--results",
-                results.to_str().unwrap(),
-                "--concurrency",
-                "1",
-            ],
-            &[],
-        )
+    let batch_with = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "flows/inbound.yaml",
+            "--sim",
+            "--inputs-jsonl",
+            lines.to_str().unwrap(),
+            "--journal",
+            &url,
+            "--id-field",
+            "event",
+        ];
+        args.extend(extra);
+        flowrun(&args, &[])
     };
+    let batch = || batch_with(&["--results", results.to_str().unwrap(), "--concurrency", "1"]);
     let first = batch();
     assert_eq!(
         first.status.code(),
@@ -234,20 +230,7 @@ fn batch_lines_with_ids_are_runs_a_second_batch_does_not_repeat() {
     }
 
     // Without --results, the summary names the refused runs by their ids.
-    let summary = flowrun(
-        &[
-            "run",
-            "flows/inbound.yaml",
-            "--sim",
-            "--inputs-jsonl",
-            lines.to_str().unwrap(),
-            "--journal",
-            &url,
-            "--id-field",
-            "event",
-        ],
-        &[],
-    );
+    let summary = batch_with(&[]);
     let shown = text(&summary.stdout) + &text(&summary.stderr);
     assert!(
         shown.contains("  run e-1: run `e-1` is already in the journal and passed"),

@@ -359,33 +359,46 @@ fn killed_at(
     hold: Hold,
     journal: &str,
 ) -> (flowrun::sim::Running, Proxy, Vec<(String, String)>) {
-    let running = start_in_background(SimConfig::default()).unwrap();
-    let proxy = Proxy::start(running.addr);
-    *proxy.hold.lock().unwrap() = Some(hold);
-    let env = env_through(&running, &proxy);
-    let mut child = flowrun(
-        &[
-            "run",
-            flow,
-            "--inputs",
-            inputs,
-            "--journal",
-            journal,
-            "--run-id",
-            "crash-1",
-        ],
-        &env,
-    )
-    .spawn()
-    .unwrap();
-    proxy
-        .held
-        .recv_timeout(Duration::from_secs(20))
-        .expect("the request was never held");
+    let (running, proxy, env, mut child) = held_run(flow, inputs, hold, journal);
     child.kill().unwrap();
     child.wait().unwrap();
     *proxy.hold.lock().unwrap() = None;
     (running, proxy, env)
+}
+
+/// Starts `flow` journaled as run `crash-1` and returns once `hold` is reached, the process
+/// still alive.
+fn held_run(
+    flow: &str,
+    inputs: &str,
+    hold: Hold,
+    journal: &str,
+) -> (
+    flowrun::sim::Running,
+    Proxy,
+    Vec<(String, String)>,
+    std::process::Child,
+) {
+    let running = start_in_background(SimConfig::default()).unwrap();
+    let proxy = Proxy::start(running.addr);
+    *proxy.hold.lock().unwrap() = Some(hold);
+    let env = env_through(&running, &proxy);
+    let args = [
+        "run",
+        flow,
+        "--inputs",
+        inputs,
+        "--journal",
+        journal,
+        "--run-id",
+        "crash-1",
+    ];
+    let child = flowrun(&args, &env).spawn().unwrap();
+    proxy
+        .held
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the request was never held");
+    (running, proxy, env, child)
 }
 
 #[test]
@@ -653,29 +666,12 @@ fn cancel_compensates_a_route_in_doubt() {
 fn a_run_still_running_in_another_process_is_not_resumed_beside_it() {
     let dir = tempfile::tempdir().unwrap();
     let journal = format!("sqlite:{}", dir.path().join("j.db").display());
-    let running = start_in_background(SimConfig::default()).unwrap();
-    let proxy = Proxy::start(running.addr);
-    *proxy.hold.lock().unwrap() = Some(Hold::Before(3));
-    let env = env_through(&running, &proxy);
-    let mut child = flowrun(
-        &[
-            "run",
-            "flows/inbound.yaml",
-            "--inputs",
-            "flows/examples/inbound.inputs.yaml",
-            "--journal",
-            &journal,
-            "--run-id",
-            "crash-1",
-        ],
-        &env,
-    )
-    .spawn()
-    .unwrap();
-    proxy
-        .held
-        .recv_timeout(Duration::from_secs(20))
-        .expect("the request was never held");
+    let (running, proxy, env, mut child) = held_run(
+        "flows/inbound.yaml",
+        "flows/examples/inbound.inputs.yaml",
+        Hold::Before(3),
+        &journal,
+    );
     // The run is alive (its route is held): a resume beside it is refused.
     let out = runs_on_crash_1("resume", &journal, &env, &[]);
     assert_eq!(out.status.code(), Some(2));
