@@ -161,6 +161,21 @@ warn.yaml:12:5: warning: `stop_if` on the last step cannot stop anything: no ste
         "checked 1 flow: 0 errors, 2 warnings in 1 file\n"
     );
     assert_eq!(out.status.code(), Some(0));
+
+    // `--deny warnings`: the same two warnings, then a summary on stderr, exit 2.
+    let denied = flowrun(&["check", "--deny", "warnings", "warn.yaml"], dir.path());
+    assert_eq!(denied.status.code(), Some(2));
+    assert_eq!(text(&denied.stdout), "");
+    assert!(
+        text(&denied.stderr)
+            .ends_with("checked 1 flow: 0 errors, 2 warnings in 1 file (denied by --deny warnings)\n"),
+        "{}",
+        text(&denied.stderr)
+    );
+    assert_eq!(text(&denied.stderr).matches(": warning: ").count(), 2);
+    // Nothing to deny: exit 0.
+    let clean = flowrun(&["check", "--deny", "warnings", "flows/inbound.yaml"], repo());
+    assert_eq!(clean.status.code(), Some(0));
 }
 
 /// `flowrun init DIR` makes a project that passes its own `check` and `test` right away, runs

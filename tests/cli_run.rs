@@ -549,12 +549,12 @@ async fn a_failed_step_points_at_the_part_of_the_flow_that_failed() {
     let out = run_inbound_cli(&[], env_for(&server)).await;
     insta::assert_snapshot!("failure_assert", stderr(&out));
 
-    // render: a transfer with no target reads an undefined `inputs.queue_id`.
+    // render: a route-first transfer with no target reads an undefined `inputs.queue_id`.
     let server = service().await;
     let out = flowrun(
         s(&[
             "run",
-            "flows/transfer.yaml",
+            "flows/transfer-route-first.yaml",
             "--input",
             "conversation_id=c-1",
             "--input",
@@ -687,4 +687,146 @@ async fn a_bad_typed_input_s_hint_names_the_input() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// `fail_if` fails its step before anything is sent, at the `fail_if` line, with its message (or
+/// the condition); false, the step sends as usual.
+#[tokio::test(flavor = "multi_thread")]
+async fn fail_if_fails_the_step_before_sending() {
+    let stderr = |out: &Output| text(&out.stderr);
+    let server = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let env = vec![("SCRT_BASE_URL".to_string(), server.uri())];
+    let out = flowrun(
+        s(&["run", "tests/flows/fail_if.yaml", "--color", "never"]),
+        env.clone(),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("tests/flows/fail_if.yaml:12:7: error: step `guard` failed: the limit 10 is over 5\n"),
+        "{err}"
+    );
+    assert!(server.received_requests().await.unwrap().is_empty());
+
+    let out = flowrun(
+        s(&[
+            "run",
+            "tests/flows/fail_if.yaml",
+            "--input",
+            "limit=1",
+            "--input",
+            "status=OptedOut",
+        ]),
+        env.clone(),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("step `plain` failed: fail_if `inputs.status == 'OptedOut'` is true"),
+        "{}",
+        stderr(&out)
+    );
+    let sent: Vec<String> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.url.path().to_string())
+        .collect();
+    assert_eq!(sent, ["/guarded"]);
+
+    let out = flowrun(s(&["run", "tests/flows/fail_if.yaml", "--input", "limit=1"]), env).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(server.received_requests().await.unwrap().len(), 3);
+}
+
+/// A transfer inside the org without a target fails at the transfer flow's first step
+/// (`fail_if`), naming what to give, before anything is sent; an external one needs none.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_transfer_without_a_target_fails_before_sending() {
+    let stderr = |out: &Output| text(&out.stderr);
+    let server = service().await;
+    let args = |extra: &[&str]| {
+        let mut a = s(&[
+            "run",
+            "flows/transfer.yaml",
+            "--color",
+            "never",
+            "--input",
+            "conversation_id=c-1",
+            "--input",
+            "work_item_id=0Mw5g000000SimW",
+            "--input",
+            "event_id=e-1",
+        ]);
+        a.extend(s(extra));
+        a
+    };
+    let out = flowrun(args(&[]), env_for(&server)).await;
+    assert_eq!(out.status.code(), Some(1));
+    let text = std::fs::read_to_string(common::repo("flows/transfer.yaml")).unwrap();
+    let line = text.lines().position(|l| l.contains("when: >-")).unwrap() + 1;
+    let expected = format!(
+        "flows/transfer.yaml:{line}:7: error: step `routing_result` failed: a transfer inside the org needs a target: give queue_id (and flow_id) or agent_user_id\n"
+    );
+    assert!(stderr(&out).contains(&expected), "{}", stderr(&out));
+    assert!(server.received_requests().await.unwrap().is_empty());
+
+    let out = flowrun(args(&["--input", "externally_routed=true"]), env_for(&server)).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+}
+
+/// `input_groups`: a run breaking `one_of` or `any_of` is refused before anything is sent, each
+/// broken rule said; a run keeping both sends.
+#[tokio::test(flavor = "multi_thread")]
+async fn input_groups_are_checked_with_the_inputs() {
+    let server = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let env = vec![("SCRT_BASE_URL".to_string(), server.uri())];
+    let run = |extra: &[&str]| {
+        let mut a = s(&["run", "tests/flows/input_groups.yaml"]);
+        a.extend(s(extra));
+        flowrun(a, env.clone())
+    };
+    let out = run(&[]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        "error: exactly one of the inputs `sms`, `whatsapp` is required, but none was given\n  = hint: give one with `--input sms=...`\nerror: at least one of the inputs `queue_id`, `agent_user_id` is required, but none was given\n  = hint: give one with `--input queue_id=...`\nnothing was sent\n"
+    );
+    let out = run(&[
+        "--input",
+        "sms=+1555",
+        "--input",
+        "whatsapp=+1555",
+        "--input",
+        "queue_id=q",
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr),
+        "error: only one of the inputs `sms`, `whatsapp` may be given, but `sms` and `whatsapp` were\n  = hint: leave all but one of them out\nnothing was sent\n"
+    );
+    assert!(server.received_requests().await.unwrap().is_empty());
+    let out = run(&[
+        "--input",
+        "sms=+1555",
+        "--input",
+        "queue_id=q",
+        "--input",
+        "agent_user_id=a",
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
 }

@@ -3,7 +3,10 @@
 //! calls one of these operations has its body checked — by `check` where the body is literal,
 //! by `run` once rendered — so a typo like `ExplicityOptedIn` is caught before anything is sent.
 
+mod answers;
 pub mod bodies;
+
+use answers::{field_in, merge_unknown};
 
 use crate::base::diagnostic::Diagnostic;
 use crate::base::schema::{Locator, validate};
@@ -24,6 +27,7 @@ pub struct Operation {
     schema: Value,
     validator: Validator,
     response: Validator,
+    response_schema: Value,
 }
 
 /// What the description says of one operation: its request and success-response schemas.
@@ -100,6 +104,8 @@ pub fn operations() -> &'static [Operation] {
                     success: d.success,
                     schema,
                     validator,
+                    response_schema: serde_json::from_str(d.response)
+                        .expect("interaction-service schema is valid JSON"),
                     response: compile(d.response).1,
                 }
             })
@@ -145,6 +151,24 @@ impl Operation {
     /// Every schema problem with `body` as diagnostics, worded and placed by `loc`.
     pub fn check(&self, loc: &dyn Locator, body: &Value) -> Vec<Diagnostic> {
         validate(loc, &self.schema, &self.validator, body)
+    }
+
+    /// Whether an answer of this operation (a success, or the error body every operation may
+    /// answer) can hold the field `path` (`["errors", "errorType"]`). When it cannot: the index of
+    /// the first name it cannot hold, and the names the answer has at that level.
+    pub fn response_field(&self, path: &[&str]) -> Option<(usize, Vec<String>)> {
+        static ERROR: OnceLock<Value> = OnceLock::new();
+        let error =
+            ERROR.get_or_init(|| serde_json::from_str(ERROR_SCHEMA).expect("error schema is valid JSON"));
+        let answers = [(&self.response_schema, &self.response_schema), (error, error)];
+        let mut unknown: Option<(usize, Vec<String>)> = None;
+        for (root, node) in answers {
+            match field_in(root, node, path, 0) {
+                None => return None,
+                Some((at, known)) => merge_unknown(&mut unknown, at, known),
+            }
+        }
+        unknown
     }
 
     /// How a success answer's body breaks the description's response schema, if it does.

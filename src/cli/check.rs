@@ -18,6 +18,15 @@ pub struct Args {
     /// How to print the diagnostics.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     format: Format,
+    /// Treat these diagnostics as errors: `--deny warnings` exits 2 when there is any warning.
+    #[arg(long, value_enum, value_name = "KIND")]
+    deny: Vec<Deny>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Deny {
+    /// Every warning.
+    Warnings,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -51,6 +60,7 @@ pub fn run(args: Args) -> u8 {
     }
     let errors = all.iter().flat_map(|(_, d)| d).filter(|d| d.is_error()).count();
     let warnings = all.iter().flat_map(|(_, d)| d).count() - errors;
+    let denied = args.deny.contains(&Deny::Warnings) && warnings > 0;
 
     match args.format {
         Format::Human => {
@@ -87,7 +97,9 @@ pub fn run(args: Args) -> u8 {
                     )
                 }
             );
-            if errors == 0 && io_errors.is_empty() {
+            if denied && errors == 0 {
+                let _ = writeln!(err, "{summary} (denied by --deny warnings)");
+            } else if errors == 0 && io_errors.is_empty() {
                 let green = anstyle::Style::new().fg_color(Some(anstyle::AnsiColor::Green.into()));
                 anstream::println!("{green}{summary}{green:#}");
             } else {
@@ -111,7 +123,7 @@ pub fn run(args: Args) -> u8 {
     }
     if !io_errors.is_empty() {
         exit::USAGE
-    } else if errors > 0 {
+    } else if errors > 0 || denied {
         exit::INVALID
     } else {
         exit::OK

@@ -54,6 +54,7 @@ enum Command {
     #[command(after_help = "Examples:
   flowrun check flows/                   every flow under flows/, every problem at once
   flowrun check flows/inbound.yaml --format json
+  flowrun check --deny warnings flows/    in CI: a warning fails the build too
 
 Reference: docs/flow-language.md (the language), docs/cli.md (every command)")]
     Check(check::Args),

@@ -84,6 +84,8 @@ pub struct StepSpans {
     pub save: Vec<Span>,
     /// The step's `stop_if`, or the step when it has none.
     pub stop_if: Span,
+    /// The step's `fail_if`, or the step when it has none.
+    pub fail_if: Span,
 }
 
 /// A step ready to run: templates compiled, spans found, defaults applied.
@@ -99,6 +101,9 @@ pub struct CompiledStep {
     pub condition: Option<Cond>,
     /// The step's own `vars`, rendered in order after `if`.
     pub vars: Vec<(String, Tree)>,
+    /// The step's `fail_if`: the condition, and the message template (else the condition's
+    /// text is the error).
+    pub fail_if: Option<(Cond, Option<Tree>)>,
     /// The HTTP method.
     pub method: String,
     /// The URL path template, joined to the base URL.
@@ -341,6 +346,20 @@ impl Compiler<'_> {
                 .map(|(k, _)| or_step(push_pointer(&push_pointer(ptr, "save"), k)))
                 .collect(),
             stop_if: or_step(push_pointer(ptr, "stop_if")),
+            fail_if: or_step(push_pointer(ptr, "fail_if")),
+        };
+        let fail_ptr = push_pointer(ptr, "fail_if");
+        let fail_if = match &step.fail_if {
+            None => None,
+            Some(model::FailIf::When(when)) => Some((self.cond(&Some(when.clone()), &fail_ptr)?, None)),
+            Some(model::FailIf::Said { when, message }) => {
+                let cond = self.cond(&Some(when.clone()), &push_pointer(&fail_ptr, "when"))?;
+                let message = message
+                    .as_ref()
+                    .map(|m| self.text(m, &push_pointer(&fail_ptr, "message")))
+                    .transpose()?;
+                Some((cond, message))
+            }
         };
         Ok(CompiledStep {
             id: step.id.clone(),
@@ -348,6 +367,7 @@ impl Compiler<'_> {
             spans,
             condition: self.cond(&step.condition, &push_pointer(ptr, "if"))?,
             vars: self.map(&step.vars, &push_pointer(ptr, "vars"))?,
+            fail_if: fail_if.and_then(|(cond, message)| cond.map(|c| (c, message))),
             method: req.method.clone(),
             path: self.text(&req.path, &push_pointer(&rptr, "path"))?,
             query: self.map(&req.query, &push_pointer(&rptr, "query"))?,
@@ -427,6 +447,7 @@ fn step_without_request(step: &model::Step) -> model::Step {
         description: None,
         condition: None,
         vars: Default::default(),
+        fail_if: None,
         save: Default::default(),
         stop_if: None,
         ..step.clone()

@@ -157,12 +157,56 @@ impl InputRules {
                 },
             }
         }
+        for group in &flow.input_groups {
+            errors.extend(group_error(group, &values));
+        }
         if errors.is_empty() {
             Ok(values)
         } else {
             Err(errors)
         }
     }
+}
+
+/// What breaks an `input_groups` rule, if the given values do.
+fn group_error(group: &crate::flow::model::InputGroup, values: &Map<String, Value>) -> Option<InputError> {
+    use crate::flow::model::InputGroup;
+    let (names, exactly_one) = match group {
+        InputGroup::OneOf(names) => (names, true),
+        InputGroup::AnyOf(names) => (names, false),
+    };
+    let given: Vec<&str> = names
+        .iter()
+        .filter(|n| values.contains_key(n.as_str()))
+        .map(String::as_str)
+        .collect();
+    let list = names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if given.is_empty() {
+        let how = if exactly_one {
+            "exactly one"
+        } else {
+            "at least one"
+        };
+        return Some(err(
+            format!("{how} of the inputs {list} is required, but none was given"),
+            Some(format!("give one with `--input {}=...`", names[0])),
+        ));
+    }
+    (exactly_one && given.len() > 1).then(|| {
+        let both = given
+            .iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(" and ");
+        err(
+            format!("only one of the inputs {list} may be given, but {both} were"),
+            Some("leave all but one of them out".into()),
+        )
+    })
 }
 
 /// [`InputRules::resolve`] for a single run: compiles the rules, then checks.

@@ -140,6 +140,11 @@ pub enum FailureKind {
         /// The failure as it was recorded.
         message: String,
     },
+    /// The step's `fail_if` was true: it failed before sending anything.
+    FailIf {
+        /// The step's `fail_if` message, or the condition that was true.
+        message: String,
+    },
 }
 
 impl StepError {
@@ -177,6 +182,7 @@ impl StepError {
             FailureKind::InDoubt { .. } => "in-doubt",
             FailureKind::Journal { .. } => "journal",
             FailureKind::Earlier { .. } => "earlier",
+            FailureKind::FailIf { .. } => "fail-if",
         }
     }
 
@@ -243,7 +249,8 @@ impl std::fmt::Display for FailureKind {
             | FailureKind::Panicked { message }
             | FailureKind::InDoubt { message }
             | FailureKind::Journal { message }
-            | FailureKind::Earlier { message } => write!(f, "{message}"),
+            | FailureKind::Earlier { message }
+            | FailureKind::FailIf { message } => write!(f, "{message}"),
         }
     }
 }

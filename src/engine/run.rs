@@ -629,6 +629,26 @@ impl Run<'_> {
         let flow = &self.engine.flow;
         let ctx = self.ctx_with(vars, None);
         let spans = &step.spans;
+        if let Some((cond, message)) = &step.fail_if {
+            let failed = |kind| fail(StepError::new(kind, spans.fail_if), Vec::new());
+            match self.truth(*cond, &ctx) {
+                Err(e) => return fail(render(e, spans.fail_if), Vec::new()),
+                Ok(false) => {}
+                Ok(true) => {
+                    let message = match message {
+                        None => match cond {
+                            Cond::Always(_) => "fail_if is true".to_string(),
+                            Cond::Expr(id) => format!("fail_if `{}` is true", flow.templates.source(*id)),
+                        },
+                        Some(tree) => match flow.templates.render_tree(tree, &ctx) {
+                            Ok(v) => value_text(&v),
+                            Err(e) => return fail(render(e, spans.fail_if), Vec::new()),
+                        },
+                    };
+                    return failed(FailureKind::FailIf { message });
+                }
+            }
+        }
         let request = match request::build(flow, step, &self.base_url, &ctx) {
             Ok(r) => r,
             Err(request::BuildError::Render(e)) => return fail(render(e, spans.request), Vec::new()),

@@ -27,18 +27,26 @@ struct Reach<'s> {
     /// The `vars` readable from here: the flow's (those before it, inside a var) and the
     /// step's own.
     vars: &'s [String],
+    /// The step's `if`, whose `inputs.x is defined` guards reads of an optional input.
+    guard: &'s str,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct StepInfo {
     id: String,
     saves: Vec<String>,
+    /// The Interaction Service operation the step calls, whose answers' fields are known.
+    op: Option<&'static crate::api::Operation>,
+    /// Whether the step may not run in a passed run (it has an `if`, or follows a `stop_if`).
+    may_skip: bool,
 }
 
 struct Analyzer<'a> {
     source: &'a Source,
     doc: &'a Document,
     inputs: Vec<String>,
+    /// Inputs a run may leave out that have no default: undefined unless given.
+    optional: Vec<String>,
     /// Every var declared anywhere, for the hint when one is read where it is not in scope.
     all_vars: Vec<String>,
     all_steps: Vec<StepInfo>,
@@ -51,6 +59,7 @@ pub fn analyze(source: &Source, doc: &Document) -> Vec<Diagnostic> {
         source,
         doc,
         inputs: Vec::new(),
+        optional: Vec::new(),
         all_vars: Vec::new(),
         all_steps: Vec::new(),
         out: Vec::new(),
@@ -74,6 +83,7 @@ impl<'a> Analyzer<'a> {
     fn run(&mut self) {
         let root = &self.doc.value;
         self.check_inputs(obj(root.get("inputs")));
+        self.input_groups(root);
         let main = self.collect_steps("/steps");
         let fin = self.collect_steps("/finally");
         self.all_steps = main.iter().chain(fin.iter()).cloned().collect();
@@ -91,6 +101,7 @@ impl<'a> Analyzer<'a> {
             response: false,
             inputs: true,
             vars: &[],
+            guard: "",
         };
         if let Some(conn) = obj(root.get("connection")) {
             for key in ["base_url", "headers", "auth"] {
@@ -121,11 +132,17 @@ impl<'a> Analyzer<'a> {
             response: false,
             inputs: true,
             vars: &flow_vars,
+            guard: "",
         };
         if let Some(outputs) = obj(root.get("outputs")) {
             for (name, v) in outputs {
-                self.expression(&push_pointer("/outputs", name), v, outputs_scope);
+                let ptr = push_pointer("/outputs", name);
+                self.expression(&ptr, v, outputs_scope);
+                self.output_of_skipped_step(&ptr, v);
             }
+        }
+        for key in ["/deadline", "/connection/timeout"] {
+            self.zero_duration(key);
         }
     }
 
@@ -134,7 +151,13 @@ impl<'a> Analyzer<'a> {
             return Vec::new();
         };
         let mut out: Vec<StepInfo> = Vec::new();
+        // A main step after a `stop_if` does not run when it stops the flow.
+        let mut after_stop = false;
         for (i, step) in steps.iter().enumerate() {
+            let stops = list == "/steps" && step.get("stop_if").is_some_and(|c| c != &Value::Bool(false));
+            let after_stop_here = after_stop;
+            after_stop |= stops;
+            let after_stop = after_stop_here;
             let Some(id) = step.get("id").and_then(Value::as_str) else {
                 continue;
             };
@@ -155,9 +178,19 @@ impl<'a> Analyzer<'a> {
             let saves = obj(step.get("save"))
                 .map(|m| m.keys().cloned().collect())
                 .unwrap_or_default();
+            let op = match (
+                step.pointer("/request/method").and_then(Value::as_str),
+                step.pointer("/request/path").and_then(Value::as_str),
+            ) {
+                (Some(method), Some(path)) => crate::api::operation(method, path),
+                _ => None,
+            };
+            let conditional = step.get("if").is_some_and(|c| c != &Value::Bool(true));
             out.push(StepInfo {
                 id: id.to_string(),
                 saves,
+                op,
+                may_skip: conditional || after_stop,
             });
         }
         self.all_steps.extend(out.iter().cloned());
@@ -201,12 +234,14 @@ impl<'a> Analyzer<'a> {
         };
         let own_vars = var_names(value);
         let readable: Vec<String> = flow_vars.iter().chain(&own_vars).cloned().collect();
+        let guard = value.get("if").and_then(Value::as_str).unwrap_or_default();
         let before_vars = Reach {
             visible,
             current: Some(step),
             response: false,
             inputs: true,
             vars: flow_vars,
+            guard,
         };
         let plain = Reach {
             vars: &readable,
@@ -220,9 +255,23 @@ impl<'a> Analyzer<'a> {
             self.expression(&push_pointer(ptr, "if"), cond, before_vars);
         }
         self.vars(&push_pointer(ptr, "vars"), &own_vars, before_vars);
+        if let Some(cond) = value.get("fail_if") {
+            let p = push_pointer(ptr, "fail_if");
+            match cond.get("when") {
+                Some(when) => {
+                    self.expression(&push_pointer(&p, "when"), when, plain);
+                    if let Some(message) = cond.get("message") {
+                        self.templates(&push_pointer(&p, "message"), message, plain);
+                    }
+                }
+                None => self.expression(&p, cond, plain),
+            }
+        }
         if let Some(request) = value.get("request") {
             self.templates(&push_pointer(ptr, "request"), request, plain);
+            self.json_for_multipart(ptr, step);
         }
+        self.zero_duration(&push_pointer(ptr, "timeout"));
         if let Some(asserts) = value.pointer("/expect/assert").and_then(Value::as_array) {
             for (i, a) in asserts.iter().enumerate() {
                 self.expression(&format!("{ptr}/expect/assert/{i}"), a, with_response);
@@ -318,7 +367,7 @@ impl<'a> Analyzer<'a> {
             Ok(t) => {
                 self.names(span, text, t.undeclared_variables(true), scope);
                 for region in scan::code_regions(text) {
-                    self.filters_and_tests(span, region);
+                    self.code(span, region);
                 }
             }
         }
@@ -355,7 +404,7 @@ impl<'a> Analyzer<'a> {
             Err(e) => self.syntax_error(span, text, &e, true),
             Ok(e) => {
                 self.names(span, text, e.undeclared_variables(true), scope);
-                self.filters_and_tests(span, text);
+                self.code(span, text);
             }
         }
     }
@@ -435,11 +484,29 @@ impl<'a> Analyzer<'a> {
                         }
                         .at(at),
                     );
+                } else if let Some(input) = parts.get(1)
+                    && self.optional.iter().any(|i| i == input)
+                    && !guarded(text, &format!("inputs.{input}"))
+                    && !guarded(scope.guard, &format!("inputs.{input}"))
+                {
+                    let at = self.point(span, &format!("inputs.{input}"));
+                    self.out.push(
+                        AnalyzeError::UnguardedInput {
+                            name: input.to_string(),
+                        }
+                        .at(at),
+                    );
                 }
             }
             "steps" => {
                 if let Some(id) = parts.get(1) {
                     self.step_ref(span, id, parts.get(2).copied(), scope);
+                    let op = scope.visible.iter().find(|s| s.id == *id).and_then(|s| s.op);
+                    if parts.get(2) == Some(&"body")
+                        && let Some(op) = op
+                    {
+                        self.response_field(span, op, &parts, 3);
+                    }
                 }
             }
             "vars" => {
@@ -463,6 +530,10 @@ impl<'a> Analyzer<'a> {
                 if !scope.response {
                     let at = self.point(span, "response");
                     self.out.push(AnalyzeError::ResponseOutOfScope.at(at));
+                } else if parts.get(1) == Some(&"body")
+                    && let Some(op) = scope.current.and_then(|c| c.op)
+                {
+                    self.response_field(span, op, &parts, 2);
                 }
             }
             root if FUNCTIONS.contains(&root) || BUILTIN_GLOBALS.contains(&root) => {}
@@ -528,23 +599,169 @@ impl<'a> Analyzer<'a> {
         }
     }
 
-    fn filters_and_tests(&mut self, span: Span, code: &str) {
-        for used in scan::uses(code) {
+    /// The lexical checks of one expression or `{{ }}`: filters and tests that exist (named
+    /// directly or as strings), functions called rather than read, secrets used as they are.
+    fn code(&mut self, span: Span, code: &str) {
+        let used = scan::uses(code).into_iter().map(|u| (u, false));
+        let named = scan::named_by_string(code).into_iter().map(|u| (u, true));
+        for (used, quoted) in used.chain(named) {
             let err = match used {
-                scan::Use::Filter(name) if !expr::is_filter(name) => {
-                    AnalyzeError::UnknownFilter { name: name.into() }
-                }
-                scan::Use::Test(name) if !expr::is_test(name) => {
-                    AnalyzeError::UnknownTest { name: name.into() }
-                }
+                scan::Use::Filter(name) if !expr::is_filter(name) => AnalyzeError::UnknownFilter {
+                    name: name.into(),
+                    quoted,
+                },
+                scan::Use::Test(name) if !expr::is_test(name) => AnalyzeError::UnknownTest {
+                    name: name.into(),
+                    quoted,
+                },
                 _ => continue,
             };
             let name = match &err {
-                AnalyzeError::UnknownFilter { name } | AnalyzeError::UnknownTest { name } => name.clone(),
+                AnalyzeError::UnknownFilter { name, .. } | AnalyzeError::UnknownTest { name, .. } => {
+                    name.clone()
+                }
                 _ => unreachable!(),
             };
             let at = self.point(span, &name);
             self.out.push(err.at(at));
+        }
+        for name in scan::uncalled(code, FUNCTIONS) {
+            let at = self.point(span, name);
+            self.out.push(
+                AnalyzeError::FunctionNotCalled {
+                    name: name.to_string(),
+                }
+                .at(at),
+            );
+        }
+        if scan::transforms_secret(code) {
+            let at = self.point(span, "secret");
+            self.out.push(AnalyzeError::SecretTransformed.at(at));
+        }
+    }
+
+    /// `response.body.<path>` (from `parts[from]` on) against what `op` answers.
+    fn response_field(&mut self, span: Span, op: &crate::api::Operation, parts: &[&str], from: usize) {
+        let Some((i, known)) = op.response_field(&parts[from..]) else {
+            return;
+        };
+        let written = parts[..=from + i].join(".");
+        let at = self.point(span, &written);
+        let field = parts[from + i].to_string();
+        let suggestion = did_you_mean(&field, known.iter().map(String::as_str));
+        self.out.push(
+            AnalyzeError::UnknownResponseField {
+                operation: op.label(),
+                field,
+                suggestion,
+                known,
+            }
+            .at(at),
+        );
+    }
+
+    /// An output reading a saved value of a step that may not run in a passed run, unless the
+    /// expression itself asks whether it ran.
+    fn output_of_skipped_step(&mut self, ptr: &str, value: &Value) {
+        let Some(text) = value.as_str() else { return };
+        let Ok(compiled) = expr::check_environment().compile_expression(text) else {
+            return;
+        };
+        let mut names: Vec<String> = compiled.undeclared_variables(true).into_iter().collect();
+        names.sort();
+        for name in names {
+            let parts: Vec<&str> = name.split('.').collect();
+            let ["steps", id, field, ..] = parts[..] else {
+                continue;
+            };
+            if STEP_FIELDS.contains(&field) {
+                continue;
+            }
+            let Some(step) = self.all_steps.iter().find(|s| s.id == id) else {
+                continue;
+            };
+            let asks = ["succeeded", "skipped", "failed"]
+                .iter()
+                .any(|f| text.contains(&format!("steps.{id}.{f}")));
+            if step.may_skip && !asks && !guarded(text, &format!("steps.{id}.{field}")) {
+                let span = self.doc.value_span(ptr);
+                let at = self.point(span, &format!("steps.{id}.{field}"));
+                self.out.push(
+                    AnalyzeError::OutputOfSkippedStep {
+                        id: id.to_string(),
+                        field: field.to_string(),
+                    }
+                    .at(at),
+                );
+            }
+        }
+    }
+
+    /// A `timeout` or `deadline` of zero: no attempt could ever be made.
+    fn zero_duration(&mut self, ptr: &str) {
+        let Some(text) = self.doc.value.pointer(ptr).and_then(Value::as_str) else {
+            return;
+        };
+        if super::model::parse_duration(text).is_some_and(|d| d.is_zero()) {
+            let key = ptr.rsplit('/').next().unwrap_or_default().to_string();
+            let span = self.doc.value_span(ptr);
+            self.out.push(AnalyzeError::ZeroDuration { key }.at(span));
+        }
+    }
+
+    /// A `json:` body for an operation whose body is multipart (its JSON is one part).
+    fn json_for_multipart(&mut self, ptr: &str, step: &StepInfo) {
+        let Some(op) = step.op else { return };
+        let Some(part) = op.json_part else { return };
+        let json = push_pointer(&push_pointer(ptr, "request"), "json");
+        if self.doc.value.pointer(&json).is_some() {
+            let span = self.doc.key_span(&json);
+            self.out.push(
+                AnalyzeError::JsonForMultipart {
+                    operation: op.label(),
+                    part: part.to_string(),
+                }
+                .at(span),
+            );
+        }
+    }
+
+    /// Each `input_groups` rule names declared inputs a run may leave out (no default: a
+    /// default would count as given).
+    fn input_groups(&mut self, root: &Value) {
+        let Some(groups) = root.get("input_groups").and_then(Value::as_array) else {
+            return;
+        };
+        for (g, group) in groups.iter().enumerate() {
+            let Some((kind, names)) = obj(Some(group)).and_then(|m| m.iter().next()) else {
+                continue;
+            };
+            for (i, name) in names.as_array().into_iter().flatten().enumerate() {
+                let Some(name) = name.as_str() else { continue };
+                let span = self.doc.value_span(&format!("/input_groups/{g}/{kind}/{i}"));
+                let spec = root.pointer(&format!("/inputs/{}", name.replace('~', "~0").replace('/', "~1")));
+                let Some(spec) = spec else {
+                    let suggestion = did_you_mean(name, self.inputs.iter().map(String::as_str));
+                    self.out.push(
+                        AnalyzeError::UndeclaredInput {
+                            name: name.to_string(),
+                            suggestion,
+                        }
+                        .at(span),
+                    );
+                    continue;
+                };
+                let has_default = spec.get("default").is_some();
+                if has_default || spec.get("required").and_then(Value::as_bool) != Some(false) {
+                    self.out.push(
+                        AnalyzeError::GroupInputNotOptional {
+                            name: name.to_string(),
+                            has_default,
+                        }
+                        .at(span),
+                    );
+                }
+            }
         }
     }
 
@@ -558,6 +775,27 @@ impl<'a> Analyzer<'a> {
                 continue;
             };
             let ptr = push_pointer("/inputs", name);
+            let required = spec.get("required").and_then(Value::as_bool);
+            if spec.get("default").is_none() && required == Some(false) {
+                self.optional.push(name.clone());
+            }
+            if let Some(pattern) = spec.get("pattern").and_then(Value::as_str)
+                && jsonschema::validator_for(&serde_json::json!({ "pattern": pattern })).is_err()
+            {
+                let span = self.doc.value_span(&push_pointer(&ptr, "pattern"));
+                // jsonschema compiles patterns with fancy-regex; its own error says why.
+                let detail = match fancy_regex::Regex::new(pattern) {
+                    Err(why) => format!("{why}"),
+                    Ok(_) => "it does not compile as an ECMA-262 regular expression, the kind JSON Schema patterns are".into(),
+                };
+                self.out.push(
+                    AnalyzeError::BadPattern {
+                        input: name.clone(),
+                        detail,
+                    }
+                    .at(span),
+                );
+            }
             let mut own = Map::new();
             own.insert(
                 "type".into(),
@@ -597,6 +835,23 @@ impl<'a> Analyzer<'a> {
             }
         }
     }
+}
+
+/// Whether `text` asks if `path` has a value before relying on it: `is defined`, `is not
+/// defined`, `is none`, `is undefined` or `| default`.
+fn guarded(text: &str, path: &str) -> bool {
+    let squeezed: String = text.split_whitespace().collect();
+    [
+        "isdefined",
+        "isnotdefined",
+        "isundefined",
+        "isnone",
+        "isnotnone",
+        "|default",
+        "|d(",
+    ]
+    .iter()
+    .any(|g| squeezed.contains(&format!("{path}{g}")))
 }
 
 /// What is wrong with `value` under the input declaration `schema`, in words.

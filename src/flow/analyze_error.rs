@@ -22,13 +22,6 @@ pub enum AnalyzeError {
         /// A did-you-mean among the flow's step ids, used as the hint.
         suggestion: Option<String>,
     },
-    /// A step id that names no step, hinted with every step id (`analyze` does not build it today).
-    UnknownStepIn {
-        /// The id as written.
-        id: String,
-        /// Every step id of the flow, listed in the hint.
-        known: Vec<String>,
-    },
     /// A `steps.<id>` naming a step that has not run yet where it is read (a later or `finally` step).
     LaterStep {
         /// The step read too early.
@@ -112,14 +105,75 @@ pub enum AnalyzeError {
         /// A did-you-mean among the scope roots; without one the hint lists what can be read.
         suggestion: Option<String>,
     },
-    /// A filter (`x | name`) MiniJinja does not have.
+    /// A filter (`x | name`, or named as a string: `map('name')`) MiniJinja does not have.
     UnknownFilter {
         /// The filter name as written.
         name: String,
+        /// Whether it is named as a string (`map('name')`), found only at render time.
+        quoted: bool,
     },
-    /// A test (`x is name`) MiniJinja does not have.
+    /// A test (`x is name`, or named as a string: `select('name')`) MiniJinja does not have.
     UnknownTest {
         /// The test name as written.
+        name: String,
+        /// Whether it is named as a string (`select('name')`), found only at render time.
+        quoted: bool,
+    },
+    /// A function read without calling it (`{{ now }}`): it would send the function itself.
+    FunctionNotCalled {
+        /// The function's name.
+        name: String,
+    },
+    /// A `secret(...)` passed through a filter, subscript or attribute: masking finds only the
+    /// exact value, so a changed secret would reach output unmasked.
+    SecretTransformed,
+    /// A field read from an Interaction Service answer that the operation never returns.
+    UnknownResponseField {
+        /// The operation, as `METHOD /path`.
+        operation: String,
+        /// The first name the answer does not have.
+        field: String,
+        /// A did-you-mean among the names it has there.
+        suggestion: Option<String>,
+        /// The names the answer has there.
+        known: Vec<String>,
+    },
+    /// An output reading a saved value of a step that may not run in a passed run.
+    OutputOfSkippedStep {
+        /// The step.
+        id: String,
+        /// The saved value read.
+        field: String,
+    },
+    /// A `timeout` or `deadline` of zero.
+    ZeroDuration {
+        /// The key: `timeout` or `deadline`.
+        key: String,
+    },
+    /// A `json:` body for an operation that takes `multipart/form-data`.
+    JsonForMultipart {
+        /// The operation, as `METHOD /path`.
+        operation: String,
+        /// The name of the multipart part that holds its JSON.
+        part: String,
+    },
+    /// An input `pattern` that is not a valid regular expression.
+    BadPattern {
+        /// The input's name.
+        input: String,
+        /// Why the pattern does not compile.
+        detail: String,
+    },
+    /// An input in an `input_groups` rule that a run cannot leave out.
+    GroupInputNotOptional {
+        /// The input's name.
+        name: String,
+        /// Whether it has a default (otherwise it is required).
+        has_default: bool,
+    },
+    /// An optional input (no default) read without asking whether it was given.
+    UnguardedInput {
+        /// The input's name.
         name: String,
     },
     /// A `save` name every step already has (`status`, `body`, `succeeded`, ...).
@@ -155,12 +209,6 @@ impl AnalyzeError {
             UnknownStep { id, suggestion } => {
                 Diagnostic::error("unknown-step", span, format!("there is no step `{id}`")).with_hint_opt(suggestion)
             }
-            UnknownStepIn { id, known } => Diagnostic::error("unknown-step", span, format!("there is no step `{id}`"))
-                .with_hint(if known.is_empty() {
-                    "the flow defines no steps".to_string()
-                } else {
-                    format!("the steps are: {}", known.join(", "))
-                }),
             LaterStep { id } => Diagnostic::error(
                 "later-step",
                 span,
@@ -254,12 +302,79 @@ impl AnalyzeError {
                 .with_hint(suggestion.unwrap_or_else(|| {
                     "expressions read `inputs.<name>`, `vars.<name>`, `steps.<id>.<value>` and `response` (in expect, save and stop_if)".into()
                 })),
-            UnknownFilter { name } => Diagnostic::error("unknown-filter", span, format!("unknown filter `{name}`"))
-                .with_hint(did_you_mean(&name, expr::FILTERS.iter().copied())
-                    .unwrap_or_else(|| format!("the filters are: {}", expr::FILTERS.join(", ")))),
-            UnknownTest { name } => Diagnostic::error("unknown-test", span, format!("unknown test `{name}`"))
-                .with_hint(did_you_mean(&name, expr::TESTS.iter().copied())
-                    .unwrap_or_else(|| format!("the tests are: {}", expr::TESTS.join(", ")))),
+            UnknownFilter { name, quoted } => {
+                let how = if quoted { " (named as a string)" } else { "" };
+                Diagnostic::error("unknown-filter", span, format!("unknown filter `{name}`{how}"))
+                    .with_hint(did_you_mean(&name, expr::FILTERS.iter().copied())
+                        .unwrap_or_else(|| format!("the filters are: {}", expr::FILTERS.join(", "))))
+            }
+            UnknownTest { name, quoted } => {
+                let how = if quoted { " (named as a string)" } else { "" };
+                Diagnostic::error("unknown-test", span, format!("unknown test `{name}`{how}"))
+                    .with_hint(did_you_mean(&name, expr::TESTS.iter().copied())
+                        .unwrap_or_else(|| format!("the tests are: {}", expr::TESTS.join(", "))))
+            }
+            FunctionNotCalled { name } => Diagnostic::error(
+                "function-not-called",
+                span,
+                format!("`{name}` is a function; without `()` the request would carry the function itself"),
+            )
+            .with_hint(match name.as_str() {
+                "env" | "secret" => format!("call it with a name: `{name}('NAME')`"),
+                _ => format!("call it: `{name}()`"),
+            }),
+            SecretTransformed => Diagnostic::error(
+                "secret-transformed",
+                span,
+                "a `secret(...)` value is changed here (filter, slice or attribute)",
+            )
+            .with_hint("flowrun masks a secret only as its exact value, so a changed secret would leak into output and reports; use it as is (joining it with other text is fine), or give the changed value as its own secret"),
+            UnknownResponseField { operation, field, suggestion, known } => Diagnostic::error(
+                "unknown-response-field",
+                span,
+                format!("the answer of {operation} has no field `{field}`"),
+            )
+            .with_hint(suggestion.unwrap_or_else(|| format!("its answer has: {}", known.join(", ")))),
+            OutputOfSkippedStep { id, field } => Diagnostic::warning(
+                "output-of-skipped-step",
+                span,
+                format!("step `{id}` may not run, and then `steps.{id}.{field}` has no value"),
+            )
+            .with_hint(format!(
+                "a run that passes without running `{id}` fails on this output; write `steps.{id}.{field} if steps.{id}.succeeded else none`"
+            )),
+            ZeroDuration { key } => Diagnostic::error("zero-duration", span, format!("a `{key}` of zero leaves no time for any request"))
+                .with_hint("give it a length, like `10s`, or leave the key out for the default"),
+            JsonForMultipart { operation, part } => Diagnostic::error(
+                "json-for-multipart",
+                span,
+                format!("{operation} takes a multipart/form-data body, not `json:`"),
+            )
+            .with_hint(format!("send the JSON as the `{part}` part: `multipart: {{ {part}: {{ json: ... }} }}`")),
+            BadPattern { input, detail } => Diagnostic::error(
+                "bad-pattern",
+                span,
+                format!("the pattern of input `{input}` is not a valid regular expression"),
+            )
+            .with_hint(detail),
+            GroupInputNotOptional { name, has_default } => Diagnostic::error(
+                "group-input-not-optional",
+                span,
+                if has_default {
+                    format!("input `{name}` has a default, so it always counts as given in this group")
+                } else {
+                    format!("input `{name}` is required, so this group can never be broken by leaving it out")
+                },
+            )
+            .with_hint(format!("declare it `required: false` without a `default`: `{name}: {{ required: false }}`")),
+            UnguardedInput { name } => Diagnostic::warning(
+                "unguarded-optional-input",
+                span,
+                format!("optional input `{name}` is read here, but a run may leave it out"),
+            )
+            .with_hint(format!(
+                "a run without it fails here; ask first (`if: inputs.{name} is defined`, or `inputs.{name} | default(...)`), or give the input a `default`"
+            )),
             ReservedSaveName { name } => Diagnostic::error(
                 "reserved-save-name",
                 span,

@@ -18,6 +18,9 @@ pub struct Flow {
     /// The named inputs a run takes (name → declaration), read as `inputs.<name>`.
     #[serde(default)]
     pub inputs: indexmap_like::Ordered<Input>,
+    /// Rules over several inputs: exactly one (`one_of`) or at least one (`any_of`) given.
+    #[serde(default)]
+    pub input_groups: Vec<InputGroup>,
     /// Where and how every step's request is sent.
     pub connection: Connection,
     /// How long the whole run may take, retries included; no attempt starts past it.
@@ -34,6 +37,16 @@ pub struct Flow {
     /// Values the flow returns: name → bare expression, evaluated once every step has ended.
     #[serde(default)]
     pub outputs: indexmap_like::Ordered<String>,
+}
+
+/// One `input_groups` rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputGroup {
+    /// Exactly one of the inputs is given.
+    OneOf(Vec<String>),
+    /// At least one of the inputs is given.
+    AnyOf(Vec<String>),
 }
 
 /// The declaration of one input: its type, default and the rules a given value must meet.
@@ -161,6 +174,9 @@ pub struct Step {
     /// inside the step, over the flow's own.
     #[serde(default)]
     pub vars: indexmap_like::Ordered<Value>,
+    /// Checked after `if` and `vars`, before the request: when true the step fails unsent.
+    #[serde(default)]
+    pub fail_if: Option<FailIf>,
     /// The HTTP request the step sends.
     pub request: Request,
     /// What makes the step pass; unset, any 2xx status does.
@@ -182,6 +198,22 @@ pub struct Step {
     /// recorded before the crash.
     #[serde(default)]
     pub in_doubt: Option<InDoubt>,
+}
+
+/// The `fail_if` key: a condition, or the condition with the message to fail with.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum FailIf {
+    /// `fail_if: { when: EXPRESSION, message: TEMPLATE }`.
+    Said {
+        /// The condition.
+        when: Value,
+        /// The error when it is true: a template.
+        #[serde(default)]
+        message: Option<String>,
+    },
+    /// `fail_if: EXPRESSION` (or a literal boolean).
+    When(Value),
 }
 
 /// The `in_doubt` key: a policy word, or the policy with its settings.
