@@ -13,8 +13,9 @@ pub struct FlowFiles {
 
 /// Files named directly are always taken. Directories are searched recursively for `*.yaml`
 /// and `*.yml`, skipping hidden folders, `target/`, and files that are not flows by name:
-/// `*.test.yaml` (flow tests), `*.inputs.yaml` (input sets), `*.transcript.yaml` (golden
-/// transcripts) and `*.sim.yaml` (simulator configurations).
+/// `*.inputs.yaml` (input sets), `*.transcript.yaml` (golden transcripts) and `*.sim.yaml`
+/// (simulator configurations). Flow tests (`*.test.yaml`) are taken: [`is_test_file`] tells
+/// them apart.
 pub fn flow_files(paths: &[PathBuf]) -> FlowFiles {
     let mut out = FlowFiles::default();
     for path in paths {
@@ -91,11 +92,15 @@ fn walk_once(
     }
 }
 
+/// Whether `path` names a flow test file (`*.test.yaml`, `*.test.yml`).
+pub fn is_test_file(path: &Path) -> bool {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    name.ends_with(".test.yaml") || name.ends_with(".test.yml")
+}
+
 fn is_flow_name(name: &str) -> bool {
     let yaml = name.ends_with(".yaml") || name.ends_with(".yml");
     let other = [
-        ".test.yaml",
-        ".test.yml",
         ".inputs.yaml",
         ".inputs.yml",
         ".transcript.yaml",

@@ -23,7 +23,10 @@ fn repo() -> &'static Path {
 fn shipped_flows_are_valid_and_example_inputs_are_skipped() {
     let out = flowrun(&["check", "flows"], repo());
     assert_eq!(text(&out.stderr), "");
-    assert_eq!(text(&out.stdout), "checked 3 flows: no problems\n");
+    assert_eq!(
+        text(&out.stdout),
+        "checked 3 flows and 3 test files: no problems\n"
+    );
     assert_eq!(out.status.code(), Some(0));
 }
 
@@ -119,14 +122,43 @@ fn usage_errors_exit_3_and_help_exits_0() {
 }
 
 #[test]
-fn test_and_inputs_files_in_a_directory_are_not_checked_as_flows() {
+fn inputs_files_in_a_directory_are_skipped_and_test_files_checked_as_tests() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("x.inputs.yaml"), "a: 1\n").unwrap();
-    std::fs::write(dir.path().join("x.test.yaml"), "a: 1\n").unwrap();
     std::fs::copy(repo().join("flows/transfer.yaml"), dir.path().join("t.yml")).unwrap();
     let out = flowrun(&["check", "."], dir.path());
     assert_eq!(text(&out.stdout), "checked 1 flow: no problems\n");
     assert_eq!(out.status.code(), Some(0));
+
+    // A test file scripting answers for a step the flow does not have: the case would pass
+    // against the simulator without its script ever being used.
+    std::fs::write(
+        dir.path().join("t.test.yaml"),
+        "version: 1\nflow: t.yml\ncases:\n  - name: queue\n    inputs: { conversation_id: c, work_item_id: 0Mw5g000000SimW, event_id: e, queue_id: q }\n    responses:\n      rout: { status: 500 }\n    expect: { outcome: failed, step: route }\n    transcript: q.transcript.yaml\n",
+    )
+    .unwrap();
+    let out = flowrun(&["check", "--color", "never", "."], dir.path());
+    assert_eq!(
+        text(&out.stderr),
+        "./t.test.yaml:7:7: error: t.yml has no step `rout` to script answers for
+  |
+7 |       rout: { status: 500 }
+  |       ^^^^
+  = hint: did you mean `route`?
+
+checked 1 flow and 1 test file: 1 error, 0 warnings in 1 file
+"
+    );
+    assert_eq!(out.status.code(), Some(2));
+    // `flowrun test` refuses it the same way, before running anything.
+    let out = flowrun(&["test", "--color", "never", "t.test.yaml"], dir.path());
+    assert!(
+        text(&out.stderr)
+            .starts_with("t.test.yaml:7:7: error: t.yml has no step `rout` to script answers for\n"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]
@@ -190,7 +222,7 @@ fn init_makes_a_project_that_checks_and_tests_clean() {
     let out = flowrun(&["check", "."], &project);
     assert_eq!(
         (out.status.code(), text(&out.stdout)),
-        (Some(0), "checked 3 flows: no problems\n".into())
+        (Some(0), "checked 3 flows and 3 test files: no problems\n".into())
     );
     let out = flowrun(&["test", "."], &project);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));

@@ -172,3 +172,87 @@ fn filter_selects_cases_by_name() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(text(&out.stderr), "error: no case name contains `no such case`\n");
 }
+
+/// `--update` writes a golden only for a case whose outcome matched: a case that now fails
+/// where it should pass keeps its golden, and says so.
+#[test]
+fn update_leaves_the_golden_of_a_case_whose_outcome_did_not_match() {
+    let (dir, flows) = scratch();
+    let before = goldens(&flows);
+    let inbound = flows.join("inbound.yaml");
+    let original = std::fs::read_to_string(&inbound).unwrap();
+    // The happy path now fails at route: it answers 202, the flow expects 201.
+    let changed = original.replacen(
+        "      status: 202\n      # A 202 with",
+        "      status: 201\n      # A 202 with",
+        1,
+    );
+    assert_ne!(original, changed);
+    std::fs::write(&inbound, changed).unwrap();
+    let out = flowrun(
+        &[
+            "test",
+            "--update",
+            "flows/tests/inbound.test.yaml",
+            "--filter",
+            "happy",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("        inbound-happy.transcript.yaml was not updated: the outcome did not match\n"),
+        "{stdout}"
+    );
+    assert_eq!(goldens(&flows), before);
+}
+
+/// JUnit: each failure's problems and diff in the element's body (not squeezed into the
+/// `message` attribute), and `time` on cases and suites.
+#[test]
+fn junit_holds_the_diff_in_the_failure_body_and_times() {
+    let (dir, flows) = scratch();
+    let inbound = flows.join("inbound.yaml");
+    let original = std::fs::read_to_string(&inbound).unwrap();
+    std::fs::write(
+        &inbound,
+        original.replacen(
+            "        routingType: Initial\n",
+            "        routingType: Conference\n",
+            1,
+        ),
+    )
+    .unwrap();
+    let out = flowrun(
+        &[
+            "test",
+            "flows/tests/inbound.test.yaml",
+            "--filter",
+            "happy",
+            "--junit",
+            "junit.xml",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let xml = std::fs::read_to_string(dir.path().join("junit.xml")).unwrap();
+    assert!(
+        xml.contains(
+            r#"<failure message="the transcript differs from its golden">--- inbound-happy.transcript.yaml"#
+        ),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("-    routingType: Initial\n+    routingType: Conference\n"),
+        "{xml}"
+    );
+    assert!(
+        xml.contains(r#"<testcase name="happy path""#) && xml.contains(" time=\""),
+        "{xml}"
+    );
+    assert!(
+        xml.contains(r#"<testsuite name="flows/tests/inbound.test.yaml" tests="1""#),
+        "{xml}"
+    );
+}

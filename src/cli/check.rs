@@ -9,10 +9,10 @@ use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Flow files, or directories searched recursively for `*.yaml` / `*.yml` flows. Skipped in
-    /// directories: flow tests (`*.test.yaml`), input sets (`*.inputs.yaml`), golden
-    /// transcripts (`*.transcript.yaml`), simulator configurations (`*.sim.yaml`), hidden
-    /// folders and `target/`.
+    /// Flow files, or directories searched recursively for `*.yaml` / `*.yml` flows. Flow tests
+    /// (`*.test.yaml`) are checked as test files. Skipped in directories: input sets
+    /// (`*.inputs.yaml`), golden transcripts (`*.transcript.yaml`), simulator configurations
+    /// (`*.sim.yaml`), hidden folders and `target/`.
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<PathBuf>,
     /// How to print the diagnostics.
@@ -44,7 +44,20 @@ pub fn run(args: Args) -> u8 {
     } = flow_files(&args.paths);
     let mut all = Vec::new();
     let mut files_with_problems = 0;
+    let mut tests = 0;
     for path in &files {
+        if flowrun::paths::is_test_file(path) {
+            tests += 1;
+            let (source, diagnostics) = match flowrun::testing::load(path) {
+                Ok(loaded) => (loaded.source, Vec::new()),
+                Err(found) => found,
+            };
+            if !diagnostics.is_empty() {
+                files_with_problems += 1;
+            }
+            all.push((source, diagnostics));
+            continue;
+        }
         let source = match Source::read(path) {
             Ok(s) => s,
             Err(e) => {
@@ -76,14 +89,18 @@ pub fn run(args: Args) -> u8 {
                     .fg_color(Some(anstyle::AnsiColor::Red.into()));
                 let _ = writeln!(err, "{red}error{red:#}: {e}");
             }
-            let checked = all.len();
+            let flows = all.len() - tests;
+            let checked = match (flows, tests) {
+                (f, 0) => format!("{f} flow{}", plural(f)),
+                (0, t) => format!("{t} test file{}", plural(t)),
+                (f, t) => format!("{f} flow{} and {t} test file{}", plural(f), plural(t)),
+            };
             let unread = match io_errors.len() {
                 0 => String::new(),
                 n => format!("; {n} path{} could not be read", plural(n)),
             };
             let summary = format!(
-                "checked {checked} flow{}: {}{unread}",
-                plural(checked),
+                "checked {checked}: {}{unread}",
                 if errors == 0 && warnings == 0 && io_errors.is_empty() {
                     "no problems".to_string()
                 } else if errors == 0 && warnings == 0 {

@@ -103,6 +103,7 @@ pub fn run(args: Args) -> u8 {
                 problems: vec![e.to_string()],
                 diff: None,
                 updated: false,
+                duration: Default::default(),
             }));
         }
         let mut done = done.into_iter();
@@ -174,16 +175,29 @@ fn junit(results: &[(Arc<LoadedTests>, Vec<CaseResult>)]) -> String {
             let status = if case.passed() {
                 TestCaseStatus::success()
             } else {
+                // The message attribute says why in one line; the element's body holds every
+                // problem and the whole diff, as CI tools show them.
                 let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
                 let mut message = case.problems.join("; ");
+                if message.is_empty() {
+                    message = "the transcript differs from its golden".into();
+                }
+                let mut body = case.problems.join("\n");
                 if let Some(d) = &case.diff {
-                    message.push_str(d);
+                    if !body.is_empty() {
+                        body.push('\n');
+                    }
+                    body.push_str(d);
                 }
                 s.set_message(message);
+                s.set_description(body);
                 s
             };
-            suite.add_test_case(TestCase::new(case.name.as_str(), status));
+            let mut test_case = TestCase::new(case.name.as_str(), status);
+            test_case.set_time(case.duration);
+            suite.add_test_case(test_case);
         }
+        suite.set_time(cases.iter().map(|c| c.duration).sum());
         report.add_test_suite(suite);
     }
     report.to_string().unwrap_or_default()

@@ -45,6 +45,9 @@ pub fn load(path: &Path) -> Result<LoadedTests, (Source, Vec<Diagnostic>)> {
     };
     let (schema, validator) = compiled();
     diagnostics.extend(crate::base::schema::validate(&doc, schema, validator, &doc.value));
+    if diagnostics.is_empty() {
+        diagnostics.extend(scripted_steps(path, &doc));
+    }
     if !diagnostics.is_empty() {
         return Err((source, diagnostics));
     }
@@ -55,6 +58,66 @@ pub fn load(path: &Path) -> Result<LoadedTests, (Source, Vec<Diagnostic>)> {
             vec![Diagnostic::error("test-file", Default::default(), e.to_string())],
         )),
     }
+}
+
+/// Every step id a case scripts answers for must be a step of the flow under test: a scripted
+/// answer for a step that does not exist would never be used, and the case could pass
+/// vacuously against the simulator.
+fn scripted_steps(path: &Path, doc: &crate::base::yaml::Document) -> Vec<Diagnostic> {
+    use crate::base::yaml::push_pointer;
+    let mut out = Vec::new();
+    let Some(flow) = doc.value.get("flow").and_then(Value::as_str) else {
+        return out;
+    };
+    let flow_path = path.parent().unwrap_or(Path::new("")).join(flow);
+    let ids: Vec<String> = match Source::read(&flow_path) {
+        Err(e) => {
+            out.push(
+                Diagnostic::error(
+                    "unknown-flow",
+                    doc.value_span("/flow"),
+                    format!("cannot read the flow {}: {e}", flow_path.display()),
+                )
+                .with_hint("`flow` is a path relative to this test file"),
+            );
+            return out;
+        }
+        Ok(source) => match crate::base::yaml::load(&source.text).0 {
+            // A flow that does not load is reported when its cases run.
+            None => return out,
+            Some(flow) => ["/steps", "/finally"]
+                .iter()
+                .filter_map(|l| flow.value.pointer(l).and_then(Value::as_array))
+                .flatten()
+                .filter_map(|s| s.get("id").and_then(Value::as_str).map(str::to_string))
+                .collect(),
+        },
+    };
+    let cases = doc
+        .value
+        .get("cases")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten();
+    for (i, case) in cases.enumerate() {
+        let Some(responses) = case.get("responses").and_then(Value::as_object) else {
+            continue;
+        };
+        for id in responses.keys().filter(|id| !ids.contains(id)) {
+            let pointer = push_pointer(&format!("/cases/{i}/responses"), id);
+            let hint = crate::base::suggest::did_you_mean(id, ids.iter().map(String::as_str))
+                .unwrap_or_else(|| format!("the steps of {flow} are: {}", ids.join(", ")));
+            out.push(
+                Diagnostic::error(
+                    "unknown-step",
+                    doc.key_span(&pointer),
+                    format!("{flow} has no step `{id}` to script answers for"),
+                )
+                .with_hint(hint),
+            );
+        }
+    }
+    out
 }
 
 /// `*.test.yaml` files under `paths` (files named directly are always taken).
@@ -91,6 +154,8 @@ pub struct CaseResult {
     pub diff: Option<String>,
     /// The golden file was written (with `--update`).
     pub updated: bool,
+    /// How long the case took.
+    pub duration: std::time::Duration,
 }
 
 impl CaseResult {
@@ -131,11 +196,13 @@ fn read_inputs(path: &Path) -> Result<Vec<(String, Value)>, String> {
 
 /// Runs one case of the test file at `dir`; with `update`, writes a missing or changed golden.
 pub async fn run_case(dir: &Path, file: &TestFile, case: &Case, update: bool) -> CaseResult {
+    let started = std::time::Instant::now();
     let mut result = CaseResult {
         name: case.name.clone(),
         problems: Vec::new(),
         diff: None,
         updated: false,
+        duration: Default::default(),
     };
     // A golden transcript lives next to its test file: `--update` writes nowhere else.
     let inside = Path::new(&case.transcript)
@@ -155,8 +222,17 @@ pub async fn run_case(dir: &Path, file: &TestFile, case: &Case, update: bool) ->
             let actual = to_yaml(&transcript(&report, &secrets));
             let golden_path = dir.join(&case.transcript);
             let golden = std::fs::read_to_string(&golden_path).ok();
+            // A golden is written only for a case whose outcome matched: otherwise `--update`
+            // would record the wrong run as the expected one.
+            let matched = result.problems.is_empty();
             if golden.as_deref() != Some(actual.as_str()) {
-                if update {
+                if update && !matched {
+                    result.problems.push(format!(
+                        "{} was not updated: the outcome did not match",
+                        case.transcript
+                    ));
+                }
+                if update && matched {
                     match std::fs::write(&golden_path, &actual) {
                         Ok(()) => result.updated = true,
                         Err(e) => result
@@ -182,6 +258,7 @@ pub async fn run_case(dir: &Path, file: &TestFile, case: &Case, update: bool) ->
             }
         }
     }
+    result.duration = started.elapsed();
     result
 }
 
