@@ -25,7 +25,7 @@ fn shipped_flows_are_valid_and_example_inputs_are_skipped() {
     assert_eq!(text(&out.stderr), "");
     assert_eq!(
         text(&out.stdout),
-        "checked 3 flows and 3 test files: no problems\n"
+        "checked 3 flows, 1 connection file and 3 test files: no problems\n"
     );
     assert_eq!(out.status.code(), Some(0));
 }
@@ -121,13 +121,59 @@ fn usage_errors_exit_3_and_help_exits_0() {
     assert!(text(&out.stdout).contains("check"));
 }
 
+/// `--exclude GLOB` leaves matching files out of a directory's check; `**` crosses folders.
+#[test]
+fn exclude_leaves_matching_files_out() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("flows/wip/deep")).unwrap();
+    std::fs::copy(
+        repo().join("flows/transfer.yaml"),
+        dir.path().join("flows/t.yaml"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("flows/connections")).unwrap();
+    std::fs::copy(
+        repo().join("flows/connections/salesforce.yaml"),
+        dir.path().join("flows/connections/salesforce.yaml"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("flows/wip/deep/broken.yaml"), "version: 2\n").unwrap();
+    let out = flowrun(&["check", "flows", "--exclude", "flows/wip/**"], dir.path());
+    assert_eq!(
+        text(&out.stdout),
+        "checked 1 flow and 1 connection file: no problems\n"
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let out = flowrun(&["check", ".", "--exclude", "**/broken.yaml"], dir.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // `*` does not cross folders: the broken file is still checked.
+    let out = flowrun(&["check", "flows", "--exclude", "flows/*.yaml"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    let out = flowrun(&["check", "flows", "--exclude", "flows/[wip"], dir.path());
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out.stderr).starts_with("error: --exclude flows/[wip: "),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 #[test]
 fn inputs_files_in_a_directory_are_skipped_and_test_files_checked_as_tests() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("x.inputs.yaml"), "a: 1\n").unwrap();
     std::fs::copy(repo().join("flows/transfer.yaml"), dir.path().join("t.yml")).unwrap();
+    std::fs::create_dir(dir.path().join("connections")).unwrap();
+    std::fs::copy(
+        repo().join("flows/connections/salesforce.yaml"),
+        dir.path().join("connections/salesforce.yaml"),
+    )
+    .unwrap();
     let out = flowrun(&["check", "."], dir.path());
-    assert_eq!(text(&out.stdout), "checked 1 flow: no problems\n");
+    assert_eq!(
+        text(&out.stdout),
+        "checked 1 flow and 1 connection file: no problems\n"
+    );
     assert_eq!(out.status.code(), Some(0));
 
     // A test file scripting answers for a step the flow does not have: the case would pass
@@ -146,7 +192,7 @@ fn inputs_files_in_a_directory_are_skipped_and_test_files_checked_as_tests() {
   |       ^^^^
   = hint: did you mean `route`?
 
-checked 1 flow and 1 test file: 1 error, 0 warnings in 1 file
+checked 1 flow, 1 connection file and 1 test file: 1 error, 0 warnings in 1 file
 "
     );
     assert_eq!(out.status.code(), Some(2));
@@ -222,7 +268,10 @@ fn init_makes_a_project_that_checks_and_tests_clean() {
     let out = flowrun(&["check", "."], &project);
     assert_eq!(
         (out.status.code(), text(&out.stdout)),
-        (Some(0), "checked 3 flows and 3 test files: no problems\n".into())
+        (
+            Some(0),
+            "checked 3 flows, 1 connection file and 3 test files: no problems\n".into()
+        )
     );
     let out = flowrun(&["test", "."], &project);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));

@@ -538,7 +538,7 @@ async fn a_failed_step_points_at_the_part_of_the_flow_that_failed() {
     assert_eq!(
         report["outcome"]["failure"],
         json!({"kind": "status", "message": "expected status 202, got 400 (code 15103: The Messaging End User is not Fully Opted In)",
-            "line": 112, "column": 15, "expected": "202", "actual": 400, "code": 15103,
+            "line": 104, "column": 15, "expected": "202", "actual": 400, "code": 15103,
             "api_message": "The Messaging End User is not Fully Opted In"})
     );
     assert_eq!(report["steps"][2]["failure"], report["outcome"]["failure"]);

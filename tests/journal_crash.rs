@@ -452,13 +452,21 @@ fn a_flow_changed_since_the_crash_is_refused_unless_forced() {
     let dir = tempfile::tempdir().unwrap();
     let flow = dir.path().join("inbound.yaml");
     std::fs::copy(repo("flows/inbound.yaml"), &flow).unwrap();
+    std::fs::create_dir(dir.path().join("connections")).unwrap();
+    std::fs::copy(
+        repo("flows/connections/salesforce.yaml"),
+        dir.path().join("connections/salesforce.yaml"),
+    )
+    .unwrap();
     let journal = format!("sqlite:{}", dir.path().join("j.db").display());
     let flow_arg = flow.to_str().unwrap();
     let inputs = repo("flows/examples/inbound.inputs.yaml");
     let (running, _proxy, env) = killed_at(flow_arg, inputs.to_str().unwrap(), Hold::Before(3), &journal);
-    let mut text = std::fs::read_to_string(&flow).unwrap();
+    // The connection file the flow uses is part of it: editing it changes the flow.
+    let connection = dir.path().join("connections/salesforce.yaml");
+    let mut text = std::fs::read_to_string(&connection).unwrap();
     text.push_str("# edited after the crash\n");
-    std::fs::write(&flow, text).unwrap();
+    std::fs::write(&connection, text).unwrap();
     let out = runs_on_crash_1("resume", &journal, &env, &[]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);

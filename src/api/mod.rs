@@ -157,6 +157,11 @@ impl Operation {
     /// answer) can hold the field `path` (`["errors", "errorType"]`). When it cannot: the index of
     /// the first name it cannot hold, and the names the answer has at that level.
     pub fn response_field(&self, path: &[&str]) -> Option<(usize, Vec<String>)> {
+        // Any answer may carry its API code as `errorDetail.code` (flowrun reads codes there
+        // too), whether or not the operation's own schema lists it.
+        if path.first() == Some(&"errorDetail") {
+            return None;
+        }
         static ERROR: OnceLock<Value> = OnceLock::new();
         let error =
             ERROR.get_or_init(|| serde_json::from_str(ERROR_SCHEMA).expect("error schema is valid JSON"));

@@ -39,7 +39,22 @@ pub struct Diagnostic {
     pub span: Span,
     /// What to do about it, shown as `= hint:` under the source line.
     pub hint: Option<String>,
+    /// The file the span is in, when it is not the one being checked (a connection file a
+    /// flow uses).
+    pub origin: Option<Origin>,
 }
+
+/// The file a diagnostic points into, when it is another than the one checked.
+#[derive(Debug, Clone)]
+pub struct Origin(pub std::sync::Arc<Source>);
+
+impl PartialEq for Origin {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.path == other.0.path
+    }
+}
+
+impl Eq for Origin {}
 
 impl Diagnostic {
     /// An error with `code` at `span`, without a hint.
@@ -50,6 +65,7 @@ impl Diagnostic {
             message: message.into(),
             span,
             hint: None,
+            origin: None,
         }
     }
 
@@ -59,6 +75,12 @@ impl Diagnostic {
             severity: Severity::Warning,
             ..Diagnostic::error(code, span, message)
         }
+    }
+
+    /// Moves the diagnostic to `span`.
+    pub fn with_span(mut self, span: Span) -> Self {
+        self.span = span;
+        self
     }
 
     /// Sets the hint, replacing any earlier one.
@@ -90,7 +112,13 @@ impl Diagnostic {
         self.render_with(source, true)
     }
 
+    /// The file the diagnostic points into: its own origin, else `source`.
+    pub fn source<'a>(&'a self, source: &'a Source) -> &'a Source {
+        self.origin.as_ref().map_or(source, |o| &o.0)
+    }
+
     fn render_with(&self, source: &Source, styled: bool) -> String {
+        let source = self.source(source);
         let paint = |style: anstyle::Style, text: &str| {
             if styled {
                 format!("{style}{text}{style:#}")
@@ -191,6 +219,7 @@ pub struct JsonDiagnostic<'a> {
 impl<'a> JsonDiagnostic<'a> {
     /// The JSON form of `diagnostic`, found in `source`.
     pub fn new(diagnostic: &'a Diagnostic, source: &Source) -> Self {
+        let source = diagnostic.source(source);
         JsonDiagnostic {
             file: source.display_name(),
             line: diagnostic.span.start.line,

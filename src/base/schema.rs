@@ -293,8 +293,21 @@ fn key_problems(
         }
         ValidationErrorKind::Required { property } => {
             let key = property.as_str().unwrap_or_default().to_string();
+            // A key required by an `if`/`then`/`else` branch is described where the object's
+            // properties are: the branch's parent.
+            let parent = |n: &Value| {
+                let path = e.schema_path().as_str();
+                ["/then/required", "/else/required"]
+                    .iter()
+                    .find_map(|b| path.strip_suffix(b))
+                    .and_then(|p| schema.pointer(p))
+                    .unwrap_or(n)
+                    .pointer(&push_pointer("/properties", &key))
+                    .cloned()
+            };
             let about = node
-                .and_then(|n| n.pointer(&push_pointer("/properties", &key)))
+                .and_then(parent)
+                .as_ref()
                 .and_then(|p| {
                     p.get("description")
                         .or_else(|| resolve(schema, p).get("description"))

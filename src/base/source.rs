@@ -14,6 +14,9 @@ pub struct Pos {
 /// A half-open range of source text. `end` may be on a later line than `start`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Span {
+    /// Which file the span is in: `0` is the file being read; `n` is the `n`th file it
+    /// includes ([`crate::base::yaml::Document::files`]).
+    pub file: u32,
     /// The first position covered.
     pub start: Pos,
     /// The position just after the last one covered.
@@ -23,12 +26,18 @@ pub struct Span {
 impl Span {
     /// The span from `start` up to (not including) `end`.
     pub fn new(start: Pos, end: Pos) -> Self {
-        Span { start, end }
+        Span { file: 0, start, end }
+    }
+
+    /// The same span, in file `file`.
+    pub fn in_file(self, file: u32) -> Self {
+        Span { file, ..self }
     }
 
     /// A span of `len` characters starting at `start` on one line.
     pub fn on_line(start: Pos, len: usize) -> Self {
         Span {
+            file: 0,
             start,
             end: Pos {
                 line: start.line,

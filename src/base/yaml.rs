@@ -26,9 +26,85 @@ pub struct Document {
     /// The document as JSON: aliases and merge keys expanded, scalars resolved (YAML 1.2 core).
     pub value: Value,
     spans: HashMap<String, NodeSpan>,
+    /// The files whose nodes were mounted into this one ([`Document::mount`]): a span with
+    /// `file: n` is in `files[n - 1]`.
+    pub files: Vec<std::sync::Arc<super::source::Source>>,
 }
 
 impl Document {
+    /// Places `other`, read from `source`, at `at` (a mapping): its keys are added to the node
+    /// there, except those the node already has (written beside the include, they win), and
+    /// the added nodes keep their spans in `source`. Returns the file number `source` got.
+    pub fn mount(&mut self, at: &str, other: Document, source: std::sync::Arc<super::source::Source>) -> u32 {
+        self.files.push(source);
+        let own = self.files.len() as u32;
+        // The other document's own includes come along, numbered after this one's.
+        let base = own;
+        self.files.extend(other.files.iter().cloned());
+        let renumber = |s: Span| match s.file {
+            0 => s.in_file(own),
+            n => s.in_file(base + n),
+        };
+        let Some(Value::Object(here)) = self.value.pointer_mut(at) else {
+            return own;
+        };
+        let Value::Object(theirs) = other.value else {
+            return own;
+        };
+        let kept: Vec<String> = theirs
+            .keys()
+            .filter(|k| !here.contains_key(*k))
+            .cloned()
+            .collect();
+        for (k, v) in theirs {
+            if !here.contains_key(&k) {
+                here.insert(k, v);
+            }
+        }
+        for (pointer, span) in other.spans {
+            let first = pointer
+                .trim_start_matches('/')
+                .split('/')
+                .next()
+                .unwrap_or_default();
+            let first = first.replace("~1", "/").replace("~0", "~");
+            if pointer.is_empty() || !kept.contains(&first) {
+                continue;
+            }
+            let node = NodeSpan {
+                value: renumber(span.value),
+                key: span.key.map(renumber),
+            };
+            self.spans.insert(format!("{at}{pointer}"), node);
+        }
+        own
+    }
+
+    /// The node at `at` as a document of its own: its value, and the spans under it with
+    /// pointers made relative to it.
+    pub fn sub(&self, at: &str) -> Document {
+        let spans = self
+            .spans
+            .iter()
+            .filter_map(|(p, s)| {
+                let rest = p.strip_prefix(at)?;
+                (rest.is_empty() || rest.starts_with('/')).then(|| (rest.to_string(), *s))
+            })
+            .collect();
+        Document {
+            value: self.value.pointer(at).cloned().unwrap_or(Value::Null),
+            spans,
+            files: self.files.clone(),
+        }
+    }
+
+    /// The file a span of this document is in, when it is not the document's own.
+    pub fn file_of(&self, span: Span) -> Option<&std::sync::Arc<super::source::Source>> {
+        (span.file as usize)
+            .checked_sub(1)
+            .and_then(|i| self.files.get(i))
+    }
+
     /// The span of the node at JSON pointer `pointer` (`""` is the root).
     pub fn span(&self, pointer: &str) -> Option<NodeSpan> {
         self.spans.get(pointer).copied()

@@ -2,7 +2,7 @@
 
 use super::exit;
 use flowrun::flow::diagnostic::JsonDiagnostic;
-use flowrun::flow::{Source, check_source};
+use flowrun::flow::{FileCheck, Source, check_file};
 use flowrun::paths::{FlowFiles, flow_files};
 use std::io::Write;
 use std::path::PathBuf;
@@ -18,6 +18,10 @@ pub struct Args {
     /// How to print the diagnostics.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     format: Format,
+    /// Skip files whose path (as found, e.g. `flows/wip/x.yaml`) matches this glob; `**`
+    /// crosses folders. Repeatable.
+    #[arg(long, value_name = "GLOB")]
+    exclude: Vec<String>,
     /// Treat these diagnostics as errors: `--deny warnings` exits 2 when there is any warning.
     #[arg(long, value_enum, value_name = "KIND")]
     deny: Vec<Deny>,
@@ -38,13 +42,34 @@ enum Format {
 }
 
 pub fn run(args: Args) -> u8 {
+    let mut excluded = globset::GlobSetBuilder::new();
+    for pattern in &args.exclude {
+        match globset::GlobBuilder::new(pattern).literal_separator(true).build() {
+            Ok(glob) => {
+                excluded.add(glob);
+            }
+            Err(e) => {
+                super::error(format_args!("--exclude {pattern}: {e}"));
+                return exit::USAGE;
+            }
+        }
+    }
+    let excluded = match excluded.build() {
+        Ok(set) => set,
+        Err(e) => {
+            super::error(format_args!("--exclude: {e}"));
+            return exit::USAGE;
+        }
+    };
     let FlowFiles {
-        files,
+        mut files,
         errors: mut io_errors,
     } = flow_files(&args.paths);
+    // `./flows/x.yaml` and `flows/x.yaml` are the same path to a glob.
+    files.retain(|p| !excluded.is_match(p.strip_prefix(".").unwrap_or(p)));
     let mut all = Vec::new();
     let mut files_with_problems = 0;
-    let mut tests = 0;
+    let (mut tests, mut connections) = (0, 0);
     for path in &files {
         if flowrun::paths::is_test_file(path) {
             tests += 1;
@@ -65,7 +90,11 @@ pub fn run(args: Args) -> u8 {
                 continue;
             }
         };
-        let diagnostics = check_source(&source);
+        let FileCheck {
+            connection_file,
+            diagnostics,
+        } = check_file(&source);
+        connections += usize::from(connection_file);
         if !diagnostics.is_empty() {
             files_with_problems += 1;
         }
@@ -89,11 +118,20 @@ pub fn run(args: Args) -> u8 {
                     .fg_color(Some(anstyle::AnsiColor::Red.into()));
                 let _ = writeln!(err, "{red}error{red:#}: {e}");
             }
-            let flows = all.len() - tests;
-            let checked = match (flows, tests) {
-                (f, 0) => format!("{f} flow{}", plural(f)),
-                (0, t) => format!("{t} test file{}", plural(t)),
-                (f, t) => format!("{f} flow{} and {t} test file{}", plural(f), plural(t)),
+            let flows = all.len() - tests - connections;
+            let mut kinds = Vec::new();
+            if flows > 0 || (tests == 0 && connections == 0) {
+                kinds.push(format!("{flows} flow{}", plural(flows)));
+            }
+            if connections > 0 {
+                kinds.push(format!("{connections} connection file{}", plural(connections)));
+            }
+            if tests > 0 {
+                kinds.push(format!("{tests} test file{}", plural(tests)));
+            }
+            let checked = match kinds.len() {
+                3 => format!("{}, {} and {}", kinds[0], kinds[1], kinds[2]),
+                _ => kinds.join(" and "),
             };
             let unread = match io_errors.len() {
                 0 => String::new(),

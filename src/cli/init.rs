@@ -20,6 +20,7 @@ macro_rules! shipped {
 }
 
 const SHIPPED: &[(&str, &str)] = shipped!(
+    "flows/connections/salesforce.yaml",
     "flows/inbound.yaml",
     "flows/transfer.yaml",
     "flows/transfer-route-first.yaml",
@@ -57,6 +58,7 @@ const CI: &str = "#!/usr/bin/env bash\n# Run in CI: every flow checked (nothing 
 
 const README: &str = "# Flows\n\n\
 - `flows/*.yaml`: the flows (inbound; transfer, in both documented orders).\n\
+- `flows/connections/salesforce.yaml`: the connection every flow uses (`connection: { use: ... }`).\n\
 - `flows/examples/`: inputs for each flow; `flowrun run flows/inbound.yaml --sim --inputs flows/examples/inbound.inputs.yaml`.\n\
 - `flows/tests/`: flow tests and their golden transcripts; `flowrun test flows` (`--update` after an intended change).\n\
 - `flowrun.sim.yaml`: the simulator's configuration, to edit for your org's ids; `flowrun sim --config flowrun.sim.yaml`.\n\

@@ -178,8 +178,13 @@ fn junit(results: &[(Arc<LoadedTests>, Vec<CaseResult>)]) -> String {
                 // The message attribute says why in one line; the element's body holds every
                 // problem and the whole diff, as CI tools show them.
                 let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
-                let mut message = case.problems.join("; ");
-                if message.is_empty() {
+                // One line: the first problem's first line, or what is wrong with the golden.
+                let first = case.problems.first().or(case.diff.as_ref());
+                let mut message = first
+                    .and_then(|p| p.lines().next())
+                    .unwrap_or_default()
+                    .to_string();
+                if case.problems.is_empty() && case.diff.as_ref().is_some_and(|d| d.starts_with("---")) {
                     message = "the transcript differs from its golden".into();
                 }
                 let mut body = case.problems.join("\n");

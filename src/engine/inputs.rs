@@ -197,11 +197,12 @@ fn group_error(group: &crate::flow::model::InputGroup, values: &Map<String, Valu
         ));
     }
     (exactly_one && given.len() > 1).then(|| {
-        let both = given
-            .iter()
-            .map(|n| format!("`{n}`"))
-            .collect::<Vec<_>>()
-            .join(" and ");
+        let quoted: Vec<String> = given.iter().map(|n| format!("`{n}`")).collect();
+        let both = match quoted.split_last() {
+            Some((last, [one])) => format!("{one} and {last}"),
+            Some((last, rest)) => format!("{}, and {last}", rest.join(", ")),
+            None => String::new(),
+        };
         err(
             format!("only one of the inputs {list} may be given, but {both} were"),
             Some("leave all but one of them out".into()),
@@ -275,8 +276,8 @@ mod tests {
     use super::*;
 
     fn flow() -> Flow {
-        let text = std::fs::read_to_string("flows/inbound.yaml").unwrap();
-        serde_json::from_value(crate::base::yaml::load(&text).0.unwrap().value).unwrap()
+        let source = crate::base::source::Source::read(std::path::Path::new("flows/inbound.yaml")).unwrap();
+        crate::flow::load_checked(&source).unwrap().flow
     }
 
     #[test]

@@ -328,9 +328,22 @@ impl<'a> Analyzer<'a> {
         if let Some(request) = compensate.get("request") {
             self.templates(&push_pointer(&at, "request"), request, plain);
         }
+        // The compensating request's answer is its own operation's, not the step's.
+        let op = match (
+            compensate.pointer("/request/method").and_then(Value::as_str),
+            compensate.pointer("/request/path").and_then(Value::as_str),
+        ) {
+            (Some(method), Some(path)) => crate::api::operation(method, path),
+            _ => None,
+        };
+        let undo = with_response.current.map(|c| StepInfo { op, ..c.clone() });
+        let undo_scope = Reach {
+            current: undo.as_ref(),
+            ..with_response
+        };
         if let Some(asserts) = compensate.pointer("/expect/assert").and_then(Value::as_array) {
             for (i, a) in asserts.iter().enumerate() {
-                self.expression(&format!("{at}/expect/assert/{i}"), a, with_response);
+                self.expression(&format!("{at}/expect/assert/{i}"), a, undo_scope);
             }
         }
     }
@@ -434,24 +447,32 @@ impl<'a> Analyzer<'a> {
         if line.is_empty() {
             return Span::on_line(span.start, 1);
         }
-        let Some(found) = self.source.find_in(span, line).or_else(|| {
+        let source = self.source_of(span);
+        let Some(found) = source.find_in(span, line).or_else(|| {
             // `find_in` wants a word boundary after the needle; a line may end mid-word.
-            let from = self.source.offset(span.start)?;
-            let i = self.source.text[from..].find(line)?;
-            Some(Span::on_line(self.source.pos(from + i), 1))
+            let from = source.offset(span.start)?;
+            let i = source.text[from..].find(line)?;
+            Some(Span::on_line(source.pos(from + i), 1))
         }) else {
-            return Span::on_line(span.start, 1);
+            return Span::on_line(span.start, 1).in_file(span.file);
         };
         let col = text[line_start..offset].chars().count();
         let start = super::source::Pos {
             line: found.start.line,
             col: found.start.col + col,
         };
-        Span::on_line(start, 1)
+        Span::on_line(start, 1).in_file(span.file)
     }
 
     fn point(&self, span: Span, needle: &str) -> Span {
-        self.source.find_in(span, needle).unwrap_or(span)
+        self.source_of(span)
+            .find_in(span, needle)
+            .map_or(span, |s| s.in_file(span.file))
+    }
+
+    /// The file `span` is in: the flow, or a connection file it uses.
+    fn source_of(&self, span: Span) -> &Source {
+        self.doc.file_of(span).map_or(self.source, |s| s)
     }
 
     /// Checks every name a template or expression reads, in a stable order.

@@ -1,7 +1,7 @@
 //! The whole checking pipeline for one file: load → schema → analyze.
 
-use super::{analyze, schema};
-use crate::base::diagnostic::Diagnostic;
+use super::{analyze, includes, schema};
+use crate::base::diagnostic::{Diagnostic, Origin};
 use crate::base::source::Source;
 use crate::base::yaml;
 
@@ -10,16 +10,64 @@ pub fn check_source(source: &Source) -> Vec<Diagnostic> {
     check_document(source).1
 }
 
-/// The loaded document (when the YAML could be read) and every problem, in source order.
-fn check_document(source: &Source) -> (Option<yaml::Document>, Vec<Diagnostic>) {
-    let (doc, mut out) = yaml::load(&source.text);
-    if let Some(doc) = &doc {
-        out.extend(schema::check(doc));
-        out.extend(analyze::analyze(source, doc));
-        out.extend(crate::api::bodies::check_flow(doc));
+/// What checking one file found, and what kind of file it is.
+pub struct FileCheck {
+    /// The file is a connection file (`kind: connection`), not a flow.
+    pub connection_file: bool,
+    /// Every problem, the file's own first, in source order.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// [`check_source`], saying whether the file is a connection file.
+pub fn check_file(source: &Source) -> FileCheck {
+    let (doc, diagnostics) = check_document(source);
+    FileCheck {
+        connection_file: doc.as_ref().is_some_and(includes::is_connection_file),
+        diagnostics,
     }
-    out.sort_by(|a, b| a.span.start.cmp(&b.span.start).then_with(|| a.code.cmp(b.code)));
-    out.dedup_by(|a, b| a.span == b.span && a.message == b.message);
+}
+
+/// The loaded document (when the YAML could be read) and every problem: the file's own in
+/// source order, then those in the files it uses.
+fn check_document(source: &Source) -> (Option<yaml::Document>, Vec<Diagnostic>) {
+    let (mut doc, mut out) = yaml::load(&source.text);
+    if let Some(doc) = &mut doc {
+        let fragment = includes::is_connection_file(doc);
+        let included = includes::expand(&source.path, doc);
+        // A flow whose connection file cannot be read is not checked further: every key of
+        // its connection would be reported missing.
+        let usable = !included.iter().any(Diagnostic::is_error);
+        out.extend(included);
+        if usable {
+            out.extend(schema::check(doc));
+            let semantic = analyze::analyze(source, doc);
+            if fragment {
+                // A connection file alone: the inputs it reads are declared by the flows that
+                // use it.
+                out.extend(semantic.into_iter().filter(|d| d.code != "undeclared-input"));
+                out.extend(includes::connection_file_problems(doc));
+            } else {
+                out.extend(semantic);
+                out.extend(crate::api::bodies::check_flow(doc));
+            }
+        }
+        // Problems found in the merged document at nodes that came from a connection file
+        // point into that file.
+        for d in &mut out {
+            if d.origin.is_none()
+                && let Some(file) = doc.file_of(d.span)
+            {
+                d.origin = Some(Origin(file.clone()));
+            }
+        }
+    }
+    let file = |d: &Diagnostic| d.origin.as_ref().map(|o| o.0.path.clone());
+    out.sort_by(|a, b| {
+        (file(a), a.span.start)
+            .cmp(&(file(b), b.span.start))
+            .then_with(|| a.code.cmp(b.code))
+    });
+    out.dedup_by(|a, b| a.span == b.span && a.message == b.message && a.origin == b.origin);
     (doc, out)
 }
 
@@ -54,4 +102,34 @@ pub fn load_checked(source: &Source) -> Result<Checked, Vec<Diagnostic>> {
         flow,
         warnings: diagnostics,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn codes(text: &str) -> Vec<&'static str> {
+        check_source(&Source::new("t.yaml", text))
+            .iter()
+            .map(|d| d.code)
+            .collect()
+    }
+
+    const ROUTE: &str = "version: 1\nname: t\nconnection: { base_url: http://127.0.0.1 }\nsteps:\n  - id: route\n    request: { method: POST, path: /api/v1/route, json: { conversationIdentifier: c, routingType: Initial, routingInfo: { queueId: q } } }\n";
+
+    #[test]
+    fn an_api_code_under_error_detail_is_readable_from_any_answer() {
+        let flow = format!("{ROUTE}    save:\n      code: response.body.errorDetail.code\n");
+        assert_eq!(codes(&flow), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn a_compensating_request_is_read_against_its_own_operation() {
+        let undo = "    in_doubt:\n      policy: compensate\n      compensate:\n        request: { method: DELETE, path: /api/v1/route, json: { conversationIdentifier: c } }\n        expect: { assert: [ASSERT] }\n";
+        // DELETE /route answers `success`; only POST /route answers `psrId`.
+        let fine = format!("{ROUTE}{}", undo.replace("ASSERT", "response.body.success"));
+        assert_eq!(codes(&fine), Vec::<&str>::new());
+        let wrong = format!("{ROUTE}{}", undo.replace("ASSERT", "response.body.psrId"));
+        assert_eq!(codes(&wrong), ["unknown-response-field"]);
+    }
 }

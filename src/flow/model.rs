@@ -434,10 +434,13 @@ mod tests {
     #[test]
     fn shipped_flows_deserialize() {
         for path in ["flows/inbound.yaml", "flows/transfer.yaml"] {
-            let text = std::fs::read_to_string(path).unwrap();
-            let doc = crate::base::yaml::load(&text).0.unwrap();
-            let flow: Flow = serde_json::from_value(doc.value).unwrap();
+            let source = crate::base::source::Source::read(std::path::Path::new(path)).unwrap();
+            let flow = crate::flow::load_checked(&source)
+                .map_err(|d| format!("{d:?}"))
+                .unwrap()
+                .flow;
             assert!(!flow.steps.is_empty());
+            assert!(flow.connection.base_url.contains("SCRT_BASE_URL"));
         }
     }
 }

@@ -109,7 +109,17 @@ impl FlowRuns {
         FlowRuns {
             journal,
             path,
-            hash: super::content_hash(&source.text),
+            // A change to a connection file the flow uses is a change to the flow.
+            hash: super::content_hash(
+                &std::iter::once(source.text.clone())
+                    .chain(
+                        crate::flow::includes::used_files(source)
+                            .iter()
+                            .map(|s| s.text.clone()),
+                    )
+                    .collect::<Vec<_>>()
+                    .join("\u{0}"),
+            ),
             name: flow.name.clone(),
             secret_inputs: flow
                 .inputs
