@@ -448,10 +448,16 @@ async fn a_success_whose_body_is_not_json_says_so() {
         panic!("{:?}", report.outcome)
     };
     assert_eq!(step, "interaction");
+    let text = std::fs::read_to_string(repo("flows/inbound.yaml")).unwrap();
+    let line = text
+        .lines()
+        .position(|l| l.trim() == "- response.body.success")
+        .unwrap()
+        + 1;
     assert!(
-        error.ends_with(
-            "flows/inbound.yaml:76: `response.body.success` is undefined (the response body is not JSON: `<html>Gateway says hello</html>`)"
-        ),
+        error.ends_with(&format!(
+            "flows/inbound.yaml:{line}: `response.body.success` is undefined (the response body is not JSON: `<html>Gateway says hello</html>`)"
+        )),
         "{error}"
     );
 }
