@@ -830,3 +830,98 @@ async fn input_groups_are_checked_with_the_inputs() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(server.received_requests().await.unwrap().len(), 1);
 }
+
+/// `for_each`: one request per item, each with its own `RequestId` and line; `until` ends the
+/// loop at the first item it holds for, a refused item is passed over; saved values are lists
+/// that line up with the items; too many items fail the step before anything is sent.
+#[tokio::test(flavor = "multi_thread")]
+async fn for_each_sends_once_per_item_until_one_is_accepted() {
+    use wiremock::matchers::{body_partial_json, path};
+    let server = MockServer::start().await;
+    for (agent, status, body) in [
+        ("a1", 400, json!({"code": 15110, "message": "busy"})),
+        ("a2", 202, json!({"success": false})),
+        ("a3", 202, json!({"success": true})),
+    ] {
+        Mock::given(path("/offer"))
+            .and(body_partial_json(json!({"userId": agent})))
+            .respond_with(ResponseTemplate::new(status).set_body_json(body))
+            .mount(&server)
+            .await;
+    }
+    Mock::given(path("/report"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let env = vec![("SCRT_BASE_URL".to_string(), server.uri())];
+    let out = flowrun(
+        s(&[
+            "run",
+            "tests/flows/for_each.yaml",
+            "--color",
+            "never",
+            "--input",
+            r#"agents=["a1","a2","a3","a4"]"#,
+        ]),
+        env.clone(),
+    )
+    .await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    for line in ["offer[0]", "offer[1]", "offer[2]", "  accepted_by = \"a3\""] {
+        assert!(stdout.contains(line), "{line} in {stdout}");
+    }
+    assert!(!stdout.contains("offer[3]"), "{stdout}");
+    let sent = server.received_requests().await.unwrap();
+    let offers: Vec<Value> = sent
+        .iter()
+        .filter(|r| r.url.path() == "/offer")
+        .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap()["userId"].clone())
+        .collect();
+    assert_eq!(offers, [json!("a1"), json!("a2"), json!("a3")]);
+    let ids: std::collections::HashSet<String> = sent
+        .iter()
+        .map(|r| r.headers.get("RequestId").unwrap().to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), sent.len(), "each item its own RequestId");
+    let report: Value = serde_json::from_slice(&sent.last().unwrap().body).unwrap();
+    assert_eq!(report, json!({"offers": 3, "accepted": true}));
+
+    // Six agents, `max_items: 5`: the step fails before sending anything.
+    let before = server.received_requests().await.unwrap().len();
+    let out = flowrun(
+        s(&[
+            "run",
+            "tests/flows/for_each.yaml",
+            "--input",
+            r#"agents=["a","b","c","d","e","f"]"#,
+        ]),
+        env.clone(),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("`for_each` gives 6 items, more than the 5 allowed"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(server.received_requests().await.unwrap().len(), before);
+
+    // No agent accepts: the step fails, naming `until`.
+    let out = flowrun(
+        s(&[
+            "run",
+            "tests/flows/for_each.yaml",
+            "--input",
+            r#"agents=["a1","a2"]"#,
+        ]),
+        env,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("assertion failed: `response.body.success (for no item of 2)`"),
+        "{}",
+        text(&out.stderr)
+    );
+}

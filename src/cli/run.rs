@@ -81,6 +81,11 @@ pub struct Args {
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BODY,
           value_parser = super::at_least_one)]
     max_body: usize,
+    /// The most items a step's `for_each` may give when the step sets no `max_items`; more
+    /// fails the step before anything is sent.
+    #[arg(long, value_name = "N", default_value_t = flowrun::engine::DEFAULT_MAX_ITEMS,
+          value_parser = super::at_least_one)]
+    max_items: usize,
 }
 
 /// A `--run-id`: not blank, at most 200 characters, no control characters.
@@ -222,6 +227,7 @@ fn run_inner(args: Args) -> Result<u8, u8> {
     if let Some(jsonl) = &args.inputs_jsonl {
         let (engine, warnings) =
             prepare_engine(&source, runtime.clone(), Arc::new(transport)).map_err(refuse)?;
+        let engine = engine.with_max_items(args.max_items);
         print_diagnostics(&source, &warnings);
         let durable = journal.map(|j| {
             let runs = FlowRuns::new(j, &source, &engine.flow().flow, runtime.secrets.clone());
@@ -241,6 +247,7 @@ fn run_inner(args: Args) -> Result<u8, u8> {
         prepare(&source, given, &args.input, runtime.clone(), Arc::new(transport)).map_err(refuse)?;
     print_diagnostics(&source, &prepared.warnings);
     let Prepared { engine, inputs, .. } = prepared;
+    let engine = engine.with_max_items(args.max_items);
 
     let json = args.format == Format::Json;
     let terminal = Terminal::new(args.verbose, args.quiet || json, runtime.secrets.clone());

@@ -86,6 +86,10 @@ pub struct StepSpans {
     pub stop_if: Span,
     /// The step's `fail_if`, or the step when it has none.
     pub fail_if: Span,
+    /// The step's `for_each`, or the step when it has none.
+    pub for_each: Span,
+    /// The step's `until`, or the step when it has none.
+    pub until: Span,
 }
 
 /// A step ready to run: templates compiled, spans found, defaults applied.
@@ -104,6 +108,8 @@ pub struct CompiledStep {
     /// The step's `fail_if`: the condition, and the message template (else the condition's
     /// text is the error).
     pub fail_if: Option<(Cond, Option<Tree>)>,
+    /// The step's `for_each`: it sends its request once per item.
+    pub for_each: Option<ForEach>,
     /// The HTTP method.
     pub method: String,
     /// The URL path template, joined to the base URL.
@@ -132,6 +138,19 @@ pub struct CompiledStep {
     pub joined_url: std::sync::OnceLock<(String, String)>,
     /// What a resume does when this step was sent and no answer was recorded.
     pub in_doubt: InDoubtSpec,
+}
+
+/// A step's `for_each`, compiled.
+#[derive(Debug)]
+pub struct ForEach {
+    /// The expression giving the list.
+    pub items: TemplateId,
+    /// The name each item is read under: `vars.<name>`.
+    pub name: String,
+    /// The step's `max_items`; unset, the engine's default.
+    pub max: Option<usize>,
+    /// The expression that ends the loop when true after an item.
+    pub until: Option<TemplateId>,
 }
 
 /// A step's `in_doubt` policy, compiled.
@@ -347,6 +366,8 @@ impl Compiler<'_> {
                 .collect(),
             stop_if: or_step(push_pointer(ptr, "stop_if")),
             fail_if: or_step(push_pointer(ptr, "fail_if")),
+            for_each: or_step(push_pointer(ptr, "for_each")),
+            until: or_step(push_pointer(ptr, "until")),
         };
         let fail_ptr = push_pointer(ptr, "fail_if");
         let fail_if = match &step.fail_if {
@@ -368,6 +389,19 @@ impl Compiler<'_> {
             condition: self.cond(&step.condition, &push_pointer(ptr, "if"))?,
             vars: self.map(&step.vars, &push_pointer(ptr, "vars"))?,
             fail_if: fail_if.and_then(|(cond, message)| cond.map(|c| (c, message))),
+            for_each: match &step.for_each {
+                None => None,
+                Some(items) => Some(ForEach {
+                    items: self.expr(items, &push_pointer(ptr, "for_each"))?,
+                    name: step.item.clone().unwrap_or_else(|| "item".into()),
+                    max: step.max_items,
+                    until: step
+                        .until
+                        .as_ref()
+                        .map(|u| self.expr(u, &push_pointer(ptr, "until")))
+                        .transpose()?,
+                }),
+            },
             method: req.method.clone(),
             path: self.text(&req.path, &push_pointer(&rptr, "path"))?,
             query: self.map(&req.query, &push_pointer(&rptr, "query"))?,
@@ -448,6 +482,10 @@ fn step_without_request(step: &model::Step) -> model::Step {
         condition: None,
         vars: Default::default(),
         fail_if: None,
+        for_each: None,
+        item: None,
+        max_items: None,
+        until: None,
         save: Default::default(),
         stop_if: None,
         ..step.clone()

@@ -15,7 +15,7 @@ mod run;
 
 pub use compile::{CompiledFlow, compile};
 pub use run::short as short_duration;
-pub use run::{Engine, RunError};
+pub use run::{DEFAULT_MAX_ITEMS, Engine, RunError};
 
 /// What a panic inside a run said, as a run's failure reads it.
 pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {

@@ -1,6 +1,6 @@
 //! The step loop.
 
-use super::compile::{AuthSpec, CompiledFlow, CompiledStep, Cond};
+use super::compile::{AuthSpec, CompiledFlow, CompiledStep, Cond, ForEach};
 use super::durable::{DoneStatus, DoneStep, Doubt, Resume, RunLog};
 use super::outcome::{
     Attempt, FailureKind, Observer, Outcome, Phase, RunReport, StepError, StepRecord, StepStatus,
@@ -42,7 +42,12 @@ pub struct Engine {
     flow: Arc<CompiledFlow>,
     transport: Arc<dyn Transport>,
     auth: Auth,
+    /// The most items a `for_each` without its own `max_items` may give.
+    max_items: usize,
 }
+
+/// The most items a `for_each` may give when neither the step nor the run says.
+pub const DEFAULT_MAX_ITEMS: usize = 100;
 
 /// The API's code for an unknown or expired token.
 const BAD_TOKEN_CODE: i64 = 10004;
@@ -87,7 +92,14 @@ impl Engine {
             flow,
             transport,
             auth,
+            max_items: DEFAULT_MAX_ITEMS,
         })
+    }
+
+    /// Sets the most items a `for_each` without its own `max_items` may give.
+    pub fn with_max_items(mut self, max: usize) -> Self {
+        self.max_items = max;
+        self
     }
 
     /// The same engine (flow, auth, token cache) with the transport's [`Transport::fork`], for
@@ -97,6 +109,7 @@ impl Engine {
             flow: self.flow.clone(),
             transport: self.transport.fork().unwrap_or_else(|| self.transport.clone()),
             auth: self.auth.clone(),
+            max_items: self.max_items,
         }
     }
 
@@ -296,6 +309,32 @@ impl Engine {
     }
 }
 
+/// The record of item `i` of a `for_each` step: `<id>[<i>]`.
+fn item_record(step: &CompiledStep, i: usize, ended: &Ended, started: Instant) -> StepRecord {
+    StepRecord {
+        id: format!("{}[{i}]", step.id),
+        phase: Phase::Steps,
+        status: ended.status.clone(),
+        attempts: ended.attempts.clone(),
+        saved: ended.saved.clone(),
+        vars: Map::new(),
+        duration: started.elapsed(),
+        resumed: false,
+    }
+}
+
+/// `a list`, `a string`, ...: a JSON value's kind, in words.
+fn describe(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "none",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
 /// The record of a step that ended without being run.
 fn unrun(step: &CompiledStep, phase: Phase, status: StepStatus) -> StepRecord {
     StepRecord {
@@ -374,6 +413,8 @@ struct Run<'a> {
 
 /// How a step ended, before it is recorded.
 struct Ended {
+    /// A `for_each` step's items, each recorded as `<id>[<n>]` before the step itself.
+    items: Vec<StepRecord>,
     status: StepStatus,
     attempts: Vec<Attempt>,
     saved: Map<String, Value>,
@@ -391,6 +432,7 @@ impl Ended {
         response: Option<Value>,
     ) -> Self {
         Ended {
+            items: Vec::new(),
             status,
             attempts,
             saved,
@@ -538,7 +580,11 @@ impl Run<'_> {
         let started = Instant::now();
         self.phase = phase;
         let doubt = self.doubt.take_if(|d| d.step == step.id);
-        let ended = self.execute(step, doubt.as_ref()).await;
+        let mut ended = self.execute(step, doubt.as_ref()).await;
+        for item in std::mem::take(&mut ended.items) {
+            self.observer.step_finished(&item);
+            self.records.push(item);
+        }
         let mut slot = match ended.response {
             Some(Value::Object(r)) => r,
             _ => Map::new(),
@@ -609,7 +655,7 @@ impl Run<'_> {
                 Err(e) => return Ended::failed(render(e, step.spans.condition), Vec::new()),
             }
         }
-        if step.vars.is_empty() {
+        if step.vars.is_empty() && step.for_each.is_none() {
             return self.exchange(step, &self.vars, doubt).await;
         }
         let mut vars = self.vars.json().as_object().cloned().unwrap_or_default();
@@ -617,9 +663,121 @@ impl Run<'_> {
         if let Err((_, e)) = self.render_vars(&step.vars, &mut vars, &mut own) {
             return Ended::failed(render(e, step.spans.vars), Vec::new());
         }
-        let mut ended = self.exchange(step, &Scope::new(Value::Object(vars)), doubt).await;
+        let mut ended = match &step.for_each {
+            Some(each) => self.each(step, each, vars, doubt).await,
+            None => self.exchange(step, &Scope::new(Value::Object(vars)), doubt).await,
+        };
         ended.vars = own;
         ended
+    }
+
+    /// A `for_each` step: the request once per item (`vars.<as>`), each with its own
+    /// `RequestId`, retries and record, in order. Each saved value becomes the list of the
+    /// items' values (`none` for an item that failed). Without `until`, the first item that fails fails the step; with it, a
+    /// failed item is passed over, the first item that meets it ends the loop, and the step
+    /// fails only when none does.
+    async fn each(
+        &self,
+        step: &CompiledStep,
+        each: &ForEach,
+        vars: Map<String, Value>,
+        doubt: Option<&Doubt>,
+    ) -> Ended {
+        let flow = &self.engine.flow;
+        let span = step.spans.for_each;
+        let items = match flow.templates.render(
+            each.items,
+            &self.ctx_with(&Scope::new(Value::Object(vars.clone())), None),
+        ) {
+            Ok(Value::Array(items)) => items,
+            Ok(other) => {
+                let kind = FailureKind::Render {
+                    message: format!("`for_each` gives {}, not a list", describe(&other)),
+                };
+                return Ended::failed(StepError::new(kind, span), Vec::new());
+            }
+            Err(e) => return Ended::failed(render(e, span), Vec::new()),
+        };
+        let max = each.max.unwrap_or(self.engine.max_items);
+        if items.len() > max {
+            let kind = FailureKind::Render {
+                message: format!(
+                    "`for_each` gives {} items, more than the {max} allowed (`max_items`, or `run --max-items`); nothing was sent",
+                    items.len()
+                ),
+            };
+            return Ended::failed(StepError::new(kind, span), Vec::new());
+        }
+        let mut records = Vec::new();
+        let mut saved: Map<String, Value> = step
+            .save
+            .iter()
+            .map(|(n, _)| (n.clone(), Value::Array(Vec::new())))
+            .collect();
+        let mut last = Ended::new(StepStatus::Ok, Vec::new(), Map::new(), None);
+        let mut met = false;
+        for (i, item) in items.into_iter().enumerate() {
+            if self.stopping() {
+                break;
+            }
+            let started = Instant::now();
+            let mut scope = vars.clone();
+            scope.insert(each.name.clone(), item);
+            let scope = Scope::new(Value::Object(scope));
+            // A resumed run's doubt belongs to the item it was sent for: the first sent again.
+            let ended = self.exchange(step, &scope, doubt.filter(|_| i == 0)).await;
+            if let Some(until) = each.until
+                && matches!(ended.status, StepStatus::Ok | StepStatus::Stopped)
+                && let Some(response) = &ended.response
+            {
+                let resp = Scope::new(response.clone());
+                match flow.templates.truth(until, &self.ctx_with(&scope, Some(&resp))) {
+                    Ok(b) => met = b,
+                    Err(e) => {
+                        records.push(item_record(step, i, &ended, started));
+                        return Ended {
+                            items: records,
+                            ..Ended::failed(render(e, step.spans.until), Vec::new())
+                        };
+                    }
+                }
+            }
+            records.push(item_record(step, i, &ended, started));
+            // One entry per item sent, `none` for an item that failed: the lists line up
+            // with the items.
+            for (name, list) in &mut saved {
+                if let Value::Array(list) = list {
+                    list.push(ended.saved.get(name).cloned().unwrap_or(Value::Null));
+                }
+            }
+            let failed = matches!(ended.status, StepStatus::Failed(_));
+            let stopped = ended.status == StepStatus::Stopped;
+            last = ended;
+            if met || stopped || (failed && each.until.is_none()) {
+                break;
+            }
+        }
+        let status = match last.status {
+            StepStatus::Failed(e) if each.until.is_none() => StepStatus::Failed(e),
+            _ if each.until.is_some() && !met => {
+                let kind = FailureKind::Assert {
+                    expression: format!(
+                        "{} (for no item of {})",
+                        flow.templates.source(each.until.unwrap_or(each.items)),
+                        records.len()
+                    ),
+                };
+                StepStatus::Failed(StepError::new(kind, step.spans.until))
+            }
+            StepStatus::Stopped => StepStatus::Stopped,
+            _ => StepStatus::Ok,
+        };
+        Ended {
+            items: records,
+            saved,
+            response: last.response,
+            ..Ended::new(status, Vec::new(), Map::new(), None)
+        }
     }
 
     /// Builds the step's request with `vars` in scope, sends it, and judges the answer. A step

@@ -232,7 +232,12 @@ impl<'a> Analyzer<'a> {
         let Some(value) = self.doc.value.pointer(ptr) else {
             return;
         };
-        let own_vars = var_names(value);
+        let mut own_vars = var_names(value);
+        // A `for_each` item is read as `vars.<as>` in the step's request, expect and save.
+        if value.get("for_each").is_some() {
+            let item = value.get("as").and_then(Value::as_str).unwrap_or("item");
+            own_vars.push(item.to_string());
+        }
         let readable: Vec<String> = flow_vars.iter().chain(&own_vars).cloned().collect();
         let guard = value.get("if").and_then(Value::as_str).unwrap_or_default();
         let before_vars = Reach {
@@ -253,6 +258,16 @@ impl<'a> Analyzer<'a> {
         };
         if let Some(cond) = value.get("if") {
             self.expression(&push_pointer(ptr, "if"), cond, before_vars);
+        }
+        if let Some(items) = value.get("for_each") {
+            let with_step_vars = Reach {
+                vars: &readable[..readable.len() - 1],
+                ..before_vars
+            };
+            self.expression(&push_pointer(ptr, "for_each"), items, with_step_vars);
+        }
+        if let Some(until) = value.get("until") {
+            self.expression(&push_pointer(ptr, "until"), until, with_response);
         }
         self.vars(&push_pointer(ptr, "vars"), &own_vars, before_vars);
         if let Some(cond) = value.get("fail_if") {

@@ -177,6 +177,18 @@ pub struct Step {
     /// Checked after `if` and `vars`, before the request: when true the step fails unsent.
     #[serde(default)]
     pub fail_if: Option<FailIf>,
+    /// A bare expression giving a list: the step's request is sent once per item.
+    #[serde(default)]
+    pub for_each: Option<String>,
+    /// The name each item is read under, as `vars.<name>` (with `for_each`).
+    #[serde(default, rename = "as")]
+    pub item: Option<String>,
+    /// The most items `for_each` may give; more fails the step before anything is sent.
+    #[serde(default)]
+    pub max_items: Option<usize>,
+    /// A bare expression over each item's `response`: when true, no further item is sent.
+    #[serde(default)]
+    pub until: Option<String>,
     /// The HTTP request the step sends.
     pub request: Request,
     /// What makes the step pass; unset, any 2xx status does.
