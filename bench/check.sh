@@ -5,7 +5,8 @@
 #   bash bench/check.sh [COUNT]
 #
 # The files are copies of the shipped flows (half inbound, half transfer), each with its own
-# name, so the run does the full work for every file: read, load, schema, analysis.
+# name, so the run does the full work for every file: read, load (with the connection file
+# each one uses), schema, analysis.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${1:-1000}
@@ -13,6 +14,8 @@ cargo build --release --quiet
 bin=target/release/flowrun
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
+mkdir "$dir/connections"
+cp flows/connections/salesforce.yaml "$dir/connections/"
 for i in $(seq 1 "$count"); do
   if (( i % 2 )); then src=flows/inbound.yaml; else src=flows/transfer.yaml; fi
   sed "s/^name: .*/name: flow_$i/" "$src" > "$dir/flow_$i.yaml"
