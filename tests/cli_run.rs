@@ -689,17 +689,23 @@ async fn a_bad_typed_input_s_hint_names_the_input() {
     );
 }
 
-/// `fail_if` fails its step before anything is sent, at the `fail_if` line, with its message (or
-/// the condition); false, the step sends as usual.
-#[tokio::test(flavor = "multi_thread")]
-async fn fail_if_fails_the_step_before_sending() {
-    let stderr = |out: &Output| text(&out.stderr);
+/// A server answering 200 to everything, and the environment that points a flow at it.
+async fn answering_200() -> (MockServer, Vec<(String, String)>) {
     let server = MockServer::start().await;
     Mock::given(wiremock::matchers::any())
         .respond_with(ResponseTemplate::new(200))
         .mount(&server)
         .await;
     let env = vec![("SCRT_BASE_URL".to_string(), server.uri())];
+    (server, env)
+}
+
+/// `fail_if` fails its step before anything is sent, at the `fail_if` line, with its message (or
+/// the condition); false, the step sends as usual.
+#[tokio::test(flavor = "multi_thread")]
+async fn fail_if_fails_the_step_before_sending() {
+    let stderr = |out: &Output| text(&out.stderr);
+    let (server, env) = answering_200().await;
     let out = flowrun(
         s(&["run", "tests/flows/fail_if.yaml", "--color", "never"]),
         env.clone(),
@@ -786,12 +792,7 @@ async fn a_transfer_without_a_target_fails_before_sending() {
 /// broken rule said; a run keeping both sends.
 #[tokio::test(flavor = "multi_thread")]
 async fn input_groups_are_checked_with_the_inputs() {
-    let server = MockServer::start().await;
-    Mock::given(wiremock::matchers::any())
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&server)
-        .await;
-    let env = vec![("SCRT_BASE_URL".to_string(), server.uri())];
+    let (server, env) = answering_200().await;
     let run = |extra: &[&str]| {
         let mut a = s(&["run", "tests/flows/input_groups.yaml"]);
         a.extend(s(extra));

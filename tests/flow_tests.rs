@@ -91,21 +91,25 @@ fn changing_one_field_of_a_flow_fails_with_a_diff_at_that_field() {
     insta::assert_snapshot!(stdout);
 }
 
+/// Changes the inbound flow's route to `routingType: Conference`: every case that routes
+/// sends a different request.
+fn route_as_conference(flows: &Path) {
+    let inbound = flows.join("inbound.yaml");
+    let original = std::fs::read_to_string(&inbound).unwrap();
+    let changed = original.replacen(
+        "        routingType: Initial\n",
+        "        routingType: Conference\n",
+        1,
+    );
+    assert_ne!(original, changed);
+    std::fs::write(&inbound, changed).unwrap();
+}
+
 #[test]
 fn update_rewrites_only_the_affected_golden_files() {
     let (dir, flows) = scratch();
     let before = goldens(&flows);
-    let inbound = flows.join("inbound.yaml");
-    let original = std::fs::read_to_string(&inbound).unwrap();
-    std::fs::write(
-        &inbound,
-        original.replacen(
-            "        routingType: Initial\n",
-            "        routingType: Conference\n",
-            1,
-        ),
-    )
-    .unwrap();
+    route_as_conference(&flows);
     let out = flowrun(&["test", "--update", "flows"], dir.path());
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
     let after = goldens(&flows);
@@ -213,17 +217,7 @@ fn update_leaves_the_golden_of_a_case_whose_outcome_did_not_match() {
 #[test]
 fn junit_holds_the_diff_in_the_failure_body_and_times() {
     let (dir, flows) = scratch();
-    let inbound = flows.join("inbound.yaml");
-    let original = std::fs::read_to_string(&inbound).unwrap();
-    std::fs::write(
-        &inbound,
-        original.replacen(
-            "        routingType: Initial\n",
-            "        routingType: Conference\n",
-            1,
-        ),
-    )
-    .unwrap();
+    route_as_conference(&flows);
     let out = flowrun(
         &[
             "test",
