@@ -926,3 +926,21 @@ async fn for_each_sends_once_per_item_until_one_is_accepted() {
         text(&out.stderr)
     );
 }
+
+/// A connection file is not a flow: `run` says so, at its `kind`, and sends nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn running_a_connection_file_says_it_is_not_a_flow() {
+    let out = flowrun(
+        s(&["run", "flows/connections/salesforce.yaml", "--color", "never"]),
+        vec![],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).starts_with(
+            "flows/connections/salesforce.yaml:5:1: error: this is a connection file, not a flow\n"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+}

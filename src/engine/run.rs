@@ -716,6 +716,18 @@ impl Run<'_> {
             .collect();
         let mut last = Ended::new(StepStatus::Ok, Vec::new(), Map::new(), None);
         let mut met = false;
+        // A crash in the middle of the loop leaves the journal unable to say which item was
+        // sent last: a person decides, as with `in_doubt: fail`.
+        if let Some(doubt) = doubt {
+            let kind = FailureKind::InDoubt {
+                message: format!(
+                    "an item of this for_each step was sent before the run stopped (attempt {}) and no answer was recorded; which items took effect is not known: check, then resume with the step's inputs adjusted or cancel the run",
+                    doubt.attempts
+                ),
+            };
+            return Ended::failed(StepError::new(kind, step.spans.for_each), Vec::new());
+        }
+        let mut sent = 0u32;
         for (i, item) in items.into_iter().enumerate() {
             if self.stopping() {
                 break;
@@ -724,8 +736,8 @@ impl Run<'_> {
             let mut scope = vars.clone();
             scope.insert(each.name.clone(), item);
             let scope = Scope::new(Value::Object(scope));
-            // A resumed run's doubt belongs to the item it was sent for: the first sent again.
-            let ended = self.exchange(step, &scope, doubt.filter(|_| i == 0)).await;
+            let ended = self.exchange_from(step, &scope, None, sent).await;
+            sent += ended.attempts.len() as u32;
             if let Some(until) = each.until
                 && matches!(ended.status, StepStatus::Ok | StepStatus::Stopped)
                 && let Some(response) = &ended.response
@@ -783,6 +795,18 @@ impl Run<'_> {
     /// Builds the step's request with `vars` in scope, sends it, and judges the answer. A step
     /// in `doubt` (a resumed run's) goes by its `in_doubt` policy first.
     async fn exchange(&self, step: &CompiledStep, vars: &Scope, doubt: Option<&Doubt>) -> Ended {
+        self.exchange_from(step, vars, doubt, 0).await
+    }
+
+    /// [`Run::exchange`], numbering its attempts after `first` earlier ones (a `for_each`
+    /// step's items share the step's attempt numbers, so the journal keeps each).
+    async fn exchange_from(
+        &self,
+        step: &CompiledStep,
+        vars: &Scope,
+        doubt: Option<&Doubt>,
+        first: u32,
+    ) -> Ended {
         let fail = Ended::failed;
         let flow = &self.engine.flow;
         let ctx = self.ctx_with(vars, None);
@@ -823,7 +847,7 @@ impl Run<'_> {
             return fail(StepError::new(kind, spans.body_field(&field)), Vec::new());
         }
         let (request, mut attempts, after) = match doubt {
-            None => (request, Vec::new(), 0),
+            None => (request, Vec::new(), first),
             Some(doubt) => match self.settle_doubt(step, vars, doubt, request).await {
                 Ok(settled) => settled,
                 Err(ended) => return ended,

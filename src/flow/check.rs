@@ -89,6 +89,16 @@ pub fn load_checked(source: &Source) -> Result<Checked, Vec<Diagnostic>> {
         return Err(diagnostics);
     }
     let document = document.ok_or_else(|| diagnostics.clone())?;
+    if includes::is_connection_file(&document) {
+        return Err(vec![
+            Diagnostic::error(
+                "not-a-flow",
+                document.key_span("/kind"),
+                "this is a connection file, not a flow",
+            )
+            .with_hint("run a flow that uses it: `connection: { use: ... }`"),
+        ]);
+    }
     let flow = serde_json::from_value(document.value.clone()).map_err(|e| {
         // The schema accepted what serde did not: a bug in flowrun, reported as such.
         vec![Diagnostic::error(
