@@ -689,17 +689,6 @@ async fn a_bad_typed_input_s_hint_names_the_input() {
     );
 }
 
-/// A server answering 200 to everything, and the environment that points a flow at it.
-async fn answering_200() -> (MockServer, Vec<(String, String)>) {
-    let server = MockServer::start().await;
-    Mock::given(wiremock::matchers::any())
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&server)
-        .await;
-    let env = vec![("SCRT_BASE_URL".to_string(), server.uri())];
-    (server, env)
-}
-
 /// `fail_if` fails its step before anything is sent, at the `fail_if` line, with its message (or
 /// the condition); false, the step sends as usual.
 #[tokio::test(flavor = "multi_thread")]

@@ -316,12 +316,7 @@ async fn an_externally_routed_transfer_stops_after_the_routing_result() {
 
 #[tokio::test]
 async fn query_form_file_parts_and_merged_headers_are_sent_as_written() {
-    let server = wiremock::MockServer::start().await;
-    Mock::given(wiremock::matchers::any())
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&server)
-        .await;
-    let env = vec![("SCRT_BASE_URL".to_string(), server.uri())];
+    let (server, env) = answering_200().await;
     let report = run("tests/flows/bodies.yaml", json!({}), env).await;
     assert_eq!(report.outcome, Outcome::Passed);
     let requests = server.received_requests().await.unwrap();
@@ -466,12 +461,7 @@ async fn a_success_whose_body_is_not_json_says_so() {
 /// text outside `{{ }}`, is not required.
 #[tokio::test]
 async fn only_templates_name_the_environment_a_run_needs() {
-    let server = wiremock::MockServer::start().await;
-    Mock::given(wiremock::matchers::any())
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&server)
-        .await;
-    let env = vec![("SCRT_BASE_URL".to_string(), server.uri())];
+    let (_server, env) = answering_200().await;
     let report = run("tests/flows/comment_env.yaml", json!({}), env).await;
     assert_eq!(report.outcome, Outcome::Passed);
 }

@@ -79,6 +79,17 @@ pub fn env_for(server: &MockServer) -> Vec<(String, String)> {
     ]
 }
 
+/// A server answering 200 to everything, and the environment that points a flow at it.
+pub async fn answering_200() -> (MockServer, Vec<(String, String)>) {
+    let server = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let env = vec![("SCRT_BASE_URL".to_string(), server.uri())];
+    (server, env)
+}
+
 /// Runs a flow through the library: frozen clock, sequential ids, only `env` in the environment.
 pub async fn run(flow: &str, inputs: Value, env: Vec<(String, String)>) -> RunReport {
     let source = Source::read(&repo(flow)).unwrap();
