@@ -88,54 +88,64 @@ fn undocumented_success(doc: &Document, pointer: &str, op: &super::Operation) ->
 /// Checks the literal parts of every step's body that calls an Interaction Service operation.
 pub fn check_flow(doc: &Document) -> Vec<Diagnostic> {
     let mut out = Vec::new();
-    for list in ["steps", "finally"] {
-        let Some(steps) = doc.value.get(list).and_then(Value::as_array) else {
-            continue;
-        };
-        for (i, step) in steps.iter().enumerate() {
-            let request = step.get("request");
-            let method = request
-                .and_then(|r| r.get("method"))
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            let path = request
-                .and_then(|r| r.get("path"))
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            if path.contains('{') {
-                continue;
-            }
-            let Some(op) = super::operation(method, path) else {
-                continue;
-            };
-            if let Some(d) = undocumented_success(doc, &format!("/{list}/{i}/expect/status"), op) {
-                out.push(d);
-            }
-            let base = format!("/{list}/{i}/request");
-            let (base, body) = match op.json_part {
-                Some(part) => {
-                    let p = format!("{base}/multipart/{part}/json");
-                    (p.clone(), doc.value.pointer(&p))
-                }
-                None => (format!("{base}/json"), doc.value.pointer(&format!("{base}/json"))),
-            };
-            let Some(body) = body else { continue };
-            let mut skip = Vec::new();
-            templated(body, "", &mut skip);
-            if skip.iter().any(String::is_empty) {
-                continue;
-            }
-            let loc = InFlow {
-                doc,
-                base,
-                templated: skip,
-            };
-            out.extend(op.check(&loc, body).into_iter().map(|mut d| {
-                d.code = "api-body";
-                d.message = format!("{} (in the body of {})", d.message, op.label());
-                d
-            }));
-        }
+    for list in ["/steps", "/finally"] {
+        check_steps(doc, list, &mut out);
     }
     out
+}
+
+/// Checks the steps of the list at `list`, and those of the steps files they call (mounted
+/// under the calling step).
+fn check_steps(doc: &Document, list: &str, out: &mut Vec<Diagnostic>) {
+    let Some(steps) = doc.value.pointer(list).and_then(Value::as_array) else {
+        return;
+    };
+    for (i, step) in steps.iter().enumerate() {
+        if step.get("call").is_some() {
+            check_steps(doc, &format!("{list}/{i}/steps"), out);
+            continue;
+        }
+        let request = step.get("request");
+        let method = request
+            .and_then(|r| r.get("method"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let path = request
+            .and_then(|r| r.get("path"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if path.contains('{') {
+            continue;
+        }
+        let Some(op) = super::operation(method, path) else {
+            continue;
+        };
+        if let Some(d) = undocumented_success(doc, &format!("{list}/{i}/expect/status"), op) {
+            out.push(d);
+        }
+        let base = format!("{list}/{i}/request");
+        let (base, body) = match op.json_part {
+            Some(part) => {
+                let p = format!("{base}/multipart/{part}/json");
+                (p.clone(), doc.value.pointer(&p))
+            }
+            None => (format!("{base}/json"), doc.value.pointer(&format!("{base}/json"))),
+        };
+        let Some(body) = body else { continue };
+        let mut skip = Vec::new();
+        templated(body, "", &mut skip);
+        if skip.iter().any(String::is_empty) {
+            continue;
+        }
+        let loc = InFlow {
+            doc,
+            base,
+            templated: skip,
+        };
+        out.extend(op.check(&loc, body).into_iter().map(|mut d| {
+            d.code = "api-body";
+            d.message = format!("{} (in the body of {})", d.message, op.label());
+            d
+        }));
+    }
 }

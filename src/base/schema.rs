@@ -300,6 +300,14 @@ fn key_problems(
                 ["/then/required", "/else/required"]
                     .iter()
                     .find_map(|b| path.strip_suffix(b))
+                    .map(|mut p| {
+                        // Branches nest (`else: { if, then, else }`): the properties are
+                        // those of the outermost one's parent.
+                        while let Some(up) = p.strip_suffix("/then").or_else(|| p.strip_suffix("/else")) {
+                            p = up;
+                        }
+                        p
+                    })
                     .and_then(|p| schema.pointer(p))
                     .unwrap_or(n)
                     .pointer(&push_pointer("/properties", &key))

@@ -69,7 +69,7 @@ pub fn run(args: Args) -> u8 {
     files.retain(|p| !excluded.is_match(p.strip_prefix(".").unwrap_or(p)));
     let mut all = Vec::new();
     let mut files_with_problems = 0;
-    let (mut tests, mut connections) = (0, 0);
+    let (mut tests, mut connections, mut steps_files) = (0, 0, 0);
     for path in &files {
         if flowrun::paths::is_test_file(path) {
             tests += 1;
@@ -92,9 +92,11 @@ pub fn run(args: Args) -> u8 {
         };
         let FileCheck {
             connection_file,
+            steps_file,
             diagnostics,
         } = check_file(&source);
         connections += usize::from(connection_file);
+        steps_files += usize::from(steps_file);
         if !diagnostics.is_empty() {
             files_with_problems += 1;
         }
@@ -118,20 +120,23 @@ pub fn run(args: Args) -> u8 {
                     .fg_color(Some(anstyle::AnsiColor::Red.into()));
                 let _ = writeln!(err, "{red}error{red:#}: {e}");
             }
-            let flows = all.len() - tests - connections;
+            let flows = all.len() - tests - connections - steps_files;
             let mut kinds = Vec::new();
-            if flows > 0 || (tests == 0 && connections == 0) {
+            if flows > 0 || (tests == 0 && connections == 0 && steps_files == 0) {
                 kinds.push(format!("{flows} flow{}", plural(flows)));
             }
-            if connections > 0 {
-                kinds.push(format!("{connections} connection file{}", plural(connections)));
+            for (n, kind) in [
+                (connections, "connection file"),
+                (steps_files, "steps file"),
+                (tests, "test file"),
+            ] {
+                if n > 0 {
+                    kinds.push(format!("{n} {kind}{}", plural(n)));
+                }
             }
-            if tests > 0 {
-                kinds.push(format!("{tests} test file{}", plural(tests)));
-            }
-            let checked = match kinds.len() {
-                3 => format!("{}, {} and {}", kinds[0], kinds[1], kinds[2]),
-                _ => kinds.join(" and "),
+            let checked = match kinds.split_last() {
+                Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+                _ => kinds.join(""),
             };
             let unread = match io_errors.len() {
                 0 => String::new(),

@@ -95,8 +95,10 @@ pub struct StepSpans {
 /// A step ready to run: templates compiled, spans found, defaults applied.
 #[derive(Debug)]
 pub struct CompiledStep {
-    /// The step's `id`.
+    /// The step's `id`; in a called steps file, after the call's: `handoff.route`.
     pub id: String,
+    /// The call (an index into [`CompiledFlow::frames`]) whose steps file holds the step.
+    pub frame: Option<usize>,
     /// The line of the step in the flow file.
     pub line: usize,
     /// Where each part of the step stands in the flow file.
@@ -138,6 +140,27 @@ pub struct CompiledStep {
     pub joined_url: std::sync::OnceLock<(String, String)>,
     /// What a resume does when this step was sent and no answer was recorded.
     pub in_doubt: InDoubtSpec,
+}
+
+/// A call of a steps file: what its steps read as `params`, and when they run at all.
+#[derive(Debug)]
+pub struct Frame {
+    /// The call's id, after its enclosing calls' ids: `handoff`, `handoff.notify`.
+    pub id: String,
+    /// The frame of the call this one is in.
+    pub parent: Option<usize>,
+    /// The call's `if`: false skips every step of the call.
+    pub condition: Option<Cond>,
+    /// The arguments (`with`), rendered once in the caller's scope when the call starts.
+    pub args: Vec<(String, Tree)>,
+    /// The call's id and a dot: what the ids of its steps start with.
+    pub prefix: String,
+    /// The parameters as the steps file declares them; the arguments are checked against them.
+    pub params: super::inputs::ParamRules,
+    /// The call's `call` key, where a bad argument is reported.
+    pub span: Span,
+    /// The call's `if`, or `call` when it has none.
+    pub condition_span: Span,
 }
 
 /// A step's `for_each`, compiled.
@@ -215,6 +238,8 @@ pub struct CompiledFlow {
     pub steps: Vec<CompiledStep>,
     /// The `finally` steps, run after `steps` even when one failed.
     pub finally: Vec<CompiledStep>,
+    /// The calls of steps files, whose steps are in `steps` and `finally` in their place.
+    pub frames: Vec<Frame>,
     /// Each output: its name and the expression evaluated after the steps.
     pub outputs: Vec<(String, TemplateId)>,
     /// Directory of the flow file: `file` parts are relative to it.
@@ -226,6 +251,8 @@ pub struct CompiledFlow {
 struct Compiler<'a> {
     doc: &'a Document,
     templates: Templates,
+    /// The flow file, as errors name it.
+    flow_file: std::sync::Arc<str>,
 }
 
 impl Compiler<'_> {
@@ -233,7 +260,18 @@ impl Compiler<'_> {
         self.doc.value_span(pointer).start.line
     }
 
+    /// Names the file `pointer` is written in for the templates compiled next: the flow, or a
+    /// connection or steps file mounted into it.
+    fn in_file_of(&mut self, pointer: &str) {
+        let file = match self.doc.file_of(self.doc.value_span(pointer)) {
+            Some(source) => source.path.display().to_string().into(),
+            None => self.flow_file.clone(),
+        };
+        self.templates.set_file(file);
+    }
+
     fn tree(&mut self, value: &Value, pointer: &str) -> Result<Tree, RenderError> {
+        self.in_file_of(pointer);
         let doc = self.doc;
         self.templates
             .tree(value, &|p| doc.value_span(p).start.line, pointer)
@@ -261,6 +299,7 @@ impl Compiler<'_> {
 
     fn expr(&mut self, expr: &str, pointer: &str) -> Result<TemplateId, RenderError> {
         let line = self.line(pointer);
+        self.in_file_of(pointer);
         self.templates.expression(expr, line)
     }
 
@@ -273,8 +312,64 @@ impl Compiler<'_> {
         })
     }
 
+    /// Compiles the steps at `list` into `out`, a call's steps in its place: ids prefixed with
+    /// the call's (`handoff.route`), each knowing the frame whose `params` it reads.
+    fn steps(
+        &mut self,
+        steps: &[model::Step],
+        list: &str,
+        flow: &Flow,
+        frame: Option<usize>,
+        frames: &mut Vec<Frame>,
+        out: &mut Vec<CompiledStep>,
+    ) -> Result<(), RenderError> {
+        let prefix = frame.map(|f| frames[f].prefix.clone()).unwrap_or_default();
+        for (i, step) in steps.iter().enumerate() {
+            let ptr = format!("{list}/{i}");
+            if step.call.is_none() {
+                let mut compiled = self.step(step, &ptr, flow)?;
+                compiled.id = format!("{prefix}{}", step.id);
+                compiled.frame = frame;
+                if let Some(undo) = &mut compiled.in_doubt.compensate {
+                    undo.id = format!("{prefix}{}", undo.id);
+                    undo.frame = frame;
+                }
+                out.push(compiled);
+                continue;
+            }
+            let args = self.map(&step.with, &push_pointer(&ptr, "with"))?;
+            frames.push(Frame {
+                id: format!("{prefix}{}", step.id),
+                prefix: format!("{prefix}{}.", step.id),
+                parent: frame,
+                condition: self.cond(&step.condition, &push_pointer(&ptr, "if"))?,
+                args,
+                params: super::inputs::ParamRules::new(&step.params),
+                span: self.doc.value_span(&push_pointer(&ptr, "call")),
+                condition_span: self.doc.value_span(&push_pointer(&ptr, "if")),
+            });
+            let inner = Some(frames.len() - 1);
+            self.steps(
+                &step.steps,
+                &push_pointer(&ptr, "steps"),
+                flow,
+                inner,
+                frames,
+                out,
+            )?;
+        }
+        Ok(())
+    }
+
     fn step(&mut self, step: &model::Step, ptr: &str, flow: &Flow) -> Result<CompiledStep, RenderError> {
-        let req = &step.request;
+        let Some(req) = &step.request else {
+            // `check` requires `request` on every step without `call`.
+            return Err(RenderError {
+                file: "".into(),
+                line: self.line(ptr),
+                message: format!("step `{}` has no request", step.id),
+            });
+        };
         let rptr = push_pointer(ptr, "request");
         let body = if let Some(json) = &req.json {
             BodySpec::Json(self.tree(json, &push_pointer(&rptr, "json"))?)
@@ -384,6 +479,7 @@ impl Compiler<'_> {
         };
         Ok(CompiledStep {
             id: step.id.clone(),
+            frame: None,
             line: self.line(ptr),
             spans,
             condition: self.cond(&step.condition, &push_pointer(ptr, "if"))?,
@@ -425,9 +521,11 @@ impl Compiler<'_> {
     /// `fail` for the others (a POST sent twice may do its work twice).
     fn in_doubt(&mut self, step: &model::Step, ptr: &str, flow: &Flow) -> Result<InDoubtSpec, RenderError> {
         let Some(setting) = &step.in_doubt else {
-            let idempotent = ["GET", "HEAD", "PUT", "DELETE", "OPTIONS"]
-                .iter()
-                .any(|m| m.eq_ignore_ascii_case(&step.request.method));
+            let idempotent = ["GET", "HEAD", "PUT", "DELETE", "OPTIONS"].iter().any(|m| {
+                step.request
+                    .as_ref()
+                    .is_some_and(|r| r.method.eq_ignore_ascii_case(m))
+            });
             let policy = if idempotent {
                 DoubtPolicy::Resend
             } else {
@@ -447,7 +545,7 @@ impl Compiler<'_> {
                     Some(c) => {
                         let undo = model::Step {
                             id: format!("{}.compensate", step.id),
-                            request: c.request.clone(),
+                            request: Some(c.request.clone()),
                             expect: c.expect.clone(),
                             in_doubt: Some(InDoubt::Policy(DoubtPolicy::Fail)),
                             ..step_without_request(step)
@@ -538,6 +636,7 @@ pub fn compile(
     let mut c = Compiler {
         doc,
         templates: Templates::new(&runtime).in_file(file),
+        flow_file: file.into(),
     };
     let base_url = c.text(&flow.connection.base_url, "/connection/base_url")?;
     let headers = c.map(&flow.connection.headers, "/connection/headers")?;
@@ -557,18 +656,9 @@ pub fn compile(
         }
     };
     let vars = c.map(&flow.vars, "/vars")?;
-    let steps = flow
-        .steps
-        .iter()
-        .enumerate()
-        .map(|(i, s)| c.step(s, &format!("/steps/{i}"), &flow))
-        .collect::<Result<_, _>>()?;
-    let finally = flow
-        .finally
-        .iter()
-        .enumerate()
-        .map(|(i, s)| c.step(s, &format!("/finally/{i}"), &flow))
-        .collect::<Result<_, _>>()?;
+    let (mut frames, mut steps, mut finally) = (Vec::new(), Vec::new(), Vec::new());
+    c.steps(&flow.steps, "/steps", &flow, None, &mut frames, &mut steps)?;
+    c.steps(&flow.finally, "/finally", &flow, None, &mut frames, &mut finally)?;
     let outputs = flow
         .outputs
         .iter()
@@ -585,6 +675,7 @@ pub fn compile(
         vars,
         steps,
         finally,
+        frames,
         outputs,
         base_dir,
         env_names,

@@ -168,6 +168,65 @@ impl InputRules {
     }
 }
 
+/// A steps file's parameters, their rules compiled once: a call's arguments are checked when
+/// the call starts.
+pub struct ParamRules {
+    params: Vec<(String, Input, Option<jsonschema::Validator>)>,
+}
+
+impl std::fmt::Debug for ParamRules {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.params.iter().map(|(name, ..)| name))
+            .finish()
+    }
+}
+
+impl ParamRules {
+    /// Compiles the rules of each declared parameter.
+    pub fn new(params: &crate::flow::model::indexmap_like::Ordered<Input>) -> Self {
+        let params = params
+            .iter()
+            .map(|(name, input)| {
+                let mut schema = input.rules.clone();
+                schema.insert("type".into(), Value::String(input.kind.clone()));
+                let validator = jsonschema::validator_for(&Value::Object(schema)).ok();
+                (name.clone(), input.clone(), validator)
+            })
+            .collect();
+        ParamRules { params }
+    }
+
+    /// The arguments with the defaults of the parameters not given; the first that breaks its
+    /// parameter's rules, in words, otherwise. Secret parameters are registered with `secrets`.
+    pub fn resolve(
+        &self,
+        mut args: Map<String, Value>,
+        secrets: &Secrets,
+    ) -> Result<Map<String, Value>, String> {
+        for (name, input, validator) in &self.params {
+            let value = match (args.get(name), &input.default) {
+                (Some(v), _) => v,
+                (None, Some(d)) => {
+                    args.insert(name.clone(), d.clone());
+                    d
+                }
+                (None, None) if input.is_required() => {
+                    return Err(format!("the call does not pass the required parameter `{name}`"));
+                }
+                (None, None) => continue,
+            };
+            if input.secret {
+                secrets.add_json(value);
+            }
+            if let Some(problem) = validator.as_ref().and_then(|val| violation(input, val, value)) {
+                return Err(format!("argument `{name}` {problem}"));
+            }
+        }
+        Ok(args)
+    }
+}
+
 /// What breaks an `input_groups` rule, if the given values do.
 fn group_error(group: &crate::flow::model::InputGroup, values: &Map<String, Value>) -> Option<InputError> {
     use crate::flow::model::InputGroup;

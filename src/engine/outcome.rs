@@ -145,6 +145,11 @@ pub enum FailureKind {
         /// The step's `fail_if` message, or the condition that was true.
         message: String,
     },
+    /// A call's argument breaks its parameter's declaration: none of the call's steps is sent.
+    Argument {
+        /// Which argument and what is wrong with it.
+        message: String,
+    },
 }
 
 impl StepError {
@@ -183,6 +188,7 @@ impl StepError {
             FailureKind::Journal { .. } => "journal",
             FailureKind::Earlier { .. } => "earlier",
             FailureKind::FailIf { .. } => "fail-if",
+            FailureKind::Argument { .. } => "argument",
         }
     }
 
@@ -250,7 +256,8 @@ impl std::fmt::Display for FailureKind {
             | FailureKind::InDoubt { message }
             | FailureKind::Journal { message }
             | FailureKind::Earlier { message }
-            | FailureKind::FailIf { message } => write!(f, "{message}"),
+            | FailureKind::FailIf { message }
+            | FailureKind::Argument { message } => write!(f, "{message}"),
         }
     }
 }

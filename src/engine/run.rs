@@ -8,7 +8,7 @@ use super::outcome::{
 use super::request;
 use super::retry::{api_code, retry_after};
 use crate::base::source::Span;
-use crate::expr::context::{Context, Scope};
+use crate::expr::context::{Context, Frame, Scope};
 use crate::expr::templates::{RenderError, Tree};
 use crate::flow::model::{DoubtPolicy, StatusSet};
 use crate::http::auth::{Auth, JwtBearer, JwtSettings};
@@ -185,6 +185,8 @@ impl Engine {
             phase: Phase::Steps,
             done: resume.done,
             doubt: resume.in_doubt,
+            frames: self.flow.frames.iter().map(|_| FrameState::Waiting).collect(),
+            frame: None,
         };
         let base = run.ctx(None);
         match self.flow.templates.render_tree(&self.flow.base_url, &base) {
@@ -409,6 +411,22 @@ struct Run<'a> {
     done: Vec<DoneStep>,
     /// The step sent before a crash with no answer recorded.
     doubt: Option<Doubt>,
+    /// Each call of a steps file ([`CompiledFlow::frames`]), as far as the run has got.
+    frames: Vec<FrameState>,
+    /// The call whose steps file holds the step running now.
+    frame: Option<usize>,
+}
+
+/// Where a call of a steps file stands in a run.
+enum FrameState {
+    /// None of its steps has run yet.
+    Waiting,
+    /// Started: its arguments, read as `params`.
+    Started(Scope),
+    /// Its `if` was false: every step of it is skipped.
+    Skipped,
+    /// Its `if` or arguments failed: its first step fails with this, the rest are not run.
+    Failed(StepError),
 }
 
 /// How a step ended, before it is recorded.
@@ -478,7 +496,91 @@ impl Run<'_> {
     }
 
     fn ctx_with<'s>(&'s self, vars: &'s Scope, response: Option<&'s Scope>) -> Context<'s> {
-        Context::from_parts(&self.inputs, vars, &self.steps, response)
+        self.ctx_in(self.frame, vars, response)
+    }
+
+    /// The scope seen from inside the call `frame` (`None`: the flow's own steps).
+    fn ctx_in<'s>(
+        &'s self,
+        frame: Option<usize>,
+        vars: &'s Scope,
+        response: Option<&'s Scope>,
+    ) -> Context<'s> {
+        let frame = frame.and_then(|f| match &self.frames[f] {
+            FrameState::Started(params) => Some(Frame {
+                prefix: &self.engine.flow.frames[f].prefix,
+                params,
+            }),
+            _ => None,
+        });
+        Context::from_parts(&self.inputs, vars, &self.steps, response).in_frame(frame)
+    }
+
+    /// Starts the call `frame` and the calls it is in, if not started yet: its `if`, then its
+    /// arguments, rendered in the caller's scope and checked against the parameters. `false`
+    /// when the call is skipped.
+    fn enter(&mut self, frame: Option<usize>) -> Result<bool, StepError> {
+        let Some(f) = frame else { return Ok(true) };
+        match &self.frames[f] {
+            FrameState::Started(_) => return Ok(true),
+            FrameState::Skipped => return Ok(false),
+            FrameState::Failed(e) => return Err(e.clone()),
+            FrameState::Waiting => {}
+        }
+        let flow = self.engine.flow.clone();
+        let spec = &flow.frames[f];
+        let state = match self.enter(spec.parent) {
+            Ok(true) => self.start(spec),
+            Ok(false) => FrameState::Skipped,
+            Err(e) => FrameState::Failed(e),
+        };
+        self.frames[f] = state;
+        self.enter(frame)
+    }
+
+    /// The state a call starts in, its `if` and arguments read from its caller's scope.
+    fn start(&self, spec: &super::compile::Frame) -> FrameState {
+        let flow = &self.engine.flow;
+        let ctx = self.ctx_in(spec.parent, &self.vars, None);
+        if let Some(cond) = spec.condition {
+            match self.truth(cond, &ctx) {
+                Ok(v) => {
+                    self.observer
+                        .condition_evaluated(&spec.id, self.cond_text(cond), v);
+                    if !v {
+                        return FrameState::Skipped;
+                    }
+                }
+                Err(e) => return FrameState::Failed(render(e, spec.condition_span)),
+            }
+        }
+        let mut args = Map::new();
+        for (name, tree) in &spec.args {
+            match flow.templates.render_tree(tree, &ctx) {
+                Ok(v) => {
+                    args.insert(name.clone(), v);
+                }
+                Err(e) => return FrameState::Failed(render(e, spec.span)),
+            }
+        }
+        match spec.params.resolve(args, &flow.world.secrets) {
+            Ok(params) => FrameState::Started(Scope::new(Value::Object(params))),
+            Err(message) => {
+                let kind = FailureKind::Argument {
+                    message: format!("call `{}`: {message}", spec.id),
+                };
+                FrameState::Failed(StepError::new(kind, spec.span))
+            }
+        }
+    }
+
+    /// A condition's text, as the observer is told it.
+    fn cond_text(&self, cond: Cond) -> &str {
+        match cond {
+            Cond::Always(true) => "true",
+            Cond::Always(false) => "false",
+            Cond::Expr(id) => self.engine.flow.templates.source(id),
+        }
     }
 
     /// Renders `specs` in order into `vars` (each reads the ones before it) and `own`; on
@@ -580,7 +682,19 @@ impl Run<'_> {
         let started = Instant::now();
         self.phase = phase;
         let doubt = self.doubt.take_if(|d| d.step == step.id);
-        let mut ended = self.execute(step, doubt.as_ref()).await;
+        self.frame = step.frame;
+        let mut ended = match self.enter(step.frame) {
+            Ok(true) => self.execute(step, doubt.as_ref()).await,
+            Ok(false) => Ended::new(StepStatus::Skipped, Vec::new(), Map::new(), None),
+            Err(error) => {
+                // The call failed to start: its first step says why, the rest are not run.
+                if let Some(f) = step.frame {
+                    self.frames[f] = FrameState::Skipped;
+                }
+                Ended::failed(error, Vec::new())
+            }
+        };
+        self.frame = None;
         for item in std::mem::take(&mut ended.items) {
             self.observer.step_finished(&item);
             self.records.push(item);
@@ -637,17 +751,8 @@ impl Run<'_> {
         if let Some(cond) = step.condition {
             let value = self.truth(cond, &self.ctx(None));
             if let Ok(v) = value {
-                let text = match cond {
-                    Cond::Always(b) => {
-                        if b {
-                            "true"
-                        } else {
-                            "false"
-                        }
-                    }
-                    Cond::Expr(id) => self.engine.flow.templates.source(id),
-                };
-                self.observer.condition_evaluated(&step.id, text, v);
+                self.observer
+                    .condition_evaluated(&step.id, self.cond_text(cond), v);
             }
             match value {
                 Ok(false) => return Ended::new(StepStatus::Skipped, Vec::new(), Map::new(), None),

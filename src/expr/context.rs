@@ -1,4 +1,5 @@
-//! The expression scope: `inputs`, `vars`, `steps`, and `response` where there is one.
+//! The expression scope: `inputs`, `vars`, `steps`, and `response` where there is one; in a
+//! called steps file, its `params`, with `steps` read from the call's own.
 //!
 //! Each part is kept as JSON. Most expressions are paths (`inputs.end_user`) answered from the
 //! JSON directly; a part is converted for MiniJinja once, and only when an expression that
@@ -56,7 +57,17 @@ enum Parts<'a> {
         vars: &'a Scope,
         steps: &'a BTreeMap<String, Scope>,
         response: Option<&'a Scope>,
+        frame: Option<Frame<'a>>,
     },
+}
+
+/// A called steps file's view: its parameters, and its steps' ids without the call's prefix.
+#[derive(Clone, Copy)]
+pub struct Frame<'a> {
+    /// The call's id and a dot (`handoff.`): the steps file's `steps.route` is `handoff.route`.
+    pub prefix: &'a str,
+    /// The call's arguments, read as `params.<name>`.
+    pub params: &'a Scope,
 }
 
 impl Context<'static> {
@@ -83,9 +94,18 @@ impl<'a> Context<'a> {
                 vars,
                 steps,
                 response,
+                frame: None,
             },
             jinja: OnceLock::new(),
         }
+    }
+
+    /// The same context seen from inside a called steps file.
+    pub fn in_frame(mut self, frame: Option<Frame<'a>>) -> Self {
+        if let Parts::Run { frame: f, .. } = &mut self.parts {
+            *f = frame;
+        }
+        self
     }
 
     /// The value at `root` then `path`, if every part of it exists.
@@ -97,14 +117,29 @@ impl<'a> Context<'a> {
                 vars,
                 steps,
                 response,
+                frame,
             } => match root {
                 "inputs" => walk(inputs.json(), path),
+                "params" => walk(frame.as_ref()?.params.json(), path),
                 "vars" => walk(vars.json(), path),
                 "response" => walk(response.as_ref()?.json(), path),
-                "steps" => match path.split_first()? {
-                    (Seg::Key(id), rest) => walk(steps.get(id)?.json(), rest),
-                    _ => None,
-                },
+                "steps" => {
+                    let prefix = frame.as_ref().map_or("", |f| f.prefix);
+                    // `steps.handoff.route.x`: a called step's id is the call's, a dot and its
+                    // own, so the id may span several parts of the path.
+                    let mut id = prefix.to_string();
+                    for (i, seg) in path.iter().enumerate() {
+                        let Seg::Key(part) = seg else { return None };
+                        if i > 0 {
+                            id.push('.');
+                        }
+                        id.push_str(part);
+                        if let Some(step) = steps.get(&id) {
+                            return walk(step.json(), &path[i + 1..]);
+                        }
+                    }
+                    None
+                }
                 _ => None,
             },
         }
@@ -119,17 +154,17 @@ impl<'a> Context<'a> {
                 vars,
                 steps,
                 response,
+                frame,
             } => {
-                let steps: BTreeMap<String, JinjaValue> = steps
-                    .iter()
-                    .map(|(k, s)| (k.clone(), s.jinja().clone()))
-                    .collect();
-                let (inputs, vars, steps) = (inputs.jinja(), vars.jinja(), JinjaValue::from(steps));
+                let prefix = frame.as_ref().map_or("", |f| f.prefix);
+                let steps = JinjaValue::from(nested_steps(steps, prefix));
+                let (inputs, vars) = (inputs.jinja(), vars.jinja());
+                let params = frame.as_ref().map(|f| f.params.jinja().clone());
                 match response {
                     Some(r) => {
-                        minijinja::context! { inputs => inputs, vars => vars, steps => steps, response => r.jinja() }
+                        minijinja::context! { inputs => inputs, vars => vars, steps => steps, response => r.jinja(), params => params }
                     }
-                    None => minijinja::context! { inputs => inputs, vars => vars, steps => steps },
+                    None => minijinja::context! { inputs => inputs, vars => vars, steps => steps, params => params },
                 }
             }
         })
@@ -154,6 +189,30 @@ impl<'a> Context<'a> {
         }
         true
     }
+}
+
+/// The steps as templates read them from inside the call `prefix` names (`""`: the flow):
+/// each by its id, and a call's steps under the call's id (`handoff` → `route` → values).
+fn nested_steps(steps: &BTreeMap<String, Scope>, prefix: &str) -> BTreeMap<String, JinjaValue> {
+    let mut calls = std::collections::BTreeSet::new();
+    let mut out = BTreeMap::new();
+    use std::ops::Bound;
+    for (id, scope) in steps.range::<str, _>((Bound::Included(prefix), Bound::Unbounded)) {
+        let Some(own) = id.strip_prefix(prefix) else { break };
+        match own.split_once('.') {
+            None => {
+                out.insert(own.to_string(), scope.jinja().clone());
+            }
+            Some((call, _)) => {
+                calls.insert(call);
+            }
+        }
+    }
+    for call in calls {
+        let inner = format!("{prefix}{call}.");
+        out.insert(call.to_string(), JinjaValue::from(nested_steps(steps, &inner)));
+    }
+    out
 }
 
 fn walk<'v>(mut at: &'v Value, path: &[Seg]) -> Option<&'v Value> {

@@ -28,7 +28,7 @@ pub const STEP_FIELDS: &[&str] = &[
 ];
 
 /// The top-level names of the expression scope.
-pub const ROOTS: &[&str] = &["inputs", "vars", "steps", "response"];
+pub const ROOTS: &[&str] = &["inputs", "params", "vars", "steps", "response"];
 
 /// MiniJinja's built-in filters, for suggestions (whether a filter exists is asked of MiniJinja).
 pub const FILTERS: &[&str] = &[

@@ -31,6 +31,8 @@ struct Entry {
     /// its first result is kept: connection headers and base URLs are rendered once.
     invariant: bool,
     cache: std::sync::OnceLock<Result<Value, RenderError>>,
+    /// The YAML file it came from (the flow, or a file the flow uses), for errors.
+    file: std::sync::Arc<str>,
     /// Line of the YAML file it came from, for errors.
     line: usize,
     /// The text as written, for errors.
@@ -117,6 +119,17 @@ impl Templates {
         self
     }
 
+    /// Names `file` in the errors of the templates compiled from now on: a connection or
+    /// steps file the flow uses.
+    pub fn set_file(&mut self, file: std::sync::Arc<str>) {
+        self.file = file;
+    }
+
+    /// The file templates compiled now are named in.
+    pub fn file(&self) -> std::sync::Arc<str> {
+        self.file.clone()
+    }
+
     /// Compiles a template string (text with `{{ }}`); `line` is where it stands in the flow.
     pub fn template(&mut self, text: &str, line: usize) -> Result<TemplateId, RenderError> {
         let typed = single_expression(text);
@@ -177,6 +190,7 @@ impl Templates {
             fast: expr.and_then(Fast::parse),
             invariant,
             cache: std::sync::OnceLock::new(),
+            file,
             line,
             source: text.to_string(),
         });
@@ -245,13 +259,13 @@ impl Templates {
                     _ => format!("`{source}` is undefined"),
                 };
                 return Err(RenderError {
-                    file: self.file.clone(),
+                    file: entry.file.clone(),
                     line: entry.line,
                     message,
                 });
             }
             serde_json::to_value(&value).map_err(|e| RenderError {
-                file: self.file.clone(),
+                file: entry.file.clone(),
                 line: entry.line,
                 message: e.to_string(),
             })
@@ -320,7 +334,7 @@ impl Templates {
             ),
         };
         RenderError {
-            file: self.file.clone(),
+            file: entry.file.clone(),
             line: entry.line,
             message,
         }

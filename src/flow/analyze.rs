@@ -11,7 +11,7 @@ use crate::base::source::{Source, Span};
 use crate::base::suggest::did_you_mean;
 use crate::base::yaml::{Document, push_pointer};
 use crate::expr::{self, BUILTIN_GLOBALS, FUNCTIONS, ROOTS, STEP_FIELDS, scan};
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 /// Which part of the flow a template sits in: what it may read (its reach).
 #[derive(Clone, Copy)]
@@ -34,6 +34,10 @@ struct Reach<'s> {
 #[derive(Clone)]
 struct StepInfo {
     id: String,
+    /// A call (`call:`): its values are its steps', read as `steps.<id>.<step id>.<value>`.
+    call: bool,
+    /// A call's steps.
+    children: Vec<StepInfo>,
     saves: Vec<String>,
     /// The Interaction Service operation the step calls, whose answers' fields are known.
     op: Option<&'static crate::api::Operation>,
@@ -51,21 +55,41 @@ struct Analyzer<'a> {
     all_vars: Vec<String>,
     all_steps: Vec<StepInfo>,
     out: Vec<Diagnostic>,
+    /// In a steps file, the pointer of what holds its `params` and `steps`: `""` for the file
+    /// itself, the calling step for a file mounted under a call. `None` in a flow.
+    frame: Option<String>,
 }
 
 /// Runs every semantic check over a loaded flow.
 pub fn analyze(source: &Source, doc: &Document) -> Vec<Diagnostic> {
-    let mut a = Analyzer {
-        source,
-        doc,
-        inputs: Vec::new(),
-        optional: Vec::new(),
-        all_vars: Vec::new(),
-        all_steps: Vec::new(),
-        out: Vec::new(),
-    };
+    let frame = super::calls::is_steps_file(doc).then(String::new);
+    let mut a = Analyzer::new(source, doc, frame);
     a.run();
     a.out
+}
+
+/// Problems about inputs, reworded for a steps file, whose declared values are parameters.
+fn as_params(mut d: Diagnostic) -> Diagnostic {
+    let reword = |text: &str| {
+        text.replace("input `", "parameter `")
+            .replace("inputs.", "params.")
+            .replace("`inputs:`", "`params:`")
+            .replace("the input", "the parameter")
+            .replace("input's", "parameter's")
+    };
+    d.code = match d.code {
+        "undeclared-input" => "undeclared-param",
+        "unguarded-optional-input" => "unguarded-optional-param",
+        other => other,
+    };
+    if matches!(
+        d.code,
+        "undeclared-param" | "unguarded-optional-param" | "bad-pattern" | "bad-default" | "bad-enum-value"
+    ) {
+        d.message = reword(&d.message);
+        d.hint = d.hint.as_deref().map(reword);
+    }
+    d
 }
 
 fn obj(v: Option<&Value>) -> Option<&Map<String, Value>> {
@@ -80,9 +104,28 @@ fn var_names(owner: &Value) -> Vec<String> {
 }
 
 impl<'a> Analyzer<'a> {
+    fn new(source: &'a Source, doc: &'a Document, frame: Option<String>) -> Self {
+        Analyzer {
+            source,
+            doc,
+            inputs: Vec::new(),
+            optional: Vec::new(),
+            all_vars: Vec::new(),
+            all_steps: Vec::new(),
+            out: Vec::new(),
+            frame,
+        }
+    }
+
     fn run(&mut self) {
+        if let Some(base) = self.frame.clone() {
+            self.run_frame(&base);
+            let out = std::mem::take(&mut self.out);
+            self.out = out.into_iter().map(as_params).collect();
+            return;
+        }
         let root = &self.doc.value;
-        self.check_inputs(obj(root.get("inputs")));
+        self.check_inputs("/inputs");
         self.input_groups(root);
         let main = self.collect_steps("/steps");
         let fin = self.collect_steps("/finally");
@@ -146,6 +189,54 @@ impl<'a> Analyzer<'a> {
         }
     }
 
+    /// A steps file's `params` and `steps` (under `base`): its steps read its parameters, each
+    /// other, and their own vars; nothing of the flow that calls them.
+    fn run_frame(&mut self, base: &str) {
+        self.check_inputs(&push_pointer(base, "params"));
+        let list = push_pointer(base, "steps");
+        let steps = self.collect_steps(&list);
+        for step in self
+            .doc
+            .value
+            .pointer(&list)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            self.all_vars.extend(var_names(step));
+        }
+        for (i, step) in steps.iter().enumerate() {
+            // Whether anything follows the file's last step is the caller's to know.
+            self.step(
+                &push_pointer(&list, &i.to_string()),
+                step,
+                &steps[..i],
+                &[],
+                false,
+            );
+        }
+    }
+
+    /// The steps of the file a call at `ptr` mounted, analyzed as a frame of their own; their
+    /// problems join this file's.
+    fn call(&mut self, ptr: &str, may_skip: bool) -> Vec<StepInfo> {
+        if self.doc.value.pointer(&push_pointer(ptr, "steps")).is_none() {
+            // The file could not be mounted; that is reported at the `call`.
+            return Vec::new();
+        }
+        let mut child = Analyzer::new(self.source, self.doc, Some(ptr.to_string()));
+        child.run();
+        self.out.append(&mut child.out);
+        child
+            .all_steps
+            .into_iter()
+            .map(|s| StepInfo {
+                may_skip: s.may_skip || may_skip,
+                ..s
+            })
+            .collect()
+    }
+
     fn collect_steps(&mut self, list: &str) -> Vec<StepInfo> {
         let Some(steps) = self.doc.value.pointer(list).and_then(Value::as_array) else {
             return Vec::new();
@@ -154,7 +245,8 @@ impl<'a> Analyzer<'a> {
         // A main step after a `stop_if` does not run when it stops the flow.
         let mut after_stop = false;
         for (i, step) in steps.iter().enumerate() {
-            let stops = list == "/steps" && step.get("stop_if").is_some_and(|c| c != &Value::Bool(false));
+            let stops =
+                !list.ends_with("/finally") && step.get("stop_if").is_some_and(|c| c != &Value::Bool(false));
             let after_stop_here = after_stop;
             after_stop |= stops;
             let after_stop = after_stop_here;
@@ -164,7 +256,7 @@ impl<'a> Analyzer<'a> {
             let ptr = push_pointer(&push_pointer(list, &i.to_string()), "id");
             let earlier = self.all_steps.iter().chain(out.iter()).position(|s| s.id == id);
             if earlier.is_some() {
-                let first_line = self.first_id_line(id);
+                let first_line = self.first_id_line(list, id);
                 let span = self.doc.value_span(&ptr);
                 self.out.push(
                     AnalyzeError::DuplicateStep {
@@ -186,8 +278,15 @@ impl<'a> Analyzer<'a> {
                 _ => None,
             };
             let conditional = step.get("if").is_some_and(|c| c != &Value::Bool(true));
+            let call = step.get("call").is_some();
+            let children = match call {
+                true => self.call(&push_pointer(list, &i.to_string()), conditional || after_stop),
+                false => Vec::new(),
+            };
             out.push(StepInfo {
                 id: id.to_string(),
+                call,
+                children,
                 saves,
                 op,
                 may_skip: conditional || after_stop,
@@ -197,8 +296,14 @@ impl<'a> Analyzer<'a> {
         out
     }
 
-    fn first_id_line(&self, id: &str) -> usize {
-        for list in ["/steps", "/finally"] {
+    /// The line of the first step `id` in `list`'s file: a flow's `steps` and `finally`, or a
+    /// steps file's `steps`.
+    fn first_id_line(&self, list: &str, id: &str) -> usize {
+        let lists = match &self.frame {
+            Some(_) => vec![list.to_string()],
+            None => vec!["/steps".to_string(), "/finally".to_string()],
+        };
+        for list in &lists {
             if let Some(steps) = self.doc.value.pointer(list).and_then(Value::as_array) {
                 for (i, s) in steps.iter().enumerate() {
                     if s.get("id").and_then(Value::as_str) == Some(id) {
@@ -232,6 +337,10 @@ impl<'a> Analyzer<'a> {
         let Some(value) = self.doc.value.pointer(ptr) else {
             return;
         };
+        if step.call {
+            self.call_site(ptr, value, visible, flow_vars, step);
+            return;
+        }
         let mut own_vars = var_names(value);
         // A `for_each` item is read as `vars.<as>` in the step's request, expect and save.
         if value.get("for_each").is_some() {
@@ -313,6 +422,69 @@ impl<'a> Analyzer<'a> {
                 let finally = ptr.starts_with("/finally");
                 self.out
                     .push(AnalyzeError::StopIfStopsNothing { finally }.at(self.doc.key_span(&p)));
+            }
+        }
+    }
+
+    /// A call: its `if` and arguments read what any step there reads; the arguments are the
+    /// called file's parameters, every required one given, literal ones fitting their rules.
+    fn call_site(
+        &mut self,
+        ptr: &str,
+        value: &Value,
+        visible: &[StepInfo],
+        flow_vars: &[String],
+        step: &StepInfo,
+    ) {
+        let guard = value.get("if").and_then(Value::as_str).unwrap_or_default();
+        let scope = Reach {
+            visible,
+            current: Some(step),
+            response: false,
+            inputs: true,
+            vars: flow_vars,
+            guard,
+        };
+        if let Some(cond) = value.get("if") {
+            self.expression(&push_pointer(ptr, "if"), cond, scope);
+        }
+        let args = obj(value.get("with"));
+        for (name, arg) in args.into_iter().flatten() {
+            self.templates(&push_pointer(&push_pointer(ptr, "with"), name), arg, scope);
+        }
+        if value.get("steps").is_none() {
+            // The file was not mounted; its `call` has the diagnostic.
+            return;
+        }
+        let params = obj(value.get("params"));
+        let declared: Vec<String> = params.map(|p| p.keys().cloned().collect()).unwrap_or_default();
+        for (name, arg) in args.into_iter().flatten() {
+            let at = push_pointer(&push_pointer(ptr, "with"), name);
+            let Some(spec) = params.and_then(|p| p.get(name)).and_then(Value::as_object) else {
+                let err = AnalyzeError::UnknownArgument {
+                    name: name.clone(),
+                    declared: declared.clone(),
+                };
+                self.out.push(err.at(self.doc.key_span(&at)));
+                continue;
+            };
+            let literal = arg.as_str().is_none_or(|t| !t.contains('{'));
+            if literal && let Some(problem) = violation(&rules(spec), arg) {
+                let err = AnalyzeError::BadArgument {
+                    name: name.clone(),
+                    problem,
+                };
+                self.out.push(err.at(self.doc.value_span(&at)));
+            }
+        }
+        for (name, spec) in params.into_iter().flatten() {
+            let given = args.is_some_and(|a| a.contains_key(name));
+            let required = spec.get("required").and_then(Value::as_bool);
+            let required = required.unwrap_or(spec.get("default").is_none());
+            if required && !given {
+                let err = AnalyzeError::MissingArgument { name: name.clone() };
+                self.out
+                    .push(err.at(self.doc.value_span(&push_pointer(ptr, "call"))));
             }
         }
     }
@@ -502,17 +674,27 @@ impl<'a> Analyzer<'a> {
     /// Checks one name a template reads, such as `steps.route.correlation_id`.
     fn name(&mut self, span: Span, text: &str, name: &str, scope: Reach) {
         let parts: Vec<&str> = name.split('.').collect();
+        // A flow declares `inputs`; a steps file, `params`.
+        let declared = if self.frame.is_some() { "params" } else { "inputs" };
         match parts[0] {
+            "inputs" if self.frame.is_some() => {
+                let at = self.point(span, "inputs");
+                self.out.push(AnalyzeError::InputsInStepsFile.at(at));
+            }
+            "params" if self.frame.is_none() => {
+                let at = self.point(span, "params");
+                self.out.push(AnalyzeError::ParamsOutsideStepsFile.at(at));
+            }
             "inputs" if !scope.inputs => {
                 let at = self.point(span, "inputs");
                 self.out.push(AnalyzeError::InputsInAuth.at(at));
             }
-            "inputs" => {
+            "inputs" | "params" => {
                 if let Some(input) = parts.get(1)
                     && !self.inputs.iter().any(|i| i == input)
                 {
                     let suggestion = did_you_mean(input, self.inputs.iter().map(String::as_str));
-                    let at = self.point(span, &format!("inputs.{input}"));
+                    let at = self.point(span, &format!("{declared}.{input}"));
                     self.out.push(
                         AnalyzeError::UndeclaredInput {
                             name: input.to_string(),
@@ -522,10 +704,10 @@ impl<'a> Analyzer<'a> {
                     );
                 } else if let Some(input) = parts.get(1)
                     && self.optional.iter().any(|i| i == input)
-                    && !guarded(text, &format!("inputs.{input}"))
-                    && !guarded(scope.guard, &format!("inputs.{input}"))
+                    && !guarded(text, &format!("{declared}.{input}"))
+                    && !guarded(scope.guard, &format!("{declared}.{input}"))
                 {
-                    let at = self.point(span, &format!("inputs.{input}"));
+                    let at = self.point(span, &format!("{declared}.{input}"));
                     self.out.push(
                         AnalyzeError::UnguardedInput {
                             name: input.to_string(),
@@ -535,14 +717,8 @@ impl<'a> Analyzer<'a> {
                 }
             }
             "steps" => {
-                if let Some(id) = parts.get(1) {
-                    self.step_ref(span, id, parts.get(2).copied(), scope);
-                    let op = scope.visible.iter().find(|s| s.id == *id).and_then(|s| s.op);
-                    if parts.get(2) == Some(&"body")
-                        && let Some(op) = op
-                    {
-                        self.response_field(span, op, &parts, 3);
-                    }
+                if parts.len() > 1 {
+                    self.step_ref(span, &parts, scope);
                 }
             }
             "vars" => {
@@ -594,7 +770,9 @@ impl<'a> Analyzer<'a> {
         }
     }
 
-    fn step_ref(&mut self, span: Span, id: &str, field: Option<&str>, scope: Reach) {
+    /// A read of `steps.<id>...` (`parts`, split at the dots).
+    fn step_ref(&mut self, span: Span, parts: &[&str], scope: Reach) {
+        let id = parts[1];
         let at = self.point(span, &format!("steps.{id}"));
         if scope.current.is_some_and(|c| c.id == id) {
             self.out.push(AnalyzeError::OwnStep { id: id.to_string() }.at(at));
@@ -613,20 +791,45 @@ impl<'a> Analyzer<'a> {
             self.out.push(err.at(at));
             return;
         };
-        if let Some(field) = field
-            && !STEP_FIELDS.contains(&field)
-            && !step.saves.iter().any(|s| s == field)
+        self.step_field(span, step, parts, 2);
+    }
+
+    /// A read of the value `parts[depth]` of `step`, itself read as `parts[..depth]`: one it saves,
+    /// one every step has, or, for a call, one of the called steps.
+    fn step_field(&mut self, span: Span, step: &StepInfo, parts: &[&str], depth: usize) {
+        let Some(&field) = parts.get(depth) else { return };
+        let shown = parts[..depth].join(".");
+        if step.call {
+            match step.children.iter().find(|c| c.id == field) {
+                Some(child) => self.step_field(span, child, parts, depth + 1),
+                None => {
+                    let err = AnalyzeError::NotInCall {
+                        call: shown.clone(),
+                        id: field.to_string(),
+                        known: step.children.iter().map(|c| c.id.clone()).collect(),
+                    };
+                    self.out
+                        .push(err.at(self.point(span, &format!("{shown}.{field}"))));
+                }
+            }
+            return;
+        }
+        if field == "body"
+            && let Some(op) = step.op
         {
+            self.response_field(span, op, parts, depth + 1);
+        }
+        if !STEP_FIELDS.contains(&field) && !step.saves.iter().any(|s| s == field) {
             let known: Vec<String> = step
                 .saves
                 .iter()
                 .cloned()
                 .chain(STEP_FIELDS.iter().map(|s| s.to_string()))
                 .collect();
-            let at = self.point(span, &format!("steps.{id}.{field}"));
+            let at = self.point(span, &format!("{shown}.{field}"));
             self.out.push(
                 AnalyzeError::UnknownStepField {
-                    id: id.to_string(),
+                    id: parts[1..depth].join("."),
                     field: field.to_string(),
                     known,
                 }
@@ -707,15 +910,26 @@ impl<'a> Analyzer<'a> {
         names.sort();
         for name in names {
             let parts: Vec<&str> = name.split('.').collect();
-            let ["steps", id, field, ..] = parts[..] else {
+            let ["steps", id, ref rest @ ..] = parts[..] else {
                 continue;
             };
-            if STEP_FIELDS.contains(&field) {
+            let Some(mut step) = self.all_steps.iter().find(|s| s.id == id) else {
+                continue;
+            };
+            // A called step is read as `steps.<call>.<step>.<value>`.
+            let (mut id, mut rest) = (id.to_string(), rest);
+            while step.call
+                && let Some((first, more)) = rest.split_first()
+                && let Some(child) = step.children.iter().find(|c| c.id == *first)
+            {
+                (step, rest) = (child, more);
+                id = format!("{id}.{first}");
+            }
+            let Some(&field) = rest.first() else { continue };
+            if STEP_FIELDS.contains(&field) || step.call {
                 continue;
             }
-            let Some(step) = self.all_steps.iter().find(|s| s.id == id) else {
-                continue;
-            };
+            let id = id.as_str();
             let asks = ["succeeded", "skipped", "failed"]
                 .iter()
                 .any(|f| text.contains(&format!("steps.{id}.{f}")));
@@ -803,14 +1017,16 @@ impl<'a> Analyzer<'a> {
 
     /// Records the declared inputs and checks that each default and allowed value fits the
     /// input's own declaration.
-    fn check_inputs(&mut self, inputs: Option<&Map<String, Value>>) {
-        let Some(inputs) = inputs else { return };
+    fn check_inputs(&mut self, at: &str) {
+        let Some(inputs) = obj(self.doc.value.pointer(at)) else {
+            return;
+        };
         for (name, spec) in inputs {
             self.inputs.push(name.clone());
             let Some(spec) = spec.as_object() else {
                 continue;
             };
-            let ptr = push_pointer("/inputs", name);
+            let ptr = push_pointer(at, name);
             let required = spec.get("required").and_then(Value::as_bool);
             if spec.get("default").is_none() && required == Some(false) {
                 self.optional.push(name.clone());
@@ -832,17 +1048,8 @@ impl<'a> Analyzer<'a> {
                     .at(span),
                 );
             }
-            let mut own = Map::new();
-            own.insert(
-                "type".into(),
-                spec.get("type").cloned().unwrap_or_else(|| "string".into()),
-            );
-            let type_only = Value::Object(own.clone());
-            for key in ["enum", "pattern", "minLength", "maxLength", "minimum", "maximum"] {
-                if let Some(v) = spec.get(key) {
-                    own.insert(key.into(), v.clone());
-                }
-            }
+            let type_only = json!({ "type": spec.get("type").cloned().unwrap_or_else(|| "string".into()) });
+            let own = rules(spec);
             if let Some(values) = spec.get("enum").and_then(Value::as_array) {
                 for (i, v) in values.iter().enumerate() {
                     if let Some(problem) = violation(&type_only, v) {
@@ -858,7 +1065,7 @@ impl<'a> Analyzer<'a> {
                 }
             }
             if let Some(default) = spec.get("default")
-                && let Some(problem) = violation(&Value::Object(own), default)
+                && let Some(problem) = violation(&own, default)
             {
                 let span = self.doc.value_span(&push_pointer(&ptr, "default"));
                 self.out.push(
@@ -871,6 +1078,21 @@ impl<'a> Analyzer<'a> {
             }
         }
     }
+}
+
+/// The rules of an input (or parameter) declaration that a value must meet, as a schema.
+fn rules(spec: &Map<String, Value>) -> Value {
+    let mut own = Map::new();
+    own.insert(
+        "type".into(),
+        spec.get("type").cloned().unwrap_or_else(|| "string".into()),
+    );
+    for key in ["enum", "pattern", "minLength", "maxLength", "minimum", "maximum"] {
+        if let Some(v) = spec.get(key) {
+            own.insert(key.into(), v.clone());
+        }
+    }
+    Value::Object(own)
 }
 
 /// Whether `text` asks if `path` has a value before relying on it: `is defined`, `is not

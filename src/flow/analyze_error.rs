@@ -195,6 +195,38 @@ pub enum AnalyzeError {
         /// What is wrong with the value.
         problem: Violation,
     },
+    /// `inputs` read in a steps file, which sees only the `params` its callers pass.
+    InputsInStepsFile,
+    /// `params` read in a flow's own steps (only a steps file has parameters).
+    ParamsOutsideStepsFile,
+    /// A `with` argument naming no parameter of the called steps file.
+    UnknownArgument {
+        /// The argument as written.
+        name: String,
+        /// The file's parameters, for the did-you-mean or the list.
+        declared: Vec<String>,
+    },
+    /// A required parameter that a call does not pass.
+    MissingArgument {
+        /// The parameter.
+        name: String,
+    },
+    /// A literal argument that breaks its parameter's declaration.
+    BadArgument {
+        /// The parameter.
+        name: String,
+        /// What is wrong with the value.
+        problem: Violation,
+    },
+    /// `steps.<call>.<id>` where the called file has no step `<id>`.
+    NotInCall {
+        /// The call as read: `steps.handoff`.
+        call: String,
+        /// The step asked for.
+        id: String,
+        /// The called file's step ids.
+        known: Vec<String>,
+    },
 }
 
 impl AnalyzeError {
@@ -388,6 +420,36 @@ impl AnalyzeError {
             BadEnumValue { input, problem } => {
                 Diagnostic::error("bad-enum-value", span, format!("an allowed value of input `{input}` {}", problem.message))
                     .with_hint_opt(problem.hint)
+            }
+            InputsInStepsFile => Diagnostic::error("inputs-in-steps-file", span, "a steps file cannot read `inputs`")
+                .with_hint("declare a parameter under `params:` and read it as `params.<name>`; each call passes it with `with:`"),
+            ParamsOutsideStepsFile => Diagnostic::error("params-outside-steps-file", span, "only a steps file has `params`")
+                .with_hint("a flow reads its `inputs.<name>`; `params.<name>` is for the steps of a file called with `call:`"),
+            UnknownArgument { name, declared } => {
+                let hint = did_you_mean(&name, declared.iter().map(String::as_str)).unwrap_or_else(|| match declared.is_empty() {
+                    true => "the steps file declares no `params`".to_string(),
+                    false => format!("its parameters: {}", declared.join(", ")),
+                });
+                Diagnostic::error("unknown-argument", span, format!("the called steps file has no parameter `{name}`"))
+                    .with_hint(hint)
+            }
+            MissingArgument { name } => Diagnostic::error(
+                "missing-argument",
+                span,
+                format!("the call does not pass the required parameter `{name}`"),
+            )
+            .with_hint(format!("add it under `with:`, e.g. `{name}: \"{{{{ inputs.{name} }}}}\"`, or give the parameter a `default`")),
+            BadArgument { name, problem } => {
+                let message = problem.message.replace("the input's", "the parameter's");
+                Diagnostic::error("bad-argument", span, format!("the argument `{name}` {message}"))
+                    .with_hint_opt(problem.hint)
+            }
+            NotInCall { call, id, known } => {
+                let hint = did_you_mean(&id, known.iter().map(String::as_str)).unwrap_or_else(|| {
+                    format!("its steps: {}; read their values as `{call}.<step id>.<value>`", known.join(", "))
+                });
+                Diagnostic::error("unknown-step", span, format!("`{call}` is a call, and the called file has no step `{id}`"))
+                    .with_hint(hint)
             }
         }
     }

@@ -1,6 +1,6 @@
 //! The whole checking pipeline for one file: load → schema → analyze.
 
-use super::{analyze, includes, schema};
+use super::{analyze, calls, includes, schema};
 use crate::base::diagnostic::{Diagnostic, Origin};
 use crate::base::source::Source;
 use crate::base::yaml;
@@ -14,6 +14,8 @@ pub fn check_source(source: &Source) -> Vec<Diagnostic> {
 pub struct FileCheck {
     /// The file is a connection file (`kind: connection`), not a flow.
     pub connection_file: bool,
+    /// The file is a steps file (`kind: steps`), not a flow.
+    pub steps_file: bool,
     /// Every problem, the file's own first, in source order.
     pub diagnostics: Vec<Diagnostic>,
 }
@@ -23,6 +25,7 @@ pub fn check_file(source: &Source) -> FileCheck {
     let (doc, diagnostics) = check_document(source);
     FileCheck {
         connection_file: doc.as_ref().is_some_and(includes::is_connection_file),
+        steps_file: doc.as_ref().is_some_and(calls::is_steps_file),
         diagnostics,
     }
 }
@@ -33,6 +36,7 @@ fn check_document(source: &Source) -> (Option<yaml::Document>, Vec<Diagnostic>) 
     let (mut doc, mut out) = yaml::load(&source.text);
     if let Some(doc) = &mut doc {
         let fragment = includes::is_connection_file(doc);
+        let steps_file = calls::is_steps_file(doc);
         let included = includes::expand(&source.path, doc);
         // A flow whose connection file cannot be read is not checked further: every key of
         // its connection would be reported missing.
@@ -40,6 +44,12 @@ fn check_document(source: &Source) -> (Option<yaml::Document>, Vec<Diagnostic>) 
         out.extend(included);
         if usable {
             out.extend(schema::check(doc));
+            if steps_file {
+                out.extend(calls::steps_file_problems(doc));
+            }
+            // Called files are mounted once the caller's own shape is checked: their steps
+            // are checked against the steps file schema, in their own file.
+            out.extend(calls::expand(&source.path, doc));
             let semantic = analyze::analyze(source, doc);
             if fragment {
                 // A connection file alone: the inputs it reads are declared by the flows that
@@ -67,7 +77,9 @@ fn check_document(source: &Source) -> (Option<yaml::Document>, Vec<Diagnostic>) 
             .cmp(&(file(b), b.span.start))
             .then_with(|| a.code.cmp(b.code))
     });
-    out.dedup_by(|a, b| a.span == b.span && a.message == b.message && a.origin == b.origin);
+    // A file called twice is mounted twice: the same problem in it is reported once.
+    let at = |d: &Diagnostic| (d.span.start, d.span.end);
+    out.dedup_by(|a, b| at(a) == at(b) && a.message == b.message && a.origin == b.origin);
     (doc, out)
 }
 
@@ -89,14 +101,27 @@ pub fn load_checked(source: &Source) -> Result<Checked, Vec<Diagnostic>> {
         return Err(diagnostics);
     }
     let document = document.ok_or_else(|| diagnostics.clone())?;
-    if includes::is_connection_file(&document) {
+    let fragment = if includes::is_connection_file(&document) {
+        Some((
+            "connection file",
+            "run a flow that uses it: `connection: { use: ... }`",
+        ))
+    } else if calls::is_steps_file(&document) {
+        Some((
+            "steps file",
+            "run a flow that calls it: a step with `call: FILE` and `with:`",
+        ))
+    } else {
+        None
+    };
+    if let Some((what, hint)) = fragment {
         return Err(vec![
             Diagnostic::error(
                 "not-a-flow",
                 document.key_span("/kind"),
-                "this is a connection file, not a flow",
+                format!("this is a {what}, not a flow"),
             )
-            .with_hint("run a flow that uses it: `connection: { use: ... }`"),
+            .with_hint(hint),
         ]);
     }
     let flow = serde_json::from_value(document.value.clone()).map_err(|e| {

@@ -41,12 +41,13 @@ pub fn connection_file_problems(doc: &Document) -> Vec<Diagnostic> {
         .collect()
 }
 
-/// The connection files a flow uses (directly or through each other), as read now: what a
-/// change to the flow includes.
+/// The connection files and steps files a flow uses (directly or through each other), as read
+/// now: what a change to the flow includes.
 pub fn used_files(source: &Source) -> Vec<Arc<Source>> {
     match yaml::load(&source.text).0 {
         Some(mut doc) => {
             expand(&source.path, &mut doc);
+            super::calls::expand(&source.path, &mut doc);
             doc.files
         }
         None => Vec::new(),
@@ -57,42 +58,85 @@ pub fn used_files(source: &Source) -> Vec<Arc<Source>> {
 /// read relative to `path`. Problems inside an included file carry that file as their origin.
 pub fn expand(path: &Path, doc: &mut Document) -> Vec<Diagnostic> {
     let mut out = Vec::new();
-    let mut chain = vec![Link {
-        path: canonical(path),
-        shown: path.display().to_string(),
-        at: None,
-    }];
+    let mut chain = vec![Link::start(path)];
     expand_into(path, doc, &mut chain, &mut out);
     out
 }
 
-/// One file of the chain of `use`s being followed.
-struct Link {
-    path: PathBuf,
-    shown: String,
+/// What kind of shared file a chain of includes follows, for its messages.
+pub(super) struct Kind {
+    /// `connection file`, `steps file`.
+    pub noun: &'static str,
+    /// The key that names the next file: `use`, `call`.
+    pub key: &'static str,
+    /// `uses`, `calls`.
+    pub verb: &'static str,
+    /// `use each other`, `call each other`.
+    pub each_other: &'static str,
+}
+
+const CONNECTION: Kind = Kind {
+    noun: "connection file",
+    key: "use",
+    verb: "uses",
+    each_other: "`use` each other",
+};
+
+/// One file of the chain of includes being followed.
+pub(super) struct Link {
+    pub path: PathBuf,
+    pub shown: String,
     /// Where the file before it names it: `file:line:col`.
-    at: Option<String>,
+    pub at: Option<String>,
+}
+
+impl Link {
+    /// The first link: the file being checked.
+    pub fn start(path: &Path) -> Self {
+        Link {
+            path: canonical(path),
+            shown: path.display().to_string(),
+            at: None,
+        }
+    }
 }
 
 fn canonical(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-fn expand_into(path: &Path, doc: &mut Document, chain: &mut Vec<Link>, out: &mut Vec<Diagnostic>) {
-    let Some(used) = doc.value.pointer("/connection/use").and_then(Value::as_str) else {
-        return;
-    };
-    let used = used.to_string();
-    let at = doc.value_span("/connection/use");
-    let target = path.parent().unwrap_or(Path::new("")).join(&used);
+/// A shared file read and loaded, ready to check and mount.
+pub(super) struct Opened {
+    /// The file's path, as named (relative to the including file's folder).
+    pub path: PathBuf,
+    pub source: Arc<Source>,
+    pub doc: Document,
+    /// The file as shown in messages.
+    pub shown: String,
+    /// The link to push on the chain while the file's own includes are followed.
+    pub link: Link,
+}
+
+/// Reads and loads the file `used` names, relative to `path`, from the key at `at`. A missing
+/// file, a cycle back into `chain`, a chain too deep, or YAML problems in the file are
+/// diagnostics (the file's own carry it as their origin); then there is nothing to mount.
+pub(super) fn open(
+    path: &Path,
+    used: &str,
+    at: Span,
+    chain: &[Link],
+    kind: &Kind,
+    out: &mut Vec<Diagnostic>,
+) -> Option<Opened> {
+    let target = path.parent().unwrap_or(Path::new("")).join(used);
     let shown = target.display().to_string();
     if chain.len() > MAX_DEPTH {
         out.push(Diagnostic::error(
             "include-depth",
             at,
-            format!("connection files `use` each other more than {MAX_DEPTH} deep"),
+            format!("{}s {} more than {MAX_DEPTH} deep", kind.noun, kind.each_other),
         ));
-        return;
+        return None;
     }
     let source = match Source::read(&target) {
         Ok(s) => Arc::new(s),
@@ -105,45 +149,93 @@ fn expand_into(path: &Path, doc: &mut Document, chain: &mut Vec<Link>, out: &mut
                 Diagnostic::error(
                     "include-missing",
                     at,
-                    format!("cannot read the connection file {shown}: {why}"),
+                    format!("cannot read the {} {shown}: {why}", kind.noun),
                 )
-                .with_hint(format!("`use` is a path relative to {}", path.display())),
+                .with_hint(format!(
+                    "`{}` is a path relative to {}",
+                    kind.key,
+                    path.display()
+                )),
             );
-            return;
+            return None;
         }
     };
-    let place = |pos: Span| format!("{}:{}:{}", path.display(), pos.start.line, pos.start.col);
+    let place = format!("{}:{}:{}", path.display(), at.start.line, at.start.col);
     let real = canonical(&target);
     if let Some(first) = chain.iter().position(|l| l.path == real) {
         let mut steps: Vec<String> = chain[first..]
             .iter()
             .map(|l| match &l.at {
-                Some(at) => format!("{} (used at {at})", l.shown),
+                Some(at) => format!("{} ({} at {at})", l.shown, past(kind.key)),
                 None => l.shown.clone(),
             })
             .collect();
-        steps.push(format!("{shown} (used at {})", place(at)));
+        steps.push(format!("{shown} ({} at {place})", past(kind.key)));
         out.push(
             Diagnostic::error(
                 "include-cycle",
                 at,
-                format!("the connection file {shown} uses itself"),
+                format!("the {} {shown} {} itself", kind.noun, kind.verb),
             )
             .with_hint(format!("the chain: {}", steps.join(" → "))),
         );
-        return;
+        return None;
     }
     let (loaded, problems) = yaml::load(&source.text);
-    let origin = |d: Diagnostic| Diagnostic {
-        origin: Some(Origin(source.clone())),
-        ..d
-    };
     let had_problems = !problems.is_empty();
-    out.extend(problems.into_iter().map(origin));
-    let Some(mut included) = loaded else { return };
-    if had_problems {
-        return;
+    out.extend(problems.into_iter().map(|d| in_file(d, &source)));
+    let doc = loaded.filter(|_| !had_problems)?;
+    Some(Opened {
+        path: target,
+        source,
+        doc,
+        link: Link {
+            path: real,
+            shown: shown.clone(),
+            at: Some(place),
+        },
+        shown,
+    })
+}
+
+fn past(key: &str) -> &'static str {
+    if key == "use" { "used" } else { "called" }
+}
+
+/// `d`, placed in `source` unless it already has a file.
+pub(super) fn in_file(d: Diagnostic, source: &Arc<Source>) -> Diagnostic {
+    Diagnostic {
+        origin: d.origin.or_else(|| Some(Origin(source.clone()))),
+        ..d
     }
+}
+
+/// Places the problems from `before` on, found while following `included`'s own includes: what
+/// was found at its own keys is in its file (or in a file mounted into it).
+pub(super) fn place(out: &mut [Diagnostic], included: &Document, source: &Arc<Source>) {
+    for d in out {
+        if d.origin.is_none() {
+            d.origin = Some(Origin(included.file_of(d.span).unwrap_or(source).clone()));
+        }
+    }
+}
+
+fn expand_into(path: &Path, doc: &mut Document, chain: &mut Vec<Link>, out: &mut Vec<Diagnostic>) {
+    let Some(used) = doc.value.pointer("/connection/use").and_then(Value::as_str) else {
+        return;
+    };
+    let used = used.to_string();
+    let at = doc.value_span("/connection/use");
+    let Some(Opened {
+        path: target,
+        source,
+        doc: mut included,
+        shown,
+        link,
+    }) = open(path, &used, at, chain, &CONNECTION, out)
+    else {
+        return;
+    };
     if !is_connection_file(&included) || included.value.get("connection").is_none_or(|c| !c.is_object()) {
         out.push(
             Diagnostic::error("include-kind", at, format!("{shown} is not a connection file"))
@@ -151,25 +243,16 @@ fn expand_into(path: &Path, doc: &mut Document, chain: &mut Vec<Link>, out: &mut
         );
         return;
     }
-    out.extend(connection_file_problems(&included).into_iter().map(origin));
-    chain.push(Link {
-        path: real,
-        shown: shown.clone(),
-        at: Some(place(at)),
-    });
+    out.extend(
+        connection_file_problems(&included)
+            .into_iter()
+            .map(|d| in_file(d, &source)),
+    );
+    chain.push(link);
     let before = out.len();
     expand_into(&target, &mut included, chain, out);
     chain.pop();
-    // What the included file's own includes reported is placed in their files already; what
-    // it reported at its own `use` lines is in the included file.
-    for d in &mut out[before..] {
-        if d.origin.is_none() {
-            d.origin = match included.file_of(d.span) {
-                Some(f) => Some(Origin(f.clone())),
-                None => Some(Origin(source.clone())),
-            };
-        }
-    }
+    place(&mut out[before..], &included, &source);
     let connection = included.sub("/connection");
     doc.mount("/connection", connection, source);
 }

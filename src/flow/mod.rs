@@ -2,6 +2,7 @@
 
 pub mod analyze;
 pub mod analyze_error;
+pub mod calls;
 pub mod check;
 pub mod includes;
 pub mod model;

@@ -189,8 +189,21 @@ pub struct Step {
     /// A bare expression over each item's `response`: when true, no further item is sent.
     #[serde(default)]
     pub until: Option<String>,
-    /// The HTTP request the step sends.
-    pub request: Request,
+    /// The HTTP request the step sends; `None` exactly for a call (`call`).
+    #[serde(default)]
+    pub request: Option<Request>,
+    /// `call`: the steps file whose steps run in this step's place.
+    #[serde(default)]
+    pub call: Option<String>,
+    /// `with`: a call's arguments, parameter → template or literal.
+    #[serde(default)]
+    pub with: indexmap_like::Ordered<Value>,
+    /// A call's parameters, as its steps file declares them (mounted from the file).
+    #[serde(default)]
+    pub params: indexmap_like::Ordered<Input>,
+    /// A call's steps, from its steps file (mounted from the file).
+    #[serde(default)]
+    pub steps: Vec<Step>,
     /// What makes the step pass; unset, any 2xx status does.
     #[serde(default)]
     pub expect: Expect,

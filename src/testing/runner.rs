@@ -85,12 +85,10 @@ fn scripted_steps(path: &Path, doc: &crate::base::yaml::Document) -> Vec<Diagnos
         Ok(source) => match crate::base::yaml::load(&source.text).0 {
             // A flow that does not load is reported when its cases run.
             None => return out,
-            Some(flow) => ["/steps", "/finally"]
-                .iter()
-                .filter_map(|l| flow.value.pointer(l).and_then(Value::as_array))
-                .flatten()
-                .filter_map(|s| s.get("id").and_then(Value::as_str).map(str::to_string))
-                .collect(),
+            Some(mut flow) => {
+                crate::flow::calls::expand(&flow_path, &mut flow);
+                crate::flow::calls::step_ids(&flow)
+            }
         },
     };
     let cases = doc
