@@ -933,3 +933,169 @@ async fn running_a_connection_file_says_it_is_not_a_flow() {
         text(&out.stderr)
     );
 }
+
+/// Answers the calls flow: a receipt per channel, `/read` saying `done`, `/report` empty.
+async fn calls_server(done: bool) -> MockServer {
+    let server = MockServer::start().await;
+    for (channel, receipt) in [("sms", "r1"), ("chat", "r2")] {
+        Mock::given(path(format!("/notify/{channel}")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "receipt": receipt })))
+            .mount(&server)
+            .await;
+    }
+    Mock::given(path("/read"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "done": done })))
+        .mount(&server)
+        .await;
+    Mock::given(path("/report"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    server
+}
+
+/// A steps file called twice with different arguments: its steps run in the call's place
+/// (named `<call>.<step>`), read `params` and each other, and later steps read their values as
+/// `steps.<call>.<step>.<value>`. A parameter's default fills what the call leaves out; a
+/// secret parameter is masked; a call whose `if` is false skips all its steps.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_called_steps_file_runs_in_place_with_its_arguments() {
+    let server = calls_server(true).await;
+    let env = vec![("SCRT_BASE_URL".to_string(), server.uri())];
+    let args = [
+        "run",
+        "tests/flows/calls/flow.yaml",
+        "--color",
+        "never",
+        "-v",
+        "--input",
+        "conversation=abc",
+        "--input",
+        "token=sekret-token",
+    ];
+    let out = flowrun(s(&args), env.clone()).await;
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    for line in [
+        "first.post",
+        "first.read",
+        "second.post",
+        "second.read",
+        "nested.inner.post",
+        "nested.echo",
+        "  first_receipt = \"r1\"",
+    ] {
+        assert!(stdout.contains(line), "{line} in {stdout}");
+    }
+    assert!(
+        !format!("{stdout}{stderr}").contains("sekret"),
+        "{stdout}{stderr}"
+    );
+    let sent = server.received_requests().await.unwrap();
+    let paths: Vec<&str> = sent.iter().map(|r| r.url.path()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/notify/sms",
+            "/read",
+            "/notify/chat",
+            "/read",
+            "/notify/sms",
+            "/read",
+            "/report",
+            "/report"
+        ]
+    );
+    let body = |i: usize| serde_json::from_slice::<Value>(&sent[i].body).unwrap();
+    let header = |i: usize| {
+        sent[i]
+            .headers
+            .get("X-Token")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(body(0)["conversation"], "abc");
+    assert_eq!(header(0), "sekret-token");
+    assert_eq!(body(1), json!({ "receipt": "r1" }));
+    // The second call passes no channel (the default, chat) and no token.
+    assert_eq!(body(2)["conversation"], "abc-2");
+    assert_eq!(header(2), "none");
+    assert_eq!(body(3), json!({ "receipt": "r2" }));
+    // A call inside a called file: its arguments read the outer call's parameters.
+    assert_eq!(body(4)["conversation"], "abc-n");
+    assert_eq!(body(6), json!({ "nested": "r1" }));
+    assert_eq!(body(7), json!({ "first": "r1", "second": true, "nested": true }));
+
+    // The first call's `read` answers not done: the second call's `if` is false.
+    let server = calls_server(false).await;
+    let env = vec![("SCRT_BASE_URL".to_string(), server.uri())];
+    let out = flowrun(s(&args), env).await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("skipped  second.post"), "{stdout}");
+    assert!(stdout.contains("skipped  second.read"), "{stdout}");
+    let sent = server.received_requests().await.unwrap();
+    let paths: Vec<&str> = sent.iter().map(|r| r.url.path()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/notify/sms",
+            "/read",
+            "/notify/sms",
+            "/read",
+            "/report",
+            "/report"
+        ]
+    );
+    let report: Value = serde_json::from_slice(&sent[5].body).unwrap();
+    assert_eq!(
+        report,
+        json!({ "first": "r1", "second": "skipped", "nested": false })
+    );
+}
+
+/// An argument that breaks its parameter's rules fails the call's first step where the call
+/// is written; nothing is sent.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_argument_fails_the_call_before_anything_is_sent() {
+    let server = calls_server(true).await;
+    let env = vec![("SCRT_BASE_URL".to_string(), server.uri())];
+    let args = [
+        "run",
+        "tests/flows/calls/flow.yaml",
+        "--color",
+        "never",
+        "--input",
+        "conversation=ab",
+    ];
+    let out = flowrun(s(&args), env).await;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with(
+            "tests/flows/calls/flow.yaml:13:11: error: step `first.post` failed: call `first`: argument `conversation` `ab` is not allowed: \"ab\" is shorter than 3 characters\n"
+        ),
+        "{stderr}"
+    );
+    assert!(text(&out.stdout).contains("not run  second.post"));
+    assert!(server.received_requests().await.unwrap().is_empty());
+}
+
+/// A steps file is not a flow: `run` says so, at its `kind`, and sends nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn running_a_steps_file_says_it_is_not_a_flow() {
+    let out = flowrun(
+        s(&["run", "tests/flows/calls/notify.yaml", "--color", "never"]),
+        vec![],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr)
+            .starts_with("tests/flows/calls/notify.yaml:3:1: error: this is a steps file, not a flow\n"),
+        "{}",
+        text(&out.stderr)
+    );
+}
