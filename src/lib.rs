@@ -40,6 +40,7 @@ pub mod http;
 pub mod journal;
 pub mod paths;
 pub mod report;
+pub mod service;
 pub mod signals;
 pub mod sim;
 pub mod testing;

@@ -69,7 +69,7 @@ pub fn run(args: Args) -> u8 {
     files.retain(|p| !excluded.is_match(p.strip_prefix(".").unwrap_or(p)));
     let mut all = Vec::new();
     let mut files_with_problems = 0;
-    let (mut tests, mut connections, mut steps_files) = (0, 0, 0);
+    let (mut tests, mut connections, mut steps_files, mut services) = (0, 0, 0, 0);
     for path in &files {
         if flowrun::paths::is_test_file(path) {
             tests += 1;
@@ -90,6 +90,14 @@ pub fn run(args: Args) -> u8 {
                 continue;
             }
         };
+        if let Some(diagnostics) = flowrun::service::check_file(&source) {
+            services += 1;
+            if !diagnostics.is_empty() {
+                files_with_problems += 1;
+            }
+            all.push((source, diagnostics));
+            continue;
+        }
         let FileCheck {
             connection_file,
             steps_file,
@@ -120,14 +128,15 @@ pub fn run(args: Args) -> u8 {
                     .fg_color(Some(anstyle::AnsiColor::Red.into()));
                 let _ = writeln!(err, "{red}error{red:#}: {e}");
             }
-            let flows = all.len() - tests - connections - steps_files;
+            let flows = all.len() - tests - connections - steps_files - services;
             let mut kinds = Vec::new();
-            if flows > 0 || (tests == 0 && connections == 0 && steps_files == 0) {
+            if flows > 0 || flows == all.len() {
                 kinds.push(format!("{flows} flow{}", plural(flows)));
             }
             for (n, kind) in [
                 (connections, "connection file"),
                 (steps_files, "steps file"),
+                (services, "service file"),
                 (tests, "test file"),
             ] {
                 if n > 0 {

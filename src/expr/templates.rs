@@ -394,8 +394,9 @@ fn register_functions(env: &mut Environment<'static>, runtime: &World) {
     let rt = runtime.clone();
     env.add_function("now", move || rt.now_rfc3339());
     let lookup = runtime.env.clone();
-    env.add_function("env", move |name: &str| {
-        lookup(name).ok_or_else(|| {
+    // `env('NAME', 'default')`: the default when the variable is unset.
+    env.add_function("env", move |name: &str, default: Option<String>| {
+        lookup(name).or(default).ok_or_else(|| {
             minijinja::Error::new(
                 ErrorKind::InvalidOperation,
                 format!("environment variable `{name}` is not set"),

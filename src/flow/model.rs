@@ -387,10 +387,12 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     }
 }
 
-mod duration_opt {
+/// Reads an optional duration (`500ms`, `10s`, `2m`) with serde.
+pub mod duration_opt {
     use serde::{Deserialize, Deserializer, de::Error};
     use std::time::Duration;
 
+    /// An optional duration from its text.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         let text = Option::<String>::deserialize(d)?;
         text.map(|t| super::parse_duration(&t).ok_or_else(|| D::Error::custom(format!("bad duration `{t}`"))))
