@@ -5,6 +5,7 @@ mod check;
 mod init;
 mod run;
 mod runs;
+mod serve;
 mod sim;
 mod test;
 
@@ -84,6 +85,13 @@ Reference: docs/cli.md, docs/flow-language.md")]
 
 Reference: docs/journal.md, docs/cli.md")]
     Runs(runs::Args),
+    /// Run flows for events: a long-running service declared by a service file (`kind: service`).
+    #[command(after_help = "Examples:
+  flowrun serve service.yaml --journal sqlite:flowrun.db
+  flowrun serve tests/services/webhook.service.yaml --sim --listen 127.0.0.1:8080
+
+Reference: docs/serve.md")]
+    Serve(serve::Args),
     /// Serve the Interaction Service simulator on 127.0.0.1 until Ctrl-C.
     #[command(after_help = "Examples:
   flowrun sim                            the built-in org on 127.0.0.1:8787
@@ -149,6 +157,14 @@ fn error(message: std::fmt::Arguments) {
     anstream::eprintln!("{red}error{red:#}: {message}");
 }
 
+/// Prints `warning: message` on stderr, `warning` in bold yellow where colour is on.
+fn warning(message: std::fmt::Arguments) {
+    let yellow = anstyle::Style::new()
+        .bold()
+        .fg_color(Some(anstyle::AnsiColor::Yellow.into()));
+    anstream::eprintln!("{yellow}warning{yellow:#}: {message}");
+}
+
 /// A count that must be at least 1 (`--concurrency 0` would run nothing, `--max-body 0`
 /// would refuse every answer).
 fn at_least_one(text: &str) -> Result<usize, String> {
@@ -185,6 +201,7 @@ pub fn main() -> ExitCode {
         Command::Init(args) => init::run(args),
         Command::Run(args) => run::run(*args),
         Command::Runs(args) => runs::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::Sim(args) => sim::run(args),
         Command::Test(args) => test::run(args),
         Command::Completions { shell } => {

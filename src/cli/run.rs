@@ -152,21 +152,7 @@ fn run_inner(args: Args) -> Result<u8, u8> {
     let mut runtime = World::system();
     // Keep the simulator alive for the whole run.
     let _simulator = if args.sim || args.sim_config.is_some() {
-        let config = super::sim::load_config(args.sim_config.as_deref())?;
-        let running = flowrun::sim::start_in_background(config).map_err(|e| {
-            super::error(format_args!("cannot start the simulator: {e}"));
-            exit::USAGE
-        })?;
-        let overlay = flowrun::sim::environment(&running);
-        let outer = runtime.env.clone();
-        runtime.env = Arc::new(move |name| {
-            overlay
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-                .or_else(|| outer(name))
-        });
-        Some(running)
+        Some(super::sim::attach(&mut runtime, args.sim_config.as_deref())?)
     } else {
         None
     };

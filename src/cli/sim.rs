@@ -30,6 +30,26 @@ pub fn load_config(path: Option<&Path>) -> Result<SimConfig, u8> {
     })
 }
 
+/// Starts the simulator in the background and points `world`'s environment at it (its
+/// variables over the process's): what `--sim` does. Keep the result alive while it is used.
+pub fn attach(world: &mut flowrun::World, config: Option<&Path>) -> Result<flowrun::sim::Running, u8> {
+    let config = load_config(config)?;
+    let running = flowrun::sim::start_in_background(config).map_err(|e| {
+        super::error(format_args!("cannot start the simulator: {e}"));
+        exit::USAGE
+    })?;
+    let overlay = environment(&running);
+    let outer = world.env.clone();
+    world.env = std::sync::Arc::new(move |name| {
+        overlay
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .or_else(|| outer(name))
+    });
+    Ok(running)
+}
+
 pub fn run(args: Args) -> u8 {
     let config = match load_config(args.config.as_deref()) {
         Ok(c) => c,

@@ -141,7 +141,7 @@ impl Engine {
         observer: &dyn Observer,
         stop: Option<&std::sync::atomic::AtomicBool>,
     ) -> RunReport {
-        self.run_with(inputs, observer, stop, None, None).await
+        self.run_with(inputs, observer, stop, None, None, None).await
     }
 
     /// Like [`Engine::run_until`], telling `log` what happens as it goes (each attempt before
@@ -156,7 +156,22 @@ impl Engine {
         log: &dyn RunLog,
         resume: Option<Resume>,
     ) -> RunReport {
-        self.run_with(inputs, observer, stop, Some(log), resume).await
+        self.run_with(inputs, observer, stop, Some(log), resume, None)
+            .await
+    }
+
+    /// A run for an event published at `since`: the flow's `deadline` counts from then, not
+    /// from when the run starts. Told to `log` when there is one.
+    pub async fn run_since(
+        &self,
+        inputs: Map<String, Value>,
+        observer: &dyn Observer,
+        stop: Option<&std::sync::atomic::AtomicBool>,
+        log: Option<&dyn RunLog>,
+        since: Instant,
+    ) -> RunReport {
+        self.run_with(inputs, observer, stop, log, None, Some(since))
+            .await
     }
 
     async fn run_with(
@@ -166,10 +181,15 @@ impl Engine {
         stop: Option<&std::sync::atomic::AtomicBool>,
         log: Option<&dyn RunLog>,
         resume: Option<Resume>,
+        since: Option<Instant>,
     ) -> RunReport {
         let started = Instant::now();
         let resume = resume.unwrap_or_default();
-        let deadline = self.flow.flow.deadline.and_then(|d| started.checked_add(d));
+        let deadline = self
+            .flow
+            .flow
+            .deadline
+            .and_then(|d| since.unwrap_or(started).checked_add(d));
         let mut run = Run {
             engine: self,
             observer,

@@ -8,6 +8,8 @@
 pub mod check;
 pub mod event;
 pub mod model;
+pub mod runtime;
+pub mod webhook;
 
 pub use check::check_service;
 pub use model::Service;

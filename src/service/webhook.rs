@@ -1,0 +1,237 @@
+//! The service's HTTP face: the webhook source (`POST <path>`, for partners who relay events
+//! themselves), `GET /runs/ID`, and the probes `/healthz`, `/readyz` and `/metrics`.
+
+use super::event::Event;
+use super::runtime::{Runtime, Taken};
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+/// The most bytes an event body may have.
+pub const MAX_BODY: usize = 1 << 20;
+
+/// The longest `Idempotency-Key` taken: it becomes the run id.
+const MAX_KEY: usize = 200;
+
+/// How webhook requests prove they come from the partner, with the secret rendered.
+#[derive(Clone)]
+pub enum Auth {
+    /// `Authorization: Bearer <token>`.
+    Bearer(String),
+    /// `X-Signature: sha256=<hex of HMAC-SHA256 of the body>` under this key.
+    Hmac(Vec<u8>),
+}
+
+/// The webhook source's settings, rendered.
+#[derive(Clone)]
+pub struct Hook {
+    /// Where events are posted.
+    pub path: String,
+    /// What each request must carry.
+    pub auth: Auth,
+}
+
+#[derive(Clone)]
+struct Shared {
+    runtime: Arc<Runtime>,
+    hook: Option<Arc<Hook>>,
+    max_runs: usize,
+}
+
+/// The routes: the webhook (when the service has one), runs, probes.
+pub fn router(runtime: Arc<Runtime>, hook: Option<Hook>, max_runs: usize) -> axum::Router {
+    let shared = Shared {
+        runtime,
+        hook: hook.clone().map(Arc::new),
+        max_runs,
+    };
+    let mut router = axum::Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/runs/{id}", get(run_state));
+    if let Some(hook) = hook {
+        router = router.route(&hook.path, post(receive));
+    }
+    router
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .with_state(shared)
+}
+
+fn answer(status: StatusCode, body: Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        format!("{body}\n"),
+    )
+        .into_response()
+}
+
+async fn receive(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(hook) = &s.hook else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    if let Err(why) = authorized(&hook.auth, &headers, &body) {
+        return answer(StatusCode::UNAUTHORIZED, json!({ "error": why }));
+    }
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .unwrap_or_default();
+    if key.is_empty() || key.len() > MAX_KEY || key.chars().any(char::is_control) {
+        let error =
+            format!("an `Idempotency-Key` header of 1 to {MAX_KEY} characters is required: it is the run id");
+        return answer(StatusCode::BAD_REQUEST, json!({ "error": error }));
+    }
+    let fields = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(fields)) => fields,
+        Ok(_) => {
+            return answer(
+                StatusCode::BAD_REQUEST,
+                json!({ "error": "the body must be a JSON object: the event's fields" }),
+            );
+        }
+        Err(e) => {
+            return answer(
+                StatusCode::BAD_REQUEST,
+                json!({ "error": format!("the body is not JSON: {e}") }),
+            );
+        }
+    };
+    let event = Event {
+        id: key.to_string(),
+        fields,
+    };
+    let id = event.id.clone();
+    match s.runtime.take(event) {
+        Taken::Started(id) => answer(StatusCode::ACCEPTED, json!({ "run_id": id, "status": "running" })),
+        Taken::Duplicate(status) => answer(
+            StatusCode::OK,
+            json!({ "run_id": id, "status": status, "duplicate": true }),
+        ),
+        Taken::Expired => answer(StatusCode::OK, json!({ "run_id": id, "status": "expired" })),
+        Taken::Ignored => answer(StatusCode::OK, json!({ "status": "ignored" })),
+        Taken::Refused(error) => answer(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({ "run_id": id, "status": "failed", "error": s.runtime.redact(&error) }),
+        ),
+        Taken::Busy => {
+            let body = json!({ "error": "as many runs as allowed are in flight: send the event again" });
+            let mut response = answer(StatusCode::SERVICE_UNAVAILABLE, body);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            response
+        }
+    }
+}
+
+/// Whether the request carries the token or a valid signature of its body.
+fn authorized(auth: &Auth, headers: &HeaderMap, body: &[u8]) -> Result<(), &'static str> {
+    match auth {
+        Auth::Bearer(token) => {
+            let given = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .ok_or("an `Authorization: Bearer` header is required")?;
+            // Compared through a MAC so the time taken says nothing about the token.
+            let tag = |text: &str| {
+                let mut mac =
+                    Hmac::<sha2::Sha256>::new_from_slice(b"flowrun-webhook").expect("any key length");
+                mac.update(text.as_bytes());
+                mac.finalize().into_bytes()
+            };
+            if tag(given) == tag(token) {
+                Ok(())
+            } else {
+                Err("the bearer token is not the service's")
+            }
+        }
+        Auth::Hmac(key) => {
+            let given = headers
+                .get("x-signature")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("sha256="))
+                .ok_or("an `X-Signature: sha256=<hex>` header is required")?;
+            let given = hex(given).ok_or("the signature is not hex")?;
+            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("any key length");
+            mac.update(body);
+            mac.verify_slice(&given)
+                .map_err(|_| "the signature does not match the body")
+        }
+    }
+}
+
+fn hex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 || text.len() > 128 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+async fn run_state(State(s): State<Shared>, Path(id): Path<String>) -> Response {
+    match s.runtime.state(&id) {
+        Some(status) => answer(StatusCode::OK, json!({ "run_id": id, "status": status })),
+        None => answer(
+            StatusCode::NOT_FOUND,
+            json!({ "error": format!("no run `{id}`") }),
+        ),
+    }
+}
+
+async fn ready(State(s): State<Shared>) -> Response {
+    if s.runtime.ready() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "the journal cannot be written\n").into_response()
+    }
+}
+
+async fn metrics(State(s): State<Shared>) -> Response {
+    let c = &s.runtime.counters;
+    let events = [
+        ("received", &c.received),
+        ("started", &c.started),
+        ("duplicate", &c.duplicate),
+        ("expired", &c.expired),
+        ("ignored", &c.ignored),
+        ("refused", &c.refused),
+    ];
+    let mut text = String::from(
+        "# HELP flowrun_events_total Events received, by what became of them.\n# TYPE flowrun_events_total counter\n",
+    );
+    for (what, n) in events {
+        text.push_str(&format!(
+            "flowrun_events_total{{outcome=\"{what}\"}} {}\n",
+            n.load(Ordering::Relaxed)
+        ));
+    }
+    text.push_str("# HELP flowrun_runs_total Runs ended, by outcome.\n# TYPE flowrun_runs_total counter\n");
+    for (what, n) in [("passed", &c.passed), ("failed", &c.failed)] {
+        text.push_str(&format!(
+            "flowrun_runs_total{{outcome=\"{what}\"}} {}\n",
+            n.load(Ordering::Relaxed)
+        ));
+    }
+    text.push_str(&format!(
+        "# HELP flowrun_runs_in_flight Runs in flight now.\n# TYPE flowrun_runs_in_flight gauge\nflowrun_runs_in_flight {}\n",
+        s.runtime.in_flight(s.max_runs)
+    ));
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        text,
+    )
+        .into_response()
+}
