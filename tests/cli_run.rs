@@ -1099,3 +1099,26 @@ async fn running_a_steps_file_says_it_is_not_a_flow() {
         text(&out.stderr)
     );
 }
+
+/// A step of a called file that fails is shown in that file, at its own line.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_called_step_is_shown_in_its_own_file() {
+    let server = MockServer::start().await;
+    let env = vec![("SCRT_BASE_URL".to_string(), server.uri())];
+    let args = [
+        "run",
+        "tests/flows/calls/flow.yaml",
+        "--color",
+        "never",
+        "--input",
+        "conversation=abc",
+    ];
+    let out = flowrun(s(&args), env).await;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with("tests/flows/calls/notify.yaml:12:9: error: step `first.post` failed: expected status 2xx, got 404"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("12 |   - id: post"), "{stderr}");
+}

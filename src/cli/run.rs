@@ -293,7 +293,7 @@ fn run_inner(args: Args) -> Result<u8, u8> {
         })?;
     }
     terminal.finish(&report);
-    terminal.print_failure(&report, &source);
+    terminal.print_failure(&report, &source, &engine.flow().files);
     if json {
         let value = report::json::report(&report, inputs, &runtime.secrets);
         println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());

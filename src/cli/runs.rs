@@ -339,7 +339,7 @@ pub fn go_on(journal: &Arc<Journal>, id: &str, go: &GoOn, cancel: bool) -> Resul
     };
     ended.map_err(failed)?;
     terminal.finish(&report);
-    terminal.print_failure(&report, &source);
+    terminal.print_failure(&report, &source, &engine.flow().files);
     if json {
         let value = flowrun::report::json::report(&report, &inputs, &runtime.secrets);
         say!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());

@@ -244,6 +244,8 @@ pub struct CompiledFlow {
     pub outputs: Vec<(String, TemplateId)>,
     /// Directory of the flow file: `file` parts are relative to it.
     pub base_dir: std::path::PathBuf,
+    /// The connection and steps files the flow uses: a span with `file: n` is in the `n`th.
+    pub files: Vec<std::sync::Arc<crate::flow::Source>>,
     /// Environment variables the flow reads by literal name (`true` for secrets).
     pub env_names: Vec<(bool, String)>,
 }
@@ -678,6 +680,7 @@ pub fn compile(
         frames,
         outputs,
         base_dir,
+        files: doc.files.clone(),
         env_names,
     })
 }

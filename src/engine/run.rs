@@ -255,6 +255,9 @@ impl Engine {
                     && let Some(undo) = &step.in_doubt.compensate
                 {
                     run.phase = Phase::Steps;
+                    // The compensating request of a called step reads the call's `params`.
+                    run.frame = step.frame;
+                    let _ = run.enter(step.frame);
                     let undone = run.exchange(undo, &run.vars, None).await;
                     message = match &undone.status {
                         StepStatus::Failed(e) => format!("{message}; its compensating request failed: {e}"),
@@ -445,8 +448,22 @@ enum FrameState {
     Started(Scope),
     /// Its `if` was false: every step of it is skipped.
     Skipped,
-    /// Its `if` or arguments failed: its first step fails with this, the rest are not run.
-    Failed(StepError),
+    /// Its `if` or arguments failed: the next of its steps fails with this.
+    Failed(Box<StepError>),
+    /// A step of it failed to start it (or its caller failed to start): the rest are not run.
+    Abandoned,
+}
+
+/// Whether a step of a call runs.
+enum Entered {
+    /// The call started (or the step is the flow's own): it runs.
+    Yes,
+    /// The call's `if` was false: the step is skipped.
+    Skipped,
+    /// The call could not start: the step fails with this.
+    Failed(Box<StepError>),
+    /// An earlier step of the call already failed for it: the step is not run.
+    NotRun,
 }
 
 /// How a step ended, before it is recorded.
@@ -539,22 +556,28 @@ impl Run<'_> {
     /// Starts the call `frame` and the calls it is in, if not started yet: its `if`, then its
     /// arguments, rendered in the caller's scope and checked against the parameters. `false`
     /// when the call is skipped.
-    fn enter(&mut self, frame: Option<usize>) -> Result<bool, StepError> {
-        let Some(f) = frame else { return Ok(true) };
+    fn enter(&mut self, frame: Option<usize>) -> Entered {
+        let Some(f) = frame else { return Entered::Yes };
         match &self.frames[f] {
-            FrameState::Started(_) => return Ok(true),
-            FrameState::Skipped => return Ok(false),
-            FrameState::Failed(e) => return Err(e.clone()),
+            FrameState::Started(_) => return Entered::Yes,
+            FrameState::Skipped => return Entered::Skipped,
+            FrameState::Abandoned => return Entered::NotRun,
+            FrameState::Failed(e) => {
+                // The first step that meets the failure reports it; the rest are not run.
+                let e = e.clone();
+                self.frames[f] = FrameState::Abandoned;
+                return Entered::Failed(e);
+            }
             FrameState::Waiting => {}
         }
         let flow = self.engine.flow.clone();
         let spec = &flow.frames[f];
-        let state = match self.enter(spec.parent) {
-            Ok(true) => self.start(spec),
-            Ok(false) => FrameState::Skipped,
-            Err(e) => FrameState::Failed(e),
+        self.frames[f] = match self.enter(spec.parent) {
+            Entered::Yes => self.start(spec),
+            Entered::Skipped => FrameState::Skipped,
+            Entered::Failed(e) => FrameState::Failed(e),
+            Entered::NotRun => FrameState::Abandoned,
         };
-        self.frames[f] = state;
         self.enter(frame)
     }
 
@@ -571,7 +594,7 @@ impl Run<'_> {
                         return FrameState::Skipped;
                     }
                 }
-                Err(e) => return FrameState::Failed(render(e, spec.condition_span)),
+                Err(e) => return FrameState::Failed(Box::new(render(e, spec.condition_span))),
             }
         }
         let mut args = Map::new();
@@ -580,7 +603,7 @@ impl Run<'_> {
                 Ok(v) => {
                     args.insert(name.clone(), v);
                 }
-                Err(e) => return FrameState::Failed(render(e, spec.span)),
+                Err(e) => return FrameState::Failed(Box::new(render(e, spec.span))),
             }
         }
         match spec.params.resolve(args, &flow.world.secrets) {
@@ -589,7 +612,7 @@ impl Run<'_> {
                 let kind = FailureKind::Argument {
                     message: format!("call `{}`: {message}", spec.id),
                 };
-                FrameState::Failed(StepError::new(kind, spec.span))
+                FrameState::Failed(Box::new(StepError::new(kind, spec.span)))
             }
         }
     }
@@ -704,15 +727,10 @@ impl Run<'_> {
         let doubt = self.doubt.take_if(|d| d.step == step.id);
         self.frame = step.frame;
         let mut ended = match self.enter(step.frame) {
-            Ok(true) => self.execute(step, doubt.as_ref()).await,
-            Ok(false) => Ended::new(StepStatus::Skipped, Vec::new(), Map::new(), None),
-            Err(error) => {
-                // The call failed to start: its first step says why, the rest are not run.
-                if let Some(f) = step.frame {
-                    self.frames[f] = FrameState::Skipped;
-                }
-                Ended::failed(error, Vec::new())
-            }
+            Entered::Yes => self.execute(step, doubt.as_ref()).await,
+            Entered::Skipped => Ended::new(StepStatus::Skipped, Vec::new(), Map::new(), None),
+            Entered::Failed(error) => Ended::failed(*error, Vec::new()),
+            Entered::NotRun => Ended::new(StepStatus::NotRun, Vec::new(), Map::new(), None),
         };
         self.frame = None;
         for item in std::mem::take(&mut ended.items) {

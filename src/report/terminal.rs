@@ -134,11 +134,21 @@ impl Terminal {
 
     /// Why the run failed, rendered like `check`'s diagnostics: `file:line:col`, the source
     /// line with a caret under the part that failed, and the server's answer.
-    pub fn failure(report: &RunReport, source: &crate::flow::Source) -> Option<String> {
+    /// `files` are the connection and steps files the flow uses: a failure in one of them is
+    /// shown in it.
+    pub fn failure(
+        report: &RunReport,
+        source: &crate::flow::Source,
+        files: &[std::sync::Arc<crate::flow::Source>],
+    ) -> Option<String> {
         let Outcome::Failed { step, .. } = &report.outcome else {
             return None;
         };
         let error = report.failure()?;
+        let source = match (error.span.file as usize).checked_sub(1) {
+            Some(i) => files.get(i).map_or(source, |s| s.as_ref()),
+            None => source,
+        };
         let mut span = error.span;
         if span.start.col == 0 {
             // A whole line: from its first character to its end.
@@ -173,8 +183,13 @@ impl Terminal {
     }
 
     /// Prints [`Terminal::failure`] on stderr, secrets masked.
-    pub fn print_failure(&self, report: &RunReport, source: &crate::flow::Source) {
-        if let Some(text) = Self::failure(report, source) {
+    pub fn print_failure(
+        &self,
+        report: &RunReport,
+        source: &crate::flow::Source,
+        files: &[std::sync::Arc<crate::flow::Source>],
+    ) {
+        if let Some(text) = Self::failure(report, source, files) {
             anstream::eprint!("{}", self.secrets.redact(&text));
         }
     }

@@ -171,7 +171,7 @@ fn authorized(auth: &Auth, headers: &HeaderMap, body: &[u8]) -> Result<(), &'sta
 }
 
 fn hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 || text.len() > 128 {
+    if !text.len().is_multiple_of(2) || text.len() > 128 {
         return None;
     }
     (0..text.len())

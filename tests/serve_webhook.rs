@@ -1,0 +1,238 @@
+//! `flowrun serve` end to end, the real binary on 127.0.0.1: a partner relays RoutingRequested
+//! events to the webhook, signed with HMAC-SHA256. Each event runs the transfer flow once (the
+//! event's `Idempotency-Key` is the run id, kept in the journal); a redelivered event runs no
+//! second time; an expired event and an Interaction event send nothing; a bad signature is
+//! refused; the webhook key never shows in the service's output; SIGTERM stops it cleanly.
+
+mod common;
+
+use common::{env_for, received, service};
+use hmac::{KeyInit, Mac};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+const KEY: &str = "whsec-flowrun-test-key-7731";
+const CONVERSATION: &str = "8a1f2c3d-0000-4000-8000-00000000c0de";
+const EVENT_ID: &str = "d3bdacb1-49b4-4fbd-9adb-919319631db4";
+
+/// One HTTP/1.1 exchange with the service: the status and the body.
+async fn exchange(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    let status = answer[9..12].parse().unwrap();
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// A RoutingRequested (or other `kind`) event for a transfer to the queue, published `age` ago.
+fn event(kind: &str, age: Duration) -> Vec<u8> {
+    let channel_data = json!({ "eventId": EVENT_ID, "conversationId": CONVERSATION }).to_string();
+    let payload = json!({
+        "channelAddressIdentifier": "a",
+        "payload": {
+            "conversationIdentifier": CONVERSATION,
+            "routingType": "Transfer",
+            "workRecordId": "0Mw5g000000SimW",
+            "routingParameters": { "queueId": "00G5g000000SimQ", "flowId": null, "userId": null, "channelData": channel_data }
+        }
+    });
+    let created = flowrun::journal::now_ms() - age.as_millis() as i64;
+    json!({ "CreatedDate": created, "Type__c": kind, "Payload__c": payload.to_string() })
+        .to_string()
+        .into_bytes()
+}
+
+fn signed(id: &str, body: &[u8], key: &str) -> Vec<(&'static str, String)> {
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
+    mac.update(body);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    vec![
+        ("Idempotency-Key", id.to_string()),
+        ("X-Signature", format!("sha256={hex}")),
+        ("Content-Type", "application/json".into()),
+    ]
+}
+
+/// Polls `GET /runs/ID` until the run is no longer running (at most 10 s).
+async fn settled(addr: &str, id: &str) -> Value {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = exchange(addr, "GET", &format!("/runs/{id}"), &[], b"").await;
+        let state: Value = serde_json::from_str(&body).unwrap();
+        if state["status"] != "running" || Instant::now() > until {
+            return state;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn webhook_events_run_the_transfer_once_each() {
+    let server = service().await;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = format!("sqlite:{}", dir.path().join("j.db").display());
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_flowrun"))
+        .args([
+            "serve",
+            "tests/services/webhook.service.yaml",
+            "--listen",
+            "127.0.0.1:0",
+            "--journal",
+            &journal,
+        ])
+        .envs(env_for(&server))
+        .env("FLOWRUN_WEBHOOK_KEY", KEY)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(20), stdout.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let addr = first.rsplit("http://").next().unwrap().to_string();
+    assert_eq!(first, format!("transfer-hook: serving on http://{addr}"));
+
+    // A fresh event: accepted at once, run in the background.
+    let body = event("RoutingRequested", Duration::ZERO);
+    let (status, answer) = exchange(&addr, "POST", "/events", &signed("ev-1", &body, KEY), &body).await;
+    assert_eq!(
+        (status, answer.as_str()),
+        (202, "{\"run_id\":\"ev-1\",\"status\":\"running\"}\n")
+    );
+    assert_eq!(
+        settled(&addr, "ev-1").await,
+        json!({ "run_id": "ev-1", "status": "passed" })
+    );
+    let sent = received(&server).await;
+    let calls: Vec<String> = sent
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}",
+                r["method"].as_str().unwrap(),
+                r["path"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(calls, ["POST /api/v1/routingResult", "POST /api/v1/route"]);
+    assert_eq!(sent[1]["body"]["routingType"], "Transfer");
+    assert_eq!(
+        sent[1]["body"]["routingInfo"],
+        json!({ "queueId": "00G5g000000SimQ" })
+    );
+    assert_eq!(sent[0]["body"]["workItemId"], "0Mw5g000000SimW");
+
+    // The same event again: a duplicate, nothing sent.
+    let (status, answer) = exchange(&addr, "POST", "/events", &signed("ev-1", &body, KEY), &body).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&answer).unwrap(),
+        json!({ "run_id": "ev-1", "status": "passed", "duplicate": true })
+    );
+
+    // Published 70 s ago, past `max_age: 55s`: recorded as expired, nothing sent.
+    let old = event("RoutingRequested", Duration::from_secs(70));
+    let (status, answer) = exchange(&addr, "POST", "/events", &signed("ev-2", &old, KEY), &old).await;
+    assert_eq!(
+        (status, answer.as_str()),
+        (200, "{\"run_id\":\"ev-2\",\"status\":\"expired\"}\n")
+    );
+    assert_eq!(settled(&addr, "ev-2").await["status"], "expired");
+
+    // An Interaction event: no handler takes it.
+    let other = event("Interaction", Duration::ZERO);
+    let (status, answer) = exchange(&addr, "POST", "/events", &signed("ev-3", &other, KEY), &other).await;
+    assert_eq!((status, answer.as_str()), (200, "{\"status\":\"ignored\"}\n"));
+
+    // Signed with another key: refused, not run.
+    let (status, answer) = exchange(
+        &addr,
+        "POST",
+        "/events",
+        &signed("ev-4", &body, "not-the-key"),
+        &body,
+    )
+    .await;
+    assert_eq!(
+        (status, answer.as_str()),
+        (401, "{\"error\":\"the signature does not match the body\"}\n")
+    );
+    assert_eq!(exchange(&addr, "GET", "/runs/ev-4", &[], b"").await.0, 404);
+    assert_eq!(
+        received(&server).await.as_array().unwrap().len(),
+        2,
+        "only ev-1 sent anything"
+    );
+
+    let (status, metrics) = exchange(&addr, "GET", "/metrics", &[], b"").await;
+    assert_eq!(status, 200);
+    for line in [
+        "flowrun_events_total{outcome=\"received\"} 4",
+        "flowrun_events_total{outcome=\"started\"} 1",
+        "flowrun_events_total{outcome=\"duplicate\"} 1",
+        "flowrun_events_total{outcome=\"expired\"} 1",
+        "flowrun_events_total{outcome=\"ignored\"} 1",
+        "flowrun_runs_total{outcome=\"passed\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
+    assert_eq!(exchange(&addr, "GET", "/readyz", &[], b"").await.0, 200);
+
+    // SIGTERM: stops taking events and exits cleanly; the key never showed.
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let mut all = format!("{first}\n");
+    while let Ok(Some(line)) = tokio::time::timeout(Duration::from_secs(20), stdout.next_line())
+        .await
+        .unwrap()
+    {
+        all.push_str(&line);
+        all.push('\n');
+    }
+    let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    all.push_str(&String::from_utf8_lossy(&out.stderr));
+    assert!(
+        all.contains("terminated (SIGTERM): taking no more events"),
+        "{all}"
+    );
+    assert!(!all.contains(KEY), "{all}");
+}
