@@ -25,7 +25,7 @@ fn shipped_flows_are_valid_and_example_inputs_are_skipped() {
     assert_eq!(text(&out.stderr), "");
     assert_eq!(
         text(&out.stdout),
-        "checked 3 flows, 1 connection file and 3 test files: no problems\n"
+        "checked 3 flows, 1 connection file, 1 service file and 3 test files: no problems\n"
     );
     assert_eq!(out.status.code(), Some(0));
 }

@@ -17,6 +17,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("report", 4),
     ("journal", 4),
     ("testing", 5),
+    ("service", 5),
     ("cli", 6),
 ];
 

@@ -6,9 +6,11 @@ use serde_json::Value;
 use std::path::Path;
 
 fn schema() -> Value {
-    let text =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/flow.schema.json"))
-            .unwrap();
+    schema_named("flow.schema.json")
+}
+
+fn schema_named(name: &str) -> Value {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas").join(name)).unwrap();
     serde_json::from_str(&text).unwrap()
 }
 
@@ -27,13 +29,21 @@ fn shipped_flows() -> Vec<std::path::PathBuf> {
 
 #[test]
 fn every_shipped_flow_validates_against_the_schema_file() {
-    let validator = jsonschema::draft202012::new(&schema()).unwrap();
+    let flows = jsonschema::draft202012::new(&schema()).unwrap();
+    let services = jsonschema::draft202012::new(&schema_named("service.schema.json")).unwrap();
     for path in shipped_flows() {
         let text = std::fs::read_to_string(&path).unwrap();
         let (doc, errors) = flowrun::flow::yaml::load(&text);
         assert!(errors.is_empty(), "{}: {errors:?}", path.display());
+        let doc = doc.unwrap();
+        // A service file (`kind: service`) has a schema of its own.
+        let service = doc.value.get("kind").and_then(Value::as_str) == Some("service");
+        let (validator, schema_file) = match service {
+            true => (&services, "service.schema.json"),
+            false => (&flows, "flow.schema.json"),
+        };
         let errors: Vec<String> = validator
-            .iter_errors(&doc.unwrap().value)
+            .iter_errors(&doc.value)
             .map(|e| e.to_string())
             .collect();
         assert!(errors.is_empty(), "{}: {errors:?}", path.display());
@@ -45,7 +55,7 @@ fn every_shipped_flow_validates_against_the_schema_file() {
             .count()
             - 1;
         let modeline = format!(
-            "# yaml-language-server: $schema={}schemas/flow.schema.json\n",
+            "# yaml-language-server: $schema={}schemas/{schema_file}\n",
             "../".repeat(depth)
         );
         assert!(
