@@ -10,7 +10,8 @@ fn schema() -> Value {
 }
 
 fn schema_named(name: &str) -> Value {
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas").join(name)).unwrap();
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas").join(name)).unwrap();
     serde_json::from_str(&text).unwrap()
 }
 
@@ -42,10 +43,7 @@ fn every_shipped_flow_validates_against_the_schema_file() {
             true => (&services, "service.schema.json"),
             false => (&flows, "flow.schema.json"),
         };
-        let errors: Vec<String> = validator
-            .iter_errors(&doc.value)
-            .map(|e| e.to_string())
-            .collect();
+        let errors: Vec<String> = validator.iter_errors(&doc.value).map(|e| e.to_string()).collect();
         assert!(errors.is_empty(), "{}: {errors:?}", path.display());
         // The modeline's path climbs out of the file's folder to the repository's schemas/.
         let depth = path
