@@ -166,3 +166,12 @@ impl Source {
         self.path.to_string_lossy().replace('\\', "/")
     }
 }
+
+/// Why a file named in another could not be read, in a few words: `no such file`, else the
+/// system's own wording.
+pub fn read_error(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".to_string(),
+        _ => e.to_string(),
+    }
+}

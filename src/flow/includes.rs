@@ -141,10 +141,7 @@ pub(super) fn open(
     let source = match Source::read(&target) {
         Ok(s) => Arc::new(s),
         Err(e) => {
-            let why = match e.kind() {
-                std::io::ErrorKind::NotFound => "no such file".to_string(),
-                _ => e.to_string(),
-            };
+            let why = crate::base::source::read_error(&e);
             out.push(
                 Diagnostic::error(
                     "include-missing",

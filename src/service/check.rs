@@ -151,10 +151,7 @@ fn flow_inputs(source: &Source, doc: &Document, ptr: &str, flow: &str, out: &mut
     let flow_source = match Source::read(&path) {
         Ok(s) => s,
         Err(e) => {
-            let why = match e.kind() {
-                std::io::ErrorKind::NotFound => "no such file".to_string(),
-                _ => e.to_string(),
-            };
+            let why = crate::base::source::read_error(&e);
             out.push(
                 Diagnostic::error(
                     "unknown-flow",
