@@ -39,6 +39,7 @@ pub mod flow;
 pub mod http;
 pub mod journal;
 pub mod paths;
+pub mod pubsub;
 pub mod report;
 pub mod service;
 pub mod signals;

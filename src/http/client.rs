@@ -25,6 +25,20 @@ pub struct HttpTransport {
     max_body: usize,
 }
 
+/// The TLS settings of every connection flowrun makes (HTTP calls and the Pub/Sub API alike):
+/// rustls with aws-lc-rs, the platform's certificate verifier.
+pub fn tls_config() -> Result<rustls::ClientConfig, TransportError> {
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TransportError::Other(format!("TLS setup: {e}")))?;
+    Ok(
+        rustls_platform_verifier::BuilderVerifierExt::with_platform_verifier(tls)
+            .map_err(|e| TransportError::Other(format!("TLS setup: {e}")))?
+            .with_no_client_auth(),
+    )
+}
+
 impl HttpTransport {
     /// A client with one connection pool for every request it sends. A flow names every URL it
     /// calls, so a redirect is reported as the status it is, never followed (a redirected POST
@@ -33,15 +47,8 @@ impl HttpTransport {
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
         http.enforce_http(false);
-        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| TransportError::Other(format!("TLS setup: {e}")))?;
-        let tls = rustls_platform_verifier::BuilderVerifierExt::with_platform_verifier(tls)
-            .map_err(|e| TransportError::Other(format!("TLS setup: {e}")))?
-            .with_no_client_auth();
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
+            .with_tls_config(tls_config()?)
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);

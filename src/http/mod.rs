@@ -5,7 +5,7 @@ pub mod auth;
 mod client;
 mod encode;
 
-pub use client::{DEFAULT_MAX_BODY, HttpTransport};
+pub use client::{DEFAULT_MAX_BODY, HttpTransport, tls_config};
 
 use serde_json::Value;
 use std::future::Future;

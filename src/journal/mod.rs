@@ -123,6 +123,15 @@ pub enum Write {
         /// Milliseconds since the Unix epoch.
         at_ms: i64,
     },
+    /// Where a source of events has got to (a Pub/Sub replay id), to go on from after a restart.
+    Cursor {
+        /// The source, such as `pubsub:/event/Partner_Event__e`.
+        name: String,
+        /// Its position, as text.
+        value: String,
+        /// Milliseconds since the Unix epoch.
+        at_ms: i64,
+    },
 }
 
 /// A run's first record.
@@ -230,6 +239,11 @@ pub trait Store: Send {
     fn run(&self, id: &str) -> Result<Option<RunDetail>, JournalError>;
     /// Deletes finished runs last written before `before_ms`; how many.
     fn prune(&self, before_ms: i64) -> Result<u64, JournalError>;
+    /// The position source `name` last stored.
+    fn cursor(&self, name: &str) -> Result<Option<String>, JournalError>;
+    /// The outputs of the newest run of `flow_path` that ended well with output `key` equal to
+    /// `value`.
+    fn outputs_where(&self, flow_path: &str, key: &str, value: &Value) -> Result<Option<Value>, JournalError>;
 }
 
 /// Where the result of a write goes.
@@ -425,6 +439,19 @@ impl Journal {
     pub fn find(&self, id: &str) -> Result<Option<RunRow>, JournalError> {
         self.flush()?;
         Ok(self.lock_store().run(id)?.map(|d| d.row))
+    }
+
+    /// The position source `name` last stored (see [`Write::Cursor`]).
+    pub fn cursor(&self, name: &str) -> Result<Option<String>, JournalError> {
+        self.flush()?;
+        self.lock_store().cursor(name)
+    }
+
+    /// The outputs of the newest run of the flow at `flow_path` (as the journal records it)
+    /// that passed or stopped, with output `key` equal to `value`.
+    pub fn outputs_where(&self, flow_path: &str, key: &str, value: &Value) -> Result<Option<Value>, JournalError> {
+        self.flush()?;
+        self.lock_store().outputs_where(flow_path, key, value)
     }
 
     /// Deletes finished runs last written before `before_ms`.

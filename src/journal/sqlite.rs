@@ -60,6 +60,13 @@ const MIGRATIONS: &[&str] = &[
     "
     ALTER TABLE runs ADD COLUMN owner TEXT;
 ",
+    "
+    CREATE TABLE cursors (
+        name        TEXT PRIMARY KEY,
+        value       TEXT NOT NULL,
+        updated_ms  INTEGER NOT NULL
+    );
+",
 ];
 
 /// A journal in one SQLite file.
@@ -305,6 +312,13 @@ fn apply_one(
             )?
             .execute(params![run, status, json_text(outputs), error, at_ms])?;
         }
+        Write::Cursor { name, value, at_ms } => {
+            tx.prepare_cached(
+                "INSERT INTO cursors (name, value, updated_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_ms = excluded.updated_ms",
+            )?
+            .execute(params![name, value, at_ms])?;
+        }
     }
     Ok(())
 }
@@ -357,6 +371,31 @@ impl Store for SqliteStore {
             Ok(()) => results,
             Err(e) => vec![Err(store_error(e)); groups.len()],
         }
+    }
+
+    fn cursor(&self, name: &str) -> Result<Option<String>, JournalError> {
+        self.lock()
+            .query_row("SELECT value FROM cursors WHERE name = ?1", [name], |r| r.get(0))
+            .optional()
+            .map_err(store_error)
+    }
+
+    fn outputs_where(&self, flow_path: &str, key: &str, value: &Value) -> Result<Option<Value>, JournalError> {
+        let connection = self.lock();
+        // The newest run of the flow that ended well and whose output `key` is `value`.
+        let text: Option<String> = connection
+            .prepare_cached(
+                "SELECT outputs FROM runs
+                 WHERE flow_path = ?1 AND status IN ('passed', 'stopped')
+                   AND json_extract(outputs, '$.' || json_quote(?2)) = json_extract(?3, '$')
+                 ORDER BY started_ms DESC LIMIT 1",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![flow_path, key, json_text(value)], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(store_error)?;
+        Ok(text.map(|t| json_of(Some(t))))
     }
 
     fn runs(&self, unfinished: bool, limit: usize) -> Result<Vec<RunRow>, JournalError> {

@@ -68,7 +68,18 @@ fn source_templates() -> Vec<String> {
     for (source, keys) in [
         (
             "pubsub",
-            &["url", "topic", "instance_url", "org_id", "access_token"][..],
+            &[
+                "url",
+                "topic",
+                "instance_url",
+                "org_id",
+                "access_token",
+                "jwt_bearer/token_url",
+                "jwt_bearer/client_id",
+                "jwt_bearer/username",
+                "jwt_bearer/audience",
+                "jwt_bearer/private_key",
+            ][..],
         ),
         ("webhook", &["auth/bearer", "auth/hmac"][..]),
     ] {
@@ -205,8 +216,19 @@ fn flow_inputs(source: &Source, doc: &Document, ptr: &str, flow: &str, out: &mut
             );
         }
     }
+    let fill = doc.value.pointer(&push_pointer(ptr, "fill"));
+    let filled: Vec<&str> = fill
+        .and_then(|f| f.get("inputs"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if let Some(fill) = fill {
+        fill_from(source, doc, ptr, fill, &checked.flow, out);
+    }
     for (name, input) in declared.iter() {
-        let mapped = given.is_some_and(|g| g.contains_key(name));
+        let mapped = given.is_some_and(|g| g.contains_key(name)) || filled.contains(&name.as_str());
         if input.is_required() && !mapped {
             out.push(
                 Diagnostic::error(
@@ -217,6 +239,70 @@ fn flow_inputs(source: &Source, doc: &Document, ptr: &str, flow: &str, out: &mut
                 .with_hint(format!(
                     "add `{name}:` under `inputs:`, an expression over `event` and `payload`"
                 )),
+            );
+        }
+    }
+}
+
+/// A handler's `fill`: its `match` and `inputs` are inputs of the handler's flow, and outputs
+/// of the earlier flow `from`, which must load and pass `check`.
+fn fill_from(
+    source: &Source,
+    doc: &Document,
+    ptr: &str,
+    fill: &Value,
+    flow: &crate::flow::model::Flow,
+    out: &mut Vec<Diagnostic>,
+) {
+    let ptr = push_pointer(ptr, "fill");
+    let (Some(from), Some(matching)) = (
+        fill.get("from").and_then(Value::as_str),
+        fill.get("match").and_then(Value::as_str),
+    ) else {
+        return;
+    };
+    let names = fill.get("inputs").and_then(Value::as_array);
+    let mut wanted: Vec<(String, &str)> = vec![(push_pointer(&ptr, "match"), matching)];
+    for (i, name) in names.into_iter().flatten().enumerate() {
+        if let Some(name) = name.as_str() {
+            wanted.push((format!("{ptr}/inputs/{i}"), name));
+        }
+    }
+    for (at, name) in &wanted {
+        if flow.inputs.get(name).is_none() {
+            let hint = did_you_mean(name, flow.inputs.iter().map(|(k, _)| k.as_str()))
+                .unwrap_or_else(|| "`fill` names inputs of the handler's flow".into());
+            out.push(
+                Diagnostic::error("unknown-input", doc.value_span(at), format!("the flow has no input `{name}`"))
+                    .with_hint(hint),
+            );
+        }
+    }
+    let at = doc.value_span(&push_pointer(&ptr, "from"));
+    let path = source.path.parent().unwrap_or(Path::new("")).join(from);
+    let earlier = Source::read(&path)
+        .map_err(|e| crate::base::source::read_error(&e))
+        .and_then(|s| crate::flow::load_checked(&s).map_err(|_| "it has errors (`flowrun check` shows them)".to_string()));
+    let earlier = match earlier {
+        Ok(c) => c,
+        Err(why) => {
+            out.push(
+                Diagnostic::error("unknown-flow", at, format!("cannot use the flow {}: {why}", path.display()))
+                    .with_hint(format!("`from` is a path relative to {}", source.path.display())),
+            );
+            return;
+        }
+    };
+    for (ptr, name) in &wanted {
+        if earlier.flow.outputs.get(name).is_none() {
+            let all: Vec<&str> = earlier.flow.outputs.iter().map(|(k, _)| k.as_str()).collect();
+            out.push(
+                Diagnostic::error(
+                    "unknown-output",
+                    doc.value_span(ptr),
+                    format!("the flow {from} has no output `{name}` to take it from"),
+                )
+                .with_hint(format!("its outputs: {}", all.join(", "))),
             );
         }
     }

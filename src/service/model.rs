@@ -60,9 +60,33 @@ pub struct PubSub {
     /// The OAuth access token.
     #[serde(default)]
     pub access_token: Option<String>,
+    /// Tokens from the JWT bearer flow (refreshed on `UNAUTHENTICATED`) instead of `access_token`.
+    #[serde(default)]
+    pub jwt_bearer: Option<JwtBearer>,
     /// Events asked for at a time.
     #[serde(default)]
     pub batch: Option<u32>,
+    /// Resubscribe when nothing arrives for this long.
+    #[serde(default, with = "crate::flow::model::duration_opt")]
+    pub stall_after: Option<Duration>,
+}
+
+/// The `jwt_bearer` key: templates, as a connection's.
+#[derive(Debug, Clone, Deserialize)]
+pub struct JwtBearer {
+    /// The token endpoint.
+    pub token_url: String,
+    /// The JWT's `iss`.
+    pub client_id: String,
+    /// The JWT's `sub`.
+    pub username: String,
+    /// The JWT's `aud`.
+    pub audience: String,
+    /// The PEM RSA private key.
+    pub private_key: String,
+    /// Each JWT's validity.
+    #[serde(default, with = "crate::flow::model::duration_opt")]
+    pub lifetime: Option<Duration>,
 }
 
 /// The `sources.webhook` key.
@@ -100,4 +124,19 @@ pub struct Handler {
     /// Input name → bare expression.
     #[serde(default)]
     pub inputs: Ordered<String>,
+    /// Inputs taken from an earlier run when the event leaves them out.
+    #[serde(default)]
+    pub fill: Option<Fill>,
+}
+
+/// The `fill` key of a handler.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Fill {
+    /// The earlier flow, relative to the service file.
+    pub from: String,
+    /// The input (and output of `from`) that must match.
+    #[serde(rename = "match")]
+    pub matching: String,
+    /// The inputs filled.
+    pub inputs: Vec<String>,
 }

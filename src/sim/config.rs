@@ -37,9 +37,47 @@ pub struct SimConfig {
     /// are kept; past it the oldest go, ended conversations first. Default 10,000.
     #[serde(default)]
     pub max_records: Option<usize>,
+    /// The channel's custom platform event, served over the Pub/Sub API.
+    #[serde(default)]
+    pub events: Events,
     /// Faults to inject; none by default.
     #[serde(default)]
     pub faults: Faults,
+}
+
+/// The channel's custom platform event (YAML keys in camelCase): its topic and the field names
+/// its ConversationChannelDefinition gives.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct Events {
+    /// `/event/<CustomPlatformEvent>`.
+    pub topic: String,
+    /// `CustomEventTypeField`: holds `Interaction` or `RoutingRequested`.
+    pub type_field: String,
+    /// `CustomEventPayloadField`: the JSON payload, as a string.
+    pub payload_field: String,
+    /// `CustomEventChannelAddressIdField`.
+    pub channel_address_field: String,
+    /// `CustomEventRecipientField`.
+    pub recipient_field: String,
+    /// An idle subscription gets an empty answer this often (Salesforce: at least every 270 s).
+    pub keepalive_ms: u64,
+    /// How many events are kept for replay (Salesforce keeps 72 hours' worth).
+    pub retained: usize,
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Events {
+            topic: "/event/Partner_Event__e".into(),
+            type_field: "Partner_Type__c".into(),
+            payload_field: "Partner_Payload__c".into(),
+            channel_address_field: "Partner_Channel_Address__c".into(),
+            recipient_field: "Partner_Recipient__c".into(),
+            keepalive_ms: 270_000,
+            retained: 100_000,
+        }
+    }
 }
 
 /// A messaging channel of the org (YAML keys in camelCase).
@@ -128,6 +166,10 @@ pub struct Faults {
     /// A token stops working after this many API calls with it (401, code 10004).
     #[serde(default)]
     pub token_expires_after: Option<u64>,
+    /// A Pub/Sub subscription goes silent (no events, no keepalives, the stream left open)
+    /// after delivering this many events: the stall users report.
+    #[serde(default)]
+    pub pubsub_stall_after: Option<u64>,
     /// Seed of the fault sequence, so a run is repeatable.
     #[serde(default)]
     pub seed: u64,
@@ -163,6 +205,7 @@ impl Default for SimConfig {
             jwt: None,
             accept_work_after_ms: None,
             max_records: None,
+            events: Events::default(),
             faults: Faults::default(),
         }
     }

@@ -5,7 +5,9 @@
 
 pub mod codes;
 pub mod config;
+pub mod events;
 mod interactions;
+pub mod pubsub;
 mod routing;
 pub mod rules;
 pub mod server;

@@ -108,6 +108,8 @@ pub struct Service {
     /// Bearer tokens accepted now: the configured ones and those issued by the token endpoint,
     /// less any expired by `token_expires_after`.
     pub tokens: Vec<String>,
+    /// The channel's platform events; kept across a reset, as Salesforce keeps its event bus.
+    pub bus: std::sync::Arc<super::events::Bus>,
     rng: u64,
 }
 
@@ -117,17 +119,21 @@ impl Service {
         let state = State::seeded(&config);
         let tokens = config.tokens.clone();
         let rng = config.faults.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let bus = std::sync::Arc::new(super::events::Bus::new(&config));
         Service {
             config,
             state,
             tokens,
+            bus,
             rng,
         }
     }
 
     /// Back to the start state (`POST /sim/reset`): state, tokens and fault sequence as configured.
     pub fn reset(&mut self) {
+        let bus = self.bus.clone();
         *self = Service::new(self.config.clone());
+        self.bus = bus;
     }
 
     /// A number in [0, 1) from a seeded xorshift sequence, so fault runs are repeatable.

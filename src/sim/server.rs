@@ -55,6 +55,42 @@ async fn handle(State(service): State<Shared>, request: Request) -> Response {
                 body: json!({ "success": true }),
             });
         }
+        ("POST", "/sim/transfer" | "/sim/events" | "/sim/revoke-tokens") => {
+            let body = Bytes::from_request(request, &()).await.unwrap_or_default();
+            let body: Value = match body.iter().all(u8::is_ascii_whitespace) {
+                true => json!({}),
+                false => match serde_json::from_slice(&body) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        return reply(Answer {
+                            status: 400,
+                            body: json!({"code": 400, "message": format!("the body is not JSON: {e}")}),
+                        });
+                    }
+                },
+            };
+            let answer = service
+                .lock()
+                .map(|mut s| {
+                    let s = &mut *s;
+                    match path.as_str() {
+                        "/sim/transfer" => super::events::transfer(&s.bus, &s.config, &mut s.state, &body),
+                        "/sim/events" => super::events::publish_event(&s.bus, &s.config, &mut s.state, &body),
+                        _ => {
+                            // Every token stops working: the next call or event delivery
+                            // with one is refused, as when a session expires.
+                            let revoked = s.tokens.len();
+                            s.tokens.clear();
+                            Answer {
+                                status: 200,
+                                body: json!({ "revoked": revoked }),
+                            }
+                        }
+                    }
+                })
+                .unwrap_or_else(|_| busy());
+            return reply(answer);
+        }
         ("POST", "/services/oauth2/token") => {
             let body = Bytes::from_request(request, &()).await.unwrap_or_default();
             let answer = service
@@ -190,6 +226,8 @@ fn url_form(body: &[u8]) -> Vec<(String, String)> {
 pub struct Running {
     /// Address it listens on, with the port actually bound.
     pub addr: SocketAddr,
+    /// Where its Pub/Sub API (gRPC, plaintext HTTP/2) listens.
+    pub pubsub_addr: SocketAddr,
     /// The simulated service and its state, shared with the request handlers; lock to inspect.
     pub service: Shared,
 }
@@ -198,6 +236,11 @@ impl Running {
     /// `http://<addr>`: the base URL for both the API and the token endpoint.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// `http://<pubsub_addr>`: the Pub/Sub API's URL (`http://` is plaintext gRPC).
+    pub fn pubsub_url(&self) -> String {
+        format!("http://{}", self.pubsub_addr)
     }
 }
 
@@ -211,16 +254,24 @@ pub async fn start(config: SimConfig, addr: SocketAddr) -> std::io::Result<Runni
         .with_state(service.clone());
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
+    // The Pub/Sub API on the next free port of the same interface.
+    let grpc = tokio::net::TcpListener::bind(SocketAddr::new(addr.ip(), 0)).await?;
+    let pubsub_addr = grpc.local_addr()?;
     tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
     });
-    Ok(Running { addr, service })
+    tokio::spawn(super::pubsub::serve(service.clone(), grpc));
+    Ok(Running {
+        addr,
+        pubsub_addr,
+        service,
+    })
 }
 
 /// The environment a flow needs to talk to this simulator.
 pub fn environment(running: &Running) -> Vec<(String, String)> {
     let s = running.service.lock();
-    let (org, token, context) = match &s {
+    let (org, token, context, events) = match &s {
         Ok(s) => (
             s.config.org_id.clone(),
             s.tokens.first().cloned().unwrap_or_default(),
@@ -229,10 +280,16 @@ pub fn environment(running: &Running) -> Vec<(String, String)> {
                 .first()
                 .map(|c| c.definition.clone())
                 .unwrap_or_default(),
+            s.config.events.clone(),
         ),
         Err(_) => Default::default(),
     };
     vec![
+        ("SF_INSTANCE_URL".into(), running.base_url()),
+        ("SF_PUBSUB_URL".into(), running.pubsub_url()),
+        ("SF_EVENT_TOPIC".into(), events.topic),
+        ("SF_EVENT_TYPE_FIELD".into(), events.type_field),
+        ("SF_EVENT_PAYLOAD_FIELD".into(), events.payload_field),
         ("SCRT_BASE_URL".into(), running.base_url()),
         ("SF_LOGIN_URL".into(), running.base_url()),
         ("SF_ORG_ID".into(), org),
