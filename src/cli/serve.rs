@@ -4,13 +4,16 @@
 use super::exit;
 use flowrun::World;
 use flowrun::flow::Source;
-use flowrun::service::model::WebhookAuth;
+use flowrun::http::auth::{self, JwtBearer, JwtSettings};
+use flowrun::service::log::Logger;
+use flowrun::service::model::{PubSub, WebhookAuth};
+use flowrun::service::subscriber;
 use flowrun::service::runtime::Runtime;
 use flowrun::service::webhook::{Auth, Hook, router};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 #[derive(clap::Args)]
@@ -31,9 +34,20 @@ pub struct Args {
     /// journal, resumable.
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     grace: Duration,
-    /// Send the flows' requests to the built-in Interaction Service simulator.
+    /// Run against the built-in simulator: the flows' requests go to its Interaction Service
+    /// and the Pub/Sub source subscribes to its event bus (`POST /sim/transfer` publishes a
+    /// RoutingRequested event).
     #[arg(long)]
     sim: bool,
+    /// How log lines are written: `lines` (text) or `json` (one object per line).
+    #[arg(long, value_enum, default_value = "lines", value_name = "FORMAT")]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Lines,
+    Json,
 }
 
 pub fn run(args: Args) -> u8 {
@@ -54,7 +68,7 @@ fn serve(args: Args) -> Result<u8, u8> {
         exit::INVALID
     })?;
     let mut world = World::system();
-    let _simulator = match args.sim {
+    let simulator = match args.sim {
         true => Some(super::sim::attach(&mut world, None)?),
         false => None,
     };
@@ -75,13 +89,25 @@ fn serve(args: Args) -> Result<u8, u8> {
             super::error(format_args!("{e}"));
             exit::USAGE
         })?;
+    let transport: Arc<dyn flowrun::http::Transport> = Arc::new(transport);
     runtime.block_on(async move {
-        let service_runtime = Runtime::new(&service, &dir, world.clone(), Arc::new(transport), journal, args.max_runs)
-            .map_err(|e| {
-                super::error(format_args!("{}", world.secrets.redact(&e.to_string())));
-                exit::INVALID
-            })?;
+        let log = Logger::new(args.log_format == LogFormat::Json, world.secrets.clone());
+        let service_runtime =
+            Runtime::new(&service, &dir, world.clone(), transport.clone(), journal.clone(), args.max_runs, log)
+                .map_err(|e| {
+                    super::error(format_args!("{}", world.secrets.redact(&e.to_string())));
+                    exit::INVALID
+                })?;
         let service_runtime = Arc::new(service_runtime);
+        if service.on.iter().any(|h| h.fill.is_some()) && journal.is_none() {
+            super::warning(format_args!(
+                "`fill` reads earlier runs from the journal: without --journal, nothing is filled"
+            ));
+        }
+        let pubsub = match &service.sources.pubsub {
+            None => None,
+            Some(p) => Some(pubsub_settings(p, &world, transport.clone())?),
+        };
         let hook = match &service.sources.webhook {
             None => None,
             Some(w) => Some(Hook {
@@ -89,11 +115,6 @@ fn serve(args: Args) -> Result<u8, u8> {
                 auth: render_auth(&w.auth, &world)?,
             }),
         };
-        if service.sources.pubsub.is_some() {
-            super::warning(format_args!(
-                "sources.pubsub: the Pub/Sub subscriber is not built yet; only the webhook and the probes are served"
-            ));
-        }
         let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| {
             super::error(format_args!("cannot listen on {}: {e}", args.listen));
             exit::USAGE
@@ -103,15 +124,44 @@ fn serve(args: Args) -> Result<u8, u8> {
         if let Some(hook) = &hook {
             println!("  webhook: POST http://{addr}{}", hook.path);
         }
+        if let Some(p) = &pubsub {
+            println!("  pubsub: {} at {}", p.topic, p.url);
+        }
+        if let Some(sim) = &simulator {
+            println!(
+                "  simulator: {0} (an agent clicks a transfer target: POST {0}/sim/transfer {{\"target\": \"queue\"}})",
+                sim.base_url()
+            );
+        }
+        let resumed = service_runtime.resume_unfinished();
+        if resumed > 0 {
+            println!("  resumed {resumed} unfinished run(s) from the journal");
+        }
+        let stop_source = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::new(tokio::sync::Notify::new());
+        let subscriber = pubsub.map(|settings| {
+            tokio::spawn(subscriber::run(
+                service_runtime.clone(),
+                settings,
+                stop_source.clone(),
+                stopped.clone(),
+            ))
+        });
         let app = router(service_runtime.clone(), hook, args.max_runs);
         let grace = args.grace;
-        let stopped = async move {
+        let (stop_flag, wake) = (stop_source.clone(), stopped.clone());
+        let shutdown = async move {
             let why = flowrun::signals::stop_requested().await;
+            stop_flag.store(true, Ordering::Relaxed);
+            wake.notify_one();
             println!("{why}: taking no more events; waiting up to {} for running flows", flowrun::engine::short_duration(grace));
         };
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stopped).await {
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
             super::error(format_args!("{e}"));
             return Err(exit::USAGE);
+        }
+        if let Some(task) = subscriber {
+            let _ = task.await;
         }
         if !service_runtime.drain(args.max_runs, args.grace).await {
             // Left in the journal as running: `flowrun runs resume` goes on with them.
@@ -121,24 +171,88 @@ fn serve(args: Args) -> Result<u8, u8> {
                 service_runtime.in_flight(args.max_runs)
             );
         }
+        service_runtime.flush();
         Ok(exit::OK)
     })
 }
+
+/// A template of the service file, rendered once when the service starts.
+fn render(what: &str, text: &str, world: &World) -> Result<String, u8> {
+    let mut templates = flowrun::expr::templates::Templates::new(world);
+    let value = templates
+        .template(text, 0)
+        .and_then(|id| templates.render(id, &flowrun::expr::context::Context::new(serde_json::json!({}))))
+        .map_err(|e| {
+            super::error(format_args!("{what}: {}", world.secrets.redact(&e.to_string())));
+            exit::INVALID
+        })?;
+    Ok(value.as_str().map_or_else(|| value.to_string(), str::to_string))
+}
+
+/// The Pub/Sub source's settings, rendered; its token from `access_token` or `jwt_bearer`.
+fn pubsub_settings(
+    p: &PubSub,
+    world: &World,
+    transport: Arc<dyn flowrun::http::Transport>,
+) -> Result<subscriber::Settings, u8> {
+    let field = |name: &str, text: &Option<String>| -> Result<String, u8> {
+        text.as_deref()
+            .map(|t| render(&format!("sources.pubsub.{name}"), t, world))
+            .transpose()
+            .map(Option::unwrap_or_default)
+    };
+    let url = match &p.url {
+        Some(u) => render("sources.pubsub.url", u, world)?,
+        None => DEFAULT_PUBSUB_URL.to_string(),
+    };
+    let auth = match (&p.access_token, &p.jwt_bearer) {
+        (_, Some(jwt)) => {
+            let get = |name: &str, text: &str| render(&format!("sources.pubsub.jwt_bearer.{name}"), text, world);
+            let settings = JwtSettings {
+                token_url: get("token_url", &jwt.token_url)?,
+                client_id: get("client_id", &jwt.client_id)?,
+                username: get("username", &jwt.username)?,
+                audience: get("audience", &jwt.audience)?,
+                private_key: get("private_key", &jwt.private_key)?,
+                lifetime: jwt.lifetime.unwrap_or(Duration::from_secs(180)),
+            };
+            let bearer = JwtBearer::new(settings, transport, world.secrets.clone(), Duration::from_secs(10))
+                .map_err(|e| {
+                    super::error(format_args!("sources.pubsub.jwt_bearer: {e}"));
+                    exit::INVALID
+                })?;
+            auth::Auth::Jwt(Arc::new(bearer))
+        }
+        (Some(token), None) => {
+            let token = render("sources.pubsub.access_token", token, world)?;
+            world.secrets.add(&token);
+            auth::Auth::Bearer(token)
+        }
+        (None, None) => {
+            super::error(format_args!("sources.pubsub needs `access_token` or `jwt_bearer`"));
+            return Err(exit::INVALID);
+        }
+    };
+    Ok(subscriber::Settings {
+        url,
+        topic: render("sources.pubsub.topic", &p.topic, world)?,
+        instance_url: field("instance_url", &p.instance_url)?,
+        org_id: field("org_id", &p.org_id)?,
+        auth,
+        batch: subscriber::batch(p.batch),
+        stall_after: p.stall_after.unwrap_or(subscriber::STALL_AFTER),
+    })
+}
+
+/// Where the Pub/Sub API is when the service file does not say.
+const DEFAULT_PUBSUB_URL: &str = "https://api.pubsub.salesforce.com:7443";
 
 /// The webhook's secret, rendered once (`secret()` values are masked from then on).
 fn render_auth(auth: &WebhookAuth, world: &World) -> Result<Auth, u8> {
     let text = match auth {
         WebhookAuth::Bearer(t) | WebhookAuth::Hmac(t) => t,
     };
-    let mut templates = flowrun::expr::templates::Templates::new(world);
-    let value = templates
-        .template(text, 0)
-        .and_then(|id| templates.render(id, &flowrun::expr::context::Context::new(serde_json::json!({}))))
-        .map_err(|e| {
-            super::error(format_args!("sources.webhook.auth: {e}"));
-            exit::INVALID
-        })?;
-    let secret = value.as_str().map_or_else(|| value.to_string(), str::to_string);
+    let secret = render("sources.webhook.auth", text, world)?;
     world.secrets.add(&secret);
     Ok(match auth {
         WebhookAuth::Bearer(_) => Auth::Bearer(secret),

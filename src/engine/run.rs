@@ -161,16 +161,18 @@ impl Engine {
     }
 
     /// A run for an event published at `since`: the flow's `deadline` counts from then, not
-    /// from when the run starts. Told to `log` when there is one.
+    /// from when the run starts. Told to `log` when there is one; with `resume`, goes on from
+    /// where the journal left it (see [`Engine::run_durable`]).
     pub async fn run_since(
         &self,
         inputs: Map<String, Value>,
         observer: &dyn Observer,
         stop: Option<&std::sync::atomic::AtomicBool>,
         log: Option<&dyn RunLog>,
+        resume: Option<Resume>,
         since: Instant,
     ) -> RunReport {
-        self.run_with(inputs, observer, stop, log, None, Some(since))
+        self.run_with(inputs, observer, stop, log, resume, Some(since))
             .await
     }
 

@@ -206,6 +206,11 @@ impl FlowRuns {
         Ok((detail, resume))
     }
 
+    /// The flow's path as the journal records it (canonical).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
     /// Goes on writing run `id`.
     pub fn reopen(&self, id: &str, own: &Secrets) -> RunJournal {
         RunJournal::reopen(self.journal.clone(), id, self.masking(own))

@@ -67,6 +67,17 @@ pub enum ReplayPreset {
     Custom = 2,
 }
 
+impl ReplayPreset {
+    /// Its name in the API description.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReplayPreset::Latest => "LATEST",
+            ReplayPreset::Earliest => "EARLIEST",
+            ReplayPreset::Custom => "CUSTOM",
+        }
+    }
+}
+
 /// `FetchRequest`: the first one opens a subscription; each later one asks for more events.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct FetchRequest {

@@ -2,13 +2,15 @@
 //!
 //! A service file (`kind: service`) declares where events come from (`sources`) and what each
 //! event runs (`on`: a condition, a flow, the flow's inputs as expressions over the event).
-//! This folder holds the service file's model and its check; sources and the serving loop
-//! build on them.
+//! This folder holds the service file's model and its check, the runtime that takes events,
+//! and the sources: the Pub/Sub subscriber and the webhook.
 
 pub mod check;
 pub mod event;
+pub mod log;
 pub mod model;
 pub mod runtime;
+pub mod subscriber;
 pub mod webhook;
 
 pub use check::check_service;

@@ -57,6 +57,10 @@ pub struct Counters {
     pub passed: AtomicU64,
     /// Runs that failed.
     pub failed: AtomicU64,
+    /// Times a source had to connect again.
+    pub reconnects: AtomicU64,
+    /// When the last event (or keepalive) arrived, ms since the epoch; 0 before the first.
+    pub last_seen_ms: std::sync::atomic::AtomicI64,
 }
 
 /// A handler ready to take events.
@@ -67,6 +71,18 @@ struct Loaded {
     runs: Option<FlowRuns>,
     when: Option<TemplateId>,
     inputs: Vec<(String, TemplateId)>,
+    /// `fill`: the earlier flow's path as the journal records it, the matching input, the inputs.
+    fill: Option<(String, String, Vec<String>)>,
+}
+
+/// A run to start.
+struct Launch {
+    handler: usize,
+    id: String,
+    inputs: Map<String, Value>,
+    log: Option<crate::journal::RunJournal>,
+    resume: Option<crate::engine::durable::Resume>,
+    since: Instant,
 }
 
 /// The most runs remembered without a journal, for duplicates and `GET /runs/ID`.
@@ -85,6 +101,10 @@ pub struct Runtime {
     pub stop: Arc<AtomicBool>,
     /// What the service did.
     pub counters: Counters,
+    /// Whether a subscription must be up for the service to be ready, and whether it is.
+    pub subscription: (AtomicBool, AtomicBool),
+    /// Where lines go.
+    pub log: super::log::Logger,
     world: World,
 }
 
@@ -108,6 +128,7 @@ impl Runtime {
         transport: Arc<dyn crate::http::Transport>,
         journal: Option<Arc<Journal>>,
         max_runs: usize,
+        log: super::log::Logger,
     ) -> Result<Runtime, StartError> {
         let mut templates = Templates::new(&world);
         let mut handlers = Vec::new();
@@ -136,6 +157,12 @@ impl Runtime {
                 .iter()
                 .map(|(name, text)| Ok((name.clone(), expr(&mut templates, text)?)))
                 .collect::<Result<_, StartError>>()?;
+            let fill = spec.fill.as_ref().map(|f| {
+                // The journal records a flow by its canonical path.
+                let from = dir.join(&f.from);
+                let from = std::fs::canonicalize(&from).unwrap_or(from).display().to_string();
+                (from, f.matching.clone(), f.inputs.clone())
+            });
             handlers.push(Loaded {
                 spec: spec.clone(),
                 engine: Arc::new(engine),
@@ -143,6 +170,7 @@ impl Runtime {
                 runs,
                 when,
                 inputs,
+                fill,
             });
         }
         let render = |field: &Option<String>| -> Result<Option<String>, StartError> {
@@ -169,12 +197,34 @@ impl Runtime {
             slots: Arc::new(Semaphore::new(max_runs.max(1))),
             stop: Arc::new(AtomicBool::new(false)),
             counters: Counters::default(),
+            subscription: (AtomicBool::new(false), AtomicBool::new(false)),
+            log,
             world,
         })
     }
 
     /// Takes `event`: decides what becomes of it and, for a run, starts it in the background.
+    /// Logs what became of it (not when busy: the event comes again).
     pub fn take(self: &Arc<Self>, event: Event) -> Taken {
+        let id = event.id.clone();
+        let taken = self.decide(event);
+        let (outcome, detail) = match &taken {
+            Taken::Started(_) => ("started", None),
+            Taken::Duplicate(status) => ("duplicate", Some(status.as_str())),
+            Taken::Expired => ("expired", None),
+            Taken::Ignored => ("ignored", None),
+            Taken::Refused(why) => ("refused", Some(why.as_str())),
+            Taken::Busy => return taken,
+        };
+        let mut fields = vec![("event", Value::String(id)), ("outcome", Value::String(outcome.into()))];
+        if let Some(d) = detail {
+            fields.push(("detail", Value::String(d.to_string())));
+        }
+        self.log.info("event", &fields);
+        taken
+    }
+
+    fn decide(self: &Arc<Self>, event: Event) -> Taken {
         let c = &self.counters;
         c.received.fetch_add(1, Ordering::Relaxed);
         let ctx = Context::new(event.scope(&self.names));
@@ -235,16 +285,110 @@ impl Runtime {
         let since = Instant::now()
             .checked_sub(age.unwrap_or_default())
             .unwrap_or_else(Instant::now);
+        self.launch(
+            Launch {
+                handler: i,
+                id: event.id.clone(),
+                inputs,
+                log,
+                resume: None,
+                since,
+            },
+            Some(permit),
+        );
+        Taken::Started(event.id)
+    }
+
+    /// Runs the journal left unfinished (a crash, a stop after the grace period) for this
+    /// service's flows: each goes on after its last completed step, and its step in doubt
+    /// follows its `in_doubt` policy. How many were started again.
+    pub fn resume_unfinished(self: &Arc<Self>) -> usize {
+        let Some(journal) = &self.journal else { return 0 };
+        let rows = match journal.runs(true, REMEMBERED) {
+            Ok(rows) => rows,
+            Err(e) => {
+                self.log.warn("cannot list unfinished runs", &[("error", Value::String(e.to_string()))]);
+                return 0;
+            }
+        };
+        let mut resumed = 0;
+        for row in rows {
+            let Some(i) = self
+                .handlers
+                .iter()
+                .position(|h| h.runs.as_ref().is_some_and(|r| r.path() == row.flow_path))
+            else {
+                continue;
+            };
+            let handler = &self.handlers[i];
+            let Some(runs) = &handler.runs else { continue };
+            let refused = |why: String| {
+                let fields = [("run", Value::String(row.id.clone())), ("error", Value::String(why))];
+                self.log.warn("cannot resume run", &fields);
+            };
+            let (detail, resume) = match runs.unfinished(&row.id, false) {
+                Ok(found) => found,
+                Err(e) => {
+                    refused(e.to_string());
+                    continue;
+                }
+            };
+            let given = detail.inputs.as_object().cloned().unwrap_or_default().into_iter().collect();
+            let flow = &handler.engine.flow().flow;
+            let inputs = match handler.rules.resolve(flow, given, &self.world.secrets) {
+                Ok(inputs) => inputs,
+                Err(errors) => {
+                    refused(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
+                    continue;
+                }
+            };
+            // The deadline still counts from when the run began.
+            let age = Duration::from_millis(crate::journal::now_ms().saturating_sub(row.started_ms).max(0) as u64);
+            let since = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+            let own = crate::base::secrets::Secrets::default();
+            self.log.info("resuming run", &[("run", Value::String(row.id.clone()))]);
+            self.remember(&row.id, "running");
+            self.launch(
+                Launch {
+                    handler: i,
+                    id: row.id.clone(),
+                    inputs,
+                    log: Some(runs.reopen(&row.id, &own)),
+                    resume: Some(resume),
+                    since,
+                },
+                None,
+            );
+            resumed += 1;
+        }
+        resumed
+    }
+
+    /// Starts a run in the background; without a `permit`, it waits for a free slot first.
+    fn launch(self: &Arc<Self>, run: Launch, permit: Option<tokio::sync::OwnedSemaphorePermit>) {
         let this = self.clone();
-        let id = event.id.clone();
         tokio::spawn(async move {
-            let _permit = permit;
+            let _permit = match permit {
+                Some(p) => p,
+                None => match this.slots.clone().acquire_owned().await {
+                    Ok(p) => p,
+                    Err(_) => return,
+                },
+            };
+            let Launch {
+                handler: i,
+                id,
+                inputs,
+                log,
+                resume,
+                since,
+            } = run;
             let handler = &this.handlers[i];
             let stop = this.stop.clone();
             let log_ref = log.as_ref().map(|l| l as &dyn crate::engine::durable::RunLog);
             let report = handler
                 .engine
-                .run_since(inputs, &Quiet, Some(&stop), log_ref, since)
+                .run_since(inputs, &Quiet, Some(&stop), log_ref, resume, since)
                 .await;
             if let Some(log) = &log {
                 let _ = log.commit(log.finished(&report));
@@ -254,6 +398,17 @@ impl Runtime {
                 Outcome::Stopped { .. } => "stopped",
                 Outcome::Failed { .. } => "failed",
             };
+            let mut fields = vec![
+                ("run", Value::String(id.clone())),
+                ("flow", Value::String(handler.engine.flow().flow.name.clone())),
+                ("status", Value::String(status.into())),
+                ("ms", Value::from(report.duration.as_millis() as u64)),
+            ];
+            if let Outcome::Failed { step, error } = &report.outcome {
+                fields.push(("step", Value::String(step.clone())));
+                fields.push(("error", Value::String(error.to_string())));
+            }
+            this.log.info("run ended", &fields);
             let counter = if status == "failed" {
                 &this.counters.failed
             } else {
@@ -262,7 +417,6 @@ impl Runtime {
             counter.fetch_add(1, Ordering::Relaxed);
             this.remember(&id, status);
         });
-        Taken::Started(event.id)
     }
 
     /// The flow's inputs from the event: each handler expression rendered (null or undefined
@@ -277,6 +431,7 @@ impl Runtime {
                 Err(e) => return Err(format!("input `{name}`: {}", e.message)),
             }
         }
+        self.fill(handler, &mut given)?;
         let flow = &handler.engine.flow().flow;
         handler
             .rules
@@ -285,6 +440,53 @@ impl Runtime {
                 let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
                 all.join("; ")
             })
+    }
+
+    /// `fill`: the inputs the event left out, from the outputs of the newest earlier run whose
+    /// output `match` is this run's input `match`.
+    fn fill(&self, handler: &Loaded, given: &mut Vec<(String, Value)>) -> Result<(), String> {
+        let (Some((from, matching, names)), Some(journal)) = (&handler.fill, &self.journal) else {
+            return Ok(());
+        };
+        let missing: Vec<&String> = names
+            .iter()
+            .filter(|n| !given.iter().any(|(g, _)| g == *n))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let Some(key) = given.iter().find(|(g, _)| g == matching).map(|(_, v)| v.clone()) else {
+            return Ok(());
+        };
+        let outputs = journal
+            .outputs_where(from, matching, &key)
+            .map_err(|e| format!("fill: {e}"))?;
+        let Some(outputs) = outputs else {
+            return Ok(());
+        };
+        for name in missing {
+            if let Some(v) = outputs.get(name).filter(|v| !v.is_null()) {
+                given.push((name.clone(), v.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Where source `name` got to, as the journal last stored it.
+    pub fn cursor(&self, name: &str) -> Option<String> {
+        self.journal.as_ref()?.cursor(name).ok().flatten()
+    }
+
+    /// Stores where source `name` got to: written with the journal's next transaction. Called
+    /// once the event's run is recorded, so a restart from it loses no event.
+    pub fn save_cursor(&self, name: &str, value: String) {
+        if let Some(journal) = &self.journal {
+            journal.queue(crate::journal::Write::Cursor {
+                name: name.to_string(),
+                value,
+                at_ms: crate::journal::now_ms(),
+            });
+        }
     }
 
     /// A run that never started (expired, refused), written down so a redelivery of the event
@@ -348,8 +550,22 @@ impl Runtime {
         self.world.secrets.redact(text).into_owned()
     }
 
-    /// Whether the journal (if any) answers.
-    pub fn ready(&self) -> bool {
-        self.journal.as_ref().is_none_or(|j| j.flush().is_ok())
+    /// Whether the journal (if any) answers and the subscription (if any) is up.
+    pub fn ready(&self) -> Result<(), &'static str> {
+        if !self.journal.as_ref().is_none_or(|j| j.flush().is_ok()) {
+            return Err("the journal cannot be written");
+        }
+        let (needed, up) = &self.subscription;
+        if needed.load(Ordering::Relaxed) && !up.load(Ordering::Relaxed) {
+            return Err("not subscribed to the Pub/Sub API");
+        }
+        Ok(())
+    }
+
+    /// Writes out what the journal holds in memory (on shutdown).
+    pub fn flush(&self) {
+        if let Some(journal) = &self.journal {
+            let _ = journal.flush();
+        }
     }
 }

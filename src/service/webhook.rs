@@ -191,10 +191,9 @@ async fn run_state(State(s): State<Shared>, Path(id): Path<String>) -> Response 
 }
 
 async fn ready(State(s): State<Shared>) -> Response {
-    if s.runtime.ready() {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "the journal cannot be written\n").into_response()
+    match s.runtime.ready() {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response(),
     }
 }
 
@@ -222,6 +221,17 @@ async fn metrics(State(s): State<Shared>) -> Response {
         text.push_str(&format!(
             "flowrun_runs_total{{outcome=\"{what}\"}} {}\n",
             n.load(Ordering::Relaxed)
+        ));
+    }
+    text.push_str(&format!(
+        "# HELP flowrun_reconnects_total Times the Pub/Sub subscription was opened again.\n# TYPE flowrun_reconnects_total counter\nflowrun_reconnects_total {}\n",
+        c.reconnects.load(Ordering::Relaxed)
+    ));
+    let last = c.last_seen_ms.load(Ordering::Relaxed);
+    if last > 0 {
+        let since = (crate::journal::now_ms() - last).max(0) as f64 / 1000.0;
+        text.push_str(&format!(
+            "# HELP flowrun_seconds_since_last_event Seconds since the source last sent an event or a keepalive.\n# TYPE flowrun_seconds_since_last_event gauge\nflowrun_seconds_since_last_event {since:.3}\n"
         ));
     }
     text.push_str(&format!(

@@ -1,0 +1,404 @@
+//! The Pub/Sub source: subscribes to the channel's platform event and hands each event to the
+//! [`Runtime`]. It follows the delivery rules a subscriber must live with:
+//!
+//! - **flow control**: asks for `batch` events, and for more before the credit runs out;
+//! - **replay**: each event's replay id is stored in the journal once its run is recorded; a
+//!   restart subscribes from there (`CUSTOM`), and falls back to `EARLIEST` when the server
+//!   refuses the stored id (too old, corrupted), as the API description says; duplicates that
+//!   replay brings are dropped by event id;
+//! - **reconnect** with exponential backoff and jitter; a **watchdog** resubscribes when
+//!   nothing, not even a keepalive, arrives for `stall_after`; on `UNAUTHENTICATED` a new token
+//!   is fetched (JWT bearer) before subscribing again.
+
+use super::event::Event;
+use super::runtime::{Runtime, Taken};
+use crate::http::auth::Auth;
+use crate::pubsub::avro::{self, Schemas};
+use crate::pubsub::client::{self, Client, Credentials};
+use crate::pubsub::messages::{ERROR_CODE, FetchRequest, FetchResponse, MOST_REQUESTED, ReplayPreset};
+use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tonic::{Code, Status};
+
+/// The Pub/Sub source's settings, rendered.
+pub struct Settings {
+    /// The endpoint.
+    pub url: String,
+    /// `/event/<CustomPlatformEvent>`.
+    pub topic: String,
+    /// The org's My Domain URL.
+    pub instance_url: String,
+    /// The org id.
+    pub org_id: String,
+    /// Where tokens come from.
+    pub auth: Auth,
+    /// Events asked for at a time, 1 to 100.
+    pub batch: i32,
+    /// Resubscribe when nothing arrives for this long.
+    pub stall_after: Duration,
+}
+
+/// The default watchdog: Salesforce sends a keepalive at least every 270 s.
+pub const STALL_AFTER: Duration = Duration::from_secs(300);
+
+/// How a subscription ended.
+enum Ended {
+    /// Shutting down.
+    Stopped,
+    /// The token was refused.
+    Unauthenticated,
+    /// The stored replay id was refused: start again from the earliest retained event.
+    ReplayRefused(String),
+    /// Nothing arrived for `stall_after`.
+    Stalled,
+    /// Anything else: the connection, the server.
+    Failed(String),
+}
+
+/// Backoff between attempts: doubling from 200 ms to 30 s, each with up to 50% jitter, back to
+/// the start once a subscription delivers.
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(200);
+    const MOST: Duration = Duration::from_secs(30);
+
+    fn wait(&mut self) -> Duration {
+        let base = self.next;
+        self.next = (self.next * 2).min(Self::MOST);
+        base + base.mul_f64(fastrand::f64() * 0.5)
+    }
+
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
+/// Subscribes until `stop` is set; events go to `runtime`.
+pub async fn run(runtime: Arc<Runtime>, settings: Settings, stop: Arc<AtomicBool>, stopped: Arc<tokio::sync::Notify>) {
+    let cursor_name = format!("pubsub:{}", settings.topic);
+    let mut position = Position {
+        preset: ReplayPreset::Latest,
+        replay_id: Vec::new(),
+    };
+    if let Some(stored) = runtime.cursor(&cursor_name).and_then(|hex| unhex(&hex)) {
+        position = Position {
+            preset: ReplayPreset::Custom,
+            replay_id: stored,
+        };
+    }
+    runtime.subscription.0.store(true, Ordering::Relaxed);
+    let mut backoff = Backoff { next: Backoff::FIRST };
+    let mut schemas = Schemas::default();
+    let mut token = match settings.auth.token().await {
+        Ok(t) => t.unwrap_or_default(),
+        Err(e) => {
+            runtime.log.warn("cannot get a Pub/Sub token", &[("error", json!(e.to_string()))]);
+            String::new()
+        }
+    };
+    let mut first = true;
+    while !stop.load(Ordering::Relaxed) {
+        if !first {
+            runtime.counters.reconnects.fetch_add(1, Ordering::Relaxed);
+        }
+        first = false;
+        let session = Session {
+            runtime: &runtime,
+            settings: &settings,
+            cursor_name: &cursor_name,
+            stop: &stop,
+        };
+        let ended = tokio::select! {
+            ended = session.run(&token, &mut position, &mut schemas, &mut backoff) => ended,
+            () = stopped.notified() => Ended::Stopped,
+        };
+        runtime.subscription.1.store(false, Ordering::Relaxed);
+        let log = &runtime.log;
+        match ended {
+            Ended::Stopped => break,
+            Ended::Unauthenticated => {
+                log.warn("the Pub/Sub API refused the token", &[]);
+                match settings.auth.refresh(&token).await {
+                    Some(Ok(fresh)) => {
+                        log.info("got a new token", &[]);
+                        token = fresh;
+                        continue;
+                    }
+                    Some(Err(e)) => log.warn("cannot get a new token", &[("error", json!(e.to_string()))]),
+                    None => log.warn(
+                        "a fixed access_token cannot be refreshed: set a new one and restart, or use jwt_bearer",
+                        &[],
+                    ),
+                }
+            }
+            Ended::ReplayRefused(code) => {
+                log.warn(
+                    "the stored replay id was refused; subscribing from the earliest retained event",
+                    &[("code", json!(code))],
+                );
+                position = Position {
+                    preset: ReplayPreset::Earliest,
+                    replay_id: Vec::new(),
+                };
+                continue;
+            }
+            Ended::Stalled => log.warn(
+                "nothing arrived, not even a keepalive: subscribing again",
+                &[("after", json!(crate::engine::short_duration(settings.stall_after)))],
+            ),
+            Ended::Failed(why) => log.warn("the subscription ended", &[("error", json!(why))]),
+        }
+        let wait = backoff.wait();
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = stopped.notified() => break,
+        }
+    }
+    runtime.subscription.1.store(false, Ordering::Relaxed);
+}
+
+/// Where the next subscription starts.
+struct Position {
+    preset: ReplayPreset,
+    replay_id: Vec<u8>,
+}
+
+struct Session<'a> {
+    runtime: &'a Arc<Runtime>,
+    settings: &'a Settings,
+    cursor_name: &'a str,
+    stop: &'a AtomicBool,
+}
+
+impl Session<'_> {
+    async fn run(
+        &self,
+        token: &str,
+        position: &mut Position,
+        schemas: &mut Schemas,
+        backoff: &mut Backoff,
+    ) -> Ended {
+        let s = self.settings;
+        let channel = match client::connect(&s.url).await {
+            Ok(c) => c,
+            Err(e) => return Ended::Failed(e),
+        };
+        let mut client = Client::new(
+            channel,
+            Credentials {
+                access_token: token.to_string(),
+                instance_url: s.instance_url.clone(),
+                tenant_id: s.org_id.clone(),
+            },
+        );
+        let topic = match client.topic(&s.topic).await {
+            Ok(t) => t,
+            Err(status) => return ended(status),
+        };
+        if !topic.can_subscribe {
+            return Ended::Failed(format!("this user may not subscribe to {}", s.topic));
+        }
+        if schemas.get(&topic.schema_id).is_none()
+            && let Err(e) = fetch_schema(&mut client, schemas, &topic.schema_id).await
+        {
+            return e;
+        }
+        let (requests, rx) = tokio::sync::mpsc::channel(4);
+        let opening = FetchRequest {
+            topic_name: s.topic.clone(),
+            replay_preset: position.preset as i32,
+            replay_id: position.replay_id.clone(),
+            num_requested: s.batch,
+            auth_refresh: String::new(),
+        };
+        if requests.send(opening).await.is_err() {
+            return Ended::Failed("the request stream closed".into());
+        }
+        let mut stream = match client.subscribe(rx).await {
+            Ok(stream) => stream,
+            Err(status) => return ended(status),
+        };
+        self.runtime.subscription.1.store(true, Ordering::Relaxed);
+        self.runtime.log.info(
+            "subscribed",
+            &[
+                ("topic", json!(s.topic)),
+                ("from", json!(position.preset.name())),
+            ],
+        );
+        let mut credit = s.batch;
+        loop {
+            let message = match tokio::time::timeout(s.stall_after, stream.message()).await {
+                Err(_) => return Ended::Stalled,
+                Ok(Err(status)) => return ended(status),
+                Ok(Ok(None)) => return Ended::Failed("the server closed the stream".into()),
+                Ok(Ok(Some(message))) => message,
+            };
+            self.runtime
+                .counters
+                .last_seen_ms
+                .store(crate::journal::now_ms(), Ordering::Relaxed);
+            if !message.events.is_empty() {
+                backoff.reset();
+            }
+            if let Err(e) = self.deliver(&mut client, schemas, &message, position).await {
+                return e;
+            }
+            // Ask for more before the credit runs out: the server sends nothing past it.
+            credit = message.pending_num_requested.max(0).min(credit);
+            if credit <= s.batch / 2 {
+                let more = FetchRequest {
+                    num_requested: s.batch - credit,
+                    ..FetchRequest::default()
+                };
+                if requests.send(more).await.is_err() {
+                    return Ended::Failed("the request stream closed".into());
+                }
+                credit = s.batch;
+            }
+        }
+    }
+
+    /// Each event of `message` to the runtime, in order; its replay id stored once taken.
+    async fn deliver(
+        &self,
+        client: &mut Client,
+        schemas: &mut Schemas,
+        message: &FetchResponse,
+        position: &mut Position,
+    ) -> Result<(), Ended> {
+        for consumer in &message.events {
+            let Some(event) = &consumer.event else { continue };
+            if schemas.get(&event.schema_id).is_none() {
+                fetch_schema(client, schemas, &event.schema_id).await?;
+            }
+            let decoded = schemas
+                .get(&event.schema_id)
+                .ok_or_else(|| "no schema".to_string())
+                .and_then(|schema| avro::decode(schema, &event.payload));
+            match decoded {
+                Ok(fields) => {
+                    let event = Event {
+                        id: event.id.clone(),
+                        fields,
+                    };
+                    self.take(event).await?;
+                }
+                Err(e) => {
+                    // An event that cannot be read would stop every later one: it is logged,
+                    // counted and passed over.
+                    self.runtime.counters.received.fetch_add(1, Ordering::Relaxed);
+                    self.runtime.counters.refused.fetch_add(1, Ordering::Relaxed);
+                    self.runtime
+                        .log
+                        .warn("event passed over", &[("event", json!(event.id)), ("error", json!(e))]);
+                }
+            }
+            position.preset = ReplayPreset::Custom;
+            position.replay_id = consumer.replay_id.clone();
+            self.runtime.save_cursor(self.cursor_name, hex(&consumer.replay_id));
+        }
+        Ok(())
+    }
+
+    /// Hands `event` to the runtime; while as many runs as allowed are in flight, waits (the
+    /// credit then runs out and the server holds the next events back).
+    async fn take(&self, event: Event) -> Result<(), Ended> {
+        loop {
+            match self.runtime.take(event.clone()) {
+                Taken::Busy => {
+                    if self.stop.load(Ordering::Relaxed) {
+                        return Err(Ended::Stopped);
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
+}
+
+async fn fetch_schema(client: &mut Client, schemas: &mut Schemas, id: &str) -> Result<(), Ended> {
+    let info = client.schema(id).await.map_err(ended)?;
+    schemas
+        .insert(id, &info.schema_json)
+        .map(|_| ())
+        .map_err(Ended::Failed)
+}
+
+/// What a refusal from the server means for the next attempt.
+fn ended(status: Status) -> Ended {
+    let code = status
+        .metadata()
+        .get(ERROR_CODE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    if code.starts_with("fetch.replayid") {
+        return Ended::ReplayRefused(code);
+    }
+    match status.code() {
+        Code::Unauthenticated => Ended::Unauthenticated,
+        other => Ended::Failed(format!("{other:?}: {}", status.message())),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// The batch size a service file asks for, within the API's bound.
+pub fn batch(asked: Option<u32>) -> i32 {
+    asked.map_or(MOST_REQUESTED, |n| (n as i32).clamp(1, MOST_REQUESTED))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replay_ids_round_trip_through_hex() {
+        let id = vec![0, 1, 0xab, 0xff];
+        assert_eq!(unhex(&hex(&id)), Some(id));
+        assert_eq!(unhex("abc"), None);
+        assert_eq!(unhex("zz"), None);
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_its_bound() {
+        let mut b = Backoff { next: Backoff::FIRST };
+        let first = b.wait();
+        assert!(first >= Duration::from_millis(200) && first <= Duration::from_millis(300));
+        for _ in 0..20 {
+            assert!(b.wait() <= Duration::from_secs(45));
+        }
+        b.reset();
+        assert!(b.wait() <= Duration::from_millis(300));
+    }
+
+    #[test]
+    fn a_refused_replay_id_is_told_apart_from_other_errors() {
+        let mut status = Status::invalid_argument("replay id refused");
+        status
+            .metadata_mut()
+            .insert(ERROR_CODE, "fetch.replayid.validation.failed".parse().unwrap());
+        assert!(matches!(ended(status), Ended::ReplayRefused(c) if c == "fetch.replayid.validation.failed"));
+        assert!(matches!(ended(Status::unauthenticated("x")), Ended::Unauthenticated));
+        assert!(matches!(ended(Status::unavailable("x")), Ended::Failed(_)));
+    }
+}
