@@ -6,44 +6,15 @@
 
 mod common;
 
-use common::{env_for, received, service};
+use common::{env_for, exchange, received, service};
 use hmac::{KeyInit, Mac};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 const KEY: &str = "whsec-flowrun-test-key-7731";
 const CONVERSATION: &str = "8a1f2c3d-0000-4000-8000-00000000c0de";
 const EVENT_ID: &str = "d3bdacb1-49b4-4fbd-9adb-919319631db4";
-
-/// One HTTP/1.1 exchange with the service: the status and the body.
-async fn exchange(
-    addr: &str,
-    method: &str,
-    path: &str,
-    headers: &[(&str, String)],
-    body: &[u8],
-) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(body).await.unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).await.unwrap();
-    let status = answer[9..12].parse().unwrap();
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
 
 /// A RoutingRequested (or other `kind`) event for a transfer to the queue, published `age` ago.
 fn event(kind: &str, age: Duration) -> Vec<u8> {

@@ -31,6 +31,8 @@ pub struct Bus {
 struct Log {
     events: VecDeque<(u64, ProducerEvent)>,
     next: u64,
+    /// Ids made so far: event UUIDs and eventIds stay unique across `POST /sim/reset`.
+    ids: u64,
 }
 
 /// Why a replay id cannot be subscribed from: the `error-code` trailer Salesforce sends.
@@ -108,6 +110,15 @@ impl Bus {
         Ok(replay)
     }
 
+    /// A UUID no event of this bus had: `EventUuid`s and `eventId`s.
+    pub fn fresh_id(&self) -> String {
+        let n = self.log.lock().map(|mut log| {
+            log.ids += 1;
+            log.ids
+        });
+        format!("e7e7e7e7-0000-4000-8000-{:012x}", n.unwrap_or(0))
+    }
+
     /// Where a subscription starts: the position of the first event it gets.
     pub fn start(&self, preset: i32, replay_id: &[u8]) -> Result<u64, BadReplay> {
         let log = self.log.lock().map_err(|_| BadReplay::Invalid)?;
@@ -158,7 +169,7 @@ impl Bus {
 
 /// `POST /sim/events`: `{type, payload, eventUuid?, createdDate?, channelAddress?}` published
 /// as it is (`payload` an object is written as its JSON string).
-pub fn publish_event(bus: &Bus, config: &SimConfig, state: &mut State, body: &Value) -> Answer {
+pub fn publish_event(bus: &Bus, config: &SimConfig, body: &Value) -> Answer {
     let Some(kind) = body.get("type").and_then(Value::as_str) else {
         return bad("`type` (the event type, such as `Interaction` or `RoutingRequested`) is required");
     };
@@ -167,7 +178,7 @@ pub fn publish_event(bus: &Bus, config: &SimConfig, state: &mut State, body: &Va
         Some(v) => v.to_string(),
         None => return bad("`payload` is required"),
     };
-    publish(bus, config, state, body, kind, payload, Value::Null)
+    publish(bus, config, body, kind, payload, Value::Null)
 }
 
 /// `POST /sim/transfer`: an agent clicks a transfer target. `{conversationId?, target: queue |
@@ -205,7 +216,7 @@ pub fn transfer(bus: &Bus, config: &SimConfig, state: &mut State, body: &Value) 
         Some(Value::String(s)) => Value::String(s.clone()),
         _ => Value::String(found.work_item_id.clone()),
     };
-    let event_id = state.uuid();
+    let event_id = bus.fresh_id();
     let channel_data = json!({
         "eventId": event_id,
         "routerParticipantSubject": null,
@@ -231,7 +242,7 @@ pub fn transfer(bus: &Bus, config: &SimConfig, state: &mut State, body: &Value) 
     })
     .to_string();
     let channel = Value::String(found.channel.clone());
-    let mut answer = publish(bus, config, state, body, "RoutingRequested", payload, channel);
+    let mut answer = publish(bus, config, body, "RoutingRequested", payload, channel);
     if answer.status == 200 {
         answer.body["eventId"] = Value::String(event_id);
         answer.body["target"] = Value::String(target);
@@ -242,7 +253,6 @@ pub fn transfer(bus: &Bus, config: &SimConfig, state: &mut State, body: &Value) 
 fn publish(
     bus: &Bus,
     config: &SimConfig,
-    state: &mut State,
     body: &Value,
     kind: &str,
     payload: String,
@@ -252,7 +262,7 @@ fn publish(
     let uuid = body
         .get("eventUuid")
         .and_then(Value::as_str)
-        .map_or_else(|| state.uuid(), str::to_string);
+        .map_or_else(|| bus.fresh_id(), str::to_string);
     let created = body
         .get("createdDate")
         .and_then(Value::as_i64)

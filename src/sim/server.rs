@@ -75,7 +75,7 @@ async fn handle(State(service): State<Shared>, request: Request) -> Response {
                     let s = &mut *s;
                     match path.as_str() {
                         "/sim/transfer" => super::events::transfer(&s.bus, &s.config, &mut s.state, &body),
-                        "/sim/events" => super::events::publish_event(&s.bus, &s.config, &mut s.state, &body),
+                        "/sim/events" => super::events::publish_event(&s.bus, &s.config, &body),
                         _ => {
                             // Every token stops working: the next call or event delivery
                             // with one is refused, as when a session expires.

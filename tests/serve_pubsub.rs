@@ -1,0 +1,370 @@
+//! `flowrun serve` against the simulator's Pub/Sub API, end to end: the real binary for both
+//! (`flowrun sim` and `flowrun serve`), real gRPC over 127.0.0.1. An agent clicking a transfer
+//! target (`POST /sim/transfer`) publishes a RoutingRequested event; the service answers it
+//! with the documented calls. Also: a redelivered event runs once, an expired one sends
+//! nothing, an Interaction event is ignored, `kill -9` mid-flow then a restart resumes the run
+//! and the subscription from the stored replay id, a revoked token is replaced, a silent
+//! stream is resubscribed.
+
+mod common;
+
+use common::{exchange, repo};
+use serde_json::{Value, json};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// A child process whose stdout lines are collected as they come.
+struct Process {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Process {
+    fn start(args: &[&str], env: &[(String, String)]) -> Process {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_flowrun"))
+            .args(args)
+            .current_dir(repo(""))
+            .env_remove("FLOWRUN_JOURNAL")
+            .envs(env.iter().cloned())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let lines = lines.clone();
+            tokio::spawn(async move {
+                let mut reader = BufReader::new(stream).lines();
+                while let Ok(Some(line)) = reader.next_line().await {
+                    lines.lock().unwrap().push(line);
+                }
+            });
+        }
+        Process { child, lines }
+    }
+
+    /// The first line for which `f` gives something, waiting at most 20 s.
+    async fn wait_for<T>(&self, what: &str, f: impl Fn(&str) -> Option<T>) -> T {
+        let until = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(found) = self.lines.lock().unwrap().iter().find_map(|l| f(l)) {
+                return found;
+            }
+            assert!(Instant::now() < until, "no {what} in:\n{}", self.output());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn line_with(&self, text: &str) -> String {
+        self.wait_for(text, |l| l.contains(text).then(|| l.to_string())).await
+    }
+
+    fn output(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+
+    fn count(&self, text: &str) -> usize {
+        self.lines.lock().unwrap().iter().filter(|l| l.contains(text)).count()
+    }
+}
+
+/// `flowrun sim` on a free port: the process, its base address and the environment it prints.
+async fn simulator(config: Option<&std::path::Path>) -> (Process, String, Vec<(String, String)>) {
+    let mut args = vec!["sim", "--port", "0"];
+    let config = config.map(|c| c.display().to_string());
+    if let Some(c) = &config {
+        args.extend(["--config", c]);
+    }
+    let sim = Process::start(&args, &[]);
+    sim.line_with("State: GET").await;
+    let env: Vec<(String, String)> = sim
+        .lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l.trim().strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
+        .collect();
+    let base = env.iter().find(|(k, _)| k == "SCRT_BASE_URL").unwrap().1.clone();
+    (sim, base.trim_start_matches("http://").to_string(), env)
+}
+
+/// `flowrun serve SERVICE` with `journal`, subscribed: the process and its listening address.
+async fn serve(service: &str, journal: &str, env: &[(String, String)]) -> (Process, String) {
+    let process = Process::start(
+        &["serve", service, "--listen", "127.0.0.1:0", "--journal", journal],
+        env,
+    );
+    let addr = process
+        .wait_for("serving line", |l| {
+            l.split_once(": serving on http://").map(|(_, a)| a.to_string())
+        })
+        .await;
+    process.line_with("info subscribed").await;
+    (process, addr)
+}
+
+async fn post(addr: &str, path: &str, body: Value) -> Value {
+    let body = body.to_string();
+    let (status, answer) = exchange(addr, "POST", path, &[], body.as_bytes()).await;
+    assert_eq!(status, 200, "{path}: {answer}");
+    serde_json::from_str(&answer).unwrap()
+}
+
+async fn state(sim: &str) -> Value {
+    let (_, body) = exchange(sim, "GET", "/sim/state", &[], b"").await;
+    serde_json::from_str(&body).unwrap()
+}
+
+/// Polls `GET /runs/ID` until the run has ended (at most 20 s).
+async fn ended(addr: &str, id: &str) -> String {
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = exchange(addr, "GET", &format!("/runs/{id}"), &[], b"").await;
+        if status == 200 {
+            let s: Value = serde_json::from_str(&body).unwrap();
+            if s["status"] != "running" {
+                return s["status"].as_str().unwrap().to_string();
+            }
+        }
+        assert!(Instant::now() < until, "run {id} did not end");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn journal(dir: &tempfile::TempDir) -> String {
+    format!("sqlite:{}", dir.path().join("j.db").display())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_transfer_target_is_answered_with_the_documented_calls() {
+    let (_sim, sim, env) = simulator(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (service, addr) = serve("flows/transfer.service.yaml", &journal(&dir), &env).await;
+
+    for target in ["queue", "flow", "agent", "external"] {
+        post(&sim, "/sim/reset", json!({})).await;
+        let published = post(&sim, "/sim/transfer", json!({ "target": target })).await;
+        let id = published["eventUuid"].as_str().unwrap();
+        let event_id = published["eventId"].as_str().unwrap();
+        let expected = if target == "external" { "stopped" } else { "passed" };
+        assert_eq!(ended(&addr, id).await, expected, "{target}:\n{}", service.output());
+        let s = state(&sim).await;
+        // The routing result comes first, always with routingType Transfer.
+        let results = s["routingResults"].as_array().unwrap();
+        assert_eq!(results.len(), 1, "{target}");
+        assert_eq!(
+            results[0],
+            json!({
+                "conversationIdentifier": common::CONVERSATION, "workItemId": common::WORK_ITEM,
+                "success": true, "externallyRouted": target == "external", "routingType": "Transfer"
+            }),
+            "{target}"
+        );
+        let psrs = s["psrs"].as_object().unwrap();
+        let work = s["agentWork"].as_array().unwrap();
+        match target {
+            "queue" => {
+                let psr = &psrs[common::CONVERSATION];
+                assert_eq!(psr["routingType"], "Transfer");
+                assert_eq!(psr["routingInfo"], json!({ "queueId": "00G5g000000SimQ" }));
+                assert!(work.is_empty());
+            }
+            "flow" => {
+                let psr = &psrs[common::CONVERSATION];
+                assert_eq!(psr["routingType"], "Transfer");
+                assert_eq!(
+                    psr["routingInfo"],
+                    json!({ "flow": { "flowId": "3005g000000SimF", "queueId": "00G5g000000SimQ" } })
+                );
+            }
+            "agent" => {
+                assert!(psrs.is_empty(), "no route call for a transfer straight to an agent");
+                assert_eq!(work.len(), 1);
+                assert_eq!(work[0]["routingType"], "Transfer");
+                assert_eq!(work[0]["userId"], "0055g000000SimA");
+                // With no route call, agent work correlates on the event's eventId.
+                assert_eq!(work[0]["routingCorrelationId"], event_id);
+            }
+            _ => assert!(psrs.is_empty() && work.is_empty(), "external: nothing after the routing result"),
+        }
+    }
+    assert_eq!(service.count("outcome=started"), 4, "{}", service.output());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn duplicates_expired_and_interaction_events_send_nothing_more() {
+    let (_sim, sim, env) = simulator(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (service, addr) = serve("flows/transfer.service.yaml", &journal(&dir), &env).await;
+
+    // The same event delivered twice (at-least-once delivery): one run.
+    let first = post(&sim, "/sim/transfer", json!({ "eventUuid": "evt-twice" })).await;
+    assert_eq!(ended(&addr, "evt-twice").await, "passed");
+    let again = post(&sim, "/sim/transfer", json!({ "eventUuid": "evt-twice" })).await;
+    assert_ne!(first["replayId"], again["replayId"]);
+    service.line_with("event=evt-twice outcome=duplicate detail=passed").await;
+
+    // Published two minutes ago, past `max_age: 55s`: expired, nothing sent.
+    let old = flowrun::journal::now_ms() - 120_000;
+    post(&sim, "/sim/transfer", json!({ "eventUuid": "evt-old", "createdDate": old })).await;
+    assert_eq!(ended(&addr, "evt-old").await, "expired");
+
+    // An Interaction event: no handler takes it.
+    post(&sim, "/sim/events", json!({ "type": "Interaction", "payload": {}, "eventUuid": "evt-int" })).await;
+    service.line_with("event=evt-int outcome=ignored").await;
+
+    let s = state(&sim).await;
+    assert_eq!(s["routingResults"].as_array().unwrap().len(), 1, "only the first event sent anything");
+    let (_, metrics) = exchange(&addr, "GET", "/metrics", &[], b"").await;
+    for line in [
+        "flowrun_events_total{outcome=\"started\"} 1",
+        "flowrun_events_total{outcome=\"duplicate\"} 1",
+        "flowrun_events_total{outcome=\"expired\"} 1",
+        "flowrun_events_total{outcome=\"ignored\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+    let (status, ready) = exchange(&addr, "GET", "/readyz", &[], b"").await;
+    assert_eq!((status, ready.as_str()), (200, "ready\n"));
+    // The token never shows.
+    let token = env.iter().find(|(k, _)| k == "SF_ACCESS_TOKEN").unwrap().1.clone();
+    assert!(!service.output().contains(&token));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_workrecordid_left_null_is_filled_from_the_inbound_run() {
+    let (_sim, sim, env) = simulator(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = journal(&dir);
+    // The inbound run that created the conversation, in the same journal.
+    let inbound = Command::new(env!("CARGO_BIN_EXE_flowrun"))
+        .args(["run", "flows/inbound.yaml", "--inputs", "flows/examples/inbound.inputs.yaml", "--journal", &journal])
+        .current_dir(repo(""))
+        .envs(env.iter().cloned())
+        .output()
+        .await
+        .unwrap();
+    assert!(inbound.status.success(), "{}", String::from_utf8_lossy(&inbound.stderr));
+    let s = state(&sim).await;
+    let (conversation, found) = s["conversations"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(c, _)| *c != common::CONVERSATION)
+        .unwrap();
+    let work_item = found["workItemId"].as_str().unwrap().to_string();
+
+    let (service, addr) = serve("flows/transfer.service.yaml", &journal, &env).await;
+    post(&sim, "/sim/transfer", json!({ "conversationId": conversation, "workRecordId": null, "eventUuid": "evt-null", "target": "agent", "userId": "0055g000000SimB" })).await;
+    assert_eq!(ended(&addr, "evt-null").await, "passed", "{}", service.output());
+    let s = state(&sim).await;
+    let result = s["routingResults"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(result["workItemId"], work_item.as_str());
+    assert_eq!(result["conversationIdentifier"], conversation.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_mid_flow_then_restart_resumes_from_the_stored_replay_id() {
+    let dir = tempfile::tempdir().unwrap();
+    // Each answer takes 700 ms: the run is mid-flow long enough to be killed there.
+    let config = dir.path().join("slow.sim.yaml");
+    let mut slow = serde_json::to_value(flowrun::sim::SimConfig::default()).unwrap();
+    slow["faults"]["latency_ms"] = json!(700);
+    std::fs::write(&config, common::yaml(&slow)).unwrap();
+    let (_sim, sim, env) = simulator(Some(&config)).await;
+    let journal = journal(&dir);
+
+    let (mut service, _) = serve("flows/transfer.service.yaml", &journal, &env).await;
+    post(&sim, "/sim/transfer", json!({ "eventUuid": "evt-crash", "target": "agent" })).await;
+    service.line_with("event=evt-crash outcome=started").await;
+    // The routing result is sent (700 ms); kill while agent work is on its way.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    service.child.start_kill().unwrap();
+    let _ = service.child.wait().await;
+    // While the service is down, another agent clicks a transfer target.
+    post(&sim, "/sim/reset", json!({})).await;
+    post(&sim, "/sim/transfer", json!({ "eventUuid": "evt-while-down", "target": "queue" })).await;
+
+    let (service, addr) = serve("flows/transfer.service.yaml", &journal, &env).await;
+    service.line_with("resuming run run=evt-crash").await;
+    assert!(service.output().contains("from=CUSTOM"), "{}", service.output());
+    assert_eq!(ended(&addr, "evt-crash").await, "passed", "{}", service.output());
+    assert_eq!(ended(&addr, "evt-while-down").await, "passed", "{}", service.output());
+    // The event before the crash was not taken again from the stream: its replay id was stored.
+    assert_eq!(service.count("event=evt-crash"), 0, "{}", service.output());
+    let s = state(&sim).await;
+    // After the reset: the resumed run's agent work, and the second event's calls. The resumed
+    // run did not send its routing result again (it was answered before the kill).
+    let results = s["routingResults"].as_array().unwrap();
+    assert_eq!(results.len(), 1, "{s}");
+    assert_eq!(results[0]["externallyRouted"], false);
+    let work = s["agentWork"].as_array().unwrap();
+    assert_eq!(work.len(), 1, "{s}");
+    assert_eq!(work[0]["routingType"], "Transfer");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revoked_token_is_replaced_and_the_subscription_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("jwt.sim.yaml");
+    let mut c = serde_json::to_value(flowrun::sim::SimConfig::default()).unwrap();
+    c["jwt"] = json!({
+        "client_id": "sim-client",
+        "public_key": std::fs::read_to_string(repo("tests/fixtures/jwt-test-key.pub.pem")).unwrap(),
+    });
+    std::fs::write(&config, common::yaml(&c)).unwrap();
+    let (_sim, sim, mut env) = simulator(Some(&config)).await;
+    let login = env.iter().find(|(k, _)| k == "SF_LOGIN_URL").unwrap().1.clone();
+    let key = std::fs::read_to_string(repo("tests/fixtures/jwt-test-key.pem")).unwrap();
+    env.extend([
+        ("SF_CLIENT_ID".to_string(), "sim-client".to_string()),
+        ("SF_USERNAME".to_string(), "integration@example.com".to_string()),
+        ("SF_JWT_KEY".to_string(), key.clone()),
+        ("SF_LOGIN_URL".to_string(), login),
+    ]);
+    let (service, addr) = serve("tests/services/jwt.service.yaml", &journal(&dir), &env).await;
+    post(&sim, "/sim/transfer", json!({ "eventUuid": "evt-1" })).await;
+    assert_eq!(ended(&addr, "evt-1").await, "passed", "{}", service.output());
+
+    // Every token stops working: the next delivery is refused, a new token is fetched.
+    // The configured token, the subscriber's and the flow's.
+    assert_eq!(post(&sim, "/sim/revoke-tokens", json!({})).await["revoked"], 3);
+    post(&sim, "/sim/transfer", json!({ "eventUuid": "evt-2" })).await;
+    service.line_with("the Pub/Sub API refused the token").await;
+    service.line_with("got a new token").await;
+    assert_eq!(ended(&addr, "evt-2").await, "passed", "{}", service.output());
+    assert_eq!(state(&sim).await["routingResults"].as_array().unwrap().len(), 2);
+    // Neither the key nor a token shows in the output.
+    let out = service.output();
+    assert!(!out.contains("BEGIN") && !out.contains("!sim-jwt-"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_stream_is_resubscribed_by_the_watchdog() {
+    let dir = tempfile::tempdir().unwrap();
+    // After one event the stream goes silent: no events, no keepalives.
+    let config = dir.path().join("stall.sim.yaml");
+    let mut c = serde_json::to_value(flowrun::sim::SimConfig::default()).unwrap();
+    c["faults"]["pubsub_stall_after"] = json!(1);
+    std::fs::write(&config, common::yaml(&c)).unwrap();
+    let (_sim, sim, env) = simulator(Some(&config)).await;
+    let (service, addr) = serve("tests/services/stall.service.yaml", &journal(&dir), &env).await;
+    post(&sim, "/sim/transfer", json!({ "eventUuid": "evt-a" })).await;
+    assert_eq!(ended(&addr, "evt-a").await, "passed");
+    post(&sim, "/sim/reset", json!({})).await;
+    post(&sim, "/sim/transfer", json!({ "eventUuid": "evt-b" })).await;
+    // `stall_after: 1s`: the watchdog subscribes again from evt-a's replay id.
+    service.line_with("nothing arrived, not even a keepalive").await;
+    assert_eq!(ended(&addr, "evt-b").await, "passed", "{}", service.output());
+    let (_, metrics) = exchange(&addr, "GET", "/metrics", &[], b"").await;
+    assert!(!metrics.contains("flowrun_reconnects_total 0\n"), "{metrics}");
+}
