@@ -63,7 +63,8 @@ impl Process {
     }
 
     async fn line_with(&self, text: &str) -> String {
-        self.wait_for(text, |l| l.contains(text).then(|| l.to_string())).await
+        self.wait_for(text, |l| l.contains(text).then(|| l.to_string()))
+            .await
     }
 
     fn output(&self) -> String {
@@ -71,7 +72,12 @@ impl Process {
     }
 
     fn count(&self, text: &str) -> usize {
-        self.lines.lock().unwrap().iter().filter(|l| l.contains(text)).count()
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(text))
+            .count()
     }
 }
 
@@ -156,7 +162,12 @@ async fn each_transfer_target_is_answered_with_the_documented_calls() {
         let id = published["eventUuid"].as_str().unwrap();
         let event_id = published["eventId"].as_str().unwrap();
         let expected = if target == "external" { "stopped" } else { "passed" };
-        assert_eq!(ended(&addr, id).await, expected, "{target}:\n{}", service.output());
+        assert_eq!(
+            ended(&addr, id).await,
+            expected,
+            "{target}:\n{}",
+            service.output()
+        );
         let s = state(&sim).await;
         // The routing result comes first, always with routingType Transfer.
         let results = s["routingResults"].as_array().unwrap();
@@ -187,14 +198,20 @@ async fn each_transfer_target_is_answered_with_the_documented_calls() {
                 );
             }
             "agent" => {
-                assert!(psrs.is_empty(), "no route call for a transfer straight to an agent");
+                assert!(
+                    psrs.is_empty(),
+                    "no route call for a transfer straight to an agent"
+                );
                 assert_eq!(work.len(), 1);
                 assert_eq!(work[0]["routingType"], "Transfer");
                 assert_eq!(work[0]["userId"], "0055g000000SimA");
                 // With no route call, agent work correlates on the event's eventId.
                 assert_eq!(work[0]["routingCorrelationId"], event_id);
             }
-            _ => assert!(psrs.is_empty() && work.is_empty(), "external: nothing after the routing result"),
+            _ => assert!(
+                psrs.is_empty() && work.is_empty(),
+                "external: nothing after the routing result"
+            ),
         }
     }
     assert_eq!(service.count("outcome=started"), 4, "{}", service.output());
@@ -211,19 +228,35 @@ async fn duplicates_expired_and_interaction_events_send_nothing_more() {
     assert_eq!(ended(&addr, "evt-twice").await, "passed");
     let again = post(&sim, "/sim/transfer", json!({ "eventUuid": "evt-twice" })).await;
     assert_ne!(first["replayId"], again["replayId"]);
-    service.line_with("event=evt-twice outcome=duplicate detail=passed").await;
+    service
+        .line_with("event=evt-twice outcome=duplicate detail=passed")
+        .await;
 
     // Published two minutes ago, past `max_age: 55s`: expired, nothing sent.
     let old = flowrun::journal::now_ms() - 120_000;
-    post(&sim, "/sim/transfer", json!({ "eventUuid": "evt-old", "createdDate": old })).await;
+    post(
+        &sim,
+        "/sim/transfer",
+        json!({ "eventUuid": "evt-old", "createdDate": old }),
+    )
+    .await;
     assert_eq!(ended(&addr, "evt-old").await, "expired");
 
     // An Interaction event: no handler takes it.
-    post(&sim, "/sim/events", json!({ "type": "Interaction", "payload": {}, "eventUuid": "evt-int" })).await;
+    post(
+        &sim,
+        "/sim/events",
+        json!({ "type": "Interaction", "payload": {}, "eventUuid": "evt-int" }),
+    )
+    .await;
     service.line_with("event=evt-int outcome=ignored").await;
 
     let s = state(&sim).await;
-    assert_eq!(s["routingResults"].as_array().unwrap().len(), 1, "only the first event sent anything");
+    assert_eq!(
+        s["routingResults"].as_array().unwrap().len(),
+        1,
+        "only the first event sent anything"
+    );
     let (_, metrics) = exchange(&addr, "GET", "/metrics", &[], b"").await;
     for line in [
         "flowrun_events_total{outcome=\"started\"} 1",
@@ -236,7 +269,12 @@ async fn duplicates_expired_and_interaction_events_send_nothing_more() {
     let (status, ready) = exchange(&addr, "GET", "/readyz", &[], b"").await;
     assert_eq!((status, ready.as_str()), (200, "ready\n"));
     // The token never shows.
-    let token = env.iter().find(|(k, _)| k == "SF_ACCESS_TOKEN").unwrap().1.clone();
+    let token = env
+        .iter()
+        .find(|(k, _)| k == "SF_ACCESS_TOKEN")
+        .unwrap()
+        .1
+        .clone();
     assert!(!service.output().contains(&token));
 }
 
@@ -247,13 +285,24 @@ async fn a_workrecordid_left_null_is_filled_from_the_inbound_run() {
     let journal = journal(&dir);
     // The inbound run that created the conversation, in the same journal.
     let inbound = Command::new(env!("CARGO_BIN_EXE_flowrun"))
-        .args(["run", "flows/inbound.yaml", "--inputs", "flows/examples/inbound.inputs.yaml", "--journal", &journal])
+        .args([
+            "run",
+            "flows/inbound.yaml",
+            "--inputs",
+            "flows/examples/inbound.inputs.yaml",
+            "--journal",
+            &journal,
+        ])
         .current_dir(repo(""))
         .envs(env.iter().cloned())
         .output()
         .await
         .unwrap();
-    assert!(inbound.status.success(), "{}", String::from_utf8_lossy(&inbound.stderr));
+    assert!(
+        inbound.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inbound.stderr)
+    );
     let s = state(&sim).await;
     let (conversation, found) = s["conversations"]
         .as_object()
@@ -284,7 +333,12 @@ async fn kill_9_mid_flow_then_restart_resumes_from_the_stored_replay_id() {
     let journal = journal(&dir);
 
     let (mut service, _) = serve("flows/transfer.service.yaml", &journal, &env).await;
-    post(&sim, "/sim/transfer", json!({ "eventUuid": "evt-crash", "target": "agent" })).await;
+    post(
+        &sim,
+        "/sim/transfer",
+        json!({ "eventUuid": "evt-crash", "target": "agent" }),
+    )
+    .await;
     service.line_with("event=evt-crash outcome=started").await;
     // The routing result is sent (700 ms); kill while agent work is on its way.
     tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -292,13 +346,23 @@ async fn kill_9_mid_flow_then_restart_resumes_from_the_stored_replay_id() {
     let _ = service.child.wait().await;
     // While the service is down, another agent clicks a transfer target.
     post(&sim, "/sim/reset", json!({})).await;
-    post(&sim, "/sim/transfer", json!({ "eventUuid": "evt-while-down", "target": "queue" })).await;
+    post(
+        &sim,
+        "/sim/transfer",
+        json!({ "eventUuid": "evt-while-down", "target": "queue" }),
+    )
+    .await;
 
     let (service, addr) = serve("flows/transfer.service.yaml", &journal, &env).await;
     service.line_with("resuming run run=evt-crash").await;
     assert!(service.output().contains("from=CUSTOM"), "{}", service.output());
     assert_eq!(ended(&addr, "evt-crash").await, "passed", "{}", service.output());
-    assert_eq!(ended(&addr, "evt-while-down").await, "passed", "{}", service.output());
+    assert_eq!(
+        ended(&addr, "evt-while-down").await,
+        "passed",
+        "{}",
+        service.output()
+    );
     // The event before the crash was not taken again from the stream: its replay id was stored.
     assert_eq!(service.count("event=evt-crash"), 0, "{}", service.output());
     let s = state(&sim).await;

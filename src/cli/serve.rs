@@ -7,8 +7,8 @@ use flowrun::flow::Source;
 use flowrun::http::auth::{self, JwtBearer, JwtSettings};
 use flowrun::service::log::Logger;
 use flowrun::service::model::{PubSub, WebhookAuth};
-use flowrun::service::subscriber;
 use flowrun::service::runtime::Runtime;
+use flowrun::service::subscriber;
 use flowrun::service::webhook::{Auth, Hook, router};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -207,7 +207,8 @@ fn pubsub_settings(
     };
     let auth = match (&p.access_token, &p.jwt_bearer) {
         (_, Some(jwt)) => {
-            let get = |name: &str, text: &str| render(&format!("sources.pubsub.jwt_bearer.{name}"), text, world);
+            let get =
+                |name: &str, text: &str| render(&format!("sources.pubsub.jwt_bearer.{name}"), text, world);
             let settings = JwtSettings {
                 token_url: get("token_url", &jwt.token_url)?,
                 client_id: get("client_id", &jwt.client_id)?,
@@ -216,11 +217,16 @@ fn pubsub_settings(
                 private_key: get("private_key", &jwt.private_key)?,
                 lifetime: jwt.lifetime.unwrap_or(Duration::from_secs(180)),
             };
-            let bearer = JwtBearer::new(settings, transport, world.secrets.clone(), Duration::from_secs(10))
-                .map_err(|e| {
-                    super::error(format_args!("sources.pubsub.jwt_bearer: {e}"));
-                    exit::INVALID
-                })?;
+            let bearer = JwtBearer::new(
+                settings,
+                transport,
+                world.secrets.clone(),
+                Duration::from_secs(10),
+            )
+            .map_err(|e| {
+                super::error(format_args!("sources.pubsub.jwt_bearer: {e}"));
+                exit::INVALID
+            })?;
             auth::Auth::Jwt(Arc::new(bearer))
         }
         (Some(token), None) => {
@@ -229,7 +235,9 @@ fn pubsub_settings(
             auth::Auth::Bearer(token)
         }
         (None, None) => {
-            super::error(format_args!("sources.pubsub needs `access_token` or `jwt_bearer`"));
+            super::error(format_args!(
+                "sources.pubsub needs `access_token` or `jwt_bearer`"
+            ));
             return Err(exit::INVALID);
         }
     };

@@ -243,7 +243,8 @@ pub trait Store: Send {
     fn cursor(&self, name: &str) -> Result<Option<String>, JournalError>;
     /// The outputs of the newest run of `flow_path` that ended well with output `key` equal to
     /// `value`.
-    fn outputs_where(&self, flow_path: &str, key: &str, value: &Value) -> Result<Option<Value>, JournalError>;
+    fn outputs_where(&self, flow_path: &str, key: &str, value: &Value)
+    -> Result<Option<Value>, JournalError>;
 }
 
 /// Where the result of a write goes.
@@ -449,7 +450,12 @@ impl Journal {
 
     /// The outputs of the newest run of the flow at `flow_path` (as the journal records it)
     /// that passed or stopped, with output `key` equal to `value`.
-    pub fn outputs_where(&self, flow_path: &str, key: &str, value: &Value) -> Result<Option<Value>, JournalError> {
+    pub fn outputs_where(
+        &self,
+        flow_path: &str,
+        key: &str,
+        value: &Value,
+    ) -> Result<Option<Value>, JournalError> {
         self.flush()?;
         self.lock_store().outputs_where(flow_path, key, value)
     }

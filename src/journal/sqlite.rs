@@ -380,7 +380,12 @@ impl Store for SqliteStore {
             .map_err(store_error)
     }
 
-    fn outputs_where(&self, flow_path: &str, key: &str, value: &Value) -> Result<Option<Value>, JournalError> {
+    fn outputs_where(
+        &self,
+        flow_path: &str,
+        key: &str,
+        value: &Value,
+    ) -> Result<Option<Value>, JournalError> {
         let connection = self.lock();
         // The newest run of the flow that ended well and whose output `key` is `value`.
         let text: Option<String> = connection

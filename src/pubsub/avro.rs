@@ -26,7 +26,8 @@ impl Schemas {
 
     /// Parses `json` and keeps it as schema `id`.
     pub fn insert(&mut self, id: &str, json: &str) -> Result<&Schema, String> {
-        let schema = Schema::parse_str(json).map_err(|e| format!("schema `{id}` is not an Avro schema: {e}"))?;
+        let schema =
+            Schema::parse_str(json).map_err(|e| format!("schema `{id}` is not an Avro schema: {e}"))?;
         if self.by_id.len() >= MOST_SCHEMAS {
             self.by_id.clear();
         }
@@ -40,7 +41,9 @@ pub fn decode(schema: &Schema, payload: &[u8]) -> Result<Map<String, Value>, Str
         .build()
         .map_err(|e| e.to_string())?;
     let mut bytes = payload;
-    let value = reader.read_value(&mut bytes).map_err(|e| format!("payload is not Avro of its schema: {e}"))?;
+    let value = reader
+        .read_value(&mut bytes)
+        .map_err(|e| format!("payload is not Avro of its schema: {e}"))?;
     match Value::try_from(value).map_err(|e| e.to_string())? {
         Value::Object(fields) => Ok(fields),
         other => Err(format!("payload is a {}, not a record", kind(&other))),
@@ -102,7 +105,8 @@ mod tests {
         let json = platform_event_schema("Partner_Event__e", &["Type__c", "Payload__c"]);
         let mut schemas = Schemas::default();
         let schema = schemas.insert("s1", &json).unwrap().clone();
-        let fields = json!({"CreatedDate": 1690344475579_i64, "CreatedById": "005x", "Type__c": "RoutingRequested"});
+        let fields =
+            json!({"CreatedDate": 1690344475579_i64, "CreatedById": "005x", "Type__c": "RoutingRequested"});
         let bytes = encode(&schema, fields.as_object().unwrap()).unwrap();
         let back = decode(&schema, &bytes).unwrap();
         assert_eq!(back["CreatedDate"], 1690344475579_i64);
@@ -114,7 +118,11 @@ mod tests {
     fn hostile_payloads_are_errors_not_panics() {
         let json = platform_event_schema("E__e", &["A__c"]);
         let schema = Schema::parse_str(&json).unwrap();
-        for bytes in [&[][..], &[0xff; 12][..], &[0x02, 0x02, 0xff, 0xff, 0xff, 0xff, 0x0f][..]] {
+        for bytes in [
+            &[][..],
+            &[0xff; 12][..],
+            &[0x02, 0x02, 0xff, 0xff, 0xff, 0xff, 0x0f][..],
+        ] {
             assert!(decode(&schema, bytes).is_err(), "{bytes:?}");
         }
         assert!(Schemas::default().insert("x", "{\"type\": \"nope\"}").is_err());

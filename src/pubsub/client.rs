@@ -3,7 +3,9 @@
 //! `tenantid`). `https://` goes over the same rustls settings as the HTTP client; `http://` is
 //! plaintext HTTP/2 (the simulator, tests).
 
-use super::messages::{FetchRequest, FetchResponse, SchemaInfo, SchemaRequest, TopicInfo, TopicRequest, paths};
+use super::messages::{
+    FetchRequest, FetchResponse, SchemaInfo, SchemaRequest, TopicInfo, TopicRequest, paths,
+};
 use http::uri::PathAndQuery;
 use std::time::Duration;
 use tonic::codec::Streaming;
@@ -103,9 +105,9 @@ impl Client {
             ("instanceurl", &c.instance_url),
             ("tenantid", &c.tenant_id),
         ] {
-            let value: MetadataValue<_> = value
-                .parse()
-                .map_err(|_| Status::invalid_argument(format!("`{key}` has a value gRPC metadata cannot carry")))?;
+            let value: MetadataValue<_> = value.parse().map_err(|_| {
+                Status::invalid_argument(format!("`{key}` has a value gRPC metadata cannot carry"))
+            })?;
             metadata.insert(key, value);
         }
         Ok(request)

@@ -273,8 +273,12 @@ fn fill_from(
             let hint = did_you_mean(name, flow.inputs.iter().map(|(k, _)| k.as_str()))
                 .unwrap_or_else(|| "`fill` names inputs of the handler's flow".into());
             out.push(
-                Diagnostic::error("unknown-input", doc.value_span(at), format!("the flow has no input `{name}`"))
-                    .with_hint(hint),
+                Diagnostic::error(
+                    "unknown-input",
+                    doc.value_span(at),
+                    format!("the flow has no input `{name}`"),
+                )
+                .with_hint(hint),
             );
         }
     }
@@ -282,13 +286,20 @@ fn fill_from(
     let path = source.path.parent().unwrap_or(Path::new("")).join(from);
     let earlier = Source::read(&path)
         .map_err(|e| crate::base::source::read_error(&e))
-        .and_then(|s| crate::flow::load_checked(&s).map_err(|_| "it has errors (`flowrun check` shows them)".to_string()));
+        .and_then(|s| {
+            crate::flow::load_checked(&s)
+                .map_err(|_| "it has errors (`flowrun check` shows them)".to_string())
+        });
     let earlier = match earlier {
         Ok(c) => c,
         Err(why) => {
             out.push(
-                Diagnostic::error("unknown-flow", at, format!("cannot use the flow {}: {why}", path.display()))
-                    .with_hint(format!("`from` is a path relative to {}", source.path.display())),
+                Diagnostic::error(
+                    "unknown-flow",
+                    at,
+                    format!("cannot use the flow {}: {why}", path.display()),
+                )
+                .with_hint(format!("`from` is a path relative to {}", source.path.display())),
             );
             return;
         }

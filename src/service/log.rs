@@ -44,7 +44,9 @@ impl Logger {
             let mut line = format!("{time} {level:<4} {message}");
             for (k, v) in fields {
                 match v {
-                    Value::String(s) if !s.contains(' ') && !s.is_empty() => line.push_str(&format!(" {k}={s}")),
+                    Value::String(s) if !s.contains(' ') && !s.is_empty() => {
+                        line.push_str(&format!(" {k}={s}"))
+                    }
                     other => line.push_str(&format!(" {k}={other}")),
                 }
             }

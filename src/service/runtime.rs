@@ -216,7 +216,10 @@ impl Runtime {
             Taken::Refused(why) => ("refused", Some(why.as_str())),
             Taken::Busy => return taken,
         };
-        let mut fields = vec![("event", Value::String(id)), ("outcome", Value::String(outcome.into()))];
+        let mut fields = vec![
+            ("event", Value::String(id)),
+            ("outcome", Value::String(outcome.into())),
+        ];
         if let Some(d) = detail {
             fields.push(("detail", Value::String(d.to_string())));
         }
@@ -307,7 +310,10 @@ impl Runtime {
         let rows = match journal.runs(true, REMEMBERED) {
             Ok(rows) => rows,
             Err(e) => {
-                self.log.warn("cannot list unfinished runs", &[("error", Value::String(e.to_string()))]);
+                self.log.warn(
+                    "cannot list unfinished runs",
+                    &[("error", Value::String(e.to_string()))],
+                );
                 return 0;
             }
         };
@@ -323,7 +329,10 @@ impl Runtime {
             let handler = &self.handlers[i];
             let Some(runs) = &handler.runs else { continue };
             let refused = |why: String| {
-                let fields = [("run", Value::String(row.id.clone())), ("error", Value::String(why))];
+                let fields = [
+                    ("run", Value::String(row.id.clone())),
+                    ("error", Value::String(why)),
+                ];
                 self.log.warn("cannot resume run", &fields);
             };
             let (detail, resume) = match runs.unfinished(&row.id, false) {
@@ -333,20 +342,34 @@ impl Runtime {
                     continue;
                 }
             };
-            let given = detail.inputs.as_object().cloned().unwrap_or_default().into_iter().collect();
+            let given = detail
+                .inputs
+                .as_object()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
             let flow = &handler.engine.flow().flow;
             let inputs = match handler.rules.resolve(flow, given, &self.world.secrets) {
                 Ok(inputs) => inputs,
                 Err(errors) => {
-                    refused(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
+                    refused(
+                        errors
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    );
                     continue;
                 }
             };
             // The deadline still counts from when the run began.
-            let age = Duration::from_millis(crate::journal::now_ms().saturating_sub(row.started_ms).max(0) as u64);
+            let age =
+                Duration::from_millis(crate::journal::now_ms().saturating_sub(row.started_ms).max(0) as u64);
             let since = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
             let own = crate::base::secrets::Secrets::default();
-            self.log.info("resuming run", &[("run", Value::String(row.id.clone()))]);
+            self.log
+                .info("resuming run", &[("run", Value::String(row.id.clone()))]);
             self.remember(&row.id, "running");
             self.launch(
                 Launch {

@@ -79,7 +79,12 @@ impl Backoff {
 }
 
 /// Subscribes until `stop` is set; events go to `runtime`.
-pub async fn run(runtime: Arc<Runtime>, settings: Settings, stop: Arc<AtomicBool>, stopped: Arc<tokio::sync::Notify>) {
+pub async fn run(
+    runtime: Arc<Runtime>,
+    settings: Settings,
+    stop: Arc<AtomicBool>,
+    stopped: Arc<tokio::sync::Notify>,
+) {
     let cursor_name = format!("pubsub:{}", settings.topic);
     let mut position = Position {
         preset: ReplayPreset::Latest,
@@ -97,7 +102,9 @@ pub async fn run(runtime: Arc<Runtime>, settings: Settings, stop: Arc<AtomicBool
     let mut token = match settings.auth.token().await {
         Ok(t) => t.unwrap_or_default(),
         Err(e) => {
-            runtime.log.warn("cannot get a Pub/Sub token", &[("error", json!(e.to_string()))]);
+            runtime
+                .log
+                .warn("cannot get a Pub/Sub token", &[("error", json!(e.to_string()))]);
             String::new()
         }
     };
@@ -149,7 +156,10 @@ pub async fn run(runtime: Arc<Runtime>, settings: Settings, stop: Arc<AtomicBool
             }
             Ended::Stalled => log.warn(
                 "nothing arrived, not even a keepalive: subscribing again",
-                &[("after", json!(crate::engine::short_duration(settings.stall_after)))],
+                &[(
+                    "after",
+                    json!(crate::engine::short_duration(settings.stall_after)),
+                )],
             ),
             Ended::Failed(why) => log.warn("the subscription ended", &[("error", json!(why))]),
         }
@@ -226,10 +236,7 @@ impl Session<'_> {
         self.runtime.subscription.1.store(true, Ordering::Relaxed);
         self.runtime.log.info(
             "subscribed",
-            &[
-                ("topic", json!(s.topic)),
-                ("from", json!(position.preset.name())),
-            ],
+            &[("topic", json!(s.topic)), ("from", json!(position.preset.name()))],
         );
         let mut credit = s.batch;
         loop {
@@ -294,14 +301,16 @@ impl Session<'_> {
                     // counted and passed over.
                     self.runtime.counters.received.fetch_add(1, Ordering::Relaxed);
                     self.runtime.counters.refused.fetch_add(1, Ordering::Relaxed);
-                    self.runtime
-                        .log
-                        .warn("event passed over", &[("event", json!(event.id)), ("error", json!(e))]);
+                    self.runtime.log.warn(
+                        "event passed over",
+                        &[("event", json!(event.id)), ("error", json!(e))],
+                    );
                 }
             }
             position.preset = ReplayPreset::Custom;
             position.replay_id = consumer.replay_id.clone();
-            self.runtime.save_cursor(self.cursor_name, hex(&consumer.replay_id));
+            self.runtime
+                .save_cursor(self.cursor_name, hex(&consumer.replay_id));
         }
         Ok(())
     }
@@ -398,7 +407,10 @@ mod tests {
             .metadata_mut()
             .insert(ERROR_CODE, "fetch.replayid.validation.failed".parse().unwrap());
         assert!(matches!(ended(status), Ended::ReplayRefused(c) if c == "fetch.replayid.validation.failed"));
-        assert!(matches!(ended(Status::unauthenticated("x")), Ended::Unauthenticated));
+        assert!(matches!(
+            ended(Status::unauthenticated("x")),
+            Ended::Unauthenticated
+        ));
         assert!(matches!(ended(Status::unavailable("x")), Ended::Failed(_)));
     }
 }

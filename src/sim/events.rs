@@ -63,7 +63,12 @@ impl Bus {
     /// The bus of `config`'s platform event.
     pub fn new(config: &SimConfig) -> Bus {
         let e = &config.events;
-        let name = e.topic.rsplit('/').next().unwrap_or("Partner_Event__e").to_string();
+        let name = e
+            .topic
+            .rsplit('/')
+            .next()
+            .unwrap_or("Partner_Event__e")
+            .to_string();
         let fields = [
             e.type_field.as_str(),
             e.payload_field.as_str(),
@@ -74,8 +79,11 @@ impl Bus {
         // The schema is built from field names the configuration gives; a name Avro refuses
         // falls back to the default ones rather than leaving the simulator without events.
         let schema = Schema::parse_str(&schema_json).unwrap_or_else(|_| {
-            Schema::parse_str(&avro::platform_event_schema("Partner_Event__e", &["Partner_Type__c"]))
-                .unwrap_or(Schema::Null)
+            Schema::parse_str(&avro::platform_event_schema(
+                "Partner_Event__e",
+                &["Partner_Type__c"],
+            ))
+            .unwrap_or(Schema::Null)
         });
         Bus {
             topic: e.topic.clone(),
@@ -91,7 +99,10 @@ impl Bus {
     /// Publishes an event with these fields: its replay id.
     pub fn publish(&self, uuid: String, fields: &Map<String, Value>) -> Result<u64, String> {
         let payload = avro::encode(&self.schema, fields)?;
-        let mut log = self.log.lock().map_err(|_| "the event log is unavailable".to_string())?;
+        let mut log = self
+            .log
+            .lock()
+            .map_err(|_| "the event log is unavailable".to_string())?;
         let replay = log.next;
         log.next += 1;
         log.events.push_back((
@@ -209,7 +220,11 @@ pub fn transfer(bus: &Bus, config: &SimConfig, state: &mut State, body: &Value) 
         ),
         "agent" => (Value::Null, Value::Null, given("userId", first(&config.users))),
         "external" => (Value::Null, Value::Null, Value::Null),
-        other => return bad(&format!("`target` is queue, flow, agent or external, not `{other}`")),
+        other => {
+            return bad(&format!(
+                "`target` is queue, flow, agent or external, not `{other}`"
+            ));
+        }
     };
     let work_record = match body.get("workRecordId") {
         Some(Value::Null) => Value::Null,

@@ -8,7 +8,8 @@
 use super::events::Bus;
 use super::rules::Service;
 use crate::pubsub::messages::{
-    ERROR_CODE, FetchRequest, FetchResponse, MOST_REQUESTED, SchemaInfo, SchemaRequest, TopicInfo, TopicRequest, paths,
+    ERROR_CODE, FetchRequest, FetchResponse, MOST_REQUESTED, SchemaInfo, SchemaRequest, TopicInfo,
+    TopicRequest, paths,
 };
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,13 +37,25 @@ const MOST_CREDIT: i32 = 10 * MOST_REQUESTED;
 
 /// Checks the call's metadata: a token the simulator accepts now and the org's id. The bus.
 fn authorised(shared: &Shared, metadata: &MetadataMap) -> Result<Arc<Bus>, Status> {
-    let get = |k: &str| metadata.get(k).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    let service = shared.lock().map_err(|_| Status::internal("the simulator's state is unavailable"))?;
+    let get = |k: &str| {
+        metadata
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let service = shared
+        .lock()
+        .map_err(|_| Status::internal("the simulator's state is unavailable"))?;
     if !service.tokens.contains(&get("accesstoken")) {
-        return Err(Status::unauthenticated("the access token is missing, invalid or expired"));
+        return Err(Status::unauthenticated(
+            "the access token is missing, invalid or expired",
+        ));
     }
     if get("tenantid") != service.config.org_id {
-        return Err(Status::permission_denied("`tenantid` does not name the token's org"));
+        return Err(Status::permission_denied(
+            "`tenantid` does not name the token's org",
+        ));
     }
     Ok(service.bus.clone())
 }
@@ -138,7 +151,10 @@ impl tonic::server::StreamingService<FetchRequest> for Subscribe {
                 .await?
                 .ok_or_else(|| Status::invalid_argument("the subscription sent no FetchRequest"))?;
             if first.topic_name != bus.topic {
-                return Err(Status::not_found(format!("topic `{}` does not exist", first.topic_name)));
+                return Err(Status::not_found(format!(
+                    "topic `{}` does not exist",
+                    first.topic_name
+                )));
             }
             let position = bus.start(first.replay_preset, &first.replay_id).map_err(|bad| {
                 let mut status = Status::invalid_argument(format!("replay id refused: {}", bad.code()));
@@ -159,9 +175,11 @@ impl tonic::server::StreamingService<FetchRequest> for Subscribe {
                 keepalive,
             };
             tokio::spawn(stream.serve(inbound, tx));
-            let responses = futures_util::stream::unfold(rx, |mut rx| async move {
-                rx.recv().await.map(|item| (item, rx))
-            });
+            let responses =
+                futures_util::stream::unfold(
+                    rx,
+                    |mut rx| async move { rx.recv().await.map(|item| (item, rx)) },
+                );
             Ok(Response::new(Box::pin(responses) as Responses))
         })
     }
@@ -211,7 +229,11 @@ impl Stream {
                     continue;
                 }
             }
-            let idle = if self.credit == 0 { NO_CREDIT_FOR } else { self.keepalive };
+            let idle = if self.credit == 0 {
+                NO_CREDIT_FOR
+            } else {
+                self.keepalive
+            };
             tokio::select! {
                 request = inbound.message() => match request {
                     Ok(Some(more)) => {
@@ -269,15 +291,21 @@ where
             Ok(match request.uri().path() {
                 paths::GET_TOPIC => {
                     let codec = ProstCodec::<TopicInfo, TopicRequest>::default();
-                    tonic::server::Grpc::new(codec).unary(GetTopic(shared), request).await
+                    tonic::server::Grpc::new(codec)
+                        .unary(GetTopic(shared), request)
+                        .await
                 }
                 paths::GET_SCHEMA => {
                     let codec = ProstCodec::<SchemaInfo, SchemaRequest>::default();
-                    tonic::server::Grpc::new(codec).unary(GetSchema(shared), request).await
+                    tonic::server::Grpc::new(codec)
+                        .unary(GetSchema(shared), request)
+                        .await
                 }
                 paths::SUBSCRIBE => {
                     let codec = ProstCodec::<FetchResponse, FetchRequest>::default();
-                    tonic::server::Grpc::new(codec).streaming(Subscribe(shared), request).await
+                    tonic::server::Grpc::new(codec)
+                        .streaming(Subscribe(shared), request)
+                        .await
                 }
                 other => Status::unimplemented(format!("`{other}` is not simulated")).into_http(),
             })
