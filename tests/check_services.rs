@@ -7,7 +7,7 @@ use flowrun::flow::Source;
 
 #[test]
 fn service_files_report_every_problem() {
-    insta::glob!("services/*.yaml", |path| {
+    insta::glob!("services/*.service.yaml", |path| {
         let name = path.file_name().unwrap().to_string_lossy();
         let source = Source::read(std::path::Path::new(&format!("tests/services/{name}"))).unwrap();
         let diagnostics = flowrun::service::check_file(&source).expect("a service file");

@@ -129,7 +129,7 @@ fn serve(args: Args) -> Result<u8, u8> {
         }
         if let Some(sim) = &simulator {
             println!(
-                "  simulator: {0} (an agent clicks a transfer target: POST {0}/sim/transfer {{\"target\": \"queue\"}})",
+                "  simulator: {0} (an agent clicks a transfer target: curl -X POST {0}/sim/transfer -d '{{\"target\":\"queue\"}}')",
                 sim.base_url()
             );
         }
