@@ -11,6 +11,7 @@ pub mod log;
 pub mod model;
 pub mod runtime;
 pub mod subscriber;
+pub mod timing;
 pub mod webhook;
 
 pub use check::check_service;

@@ -7,7 +7,7 @@ use super::event::{Event, FieldNames};
 use super::model::{Handler, Service};
 use crate::engine::Engine;
 use crate::engine::inputs::InputRules;
-use crate::engine::outcome::{Outcome, Quiet};
+use crate::engine::outcome::Outcome;
 use crate::expr::context::Context;
 use crate::expr::templates::{TemplateId, Templates};
 use crate::expr::world::World;
@@ -83,6 +83,8 @@ struct Launch {
     log: Option<crate::journal::RunJournal>,
     resume: Option<crate::engine::durable::Resume>,
     since: Instant,
+    /// When the event was taken.
+    taken: Instant,
 }
 
 /// The most runs remembered without a journal, for duplicates and `GET /runs/ID`.
@@ -105,6 +107,8 @@ pub struct Runtime {
     pub subscription: (AtomicBool, AtomicBool),
     /// Where lines go.
     pub log: super::log::Logger,
+    /// Latency histograms.
+    pub latencies: super::timing::Latencies,
     world: World,
 }
 
@@ -199,6 +203,7 @@ impl Runtime {
             counters: Counters::default(),
             subscription: (AtomicBool::new(false), AtomicBool::new(false)),
             log,
+            latencies: Default::default(),
             world,
         })
     }
@@ -228,6 +233,7 @@ impl Runtime {
     }
 
     fn decide(self: &Arc<Self>, event: Event) -> Taken {
+        let taken = Instant::now();
         let c = &self.counters;
         c.received.fetch_add(1, Ordering::Relaxed);
         let ctx = Context::new(event.scope(&self.names));
@@ -296,6 +302,7 @@ impl Runtime {
                 log,
                 resume: None,
                 since,
+                taken,
             },
             Some(permit),
         );
@@ -379,6 +386,7 @@ impl Runtime {
                     log: Some(runs.reopen(&row.id, &own)),
                     resume: Some(resume),
                     since,
+                    taken: Instant::now(),
                 },
                 None,
             );
@@ -405,13 +413,21 @@ impl Runtime {
                 log,
                 resume,
                 since,
+                taken,
             } = run;
             let handler = &this.handlers[i];
             let stop = this.stop.clone();
             let log_ref = log.as_ref().map(|l| l as &dyn crate::engine::durable::RunLog);
             let report = handler
                 .engine
-                .run_since(inputs, &Quiet, Some(&stop), log_ref, resume, since)
+                .run_since(
+                    inputs,
+                    &this.latencies.observer(taken),
+                    Some(&stop),
+                    log_ref,
+                    resume,
+                    since,
+                )
                 .await;
             if let Some(log) = &log {
                 let _ = log.commit(log.finished(&report));
@@ -575,7 +591,7 @@ impl Runtime {
 
     /// Whether the journal (if any) answers and the subscription (if any) is up.
     pub fn ready(&self) -> Result<(), &'static str> {
-        if !self.journal.as_ref().is_none_or(|j| j.flush().is_ok()) {
+        if self.journal.as_ref().is_some_and(|j| j.flush().is_err()) {
             return Err("the journal cannot be written");
         }
         let (needed, up) = &self.subscription;

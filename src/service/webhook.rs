@@ -234,6 +234,7 @@ async fn metrics(State(s): State<Shared>) -> Response {
             "# HELP flowrun_seconds_since_last_event Seconds since the source last sent an event or a keepalive.\n# TYPE flowrun_seconds_since_last_event gauge\nflowrun_seconds_since_last_event {since:.3}\n"
         ));
     }
+    s.runtime.latencies.render(&mut text);
     text.push_str(&format!(
         "# HELP flowrun_runs_in_flight Runs in flight now.\n# TYPE flowrun_runs_in_flight gauge\nflowrun_runs_in_flight {}\n",
         s.runtime.in_flight(s.max_runs)

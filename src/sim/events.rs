@@ -192,11 +192,32 @@ pub fn publish_event(bus: &Bus, config: &SimConfig, body: &Value) -> Answer {
     publish(bus, config, body, kind, payload, Value::Null)
 }
 
+/// The most events one `POST /sim/transfer` publishes (`count`).
+const MOST_AT_ONCE: u64 = 100_000;
+
 /// `POST /sim/transfer`: an agent clicks a transfer target. `{conversationId?, target: queue |
 /// flow | agent | external, queueId?, flowId?, userId?, workRecordId? (null leaves it out, as
-/// the documented sample does), eventUuid?, createdDate?}`. The RoutingRequested event is
-/// published with the payload the documentation shows.
+/// the documented sample does), eventUuid?, createdDate?, count?}`. The RoutingRequested event
+/// is published with the payload the documentation shows; `count` publishes that many (each
+/// with its own ids: a backlog, for benchmarks), answering with the last.
 pub fn transfer(bus: &Bus, config: &SimConfig, state: &mut State, body: &Value) -> Answer {
+    let count = body.get("count").and_then(Value::as_u64).unwrap_or(1);
+    if !(1..=MOST_AT_ONCE).contains(&count) || (count > 1 && body.get("eventUuid").is_some()) {
+        return bad(&format!(
+            "`count` is 1 to {MOST_AT_ONCE}, and more than 1 only without `eventUuid`"
+        ));
+    }
+    let mut answer = one_transfer(bus, config, state, body);
+    for _ in 1..count {
+        if answer.status != 200 {
+            break;
+        }
+        answer = one_transfer(bus, config, state, body);
+    }
+    answer
+}
+
+fn one_transfer(bus: &Bus, config: &SimConfig, state: &mut State, body: &Value) -> Answer {
     let get = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
     let conversation = match get("conversationId") {
         Some(c) => c,
