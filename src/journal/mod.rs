@@ -442,6 +442,12 @@ impl Journal {
         Ok(self.lock_store().run(id)?.map(|d| d.row))
     }
 
+    /// Run `id` as last committed: without waiting for the writes still queued (a caller that
+    /// queued writes for `id` itself knows them).
+    pub fn find_committed(&self, id: &str) -> Result<Option<RunRow>, JournalError> {
+        Ok(self.lock_store().run(id)?.map(|d| d.row))
+    }
+
     /// The position source `name` last stored (see [`Write::Cursor`]).
     pub fn cursor(&self, name: &str) -> Result<Option<String>, JournalError> {
         self.flush()?;

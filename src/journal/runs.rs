@@ -145,6 +145,14 @@ impl FlowRuns {
         Ok(run)
     }
 
+    /// Starts run `id` with the journal's next transaction, which comes before the run's first
+    /// durable write (an attempt, before it is sent): for a caller that made sure `id` is new.
+    pub fn begin_queued(&self, id: &str, inputs: &Map<String, Value>, own: &Secrets) -> RunJournal {
+        let (run, start) = self.fresh(id, inputs, own);
+        self.journal.queue(start);
+        run
+    }
+
     /// An id the journal already holds is the same run: refused.
     fn refuse_taken(&self, id: &str) -> Result<(), RunsError> {
         match self.journal.find(id)? {

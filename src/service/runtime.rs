@@ -75,6 +75,15 @@ struct Loaded {
     fill: Option<(String, String, Vec<String>)>,
 }
 
+/// How a run's start is written to the journal.
+#[derive(Clone, Copy)]
+enum Start {
+    /// Committed before the run starts; a taken id is refused by the journal itself.
+    Durable,
+    /// With the next transaction.
+    Queued,
+}
+
 /// A run to start.
 struct Launch {
     handler: usize,
@@ -208,11 +217,25 @@ impl Runtime {
         })
     }
 
-    /// Takes `event`: decides what becomes of it and, for a run, starts it in the background.
+    /// Takes `event`: decides what becomes of it and, for a run, starts it in the background
+    /// once its start is durable in the journal (any number of callers at once: the webhook).
     /// Logs what became of it (not when busy: the event comes again).
     pub fn take(self: &Arc<Self>, event: Event) -> Taken {
+        self.take_with(event, Start::Durable)
+    }
+
+    /// Like [`Runtime::take`], for a source that hands events over one at a time and stores its
+    /// position after each (the Pub/Sub subscriber): the run's start is written with the
+    /// journal's next transaction — before the run's first request, which is durable — so the
+    /// next event need not wait for a commit. A crash before that commit loses both the run
+    /// (which sent nothing) and the stored position: the event is delivered again.
+    pub fn take_streamed(self: &Arc<Self>, event: Event) -> Taken {
+        self.take_with(event, Start::Queued)
+    }
+
+    fn take_with(self: &Arc<Self>, event: Event, start: Start) -> Taken {
         let id = event.id.clone();
-        let taken = self.decide(event);
+        let taken = self.decide(event, start);
         let (outcome, detail) = match &taken {
             Taken::Started(_) => ("started", None),
             Taken::Duplicate(status) => ("duplicate", Some(status.as_str())),
@@ -232,7 +255,7 @@ impl Runtime {
         taken
     }
 
-    fn decide(self: &Arc<Self>, event: Event) -> Taken {
+    fn decide(self: &Arc<Self>, event: Event, start: Start) -> Taken {
         let taken = Instant::now();
         let c = &self.counters;
         c.received.fetch_add(1, Ordering::Relaxed);
@@ -277,18 +300,25 @@ impl Runtime {
         let Ok(permit) = self.slots.clone().try_acquire_owned() else {
             return Taken::Busy;
         };
-        let log = match &handler.runs {
-            None => None,
-            Some(runs) => match runs.begin(&event.id, &inputs, &crate::base::secrets::Secrets::default()) {
+        // Claimed in memory first: two deliveries of one event at once start one run.
+        if let Err(status) = self.claim(&event.id) {
+            c.duplicate.fetch_add(1, Ordering::Relaxed);
+            return Taken::Duplicate(status);
+        }
+        let own = crate::base::secrets::Secrets::default();
+        let log = match (&handler.runs, start) {
+            (None, _) => None,
+            (Some(runs), Start::Queued) => Some(runs.begin_queued(&event.id, &inputs, &own)),
+            (Some(runs), Start::Durable) => match runs.begin(&event.id, &inputs, &own) {
                 Ok(log) => Some(log),
                 Err(e) => {
-                    // Taken meanwhile (another delivery of the same event): a duplicate.
+                    // Taken meanwhile (another process sharing the journal): a duplicate.
+                    self.forget(&event.id);
                     c.duplicate.fetch_add(1, Ordering::Relaxed);
                     return Taken::Duplicate(e.to_string());
                 }
             },
         };
-        self.remember(&event.id, "running");
         c.started.fetch_add(1, Ordering::Relaxed);
         // The deadline counts from when the event was published.
         let since = Instant::now()
@@ -546,23 +576,44 @@ impl Runtime {
         self.remember(id, status);
     }
 
-    /// What became of run `id`: the journal's word when there is one.
+    /// What became of run `id`: what this process remembers, else the journal's word (what
+    /// it has committed: this process's own writes still queued are remembered).
     pub fn state(&self, id: &str) -> Option<String> {
-        if let Some(journal) = &self.journal {
-            return journal.find(id).ok().flatten().map(|row| row.status);
+        if let Some(status) = self.states.lock().ok().and_then(|s| s.get(id).cloned()) {
+            return Some(status);
         }
-        self.states.lock().ok()?.get(id).cloned()
+        let journal = self.journal.as_ref()?;
+        journal.find_committed(id).ok().flatten().map(|row| row.status)
+    }
+
+    /// Marks `id` as running unless it is known: its state when it is.
+    fn claim(&self, id: &str) -> Result<(), String> {
+        let mut states = self.states.lock().map_err(|_| "unavailable".to_string())?;
+        if let Some(status) = states.get(id) {
+            return Err(status.clone());
+        }
+        Self::bounded(&mut states, id);
+        states.insert(id.to_string(), "running".into());
+        Ok(())
+    }
+
+    fn forget(&self, id: &str) {
+        if let Ok(mut states) = self.states.lock() {
+            states.remove(id);
+        }
+    }
+
+    fn bounded(states: &mut HashMap<String, String>, id: &str) {
+        if states.len() >= REMEMBERED && !states.contains_key(id) {
+            // Forget finished runs first (the journal, when there is one, still has them);
+            // a bound either way.
+            states.retain(|_, s| s == "running");
+        }
     }
 
     fn remember(&self, id: &str, status: &str) {
-        if self.journal.is_some() {
-            return;
-        }
         if let Ok(mut states) = self.states.lock() {
-            if states.len() >= REMEMBERED && !states.contains_key(id) {
-                // Forget finished runs first; a bound either way.
-                states.retain(|_, s| s == "running");
-            }
+            Self::bounded(&mut states, id);
             states.insert(id.to_string(), status.to_string());
         }
     }

@@ -319,7 +319,7 @@ impl Session<'_> {
     /// credit then runs out and the server holds the next events back).
     async fn take(&self, event: Event) -> Result<(), Ended> {
         loop {
-            match self.runtime.take(event.clone()) {
+            match self.runtime.take_streamed(event.clone()) {
                 Taken::Busy => {
                     if self.stop.load(Ordering::Relaxed) {
                         return Err(Ended::Stopped);
