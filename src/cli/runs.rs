@@ -272,13 +272,7 @@ pub fn go_on(journal: &Arc<Journal>, id: &str, go: &GoOn, cancel: bool) -> Resul
     })?;
     resume.cancel = cancel;
     // The journal's inputs, then what is given again (secret inputs are never stored).
-    let mut given: Vec<(String, Value)> = detail
-        .inputs
-        .as_object()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
+    let mut given = detail.given_inputs();
     for a in &go.input {
         match parse_assignment(flow, a) {
             Ok(pair) => given.push(pair),

@@ -92,10 +92,16 @@ fn serve(args: Args) -> Result<u8, u8> {
     let transport: Arc<dyn flowrun::http::Transport> = Arc::new(transport);
     runtime.block_on(async move {
         let log = Logger::new(args.log_format == LogFormat::Json, world.secrets.clone());
+        // The service file's own settings first: what it lacks is named before its flows' needs.
+        let pubsub = match &service.sources.pubsub {
+            None => None,
+            Some(p) => Some(pubsub_settings(p, &world, transport.clone())?),
+        };
         let service_runtime =
             Runtime::new(&service, &dir, world.clone(), transport.clone(), journal.clone(), args.max_runs, log)
                 .map_err(|e| {
-                    super::error(format_args!("{}", world.secrets.redact(&e.to_string())));
+                    let e = world.secrets.redact(&e.to_string()).into_owned();
+                    super::error(format_args!("{}: {}", args.service.display(), e.trim_start_matches("error: ")));
                     exit::INVALID
                 })?;
         let service_runtime = Arc::new(service_runtime);
@@ -104,10 +110,6 @@ fn serve(args: Args) -> Result<u8, u8> {
                 "`fill` reads earlier runs from the journal: without --journal, nothing is filled"
             ));
         }
-        let pubsub = match &service.sources.pubsub {
-            None => None,
-            Some(p) => Some(pubsub_settings(p, &world, transport.clone())?),
-        };
         let hook = match &service.sources.webhook {
             None => None,
             Some(w) => Some(Hook {
@@ -120,22 +122,33 @@ fn serve(args: Args) -> Result<u8, u8> {
             exit::USAGE
         })?;
         let addr = listener.local_addr().map_err(|_| exit::USAGE)?;
-        println!("{}: serving on http://{addr}", service.name);
+        // With JSON logs, every line on stdout is a JSON object.
+        let json = args.log_format == LogFormat::Json;
+        let log = service_runtime.log.clone();
+        let say = move |text: String, message: &str, fields: &[(&str, serde_json::Value)]| match json {
+            true => log.info(message, fields),
+            false => println!("{text}"),
+        };
+        let url = format!("http://{addr}");
+        say(format!("{}: serving on {url}", service.name), "serving", &[("service", service.name.clone().into()), ("url", url.clone().into())]);
         if let Some(hook) = &hook {
-            println!("  webhook: POST http://{addr}{}", hook.path);
+            let at = format!("{url}{}", hook.path);
+            say(format!("  webhook: POST {at}"), "webhook", &[("url", at.clone().into())]);
         }
         if let Some(p) = &pubsub {
-            println!("  pubsub: {} at {}", p.topic, p.url);
+            say(format!("  pubsub: {} at {}", p.topic, p.url), "pubsub", &[("topic", p.topic.clone().into()), ("url", p.url.clone().into())]);
         }
         if let Some(sim) = &simulator {
-            println!(
-                "  simulator: {0} (an agent clicks a transfer target: curl -X POST {0}/sim/transfer -d '{{\"target\":\"queue\"}}')",
-                sim.base_url()
+            let base = sim.base_url();
+            say(
+                format!("  simulator: {base} (an agent clicks a transfer target: curl -X POST {base}/sim/transfer -d '{{\"target\":\"queue\"}}')"),
+                "simulator",
+                &[("url", base.clone().into())],
             );
         }
         let resumed = service_runtime.resume_unfinished();
         if resumed > 0 {
-            println!("  resumed {resumed} unfinished run(s) from the journal");
+            say(format!("  resumed {resumed} unfinished run(s) from the journal"), "resumed", &[("runs", resumed.into())]);
         }
         let stop_source = Arc::new(AtomicBool::new(false));
         let stopped = Arc::new(tokio::sync::Notify::new());
@@ -149,12 +162,17 @@ fn serve(args: Args) -> Result<u8, u8> {
         });
         let app = router(service_runtime.clone(), hook, args.max_runs);
         let grace = args.grace;
-        let (stop_flag, wake) = (stop_source.clone(), stopped.clone());
+        let (stop_flag, wake, say_stop) = (stop_source.clone(), stopped.clone(), say.clone());
         let shutdown = async move {
             let why = flowrun::signals::stop_requested().await;
             stop_flag.store(true, Ordering::Relaxed);
             wake.notify_one();
-            println!("{why}: taking no more events; waiting up to {} for running flows", flowrun::engine::short_duration(grace));
+            let wait = flowrun::engine::short_duration(grace);
+            say_stop(
+                format!("{why}: taking no more events; waiting up to {wait} for running flows"),
+                "stopping",
+                &[("why", why.to_string().into()), ("grace", wait.into())],
+            );
         };
         if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
             super::error(format_args!("{e}"));
@@ -166,9 +184,11 @@ fn serve(args: Args) -> Result<u8, u8> {
         if !service_runtime.drain(args.max_runs, args.grace).await {
             // Left in the journal as running: `flowrun runs resume` goes on with them.
             service_runtime.stop.store(true, Ordering::Relaxed);
-            println!(
-                "{} run(s) still in flight after the grace period: left to resume",
-                service_runtime.in_flight(args.max_runs)
+            let left = service_runtime.in_flight(args.max_runs);
+            say(
+                format!("{left} run(s) still in flight after the grace period: left to resume"),
+                "left to resume",
+                &[("runs", left.into())],
             );
         }
         service_runtime.flush();
@@ -184,6 +204,7 @@ fn render(what: &str, text: &str, world: &World) -> Result<String, u8> {
         .and_then(|id| templates.render(id, &flowrun::expr::context::Context::new(serde_json::json!({}))))
         .map_err(|e| {
             super::error(format_args!("{what}: {}", world.secrets.redact(&e.to_string())));
+            eprintln!("  = hint: set it in the environment, or try the service with --sim");
             exit::INVALID
         })?;
     Ok(value.as_str().map_or_else(|| value.to_string(), str::to_string))

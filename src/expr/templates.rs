@@ -65,7 +65,10 @@ pub struct RenderError {
 
 impl std::fmt::Display for RenderError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.file.is_empty() {
+        if self.file.is_empty() && self.line == 0 {
+            // A template with no place of its own (a service file's setting): the caller names it.
+            f.write_str(&self.message)
+        } else if self.file.is_empty() {
             write!(f, "line {}: {}", self.line, self.message)
         } else {
             write!(f, "{}:{}: {}", self.file, self.line, self.message)

@@ -192,6 +192,19 @@ pub struct RunDetail {
     pub attempts: Vec<AttemptRow>,
 }
 
+impl RunDetail {
+    /// The inputs the run started with, as name and value pairs to resolve again (secret
+    /// inputs were never stored).
+    pub fn given_inputs(&self) -> Vec<(String, Value)> {
+        self.inputs
+            .as_object()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .collect()
+    }
+}
+
 /// A step that ended.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct StepRow {

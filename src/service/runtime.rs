@@ -143,6 +143,21 @@ impl Runtime {
         max_runs: usize,
         log: super::log::Logger,
     ) -> Result<Runtime, StartError> {
+        let render = |field: &Option<String>| -> Result<Option<String>, StartError> {
+            let Some(text) = field else { return Ok(None) };
+            let mut t = Templates::new(&world);
+            let id = t.template(text, 0).map_err(|e| StartError(e.to_string()))?;
+            let value = t
+                .render(id, &Context::new(json!({})))
+                .map_err(|e| StartError(format!("event: {e}")))?;
+            Ok(Some(
+                value.as_str().map_or_else(|| value.to_string(), str::to_string),
+            ))
+        };
+        let names = FieldNames {
+            type_field: render(&service.event.type_field)?,
+            payload_field: render(&service.event.payload_field)?,
+        };
         let mut templates = Templates::new(&world);
         let mut handlers = Vec::new();
         for spec in &service.on {
@@ -186,21 +201,6 @@ impl Runtime {
                 fill,
             });
         }
-        let render = |field: &Option<String>| -> Result<Option<String>, StartError> {
-            let Some(text) = field else { return Ok(None) };
-            let mut t = Templates::new(&world);
-            let id = t.template(text, 0).map_err(|e| StartError(e.to_string()))?;
-            let value = t
-                .render(id, &Context::new(json!({})))
-                .map_err(|e| StartError(format!("event field: {e}")))?;
-            Ok(Some(
-                value.as_str().map_or_else(|| value.to_string(), str::to_string),
-            ))
-        };
-        let names = FieldNames {
-            type_field: render(&service.event.type_field)?,
-            payload_field: render(&service.event.payload_field)?,
-        };
         Ok(Runtime {
             names,
             handlers,
@@ -379,13 +379,7 @@ impl Runtime {
                     continue;
                 }
             };
-            let given = detail
-                .inputs
-                .as_object()
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .collect();
+            let given = detail.given_inputs();
             let flow = &handler.engine.flow().flow;
             let inputs = match handler.rules.resolve(flow, given, &self.world.secrets) {
                 Ok(inputs) => inputs,

@@ -181,6 +181,17 @@ impl Bus {
 /// `POST /sim/events`: `{type, payload, eventUuid?, createdDate?, channelAddress?}` published
 /// as it is (`payload` an object is written as its JSON string).
 pub fn publish_event(bus: &Bus, config: &SimConfig, body: &Value) -> Answer {
+    if let Err(answer) = shape(
+        body,
+        &[
+            ("type", Kind::Text),
+            ("payload", Kind::Any),
+            ("eventUuid", Kind::Text),
+            ("createdDate", Kind::Integer),
+        ],
+    ) {
+        return answer;
+    }
     let Some(kind) = body.get("type").and_then(Value::as_str) else {
         return bad("`type` (the event type, such as `Interaction` or `RoutingRequested`) is required");
     };
@@ -201,6 +212,20 @@ const MOST_AT_ONCE: u64 = 100_000;
 /// is published with the payload the documentation shows; `count` publishes that many (each
 /// with its own ids: a backlog, for benchmarks), answering with the last.
 pub fn transfer(bus: &Bus, config: &SimConfig, state: &mut State, body: &Value) -> Answer {
+    let fields = [
+        ("target", Kind::Text),
+        ("conversationId", Kind::Text),
+        ("queueId", Kind::Text),
+        ("flowId", Kind::Text),
+        ("userId", Kind::Text),
+        ("workRecordId", Kind::TextOrNull),
+        ("eventUuid", Kind::Text),
+        ("createdDate", Kind::Integer),
+        ("count", Kind::Integer),
+    ];
+    if let Err(answer) = shape(body, &fields) {
+        return answer;
+    }
     let count = body.get("count").and_then(Value::as_u64).unwrap_or(1);
     if !(1..=MOST_AT_ONCE).contains(&count) || (count > 1 && body.get("eventUuid").is_some()) {
         return bad(&format!(
@@ -328,6 +353,48 @@ fn schema_id(json: &str) -> String {
         .collect()
 }
 
+/// What a field of a `/sim/...` body holds.
+#[derive(Clone, Copy)]
+enum Kind {
+    Text,
+    TextOrNull,
+    Integer,
+    Any,
+}
+
+/// The body is an object of these fields only, each of its kind: a mistyped or unknown field
+/// is refused, not ignored (an ignored `createdDate` would publish a fresh event).
+fn shape(body: &Value, fields: &[(&str, Kind)]) -> Result<(), Answer> {
+    let Some(object) = body.as_object() else {
+        return Err(bad("the body is a JSON object"));
+    };
+    for (key, value) in object {
+        let Some((_, kind)) = fields.iter().find(|(k, _)| k == key) else {
+            let known: Vec<&str> = fields.iter().map(|(k, _)| *k).collect();
+            return Err(bad(&format!(
+                "unknown field `{key}`: the fields are {}",
+                known.join(", ")
+            )));
+        };
+        let fits = match kind {
+            Kind::Text => value.is_string(),
+            Kind::TextOrNull => value.is_string() || value.is_null(),
+            Kind::Integer => value.is_i64() || value.is_u64(),
+            Kind::Any => true,
+        };
+        if !fits {
+            let what = match kind {
+                Kind::Text => "a string",
+                Kind::TextOrNull => "a string or null",
+                Kind::Integer => "an integer",
+                Kind::Any => "anything",
+            };
+            return Err(bad(&format!("`{key}` must be {what}")));
+        }
+    }
+    Ok(())
+}
+
 fn bad(message: &str) -> Answer {
     Answer {
         status: 400,
@@ -339,4 +406,64 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(body: Value) -> (u16, Value) {
+        let config = SimConfig::default();
+        let bus = Bus::new(&config);
+        let mut state = State::seeded(&config);
+        let a = transfer(&bus, &config, &mut state, &body);
+        (a.status, a.body["message"].clone())
+    }
+
+    #[test]
+    fn a_mistyped_or_unknown_field_is_refused_not_ignored() {
+        assert_eq!(
+            answer(json!({"createdDate": "yesterday"})),
+            (400, json!("`createdDate` must be an integer"))
+        );
+        assert_eq!(
+            answer(json!({"target": 5})),
+            (400, json!("`target` must be a string"))
+        );
+        assert_eq!(answer(json!([])), (400, json!("the body is a JSON object")));
+        let (status, message) = answer(json!({"bogus": 1}));
+        assert_eq!(status, 400);
+        assert!(
+            message
+                .as_str()
+                .unwrap()
+                .starts_with("unknown field `bogus`: the fields are target, ")
+        );
+        assert_eq!(answer(json!({"target": "agent", "workRecordId": null})).0, 200);
+    }
+
+    #[test]
+    fn count_publishes_a_backlog_each_with_its_own_ids() {
+        let config = SimConfig::default();
+        let bus = Bus::new(&config);
+        let mut state = State::seeded(&config);
+        let a = transfer(
+            &bus,
+            &config,
+            &mut state,
+            &json!({"target": "external", "count": 3}),
+        );
+        assert_eq!(a.body["replayId"], 2);
+        let events = bus.read(0, 10);
+        assert_eq!(events.len(), 3);
+        let ids: std::collections::HashSet<_> = events
+            .iter()
+            .map(|e| e.event.as_ref().unwrap().id.clone())
+            .collect();
+        assert_eq!(ids.len(), 3);
+        // Replay from the first event's id: the two after it.
+        assert_eq!(bus.start(2, &replay_bytes(0)), Ok(1));
+        assert_eq!(bus.start(2, &replay_bytes(7)), Err(BadReplay::Invalid));
+        assert_eq!(bus.start(2, b"xyz"), Err(BadReplay::Corrupted));
+    }
 }
