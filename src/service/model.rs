@@ -62,31 +62,13 @@ pub struct PubSub {
     pub access_token: Option<String>,
     /// Tokens from the JWT bearer flow (refreshed on `UNAUTHENTICATED`) instead of `access_token`.
     #[serde(default)]
-    pub jwt_bearer: Option<JwtBearer>,
+    pub jwt_bearer: Option<crate::flow::model::JwtBearerSettings>,
     /// Events asked for at a time.
     #[serde(default)]
     pub batch: Option<u32>,
     /// Resubscribe when nothing arrives for this long.
     #[serde(default, with = "crate::flow::model::duration_opt")]
     pub stall_after: Option<Duration>,
-}
-
-/// The `jwt_bearer` key: templates, as a connection's.
-#[derive(Debug, Clone, Deserialize)]
-pub struct JwtBearer {
-    /// The token endpoint.
-    pub token_url: String,
-    /// The JWT's `iss`.
-    pub client_id: String,
-    /// The JWT's `sub`.
-    pub username: String,
-    /// The JWT's `aud`.
-    pub audience: String,
-    /// The PEM RSA private key.
-    pub private_key: String,
-    /// Each JWT's validity.
-    #[serde(default, with = "crate::flow::model::duration_opt")]
-    pub lifetime: Option<Duration>,
 }
 
 /// The `sources.webhook` key.
