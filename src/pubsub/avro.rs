@@ -15,6 +15,9 @@ pub struct Schemas {
     by_id: HashMap<String, Schema>,
 }
 
+/// The most bytes one length in a payload may claim (tonic's messages are at most 4 MiB).
+const MOST_ALLOCATED: usize = 8 * 1024 * 1024;
+
 /// The most schemas kept; past it the cache starts again.
 const MOST_SCHEMAS: usize = 256;
 
@@ -37,6 +40,9 @@ impl Schemas {
 
 /// The event `payload` as a JSON object: unions unwrapped, `long`s as numbers.
 pub fn decode(schema: &Schema, payload: &[u8]) -> Result<Map<String, Value>, String> {
+    // A length prefix is allocated before it is read: without a bound a 20-byte payload
+    // claiming a 500 MB string would take 500 MB. No datum is larger than its gRPC message.
+    apache_avro::util::max_allocation_bytes(MOST_ALLOCATED);
     let reader = apache_avro::reader::datum::GenericDatumReader::builder(schema)
         .build()
         .map_err(|e| e.to_string())?;
@@ -126,5 +132,14 @@ mod tests {
             assert!(decode(&schema, bytes).is_err(), "{bytes:?}");
         }
         assert!(Schemas::default().insert("x", "{\"type\": \"nope\"}").is_err());
+        // A string claiming 100 MB (zigzag varint of 104,857,600) after a valid long: refused
+        // by the allocation bound, not allocated.
+        let mut huge = vec![0x02];
+        huge.extend([0x80, 0x80, 0x80, 0xe4, 0x00]);
+        let err = decode(&schema, &huge).unwrap_err();
+        assert!(
+            err.contains("Unable to allocate 104857600 bytes (maximum allowed: 8388608)"),
+            "{err}"
+        );
     }
 }

@@ -21,6 +21,14 @@ pub struct FieldNames {
     pub payload_field: Option<String>,
 }
 
+/// The longest event id taken: it becomes the run id.
+pub const MAX_ID: usize = 200;
+
+/// Whether `id` can be a run id: 1 to [`MAX_ID`] characters, none a control character.
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_ID && !id.chars().any(char::is_control)
+}
+
 impl Event {
     /// When Salesforce published the event: its `CreatedDate`, in milliseconds since the epoch.
     pub fn created_ms(&self) -> Option<i64> {

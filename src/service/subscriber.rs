@@ -284,10 +284,17 @@ impl Session<'_> {
             if schemas.get(&event.schema_id).is_none() {
                 fetch_schema(client, schemas, &event.schema_id).await?;
             }
-            let decoded = schemas
-                .get(&event.schema_id)
-                .ok_or_else(|| "no schema".to_string())
-                .and_then(|schema| avro::decode(schema, &event.payload));
+            // The event id becomes the run id: the same bound as a webhook's key.
+            let decoded = match super::event::valid_id(&event.id) {
+                false => Err(format!(
+                    "an event id has 1 to {} characters",
+                    super::event::MAX_ID
+                )),
+                true => schemas
+                    .get(&event.schema_id)
+                    .ok_or_else(|| "no schema".to_string())
+                    .and_then(|schema| avro::decode(schema, &event.payload)),
+            };
             match decoded {
                 Ok(fields) => {
                     let event = Event {
@@ -303,7 +310,7 @@ impl Session<'_> {
                     self.runtime.counters.refused.fetch_add(1, Ordering::Relaxed);
                     self.runtime.log.warn(
                         "event passed over",
-                        &[("event", json!(event.id)), ("error", json!(e))],
+                        &[("event", json!(clip(&event.id))), ("error", json!(e))],
                     );
                 }
             }
@@ -355,6 +362,11 @@ fn ended(status: Status) -> Ended {
         Code::Unauthenticated => Ended::Unauthenticated,
         other => Ended::Failed(format!("{other:?}: {}", status.message())),
     }
+}
+
+/// At most the first 200 characters of a server-given id, for a log line.
+fn clip(id: &str) -> String {
+    id.chars().take(super::event::MAX_ID).collect()
 }
 
 fn hex(bytes: &[u8]) -> String {

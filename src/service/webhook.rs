@@ -16,9 +16,6 @@ use std::sync::atomic::Ordering;
 /// The most bytes an event body may have.
 pub const MAX_BODY: usize = 1 << 20;
 
-/// The longest `Idempotency-Key` taken: it becomes the run id.
-const MAX_KEY: usize = 200;
-
 /// How webhook requests prove they come from the partner, with the secret rendered.
 #[derive(Clone)]
 pub enum Auth {
@@ -85,9 +82,11 @@ async fn receive(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Re
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .unwrap_or_default();
-    if key.is_empty() || key.len() > MAX_KEY || key.chars().any(char::is_control) {
-        let error =
-            format!("an `Idempotency-Key` header of 1 to {MAX_KEY} characters is required: it is the run id");
+    if !super::event::valid_id(key) {
+        let error = format!(
+            "an `Idempotency-Key` header of 1 to {} characters is required: it is the run id",
+            super::event::MAX_ID
+        );
         return answer(StatusCode::BAD_REQUEST, json!({ "error": error }));
     }
     let fields = match serde_json::from_slice::<Value>(&body) {
