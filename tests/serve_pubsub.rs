@@ -263,6 +263,13 @@ async fn duplicates_expired_and_interaction_events_send_nothing_more() {
         "flowrun_events_total{outcome=\"duplicate\"} 1",
         "flowrun_events_total{outcome=\"expired\"} 1",
         "flowrun_events_total{outcome=\"ignored\"} 1",
+        "flowrun_runs_total{outcome=\"passed\"} 1",
+        "flowrun_runs_total{outcome=\"failed\"} 0",
+        "flowrun_event_to_first_request_seconds_count 1",
+        "flowrun_event_age_at_first_request_seconds_count 1",
+        "flowrun_step_seconds_count{flow=\"transfer\",step=\"routing_result\"} 1",
+        "flowrun_step_seconds_count{flow=\"transfer\",step=\"route\"} 1",
+        "flowrun_runs_in_flight 0",
     ] {
         assert!(metrics.contains(line), "{line} in\n{metrics}");
     }

@@ -8,10 +8,10 @@
 pub mod check;
 pub mod event;
 pub mod log;
+pub mod metrics;
 pub mod model;
 pub mod runtime;
 pub mod subscriber;
-pub mod timing;
 pub mod webhook;
 
 pub use check::check_service;

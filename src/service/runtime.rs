@@ -16,7 +16,7 @@ use crate::journal::{FlowRuns, Journal};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
@@ -36,31 +36,6 @@ pub enum Taken {
     Refused(String),
     /// As many runs as allowed are in flight: not taken, to be sent again.
     Busy,
-}
-
-/// Counts of what the service did, for `/metrics`.
-#[derive(Debug, Default)]
-pub struct Counters {
-    /// Events received.
-    pub received: AtomicU64,
-    /// Events that started a run.
-    pub started: AtomicU64,
-    /// Events already taken.
-    pub duplicate: AtomicU64,
-    /// Events too old to answer.
-    pub expired: AtomicU64,
-    /// Events no handler takes.
-    pub ignored: AtomicU64,
-    /// Events whose inputs could not be made.
-    pub refused: AtomicU64,
-    /// Runs that passed (or stopped early, as designed).
-    pub passed: AtomicU64,
-    /// Runs that failed.
-    pub failed: AtomicU64,
-    /// Times a source had to connect again.
-    pub reconnects: AtomicU64,
-    /// When the last event (or keepalive) arrived, ms since the epoch; 0 before the first.
-    pub last_seen_ms: std::sync::atomic::AtomicI64,
 }
 
 /// A handler ready to take events.
@@ -110,14 +85,12 @@ pub struct Runtime {
     slots: Arc<Semaphore>,
     /// Set on shutdown: no step of a run starts after it.
     pub stop: Arc<AtomicBool>,
-    /// What the service did.
-    pub counters: Counters,
+    /// What the service did, for `/metrics`.
+    pub metrics: super::metrics::Metrics,
     /// Whether a subscription must be up for the service to be ready, and whether it is.
     pub subscription: (AtomicBool, AtomicBool),
     /// Where lines go.
     pub log: super::log::Logger,
-    /// Latency histograms.
-    pub latencies: super::timing::Latencies,
     world: World,
 }
 
@@ -209,10 +182,9 @@ impl Runtime {
             states: Mutex::new(HashMap::new()),
             slots: Arc::new(Semaphore::new(max_runs.max(1))),
             stop: Arc::new(AtomicBool::new(false)),
-            counters: Counters::default(),
+            metrics: Default::default(),
             subscription: (AtomicBool::new(false), AtomicBool::new(false)),
             log,
-            latencies: Default::default(),
             world,
         })
     }
@@ -257,8 +229,8 @@ impl Runtime {
 
     fn decide(self: &Arc<Self>, event: Event, start: Start) -> Taken {
         let taken = Instant::now();
-        let c = &self.counters;
-        c.received.fetch_add(1, Ordering::Relaxed);
+        let c = &self.metrics;
+        c.received.inc();
         let ctx = Context::new(event.scope(&self.names));
         let truthy = |id: TemplateId| {
             self.templates
@@ -266,12 +238,12 @@ impl Runtime {
                 .is_ok_and(|v| !matches!(v, Value::Null | Value::Bool(false)))
         };
         let Some(i) = self.handlers.iter().position(|h| h.when.is_none_or(truthy)) else {
-            c.ignored.fetch_add(1, Ordering::Relaxed);
+            c.ignored.inc();
             return Taken::Ignored;
         };
         let handler = &self.handlers[i];
         if let Some(status) = self.state(&event.id) {
-            c.duplicate.fetch_add(1, Ordering::Relaxed);
+            c.duplicate.inc();
             return Taken::Duplicate(status);
         }
         let now_ms = crate::journal::now_ms();
@@ -281,7 +253,7 @@ impl Runtime {
         if let (Some(max), Some(age)) = (handler.spec.max_age, age)
             && age > max
         {
-            c.expired.fetch_add(1, Ordering::Relaxed);
+            c.expired.inc();
             let why = format!(
                 "expired: the event is {} ms old, more than its handler's max_age",
                 age.as_millis()
@@ -292,7 +264,7 @@ impl Runtime {
         let inputs = match self.inputs(handler, &ctx) {
             Ok(inputs) => inputs,
             Err(message) => {
-                c.refused.fetch_add(1, Ordering::Relaxed);
+                c.refused.inc();
                 self.record(handler, &event.id, &Map::new(), "failed", Some(message.clone()));
                 return Taken::Refused(message);
             }
@@ -302,7 +274,7 @@ impl Runtime {
         };
         // Claimed in memory first: two deliveries of one event at once start one run.
         if let Err(status) = self.claim(&event.id) {
-            c.duplicate.fetch_add(1, Ordering::Relaxed);
+            c.duplicate.inc();
             return Taken::Duplicate(status);
         }
         let own = crate::base::secrets::Secrets::default();
@@ -314,12 +286,12 @@ impl Runtime {
                 Err(e) => {
                     // Taken meanwhile (another process sharing the journal): a duplicate.
                     self.forget(&event.id);
-                    c.duplicate.fetch_add(1, Ordering::Relaxed);
+                    c.duplicate.inc();
                     return Taken::Duplicate(e.to_string());
                 }
             },
         };
-        c.started.fetch_add(1, Ordering::Relaxed);
+        c.started.inc();
         // The deadline counts from when the event was published.
         let since = Instant::now()
             .checked_sub(age.unwrap_or_default())
@@ -446,7 +418,9 @@ impl Runtime {
                 .engine
                 .run_since(
                     inputs,
-                    &this.latencies.observer(taken),
+                    &this
+                        .metrics
+                        .observer(&handler.engine.flow().flow.name, taken, since),
                     Some(&stop),
                     log_ref,
                     resume,
@@ -472,12 +446,11 @@ impl Runtime {
                 fields.push(("error", Value::String(error.to_string())));
             }
             this.log.info("run ended", &fields);
-            let counter = if status == "failed" {
-                &this.counters.failed
-            } else {
-                &this.counters.passed
+            match status {
+                "passed" => this.metrics.passed.inc(),
+                "stopped" => this.metrics.stopped.inc(),
+                _ => this.metrics.failed.inc(),
             };
-            counter.fetch_add(1, Ordering::Relaxed);
             this.remember(&id, status);
         });
     }

@@ -111,7 +111,7 @@ pub async fn run(
     let mut first = true;
     while !stop.load(Ordering::Relaxed) {
         if !first {
-            runtime.counters.reconnects.fetch_add(1, Ordering::Relaxed);
+            runtime.metrics.reconnects.inc();
         }
         first = false;
         let session = Session {
@@ -246,10 +246,7 @@ impl Session<'_> {
                 Ok(Ok(None)) => return Ended::Failed("the server closed the stream".into()),
                 Ok(Ok(Some(message))) => message,
             };
-            self.runtime
-                .counters
-                .last_seen_ms
-                .store(crate::journal::now_ms(), Ordering::Relaxed);
+            self.runtime.metrics.heard();
             if !message.events.is_empty() {
                 backoff.reset();
             }
@@ -306,8 +303,8 @@ impl Session<'_> {
                 Err(e) => {
                     // An event that cannot be read would stop every later one: it is logged,
                     // counted and passed over.
-                    self.runtime.counters.received.fetch_add(1, Ordering::Relaxed);
-                    self.runtime.counters.refused.fetch_add(1, Ordering::Relaxed);
+                    self.runtime.metrics.received.inc();
+                    self.runtime.metrics.refused.inc();
                     self.runtime.log.warn(
                         "event passed over",
                         &[("event", json!(clip(&event.id))), ("error", json!(e))],

@@ -11,7 +11,6 @@ use axum::routing::{get, post};
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 /// The most bytes an event body may have.
 pub const MAX_BODY: usize = 1 << 20;
@@ -197,50 +196,10 @@ async fn ready(State(s): State<Shared>) -> Response {
 }
 
 async fn metrics(State(s): State<Shared>) -> Response {
-    let c = &s.runtime.counters;
-    let events = [
-        ("received", &c.received),
-        ("started", &c.started),
-        ("duplicate", &c.duplicate),
-        ("expired", &c.expired),
-        ("ignored", &c.ignored),
-        ("refused", &c.refused),
-    ];
-    let mut text = String::from(
-        "# HELP flowrun_events_total Events received, by what became of them.\n# TYPE flowrun_events_total counter\n",
-    );
-    for (what, n) in events {
-        text.push_str(&format!(
-            "flowrun_events_total{{outcome=\"{what}\"}} {}\n",
-            n.load(Ordering::Relaxed)
-        ));
-    }
-    text.push_str("# HELP flowrun_runs_total Runs ended, by outcome.\n# TYPE flowrun_runs_total counter\n");
-    for (what, n) in [("passed", &c.passed), ("failed", &c.failed)] {
-        text.push_str(&format!(
-            "flowrun_runs_total{{outcome=\"{what}\"}} {}\n",
-            n.load(Ordering::Relaxed)
-        ));
-    }
-    text.push_str(&format!(
-        "# HELP flowrun_reconnects_total Times the Pub/Sub subscription was opened again.\n# TYPE flowrun_reconnects_total counter\nflowrun_reconnects_total {}\n",
-        c.reconnects.load(Ordering::Relaxed)
-    ));
-    let last = c.last_seen_ms.load(Ordering::Relaxed);
-    if last > 0 {
-        let since = (crate::journal::now_ms() - last).max(0) as f64 / 1000.0;
-        text.push_str(&format!(
-            "# HELP flowrun_seconds_since_last_event Seconds since the source last sent an event or a keepalive.\n# TYPE flowrun_seconds_since_last_event gauge\nflowrun_seconds_since_last_event {since:.3}\n"
-        ));
-    }
-    s.runtime.latencies.render(&mut text);
-    text.push_str(&format!(
-        "# HELP flowrun_runs_in_flight Runs in flight now.\n# TYPE flowrun_runs_in_flight gauge\nflowrun_runs_in_flight {}\n",
-        s.runtime.in_flight(s.max_runs)
-    ));
+    let text = s.runtime.metrics.render(s.runtime.in_flight(s.max_runs));
     (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)],
         text,
     )
         .into_response()
