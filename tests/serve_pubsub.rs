@@ -4,7 +4,9 @@
 //! with the documented calls. Also: a redelivered event runs once, an expired one sends
 //! nothing, an Interaction event is ignored, `kill -9` mid-flow then a restart resumes the run
 //! and the subscription from the stored replay id, a revoked token is replaced, a silent
-//! stream is resubscribed.
+//! stream is resubscribed, SIGTERM while subscribed exits cleanly (JSON logs throughout), a
+//! stored replay id past the retention window falls back to EARLIEST, and missing settings
+//! are all named before anything starts.
 
 mod common;
 
@@ -438,4 +440,139 @@ async fn a_silent_stream_is_resubscribed_by_the_watchdog() {
     assert_eq!(ended(&addr, "evt-b").await, "passed", "{}", service.output());
     let (_, metrics) = exchange(&addr, "GET", "/metrics", &[], b"").await;
     assert!(!metrics.contains("flowrun_reconnects_total 0\n"), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_while_subscribed_then_a_replay_id_past_retention_falls_back_to_earliest() {
+    let dir = tempfile::tempdir().unwrap();
+    // The simulator keeps only the last three events.
+    let config = dir.path().join("short.sim.yaml");
+    let mut short = serde_json::to_value(flowrun::sim::SimConfig::default()).unwrap();
+    short["events"]["retained"] = json!(3);
+    std::fs::write(&config, common::yaml(&short)).unwrap();
+    let (_sim, sim, env) = simulator(Some(&config)).await;
+    let journal = journal(&dir);
+
+    // JSON logs: every line the service writes is one JSON object.
+    let service = Process::start(
+        &[
+            "serve",
+            "flows/transfer.service.yaml",
+            "--listen",
+            "127.0.0.1:0",
+            "--journal",
+            &journal,
+            "--log-format",
+            "json",
+        ],
+        &env,
+    );
+    service.line_with("\"message\":\"subscribed\"").await;
+    let addr = service
+        .wait_for("url", |l| {
+            let v: Value = serde_json::from_str(l).ok()?;
+            (v["message"] == "serving").then(|| v["url"].as_str().unwrap()[7..].to_string())
+        })
+        .await;
+    let published = post(
+        &sim,
+        "/sim/transfer",
+        json!({ "eventUuid": "evt-a", "target": "external" }),
+    )
+    .await;
+    assert_eq!(published["replayId"], 0);
+    assert_eq!(ended(&addr, "evt-a").await, "stopped");
+
+    // SIGTERM while subscribed: the subscription closes, the service exits 0.
+    let Process { mut child, lines } = service;
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let lines = lines.lock().unwrap().clone();
+    assert_eq!(status.code(), Some(0), "{lines:?}");
+    for line in &lines {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        assert!(
+            v["time"].is_string() && v["level"].is_string() && v["message"].is_string(),
+            "{line}"
+        );
+    }
+    let said = |message: &str| {
+        lines
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v["message"] == message)
+    };
+    let event = said("event").unwrap();
+    assert_eq!(
+        (&event["event"], &event["outcome"]),
+        (&json!("evt-a"), &json!("started"))
+    );
+    assert_eq!(
+        said("stopping").unwrap()["why"],
+        "terminated (SIGTERM)",
+        "{lines:?}"
+    );
+
+    // Four events while it is down: the first falls out of the three retained.
+    for id in ["evt-b", "evt-c", "evt-d", "evt-e"] {
+        post(
+            &sim,
+            "/sim/transfer",
+            json!({ "eventUuid": id, "target": "external" }),
+        )
+        .await;
+    }
+    // The replay id stored for evt-a is past retention: refused, then EARLIEST.
+    let (service, addr) = serve("flows/transfer.service.yaml", &journal, &env).await;
+    let warned = service
+        .line_with("the stored replay id was refused; subscribing from the earliest retained event")
+        .await;
+    assert!(
+        warned.ends_with("code=fetch.replayid.validation.failed"),
+        "{warned}"
+    );
+    for id in ["evt-c", "evt-d", "evt-e"] {
+        assert_eq!(ended(&addr, id).await, "stopped", "{id}: {}", service.output());
+    }
+    // evt-b was no longer retained when the service came back: never delivered, never run.
+    let (status, _) = exchange(&addr, "GET", "/runs/evt-b", &[], b"").await;
+    assert_eq!(status, 404);
+    assert_eq!(service.count("event=evt-a"), 0, "{}", service.output());
+    assert_eq!(state(&sim).await["routingResults"].as_array().unwrap().len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_settings_are_all_named_at_once_and_nothing_starts() {
+    let out = Command::new(env!("CARGO_BIN_EXE_flowrun"))
+        .args(["serve", "flows/transfer.service.yaml", "--listen", "127.0.0.1:0"])
+        .current_dir(repo(""))
+        .env_clear()
+        .env("SF_ACCESS_TOKEN", "tok-secret-4242")
+        .env("SF_ORG_ID", "00D000000000001")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: sources.pubsub.topic: environment variable `SF_EVENT_TOPIC` is not set (in `{{ env('SF_EVENT_TOPIC') }}`)
+error: sources.pubsub.instance_url: environment variable `SF_INSTANCE_URL` is not set (in `{{ env('SF_INSTANCE_URL') }}`)
+error: event.type_field: environment variable `SF_EVENT_TYPE_FIELD` is not set (in `{{ env('SF_EVENT_TYPE_FIELD') }}`)
+error: event.payload_field: environment variable `SF_EVENT_PAYLOAD_FIELD` is not set (in `{{ env('SF_EVENT_PAYLOAD_FIELD') }}`)
+error: flows/transfer.yaml: environment variable `SCRT_BASE_URL` is not set
+  = hint: the flow reads it with env('SCRT_BASE_URL')
+error: flows/transfer.yaml: environment variable `SF_AUTHORIZATION_CONTEXT` is not set
+  = hint: the flow reads it with env('SF_AUTHORIZATION_CONTEXT')
+  = hint: set what is missing in the environment, or try the service with --sim
+"
+    );
 }

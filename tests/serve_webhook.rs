@@ -147,6 +147,23 @@ async fn webhook_events_run_the_transfer_once_each() {
     let (status, answer) = exchange(&addr, "POST", "/events", &signed("ev-3", &other, KEY), &other).await;
     assert_eq!((status, answer.as_str()), (200, "{\"status\":\"ignored\"}\n"));
 
+    // A RoutingRequested event without its conversation: refused as the service sees it (the
+    // handler's mapping, not the CLI's `--input`), recorded as failed, nothing sent.
+    let text = String::from_utf8(event("RoutingRequested", Duration::ZERO)).unwrap();
+    let bare = text.replace(
+        &format!("\\\"conversationIdentifier\\\":\\\"{CONVERSATION}\\\","),
+        "",
+    );
+    assert_ne!(bare, text);
+    let bare = bare.into_bytes();
+    let (status, answer) = exchange(&addr, "POST", "/events", &signed("ev-5", &bare, KEY), &bare).await;
+    let why = "input `conversation_id` is required but this event gave none: handler `routing_requested` maps it in `inputs` (null or absent in the event leaves it out)";
+    assert_eq!(
+        (status, serde_json::from_str::<Value>(&answer).unwrap()),
+        (422, json!({ "run_id": "ev-5", "status": "failed", "error": why }))
+    );
+    assert_eq!(settled(&addr, "ev-5").await["status"], "failed");
+
     // Signed with another key: refused, not run.
     let (status, answer) = exchange(
         &addr,
@@ -170,7 +187,8 @@ async fn webhook_events_run_the_transfer_once_each() {
     let (status, metrics) = exchange(&addr, "GET", "/metrics", &[], b"").await;
     assert_eq!(status, 200);
     for line in [
-        "flowrun_events_total{outcome=\"received\"} 4",
+        "flowrun_events_total{outcome=\"received\"} 5",
+        "flowrun_events_total{outcome=\"refused\"} 1",
         "flowrun_events_total{outcome=\"started\"} 1",
         "flowrun_events_total{outcome=\"duplicate\"} 1",
         "flowrun_events_total{outcome=\"expired\"} 1",

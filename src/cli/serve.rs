@@ -92,31 +92,32 @@ fn serve(args: Args) -> Result<u8, u8> {
     let transport: Arc<dyn flowrun::http::Transport> = Arc::new(transport);
     runtime.block_on(async move {
         let log = Logger::new(args.log_format == LogFormat::Json, world.secrets.clone());
-        // The service file's own settings first: what it lacks is named before its flows' needs.
-        let pubsub = match &service.sources.pubsub {
-            None => None,
-            Some(p) => Some(pubsub_settings(p, &world, transport.clone())?),
-        };
+        // The service file's own settings, then its flows: every problem is told at once.
+        let settings = Settings::new(&world);
+        let pubsub = service
+            .sources
+            .pubsub
+            .as_ref()
+            .and_then(|p| pubsub_settings(p, &settings, transport.clone()));
+        let hook = service.sources.webhook.as_ref().map(|w| Hook {
+            path: w.path.clone(),
+            auth: render_auth(&w.auth, &settings),
+        });
         let service_runtime =
-            Runtime::new(&service, &dir, world.clone(), transport.clone(), journal.clone(), args.max_runs, log)
-                .map_err(|e| {
-                    let e = world.secrets.redact(&e.to_string()).into_owned();
-                    super::error(format_args!("{}: {}", args.service.display(), e.trim_start_matches("error: ")));
-                    exit::INVALID
-                })?;
+            Runtime::new(&service, &dir, world.clone(), transport.clone(), journal.clone(), args.max_runs, log);
+        if let Err(e) = &service_runtime {
+            for problem in &e.0 {
+                settings.problem(problem.clone());
+            }
+        }
+        settings.told()?;
+        let Ok(service_runtime) = service_runtime else { return Err(exit::INVALID) };
         let service_runtime = Arc::new(service_runtime);
         if service.on.iter().any(|h| h.fill.is_some()) && journal.is_none() {
             super::warning(format_args!(
                 "`fill` reads earlier runs from the journal: without --journal, nothing is filled"
             ));
         }
-        let hook = match &service.sources.webhook {
-            None => None,
-            Some(w) => Some(Hook {
-                path: w.path.clone(),
-                auth: render_auth(&w.auth, &world)?,
-            }),
-        };
         let listener = tokio::net::TcpListener::bind(args.listen).await.map_err(|e| {
             super::error(format_args!("cannot listen on {}: {e}", args.listen));
             exit::USAGE
@@ -196,77 +197,113 @@ fn serve(args: Args) -> Result<u8, u8> {
     })
 }
 
-/// A template of the service file, rendered once when the service starts.
-fn render(what: &str, text: &str, world: &World) -> Result<String, u8> {
-    let mut templates = flowrun::expr::templates::Templates::new(world);
-    let value = templates
-        .template(text, 0)
-        .and_then(|id| templates.render(id, &flowrun::expr::context::Context::new(serde_json::json!({}))))
-        .map_err(|e| {
-            super::error(format_args!("{what}: {}", world.secrets.redact(&e.to_string())));
-            eprintln!("  = hint: set it in the environment, or try the service with --sim");
-            exit::INVALID
-        })?;
-    Ok(value.as_str().map_or_else(|| value.to_string(), str::to_string))
+/// The service file's own settings, rendered once when the service starts. Every setting is
+/// rendered, and every problem kept, so that all of what is missing is told at once.
+struct Settings<'w> {
+    world: &'w World,
+    problems: std::cell::RefCell<Vec<String>>,
+}
+
+impl<'w> Settings<'w> {
+    fn new(world: &'w World) -> Self {
+        Settings {
+            world,
+            problems: Default::default(),
+        }
+    }
+
+    /// `text` rendered; on a problem, it is kept and the value is empty.
+    fn render(&self, what: &str, text: &str) -> String {
+        let mut templates = flowrun::expr::templates::Templates::new(self.world);
+        let value = templates.template(text, 0).and_then(|id| {
+            templates.render(id, &flowrun::expr::context::Context::new(serde_json::json!({})))
+        });
+        match value {
+            Ok(v) => v.as_str().map_or_else(|| v.to_string(), str::to_string),
+            Err(e) => {
+                self.problem(format!("{what}: {e}"));
+                String::new()
+            }
+        }
+    }
+
+    fn problem(&self, text: String) {
+        let text = self.world.secrets.redact(&text).into_owned();
+        self.problems.borrow_mut().push(text);
+    }
+
+    /// Every problem kept, each as an error, with one hint; the exit code when there was any.
+    fn told(&self) -> Result<(), u8> {
+        let problems = self.problems.borrow();
+        if problems.is_empty() {
+            return Ok(());
+        }
+        for p in problems.iter() {
+            super::error(format_args!("{p}"));
+        }
+        eprintln!("  = hint: set what is missing in the environment, or try the service with --sim");
+        Err(exit::INVALID)
+    }
 }
 
 /// The Pub/Sub source's settings, rendered; its token from `access_token` or `jwt_bearer`.
 fn pubsub_settings(
     p: &PubSub,
-    world: &World,
+    settings: &Settings,
     transport: Arc<dyn flowrun::http::Transport>,
-) -> Result<subscriber::Settings, u8> {
-    let field = |name: &str, text: &Option<String>| -> Result<String, u8> {
-        text.as_deref()
-            .map(|t| render(&format!("sources.pubsub.{name}"), t, world))
-            .transpose()
-            .map(Option::unwrap_or_default)
-    };
+) -> Option<subscriber::Settings> {
+    let render = |name: &str, text: &str| settings.render(&format!("sources.pubsub.{name}"), text);
+    let field =
+        |name: &str, text: &Option<String>| text.as_deref().map(|t| render(name, t)).unwrap_or_default();
     let url = match &p.url {
-        Some(u) => render("sources.pubsub.url", u, world)?,
+        Some(u) => render("url", u),
         None => DEFAULT_PUBSUB_URL.to_string(),
     };
+    let topic = render("topic", &p.topic);
+    let instance_url = field("instance_url", &p.instance_url);
+    let org_id = field("org_id", &p.org_id);
     let auth = match (&p.access_token, &p.jwt_bearer) {
         (_, Some(jwt)) => {
-            let get =
-                |name: &str, text: &str| render(&format!("sources.pubsub.jwt_bearer.{name}"), text, world);
-            let settings = JwtSettings {
-                token_url: get("token_url", &jwt.token_url)?,
-                client_id: get("client_id", &jwt.client_id)?,
-                username: get("username", &jwt.username)?,
-                audience: get("audience", &jwt.audience)?,
-                private_key: get("private_key", &jwt.private_key)?,
+            let get = |name: &str, text: &str| render(&format!("jwt_bearer.{name}"), text);
+            let jwt = JwtSettings {
+                token_url: get("token_url", &jwt.token_url),
+                client_id: get("client_id", &jwt.client_id),
+                username: get("username", &jwt.username),
+                audience: get("audience", &jwt.audience),
+                private_key: get("private_key", &jwt.private_key),
                 lifetime: jwt.lifetime.unwrap_or(Duration::from_secs(180)),
             };
-            let bearer = JwtBearer::new(
-                settings,
+            if !settings.problems.borrow().is_empty() {
+                return None;
+            }
+            match JwtBearer::new(
+                jwt,
                 transport,
-                world.secrets.clone(),
+                settings.world.secrets.clone(),
                 Duration::from_secs(10),
-            )
-            .map_err(|e| {
-                super::error(format_args!("sources.pubsub.jwt_bearer: {e}"));
-                exit::INVALID
-            })?;
-            auth::Auth::Jwt(Arc::new(bearer))
+            ) {
+                Ok(bearer) => auth::Auth::Jwt(Arc::new(bearer)),
+                Err(e) => {
+                    settings.problem(format!("sources.pubsub.jwt_bearer: {e}"));
+                    return None;
+                }
+            }
         }
         (Some(token), None) => {
-            let token = render("sources.pubsub.access_token", token, world)?;
-            world.secrets.add(&token);
+            let token = render("access_token", token);
+            settings.world.secrets.add(&token);
             auth::Auth::Bearer(token)
         }
         (None, None) => {
-            super::error(format_args!(
-                "sources.pubsub needs `access_token` or `jwt_bearer`"
-            ));
-            return Err(exit::INVALID);
+            settings.problem("sources.pubsub needs `access_token` or `jwt_bearer`".into());
+            return None;
         }
     };
-    Ok(subscriber::Settings {
+    Some(subscriber::Settings {
         url,
-        topic: render("sources.pubsub.topic", &p.topic, world)?,
-        instance_url: field("instance_url", &p.instance_url)?,
-        org_id: field("org_id", &p.org_id)?,
+        topic,
+        instance_url,
+        org_id,
         auth,
         batch: subscriber::batch(p.batch),
         stall_after: p.stall_after.unwrap_or(subscriber::STALL_AFTER),
@@ -277,14 +314,14 @@ fn pubsub_settings(
 const DEFAULT_PUBSUB_URL: &str = "https://api.pubsub.salesforce.com:7443";
 
 /// The webhook's secret, rendered once (`secret()` values are masked from then on).
-fn render_auth(auth: &WebhookAuth, world: &World) -> Result<Auth, u8> {
+fn render_auth(auth: &WebhookAuth, settings: &Settings) -> Auth {
     let text = match auth {
         WebhookAuth::Bearer(t) | WebhookAuth::Hmac(t) => t,
     };
-    let secret = render("sources.webhook.auth", text, world)?;
-    world.secrets.add(&secret);
-    Ok(match auth {
+    let secret = settings.render("sources.webhook.auth", text);
+    settings.world.secrets.add(&secret);
+    match auth {
         WebhookAuth::Bearer(_) => Auth::Bearer(secret),
         WebhookAuth::Hmac(_) => Auth::Hmac(secret.into_bytes()),
-    })
+    }
 }

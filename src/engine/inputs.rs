@@ -17,6 +17,8 @@ pub struct InputError {
     pub input: Option<String>,
     /// That input's declared type.
     pub declared: Option<String>,
+    /// The required input that was not given, when that is the problem.
+    pub missing: Option<String>,
 }
 
 impl std::fmt::Display for InputError {
@@ -35,6 +37,7 @@ fn err(message: String, hint: Option<String>) -> InputError {
         hint,
         input: None,
         declared: None,
+        missing: None,
     }
 }
 
@@ -146,13 +149,16 @@ impl InputRules {
                         }
                         values.insert(name.clone(), d.clone());
                     }
-                    None if input.is_required() => errors.push(err(
-                        format!("input `{name}` is required but was not given"),
-                        Some(format!(
-                            "{}give it with `--input {name}=...` or in an `--inputs` file",
-                            describe(input)
-                        )),
-                    )),
+                    None if input.is_required() => errors.push(InputError {
+                        missing: Some(name.clone()),
+                        ..err(
+                            format!("input `{name}` is required but was not given"),
+                            Some(format!(
+                                "{}give it with `--input {name}=...` or in an `--inputs` file",
+                                describe(input)
+                            )),
+                        )
+                    }),
                     None => {}
                 },
             }

@@ -50,6 +50,54 @@ struct Loaded {
     fill: Option<(String, String, Vec<String>)>,
 }
 
+impl Loaded {
+    /// `spec`'s flow (relative to `dir`) prepared, its expressions compiled into `templates`.
+    fn new(
+        spec: &Handler,
+        dir: &Path,
+        world: &World,
+        transport: &Arc<dyn crate::http::Transport>,
+        journal: &Option<Arc<Journal>>,
+        templates: &mut Templates,
+    ) -> Result<Loaded, String> {
+        let path = dir.join(&spec.flow);
+        let source = Source::read(&path).map_err(|e| e.to_string())?;
+        let (engine, _) = crate::engine::prepare::prepare_engine(&source, world.clone(), transport.clone())
+            .map_err(|e| e.to_string())?;
+        let flow = &engine.flow().flow;
+        let rules = InputRules::new(flow);
+        let runs = journal
+            .as_ref()
+            .map(|j| FlowRuns::new(j.clone(), &source, flow, world.secrets.clone()));
+        let mut expr = |text: &str| {
+            templates
+                .expression(text, 0)
+                .map_err(|e| format!("handler `{}`: {e}", spec.id))
+        };
+        let when = spec.when.as_deref().map(&mut expr).transpose()?;
+        let inputs = spec
+            .inputs
+            .iter()
+            .map(|(name, text)| Ok((name.clone(), expr(text)?)))
+            .collect::<Result<_, String>>()?;
+        let fill = spec.fill.as_ref().map(|f| {
+            // The journal records a flow by its canonical path.
+            let from = dir.join(&f.from);
+            let from = std::fs::canonicalize(&from).unwrap_or(from).display().to_string();
+            (from, f.matching.clone(), f.inputs.clone())
+        });
+        Ok(Loaded {
+            spec: spec.clone(),
+            engine: Arc::new(engine),
+            rules,
+            runs,
+            when,
+            inputs,
+            fill,
+        })
+    }
+}
+
 /// How a run's start is written to the journal.
 #[derive(Clone, Copy)]
 enum Start {
@@ -94,13 +142,13 @@ pub struct Runtime {
     world: World,
 }
 
-/// Why a service could not start.
+/// Why a service could not start: every problem found, each in one line or more.
 #[derive(Debug)]
-pub struct StartError(pub String);
+pub struct StartError(pub Vec<String>);
 
 impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.0.join("\n"))
     }
 }
 
@@ -116,63 +164,41 @@ impl Runtime {
         max_runs: usize,
         log: super::log::Logger,
     ) -> Result<Runtime, StartError> {
-        let render = |field: &Option<String>| -> Result<Option<String>, StartError> {
-            let Some(text) = field else { return Ok(None) };
+        let mut problems = Vec::new();
+        let mut render = |key: &str, field: &Option<String>| -> Option<String> {
+            let text = field.as_ref()?;
             let mut t = Templates::new(&world);
-            let id = t.template(text, 0).map_err(|e| StartError(e.to_string()))?;
             let value = t
-                .render(id, &Context::new(json!({})))
-                .map_err(|e| StartError(format!("event: {e}")))?;
-            Ok(Some(
-                value.as_str().map_or_else(|| value.to_string(), str::to_string),
-            ))
+                .template(text, 0)
+                .and_then(|id| t.render(id, &Context::new(json!({}))));
+            match value {
+                Ok(v) => Some(v.as_str().map_or_else(|| v.to_string(), str::to_string)),
+                Err(e) => {
+                    problems.push(format!("event.{key}: {e}"));
+                    None
+                }
+            }
         };
         let names = FieldNames {
-            type_field: render(&service.event.type_field)?,
-            payload_field: render(&service.event.payload_field)?,
+            type_field: render("type_field", &service.event.type_field),
+            payload_field: render("payload_field", &service.event.payload_field),
         };
         let mut templates = Templates::new(&world);
         let mut handlers = Vec::new();
         for spec in &service.on {
-            let path = dir.join(&spec.flow);
-            let source = Source::read(&path).map_err(|e| StartError(format!("{}: {e}", path.display())))?;
-            let (engine, _) =
-                crate::engine::prepare::prepare_engine(&source, world.clone(), transport.clone())
-                    .map_err(|e| StartError(format!("{}: {e}", path.display())))?;
-            let flow = &engine.flow().flow;
-            let rules = InputRules::new(flow);
-            let runs = journal
-                .as_ref()
-                .map(|j| FlowRuns::new(j.clone(), &source, flow, world.secrets.clone()));
-            let expr = |t: &mut Templates, text: &str| {
-                t.expression(text, 0)
-                    .map_err(|e| StartError(format!("handler `{}`: {e}", spec.id)))
-            };
-            let when = spec
-                .when
-                .as_deref()
-                .map(|w| expr(&mut templates, w))
-                .transpose()?;
-            let inputs = spec
-                .inputs
-                .iter()
-                .map(|(name, text)| Ok((name.clone(), expr(&mut templates, text)?)))
-                .collect::<Result<_, StartError>>()?;
-            let fill = spec.fill.as_ref().map(|f| {
-                // The journal records a flow by its canonical path.
-                let from = dir.join(&f.from);
-                let from = std::fs::canonicalize(&from).unwrap_or(from).display().to_string();
-                (from, f.matching.clone(), f.inputs.clone())
-            });
-            handlers.push(Loaded {
-                spec: spec.clone(),
-                engine: Arc::new(engine),
-                rules,
-                runs,
-                when,
-                inputs,
-                fill,
-            });
+            let loaded = Loaded::new(spec, dir, &world, &transport, &journal, &mut templates);
+            match loaded {
+                Ok(h) => handlers.push(h),
+                // A flow's problems come as `error: ...` paragraphs: one problem each.
+                Err(e) => problems.extend(
+                    e.split("\nerror: ")
+                        .map(|p| p.trim_start_matches("error: "))
+                        .map(|p| format!("{}: {p}", dir.join(&spec.flow).display())),
+                ),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(StartError(problems));
         }
         Ok(Runtime {
             names,
@@ -473,8 +499,19 @@ impl Runtime {
             .rules
             .resolve(flow, given, &self.world.secrets)
             .map_err(|errors| {
-                let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
-                all.join("; ")
+                // Told as the service sees it: the CLI's hints (`--input`) do not apply here.
+                let told: Vec<String> = errors
+                    .iter()
+                    .map(|e| match &e.missing {
+                        Some(name) => format!(
+                            "input `{name}` is required but this event gave none: handler `{}` maps it in `inputs` (null or absent in the event leaves it out){}",
+                            handler.spec.id,
+                            if handler.fill.is_some() { " or `fill`s it from an earlier run" } else { "" }
+                        ),
+                        None => e.message.clone(),
+                    })
+                    .collect();
+                told.join("; ")
             })
     }
 
