@@ -453,9 +453,11 @@ impl Runtime {
                     since,
                 )
                 .await;
-            if let Some(log) = &log {
-                let _ = log.commit(log.finished(&report));
-            }
+            // Awaited, not blocking a worker thread while the group commit is written.
+            let journaled = match &log {
+                Some(log) => log.durably(log.finished(&report)).await.is_ok(),
+                None => false,
+            };
             let status = match report.outcome {
                 Outcome::Passed => "passed",
                 Outcome::Stopped { .. } => "stopped",
@@ -477,7 +479,12 @@ impl Runtime {
                 "stopped" => this.metrics.stopped.inc(),
                 _ => this.metrics.failed.inc(),
             };
-            this.remember(&id, status);
+            if journaled {
+                // The journal has the run's end now: memory stays flat however many events come.
+                this.forget(&id);
+            } else {
+                this.remember(&id, status);
+            }
         });
     }
 
