@@ -265,13 +265,24 @@ fn journal_urls_and_files_flowrun_cannot_use_are_refused_before_anything_is_sent
             &[],
         )
     };
-    let out = args("postgres://localhost/flowrun");
+    let out = args("mysql://localhost/flowrun");
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(
         text(&out.stderr),
-        "error: `--journal postgres://localhost/flowrun` is not a journal URL flowrun knows: PostgreSQL is not \
-         supported yet; use `sqlite:PATH`\n"
+        "error: `--journal mysql://localhost/flowrun` is not a journal URL flowrun knows: write `sqlite:PATH` \
+         (e.g. `sqlite:flowrun.db`) or `postgres://USER@HOST:PORT/DATABASE`\n"
     );
+    // A PostgreSQL server that is not there: told where, never with the password.
+    let out = args("postgres://flowrun:pw-SECRET-9@127.0.0.1:1/flowrun");
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        text(&out.stderr)
+            .starts_with("error: journal: cannot connect to PostgreSQL at 127.0.0.1:1/flowrun: "),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!text(&out.stderr).contains("SECRET"));
+    assert!(!text(&out.stdout).contains("interaction"), "nothing ran");
     let out = args("sqlite:");
     assert_eq!(out.status.code(), Some(3));
     assert!(text(&out.stderr).contains("names no file"));

@@ -264,7 +264,7 @@ fn run_inner(args: Args) -> Result<u8, u8> {
             if !terminal.quiet {
                 println!(
                     "run {id} (journal {})",
-                    args.journal.as_deref().unwrap_or_default()
+                    flowrun::journal::clip_password(args.journal.as_deref().unwrap_or_default())
                 );
             }
             Some(log)

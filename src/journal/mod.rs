@@ -1,7 +1,7 @@
 //! The journal: a durable record of runs and their step attempts, so a crash never repeats a
 //! request that was done nor strands what a run created (a Pending Service Routing record).
 //!
-//! One [`Store`] trait holds the storage (SQLite embedded today; PostgreSQL to come); a
+//! One [`Store`] trait holds the storage (SQLite embedded, PostgreSQL shared); a
 //! [`Journal`] in front of it commits in groups: every write waiting — from any run — goes
 //! into the next transaction, a run waits only for the writes that must be durable (an
 //! attempt before it is sent, a step's end), and concurrent runs share commits. [`RunJournal`] is one run's view, the engine's [`RunLog`](crate::engine::durable::RunLog): it masks
@@ -9,14 +9,20 @@
 //!
 //! The schema is documented in `docs/journal.md`.
 
+mod postgres;
 mod run_log;
 mod runs;
 mod sqlite;
 mod url;
 
+pub use postgres::PostgresStore;
 pub use run_log::{Masks, RunJournal, resume_of};
 pub use runs::{FlowRuns, RunsError};
 pub use sqlite::SqliteStore;
+pub use url::clip_password;
+
+/// How a store tells that a run id is in the journal already (SQLite's own words).
+pub(crate) const RUN_ID_TAKEN: &str = "UNIQUE constraint failed: runs.id";
 
 use serde_json::Value;
 use std::sync::Mutex;

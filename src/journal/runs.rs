@@ -267,7 +267,7 @@ impl Durable for FlowRuns {
             let (run, start) = opened.map_err(|e| e.to_string())?;
             // Two lines with the same id at once: the second start breaks the key.
             let taken = |e: String| {
-                if e.contains("UNIQUE constraint failed: runs.id") {
+                if e.contains(super::RUN_ID_TAKEN) {
                     unfinished.to_string()
                 } else {
                     e

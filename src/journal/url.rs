@@ -1,9 +1,10 @@
 //! `--journal` URLs: which store a journal lives in.
 
-use super::{JournalError, SqliteStore, Store};
+use super::{JournalError, PostgresStore, SqliteStore, Store};
 
 /// Opens the store `url` names. `sqlite:PATH` is the embedded store (created when missing);
-/// `sqlite::memory:` keeps it in memory (for tests).
+/// `sqlite::memory:` keeps it in memory (for tests); `postgres://...` is a shared PostgreSQL
+/// database (its schema created or brought up to date).
 pub fn open(url: &str, create: bool) -> Result<Box<dyn Store>, JournalError> {
     if let Some(path) = url.strip_prefix("sqlite:") {
         let path = path.strip_prefix("//").unwrap_or(path);
@@ -19,12 +20,25 @@ pub fn open(url: &str, create: bool) -> Result<Box<dyn Store>, JournalError> {
         }
         return Ok(Box::new(SqliteStore::open(path)?));
     }
-    let scheme = url.split(':').next().unwrap_or_default();
-    let hint = match scheme {
-        "postgres" | "postgresql" => "PostgreSQL is not supported yet; use `sqlite:PATH`",
-        _ => "the journal URL starts with `sqlite:` followed by a file path, e.g. `sqlite:flowrun.db`",
-    };
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Box::new(PostgresStore::open(url)?));
+    }
     Err(JournalError::Url(format!(
-        "`--journal {url}` is not a journal URL flowrun knows: {hint}"
+        "`--journal {}` is not a journal URL flowrun knows: write `sqlite:PATH` (e.g. `sqlite:flowrun.db`) or `postgres://USER@HOST:PORT/DATABASE`",
+        clip_password(url)
     )))
+}
+
+/// `url` with the password of `scheme://user:password@host` masked, for messages.
+pub fn clip_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.split_once('@') {
+        Some((user, host)) if user.contains(':') => {
+            let name = user.split(':').next().unwrap_or_default();
+            format!("{scheme}://{name}:***@{host}")
+        }
+        _ => url.to_string(),
+    }
 }

@@ -1,0 +1,536 @@
+//! The shared journal: PostgreSQL, for several flowrun processes (on several machines) at once.
+//!
+//! The same tables and migrations as the embedded store, in PostgreSQL's dialect; the schema
+//! version is the one row of `flowrun_schema`. Migrations run under an advisory lock, so
+//! instances starting together bring the schema up to date once.
+//!
+//! The driver is tokio-postgres. Its connection (the socket) is driven on a thread of its own;
+//! the store's calls only exchange messages with it, so they may block any thread — a runtime's
+//! worker included, as the SQLite store does — without starting a runtime inside a runtime.
+
+use super::{AttemptRow, JournalError, RunDetail, RunRow, StepRow, Store, Write};
+use serde_json::Value;
+use std::sync::Mutex;
+use tokio_postgres::{Client, NoTls, Row, Statement};
+
+/// Each migration, in order: migration `i` brings a database from version `i` to `i + 1`
+/// (the embedded store's, in PostgreSQL's dialect).
+const MIGRATIONS: &[&str] = &[
+    "
+    CREATE SEQUENCE flowrun_seq;
+    CREATE TABLE runs (
+        id          TEXT PRIMARY KEY,
+        flow_path   TEXT NOT NULL,
+        flow_name   TEXT NOT NULL,
+        flow_hash   TEXT NOT NULL,
+        inputs      TEXT NOT NULL,
+        vars        TEXT,
+        status      TEXT NOT NULL,
+        started_ms  BIGINT NOT NULL,
+        updated_ms  BIGINT NOT NULL,
+        outputs     TEXT,
+        error       TEXT
+    );
+    CREATE INDEX runs_status ON runs (status, updated_ms);
+    CREATE TABLE steps (
+        run_id      TEXT NOT NULL,
+        step        TEXT NOT NULL,
+        seq         BIGINT NOT NULL DEFAULT nextval('flowrun_seq'),
+        phase       TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        slot        TEXT NOT NULL,
+        saved       TEXT NOT NULL,
+        error       TEXT,
+        at_ms       BIGINT NOT NULL,
+        PRIMARY KEY (run_id, step)
+    );
+    CREATE TABLE attempts (
+        run_id      TEXT NOT NULL,
+        step        TEXT NOT NULL,
+        number      INTEGER NOT NULL,
+        seq         BIGINT NOT NULL DEFAULT nextval('flowrun_seq'),
+        phase       TEXT NOT NULL,
+        request     TEXT NOT NULL,
+        sent_ms     BIGINT NOT NULL,
+        status      INTEGER,
+        error       TEXT,
+        answered_ms BIGINT,
+        PRIMARY KEY (run_id, step, number)
+    );
+",
+    "
+    ALTER TABLE runs ADD COLUMN owner TEXT;
+",
+    "
+    CREATE TABLE cursors (
+        name        TEXT PRIMARY KEY,
+        value       TEXT NOT NULL,
+        updated_ms  BIGINT NOT NULL
+    );
+",
+];
+
+/// The advisory lock key migrations hold (any fixed number: "flowrun" in ASCII).
+const MIGRATION_LOCK: i64 = 0x0066_6c6f_7772_756e;
+
+/// The statements every write uses, prepared once per connection.
+struct Prepared {
+    run_started: Statement,
+    claimed: Statement,
+    vars: Statement,
+    attempt_sent: Statement,
+    attempt_answered: Statement,
+    step_done: Statement,
+    run_finished: Statement,
+    cursor: Statement,
+}
+
+/// A journal in a PostgreSQL database.
+pub struct PostgresStore {
+    client: Mutex<Client>,
+    prepared: Prepared,
+    /// Where the journal is, for messages (the password left out).
+    place: String,
+}
+
+fn store_error(e: tokio_postgres::Error) -> JournalError {
+    // The server's own message says what went wrong (a constraint, a lost connection).
+    let text = match e.as_db_error() {
+        // Told as the embedded store tells it: callers recognise a taken run id by it.
+        Some(db) if db.constraint() == Some("runs_pkey") => super::RUN_ID_TAKEN.to_string(),
+        Some(db) => db.message().to_string(),
+        None => e.to_string(),
+    };
+    JournalError::Store(text)
+}
+
+/// Runs `future` to its end on this thread (the connection is driven elsewhere).
+fn wait<F: std::future::Future>(future: F) -> F::Output {
+    futures_executor::block_on(future)
+}
+
+impl PostgresStore {
+    /// Connects to the database `url` names (`postgres://user:password@host:port/db`, or the
+    /// key=value form) and brings its schema up to date.
+    pub fn open(url: &str) -> Result<PostgresStore, JournalError> {
+        let config: tokio_postgres::Config = url.parse().map_err(|e| {
+            JournalError::Url(format!(
+                "`--journal` is not a PostgreSQL URL flowrun can read: {e}"
+            ))
+        })?;
+        let place = describe(&config);
+        let cannot =
+            |e: tokio_postgres::Error| JournalError::Store(format!("cannot connect to {place}: {e}"));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| JournalError::Store(format!("cannot start the PostgreSQL connection: {e}")))?;
+        let connected = runtime.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(10), config.connect(NoTls)).await
+        });
+        let (client, connection) = match connected {
+            Ok(result) => result.map_err(cannot)?,
+            Err(_) => {
+                return Err(JournalError::Store(format!(
+                    "cannot connect to {place}: no answer within 10 s"
+                )));
+            }
+        };
+        std::thread::Builder::new()
+            .name("flowrun-postgres".into())
+            .spawn(move || {
+                // Ends when the connection closes (the client dropped, or the server gone:
+                // every call then fails with a closed connection).
+                let _ = runtime.block_on(connection);
+            })
+            .map_err(|e| JournalError::Store(format!("cannot start the PostgreSQL connection: {e}")))?;
+        let mut client = client;
+        migrate(&mut client, &place)?;
+        let prepare = |sql: &str| wait(client.prepare(sql)).map_err(store_error);
+        let prepared = Prepared {
+            run_started: prepare(
+                "INSERT INTO runs (id, flow_path, flow_name, flow_hash, inputs, status, started_ms, updated_ms, owner)
+                 VALUES ($1, $2, $3, $4, $5, 'running', $6, $6, $7)",
+            )?,
+            claimed: prepare("UPDATE runs SET owner = $2 WHERE id = $1")?,
+            vars: prepare("UPDATE runs SET vars = $2 WHERE id = $1")?,
+            attempt_sent: prepare(
+                "INSERT INTO attempts (run_id, step, phase, number, request, sent_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (run_id, step, number) DO UPDATE SET phase = excluded.phase,
+                    request = excluded.request, sent_ms = excluded.sent_ms, status = NULL,
+                    error = NULL, answered_ms = NULL, seq = nextval('flowrun_seq')",
+            )?,
+            attempt_answered: prepare(
+                "UPDATE attempts SET status = $4, error = $5, answered_ms = $6
+                 WHERE run_id = $1 AND step = $2 AND number = $3",
+            )?,
+            step_done: prepare(
+                "INSERT INTO steps (run_id, step, phase, status, slot, saved, error, at_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (run_id, step) DO UPDATE SET phase = excluded.phase,
+                    status = excluded.status, slot = excluded.slot, saved = excluded.saved,
+                    error = excluded.error, at_ms = excluded.at_ms, seq = nextval('flowrun_seq')",
+            )?,
+            run_finished: prepare(
+                "UPDATE runs SET status = $2, outputs = $3, error = $4, updated_ms = $5 WHERE id = $1",
+            )?,
+            cursor: prepare(
+                "INSERT INTO cursors (name, value, updated_ms) VALUES ($1, $2, $3)
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_ms = excluded.updated_ms",
+            )?,
+        };
+        Ok(PostgresStore {
+            client: Mutex::new(client),
+            prepared,
+            place,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Client> {
+        self.client.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Where the journal is: `host:port/database`, never the password.
+    pub fn place(&self) -> &str {
+        &self.place
+    }
+}
+
+/// `host:port/database` of `config`, for messages.
+fn describe(config: &tokio_postgres::Config) -> String {
+    let host = config
+        .get_hosts()
+        .first()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(name) => name.clone(),
+            tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+        })
+        .unwrap_or_else(|| "localhost".into());
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "PostgreSQL at {host}:{port}/{}",
+        config.get_dbname().unwrap_or("(default)")
+    )
+}
+
+/// Brings the schema up to date, one migration per transaction, under the advisory lock.
+fn migrate(client: &mut Client, place: &str) -> Result<(), JournalError> {
+    let failed = |e: tokio_postgres::Error| {
+        JournalError::Store(format!(
+            "cannot update the journal schema in {place}: {}",
+            store_error(e)
+        ))
+    };
+    wait(async {
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        tx.batch_execute("CREATE TABLE IF NOT EXISTS flowrun_schema (version INTEGER NOT NULL)")
+            .await?;
+        let version: i32 = match tx.query_opt("SELECT version FROM flowrun_schema", &[]).await? {
+            Some(row) => row.get(0),
+            None => {
+                tx.execute("INSERT INTO flowrun_schema (version) VALUES (0)", &[])
+                    .await?;
+                0
+            }
+        };
+        let version = usize::try_from(version).unwrap_or(usize::MAX);
+        if version > MIGRATIONS.len() {
+            return Ok(Err(JournalError::Store(format!(
+                "{place} has journal schema version {version}; this flowrun knows up to {}: use a newer flowrun",
+                MIGRATIONS.len()
+            ))));
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            tx.batch_execute(sql).await?;
+            tx.execute("UPDATE flowrun_schema SET version = $1", &[&((i + 1) as i32)])
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(Ok(()))
+    })
+    .map_err(failed)?
+}
+
+fn json_of(text: Option<String>) -> Value {
+    text.and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(Value::Null)
+}
+
+/// Applies one write inside the transaction.
+async fn apply_one(
+    tx: &tokio_postgres::Transaction<'_>,
+    p: &Prepared,
+    write: &Write,
+) -> Result<(), tokio_postgres::Error> {
+    match write {
+        Write::RunStarted(start) => {
+            let inputs = start.inputs.to_string();
+            tx.execute(
+                &p.run_started,
+                &[
+                    &start.id,
+                    &start.flow_path,
+                    &start.flow_name,
+                    &start.flow_hash,
+                    &inputs,
+                    &start.at_ms,
+                    &super::owner_here(),
+                ],
+            )
+            .await?;
+        }
+        Write::Claimed { run, owner } => {
+            tx.execute(&p.claimed, &[run, owner]).await?;
+        }
+        Write::Vars { run, vars } => {
+            tx.execute(&p.vars, &[run, &vars.to_string()]).await?;
+        }
+        Write::AttemptSent {
+            run,
+            step,
+            phase,
+            number,
+            request,
+            at_ms,
+        } => {
+            let number = *number as i32;
+            tx.execute(
+                &p.attempt_sent,
+                &[run, step, phase, &number, &request.to_string(), at_ms],
+            )
+            .await?;
+        }
+        Write::AttemptAnswered {
+            run,
+            step,
+            number,
+            status,
+            error,
+            at_ms,
+        } => {
+            let number = *number as i32;
+            let status = status.map(i32::from);
+            tx.execute(&p.attempt_answered, &[run, step, &number, &status, error, at_ms])
+                .await?;
+        }
+        Write::StepDone {
+            run,
+            step,
+            phase,
+            status,
+            slot,
+            saved,
+            error,
+            at_ms,
+        } => {
+            let error = error.as_ref().map(Value::to_string);
+            tx.execute(
+                &p.step_done,
+                &[
+                    run,
+                    step,
+                    phase,
+                    status,
+                    &slot.to_string(),
+                    &saved.to_string(),
+                    &error,
+                    at_ms,
+                ],
+            )
+            .await?;
+        }
+        Write::RunFinished {
+            run,
+            status,
+            outputs,
+            error,
+            at_ms,
+        } => {
+            tx.execute(
+                &p.run_finished,
+                &[run, status, &outputs.to_string(), error, at_ms],
+            )
+            .await?;
+        }
+        Write::Cursor { name, value, at_ms } => {
+            tx.execute(&p.cursor, &[name, value, at_ms]).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Applies one group under a savepoint: a failing group leaves nothing behind, and (unlike
+/// SQLite) an error would otherwise abort the whole transaction.
+async fn apply_group(
+    tx: &tokio_postgres::Transaction<'_>,
+    p: &Prepared,
+    group: &[Write],
+) -> Result<Result<(), JournalError>, tokio_postgres::Error> {
+    tx.batch_execute("SAVEPOINT grp").await?;
+    let mut result = Ok(());
+    for write in group {
+        if let Err(e) = apply_one(tx, p, write).await {
+            result = Err(store_error(e));
+            break;
+        }
+    }
+    if result.is_err() {
+        tx.batch_execute("ROLLBACK TO SAVEPOINT grp").await?;
+    }
+    tx.batch_execute("RELEASE SAVEPOINT grp").await?;
+    Ok(result)
+}
+
+fn run_row(r: &Row) -> RunRow {
+    RunRow {
+        id: r.get(0),
+        flow: r.get(1),
+        flow_path: r.get(2),
+        status: r.get(3),
+        started_ms: r.get(4),
+        updated_ms: r.get(5),
+        error: r.get(6),
+    }
+}
+
+const RUN_COLUMNS: &str = "id, flow_name, flow_path, status, started_ms, updated_ms, error";
+
+impl Store for PostgresStore {
+    fn apply(&self, groups: &[&[Write]]) -> Vec<Result<(), JournalError>> {
+        let mut client = self.lock();
+        let outcome = wait(async {
+            let tx = client.transaction().await?;
+            let mut results = Vec::with_capacity(groups.len());
+            for group in groups {
+                results.push(apply_group(&tx, &self.prepared, group).await?);
+            }
+            tx.commit().await?;
+            Ok::<_, tokio_postgres::Error>(results)
+        });
+        outcome.unwrap_or_else(|e| vec![Err(store_error(e)); groups.len()])
+    }
+
+    fn cursor(&self, name: &str) -> Result<Option<String>, JournalError> {
+        let client = self.lock();
+        let row = wait(client.query_opt("SELECT value FROM cursors WHERE name = $1", &[&name]))
+            .map_err(store_error)?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    fn outputs_where(
+        &self,
+        flow_path: &str,
+        key: &str,
+        value: &Value,
+    ) -> Result<Option<Value>, JournalError> {
+        let client = self.lock();
+        // The newest run of the flow that ended well and whose output `key` is `value`.
+        let row = wait(client.query_opt(
+            "SELECT outputs FROM runs
+             WHERE flow_path = $1 AND status IN ('passed', 'stopped')
+               AND (outputs::jsonb) -> $2 = $3::text::jsonb
+             ORDER BY started_ms DESC LIMIT 1",
+            &[&flow_path, &key, &value.to_string()],
+        ))
+        .map_err(store_error)?;
+        Ok(row.map(|r| json_of(r.get(0))))
+    }
+
+    fn runs(&self, unfinished: bool, limit: usize) -> Result<Vec<RunRow>, JournalError> {
+        let client = self.lock();
+        let filter = if unfinished {
+            "WHERE status = 'running'"
+        } else {
+            ""
+        };
+        let sql = format!("SELECT {RUN_COLUMNS} FROM runs {filter} ORDER BY started_ms DESC, id LIMIT $1");
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = wait(client.query(&sql, &[&limit])).map_err(store_error)?;
+        Ok(rows.iter().map(run_row).collect())
+    }
+
+    fn run(&self, id: &str) -> Result<Option<RunDetail>, JournalError> {
+        let client = self.lock();
+        let sql =
+            format!("SELECT {RUN_COLUMNS}, flow_hash, inputs, vars, outputs, owner FROM runs WHERE id = $1");
+        let Some(head) = wait(client.query_opt(&sql, &[&id])).map_err(store_error)? else {
+            return Ok(None);
+        };
+        let steps = wait(client.query(
+            "SELECT step, phase, status, slot, saved, error FROM steps WHERE run_id = $1 ORDER BY seq",
+            &[&id],
+        ))
+        .map_err(store_error)?
+        .iter()
+        .map(|r| StepRow {
+            step: r.get(0),
+            phase: r.get(1),
+            status: r.get(2),
+            slot: json_of(r.get(3)),
+            saved: json_of(r.get(4)),
+            error: json_of(r.get(5)),
+        })
+        .collect();
+        // An attempt is answered when its answer was written, or when its step ended (the
+        // step's end holds the last answer; its own row is not updated then).
+        let attempts = wait(client.query(
+            "SELECT a.step, a.phase, a.number, a.request,
+                    coalesce(a.status, CASE WHEN a.number = (SELECT max(number) FROM attempts b
+                             WHERE b.run_id = a.run_id AND b.step = a.step)
+                         THEN ((s.slot::jsonb) ->> 'status')::integer END),
+                    a.error, a.answered_ms IS NOT NULL OR s.step IS NOT NULL
+             FROM attempts a LEFT JOIN steps s ON s.run_id = a.run_id AND s.step = a.step
+             WHERE a.run_id = $1 ORDER BY a.seq",
+            &[&id],
+        ))
+        .map_err(store_error)?
+        .iter()
+        .map(|r| AttemptRow {
+            step: r.get(0),
+            phase: r.get(1),
+            number: u32::try_from(r.get::<_, i32>(2)).unwrap_or_default(),
+            request: json_of(r.get(3)),
+            status: r.get::<_, Option<i32>>(4).and_then(|s| u16::try_from(s).ok()),
+            error: r.get(5),
+            answered: r.get(6),
+        })
+        .collect();
+        Ok(Some(RunDetail {
+            row: run_row(&head),
+            flow_hash: head.get(7),
+            inputs: json_of(head.get(8)),
+            vars: json_of(head.get(9)),
+            outputs: json_of(head.get(10)),
+            owner: head.get(11),
+            steps,
+            attempts,
+        }))
+    }
+
+    fn prune(&self, before_ms: i64) -> Result<u64, JournalError> {
+        let mut client = self.lock();
+        wait(async {
+            let tx = client.transaction().await?;
+            let old = "SELECT id FROM runs WHERE status != 'running' AND updated_ms < $1";
+            for table in ["steps", "attempts"] {
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE run_id IN ({old})"),
+                    &[&before_ms],
+                )
+                .await?;
+            }
+            let n = tx
+                .execute(
+                    "DELETE FROM runs WHERE status != 'running' AND updated_ms < $1",
+                    &[&before_ms],
+                )
+                .await?;
+            tx.commit().await?;
+            Ok(n)
+        })
+        .map_err(store_error)
+    }
+}

@@ -1,0 +1,179 @@
+//! A throwaway PostgreSQL server for the scale-out tests: a fresh cluster (`initdb`) in a temp
+//! directory, listening on a free port of 127.0.0.1, stopped and removed on drop. It needs
+//! Debian's `postgresql` package (`.ci/run` installs it). As root (CI), the server runs as the
+//! `postgres` user, since PostgreSQL refuses to run as root.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct Postgres {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    pub port: u16,
+}
+
+/// The folder of `initdb` and `pg_ctl`: Debian keeps them out of PATH.
+fn bin_dir() -> PathBuf {
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
+        && out.status.success()
+    {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if dir.join("initdb").exists() {
+            return dir;
+        }
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| d.flatten().map(|e| e.path().join("bin")).collect())
+        .unwrap_or_default();
+    found.sort();
+    found
+        .pop()
+        .filter(|d| d.join("initdb").exists())
+        .expect("PostgreSQL is not installed: `apt-get install -y postgresql` (.ci/run does it)")
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// `program args...`, as the `postgres` user when this is root.
+fn as_owner(program: &Path, args: &[&str]) -> Command {
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program).args(args);
+        c
+    } else {
+        let mut c = Command::new(program);
+        c.args(args);
+        c
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Postgres {
+    /// A new cluster, started; its database `flowrun` is empty.
+    pub fn start() -> Postgres {
+        let bin = bin_dir();
+        let dir = tempfile::Builder::new().prefix("flowrun-pg").tempdir().unwrap();
+        if is_root() {
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(ok.success());
+        }
+        let data = dir.path().join("data");
+        let data_s = data.display().to_string();
+        let out = as_owner(
+            &bin.join("initdb"),
+            &[
+                "-D",
+                &data_s,
+                "-A",
+                "trust",
+                "-U",
+                "flowrun",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+        )
+        .output()
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let options = format!(
+            "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off -c max_connections=100",
+            dir.path().display()
+        );
+        let log = dir.path().join("server.log").display().to_string();
+        let out = as_owner(
+            &bin.join("pg_ctl"),
+            &[
+                "-D", &data_s, "-o", &options, "-l", &log, "-w", "-t", "30", "start",
+            ],
+        )
+        .output()
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        let pg = Postgres { dir, bin, port };
+        let out = Command::new(pg.bin.join("createdb"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-U",
+                "flowrun",
+                "flowrun",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "createdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        pg
+    }
+
+    /// The journal URL of its `flowrun` database.
+    pub fn url(&self) -> String {
+        format!("postgres://flowrun@127.0.0.1:{}/flowrun", self.port)
+    }
+
+    /// `sql` run with psql: its output, rows unaligned, no headers.
+    pub fn query(&self, sql: &str) -> String {
+        let out = Command::new(self.bin.join("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "flowrun",
+                "-d",
+                "flowrun",
+            ])
+            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "psql: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data").display().to_string();
+        let _ = as_owner(
+            &self.bin.join("pg_ctl"),
+            &["-D", &data, "-m", "immediate", "stop"],
+        )
+        .output();
+    }
+}

@@ -1,0 +1,272 @@
+//! The journal on a real PostgreSQL server (a throwaway cluster on a free port): the schema
+//! made once however many instances open it at once, every write read back as the embedded
+//! store reads it, a taken run id refused, and the CLI (`run --journal postgres://…`, `runs
+//! list|show|prune`) against it, with no secret in any table.
+
+#[path = "common/postgres.rs"]
+mod postgres;
+
+use flowrun::journal::{JournalError, PostgresStore, RunStart, Store, Write};
+use postgres::Postgres;
+use serde_json::{Value, json};
+use std::process::Command;
+
+fn started(id: &str, outputs_flow: &str) -> Write {
+    Write::RunStarted(RunStart {
+        id: id.into(),
+        flow_path: outputs_flow.into(),
+        flow_name: "inbound".into(),
+        flow_hash: "abc".into(),
+        inputs: json!({"queue_id": "q"}),
+        at_ms: 1,
+    })
+}
+
+#[test]
+fn the_store_writes_and_reads_back_as_the_embedded_one() {
+    let pg = Postgres::start();
+    // Three instances starting together: the schema is made once.
+    let openers: Vec<_> = (0..3)
+        .map(|_| {
+            let url = pg.url();
+            std::thread::spawn(move || PostgresStore::open(&url).map(|_| ()))
+        })
+        .collect();
+    for o in openers {
+        o.join().unwrap().unwrap();
+    }
+    assert_eq!(pg.query("SELECT version FROM flowrun_schema"), "3");
+    let store = PostgresStore::open(&pg.url()).unwrap();
+
+    let sent = Write::AttemptSent {
+        run: "r1".into(),
+        step: "route".into(),
+        phase: "steps",
+        number: 1,
+        request: json!({"method": "POST", "path": "/api/v1/route"}),
+        at_ms: 2,
+    };
+    assert_eq!(
+        store.apply(&[&[started("r1", "flows/inbound.yaml")], &[sent]]),
+        [Ok(()), Ok(())]
+    );
+    let run = store.run("r1").unwrap().unwrap();
+    assert_eq!(run.row.status, "running");
+    assert_eq!(run.inputs, json!({"queue_id": "q"}));
+    assert!(run.owner.is_some());
+    assert_eq!(run.attempts.len(), 1);
+    assert!(!run.attempts[0].answered, "sent, no answer: in doubt");
+
+    // The step's end answers its last attempt (its own row is not updated then).
+    let done = Write::StepDone {
+        run: "r1".into(),
+        step: "route".into(),
+        phase: "steps",
+        status: "ok",
+        slot: json!({"status": 202, "succeeded": true}),
+        saved: json!({"correlation_id": "c-1"}),
+        error: None,
+        at_ms: 3,
+    };
+    let finished = Write::RunFinished {
+        run: "r1".into(),
+        status: "passed".into(),
+        outputs: json!({"conversation_id": "conv-1", "n": 2}),
+        error: None,
+        at_ms: 4,
+    };
+    assert_eq!(store.apply(&[&[done, finished]]), [Ok(())]);
+    let run = store.run("r1").unwrap().unwrap();
+    assert_eq!(run.row.status, "passed");
+    assert_eq!(run.steps[0].saved, json!({"correlation_id": "c-1"}));
+    assert!(run.attempts[0].answered);
+    assert_eq!(run.attempts[0].status, Some(202));
+
+    // A taken id breaks its group only; the group's other writes do not stay.
+    let vars = Write::Vars {
+        run: "r1".into(),
+        vars: json!({"a": 1}),
+    };
+    let results = store.apply(&[&[vars, started("r1", "x")], &[started("r2", "x")]]);
+    assert_eq!(
+        results[0],
+        Err(JournalError::Store("UNIQUE constraint failed: runs.id".into()))
+    );
+    assert_eq!(results[1], Ok(()));
+    assert_eq!(store.run("r1").unwrap().unwrap().vars, Value::Null);
+
+    // `fill` reads outputs by value; cursors keep the last position.
+    let found = store
+        .outputs_where("flows/inbound.yaml", "conversation_id", &json!("conv-1"))
+        .unwrap();
+    assert_eq!(found, Some(json!({"conversation_id": "conv-1", "n": 2})));
+    assert_eq!(
+        store
+            .outputs_where("flows/inbound.yaml", "conversation_id", &json!("other"))
+            .unwrap(),
+        None
+    );
+    let cursor = |v: &str| Write::Cursor {
+        name: "pubsub:/event/E".into(),
+        value: v.into(),
+        at_ms: 5,
+    };
+    assert_eq!(
+        store.apply(&[&[cursor("00aa")], &[cursor("00ab")]]),
+        [Ok(()), Ok(())]
+    );
+    assert_eq!(store.cursor("pubsub:/event/E").unwrap().as_deref(), Some("00ab"));
+
+    assert_eq!(store.runs(false, 10).unwrap().len(), 2);
+    assert_eq!(store.runs(true, 10).unwrap().len(), 1, "r2 is still running");
+    assert_eq!(store.prune(i64::MAX).unwrap(), 1, "the finished run");
+    assert!(store.run("r1").unwrap().is_none());
+    assert_eq!(pg.query("SELECT count(*) FROM steps"), "0");
+}
+
+#[test]
+fn a_newer_schema_is_refused_and_a_bad_url_is_told() {
+    let pg = Postgres::start();
+    PostgresStore::open(&pg.url()).unwrap();
+    pg.query("UPDATE flowrun_schema SET version = 99");
+    let Err(JournalError::Store(e)) = PostgresStore::open(&pg.url()) else {
+        panic!("a newer schema was opened")
+    };
+    assert!(
+        e.contains("has journal schema version 99; this flowrun knows up to 3"),
+        "{e}"
+    );
+    // Nobody listens there: told with the place, never the password.
+    let url = "postgres://flowrun:hunter2-secret@127.0.0.1:1/flowrun";
+    let Err(JournalError::Store(e)) = PostgresStore::open(url) else {
+        panic!("connected to nothing")
+    };
+    assert!(
+        e.starts_with("cannot connect to PostgreSQL at 127.0.0.1:1/flowrun: "),
+        "{e}"
+    );
+    assert!(!e.contains("hunter2"), "{e}");
+}
+
+fn flowrun(args: &[&str], env: &[(String, String)]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_flowrun"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("FLOWRUN_JOURNAL")
+        .envs(env.iter().cloned())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn run_and_runs_work_against_postgres_and_no_secret_is_stored() {
+    let pg = Postgres::start();
+    let sim = flowrun::sim::start_in_background(flowrun::sim::SimConfig::default()).unwrap();
+    let env = flowrun::sim::environment(&sim);
+    let token = env
+        .iter()
+        .find(|(k, _)| k == "SF_ACCESS_TOKEN")
+        .unwrap()
+        .1
+        .clone();
+    // The server trusts local users: the password is only there to be kept out of sight.
+    let url = pg.url().replace("flowrun@", "flowrun:pw-SECRET-5@");
+    let run = |id: &str| {
+        flowrun(
+            &[
+                "run",
+                "flows/inbound.yaml",
+                "--inputs",
+                "flows/examples/inbound.inputs.yaml",
+                "--journal",
+                &url,
+                "--run-id",
+                id,
+            ],
+            &env,
+        )
+    };
+    let conversations = |s: &flowrun::sim::Running| s.service.lock().unwrap().state.conversations.len();
+    let before = conversations(&sim);
+    let out = run("pg-1");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(conversations(&sim), before + 1);
+    let shown = format!(
+        "run pg-1 (journal postgres://flowrun:***@127.0.0.1:{}/flowrun)",
+        pg.port
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&shown),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("SECRET"));
+
+    // The same id again: the same run, finished; nothing is sent.
+    let again = run("pg-1");
+    assert_eq!(again.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&again.stderr),
+        "error: run `pg-1` is already in the journal and passed; a repeated id is the same run, so \
+         nothing was sent (give a new id to run again)\n"
+    );
+    assert_eq!(conversations(&sim), before + 1);
+
+    let list = flowrun(&["runs", "list", "--journal", &url, "--format", "json"], &[]);
+    let rows: Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(rows[0]["id"], "pg-1");
+    assert_eq!(rows[0]["status"], "passed");
+    let show = flowrun(
+        &["runs", "show", "pg-1", "--journal", &url, "--format", "json"],
+        &[],
+    );
+    let detail: Value = serde_json::from_slice(&show.stdout).unwrap();
+    let steps: Vec<(&str, &str)> = detail["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["step"].as_str().unwrap(), s["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("interaction", "ok"),
+            ("consent", "ok"),
+            ("route", "ok"),
+            ("agent_work", "ok"),
+            ("delete_route", "skipped")
+        ]
+    );
+    assert!(
+        detail["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["answered"] == true)
+    );
+
+    // Every text the database holds: no token, in any encoding flowrun applies.
+    let all = pg.query(
+        "SELECT string_agg(t::text, ' ') FROM (SELECT r::text AS t FROM runs r UNION ALL
+         SELECT s::text FROM steps s UNION ALL SELECT a::text FROM attempts a) x",
+    );
+    assert!(all.contains("pg-1") && all.contains("/api/v1/route"), "{all}");
+    let encoded: String = form_urlencoded::byte_serialize(token.as_bytes()).collect();
+    for leak in [token.as_str(), encoded.as_str()] {
+        assert!(!all.contains(leak), "the token reached the journal");
+    }
+
+    let prune = flowrun(&["runs", "prune", "--older-than", "0s", "--journal", &url], &[]);
+    assert_eq!(
+        prune.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&prune.stderr)
+    );
+    assert_eq!(pg.query("SELECT count(*) FROM runs"), "0");
+}
