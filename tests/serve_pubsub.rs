@@ -9,6 +9,8 @@
 //! are all named before anything starts.
 
 mod common;
+#[path = "common/postgres.rs"]
+mod postgres;
 
 use common::{exchange, repo};
 use serde_json::{Value, json};
@@ -574,5 +576,86 @@ error: flows/transfer.yaml: environment variable `SF_AUTHORIZATION_CONTEXT` is n
   = hint: the flow reads it with env('SF_AUTHORIZATION_CONTEXT')
   = hint: set what is missing in the environment, or try the service with --sim
 "
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_instances_on_postgres_one_subscribes_the_other_takes_over_after_kill_9() {
+    let pg = tokio::task::spawn_blocking(postgres::Postgres::start)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("slow.sim.yaml");
+    let mut slow = serde_json::to_value(flowrun::sim::SimConfig::default()).unwrap();
+    slow["faults"]["latency_ms"] = json!(700);
+    std::fs::write(&config, common::yaml(&slow)).unwrap();
+    let (_sim, sim, env) = simulator(Some(&config)).await;
+    let journal = pg.url();
+
+    // A subscribes; B, on the same journal, stands by (and is ready: it takes webhook events).
+    let (mut a, addr_a) = serve("flows/transfer.service.yaml", &journal, &env).await;
+    let b = Process::start(
+        &[
+            "serve",
+            "flows/transfer.service.yaml",
+            "--listen",
+            "127.0.0.1:0",
+            "--journal",
+            &journal,
+        ],
+        &env,
+    );
+    let addr_b = b
+        .wait_for("serving line", |l| {
+            l.split_once(": serving on http://").map(|(_, a)| a.to_string())
+        })
+        .await;
+    b.line_with("standing by: another instance holds the subscription")
+        .await;
+    assert_eq!(exchange(&addr_b, "GET", "/readyz", &[], b"").await.0, 200);
+    let leader = |text: &str| text.lines().any(|l| l == "flowrun_leader 1");
+    assert!(leader(&exchange(&addr_a, "GET", "/metrics", &[], b"").await.1));
+    assert!(!leader(&exchange(&addr_b, "GET", "/metrics", &[], b"").await.1));
+
+    post(
+        &sim,
+        "/sim/transfer",
+        json!({ "eventUuid": "evt-crash", "target": "agent" }),
+    )
+    .await;
+    a.line_with("event=evt-crash outcome=started").await;
+    // The routing result is answered (700 ms); A is killed while agent work is on its way.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    a.child.start_kill().unwrap();
+    let _ = a.child.wait().await;
+    let killed = Instant::now();
+    post(&sim, "/sim/reset", json!({})).await;
+    post(
+        &sim,
+        "/sim/transfer",
+        json!({ "eventUuid": "evt-while-down", "target": "queue" }),
+    )
+    .await;
+
+    // B takes the subscription over from A's replay id and resumes A's run.
+    let took = b.line_with("leading: this instance holds the subscription").await;
+    let takeover = killed.elapsed();
+    assert!(took.ends_with("resumed=1"), "{took}");
+    let subscribed = b.line_with("info subscribed").await;
+    assert!(subscribed.contains("from=CUSTOM"), "{subscribed}");
+    eprintln!("takeover after kill -9: {} ms", takeover.as_millis());
+    assert!(takeover < Duration::from_secs(5), "{takeover:?}");
+    assert_eq!(ended(&addr_b, "evt-crash").await, "passed", "{}", b.output());
+    assert_eq!(ended(&addr_b, "evt-while-down").await, "passed", "{}", b.output());
+    assert_eq!(b.count("event=evt-crash"), 0, "not taken again: {}", b.output());
+    assert!(leader(&exchange(&addr_b, "GET", "/metrics", &[], b"").await.1));
+    let s = state(&sim).await;
+    // After the reset: the resumed run's agent work and the second event's calls; A's routing
+    // result (answered before the kill) was not sent again.
+    assert_eq!(s["routingResults"].as_array().unwrap().len(), 1, "{s}");
+    assert_eq!(s["agentWork"].as_array().unwrap().len(), 1, "{s}");
+    assert_eq!(
+        pg.query("SELECT status, count(*) FROM runs GROUP BY status"),
+        "passed|2"
     );
 }

@@ -147,7 +147,12 @@ fn serve(args: Args) -> Result<u8, u8> {
                 &[("url", base.clone().into())],
             );
         }
-        let resumed = service_runtime.resume_unfinished();
+        // With a shared journal, the instance that takes the subscription resumes the runs of
+        // the one that held it; the others' runs are theirs.
+        let resumed = match service_runtime.shared_journal() {
+            Some(_) => 0,
+            None => service_runtime.resume_unfinished(None),
+        };
         if resumed > 0 {
             say(format!("  resumed {resumed} unfinished run(s) from the journal"), "resumed", &[("runs", resumed.into())]);
         }

@@ -264,6 +264,17 @@ pub trait Store: Send {
     /// `value`.
     fn outputs_where(&self, flow_path: &str, key: &str, value: &Value)
     -> Result<Option<Value>, JournalError>;
+    /// Whether processes on several machines share this store (PostgreSQL): then only one of
+    /// them at a time may hold a source such as a Pub/Sub subscription.
+    fn shared(&self) -> bool {
+        false
+    }
+    /// Takes the lead of `name` for as long as this process lives (its connection stays
+    /// open): `false` while another process holds it. A store only this machine uses needs no
+    /// lead: always `true`.
+    fn lead(&self, _name: &str) -> Result<bool, JournalError> {
+        Ok(true)
+    }
 }
 
 /// Where the result of a write goes.
@@ -465,6 +476,16 @@ impl Journal {
     /// queued writes for `id` itself knows them).
     pub fn find_committed(&self, id: &str) -> Result<Option<RunRow>, JournalError> {
         Ok(self.lock_store().run(id)?.map(|d| d.row))
+    }
+
+    /// Whether processes on several machines share the journal (see [`Store::shared`]).
+    pub fn shared(&self) -> bool {
+        self.lock_store().shared()
+    }
+
+    /// Takes the lead of `name` for this process's life (see [`Store::lead`]).
+    pub fn lead(&self, name: &str) -> Result<bool, JournalError> {
+        self.lock_store().lead(name)
     }
 
     /// The position source `name` last stored (see [`Write::Cursor`]).

@@ -510,6 +510,21 @@ impl Store for PostgresStore {
         }))
     }
 
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn lead(&self, name: &str) -> Result<bool, JournalError> {
+        // A session-level advisory lock: held until this connection closes — the process
+        // ending, even by kill -9, releases it, and another instance takes the lead.
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(format!("flowrun lead: {name}").as_bytes());
+        let key = i64::from_be_bytes(digest[..8].try_into().unwrap_or_default());
+        let client = self.lock();
+        let row = wait(client.query_one("SELECT pg_try_advisory_lock($1)", &[&key])).map_err(store_error)?;
+        Ok(row.get(0))
+    }
+
     fn prune(&self, before_ms: i64) -> Result<u64, JournalError> {
         let mut client = self.lock();
         wait(async {

@@ -62,6 +62,9 @@ pub struct Metrics {
     pub failed: Counter,
     /// Times a source had to connect again.
     pub reconnects: Counter,
+    /// 1 while this instance holds the Pub/Sub subscription (one instance of those sharing a
+    /// journal does).
+    pub leading: Gauge,
     /// When the source last sent anything (an event or a keepalive), ms since the epoch; the
     /// service's start until then.
     pub last_seen_ms: AtomicI64,
@@ -88,6 +91,12 @@ impl Default for Metrics {
             "flowrun_reconnects",
             "Times the Pub/Sub subscription was opened again",
             reconnects.clone(),
+        );
+        let leading = Gauge::default();
+        registry.register(
+            "flowrun_leader",
+            "1 while this instance holds the Pub/Sub subscription",
+            leading.clone(),
         );
         let since_last = Gauge::default();
         registry.register(
@@ -128,6 +137,7 @@ impl Default for Metrics {
             stopped: outcome(&runs, "stopped"),
             failed: outcome(&runs, "failed"),
             reconnects,
+            leading,
             last_seen_ms: AtomicI64::new(crate::journal::now_ms()),
             since_last,
             in_flight,

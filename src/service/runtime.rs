@@ -137,6 +137,8 @@ pub struct Runtime {
     pub metrics: super::metrics::Metrics,
     /// Whether a subscription must be up for the service to be ready, and whether it is.
     pub subscription: (AtomicBool, AtomicBool),
+    /// Another instance sharing the journal holds the subscription; this one stands by.
+    pub standby: AtomicBool,
     /// Where lines go.
     pub log: super::log::Logger,
     world: World,
@@ -210,6 +212,7 @@ impl Runtime {
             stop: Arc::new(AtomicBool::new(false)),
             metrics: Default::default(),
             subscription: (AtomicBool::new(false), AtomicBool::new(false)),
+            standby: AtomicBool::new(false),
             log,
             world,
         })
@@ -338,9 +341,10 @@ impl Runtime {
     }
 
     /// Runs the journal left unfinished (a crash, a stop after the grace period) for this
-    /// service's flows: each goes on after its last completed step, and its step in doubt
-    /// follows its `in_doubt` policy. How many were started again.
-    pub fn resume_unfinished(self: &Arc<Self>) -> usize {
+    /// service's flows — with `owner`, only that process's — each going on after its last
+    /// completed step, its step in doubt following its `in_doubt` policy. How many were
+    /// started again.
+    pub fn resume_unfinished(self: &Arc<Self>, owner: Option<&str>) -> usize {
         let Some(journal) = &self.journal else { return 0 };
         let rows = match journal.runs(true, REMEMBERED) {
             Ok(rows) => rows,
@@ -363,6 +367,11 @@ impl Runtime {
             };
             let handler = &self.handlers[i];
             let Some(runs) = &handler.runs else { continue };
+            if let Some(owner) = owner
+                && journal.run(&row.id).ok().and_then(|d| d.owner).as_deref() != Some(owner)
+            {
+                continue;
+            }
             let refused = |why: String| {
                 let fields = [
                     ("run", Value::String(row.id.clone())),
@@ -657,10 +666,20 @@ impl Runtime {
             return Err("the journal cannot be written");
         }
         let (needed, up) = &self.subscription;
-        if needed.load(Ordering::Relaxed) && !up.load(Ordering::Relaxed) {
+        // A standby instance is ready: it takes webhook events, and the subscription over
+        // when the instance holding it goes.
+        if needed.load(Ordering::Relaxed)
+            && !up.load(Ordering::Relaxed)
+            && !self.standby.load(Ordering::Relaxed)
+        {
             return Err("not subscribed to the Pub/Sub API");
         }
         Ok(())
+    }
+
+    /// The journal, when several machines share it (PostgreSQL).
+    pub fn shared_journal(&self) -> Option<&Arc<Journal>> {
+        self.journal.as_ref().filter(|j| j.shared())
     }
 
     /// Writes out what the journal holds in memory (on shutdown).

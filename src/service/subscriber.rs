@@ -86,6 +86,9 @@ pub async fn run(
     stopped: Arc<tokio::sync::Notify>,
 ) {
     let cursor_name = format!("pubsub:{}", settings.topic);
+    if !lead(&runtime, &cursor_name, &stop, &stopped).await {
+        return;
+    }
     let mut position = Position {
         preset: ReplayPreset::Latest,
         replay_id: Vec::new(),
@@ -170,6 +173,64 @@ pub async fn run(
         }
     }
     runtime.subscription.1.store(false, Ordering::Relaxed);
+}
+
+/// How often an instance standing by tries to take the subscription over.
+const STANDBY_POLL: Duration = Duration::from_secs(1);
+
+/// With a journal several instances share: waits until this one holds the subscription of
+/// `name` (one instance at a time does), then resumes the runs the previous holder left
+/// unfinished — it started them, and it is gone. `false` when stopped meanwhile.
+async fn lead(runtime: &Arc<Runtime>, name: &str, stop: &AtomicBool, stopped: &tokio::sync::Notify) -> bool {
+    let log = &runtime.log;
+    let Some(journal) = runtime.shared_journal() else {
+        runtime.metrics.leading.set(1);
+        return true;
+    };
+    let topic = json!(name.trim_start_matches("pubsub:"));
+    loop {
+        match journal.lead(name) {
+            Ok(true) => break,
+            Ok(false) => {
+                if !runtime.standby.swap(true, Ordering::Relaxed) {
+                    log.info(
+                        "standing by: another instance holds the subscription",
+                        &[("topic", topic.clone())],
+                    );
+                }
+            }
+            Err(e) => log.warn("cannot take the lead", &[("error", json!(e.to_string()))]),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(STANDBY_POLL) => {}
+            () = stopped.notified() => return false,
+        }
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+    }
+    runtime.standby.store(false, Ordering::Relaxed);
+    runtime.metrics.leading.set(1);
+    let leader = format!("leader:{name}");
+    let previous = runtime.cursor(&leader);
+    let here = crate::journal::owner_here();
+    // Written before any event is taken: the next leader knows whose runs to resume.
+    if let Err(e) = journal.commit(crate::journal::Write::Cursor {
+        name: leader,
+        value: here.clone(),
+        at_ms: crate::journal::now_ms(),
+    }) {
+        log.warn("cannot record the lead", &[("error", json!(e.to_string()))]);
+    }
+    let resumed = match previous.as_deref() {
+        Some(before) if before != here => runtime.resume_unfinished(Some(before)),
+        _ => 0,
+    };
+    log.info(
+        "leading: this instance holds the subscription",
+        &[("topic", topic), ("resumed", json!(resumed))],
+    );
+    true
 }
 
 /// Where the next subscription starts.
