@@ -164,6 +164,26 @@ async fn webhook_events_run_the_transfer_once_each() {
     );
     assert_eq!(settled(&addr, "ev-5").await["status"], "failed");
 
+    // Without a CreatedDate, or with one far in the future, `max_age` cannot hold: refused.
+    for (id, created) in [
+        ("ev-6", json!("yesterday")),
+        ("ev-7", json!(flowrun::journal::now_ms() + 3_600_000)),
+    ] {
+        let mut undated: Value = serde_json::from_slice(&event("RoutingRequested", Duration::ZERO)).unwrap();
+        undated["CreatedDate"] = created;
+        let undated = undated.to_string().into_bytes();
+        let (status, answer) = exchange(&addr, "POST", "/events", &signed(id, &undated, KEY), &undated).await;
+        let answer: Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!((status, &answer["status"]), (422, &json!("failed")), "{answer}");
+        assert!(
+            answer["error"]
+                .as_str()
+                .unwrap()
+                .ends_with("its age cannot be told against the handler's max_age"),
+            "{answer}"
+        );
+    }
+
     // Signed with another key: refused, not run.
     let (status, answer) = exchange(
         &addr,
@@ -187,8 +207,8 @@ async fn webhook_events_run_the_transfer_once_each() {
     let (status, metrics) = exchange(&addr, "GET", "/metrics", &[], b"").await;
     assert_eq!(status, 200);
     for line in [
-        "flowrun_events_total{outcome=\"received\"} 5",
-        "flowrun_events_total{outcome=\"refused\"} 1",
+        "flowrun_events_total{outcome=\"received\"} 7",
+        "flowrun_events_total{outcome=\"refused\"} 3",
         "flowrun_events_total{outcome=\"started\"} 1",
         "flowrun_events_total{outcome=\"duplicate\"} 1",
         "flowrun_events_total{outcome=\"expired\"} 1",

@@ -93,7 +93,7 @@ fn serve(args: Args) -> Result<u8, u8> {
     runtime.block_on(async move {
         let log = Logger::new(args.log_format == LogFormat::Json, world.secrets.clone());
         // The service file's own settings, then its flows: every problem is told at once.
-        let settings = Settings::new(&world);
+        let settings = Settings::new(&world, args.sim);
         let pubsub = service
             .sources
             .pubsub
@@ -207,13 +207,16 @@ fn serve(args: Args) -> Result<u8, u8> {
 struct Settings<'w> {
     world: &'w World,
     problems: std::cell::RefCell<Vec<String>>,
+    /// Running with `--sim` (the hint then does not suggest it).
+    sim: bool,
 }
 
 impl<'w> Settings<'w> {
-    fn new(world: &'w World) -> Self {
+    fn new(world: &'w World, sim: bool) -> Self {
         Settings {
             world,
             problems: Default::default(),
+            sim,
         }
     }
 
@@ -246,7 +249,12 @@ impl<'w> Settings<'w> {
         for p in problems.iter() {
             super::error(format_args!("{p}"));
         }
-        eprintln!("  = hint: set what is missing in the environment, or try the service with --sim");
+        match self.sim {
+            true => eprintln!("  = hint: set what is missing in the environment"),
+            false => {
+                eprintln!("  = hint: set what is missing in the environment, or try the service with --sim")
+            }
+        }
         Err(exit::INVALID)
     }
 }

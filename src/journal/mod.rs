@@ -605,10 +605,15 @@ pub fn alive_elsewhere(owner: &str) -> Option<u32> {
     let (boot, pid) = owner.rsplit_once(':')?;
     let pid: u32 = pid.parse().ok()?;
     let here = boot_id();
+    // A zombie (killed, not yet reaped by its parent) runs nothing any more.
+    let zombie = |stat: String| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+    };
     let alive = !here.is_empty()
         && boot == here
         && pid != std::process::id()
-        && std::path::Path::new(&format!("/proc/{pid}")).exists();
+        && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !zombie(s));
     alive.then_some(pid)
 }
 

@@ -3,6 +3,7 @@
 //! `tenantid`). `https://` goes over the same rustls settings as the HTTP client; `http://` is
 //! plaintext HTTP/2 (the simulator, tests).
 
+use super::messages::MOST_REQUESTED;
 use super::messages::{
     FetchRequest, FetchResponse, SchemaInfo, SchemaRequest, TopicInfo, TopicRequest, paths,
 };
@@ -84,9 +85,12 @@ fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
 impl Client {
     /// A client over `channel` acting as `credentials`.
     pub fn new(channel: Channel, credentials: Credentials) -> Client {
-        // Salesforce's events are small; a 4 MiB message bound is tonic's default and ample.
+        // A response carries up to 100 events of up to 1 MB each: tonic's default bound (4 MiB)
+        // would refuse a legitimate batch of large events, and end the subscription on it
+        // again and again.
         Client {
-            grpc: tonic::client::Grpc::new(channel),
+            grpc: tonic::client::Grpc::new(channel)
+                .max_decoding_message_size((MOST_REQUESTED as usize + 4) << 20),
             credentials,
         }
     }

@@ -119,6 +119,9 @@ struct Launch {
     taken: Instant,
 }
 
+/// How far in the future an event's `CreatedDate` may be (clocks disagree a little).
+const FUTURE_SKEW_MS: i64 = 60_000;
+
 /// The most runs remembered without a journal, for duplicates and `GET /runs/ID`.
 const REMEMBERED: usize = 100_000;
 
@@ -252,7 +255,10 @@ impl Runtime {
         if let Some(d) = detail {
             fields.push(("detail", Value::String(d.to_string())));
         }
-        self.log.info("event", &fields);
+        match outcome {
+            "refused" => self.log.warn("event", &fields),
+            _ => self.log.info("event", &fields),
+        }
         taken
     }
 
@@ -276,6 +282,23 @@ impl Runtime {
             return Taken::Duplicate(status);
         }
         let now_ms = crate::journal::now_ms();
+        // `max_age` needs to know when the event was published: without a usable CreatedDate
+        // the event would pass for fresh whatever its age.
+        let unusable = match event.created_ms() {
+            _ if handler.spec.max_age.is_none() => None,
+            None => Some("the event has no `CreatedDate` in milliseconds since the epoch".to_string()),
+            Some(created) if created > now_ms + FUTURE_SKEW_MS => Some(format!(
+                "the event's `CreatedDate` is {} s in the future",
+                (created - now_ms) / 1000
+            )),
+            Some(_) => None,
+        };
+        if let Some(why) = unusable {
+            c.refused.inc();
+            let why = format!("{why}: its age cannot be told against the handler's max_age");
+            self.record(handler, &event.id, &Map::new(), "failed", Some(why.clone()));
+            return Taken::Refused(why);
+        }
         let age = event
             .created_ms()
             .map(|created| Duration::from_millis(now_ms.saturating_sub(created).max(0) as u64));
@@ -482,7 +505,10 @@ impl Runtime {
                 fields.push(("step", Value::String(step.clone())));
                 fields.push(("error", Value::String(error.to_string())));
             }
-            this.log.info("run ended", &fields);
+            match status {
+                "failed" => this.log.warn("run ended", &fields),
+                _ => this.log.info("run ended", &fields),
+            }
             match status {
                 "passed" => this.metrics.passed.inc(),
                 "stopped" => this.metrics.stopped.inc(),

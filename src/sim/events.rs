@@ -25,7 +25,17 @@ pub struct Bus {
     /// The replay id the next event gets; subscribers wait for it to change.
     published: tokio::sync::watch::Sender<u64>,
     retained: usize,
+    /// Drawn at start: the ids this simulator makes differ from an earlier one's, so a
+    /// journal kept across simulator restarts does not take new events for old ones.
+    salt: u16,
 }
+
+/// The largest event payload: Salesforce's limit for a platform event (1 MB).
+const MOST_EVENT_BYTES: usize = 1_000_000;
+
+/// The most payload bytes one `FetchResponse` carries: under the 4 MiB a gRPC client takes
+/// by default, as Salesforce keeps its responses.
+const MOST_RESPONSE_BYTES: usize = 3 << 20;
 
 #[derive(Default)]
 struct Log {
@@ -93,12 +103,19 @@ impl Bus {
             log: Mutex::new(Log::default()),
             published: tokio::sync::watch::channel(0).0,
             retained: e.retained.max(1),
+            salt: fastrand::u16(..),
         }
     }
 
     /// Publishes an event with these fields: its replay id.
     pub fn publish(&self, uuid: String, fields: &Map<String, Value>) -> Result<u64, String> {
         let payload = avro::encode(&self.schema, fields)?;
+        if payload.len() > MOST_EVENT_BYTES {
+            return Err(format!(
+                "the event is {} bytes; a platform event is at most 1 MB",
+                payload.len()
+            ));
+        }
         let mut log = self
             .log
             .lock()
@@ -127,7 +144,7 @@ impl Bus {
             log.ids += 1;
             log.ids
         });
-        format!("e7e7e7e7-0000-4000-8000-{:012x}", n.unwrap_or(0))
+        format!("e7e7e7e7-{:04x}-4000-8000-{:012x}", self.salt, n.unwrap_or(0))
     }
 
     /// Where a subscription starts: the position of the first event it gets.
@@ -156,10 +173,16 @@ impl Bus {
         };
         let first = log.events.front().map_or(log.next, |(r, _)| *r);
         let skip = position.saturating_sub(first) as usize;
+        let mut bytes = 0;
         log.events
             .iter()
             .skip(skip)
             .take(most)
+            // At least one event; then no more than a response carries.
+            .take_while(|(_, event)| {
+                bytes += event.payload.len();
+                bytes == event.payload.len() || bytes <= MOST_RESPONSE_BYTES
+            })
             .map(|(replay, event)| ConsumerEvent {
                 event: Some(event.clone()),
                 replay_id: replay_bytes(*replay),
@@ -418,6 +441,36 @@ mod tests {
         let mut state = State::seeded(&config);
         let a = transfer(&bus, &config, &mut state, &body);
         (a.status, a.body["message"].clone())
+    }
+
+    #[test]
+    fn an_event_over_1_mb_is_refused_and_a_response_stays_under_4_mib() {
+        let config = SimConfig::default();
+        let bus = Bus::new(&config);
+        let event = |bytes: usize| json!({"type": "Interaction", "payload": "x".repeat(bytes)});
+        let refused = publish_event(&bus, &config, &event(1_100_000));
+        assert_eq!(refused.status, 400);
+        assert!(
+            refused.body["message"]
+                .as_str()
+                .unwrap()
+                .ends_with("bytes; a platform event is at most 1 MB"),
+            "{}",
+            refused.body
+        );
+        for _ in 0..6 {
+            assert_eq!(publish_event(&bus, &config, &event(900_000)).status, 200);
+        }
+        // Three of 900 kB fit in a response (3 MiB of payload at most); the rest come next.
+        assert_eq!(bus.read(0, 100).len(), 3);
+        assert_eq!(bus.read(3, 100).len(), 3);
+    }
+
+    #[test]
+    fn ids_differ_from_one_simulator_start_to_the_next() {
+        let config = SimConfig::default();
+        let ids: std::collections::BTreeSet<String> = (0..8).map(|_| Bus::new(&config).fresh_id()).collect();
+        assert!(ids.len() > 1, "{ids:?}");
     }
 
     #[test]
