@@ -150,6 +150,21 @@ async fn ended(addr: &str, id: &str) -> String {
     }
 }
 
+/// Publishes `evt-crash` (a transfer to an agent) and kills `service` (SIGKILL) mid-flow: with
+/// answers taking 700 ms, after its routing result was answered, while agent work is on its way.
+async fn kill_mid_transfer(sim: &str, service: &mut Process) {
+    post(
+        sim,
+        "/sim/transfer",
+        json!({ "eventUuid": "evt-crash", "target": "agent" }),
+    )
+    .await;
+    service.line_with("event=evt-crash outcome=started").await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    service.child.start_kill().unwrap();
+    let _ = service.child.wait().await;
+}
+
 fn journal(dir: &tempfile::TempDir) -> String {
     format!("sqlite:{}", dir.path().join("j.db").display())
 }
@@ -344,17 +359,7 @@ async fn kill_9_mid_flow_then_restart_resumes_from_the_stored_replay_id() {
     let journal = journal(&dir);
 
     let (mut service, _) = serve("flows/transfer.service.yaml", &journal, &env).await;
-    post(
-        &sim,
-        "/sim/transfer",
-        json!({ "eventUuid": "evt-crash", "target": "agent" }),
-    )
-    .await;
-    service.line_with("event=evt-crash outcome=started").await;
-    // The routing result is sent (700 ms); kill while agent work is on its way.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    service.child.start_kill().unwrap();
-    let _ = service.child.wait().await;
+    kill_mid_transfer(&sim, &mut service).await;
     // While the service is down, another agent clicks a transfer target.
     post(&sim, "/sim/reset", json!({})).await;
     post(
@@ -617,17 +622,7 @@ async fn two_instances_on_postgres_one_subscribes_the_other_takes_over_after_kil
     assert!(leader(&exchange(&addr_a, "GET", "/metrics", &[], b"").await.1));
     assert!(!leader(&exchange(&addr_b, "GET", "/metrics", &[], b"").await.1));
 
-    post(
-        &sim,
-        "/sim/transfer",
-        json!({ "eventUuid": "evt-crash", "target": "agent" }),
-    )
-    .await;
-    a.line_with("event=evt-crash outcome=started").await;
-    // The routing result is answered (700 ms); A is killed while agent work is on its way.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    a.child.start_kill().unwrap();
-    let _ = a.child.wait().await;
+    kill_mid_transfer(&sim, &mut a).await;
     let killed = Instant::now();
     post(&sim, "/sim/reset", json!({})).await;
     post(
