@@ -107,6 +107,18 @@ async fn simulator(config: Option<&std::path::Path>) -> (Process, String, Vec<(S
     (sim, base.trim_start_matches("http://").to_string(), env)
 }
 
+/// `flowrun sim` with the default configuration as `change` makes it (written into `dir`).
+async fn simulator_with(
+    dir: &tempfile::TempDir,
+    change: impl FnOnce(&mut Value),
+) -> (Process, String, Vec<(String, String)>) {
+    let config = dir.path().join("sim.yaml");
+    let mut c = serde_json::to_value(flowrun::sim::SimConfig::default()).unwrap();
+    change(&mut c);
+    std::fs::write(&config, common::yaml(&c)).unwrap();
+    simulator(Some(&config)).await
+}
+
 /// `flowrun serve SERVICE` with `journal`, subscribed: the process and its listening address.
 async fn serve(service: &str, journal: &str, env: &[(String, String)]) -> (Process, String) {
     let process = Process::start(
@@ -351,11 +363,10 @@ async fn a_workrecordid_left_null_is_filled_from_the_inbound_run() {
 async fn kill_9_mid_flow_then_restart_resumes_from_the_stored_replay_id() {
     let dir = tempfile::tempdir().unwrap();
     // Each answer takes 700 ms: the run is mid-flow long enough to be killed there.
-    let config = dir.path().join("slow.sim.yaml");
-    let mut slow = serde_json::to_value(flowrun::sim::SimConfig::default()).unwrap();
-    slow["faults"]["latency_ms"] = json!(700);
-    std::fs::write(&config, common::yaml(&slow)).unwrap();
-    let (_sim, sim, env) = simulator(Some(&config)).await;
+    let (_sim, sim, env) = simulator_with(&dir, |c| {
+        c["faults"]["latency_ms"] = json!(700);
+    })
+    .await;
     let journal = journal(&dir);
 
     let (mut service, _) = serve("flows/transfer.service.yaml", &journal, &env).await;
@@ -395,14 +406,13 @@ async fn kill_9_mid_flow_then_restart_resumes_from_the_stored_replay_id() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_revoked_token_is_replaced_and_the_subscription_goes_on() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("jwt.sim.yaml");
-    let mut c = serde_json::to_value(flowrun::sim::SimConfig::default()).unwrap();
-    c["jwt"] = json!({
-        "client_id": "sim-client",
-        "public_key": std::fs::read_to_string(repo("tests/fixtures/jwt-test-key.pub.pem")).unwrap(),
-    });
-    std::fs::write(&config, common::yaml(&c)).unwrap();
-    let (_sim, sim, mut env) = simulator(Some(&config)).await;
+    let (_sim, sim, mut env) = simulator_with(&dir, |c| {
+        c["jwt"] = json!({
+            "client_id": "sim-client",
+            "public_key": std::fs::read_to_string(repo("tests/fixtures/jwt-test-key.pub.pem")).unwrap(),
+        });
+    })
+    .await;
     let login = env.iter().find(|(k, _)| k == "SF_LOGIN_URL").unwrap().1.clone();
     let key = std::fs::read_to_string(repo("tests/fixtures/jwt-test-key.pem")).unwrap();
     env.extend([
@@ -432,11 +442,10 @@ async fn a_revoked_token_is_replaced_and_the_subscription_goes_on() {
 async fn a_silent_stream_is_resubscribed_by_the_watchdog() {
     let dir = tempfile::tempdir().unwrap();
     // After one event the stream goes silent: no events, no keepalives.
-    let config = dir.path().join("stall.sim.yaml");
-    let mut c = serde_json::to_value(flowrun::sim::SimConfig::default()).unwrap();
-    c["faults"]["pubsub_stall_after"] = json!(1);
-    std::fs::write(&config, common::yaml(&c)).unwrap();
-    let (_sim, sim, env) = simulator(Some(&config)).await;
+    let (_sim, sim, env) = simulator_with(&dir, |c| {
+        c["faults"]["pubsub_stall_after"] = json!(1);
+    })
+    .await;
     let (service, addr) = serve("tests/services/stall.service.yaml", &journal(&dir), &env).await;
     post(&sim, "/sim/transfer", json!({ "eventUuid": "evt-a" })).await;
     assert_eq!(ended(&addr, "evt-a").await, "passed");
@@ -453,11 +462,10 @@ async fn a_silent_stream_is_resubscribed_by_the_watchdog() {
 async fn sigterm_while_subscribed_then_a_replay_id_past_retention_falls_back_to_earliest() {
     let dir = tempfile::tempdir().unwrap();
     // The simulator keeps only the last three events.
-    let config = dir.path().join("short.sim.yaml");
-    let mut short = serde_json::to_value(flowrun::sim::SimConfig::default()).unwrap();
-    short["events"]["retained"] = json!(3);
-    std::fs::write(&config, common::yaml(&short)).unwrap();
-    let (_sim, sim, env) = simulator(Some(&config)).await;
+    let (_sim, sim, env) = simulator_with(&dir, |c| {
+        c["events"]["retained"] = json!(3);
+    })
+    .await;
     let journal = journal(&dir);
 
     // JSON logs: every line the service writes is one JSON object.
@@ -590,11 +598,10 @@ async fn two_instances_on_postgres_one_subscribes_the_other_takes_over_after_kil
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("slow.sim.yaml");
-    let mut slow = serde_json::to_value(flowrun::sim::SimConfig::default()).unwrap();
-    slow["faults"]["latency_ms"] = json!(700);
-    std::fs::write(&config, common::yaml(&slow)).unwrap();
-    let (_sim, sim, env) = simulator(Some(&config)).await;
+    let (_sim, sim, env) = simulator_with(&dir, |c| {
+        c["faults"]["latency_ms"] = json!(700);
+    })
+    .await;
     let journal = pg.url();
 
     // A subscribes; B, on the same journal, stands by (and is ready: it takes webhook events).
