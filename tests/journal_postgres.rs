@@ -19,6 +19,7 @@ fn started(id: &str, outputs_flow: &str) -> Write {
         flow_hash: "abc".into(),
         inputs: json!({"queue_id": "q"}),
         at_ms: 1,
+        queued: false,
     })
 }
 
@@ -35,7 +36,7 @@ fn the_store_writes_and_reads_back_as_the_embedded_one() {
     for o in openers {
         o.join().unwrap().unwrap();
     }
-    assert_eq!(pg.query("SELECT version FROM flowrun_schema"), "3");
+    assert_eq!(pg.query("SELECT version FROM flowrun_schema"), "4");
     let store = PostgresStore::open(&pg.url()).unwrap();
 
     let sent = Write::AttemptSent {
@@ -124,6 +125,106 @@ fn the_store_writes_and_reads_back_as_the_embedded_one() {
     assert_eq!(pg.query("SELECT count(*) FROM steps"), "0");
 }
 
+fn queued(id: &str, flow: &str, at_ms: i64) -> Write {
+    match started(id, flow) {
+        Write::RunStarted(start) => Write::RunStarted(RunStart {
+            queued: true,
+            at_ms,
+            ..start
+        }),
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn queued_runs_are_claimed_once_each_and_claimed_again_when_their_lease_runs_out() {
+    let pg = Postgres::start();
+    let (a, b) = (
+        PostgresStore::open(&pg.url()).unwrap(),
+        PostgresStore::open(&pg.url()).unwrap(),
+    );
+    let flows = ["flows/transfer.yaml".to_string()];
+    // b listens: a queueing announces it (on commit).
+    let announced = b.queue_signal().expect("a shared store announces queued runs");
+    let writes: Vec<Write> = (0..40)
+        .map(|i| queued(&format!("q{i:02}"), &flows[0], 100 + i))
+        .chain([queued("other", "flows/inbound.yaml", 1)])
+        .collect();
+    let groups: Vec<&[Write]> = writes.iter().map(std::slice::from_ref).collect();
+    assert!(a.apply(&groups).iter().all(Result::is_ok));
+    let woke = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
+        .block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(5), announced.notified()).await
+        });
+    assert!(woke.is_ok(), "b was not told of the queued runs");
+    assert_eq!(b.queued().unwrap(), 41);
+    let row = b.run("q00").unwrap().unwrap();
+    assert_eq!((row.row.status.as_str(), row.owner), ("queued", None));
+
+    // Two claimers at once, in threads: every run once, none twice, oldest first.
+    let url = pg.url();
+    let claimers: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|owner| {
+            let url = url.clone();
+            let flows = flows.clone();
+            std::thread::spawn(move || {
+                let store = PostgresStore::open(&url).unwrap();
+                let mut mine = Vec::new();
+                loop {
+                    let got = store.claim(owner, &flows, 3, 10_000, 1_000).unwrap();
+                    if got.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(got);
+                }
+            })
+        })
+        .collect();
+    let mut all: Vec<String> = claimers
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    all.sort();
+    let expected: Vec<String> = (0..40).map(|i| format!("q{i:02}")).collect();
+    assert_eq!(all, expected, "each queued run of the flow claimed exactly once");
+    assert_eq!(a.queued().unwrap(), 1, "the other flow's run waits for its own service");
+    let row = a.run("q00").unwrap().unwrap();
+    assert_eq!(row.row.status, "running");
+    assert!(["a", "b"].contains(&row.owner.as_deref().unwrap()));
+
+    // Leases live until 10 000; a claim at 9 999 takes nothing, renewing holds them longer,
+    // and once they run out another owner takes them over.
+    assert!(a.claim("c", &flows, 100, 20_000, 9_999).unwrap().is_empty());
+    assert_eq!(a.renew("a", 30_000).unwrap() + a.renew("b", 30_000).unwrap(), 40);
+    assert!(a.claim("c", &flows, 100, 40_000, 20_001).unwrap().is_empty(), "renewed");
+    let taken = a.claim("c", &flows, 100, 40_000, 30_001).unwrap();
+    assert!(taken.contains(&"q00".to_string()), "{taken:?}");
+    assert_eq!(a.run("q00").unwrap().unwrap().owner.as_deref(), Some("c"));
+    // A run ended is nobody's to claim, whatever its lease says.
+    let ended = Write::RunFinished {
+        run: "q01".into(),
+        status: "passed".into(),
+        outputs: json!({}),
+        error: None,
+        at_ms: 5,
+    };
+    assert_eq!(a.apply(&[&[ended]]), [Ok(())]);
+    let again = a.claim("d", &flows, 100, 90_000, 80_000).unwrap();
+    assert_eq!(again.len(), 39, "every running run but the finished one");
+    // Taken over by hand (`flowrun runs resume`): no lease, so no instance claims it.
+    let by_hand = Write::Claimed {
+        run: "q02".into(),
+        owner: "cli".into(),
+    };
+    assert_eq!(a.apply(&[&[by_hand]]), [Ok(())]);
+    let last = a.claim("e", &flows, 100, i64::MAX, 95_000).unwrap();
+    assert!(!last.contains(&"q02".to_string()), "{last:?}");
+}
+
 #[test]
 fn a_newer_schema_is_refused_and_a_bad_url_is_told() {
     let pg = Postgres::start();
@@ -133,7 +234,7 @@ fn a_newer_schema_is_refused_and_a_bad_url_is_told() {
         panic!("a newer schema was opened")
     };
     assert!(
-        e.contains("has journal schema version 99; this flowrun knows up to 3"),
+        e.contains("has journal schema version 99; this flowrun knows up to 4"),
         "{e}"
     );
     // Nobody listens there: told with the place, never the password.

@@ -13,6 +13,7 @@ mod common;
 mod postgres;
 
 use common::{exchange, repo};
+use flowrun::service::runtime::LEASE;
 use serde_json::{Value, json};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -604,8 +605,17 @@ async fn two_instances_on_postgres_one_subscribes_the_other_takes_over_after_kil
     .await;
     let journal = pg.url();
 
-    // A subscribes; B, on the same journal, stands by (and is ready: it takes webhook events).
+    // A subscribes, queues the event's run in the journal and claims it (it is alone).
     let (mut a, addr_a) = serve("flows/transfer.service.yaml", &journal, &env).await;
+    post(
+        &sim,
+        "/sim/transfer",
+        json!({ "eventUuid": "evt-crash", "target": "agent" }),
+    )
+    .await;
+    a.line_with("event=evt-crash outcome=queued").await;
+    let queued = Instant::now();
+    // B, on the same journal, stands by (and is ready: it takes webhook events).
     let b = Process::start(
         &[
             "serve",
@@ -628,8 +638,14 @@ async fn two_instances_on_postgres_one_subscribes_the_other_takes_over_after_kil
     let leader = |text: &str| text.lines().any(|l| l == "flowrun_leader 1");
     assert!(leader(&exchange(&addr_a, "GET", "/metrics", &[], b"").await.1));
     assert!(!leader(&exchange(&addr_b, "GET", "/metrics", &[], b"").await.1));
+    let owner = pg.query("SELECT owner FROM runs WHERE id = 'evt-crash'");
+    let pid = a.child.id().unwrap().to_string();
+    assert_eq!(owner.split(':').nth(1), Some(pid.as_str()), "A claimed the run: {owner}");
 
-    kill_mid_transfer(&sim, &mut a).await;
+    // Mid-run (each request takes 700 ms): A is killed.
+    tokio::time::sleep(Duration::from_millis(1000).saturating_sub(queued.elapsed())).await;
+    a.child.start_kill().unwrap();
+    let _ = a.child.wait().await;
     let killed = Instant::now();
     post(&sim, "/sim/reset", json!({})).await;
     post(
@@ -638,15 +654,21 @@ async fn two_instances_on_postgres_one_subscribes_the_other_takes_over_after_kil
         json!({ "eventUuid": "evt-while-down", "target": "queue" }),
     )
     .await;
-
-    // B takes the subscription over from A's replay id and resumes A's run.
-    let took = b.line_with("leading: this instance holds the subscription").await;
+    // B takes the subscription over from A's replay id at once, and A's run once its lease
+    // has run out.
+    b.line_with("leading: this instance holds the subscription").await;
     let takeover = killed.elapsed();
-    assert!(took.ends_with("resumed=1"), "{took}");
     let subscribed = b.line_with("info subscribed").await;
     assert!(subscribed.contains("from=CUSTOM"), "{subscribed}");
-    eprintln!("takeover after kill -9: {} ms", takeover.as_millis());
-    assert!(takeover < Duration::from_secs(5), "{takeover:?}");
+    b.line_with("resuming run run=evt-crash").await;
+    let resumed = killed.elapsed();
+    eprintln!(
+        "after kill -9: subscription taken over in {} ms, the run resumed in {} ms",
+        takeover.as_millis(),
+        resumed.as_millis()
+    );
+    assert!(takeover < Duration::from_secs(3), "{takeover:?}");
+    assert!(resumed < LEASE + Duration::from_secs(2), "{resumed:?}");
     assert_eq!(ended(&addr_b, "evt-crash").await, "passed", "{}", b.output());
     assert_eq!(ended(&addr_b, "evt-while-down").await, "passed", "{}", b.output());
     assert_eq!(b.count("event=evt-crash"), 0, "not taken again: {}", b.output());

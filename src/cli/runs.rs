@@ -246,7 +246,7 @@ fn prune(arg: &JournalArg, older_than: std::time::Duration, format: Format) -> R
 /// where the journal says, and must not have changed unless `--force`.
 pub fn go_on(journal: &Arc<Journal>, id: &str, go: &GoOn, cancel: bool) -> Result<u8, u8> {
     let detail = journal.run(id).map_err(failed)?;
-    if detail.row.status != "running" {
+    if !flowrun::journal::unfinished(&detail.row.status) {
         let what = if cancel { "cancel" } else { "resume" };
         let status = detail.row.status;
         super::error(format_args!(

@@ -147,17 +147,19 @@ fn serve(args: Args) -> Result<u8, u8> {
                 &[("url", base.clone().into())],
             );
         }
-        // With a shared journal, the instance that takes the subscription resumes the runs of
-        // the one that held it; the others' runs are theirs.
+        // With a shared journal, runs are leased: any instance claims those whose lease ran out.
         let resumed = match service_runtime.shared_journal() {
             Some(_) => 0,
-            None => service_runtime.resume_unfinished(None),
+            None => service_runtime.resume_unfinished(),
         };
         if resumed > 0 {
             say(format!("  resumed {resumed} unfinished run(s) from the journal"), "resumed", &[("runs", resumed.into())]);
         }
         let stop_source = Arc::new(AtomicBool::new(false));
         let stopped = Arc::new(tokio::sync::Notify::new());
+        // Every instance sharing a journal runs queued runs, the leader's and the others' alike.
+        let worker = tokio::spawn(service_runtime.clone().work_queue(stop_source.clone()));
+        let leases = tokio::spawn(service_runtime.clone().keep_leases());
         let subscriber = pubsub.map(|settings| {
             tokio::spawn(subscriber::run(
                 service_runtime.clone(),
@@ -187,6 +189,7 @@ fn serve(args: Args) -> Result<u8, u8> {
         if let Some(task) = subscriber {
             let _ = task.await;
         }
+        let _ = worker.await;
         if !service_runtime.drain(args.max_runs, args.grace).await {
             // Left in the journal as running: `flowrun runs resume` goes on with them.
             service_runtime.stop.store(true, Ordering::Relaxed);
@@ -198,6 +201,8 @@ fn serve(args: Args) -> Result<u8, u8> {
             );
         }
         service_runtime.flush();
+        // Runs left in flight keep their lease no longer: another instance claims them.
+        leases.abort();
         Ok(exit::OK)
     })
 }

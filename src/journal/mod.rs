@@ -155,6 +155,9 @@ pub struct RunStart {
     pub inputs: Value,
     /// Milliseconds since the Unix epoch.
     pub at_ms: i64,
+    /// Written as `queued`, owned by no one: a service sharing the journal hands the run to
+    /// whichever instance claims it (see [`Store::claim`]). Otherwise `running`, owned here.
+    pub queued: bool,
 }
 
 /// A run as listed.
@@ -166,7 +169,7 @@ pub struct RunRow {
     pub flow: String,
     /// The flow file.
     pub flow_path: String,
-    /// `running`, `passed`, `stopped`, `failed` or `cancelled`.
+    /// `queued`, `running`, `passed`, `stopped`, `failed` or `cancelled`.
     pub status: String,
     /// When it started, milliseconds since the Unix epoch.
     pub started_ms: i64,
@@ -274,6 +277,32 @@ pub trait Store: Send {
     /// lead: always `true`.
     fn lead(&self, _name: &str) -> Result<bool, JournalError> {
         Ok(true)
+    }
+    /// Claims at most `most` runs of the flows at `flows` for `owner` until `until_ms`: queued
+    /// ones, and running ones whose lease ran out before `now_ms` (their owner stopped renewing
+    /// it: it died). Each is `running`, owned by `owner`, when this returns; their ids. Several
+    /// processes claiming at once never get the same run. Only a shared store queues runs.
+    fn claim(
+        &self,
+        _owner: &str,
+        _flows: &[String],
+        _most: usize,
+        _until_ms: i64,
+        _now_ms: i64,
+    ) -> Result<Vec<String>, JournalError> {
+        Ok(Vec::new())
+    }
+    /// Extends to `until_ms` the lease of every running run `owner` holds; how many.
+    fn renew(&self, _owner: &str, _until_ms: i64) -> Result<u64, JournalError> {
+        Ok(0)
+    }
+    /// How many runs wait to be claimed.
+    fn queued(&self) -> Result<u64, JournalError> {
+        Ok(0)
+    }
+    /// Something that is notified when another process queues a run (a shared store).
+    fn queue_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
     }
 }
 
@@ -488,6 +517,35 @@ impl Journal {
         self.lock_store().lead(name)
     }
 
+    /// Claims runs to execute (see [`Store::claim`]).
+    pub fn claim(
+        &self,
+        owner: &str,
+        flows: &[String],
+        most: usize,
+        lease: std::time::Duration,
+    ) -> Result<Vec<String>, JournalError> {
+        let now = now_ms();
+        let until = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+        self.lock_store().claim(owner, flows, most, until, now)
+    }
+
+    /// Extends the leases `owner` holds by `lease` from now (see [`Store::renew`]).
+    pub fn renew(&self, owner: &str, lease: std::time::Duration) -> Result<u64, JournalError> {
+        let until = now_ms().saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
+        self.lock_store().renew(owner, until)
+    }
+
+    /// How many runs wait to be claimed (see [`Store::queued`]).
+    pub fn queued(&self) -> Result<u64, JournalError> {
+        self.lock_store().queued()
+    }
+
+    /// Notified when a run is queued (see [`Store::queue_signal`]).
+    pub fn queue_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        self.lock_store().queue_signal()
+    }
+
     /// The position source `name` last stored (see [`Write::Cursor`]).
     pub fn cursor(&self, name: &str) -> Result<Option<String>, JournalError> {
         self.flush()?;
@@ -588,10 +646,22 @@ fn write_all(store: &dyn Store, writes: Vec<(Vec<Write>, Option<Reply>)>) {
     }
 }
 
-/// This process, as a run's owner: the machine's boot id and the process id. A run whose owner
-/// is alive on this machine is not resumed elsewhere (its requests would go twice).
+/// This process, as a run's owner: the machine's boot id, the process id and a number drawn
+/// when the process started. A run whose owner is alive on this machine is not resumed
+/// elsewhere (its requests would go twice). The drawn number tells apart processes with the
+/// same id in containers on one machine (each is often process 1), whose leases on a shared
+/// journal must not be renewed by one another.
 pub fn owner_here() -> String {
-    format!("{}:{}", boot_id(), std::process::id())
+    static HERE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HERE.get_or_init(|| {
+        format!(
+            "{}:{}:{:08x}",
+            boot_id(),
+            std::process::id(),
+            fastrand::u32(..)
+        )
+    })
+    .clone()
 }
 
 fn boot_id() -> String {
@@ -602,7 +672,9 @@ fn boot_id() -> String {
 
 /// The process id of `owner` when it is another process still alive on this machine.
 pub fn alive_elsewhere(owner: &str) -> Option<u32> {
-    let (boot, pid) = owner.rsplit_once(':')?;
+    // `BOOT:PID:DRAWN` (or `BOOT:PID`, as journals written before the drawn number hold).
+    let mut parts = owner.split(':');
+    let (boot, pid) = (parts.next()?, parts.next()?);
     let pid: u32 = pid.parse().ok()?;
     let here = boot_id();
     // A zombie (killed, not yet reaped by its parent) runs nothing any more.
@@ -615,6 +687,11 @@ pub fn alive_elsewhere(owner: &str) -> Option<u32> {
         && pid != std::process::id()
         && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !zombie(s));
     alive.then_some(pid)
+}
+
+/// Whether a run in `status` has yet to end (queued or running).
+pub fn unfinished(status: &str) -> bool {
+    matches!(status, "running" | "queued")
 }
 
 /// Milliseconds since the Unix epoch, now.

@@ -68,7 +68,16 @@ const MIGRATIONS: &[&str] = &[
         updated_ms  BIGINT NOT NULL
     );
 ",
+    // Leases: until when the owner of a queued-then-claimed run is known to be alive. The
+    // index serves the claims: the queued runs, and the running ones by lease.
+    "
+    ALTER TABLE runs ADD COLUMN lease_until BIGINT;
+    CREATE INDEX runs_claim ON runs (status, lease_until) WHERE status IN ('queued', 'running');
+",
 ];
+
+/// The channel on which a queued run is announced, so instances claim it at once.
+const QUEUE_CHANNEL: &str = "flowrun_queue";
 
 /// The advisory lock key migrations hold (any fixed number: "flowrun" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0066_6c6f_7772_756e;
@@ -88,6 +97,9 @@ struct Prepared {
 /// A journal in a PostgreSQL database.
 pub struct PostgresStore {
     client: Mutex<Client>,
+    /// Notified when the server announces a queued run (once `LISTEN` was asked for).
+    announced: std::sync::Arc<tokio::sync::Notify>,
+    listening: std::sync::atomic::AtomicBool,
     prepared: Prepared,
     /// Where the journal is, for messages (the password left out).
     place: String,
@@ -136,12 +148,24 @@ impl PostgresStore {
                 )));
             }
         };
+        let announced = std::sync::Arc::new(tokio::sync::Notify::new());
+        let announce = announced.clone();
         std::thread::Builder::new()
             .name("flowrun-postgres".into())
             .spawn(move || {
                 // Ends when the connection closes (the client dropped, or the server gone:
-                // every call then fails with a closed connection).
-                let _ = runtime.block_on(connection);
+                // every call then fails with a closed connection). Notifications (a queued
+                // run) wake whoever claims runs in this process.
+                let mut connection = connection;
+                runtime.block_on(async move {
+                    while let Some(Ok(message)) =
+                        std::future::poll_fn(|cx| connection.poll_message(cx)).await
+                    {
+                        if let tokio_postgres::AsyncMessage::Notification(_) = message {
+                            announce.notify_one();
+                        }
+                    }
+                });
             })
             .map_err(|e| JournalError::Store(format!("cannot start the PostgreSQL connection: {e}")))?;
         let mut client = client;
@@ -150,9 +174,12 @@ impl PostgresStore {
         let prepared = Prepared {
             run_started: prepare(
                 "INSERT INTO runs (id, flow_path, flow_name, flow_hash, inputs, status, started_ms, updated_ms, owner)
-                 VALUES ($1, $2, $3, $4, $5, 'running', $6, $6, $7)",
+                 VALUES ($1, $2, $3, $4, $5, $8, $6, $6, $7)",
             )?,
-            claimed: prepare("UPDATE runs SET owner = $2 WHERE id = $1")?,
+            // A run taken over by hand is no longer queued, and no lease expires under it.
+            claimed: prepare(
+                "UPDATE runs SET owner = $2, status = 'running', lease_until = NULL WHERE id = $1",
+            )?,
             vars: prepare("UPDATE runs SET vars = $2 WHERE id = $1")?,
             attempt_sent: prepare(
                 "INSERT INTO attempts (run_id, step, phase, number, request, sent_ms)
@@ -182,6 +209,8 @@ impl PostgresStore {
         };
         Ok(PostgresStore {
             client: Mutex::new(client),
+            announced,
+            listening: std::sync::atomic::AtomicBool::new(false),
             prepared,
             place,
         })
@@ -277,7 +306,8 @@ async fn apply_one(
                     &start.flow_hash,
                     &inputs,
                     &start.at_ms,
-                    &super::owner_here(),
+                    &(!start.queued).then(super::owner_here),
+                    &if start.queued { "queued" } else { "running" },
                 ],
             )
             .await?;
@@ -401,11 +431,20 @@ const RUN_COLUMNS: &str = "id, flow_name, flow_path, status, started_ms, updated
 impl Store for PostgresStore {
     fn apply(&self, groups: &[&[Write]]) -> Vec<Result<(), JournalError>> {
         let mut client = self.lock();
+        let queues = groups
+            .iter()
+            .flat_map(|g| g.iter())
+            .any(|w| matches!(w, Write::RunStarted(s) if s.queued));
         let outcome = wait(async {
             let tx = client.transaction().await?;
             let mut results = Vec::with_capacity(groups.len());
             for group in groups {
                 results.push(apply_group(&tx, &self.prepared, group).await?);
+            }
+            if queues {
+                // Sent when the transaction commits: the queued runs are there to claim.
+                tx.execute("SELECT pg_notify($1, '')", &[&QUEUE_CHANNEL])
+                    .await?;
             }
             tx.commit().await?;
             Ok::<_, tokio_postgres::Error>(results)
@@ -442,7 +481,7 @@ impl Store for PostgresStore {
     fn runs(&self, unfinished: bool, limit: usize) -> Result<Vec<RunRow>, JournalError> {
         let client = self.lock();
         let filter = if unfinished {
-            "WHERE status = 'running'"
+            "WHERE status IN ('running', 'queued')"
         } else {
             ""
         };
@@ -525,11 +564,67 @@ impl Store for PostgresStore {
         Ok(row.get(0))
     }
 
+    fn claim(
+        &self,
+        owner: &str,
+        flows: &[String],
+        most: usize,
+        until_ms: i64,
+        now_ms: i64,
+    ) -> Result<Vec<String>, JournalError> {
+        let most = i64::try_from(most).unwrap_or(i64::MAX);
+        let client = self.lock();
+        // SKIP LOCKED: instances claiming at once each take other rows instead of waiting.
+        // Oldest first: the events nearest their deadline.
+        let rows = wait(client.query(
+            "UPDATE runs SET status = 'running', owner = $1, lease_until = $2
+             WHERE id IN (
+                SELECT id FROM runs
+                WHERE flow_path = ANY($3)
+                  AND (status = 'queued' OR (status = 'running' AND lease_until < $4))
+                ORDER BY started_ms LIMIT $5
+                FOR UPDATE SKIP LOCKED)
+             RETURNING id",
+            &[&owner, &until_ms, &flows, &now_ms, &most],
+        ))
+        .map_err(store_error)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    fn renew(&self, owner: &str, until_ms: i64) -> Result<u64, JournalError> {
+        let client = self.lock();
+        wait(client.execute(
+            "UPDATE runs SET lease_until = $2
+             WHERE owner = $1 AND status = 'running' AND lease_until IS NOT NULL",
+            &[&owner, &until_ms],
+        ))
+        .map_err(store_error)
+    }
+
+    fn queued(&self) -> Result<u64, JournalError> {
+        let client = self.lock();
+        let row = wait(client.query_one("SELECT count(*) FROM runs WHERE status = 'queued'", &[]))
+            .map_err(store_error)?;
+        Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or_default())
+    }
+
+    fn queue_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        use std::sync::atomic::Ordering;
+        if !self.listening.swap(true, Ordering::Relaxed) {
+            let client = self.lock();
+            if wait(client.batch_execute(&format!("LISTEN {QUEUE_CHANNEL}"))).is_err() {
+                self.listening.store(false, Ordering::Relaxed);
+                return None;
+            }
+        }
+        Some(self.announced.clone())
+    }
+
     fn prune(&self, before_ms: i64) -> Result<u64, JournalError> {
         let mut client = self.lock();
         wait(async {
             let tx = client.transaction().await?;
-            let old = "SELECT id FROM runs WHERE status != 'running' AND updated_ms < $1";
+            let old = "SELECT id FROM runs WHERE status NOT IN ('running', 'queued') AND updated_ms < $1";
             for table in ["steps", "attempts"] {
                 tx.execute(
                     &format!("DELETE FROM {table} WHERE run_id IN ({old})"),
@@ -539,7 +634,7 @@ impl Store for PostgresStore {
             }
             let n = tx
                 .execute(
-                    "DELETE FROM runs WHERE status != 'running' AND updated_ms < $1",
+                    "DELETE FROM runs WHERE status NOT IN ('running', 'queued') AND updated_ms < $1",
                     &[&before_ms],
                 )
                 .await?;

@@ -154,10 +154,64 @@ impl FlowRuns {
     }
 
     /// An id the journal already holds is the same run: refused.
+    /// Queues run `id` in a shared journal, for any process to claim ([`Journal::claim`]);
+    /// nothing runs here. Written at once without waiting for it (a crash before it is
+    /// durable loses the event's position too: the event comes again).
+    pub fn enqueue(&self, id: &str, inputs: &Map<String, Value>, own: &Secrets) {
+        // Submitted when called; nobody needs to hear that it is durable.
+        drop(self.journal.durable(self.queued_start(id, inputs, own)));
+    }
+
+    /// Queues run `id` and waits until that is durable; a taken id is refused.
+    pub fn enqueue_durably(
+        &self,
+        id: &str,
+        inputs: &Map<String, Value>,
+        own: &Secrets,
+    ) -> Result<(), RunsError> {
+        self.refuse_taken(id)?;
+        Ok(self.journal.commit(self.queued_start(id, inputs, own))?)
+    }
+
+    fn queued_start(&self, id: &str, inputs: &Map<String, Value>, own: &Secrets) -> Write {
+        match self.fresh(id, inputs, own).1 {
+            Write::RunStarted(start) => Write::RunStarted(RunStart {
+                queued: true,
+                ..start
+            }),
+            other => other,
+        }
+    }
+
+    /// Run `id` as this process claimed it from a shared journal's queue (or from an owner
+    /// whose lease ran out), to go on with. The claim made it this process's: no other owner
+    /// is asked after. A flow changed since is refused once a step was sent (a queued run that
+    /// sent nothing runs the flow as it is now).
+    pub fn claimed(&self, id: &str) -> Result<(RunDetail, Resume), RunsError> {
+        let detail = self.journal.run(id)?;
+        if detail.row.status != "running" {
+            return Err(RunsError::Finished {
+                id: id.into(),
+                status: detail.row.status,
+            });
+        }
+        let sent = !detail.attempts.is_empty() || !detail.steps.is_empty();
+        if detail.flow_hash != self.hash && sent {
+            return Err(RunsError::FlowChanged {
+                id: id.into(),
+                path: detail.row.flow_path,
+            });
+        }
+        let resume = resume_of(&detail);
+        Ok((detail, resume))
+    }
+
     fn refuse_taken(&self, id: &str) -> Result<(), RunsError> {
         match self.journal.find(id)? {
             None => Ok(()),
-            Some(existing) if existing.status == "running" => Err(RunsError::Unfinished { id: id.into() }),
+            Some(existing) if super::unfinished(&existing.status) => {
+                Err(RunsError::Unfinished { id: id.into() })
+            }
             Some(existing) => Err(RunsError::Finished {
                 id: id.into(),
                 status: existing.status,
@@ -179,6 +233,7 @@ impl FlowRuns {
             flow_hash: self.hash.clone(),
             inputs: Value::Object(kept),
             at_ms: now_ms(),
+            queued: false,
         };
         let run = RunJournal::new(self.journal.clone(), &start, self.masking(own));
         let write = run.started(start);
@@ -189,7 +244,7 @@ impl FlowRuns {
     /// the flow changed since it started (unless `force`).
     pub fn unfinished(&self, id: &str, force: bool) -> Result<(RunDetail, Resume), RunsError> {
         let detail = self.journal.run(id)?;
-        if detail.row.status != "running" {
+        if !super::unfinished(&detail.row.status) {
             return Err(RunsError::Finished {
                 id: id.into(),
                 status: detail.row.status,

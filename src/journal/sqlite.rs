@@ -67,6 +67,10 @@ const MIGRATIONS: &[&str] = &[
         updated_ms  INTEGER NOT NULL
     );
 ",
+    // Leases: until when the owner of a queued-then-claimed run is known to be alive.
+    "
+    ALTER TABLE runs ADD COLUMN lease_until INTEGER;
+",
 ];
 
 /// A journal in one SQLite file.
@@ -218,7 +222,7 @@ fn apply_one(
         Write::RunStarted(start) => {
             tx.prepare_cached(
                 "INSERT INTO runs (id, flow_path, flow_name, flow_hash, inputs, status, started_ms, updated_ms, owner)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6, ?6, ?7)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)",
             )?
             .execute(params![
                 start.id,
@@ -226,12 +230,16 @@ fn apply_one(
                 start.flow_name,
                 start.flow_hash,
                 json_text(&start.inputs),
+                if start.queued { "queued" } else { "running" },
                 start.at_ms,
-                super::owner_here()
+                (!start.queued).then(super::owner_here)
             ])?;
         }
         Write::Claimed { run, owner } => {
-            tx.prepare_cached("UPDATE runs SET owner = ?2 WHERE id = ?1")?
+            // A run taken over by hand is no longer queued, and no lease expires under it.
+            tx.prepare_cached(
+                "UPDATE runs SET owner = ?2, status = 'running', lease_until = NULL WHERE id = ?1",
+            )?
                 .execute(params![run, owner])?;
         }
         Write::Vars { run, vars } => {
@@ -406,7 +414,7 @@ impl Store for SqliteStore {
     fn runs(&self, unfinished: bool, limit: usize) -> Result<Vec<RunRow>, JournalError> {
         let connection = self.lock();
         let filter = if unfinished {
-            "WHERE status = 'running'"
+            "WHERE status IN ('running', 'queued')"
         } else {
             ""
         };
@@ -500,7 +508,7 @@ impl Store for SqliteStore {
     fn prune(&self, before_ms: i64) -> Result<u64, JournalError> {
         let mut connection = self.lock();
         let tx = connection.transaction().map_err(store_error)?;
-        let old = "SELECT id FROM runs WHERE status != 'running' AND updated_ms < ?1";
+        let old = "SELECT id FROM runs WHERE status NOT IN ('running', 'queued') AND updated_ms < ?1";
         for table in ["steps", "attempts"] {
             tx.execute(
                 &format!("DELETE FROM {table} WHERE run_id IN ({old})"),
@@ -510,7 +518,7 @@ impl Store for SqliteStore {
         }
         let n = tx
             .execute(
-                "DELETE FROM runs WHERE status != 'running' AND updated_ms < ?1",
+                "DELETE FROM runs WHERE status NOT IN ('running', 'queued') AND updated_ms < ?1",
                 [before_ms],
             )
             .map_err(store_error)?;
@@ -533,6 +541,7 @@ mod tests {
             flow_hash: "abc".into(),
             inputs: json!({"queue_id": "q"}),
             at_ms: 1,
+            queued: false,
         })
     }
 

@@ -29,6 +29,11 @@ impl Logger {
         self.write("warn", message, fields);
     }
 
+    /// Something the service cannot go on from (it exits next).
+    pub fn error(&self, message: &str, fields: &[(&str, Value)]) {
+        self.write("error", message, fields);
+    }
+
     fn write(&self, level: &str, message: &str, fields: &[(&str, Value)]) {
         let time = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
         let line = if self.json {

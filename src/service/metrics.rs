@@ -46,6 +46,10 @@ pub struct Metrics {
     pub received: Counter,
     /// Events that started a run.
     pub started: Counter,
+    /// Events whose run was queued in the shared journal, for any instance to claim.
+    pub queued: Counter,
+    /// Runs this instance claimed from the shared journal's queue (or whose owner's lease ran out).
+    pub claimed: Counter,
     /// Events already taken.
     pub duplicate: Counter,
     /// Events too old to answer.
@@ -70,6 +74,7 @@ pub struct Metrics {
     pub last_seen_ms: AtomicI64,
     since_last: Gauge<f64, AtomicU64>,
     in_flight: Gauge,
+    queue_depth: Gauge,
     first_request: Histogram,
     age_at_first_request: Histogram,
     steps: Family<StepLabels, Histogram, fn() -> Histogram>,
@@ -106,6 +111,18 @@ impl Default for Metrics {
         );
         let in_flight = Gauge::default();
         registry.register("flowrun_runs_in_flight", "Runs in flight now", in_flight.clone());
+        let queue_depth = Gauge::default();
+        registry.register(
+            "flowrun_queue_depth",
+            "Runs queued in the shared journal, not yet claimed by any instance",
+            queue_depth.clone(),
+        );
+        let claimed = Counter::default();
+        registry.register(
+            "flowrun_runs_claimed",
+            "Runs this instance claimed from the shared journal",
+            claimed.clone(),
+        );
         let first_request = latency();
         registry.register(
             "flowrun_event_to_first_request_seconds",
@@ -129,6 +146,8 @@ impl Default for Metrics {
             registry,
             received: outcome(&events, "received"),
             started: outcome(&events, "started"),
+            queued: outcome(&events, "queued"),
+            claimed,
             duplicate: outcome(&events, "duplicate"),
             expired: outcome(&events, "expired"),
             ignored: outcome(&events, "ignored"),
@@ -141,6 +160,7 @@ impl Default for Metrics {
             last_seen_ms: AtomicI64::new(crate::journal::now_ms()),
             since_last,
             in_flight,
+            queue_depth,
             first_request,
             age_at_first_request,
             steps,
@@ -149,8 +169,11 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Everything, in the OpenMetrics text format; `in_flight` is the number of runs now.
-    pub fn render(&self, in_flight: usize) -> String {
+    /// Everything, in the OpenMetrics text format; `in_flight` is the number of runs now,
+    /// `queue_depth` the runs queued in a shared journal.
+    pub fn render(&self, in_flight: usize, queue_depth: u64) -> String {
+        self.queue_depth
+            .set(i64::try_from(queue_depth).unwrap_or(i64::MAX));
         let since = crate::journal::now_ms() - self.last_seen_ms.load(Ordering::Relaxed);
         self.since_last.set(since.max(0) as f64 / 1000.0);
         self.in_flight.set(i64::try_from(in_flight).unwrap_or(i64::MAX));
@@ -219,13 +242,15 @@ mod tests {
         m.received.inc();
         m.received.inc();
         m.stopped.inc();
-        let text = m.render(3);
+        let text = m.render(3, 7);
         for line in [
             "# TYPE flowrun_events counter",
             "flowrun_events_total{outcome=\"received\"} 2",
             "flowrun_events_total{outcome=\"refused\"} 0",
             "flowrun_runs_total{outcome=\"stopped\"} 1",
             "flowrun_runs_in_flight 3",
+            "flowrun_queue_depth 7",
+            "flowrun_runs_claimed_total 0",
             "# TYPE flowrun_event_to_first_request_seconds histogram",
             "flowrun_event_to_first_request_seconds_bucket{le=\"0.005\"} 0",
         ] {

@@ -2,6 +2,12 @@
 //! the flow's inputs from the event, drop an event already taken (its id is the run id),
 //! record an expired one without sending anything, and run the flow — journaled when the
 //! service has a journal, with the flow's `deadline` counted from the event's `CreatedDate`.
+//!
+//! With a journal several instances share (PostgreSQL), an event's run is not run where the
+//! event landed: it is queued in the journal, and every instance claims queued runs as it has
+//! room ([`Runtime::work_queue`]), holding a lease on each that it renews while it lives
+//! ([`Runtime::keep_leases`]). A run whose lease ran out — its instance died — is claimed
+//! again and goes on through the journal, its step in doubt following its `in_doubt` policy.
 
 use super::event::{Event, FieldNames};
 use super::model::{Handler, Service};
@@ -26,6 +32,8 @@ use tokio::sync::Semaphore;
 pub enum Taken {
     /// A run was started for it: its id.
     Started(String),
+    /// Its run was queued in the shared journal, for any instance to claim: its id.
+    Queued(String),
     /// Its id was taken before: the run's state then.
     Duplicate(String),
     /// Older than its handler's `max_age`: recorded, nothing sent.
@@ -125,6 +133,16 @@ const FUTURE_SKEW_MS: i64 = 60_000;
 /// The most runs remembered without a journal, for duplicates and `GET /runs/ID`.
 const REMEMBERED: usize = 100_000;
 
+/// How long a claimed run stays this instance's without word from it: another instance
+/// claims it once this has passed since the last renewal (so, the takeover time after a
+/// crash). Renewed every [`RENEW_EVERY`].
+pub const LEASE: Duration = Duration::from_secs(5);
+/// How often the leases are renewed: a few renewals may fail before a lease runs out.
+pub const RENEW_EVERY: Duration = Duration::from_secs(1);
+/// How often the queue is looked at without being told of a queued run (a notification lost
+/// with a connection, or a lease that ran out, which nothing announces).
+const CLAIM_POLL: Duration = Duration::from_millis(250);
+
 /// A service, ready to take events.
 pub struct Runtime {
     names: FieldNames,
@@ -145,6 +163,8 @@ pub struct Runtime {
     /// Where lines go.
     pub log: super::log::Logger,
     world: World,
+    /// The journal is shared: runs are queued there and claimed by any instance.
+    queue: bool,
 }
 
 /// Why a service could not start: every problem found, each in one line or more.
@@ -205,6 +225,7 @@ impl Runtime {
         if !problems.is_empty() {
             return Err(StartError(problems));
         }
+        let journal_shared = journal.as_ref().is_some_and(|j| j.shared());
         Ok(Runtime {
             names,
             handlers,
@@ -218,6 +239,7 @@ impl Runtime {
             standby: AtomicBool::new(false),
             log,
             world,
+            queue: journal_shared,
         })
     }
 
@@ -242,6 +264,7 @@ impl Runtime {
         let taken = self.decide(event, start);
         let (outcome, detail) = match &taken {
             Taken::Started(_) => ("started", None),
+            Taken::Queued(_) => ("queued", None),
             Taken::Duplicate(status) => ("duplicate", Some(status.as_str())),
             Taken::Expired => ("expired", None),
             Taken::Ignored => ("ignored", None),
@@ -321,6 +344,9 @@ impl Runtime {
                 return Taken::Refused(message);
             }
         };
+        if self.queue {
+            return self.enqueue(handler, event.id, &inputs, start);
+        }
         let Ok(permit) = self.slots.clone().try_acquire_owned() else {
             return Taken::Busy;
         };
@@ -363,11 +389,125 @@ impl Runtime {
         Taken::Started(event.id)
     }
 
+    /// Queues the run of event `id` in the shared journal, for any instance to claim.
+    fn enqueue(&self, handler: &Loaded, id: String, inputs: &Map<String, Value>, start: Start) -> Taken {
+        let c = &self.metrics;
+        let Some(runs) = &handler.runs else {
+            return Taken::Refused("a shared journal is needed to queue runs".into());
+        };
+        // Claimed in memory first: two deliveries of one event at once queue one run.
+        if let Err(status) = self.claim(&id) {
+            c.duplicate.inc();
+            return Taken::Duplicate(status);
+        }
+        let own = crate::base::secrets::Secrets::default();
+        match start {
+            Start::Queued => runs.enqueue(&id, inputs, &own),
+            Start::Durable => {
+                if let Err(e) = runs.enqueue_durably(&id, inputs, &own) {
+                    // Queued meanwhile by another instance: a duplicate.
+                    self.forget(&id);
+                    c.duplicate.inc();
+                    return Taken::Duplicate(e.to_string());
+                }
+            }
+        }
+        // Remembered until the journal has it (a queued write is committed a moment later);
+        // [`Runtime::state`] asks the journal past that.
+        self.remember(&id, "queued");
+        c.queued.inc();
+        Taken::Queued(id)
+    }
+
+    /// Claims queued runs (and runs whose lease ran out) as this instance has room for them,
+    /// and runs them, until `stop`. Woken when any instance queues a run, and every
+    /// [`CLAIM_POLL`] besides.
+    pub async fn work_queue(self: Arc<Self>, stop: Arc<AtomicBool>) {
+        let Some(journal) = self.shared_journal().cloned() else { return };
+        let announced = journal.queue_signal();
+        let flows: Vec<String> = self
+            .handlers
+            .iter()
+            .filter_map(|h| h.runs.as_ref().map(|r| r.path().to_string()))
+            .collect();
+        let owner = crate::journal::owner_here();
+        while !stop.load(Ordering::Relaxed) {
+            // Room first: a claimed run is this instance's to run at once. Waiting for a slot
+            // looks at `stop` now and then.
+            let first = match tokio::time::timeout(CLAIM_POLL, self.slots.clone().acquire_owned()).await {
+                Ok(Ok(permit)) => permit,
+                Ok(Err(_)) => return,
+                Err(_) => continue,
+            };
+            let mut permits = vec![first];
+            while let Ok(p) = self.slots.clone().try_acquire_owned() {
+                permits.push(p);
+            }
+            let claimed = journal
+                .claim(&owner, &flows, permits.len(), LEASE)
+                .unwrap_or_else(|e| {
+                    self.log
+                        .warn("cannot claim runs", &[("error", Value::String(e.to_string()))]);
+                    Vec::new()
+                });
+            let full = claimed.len() == permits.len();
+            for id in claimed {
+                self.metrics.claimed.inc();
+                self.resume(&id, permits.pop(), true);
+            }
+            drop(permits);
+            if full {
+                // There may be more: claim again at once.
+                tokio::task::yield_now().await;
+                continue;
+            }
+            match &announced {
+                Some(announced) => {
+                    let _ = tokio::time::timeout(CLAIM_POLL, announced.notified()).await;
+                }
+                None => tokio::time::sleep(CLAIM_POLL).await,
+            }
+        }
+    }
+
+    /// Renews the leases of the runs this instance holds every [`RENEW_EVERY`]. A process that
+    /// cannot renew them for a whole [`LEASE`] is no longer theirs to run (another instance may
+    /// have claimed them): it says so and exits, for its supervisor to start it again.
+    pub async fn keep_leases(self: Arc<Self>) {
+        let Some(journal) = self.shared_journal().cloned() else { return };
+        let owner = crate::journal::owner_here();
+        let mut renewed = Instant::now();
+        loop {
+            tokio::time::sleep(RENEW_EVERY).await;
+            match journal.renew(&owner, LEASE) {
+                Ok(_) => renewed = Instant::now(),
+                Err(e) => self
+                    .log
+                    .warn("cannot renew leases", &[("error", Value::String(e.to_string()))]),
+            }
+            if renewed.elapsed() >= LEASE {
+                self.stop.store(true, Ordering::Relaxed);
+                self.log.error(
+                    "lost the journal for longer than a lease: exiting, so that the runs this \
+                     instance held are claimed by another",
+                    &[("lease_ms", Value::from(LEASE.as_millis() as u64))],
+                );
+                std::process::exit(1);
+            }
+        }
+    }
+
+    /// Runs in the shared journal's queue now (0 when the journal is not shared).
+    pub fn queue_depth(&self) -> u64 {
+        self.shared_journal()
+            .and_then(|j| j.queued().ok())
+            .unwrap_or(0)
+    }
+
     /// Runs the journal left unfinished (a crash, a stop after the grace period) for this
-    /// service's flows — with `owner`, only that process's — each going on after its last
-    /// completed step, its step in doubt following its `in_doubt` policy. How many were
-    /// started again.
-    pub fn resume_unfinished(self: &Arc<Self>, owner: Option<&str>) -> usize {
+    /// service's flows, each going on after its last completed step, its step in doubt
+    /// following its `in_doubt` policy. How many were started again.
+    pub fn resume_unfinished(self: &Arc<Self>) -> usize {
         let Some(journal) = &self.journal else { return 0 };
         let rows = match journal.runs(true, REMEMBERED) {
             Ok(rows) => rows,
@@ -379,74 +519,95 @@ impl Runtime {
                 return 0;
             }
         };
-        let mut resumed = 0;
-        for row in rows {
-            let Some(i) = self
-                .handlers
-                .iter()
-                .position(|h| h.runs.as_ref().is_some_and(|r| r.path() == row.flow_path))
-            else {
-                continue;
-            };
-            let handler = &self.handlers[i];
-            let Some(runs) = &handler.runs else { continue };
-            if let Some(owner) = owner
-                && journal.run(&row.id).ok().and_then(|d| d.owner).as_deref() != Some(owner)
-            {
-                continue;
+        rows.iter()
+            .filter(|row| self.handler_of(&row.flow_path).is_some())
+            .filter(|row| self.resume(&row.id, None, false))
+            .count()
+    }
+
+    /// The handler whose flow the journal records at `flow_path`.
+    fn handler_of(&self, flow_path: &str) -> Option<usize> {
+        self.handlers
+            .iter()
+            .position(|h| h.runs.as_ref().is_some_and(|r| r.path() == flow_path))
+    }
+
+    /// Goes on with unfinished run `id` of the journal (see [`Runtime::resume_unfinished`]);
+    /// `claimed` when this instance claimed it from the shared queue. Whether it was started.
+    fn resume(
+        self: &Arc<Self>,
+        id: &str,
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+        claimed: bool,
+    ) -> bool {
+        let refused = |why: String| {
+            let fields = [("run", Value::String(id.to_string())), ("error", Value::String(why))];
+            self.log.warn("cannot resume run", &fields);
+            false
+        };
+        let Some(journal) = &self.journal else { return false };
+        let flow_path = match journal.run(id) {
+            Ok(detail) => detail.row.flow_path,
+            Err(e) => return refused(e.to_string()),
+        };
+        let Some(i) = self.handler_of(&flow_path) else {
+            return refused(format!("no handler of this service runs {flow_path}"));
+        };
+        let handler = &self.handlers[i];
+        let Some(runs) = &handler.runs else { return false };
+        let found = match claimed {
+            true => runs.claimed(id),
+            false => runs.unfinished(id, false),
+        };
+        let (detail, resume) = match found {
+            Ok(found) => found,
+            Err(e) if claimed => {
+                // Taken off the queue for good: no instance claims it again and again. It
+                // waits for `flowrun runs resume` (or cancel) by hand.
+                let by_hand = crate::journal::Write::Claimed {
+                    run: id.to_string(),
+                    owner: crate::journal::owner_here(),
+                };
+                let _ = journal.commit(by_hand);
+                return refused(format!("{e}; left for `flowrun runs resume {id}` or `cancel`"));
             }
-            let refused = |why: String| {
-                let fields = [
-                    ("run", Value::String(row.id.clone())),
-                    ("error", Value::String(why)),
-                ];
-                self.log.warn("cannot resume run", &fields);
-            };
-            let (detail, resume) = match runs.unfinished(&row.id, false) {
-                Ok(found) => found,
-                Err(e) => {
-                    refused(e.to_string());
-                    continue;
-                }
-            };
-            let given = detail.given_inputs();
-            let flow = &handler.engine.flow().flow;
-            let inputs = match handler.rules.resolve(flow, given, &self.world.secrets) {
-                Ok(inputs) => inputs,
-                Err(errors) => {
-                    refused(
-                        errors
-                            .iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join("; "),
-                    );
-                    continue;
-                }
-            };
-            // The deadline still counts from when the run began.
-            let age =
-                Duration::from_millis(crate::journal::now_ms().saturating_sub(row.started_ms).max(0) as u64);
-            let since = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
-            let own = crate::base::secrets::Secrets::default();
+            Err(e) => return refused(e.to_string()),
+        };
+        let flow = &handler.engine.flow().flow;
+        let inputs = match handler
+            .rules
+            .resolve(flow, detail.given_inputs(), &self.world.secrets)
+        {
+            Ok(inputs) => inputs,
+            Err(errors) => {
+                let why: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                return refused(why.join("; "));
+            }
+        };
+        // The deadline still counts from when the run began (its event was taken).
+        let started_ms = detail.row.started_ms;
+        let age = Duration::from_millis(crate::journal::now_ms().saturating_sub(started_ms).max(0) as u64);
+        let since = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+        let own = crate::base::secrets::Secrets::default();
+        // A queued run that sent nothing yet is simply run; anything else goes on.
+        if !claimed || !resume.done.is_empty() || resume.in_doubt.is_some() {
             self.log
-                .info("resuming run", &[("run", Value::String(row.id.clone()))]);
-            self.remember(&row.id, "running");
-            self.launch(
-                Launch {
-                    handler: i,
-                    id: row.id.clone(),
-                    inputs,
-                    log: Some(runs.reopen(&row.id, &own)),
-                    resume: Some(resume),
-                    since,
-                    taken: Instant::now(),
-                },
-                None,
-            );
-            resumed += 1;
+                .info("resuming run", &[("run", Value::String(id.to_string()))]);
         }
-        resumed
+        self.remember(id, "running");
+        self.launch(
+            Launch {
+                handler: i,
+                id: id.to_string(),
+                inputs,
+                log: Some(runs.reopen(id, &own)),
+                resume: Some(resume),
+                since,
+                taken: Instant::now(),
+            },
+            permit,
+        );
+        true
     }
 
     /// Starts a run in the background; without a `permit`, it waits for a free slot first.

@@ -179,8 +179,9 @@ pub async fn run(
 const STANDBY_POLL: Duration = Duration::from_secs(1);
 
 /// With a journal several instances share: waits until this one holds the subscription of
-/// `name` (one instance at a time does), then resumes the runs the previous holder left
-/// unfinished — it started them, and it is gone. `false` when stopped meanwhile.
+/// `name` (one instance at a time does). The runs of the previous holder are not its to
+/// resume: they are leased, and any instance claims them once their lease runs out. `false`
+/// when stopped meanwhile.
 async fn lead(runtime: &Arc<Runtime>, name: &str, stop: &AtomicBool, stopped: &tokio::sync::Notify) -> bool {
     let log = &runtime.log;
     let Some(journal) = runtime.shared_journal() else {
@@ -211,25 +212,15 @@ async fn lead(runtime: &Arc<Runtime>, name: &str, stop: &AtomicBool, stopped: &t
     }
     runtime.standby.store(false, Ordering::Relaxed);
     runtime.metrics.leading.set(1);
-    let leader = format!("leader:{name}");
-    let previous = runtime.cursor(&leader);
-    let here = crate::journal::owner_here();
-    // Written before any event is taken: the next leader knows whose runs to resume.
+    // Written for operators (`flowrun runs` shows no cursors; the table does): who leads.
     if let Err(e) = journal.commit(crate::journal::Write::Cursor {
-        name: leader,
-        value: here.clone(),
+        name: format!("leader:{name}"),
+        value: crate::journal::owner_here(),
         at_ms: crate::journal::now_ms(),
     }) {
         log.warn("cannot record the lead", &[("error", json!(e.to_string()))]);
     }
-    let resumed = match previous.as_deref() {
-        Some(before) if before != here => runtime.resume_unfinished(Some(before)),
-        _ => 0,
-    };
-    log.info(
-        "leading: this instance holds the subscription",
-        &[("topic", topic), ("resumed", json!(resumed))],
-    );
+    log.info("leading: this instance holds the subscription", &[("topic", topic)]);
     true
 }
 

@@ -110,6 +110,7 @@ async fn receive(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Re
     let id = event.id.clone();
     match s.runtime.take(event) {
         Taken::Started(id) => answer(StatusCode::ACCEPTED, json!({ "run_id": id, "status": "running" })),
+        Taken::Queued(id) => answer(StatusCode::ACCEPTED, json!({ "run_id": id, "status": "queued" })),
         Taken::Duplicate(status) => answer(
             StatusCode::OK,
             json!({ "run_id": id, "status": status, "duplicate": true }),
@@ -196,7 +197,10 @@ async fn ready(State(s): State<Shared>) -> Response {
 }
 
 async fn metrics(State(s): State<Shared>) -> Response {
-    let text = s.runtime.metrics.render(s.runtime.in_flight(s.max_runs));
+    let text = s
+        .runtime
+        .metrics
+        .render(s.runtime.in_flight(s.max_runs), s.runtime.queue_depth());
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)],
