@@ -184,14 +184,15 @@ fn queued_runs_are_claimed_once_each_and_claimed_again_when_their_lease_runs_out
             })
         })
         .collect();
-    let mut all: Vec<String> = claimers
-        .into_iter()
-        .flat_map(|c| c.join().unwrap())
-        .collect();
+    let mut all: Vec<String> = claimers.into_iter().flat_map(|c| c.join().unwrap()).collect();
     all.sort();
     let expected: Vec<String> = (0..40).map(|i| format!("q{i:02}")).collect();
     assert_eq!(all, expected, "each queued run of the flow claimed exactly once");
-    assert_eq!(a.queued().unwrap(), 1, "the other flow's run waits for its own service");
+    assert_eq!(
+        a.queued().unwrap(),
+        1,
+        "the other flow's run waits for its own service"
+    );
     let row = a.run("q00").unwrap().unwrap();
     assert_eq!(row.row.status, "running");
     assert!(["a", "b"].contains(&row.owner.as_deref().unwrap()));
@@ -200,7 +201,10 @@ fn queued_runs_are_claimed_once_each_and_claimed_again_when_their_lease_runs_out
     // and once they run out another owner takes them over.
     assert!(a.claim("c", &flows, 100, 20_000, 9_999).unwrap().is_empty());
     assert_eq!(a.renew("a", 30_000).unwrap() + a.renew("b", 30_000).unwrap(), 40);
-    assert!(a.claim("c", &flows, 100, 40_000, 20_001).unwrap().is_empty(), "renewed");
+    assert!(
+        a.claim("c", &flows, 100, 40_000, 20_001).unwrap().is_empty(),
+        "renewed"
+    );
     let taken = a.claim("c", &flows, 100, 40_000, 30_001).unwrap();
     assert!(taken.contains(&"q00".to_string()), "{taken:?}");
     assert_eq!(a.run("q00").unwrap().unwrap().owner.as_deref(), Some("c"));

@@ -653,15 +653,8 @@ fn write_all(store: &dyn Store, writes: Vec<(Vec<Write>, Option<Reply>)>) {
 /// journal must not be renewed by one another.
 pub fn owner_here() -> String {
     static HERE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HERE.get_or_init(|| {
-        format!(
-            "{}:{}:{:08x}",
-            boot_id(),
-            std::process::id(),
-            fastrand::u32(..)
-        )
-    })
-    .clone()
+    HERE.get_or_init(|| format!("{}:{}:{:08x}", boot_id(), std::process::id(), fastrand::u32(..)))
+        .clone()
 }
 
 fn boot_id() -> String {

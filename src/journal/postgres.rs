@@ -158,8 +158,7 @@ impl PostgresStore {
                 // run) wake whoever claims runs in this process.
                 let mut connection = connection;
                 runtime.block_on(async move {
-                    while let Some(Ok(message)) =
-                        std::future::poll_fn(|cx| connection.poll_message(cx)).await
+                    while let Some(Ok(message)) = std::future::poll_fn(|cx| connection.poll_message(cx)).await
                     {
                         if let tokio_postgres::AsyncMessage::Notification(_) = message {
                             announce.notify_one();
@@ -443,8 +442,7 @@ impl Store for PostgresStore {
             }
             if queues {
                 // Sent when the transaction commits: the queued runs are there to claim.
-                tx.execute("SELECT pg_notify($1, '')", &[&QUEUE_CHANNEL])
-                    .await?;
+                tx.execute("SELECT pg_notify($1, '')", &[&QUEUE_CHANNEL]).await?;
             }
             tx.commit().await?;
             Ok::<_, tokio_postgres::Error>(results)

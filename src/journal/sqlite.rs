@@ -240,7 +240,7 @@ fn apply_one(
             tx.prepare_cached(
                 "UPDATE runs SET owner = ?2, status = 'running', lease_until = NULL WHERE id = ?1",
             )?
-                .execute(params![run, owner])?;
+            .execute(params![run, owner])?;
         }
         Write::Vars { run, vars } => {
             tx.prepare_cached("UPDATE runs SET vars = ?2 WHERE id = ?1")?

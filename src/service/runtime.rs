@@ -423,7 +423,9 @@ impl Runtime {
     /// and runs them, until `stop`. Woken when any instance queues a run, and every
     /// [`CLAIM_POLL`] besides.
     pub async fn work_queue(self: Arc<Self>, stop: Arc<AtomicBool>) {
-        let Some(journal) = self.shared_journal().cloned() else { return };
+        let Some(journal) = self.shared_journal().cloned() else {
+            return;
+        };
         let announced = journal.queue_signal();
         let flows: Vec<String> = self
             .handlers
@@ -474,7 +476,9 @@ impl Runtime {
     /// cannot renew them for a whole [`LEASE`] is no longer theirs to run (another instance may
     /// have claimed them): it says so and exits, for its supervisor to start it again.
     pub async fn keep_leases(self: Arc<Self>) {
-        let Some(journal) = self.shared_journal().cloned() else { return };
+        let Some(journal) = self.shared_journal().cloned() else {
+            return;
+        };
         let owner = crate::journal::owner_here();
         let mut renewed = Instant::now();
         loop {
@@ -499,9 +503,7 @@ impl Runtime {
 
     /// Runs in the shared journal's queue now (0 when the journal is not shared).
     pub fn queue_depth(&self) -> u64 {
-        self.shared_journal()
-            .and_then(|j| j.queued().ok())
-            .unwrap_or(0)
+        self.shared_journal().and_then(|j| j.queued().ok()).unwrap_or(0)
     }
 
     /// Runs the journal left unfinished (a crash, a stop after the grace period) for this
@@ -541,11 +543,16 @@ impl Runtime {
         claimed: bool,
     ) -> bool {
         let refused = |why: String| {
-            let fields = [("run", Value::String(id.to_string())), ("error", Value::String(why))];
+            let fields = [
+                ("run", Value::String(id.to_string())),
+                ("error", Value::String(why)),
+            ];
             self.log.warn("cannot resume run", &fields);
             false
         };
-        let Some(journal) = &self.journal else { return false };
+        let Some(journal) = &self.journal else {
+            return false;
+        };
         let flow_path = match journal.run(id) {
             Ok(detail) => detail.row.flow_path,
             Err(e) => return refused(e.to_string()),

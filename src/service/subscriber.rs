@@ -220,7 +220,10 @@ async fn lead(runtime: &Arc<Runtime>, name: &str, stop: &AtomicBool, stopped: &t
     }) {
         log.warn("cannot record the lead", &[("error", json!(e.to_string()))]);
     }
-    log.info("leading: this instance holds the subscription", &[("topic", topic)]);
+    log.info(
+        "leading: this instance holds the subscription",
+        &[("topic", topic)],
+    );
     true
 }
 
