@@ -179,14 +179,19 @@ fn queued_runs_are_claimed_once_each_and_claimed_again_when_their_lease_runs_out
                     if got.is_empty() {
                         return mine;
                     }
-                    mine.extend(got);
+                    // Queued until now: fresh, with its inputs and when it was queued.
+                    assert!(
+                        got.iter()
+                            .all(|c| c.fresh && c.inputs == json!({"queue_id": "q"}))
+                    );
+                    mine.extend(got.into_iter().map(|c| (c.id, c.started_ms)));
                 }
             })
         })
         .collect();
-    let mut all: Vec<String> = claimers.into_iter().flat_map(|c| c.join().unwrap()).collect();
+    let mut all: Vec<(String, i64)> = claimers.into_iter().flat_map(|c| c.join().unwrap()).collect();
     all.sort();
-    let expected: Vec<String> = (0..40).map(|i| format!("q{i:02}")).collect();
+    let expected: Vec<(String, i64)> = (0..40).map(|i| (format!("q{i:02}"), 100 + i)).collect();
     assert_eq!(all, expected, "each queued run of the flow claimed exactly once");
     assert_eq!(
         a.queued().unwrap(),
@@ -206,7 +211,11 @@ fn queued_runs_are_claimed_once_each_and_claimed_again_when_their_lease_runs_out
         "renewed"
     );
     let taken = a.claim("c", &flows, 100, 40_000, 30_001).unwrap();
-    assert!(taken.contains(&"q00".to_string()), "{taken:?}");
+    let q00 = taken.iter().find(|c| c.id == "q00").expect("q00 taken over");
+    assert!(
+        !q00.fresh,
+        "it was running: what it sent is read from the journal"
+    );
     assert_eq!(a.run("q00").unwrap().unwrap().owner.as_deref(), Some("c"));
     // A run ended is nobody's to claim, whatever its lease says.
     let ended = Write::RunFinished {
@@ -226,7 +235,7 @@ fn queued_runs_are_claimed_once_each_and_claimed_again_when_their_lease_runs_out
     };
     assert_eq!(a.apply(&[&[by_hand]]), [Ok(())]);
     let last = a.claim("e", &flows, 100, i64::MAX, 95_000).unwrap();
-    assert!(!last.contains(&"q02".to_string()), "{last:?}");
+    assert!(!last.iter().any(|c| c.id == "q02"), "{last:?}");
 }
 
 #[test]

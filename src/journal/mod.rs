@@ -160,6 +160,21 @@ pub struct RunStart {
     pub queued: bool,
 }
 
+/// A run a process claimed from a shared journal (see [`Store::claim`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claimed {
+    /// The run's id.
+    pub id: String,
+    /// Its flow file, as the journal records it.
+    pub flow_path: String,
+    /// It was queued, so nothing of it was sent yet: it simply runs (no need to read its steps).
+    pub fresh: bool,
+    /// Its inputs (secret inputs left out).
+    pub inputs: Value,
+    /// When it was queued, milliseconds since the Unix epoch: its deadline counts from then.
+    pub started_ms: i64,
+}
+
 /// A run as listed.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RunRow {
@@ -280,8 +295,8 @@ pub trait Store: Send {
     }
     /// Claims at most `most` runs of the flows at `flows` for `owner` until `until_ms`: queued
     /// ones, and running ones whose lease ran out before `now_ms` (their owner stopped renewing
-    /// it: it died). Each is `running`, owned by `owner`, when this returns; their ids. Several
-    /// processes claiming at once never get the same run. Only a shared store queues runs.
+    /// it: it died). Each is `running`, owned by `owner`, when this returns. Several processes
+    /// claiming at once never get the same run. Only a shared store queues runs.
     fn claim(
         &self,
         _owner: &str,
@@ -289,7 +304,7 @@ pub trait Store: Send {
         _most: usize,
         _until_ms: i64,
         _now_ms: i64,
-    ) -> Result<Vec<String>, JournalError> {
+    ) -> Result<Vec<Claimed>, JournalError> {
         Ok(Vec::new())
     }
     /// Extends to `until_ms` the lease of every running run `owner` holds; how many.
@@ -524,7 +539,7 @@ impl Journal {
         flows: &[String],
         most: usize,
         lease: std::time::Duration,
-    ) -> Result<Vec<String>, JournalError> {
+    ) -> Result<Vec<Claimed>, JournalError> {
         let now = now_ms();
         let until = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
         self.lock_store().claim(owner, flows, most, until, now)

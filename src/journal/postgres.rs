@@ -8,7 +8,7 @@
 //! the store's calls only exchange messages with it, so they may block any thread — a runtime's
 //! worker included, as the SQLite store does — without starting a runtime inside a runtime.
 
-use super::{AttemptRow, JournalError, RunDetail, RunRow, StepRow, Store, Write};
+use super::{AttemptRow, Claimed, JournalError, RunDetail, RunRow, StepRow, Store, Write};
 use serde_json::Value;
 use std::sync::Mutex;
 use tokio_postgres::{Client, NoTls, Row, Statement};
@@ -569,24 +569,34 @@ impl Store for PostgresStore {
         most: usize,
         until_ms: i64,
         now_ms: i64,
-    ) -> Result<Vec<String>, JournalError> {
+    ) -> Result<Vec<Claimed>, JournalError> {
         let most = i64::try_from(most).unwrap_or(i64::MAX);
         let client = self.lock();
         // SKIP LOCKED: instances claiming at once each take other rows instead of waiting.
-        // Oldest first: the events nearest their deadline.
+        // Oldest first: the events nearest their deadline. What the run was before (queued or
+        // running) comes from the locked row, before the update.
         let rows = wait(client.query(
-            "UPDATE runs SET status = 'running', owner = $1, lease_until = $2
-             WHERE id IN (
-                SELECT id FROM runs
-                WHERE flow_path = ANY($3)
-                  AND (status = 'queued' OR (status = 'running' AND lease_until < $4))
-                ORDER BY started_ms LIMIT $5
-                FOR UPDATE SKIP LOCKED)
-             RETURNING id",
+            "UPDATE runs r SET status = 'running', owner = $1, lease_until = $2
+             FROM (SELECT id, status FROM runs
+                   WHERE flow_path = ANY($3)
+                     AND (status = 'queued' OR (status = 'running' AND lease_until < $4))
+                   ORDER BY started_ms LIMIT $5
+                   FOR UPDATE SKIP LOCKED) c
+             WHERE r.id = c.id
+             RETURNING r.id, r.flow_path, c.status = 'queued', r.inputs, r.started_ms",
             &[&owner, &until_ms, &flows, &now_ms, &most],
         ))
         .map_err(store_error)?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        Ok(rows
+            .iter()
+            .map(|r| Claimed {
+                id: r.get(0),
+                flow_path: r.get(1),
+                fresh: r.get(2),
+                inputs: json_of(r.get(3)),
+                started_ms: r.get(4),
+            })
+            .collect())
     }
 
     fn renew(&self, owner: &str, until_ms: i64) -> Result<u64, JournalError> {

@@ -18,7 +18,7 @@ use crate::expr::context::Context;
 use crate::expr::templates::{TemplateId, Templates};
 use crate::expr::world::World;
 use crate::flow::Source;
-use crate::journal::{FlowRuns, Journal};
+use crate::journal::{Claimed, FlowRuns, Journal};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::path::Path;
@@ -453,9 +453,9 @@ impl Runtime {
                     Vec::new()
                 });
             let full = claimed.len() == permits.len();
-            for id in claimed {
+            for (claim, permit) in claimed.into_iter().zip(permits.drain(..)) {
                 self.metrics.claimed.inc();
-                self.resume(&id, permits.pop(), true);
+                self.run_claimed(claim, permit);
             }
             drop(permits);
             if full {
@@ -534,6 +534,23 @@ impl Runtime {
             .position(|h| h.runs.as_ref().is_some_and(|r| r.path() == flow_path))
     }
 
+    /// Runs what this instance claimed from the shared queue: a fresh run simply runs (its
+    /// inputs came with the claim); a run whose owner died goes on through the journal.
+    fn run_claimed(self: &Arc<Self>, claim: Claimed, permit: tokio::sync::OwnedSemaphorePermit) {
+        if !claim.fresh {
+            self.resume(&claim.id, Some(permit), true);
+            return;
+        }
+        let Some(i) = self.handler_of(&claim.flow_path) else {
+            let why = format!("no handler of this service runs {}", claim.flow_path);
+            self.refuse_resume(&claim.id, why, true);
+            return;
+        };
+        let given = claim.inputs.as_object().cloned().unwrap_or_default();
+        let given = given.into_iter().collect();
+        self.start_again(i, &claim.id, given, claim.started_ms, None, Some(permit), true);
+    }
+
     /// Goes on with unfinished run `id` of the journal (see [`Runtime::resume_unfinished`]);
     /// `claimed` when this instance claimed it from the shared queue. Whether it was started.
     fn resume(
@@ -542,79 +559,102 @@ impl Runtime {
         permit: Option<tokio::sync::OwnedSemaphorePermit>,
         claimed: bool,
     ) -> bool {
-        let refused = |why: String| {
-            let fields = [
-                ("run", Value::String(id.to_string())),
-                ("error", Value::String(why)),
-            ];
-            self.log.warn("cannot resume run", &fields);
-            false
-        };
         let Some(journal) = &self.journal else {
             return false;
         };
         let flow_path = match journal.run(id) {
             Ok(detail) => detail.row.flow_path,
-            Err(e) => return refused(e.to_string()),
+            Err(e) => return self.refuse_resume(id, e.to_string(), claimed),
         };
         let Some(i) = self.handler_of(&flow_path) else {
-            return refused(format!("no handler of this service runs {flow_path}"));
+            let why = format!("no handler of this service runs {flow_path}");
+            return self.refuse_resume(id, why, claimed);
         };
-        let handler = &self.handlers[i];
-        let Some(runs) = &handler.runs else { return false };
+        let Some(runs) = &self.handlers[i].runs else {
+            return false;
+        };
         let found = match claimed {
             true => runs.claimed(id),
             false => runs.unfinished(id, false),
         };
-        let (detail, resume) = match found {
-            Ok(found) => found,
-            Err(e) if claimed => {
-                // Taken off the queue for good: no instance claims it again and again. It
-                // waits for `flowrun runs resume` (or cancel) by hand.
-                let by_hand = crate::journal::Write::Claimed {
-                    run: id.to_string(),
-                    owner: crate::journal::owner_here(),
-                };
-                let _ = journal.commit(by_hand);
-                return refused(format!("{e}; left for `flowrun runs resume {id}` or `cancel`"));
+        match found {
+            Ok((detail, resume)) => {
+                let given = detail.given_inputs();
+                let started_ms = detail.row.started_ms;
+                self.start_again(i, id, given, started_ms, Some(resume), permit, claimed)
             }
-            Err(e) => return refused(e.to_string()),
-        };
+            Err(e) => self.refuse_resume(id, e.to_string(), claimed),
+        }
+    }
+
+    /// Launches run `id` of handler `i` again with the inputs it was `given`, going on from
+    /// `resume` (a fresh run without); its deadline still counts from `started_ms`, when its
+    /// event was taken. Whether it was started.
+    #[allow(clippy::too_many_arguments)]
+    fn start_again(
+        self: &Arc<Self>,
+        i: usize,
+        id: &str,
+        given: Vec<(String, Value)>,
+        started_ms: i64,
+        resume: Option<crate::engine::durable::Resume>,
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+        claimed: bool,
+    ) -> bool {
+        let handler = &self.handlers[i];
+        let Some(runs) = &handler.runs else { return false };
         let flow = &handler.engine.flow().flow;
-        let inputs = match handler
-            .rules
-            .resolve(flow, detail.given_inputs(), &self.world.secrets)
-        {
+        let inputs = match handler.rules.resolve(flow, given, &self.world.secrets) {
             Ok(inputs) => inputs,
             Err(errors) => {
                 let why: Vec<String> = errors.iter().map(ToString::to_string).collect();
-                return refused(why.join("; "));
+                return self.refuse_resume(id, why.join("; "), claimed);
             }
         };
-        // The deadline still counts from when the run began (its event was taken).
-        let started_ms = detail.row.started_ms;
         let age = Duration::from_millis(crate::journal::now_ms().saturating_sub(started_ms).max(0) as u64);
         let since = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
-        let own = crate::base::secrets::Secrets::default();
-        // A queued run that sent nothing yet is simply run; anything else goes on.
-        if !claimed || !resume.done.is_empty() || resume.in_doubt.is_some() {
+        if resume.is_some() {
             self.log
                 .info("resuming run", &[("run", Value::String(id.to_string()))]);
         }
         self.remember(id, "running");
+        let own = crate::base::secrets::Secrets::default();
         self.launch(
             Launch {
                 handler: i,
                 id: id.to_string(),
                 inputs,
                 log: Some(runs.reopen(id, &own)),
-                resume: Some(resume),
+                resume,
                 since,
                 taken: Instant::now(),
             },
             permit,
         );
         true
+    }
+
+    /// Says why run `id` cannot go on here. A run claimed from the queue is taken off it for
+    /// good (no lease: no instance claims it again and again): it waits for `flowrun runs
+    /// resume` or `cancel` by hand.
+    fn refuse_resume(&self, id: &str, why: String, claimed: bool) -> bool {
+        let why = match (claimed, &self.journal) {
+            (true, Some(journal)) => {
+                let by_hand = crate::journal::Write::Claimed {
+                    run: id.to_string(),
+                    owner: crate::journal::owner_here(),
+                };
+                let _ = journal.commit(by_hand);
+                format!("{why}; left for `flowrun runs resume {id}` or `cancel`")
+            }
+            _ => why,
+        };
+        let fields = [
+            ("run", Value::String(id.to_string())),
+            ("error", Value::String(why)),
+        ];
+        self.log.warn("cannot resume run", &fields);
+        false
     }
 
     /// Starts a run in the background; without a `permit`, it waits for a free slot first.
@@ -793,11 +833,15 @@ impl Runtime {
     /// What became of run `id`: what this process remembers, else the journal's word (what
     /// it has committed: this process's own writes still queued are remembered).
     pub fn state(&self, id: &str) -> Option<String> {
-        if let Some(status) = self.states.lock().ok().and_then(|s| s.get(id).cloned()) {
-            return Some(status);
+        let remembered = self.states.lock().ok().and_then(|s| s.get(id).cloned());
+        // A run queued here is run by whichever instance claims it: once the journal has it,
+        // the journal knows better.
+        if let Some(status) = remembered.as_ref().filter(|s| *s != "queued") {
+            return Some(status.clone());
         }
         let journal = self.journal.as_ref()?;
-        journal.find_committed(id).ok().flatten().map(|row| row.status)
+        let committed = journal.find_committed(id).ok().flatten().map(|row| row.status);
+        committed.or(remembered)
     }
 
     /// Marks `id` as running unless it is known: its state when it is.
