@@ -29,7 +29,7 @@ cleanup() {
   as_pg "$pgbin/pg_ctl" -D "$work/pg" -m immediate stop > /dev/null 2>&1 || true
   rm -rf "$work"
 }
-trap cleanup EXIT
+trap cleanup EXIT INT TERM
 now() { date +%s%N; }
 wait_for() { for _ in $(seq 1 600); do grep -q "$2" "$1" && return 0; sleep 0.1; done; echo "no '$2' in $1"; cat "$1"; exit 1; }
 

@@ -5,6 +5,10 @@
 //! refused; the webhook key never shows in the service's output; SIGTERM stops it cleanly.
 
 mod common;
+#[path = "common/postgres.rs"]
+mod postgres;
+#[path = "common/serve.rs"]
+mod serve;
 
 use common::{env_for, exchange, received, service};
 use hmac::{KeyInit, Mac};
@@ -50,13 +54,14 @@ fn signed(id: &str, body: &[u8], key: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// Polls `GET /runs/ID` until the run is no longer running (at most 10 s).
+/// Polls `GET /runs/ID` until the run is no longer queued or running (at most 10 s).
 async fn settled(addr: &str, id: &str) -> Value {
     let until = Instant::now() + Duration::from_secs(10);
     loop {
         let (_, body) = exchange(addr, "GET", &format!("/runs/{id}"), &[], b"").await;
         let state: Value = serde_json::from_str(&body).unwrap();
-        if state["status"] != "running" || Instant::now() > until {
+        let unfinished = state["status"] == "running" || state["status"] == "queued";
+        if !unfinished || Instant::now() > until {
             return state;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -244,4 +249,81 @@ async fn webhook_events_run_the_transfer_once_each() {
         "{all}"
     );
     assert!(!all.contains(KEY), "{all}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_a_shared_journal_an_event_lands_on_any_instance_and_runs_once() {
+    let pg = tokio::task::spawn_blocking(postgres::Postgres::start)
+        .await
+        .unwrap();
+    let server = service().await;
+    let mut env = env_for(&server);
+    env.push(("FLOWRUN_WEBHOOK_KEY".into(), KEY.into()));
+    let start = || {
+        serve::Process::start(
+            &[
+                "serve",
+                "tests/services/webhook.service.yaml",
+                "--listen",
+                "127.0.0.1:0",
+                "--journal",
+                &pg.url(),
+            ],
+            &env,
+        )
+    };
+    let (a, b) = (start(), start());
+    let mut addrs = Vec::new();
+    for p in [&a, &b] {
+        let addr = p
+            .wait_for("serving line", |l| {
+                l.split_once(": serving on http://").map(|(_, a)| a.to_string())
+            })
+            .await;
+        addrs.push(addr);
+    }
+
+    // Queued where it landed; the same event at the other instance is a duplicate.
+    let body = event("RoutingRequested", Duration::ZERO);
+    let (status, answer) = exchange(&addrs[0], "POST", "/events", &signed("ev-1", &body, KEY), &body).await;
+    assert_eq!(
+        (status, answer.as_str()),
+        (202, "{\"run_id\":\"ev-1\",\"status\":\"queued\"}\n")
+    );
+    let (status, answer) = exchange(&addrs[1], "POST", "/events", &signed("ev-1", &body, KEY), &body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.contains("\"duplicate\":true"), "{answer}");
+    // Both instances tell how it ended, whichever ran it.
+    for addr in &addrs {
+        assert_eq!(
+            settled(addr, "ev-1").await,
+            json!({ "run_id": "ev-1", "status": "passed" })
+        );
+    }
+
+    // More events, to either instance: each runs once, on whichever claims it.
+    for i in 2..=11 {
+        let id = format!("ev-{i}");
+        let addr = &addrs[i % 2];
+        let (status, _) = exchange(addr, "POST", "/events", &signed(&id, &body, KEY), &body).await;
+        assert_eq!(status, 202);
+    }
+    for i in 2..=11 {
+        let state = settled(&addrs[(i + 1) % 2], &format!("ev-{i}")).await;
+        assert_eq!(state["status"], "passed", "{state}");
+    }
+    let sent = received(&server).await;
+    let routes = sent
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["path"] == "/api/v1/route")
+        .count();
+    assert_eq!(routes, 11, "one route per event");
+    assert_eq!(
+        pg.query("SELECT status, count(*) FROM runs GROUP BY status"),
+        "passed|11"
+    );
+    let claimed = |p: &serve::Process| p.count("outcome=queued");
+    assert_eq!(claimed(&a) + claimed(&b), 11, "{}\n{}", a.output(), b.output());
 }

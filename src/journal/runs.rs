@@ -157,9 +157,15 @@ impl FlowRuns {
     /// Queues run `id` in a shared journal, for any process to claim ([`Journal::claim`]);
     /// nothing runs here. Written at once without waiting for it (a crash before it is
     /// durable loses the event's position too: the event comes again).
-    pub fn enqueue(&self, id: &str, inputs: &Map<String, Value>, own: &Secrets) {
-        // Submitted when called; nobody needs to hear that it is durable.
-        drop(self.journal.durable(self.queued_start(id, inputs, own)));
+    /// The future tells when it is durable, or that the id was taken (a run queued before).
+    pub fn enqueue(
+        &self,
+        id: &str,
+        inputs: &Map<String, Value>,
+        own: &Secrets,
+    ) -> impl Future<Output = Result<(), JournalError>> + Send + 'static {
+        // Submitted when called: the caller need not wait for it.
+        self.journal.durable(self.queued_start(id, inputs, own))
     }
 
     /// Queues run `id` and waits until that is durable; a taken id is refused.

@@ -125,6 +125,9 @@ struct Launch {
     since: Instant,
     /// When the event was taken.
     taken: Instant,
+    /// Claimed from the shared queue ahead of a free slot: counted in `Runtime::claimed_ahead`
+    /// until it has one.
+    ahead: bool,
 }
 
 /// How far in the future an event's `CreatedDate` may be (clocks disagree a little).
@@ -165,6 +168,12 @@ pub struct Runtime {
     world: World,
     /// The journal is shared: runs are queued there and claimed by any instance.
     queue: bool,
+    /// How many runs may be in flight at once.
+    max_runs: usize,
+    /// Runs claimed from the shared queue that wait for a free slot, and a signal when one
+    /// gets it: claims are made in batches, ahead of the slots, not one per freed slot.
+    claimed_ahead: std::sync::atomic::AtomicUsize,
+    room: tokio::sync::Notify,
 }
 
 /// Why a service could not start: every problem found, each in one line or more.
@@ -240,6 +249,9 @@ impl Runtime {
             log,
             world,
             queue: journal_shared,
+            max_runs: max_runs.max(1),
+            claimed_ahead: Default::default(),
+            room: Default::default(),
         })
     }
 
@@ -300,7 +312,14 @@ impl Runtime {
             return Taken::Ignored;
         };
         let handler = &self.handlers[i];
-        if let Some(status) = self.state(&event.id) {
+        // A streamed event queued in a shared journal is not looked up there first (a round
+        // trip behind the commit being written, for every event): the journal refuses a taken
+        // id when the run is queued, and that is told then (see `Runtime::enqueue`).
+        let known = match (self.queue, start) {
+            (true, Start::Queued) => self.remembered(&event.id),
+            _ => self.state(&event.id),
+        };
+        if let Some(status) = known {
             c.duplicate.inc();
             return Taken::Duplicate(status);
         }
@@ -383,6 +402,7 @@ impl Runtime {
                 resume: None,
                 since,
                 taken,
+                ahead: false,
             },
             Some(permit),
         );
@@ -390,7 +410,13 @@ impl Runtime {
     }
 
     /// Queues the run of event `id` in the shared journal, for any instance to claim.
-    fn enqueue(&self, handler: &Loaded, id: String, inputs: &Map<String, Value>, start: Start) -> Taken {
+    fn enqueue(
+        self: &Arc<Self>,
+        handler: &Loaded,
+        id: String,
+        inputs: &Map<String, Value>,
+        start: Start,
+    ) -> Taken {
         let c = &self.metrics;
         let Some(runs) = &handler.runs else {
             return Taken::Refused("a shared journal is needed to queue runs".into());
@@ -402,7 +428,37 @@ impl Runtime {
         }
         let own = crate::base::secrets::Secrets::default();
         match start {
-            Start::Queued => runs.enqueue(&id, inputs, &own),
+            Start::Queued => {
+                let queued = runs.enqueue(&id, inputs, &own);
+                let this = self.clone();
+                let id = id.clone();
+                tokio::spawn(async move {
+                    match queued.await {
+                        Ok(()) => {}
+                        // Delivered again (a new subscription from an earlier replay id): the
+                        // run queued the first time stands.
+                        Err(e) if e.to_string().contains(crate::journal::RUN_ID_TAKEN) => {
+                            this.forget(&id);
+                            this.metrics.duplicate.inc();
+                            let status = this.state(&id).unwrap_or_default();
+                            let fields = [
+                                ("event", Value::String(id)),
+                                ("outcome", Value::String("duplicate".into())),
+                                ("detail", Value::String(status)),
+                            ];
+                            this.log.info("event", &fields);
+                        }
+                        Err(e) => {
+                            this.forget(&id);
+                            let fields = [
+                                ("event", Value::String(id)),
+                                ("error", Value::String(e.to_string())),
+                            ];
+                            this.log.warn("cannot queue the event's run", &fields);
+                        }
+                    }
+                });
+            }
             Start::Durable => {
                 if let Err(e) = runs.enqueue_durably(&id, inputs, &own) {
                     // Queued meanwhile by another instance: a duplicate.
@@ -433,31 +489,29 @@ impl Runtime {
             .filter_map(|h| h.runs.as_ref().map(|r| r.path().to_string()))
             .collect();
         let owner = crate::journal::owner_here();
+        // Up to `max_runs` claimed ahead of the slots, claimed again once half of them started:
+        // a claim (a transaction) per batch, not one per run ending.
+        let most = self.max_runs;
         while !stop.load(Ordering::Relaxed) {
-            // Room first: a claimed run is this instance's to run at once. Waiting for a slot
-            // looks at `stop` now and then.
-            let first = match tokio::time::timeout(CLAIM_POLL, self.slots.clone().acquire_owned()).await {
-                Ok(Ok(permit)) => permit,
-                Ok(Err(_)) => return,
-                Err(_) => continue,
-            };
-            let mut permits = vec![first];
-            while let Ok(p) = self.slots.clone().try_acquire_owned() {
-                permits.push(p);
+            let ahead = self.claimed_ahead.load(Ordering::Relaxed);
+            if ahead > most / 2 {
+                let _ = tokio::time::timeout(CLAIM_POLL, self.room.notified()).await;
+                continue;
             }
-            let claimed = journal
-                .claim(&owner, &flows, permits.len(), LEASE)
-                .unwrap_or_else(|e| {
-                    self.log
-                        .warn("cannot claim runs", &[("error", Value::String(e.to_string()))]);
-                    Vec::new()
-                });
-            let full = claimed.len() == permits.len();
-            for (claim, permit) in claimed.into_iter().zip(permits.drain(..)) {
+            let want = most - ahead;
+            let claimed = journal.claim(&owner, &flows, want, LEASE).unwrap_or_else(|e| {
+                self.log
+                    .warn("cannot claim runs", &[("error", Value::String(e.to_string()))]);
+                Vec::new()
+            });
+            let full = claimed.len() == want;
+            for claim in claimed {
                 self.metrics.claimed.inc();
-                self.run_claimed(claim, permit);
+                self.claimed_ahead.fetch_add(1, Ordering::Relaxed);
+                if !self.run_claimed(claim) {
+                    self.claimed_ahead.fetch_sub(1, Ordering::Relaxed);
+                }
             }
-            drop(permits);
             if full {
                 // There may be more: claim again at once.
                 tokio::task::yield_now().await;
@@ -536,19 +590,18 @@ impl Runtime {
 
     /// Runs what this instance claimed from the shared queue: a fresh run simply runs (its
     /// inputs came with the claim); a run whose owner died goes on through the journal.
-    fn run_claimed(self: &Arc<Self>, claim: Claimed, permit: tokio::sync::OwnedSemaphorePermit) {
+    /// Whether it was started (it then waits for a free slot).
+    fn run_claimed(self: &Arc<Self>, claim: Claimed) -> bool {
         if !claim.fresh {
-            self.resume(&claim.id, Some(permit), true);
-            return;
+            return self.resume(&claim.id, None, true);
         }
         let Some(i) = self.handler_of(&claim.flow_path) else {
             let why = format!("no handler of this service runs {}", claim.flow_path);
-            self.refuse_resume(&claim.id, why, true);
-            return;
+            return self.refuse_resume(&claim.id, why, true);
         };
         let given = claim.inputs.as_object().cloned().unwrap_or_default();
         let given = given.into_iter().collect();
-        self.start_again(i, &claim.id, given, claim.started_ms, None, Some(permit), true);
+        self.start_again(i, &claim.id, given, claim.started_ms, None, None, true)
     }
 
     /// Goes on with unfinished run `id` of the journal (see [`Runtime::resume_unfinished`]);
@@ -628,6 +681,7 @@ impl Runtime {
                 resume,
                 since,
                 taken: Instant::now(),
+                ahead: claimed,
             },
             permit,
         );
@@ -668,6 +722,10 @@ impl Runtime {
                     Err(_) => return,
                 },
             };
+            if run.ahead {
+                this.claimed_ahead.fetch_sub(1, Ordering::Relaxed);
+                this.room.notify_one();
+            }
             let Launch {
                 handler: i,
                 id,
@@ -676,6 +734,7 @@ impl Runtime {
                 resume,
                 since,
                 taken,
+                ahead: _,
             } = run;
             let handler = &this.handlers[i];
             let stop = this.stop.clone();
@@ -833,7 +892,7 @@ impl Runtime {
     /// What became of run `id`: what this process remembers, else the journal's word (what
     /// it has committed: this process's own writes still queued are remembered).
     pub fn state(&self, id: &str) -> Option<String> {
-        let remembered = self.states.lock().ok().and_then(|s| s.get(id).cloned());
+        let remembered = self.remembered(id);
         // A run queued here is run by whichever instance claims it: once the journal has it,
         // the journal knows better.
         if let Some(status) = remembered.as_ref().filter(|s| *s != "queued") {
@@ -842,6 +901,11 @@ impl Runtime {
         let journal = self.journal.as_ref()?;
         let committed = journal.find_committed(id).ok().flatten().map(|row| row.status);
         committed.or(remembered)
+    }
+
+    /// What this process remembers of run `id`.
+    fn remembered(&self, id: &str) -> Option<String> {
+        self.states.lock().ok().and_then(|s| s.get(id).cloned())
     }
 
     /// Marks `id` as running unless it is known: its state when it is.
