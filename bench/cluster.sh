@@ -5,6 +5,7 @@
 # routing result per event).
 #
 #   bash bench/cluster.sh [EVENTS]      (default 10000)
+#   SYNC=off bash bench/cluster.sh      (PostgreSQL with synchronous_commit=off)
 #
 # Prints, side by side in the same run:
 #   1. the baseline: one instance on the embedded SQLite journal (runs not queued): events/s
@@ -14,7 +15,10 @@
 #   3. takeover: the three instances, the one holding the subscription killed (-9): the time
 #      until another subscribes, and until the killed one's runs (leased) have all ended.
 # PostgreSQL is a throwaway cluster in a temp directory (Debian's package), with its default
-# durability (fsync on, synchronous_commit on). Everything shares this machine's cores.
+# durability (fsync on, synchronous_commit on: each commit waits for the disk), or with
+# SYNC=off synchronous_commit=off (a commit survives flowrun's crash but not the server's,
+# as the SQLite journal's synchronous=NORMAL survives flowrun's but not a power cut).
+# Everything shares this machine's cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 events=${1:-10000}
@@ -38,14 +42,14 @@ mkdir "$work/pg"
 as_pg "$pgbin/initdb" -D "$work/pg" -A trust -U flowrun -E UTF8 > /dev/null
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 as_pg "$pgbin/pg_ctl" -D "$work/pg" -l "$work/pg/server.log" -w \
-  -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$work/pg" start > /dev/null
+  -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories=$work/pg -c synchronous_commit=${SYNC:-on}" start > /dev/null
 psql() { "$pgbin/psql" -h 127.0.0.1 -p "$port" -U flowrun -At "$@"; }
 
 "$bin" sim --port 0 --config bench/serve.sim.yaml > "$work/sim.out" 2>&1 &
 wait_for "$work/sim.out" "State: GET"
 eval "$(sed -n 's/^ *export /export /p' "$work/sim.out")"
 sim=${SCRT_BASE_URL#http://}
-echo "flowrun serve, several instances: transfer flow (external target), $events events at once, simulator and PostgreSQL $("$pgbin/postgres" --version | awk '{print $3}') on 127.0.0.1, $(nproc) cores"
+echo "flowrun serve, several instances: transfer flow (external target), $events events at once, simulator and PostgreSQL $("$pgbin/postgres" --version | awk '{print $3}') on 127.0.0.1 (synchronous_commit=${SYNC:-on}), $(nproc) cores"
 
 # start N JOURNAL: N instances; their addresses in $work/addrs, their pids in $work/pids.
 start() {
@@ -102,8 +106,9 @@ sleep 0.5
 held=$(psql -d bench3 -c "SELECT count(*) FROM runs WHERE owner = '$ltag' AND status = 'running'")
 kill -9 "$lpid"
 t0=$(now)
-others() { for j in $(seq 1 3); do [ "$j" = "$leader" ] || cat "$work/serve$j.out"; done; }
-until others | grep -q "info subscribed"; do sleep 0.01; done
+others=()
+for j in 1 2 3; do [ "$j" = "$leader" ] || others+=("$work/serve$j.out"); done
+until grep -q "info subscribed" "${others[@]}"; do sleep 0.01; done
 sub=$(( ($(now) - t0) / 1000000 ))
 until [ "$(psql -d bench3 -c "SELECT count(*) FROM runs WHERE owner = '$ltag' AND status = 'running'")" = 0 ]; do sleep 0.05; done
 resumed=$(( ($(now) - t0) / 1000000 ))
