@@ -112,7 +112,7 @@ until grep -q "info subscribed" "${others[@]}"; do sleep 0.01; done
 sub=$(( ($(now) - t0) / 1000000 ))
 until [ "$(psql -d bench3 -c "SELECT count(*) FROM runs WHERE owner = '$ltag' AND status = 'running'")" = 0 ]; do sleep 0.05; done
 resumed=$(( ($(now) - t0) / 1000000 ))
-until [ "$(psql -d bench3 -c "SELECT count(*) FROM runs WHERE status IN ('queued', 'running')")" = 0 ]; do sleep 0.1; done
+until [ "$(psql -d bench3 -c "SELECT count(*) FROM runs WHERE status NOT IN ('queued', 'running')")" = $(( 2 * events )) ]; do sleep 0.1; done
 all=$(( ($(now) - t0) / 1000000 ))
 total=$(psql -d bench3 -c "SELECT count(*) FROM runs")
 printf '  takeover, leader killed (-9) with %d runs in flight: subscribed elsewhere after %d ms; its runs claimed by the others after %d ms; the backlog after %d ms (%d runs in the journal, %d expected)\n' \
