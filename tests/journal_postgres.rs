@@ -384,3 +384,107 @@ fn run_and_runs_work_against_postgres_and_no_secret_is_stored() {
     );
     assert_eq!(pg.query("SELECT count(*) FROM runs"), "0");
 }
+
+#[test]
+fn tls_follows_libpq_sslmode_and_checks_certificates_as_asked() {
+    let pg = Postgres::start_tls();
+    let ca = pg.file("ca.crt").display().to_string();
+    let other = pg.file("other-ca.crt").display().to_string();
+    let at = |query: &str| format!("{}?{query}", pg.url());
+    // By its certificate's name, reached at 127.0.0.1.
+    let named = |query: &str| {
+        format!(
+            "postgres://flowrun@db.flowrun.test:{}/flowrun?hostaddr=127.0.0.1&{query}",
+            pg.port
+        )
+    };
+    let list = |url: &str| flowrun(&["runs", "list", "--journal", url], &[]);
+    let refused = |url: &str, why: &str| {
+        let out = list(url);
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(3), "{url}: {err}");
+        assert!(
+            err.starts_with(&format!(
+                "error: journal: cannot connect to PostgreSQL at {}:{}/flowrun: ",
+                if url.contains("db.flowrun.test") {
+                    "db.flowrun.test"
+                } else {
+                    "127.0.0.1"
+                },
+                pg.port
+            )),
+            "{url}: {err}"
+        );
+        assert!(err.contains(why), "{url}: {err}");
+    };
+    let accepted = |url: &str| {
+        let out = list(url);
+        assert!(
+            out.status.success(),
+            "{url}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "no runs in the journal\n");
+    };
+
+    // The server takes TLS only: without it, its own refusal is told.
+    refused(&at("sslmode=disable"), "no encryption");
+    // libpq's default (prefer) and require encrypt without checking the certificate.
+    accepted(&pg.url());
+    accepted(&at("sslmode=require"));
+    // verify-full: the chain and the name. The system does not trust the test authority, the
+    // certificate does not name 127.0.0.1, and another authority did not sign it.
+    refused(
+        &at("sslmode=verify-full"),
+        "invalid peer certificate: UnknownIssuer",
+    );
+    refused(
+        &at(&format!("sslmode=verify-full&sslrootcert={ca}")),
+        "invalid peer certificate: certificate not valid for name \"127.0.0.1\"",
+    );
+    refused(
+        &at(&format!("sslmode=verify-ca&sslrootcert={other}")),
+        "invalid peer certificate: UnknownIssuer",
+    );
+    // verify-ca checks the chain, not the name; require with a root certificate is verify-ca.
+    accepted(&at(&format!("sslmode=verify-ca&sslrootcert={ca}")));
+    accepted(&at(&format!("sslmode=require&sslrootcert={ca}")));
+    refused(
+        &at(&format!("sslmode=require&sslrootcert={other}")),
+        "invalid peer certificate: UnknownIssuer",
+    );
+    // A bad setting is told before connecting.
+    let out = list(&at("sslmode=verify"));
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: `sslmode=verify` in `--journal` is not a mode PostgreSQL knows: write disable, allow, prefer, require, verify-ca or verify-full\n"
+    );
+
+    // A whole journaled run over verify-full, by the name the certificate gives.
+    let sim = flowrun::sim::start_in_background(flowrun::sim::SimConfig::default()).unwrap();
+    let env = flowrun::sim::environment(&sim);
+    let url = named(&format!("sslmode=verify-full&sslrootcert={ca}"));
+    let out = flowrun(
+        &[
+            "run",
+            "flows/inbound.yaml",
+            "--inputs",
+            "flows/examples/inbound.inputs.yaml",
+            "--journal",
+            &url,
+            "--run-id",
+            "over-tls",
+        ],
+        &env,
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        pg.query("SELECT status FROM runs WHERE id = 'over-tls'"),
+        "passed"
+    );
+    assert_eq!(
+        pg.query("SELECT count(*) FROM attempts WHERE run_id = 'over-tls'"),
+        "4"
+    );
+}

@@ -10,6 +10,7 @@
 //! The schema is documented in `docs/journal.md`.
 
 mod postgres;
+mod postgres_tls;
 mod run_log;
 mod runs;
 mod sqlite;

@@ -11,7 +11,7 @@
 use super::{AttemptRow, Claimed, JournalError, RunDetail, RunRow, StepRow, Store, Write};
 use serde_json::Value;
 use std::sync::Mutex;
-use tokio_postgres::{Client, NoTls, Row, Statement};
+use tokio_postgres::{Client, Row, Statement};
 
 /// Each migration, in order: migration `i` brings a database from version `i` to `i + 1`
 /// (the embedded store's, in PostgreSQL's dialect).
@@ -106,14 +106,32 @@ pub struct PostgresStore {
 }
 
 fn store_error(e: tokio_postgres::Error) -> JournalError {
+    JournalError::Store(store_text(&e))
+}
+
+fn store_text(e: &tokio_postgres::Error) -> String {
     // The server's own message says what went wrong (a constraint, a lost connection).
-    let text = match e.as_db_error() {
+    match e.as_db_error() {
         // Told as the embedded store tells it: callers recognise a taken run id by it.
         Some(db) if db.constraint() == Some("runs_pkey") => super::RUN_ID_TAKEN.to_string(),
         Some(db) => db.message().to_string(),
-        None => e.to_string(),
-    };
-    JournalError::Store(text)
+        None => with_causes(e),
+    }
+}
+
+/// `e` and what caused it: the driver's own text is a kind ("error performing TLS handshake"),
+/// the reason is in its source (the certificate refused, the connection reset).
+fn with_causes(e: &tokio_postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let part = c.to_string();
+        if !text.contains(&part) {
+            text = format!("{text}: {part}");
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// Runs `future` to its end on this thread (the connection is driven elsewhere).
@@ -122,23 +140,26 @@ fn wait<F: std::future::Future>(future: F) -> F::Output {
 }
 
 impl PostgresStore {
-    /// Connects to the database `url` names (`postgres://user:password@host:port/db`, or the
-    /// key=value form) and brings its schema up to date.
+    /// Connects to the database `url` names (`postgres://user:password@host:port/db`, with
+    /// libpq's TLS settings: see `postgres_tls`) and brings its schema up to date.
     pub fn open(url: &str) -> Result<PostgresStore, JournalError> {
+        let (url, tls) = super::postgres_tls::split(url)?;
+        let connector = super::postgres_tls::connector(&tls)?;
         let config: tokio_postgres::Config = url.parse().map_err(|e| {
             JournalError::Url(format!(
                 "`--journal` is not a PostgreSQL URL flowrun can read: {e}"
             ))
         })?;
         let place = describe(&config);
-        let cannot =
-            |e: tokio_postgres::Error| JournalError::Store(format!("cannot connect to {place}: {e}"));
+        let cannot = |e: tokio_postgres::Error| {
+            JournalError::Store(format!("cannot connect to {place}: {}", store_text(&e)))
+        };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| JournalError::Store(format!("cannot start the PostgreSQL connection: {e}")))?;
         let connected = runtime.block_on(async {
-            tokio::time::timeout(std::time::Duration::from_secs(10), config.connect(NoTls)).await
+            tokio::time::timeout(std::time::Duration::from_secs(10), config.connect(connector)).await
         });
         let (client, connection) = match connected {
             Ok(result) => result.map_err(cannot)?,

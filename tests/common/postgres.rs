@@ -3,6 +3,9 @@
 //! Debian's `postgresql` package (`.ci/run` installs it). As root (CI), the server runs as the
 //! `postgres` user, since PostgreSQL refuses to run as root.
 
+// Each test binary uses part of the harness (only the TLS test starts a TLS server).
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -60,11 +63,120 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// `openssl args...` in `dir` (Debian's `postgresql` depends on `openssl`, through `ssl-cert`).
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A certificate authority `NAME.crt`/`NAME.key` in `dir`.
+fn authority(dir: &Path, name: &str) {
+    let (key, crt) = (format!("{name}.key"), format!("{name}.crt"));
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &crt,
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN=flowrun test {name}"),
+        ],
+    );
+}
+
+/// The server's certificate (`server.crt`, for the host name `db.flowrun.test` only), signed by
+/// `ca.crt`, and a second authority, `other-ca.crt`, that signed nothing of this server.
+fn certificates(dir: &Path) {
+    authority(dir, "ca");
+    authority(dir, "other-ca");
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=db.flowrun.test",
+        ],
+    );
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=DNS:db.flowrun.test\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ],
+    );
+    // PostgreSQL refuses a key others can read.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.join("server.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 impl Postgres {
     /// A new cluster, started; its database `flowrun` is empty.
     pub fn start() -> Postgres {
+        Postgres::start_with(false)
+    }
+
+    /// A new cluster that takes TLS connections only (plain TCP is refused by `pg_hba.conf`),
+    /// with the certificates of `certificates`; `file("ca.crt")` is the authority to trust.
+    pub fn start_tls() -> Postgres {
+        Postgres::start_with(true)
+    }
+
+    /// A file of the cluster's folder (its certificates).
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn start_with(tls: bool) -> Postgres {
         let bin = bin_dir();
         let dir = tempfile::Builder::new().prefix("flowrun-pg").tempdir().unwrap();
+        if tls {
+            certificates(dir.path());
+        }
         if is_root() {
             let ok = Command::new("chown")
                 .args(["-R", "postgres:postgres"])
@@ -97,10 +209,24 @@ impl Postgres {
             String::from_utf8_lossy(&out.stderr)
         );
         let port = free_port();
-        let options = format!(
+        let mut options = format!(
             "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off -c max_connections=100",
             dir.path().display()
         );
+        if tls {
+            let file = |name: &str| dir.path().join(name).display().to_string();
+            options += &format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                file("server.crt"),
+                file("server.key")
+            );
+            // Overwritten in place: the file keeps its owner, the server's user.
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n",
+            )
+            .unwrap();
+        }
         let log = dir.path().join("server.log").display().to_string();
         let out = as_owner(
             &bin.join("pg_ctl"),
