@@ -217,18 +217,42 @@ fn queued_runs_are_claimed_once_each_and_claimed_again_when_their_lease_runs_out
         "it was running: what it sent is read from the journal"
     );
     assert_eq!(a.run("q00").unwrap().unwrap().owner.as_deref(), Some("c"));
-    // A run ended is nobody's to claim, whatever its lease says.
-    let ended = Write::RunFinished {
-        run: "q01".into(),
+    // This process does not own q00: what it writes of it is refused (it would have sent a
+    // request, or overwritten what the owner writes), and the group it was in leaves nothing.
+    let sent = Write::AttemptSent {
+        run: "q00".into(),
+        step: "routing_result".into(),
+        phase: "steps",
+        number: 1,
+        request: json!({"method": "POST"}),
+        at_ms: 6,
+    };
+    let finished = |run: &str| Write::RunFinished {
+        run: run.into(),
         status: "passed".into(),
         outputs: json!({}),
         error: None,
         at_ms: 5,
     };
-    assert_eq!(a.apply(&[&[ended]]), [Ok(())]);
+    let taken_over = Err(JournalError::Store(
+        "run `q00` was taken over by another flowrun process: this one stops it without sending more".into(),
+    ));
+    assert_eq!(a.apply(&[&[sent]]), [taken_over.clone()]);
+    assert_eq!(a.apply(&[&[finished("q00")]]), [taken_over]);
+    let q00 = a.run("q00").unwrap().unwrap();
+    assert_eq!((q00.row.status.as_str(), q00.attempts.len()), ("running", 0));
+    // Taken over by hand here (`flowrun runs resume`), it is this process's to write.
+    let mine = |run: &str| Write::Claimed {
+        run: run.into(),
+        owner: flowrun::journal::owner_here().to_string(),
+    };
+    // A run ended is nobody's to claim, whatever its lease says, and stays ended.
+    assert_eq!(a.apply(&[&[mine("q01"), finished("q01")]]), [Ok(())]);
+    assert_eq!(a.apply(&[&[mine("q01")]]), [Ok(())]);
+    assert_eq!(a.run("q01").unwrap().unwrap().row.status, "passed");
     let again = a.claim("d", &flows, 100, 90_000, 80_000).unwrap();
     assert_eq!(again.len(), 39, "every running run but the finished one");
-    // Taken over by hand (`flowrun runs resume`): no lease, so no instance claims it.
+    // Taken over by hand: no lease, so no instance claims it.
     let by_hand = Write::Claimed {
         run: "q02".into(),
         owner: "cli".into(),

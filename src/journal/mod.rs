@@ -25,6 +25,21 @@ pub use url::clip_password;
 /// How a store tells that a run id is in the journal already (SQLite's own words).
 pub(crate) const RUN_ID_TAKEN: &str = "UNIQUE constraint failed: runs.id";
 
+/// How a store tells that a write of run `run`'s progress was refused because another process
+/// owns the run now (it claimed the run when this one's lease ran out, or took it over by hand
+/// with `runs resume --force`): nothing more of the run is written or sent here.
+pub(crate) fn taken_over(run: &str) -> String {
+    format!("run `{run}` {TAKEN_OVER}: this one stops it without sending more")
+}
+
+const TAKEN_OVER: &str = "was taken over by another flowrun process";
+
+/// Whether a run's failure `message` is the journal refusing its writes because another process
+/// took the run over (see `taken_over`): the run goes on there, it did not fail.
+pub fn was_taken_over(message: &str) -> bool {
+    message.contains(TAKEN_OVER)
+}
+
 use serde_json::Value;
 use std::sync::Mutex;
 
@@ -139,6 +154,22 @@ pub enum Write {
         /// Milliseconds since the Unix epoch.
         at_ms: i64,
     },
+}
+
+impl Write {
+    /// The run the write is about (a cursor's name for a cursor).
+    pub fn run(&self) -> &str {
+        match self {
+            Write::RunStarted(start) => &start.id,
+            Write::Vars { run, .. }
+            | Write::AttemptSent { run, .. }
+            | Write::AttemptAnswered { run, .. }
+            | Write::StepDone { run, .. }
+            | Write::Claimed { run, .. }
+            | Write::RunFinished { run, .. } => run,
+            Write::Cursor { name, .. } => name,
+        }
+    }
 }
 
 /// A run's first record.
@@ -667,10 +698,9 @@ fn write_all(store: &dyn Store, writes: Vec<(Vec<Write>, Option<Reply>)>) {
 /// elsewhere (its requests would go twice). The drawn number tells apart processes with the
 /// same id in containers on one machine (each is often process 1), whose leases on a shared
 /// journal must not be renewed by one another.
-pub fn owner_here() -> String {
+pub fn owner_here() -> &'static str {
     static HERE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     HERE.get_or_init(|| format!("{}:{}:{:08x}", boot_id(), std::process::id(), fastrand::u32(..)))
-        .clone()
 }
 
 fn boot_id() -> String {

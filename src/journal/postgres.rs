@@ -92,11 +92,19 @@ struct Prepared {
     step_done: Statement,
     run_finished: Statement,
     cursor: Statement,
+    announce: Statement,
 }
 
 /// A journal in a PostgreSQL database.
 pub struct PostgresStore {
+    /// Writes and reads: a write holds it for its transaction.
     client: Mutex<Client>,
+    /// Claims and lease renewals, on a connection of their own: a renewal that waited behind a
+    /// long write could come after the lease ran out, and another instance would claim runs
+    /// this one is running.
+    leases: std::sync::OnceLock<Mutex<Client>>,
+    /// How to open another connection.
+    reach: (tokio_postgres::Config, tokio_postgres_rustls::MakeRustlsConnect),
     /// Notified when the server announces a queued run (once `LISTEN` was asked for).
     announced: std::sync::Arc<tokio::sync::Notify>,
     listening: std::sync::atomic::AtomicBool,
@@ -134,6 +142,55 @@ fn with_causes(e: &tokio_postgres::Error) -> String {
     text
 }
 
+/// A connection to `config`'s database: the client, its socket driven on a thread of its own.
+/// Notifications (a queued run) wake `announce`.
+fn connect(
+    config: &tokio_postgres::Config,
+    connector: &tokio_postgres_rustls::MakeRustlsConnect,
+    place: &str,
+    announce: Option<std::sync::Arc<tokio::sync::Notify>>,
+) -> Result<Client, JournalError> {
+    let cannot = |e: tokio_postgres::Error| {
+        JournalError::Store(format!("cannot connect to {place}: {}", store_text(&e)))
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| JournalError::Store(format!("cannot start the PostgreSQL connection: {e}")))?;
+    let connected = runtime.block_on(async {
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            config.connect(connector.clone()),
+        )
+        .await
+    });
+    let (client, mut connection) = match connected {
+        Ok(result) => result.map_err(cannot)?,
+        Err(_) => {
+            return Err(JournalError::Store(format!(
+                "cannot connect to {place}: no answer within 10 s"
+            )));
+        }
+    };
+    std::thread::Builder::new()
+        .name("flowrun-postgres".into())
+        .spawn(move || {
+            // Ends when the connection closes (the client dropped, or the server gone: every
+            // call then fails with a closed connection).
+            runtime.block_on(async move {
+                while let Some(Ok(message)) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                    if let (tokio_postgres::AsyncMessage::Notification(_), Some(announce)) =
+                        (message, &announce)
+                    {
+                        announce.notify_one();
+                    }
+                }
+            });
+        })
+        .map_err(|e| JournalError::Store(format!("cannot start the PostgreSQL connection: {e}")))?;
+    Ok(client)
+}
+
 /// Runs `future` to its end on this thread (the connection is driven elsewhere).
 fn wait<F: std::future::Future>(future: F) -> F::Output {
     futures_executor::block_on(future)
@@ -151,43 +208,8 @@ impl PostgresStore {
             ))
         })?;
         let place = describe(&config);
-        let cannot = |e: tokio_postgres::Error| {
-            JournalError::Store(format!("cannot connect to {place}: {}", store_text(&e)))
-        };
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| JournalError::Store(format!("cannot start the PostgreSQL connection: {e}")))?;
-        let connected = runtime.block_on(async {
-            tokio::time::timeout(std::time::Duration::from_secs(10), config.connect(connector)).await
-        });
-        let (client, connection) = match connected {
-            Ok(result) => result.map_err(cannot)?,
-            Err(_) => {
-                return Err(JournalError::Store(format!(
-                    "cannot connect to {place}: no answer within 10 s"
-                )));
-            }
-        };
         let announced = std::sync::Arc::new(tokio::sync::Notify::new());
-        let announce = announced.clone();
-        std::thread::Builder::new()
-            .name("flowrun-postgres".into())
-            .spawn(move || {
-                // Ends when the connection closes (the client dropped, or the server gone:
-                // every call then fails with a closed connection). Notifications (a queued
-                // run) wake whoever claims runs in this process.
-                let mut connection = connection;
-                runtime.block_on(async move {
-                    while let Some(Ok(message)) = std::future::poll_fn(|cx| connection.poll_message(cx)).await
-                    {
-                        if let tokio_postgres::AsyncMessage::Notification(_) = message {
-                            announce.notify_one();
-                        }
-                    }
-                });
-            })
-            .map_err(|e| JournalError::Store(format!("cannot start the PostgreSQL connection: {e}")))?;
+        let client = connect(&config, &connector, &place, Some(announced.clone()))?;
         let mut client = client;
         migrate(&mut client, &place)?;
         let prepare = |sql: &str| wait(client.prepare(sql)).map_err(store_error);
@@ -196,39 +218,51 @@ impl PostgresStore {
                 "INSERT INTO runs (id, flow_path, flow_name, flow_hash, inputs, status, started_ms, updated_ms, owner)
                  VALUES ($1, $2, $3, $4, $5, $8, $6, $6, $7)",
             )?,
-            // A run taken over by hand is no longer queued, and no lease expires under it.
+            // A run taken over by hand is no longer queued, and no lease expires under it. A
+            // finished run stays finished.
             claimed: prepare(
-                "UPDATE runs SET owner = $2, status = 'running', lease_until = NULL WHERE id = $1",
+                "UPDATE runs SET owner = $2, status = 'running', lease_until = NULL
+                 WHERE id = $1 AND status IN ('running', 'queued')",
             )?,
-            vars: prepare("UPDATE runs SET vars = $2 WHERE id = $1")?,
+            // The writes of a run's progress take effect only while this process owns the run
+            // (`$owner`): one that lost it (its lease ran out, another instance claimed it)
+            // neither sends nor overwrites what the new owner writes. See `Fail::TakenOver`.
+            vars: prepare("UPDATE runs SET vars = $2 WHERE id = $1 AND owner = $3")?,
             attempt_sent: prepare(
                 "INSERT INTO attempts (run_id, step, phase, number, request, sent_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6)
+                 SELECT $1::text, $2::text, $3::text, $4::integer, $5::text, $6::bigint
+                 WHERE EXISTS (SELECT 1 FROM runs WHERE id = $1 AND owner = $7)
                  ON CONFLICT (run_id, step, number) DO UPDATE SET phase = excluded.phase,
                     request = excluded.request, sent_ms = excluded.sent_ms, status = NULL,
                     error = NULL, answered_ms = NULL, seq = nextval('flowrun_seq')",
             )?,
             attempt_answered: prepare(
                 "UPDATE attempts SET status = $4, error = $5, answered_ms = $6
-                 WHERE run_id = $1 AND step = $2 AND number = $3",
+                 WHERE run_id = $1 AND step = $2 AND number = $3
+                   AND EXISTS (SELECT 1 FROM runs WHERE id = $1 AND owner = $7)",
             )?,
             step_done: prepare(
                 "INSERT INTO steps (run_id, step, phase, status, slot, saved, error, at_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::text, $7::text, $8::bigint
+                 WHERE EXISTS (SELECT 1 FROM runs WHERE id = $1 AND owner = $9)
                  ON CONFLICT (run_id, step) DO UPDATE SET phase = excluded.phase,
                     status = excluded.status, slot = excluded.slot, saved = excluded.saved,
                     error = excluded.error, at_ms = excluded.at_ms, seq = nextval('flowrun_seq')",
             )?,
             run_finished: prepare(
-                "UPDATE runs SET status = $2, outputs = $3, error = $4, updated_ms = $5 WHERE id = $1",
+                "UPDATE runs SET status = $2, outputs = $3, error = $4, updated_ms = $5
+                 WHERE id = $1 AND owner = $6",
             )?,
             cursor: prepare(
                 "INSERT INTO cursors (name, value, updated_ms) VALUES ($1, $2, $3)
                  ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_ms = excluded.updated_ms",
             )?,
+            announce: prepare(&format!("SELECT pg_notify('{QUEUE_CHANNEL}', '')"))?,
         };
         Ok(PostgresStore {
             client: Mutex::new(client),
+            leases: std::sync::OnceLock::new(),
+            reach: (config, connector),
             announced,
             listening: std::sync::atomic::AtomicBool::new(false),
             prepared,
@@ -238,6 +272,21 @@ impl PostgresStore {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Client> {
         self.client.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The connection for claims and leases, opened the first time it is needed (a service
+    /// sharing the journal; never `flowrun runs`).
+    fn leases(&self) -> Result<std::sync::MutexGuard<'_, Client>, JournalError> {
+        if self.leases.get().is_none() {
+            let client = connect(&self.reach.0, &self.reach.1, &self.place, None)?;
+            // Two threads opening it at once: one connection is kept, the other closes.
+            let _ = self.leases.set(Mutex::new(client));
+        }
+        let leases = self
+            .leases
+            .get()
+            .ok_or_else(|| JournalError::Store(format!("no connection to {} for leases", self.place)))?;
+        Ok(leases.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Where the journal is: `host:port/database`, never the password.
@@ -308,12 +357,40 @@ fn json_of(text: Option<String>) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// Why a write did not go in.
+enum Fail {
+    /// The server refused it (a constraint, a lost connection).
+    Db(tokio_postgres::Error),
+    /// Its run belongs to another process now: see `super::taken_over`.
+    TakenOver(String),
+}
+
+impl From<tokio_postgres::Error> for Fail {
+    fn from(e: tokio_postgres::Error) -> Fail {
+        Fail::Db(e)
+    }
+}
+
+impl From<Fail> for JournalError {
+    fn from(fail: Fail) -> JournalError {
+        match fail {
+            Fail::Db(e) => store_error(e),
+            Fail::TakenOver(run) => JournalError::Store(super::taken_over(&run)),
+        }
+    }
+}
+
+/// A fenced write changed `n` rows: none means its run is not this process's any more.
+fn owned(n: u64, run: &str) -> Result<(), Fail> {
+    match n {
+        0 => Err(Fail::TakenOver(run.to_string())),
+        _ => Ok(()),
+    }
+}
+
 /// Applies one write inside the transaction.
-async fn apply_one(
-    tx: &tokio_postgres::Transaction<'_>,
-    p: &Prepared,
-    write: &Write,
-) -> Result<(), tokio_postgres::Error> {
+async fn apply_one(tx: &tokio_postgres::Transaction<'_>, p: &Prepared, write: &Write) -> Result<(), Fail> {
+    let me = super::owner_here();
     match write {
         Write::RunStarted(start) => {
             let inputs = start.inputs.to_string();
@@ -336,7 +413,8 @@ async fn apply_one(
             tx.execute(&p.claimed, &[run, owner]).await?;
         }
         Write::Vars { run, vars } => {
-            tx.execute(&p.vars, &[run, &vars.to_string()]).await?;
+            let n = tx.execute(&p.vars, &[run, &vars.to_string(), &me]).await?;
+            owned(n, run)?;
         }
         Write::AttemptSent {
             run,
@@ -347,11 +425,13 @@ async fn apply_one(
             at_ms,
         } => {
             let number = *number as i32;
-            tx.execute(
-                &p.attempt_sent,
-                &[run, step, phase, &number, &request.to_string(), at_ms],
-            )
-            .await?;
+            let n = tx
+                .execute(
+                    &p.attempt_sent,
+                    &[run, step, phase, &number, &request.to_string(), at_ms, &me],
+                )
+                .await?;
+            owned(n, run)?;
         }
         Write::AttemptAnswered {
             run,
@@ -363,8 +443,13 @@ async fn apply_one(
         } => {
             let number = *number as i32;
             let status = status.map(i32::from);
-            tx.execute(&p.attempt_answered, &[run, step, &number, &status, error, at_ms])
-                .await?;
+            // An answer the owner no longer wants is dropped without a word: the writes with it
+            // (the step's end, the next attempt) say the run was taken over.
+            tx.execute(
+                &p.attempt_answered,
+                &[run, step, &number, &status, error, at_ms, &me],
+            )
+            .await?;
         }
         Write::StepDone {
             run,
@@ -377,20 +462,23 @@ async fn apply_one(
             at_ms,
         } => {
             let error = error.as_ref().map(Value::to_string);
-            tx.execute(
-                &p.step_done,
-                &[
-                    run,
-                    step,
-                    phase,
-                    status,
-                    &slot.to_string(),
-                    &saved.to_string(),
-                    &error,
-                    at_ms,
-                ],
-            )
-            .await?;
+            let n = tx
+                .execute(
+                    &p.step_done,
+                    &[
+                        run,
+                        step,
+                        phase,
+                        status,
+                        &slot.to_string(),
+                        &saved.to_string(),
+                        &error,
+                        at_ms,
+                        &me,
+                    ],
+                )
+                .await?;
+            owned(n, run)?;
         }
         Write::RunFinished {
             run,
@@ -399,11 +487,13 @@ async fn apply_one(
             error,
             at_ms,
         } => {
-            tx.execute(
-                &p.run_finished,
-                &[run, status, &outputs.to_string(), error, at_ms],
-            )
-            .await?;
+            let n = tx
+                .execute(
+                    &p.run_finished,
+                    &[run, status, &outputs.to_string(), error, at_ms, &me],
+                )
+                .await?;
+            owned(n, run)?;
         }
         Write::Cursor { name, value, at_ms } => {
             tx.execute(&p.cursor, &[name, value, at_ms]).await?;
@@ -422,8 +512,8 @@ async fn apply_group(
     tx.batch_execute("SAVEPOINT grp").await?;
     let mut result = Ok(());
     for write in group {
-        if let Err(e) = apply_one(tx, p, write).await {
-            result = Err(store_error(e));
+        if let Err(fail) = apply_one(tx, p, write).await {
+            result = Err(fail.into());
             break;
         }
     }
@@ -432,6 +522,19 @@ async fn apply_group(
     }
     tx.batch_execute("RELEASE SAVEPOINT grp").await?;
     Ok(result)
+}
+
+/// When `queues`, a notification that queued runs are there to claim: sent by the server
+/// when the transaction commits.
+async fn announce(
+    tx: &tokio_postgres::Transaction<'_>,
+    p: &Prepared,
+    queues: bool,
+) -> Result<(), tokio_postgres::Error> {
+    if queues {
+        tx.execute(&p.announce, &[]).await?;
+    }
+    Ok(())
 }
 
 fn run_row(r: &Row) -> RunRow {
@@ -455,16 +558,37 @@ impl Store for PostgresStore {
             .iter()
             .flat_map(|g| g.iter())
             .any(|w| matches!(w, Write::RunStarted(s) if s.queued));
+        // Most of the time every write goes in: all of them are sent at once (tokio-postgres
+        // pipelines the statements of futures polled together), one round trip to the server
+        // instead of one per statement. A write refused (a run id taken) aborts that
+        // transaction; it is then rolled back and the groups written one by one, each under a
+        // savepoint, so the others still go in.
+        let pipelined = wait(async {
+            let tx = client.transaction().await?;
+            let writes = groups.iter().flat_map(|g| g.iter());
+            let sent = futures_util::future::join_all(writes.map(|w| apply_one(&tx, &self.prepared, w)));
+            let (sent, notified) =
+                futures_util::future::join(sent, announce(&tx, &self.prepared, queues)).await;
+            if sent.iter().all(Result::is_ok) && notified.is_ok() {
+                tx.commit().await?;
+                Ok(true)
+            } else {
+                tx.rollback().await?;
+                Ok::<_, tokio_postgres::Error>(false)
+            }
+        });
+        match pipelined {
+            Ok(true) => return vec![Ok(()); groups.len()],
+            Ok(false) => {}
+            Err(e) => return vec![Err(store_error(e)); groups.len()],
+        }
         let outcome = wait(async {
             let tx = client.transaction().await?;
             let mut results = Vec::with_capacity(groups.len());
             for group in groups {
                 results.push(apply_group(&tx, &self.prepared, group).await?);
             }
-            if queues {
-                // Sent when the transaction commits: the queued runs are there to claim.
-                tx.execute("SELECT pg_notify($1, '')", &[&QUEUE_CHANNEL]).await?;
-            }
+            announce(&tx, &self.prepared, queues).await?;
             tx.commit().await?;
             Ok::<_, tokio_postgres::Error>(results)
         });
@@ -592,7 +716,7 @@ impl Store for PostgresStore {
         now_ms: i64,
     ) -> Result<Vec<Claimed>, JournalError> {
         let most = i64::try_from(most).unwrap_or(i64::MAX);
-        let client = self.lock();
+        let client = self.leases()?;
         // SKIP LOCKED: instances claiming at once each take other rows instead of waiting.
         // Oldest first: the events nearest their deadline. What the run was before (queued or
         // running) comes from the locked row, before the update.
@@ -621,7 +745,7 @@ impl Store for PostgresStore {
     }
 
     fn renew(&self, owner: &str, until_ms: i64) -> Result<u64, JournalError> {
-        let client = self.lock();
+        let client = self.leases()?;
         wait(client.execute(
             "UPDATE runs SET lease_until = $2
              WHERE owner = $1 AND status = 'running' AND lease_until IS NOT NULL",
@@ -631,7 +755,7 @@ impl Store for PostgresStore {
     }
 
     fn queued(&self) -> Result<u64, JournalError> {
-        let client = self.lock();
+        let client = self.leases()?;
         let row = wait(client.query_one("SELECT count(*) FROM runs WHERE status = 'queued'", &[]))
             .map_err(store_error)?;
         Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or_default())

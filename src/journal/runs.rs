@@ -270,7 +270,7 @@ impl FlowRuns {
         let resume = resume_of(&detail);
         self.journal.commit(Write::Claimed {
             run: id.to_string(),
-            owner: super::owner_here(),
+            owner: super::owner_here().to_string(),
         })?;
         Ok((detail, resume))
     }

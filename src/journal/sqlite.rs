@@ -217,6 +217,17 @@ fn apply_one(
     seq: &std::sync::atomic::AtomicI64,
 ) -> rusqlite::Result<()> {
     let next = || seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // The writes of a run's progress take effect only while this process owns the run: one
+    // that lost it (another process took it over) neither sends nor overwrites the new
+    // owner's writes. No row changed means exactly that.
+    let me = super::owner_here();
+    let owned = |n: usize| match n {
+        0 => Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
+            Some(super::taken_over(write.run())),
+        )),
+        _ => Ok(()),
+    };
     // Cached statements: a batch of runs writes the same few statements thousands of times.
     match write {
         Write::RunStarted(start) => {
@@ -236,15 +247,19 @@ fn apply_one(
             ])?;
         }
         Write::Claimed { run, owner } => {
-            // A run taken over by hand is no longer queued, and no lease expires under it.
+            // A run taken over by hand is no longer queued, and no lease expires under it. A
+            // finished run stays finished.
             tx.prepare_cached(
-                "UPDATE runs SET owner = ?2, status = 'running', lease_until = NULL WHERE id = ?1",
+                "UPDATE runs SET owner = ?2, status = 'running', lease_until = NULL
+                 WHERE id = ?1 AND status IN ('running', 'queued')",
             )?
             .execute(params![run, owner])?;
         }
         Write::Vars { run, vars } => {
-            tx.prepare_cached("UPDATE runs SET vars = ?2 WHERE id = ?1")?
-                .execute(params![run, json_text(vars)])?;
+            owned(
+                tx.prepare_cached("UPDATE runs SET vars = ?2 WHERE id = ?1 AND owner = ?3")?
+                    .execute(params![run, json_text(vars), me])?,
+            )?;
         }
         Write::AttemptSent {
             run,
@@ -254,19 +269,23 @@ fn apply_one(
             request,
             at_ms,
         } => {
-            tx.prepare_cached(
-                "INSERT OR REPLACE INTO attempts (run_id, step, phase, number, request, sent_ms, seq)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?
-            .execute(params![
-                run,
-                step,
-                phase,
-                number,
-                json_text(request),
-                at_ms,
-                next()
-            ])?;
+            owned(
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO attempts (run_id, step, phase, number, request, sent_ms, seq)
+                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7
+                     WHERE EXISTS (SELECT 1 FROM runs WHERE id = ?1 AND owner = ?8)",
+                )?
+                .execute(params![
+                    run,
+                    step,
+                    phase,
+                    number,
+                    json_text(request),
+                    at_ms,
+                    next(),
+                    me
+                ])?,
+            )?;
         }
         Write::AttemptAnswered {
             run,
@@ -276,11 +295,14 @@ fn apply_one(
             error,
             at_ms,
         } => {
+            // An answer the owner no longer wants is dropped without a word: the writes with it
+            // (the step's end, the next attempt) say the run was taken over.
             tx.prepare_cached(
                 "UPDATE attempts SET status = ?4, error = ?5, answered_ms = ?6
-                 WHERE run_id = ?1 AND step = ?2 AND number = ?3",
+                 WHERE run_id = ?1 AND step = ?2 AND number = ?3
+                   AND EXISTS (SELECT 1 FROM runs WHERE id = ?1 AND owner = ?7)",
             )?
-            .execute(params![run, step, number, status, error, at_ms])?;
+            .execute(params![run, step, number, status, error, at_ms, me])?;
         }
         Write::StepDone {
             run,
@@ -292,21 +314,25 @@ fn apply_one(
             error,
             at_ms,
         } => {
-            tx.prepare_cached(
-                "INSERT OR REPLACE INTO steps (run_id, step, phase, status, slot, saved, error, at_ms, seq)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )?
-            .execute(params![
-                run,
-                step,
-                phase,
-                status,
-                json_text(slot),
-                json_text(saved),
-                error.as_ref().map(json_text),
-                at_ms,
-                next()
-            ])?;
+            owned(
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO steps (run_id, step, phase, status, slot, saved, error, at_ms, seq)
+                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9
+                     WHERE EXISTS (SELECT 1 FROM runs WHERE id = ?1 AND owner = ?10)",
+                )?
+                .execute(params![
+                    run,
+                    step,
+                    phase,
+                    status,
+                    json_text(slot),
+                    json_text(saved),
+                    error.as_ref().map(json_text),
+                    at_ms,
+                    next(),
+                    me
+                ])?,
+            )?;
         }
         Write::RunFinished {
             run,
@@ -315,10 +341,13 @@ fn apply_one(
             error,
             at_ms,
         } => {
-            tx.prepare_cached(
-                "UPDATE runs SET status = ?2, outputs = ?3, error = ?4, updated_ms = ?5 WHERE id = ?1",
-            )?
-            .execute(params![run, status, json_text(outputs), error, at_ms])?;
+            owned(
+                tx.prepare_cached(
+                    "UPDATE runs SET status = ?2, outputs = ?3, error = ?4, updated_ms = ?5
+                     WHERE id = ?1 AND owner = ?6",
+                )?
+                .execute(params![run, status, json_text(outputs), error, at_ms, me])?,
+            )?;
         }
         Write::Cursor { name, value, at_ms } => {
             tx.prepare_cached(
@@ -590,6 +619,55 @@ mod tests {
         assert_eq!(results[1], Ok(()));
         assert_eq!(store.run("r1").unwrap().unwrap().vars, Value::Null);
         assert!(store.run("r2").unwrap().is_some());
+    }
+
+    #[test]
+    fn a_run_taken_over_by_another_process_is_not_written_here_any_more() {
+        let store = SqliteStore::open(":memory:").unwrap();
+        assert_eq!(store.apply(&[&[started("r1")]]), [Ok(())]);
+        // `flowrun runs resume --force` in another process.
+        let elsewhere = Write::Claimed {
+            run: "r1".into(),
+            owner: "boot:1:other".into(),
+        };
+        assert_eq!(store.apply(&[&[elsewhere]]), [Ok(())]);
+        let sent = Write::AttemptSent {
+            run: "r1".into(),
+            step: "route".into(),
+            phase: "steps",
+            number: 1,
+            request: json!({"method": "POST"}),
+            at_ms: 2,
+        };
+        let ended = Write::RunFinished {
+            run: "r1".into(),
+            status: "failed".into(),
+            outputs: json!({}),
+            error: None,
+            at_ms: 3,
+        };
+        let refused = Err(JournalError::Store(
+            "run `r1` was taken over by another flowrun process: this one stops it without sending more"
+                .into(),
+        ));
+        assert_eq!(store.apply(&[&[sent], &[ended]]), [refused.clone(), refused]);
+        let run = store.run("r1").unwrap().unwrap();
+        assert_eq!(run.row.status, "running");
+        assert!(run.attempts.is_empty());
+        // Claimed once it ended, a run stays ended.
+        let back = Write::Claimed {
+            run: "r1".into(),
+            owner: super::super::owner_here().to_string(),
+        };
+        let ended = Write::RunFinished {
+            run: "r1".into(),
+            status: "passed".into(),
+            outputs: json!({}),
+            error: None,
+            at_ms: 4,
+        };
+        assert_eq!(store.apply(&[&[back.clone(), ended], &[back]]), [Ok(()), Ok(())]);
+        assert_eq!(store.run("r1").unwrap().unwrap().row.status, "passed");
     }
 
     #[test]

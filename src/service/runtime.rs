@@ -499,11 +499,16 @@ impl Runtime {
                 continue;
             }
             let want = most - ahead;
-            let claimed = journal.claim(&owner, &flows, want, LEASE).unwrap_or_else(|e| {
-                self.log
-                    .warn("cannot claim runs", &[("error", Value::String(e.to_string()))]);
-                Vec::new()
-            });
+            // The store blocks its thread for the round trip: not one of the runtime's workers.
+            let asked = (journal.clone(), flows.clone());
+            let claimed = tokio::task::spawn_blocking(move || asked.0.claim(owner, &asked.1, want, LEASE))
+                .await
+                .unwrap_or_else(|e| Err(crate::journal::JournalError::Store(e.to_string())))
+                .unwrap_or_else(|e| {
+                    self.log
+                        .warn("cannot claim runs", &[("error", Value::String(e.to_string()))]);
+                    Vec::new()
+                });
             let full = claimed.len() == want;
             for claim in claimed {
                 self.metrics.claimed.inc();
@@ -534,16 +539,32 @@ impl Runtime {
             return;
         };
         let owner = crate::journal::owner_here();
-        let mut renewed = Instant::now();
+        // Until when the leases held are known to last: a renewal counts from when it was
+        // asked for, since the store may answer late.
+        let mut held_until = Instant::now() + LEASE;
         loop {
             tokio::time::sleep(RENEW_EVERY).await;
-            match journal.renew(&owner, LEASE) {
-                Ok(_) => renewed = Instant::now(),
+            let asked = Instant::now();
+            let store = journal.clone();
+            let renewed = tokio::task::spawn_blocking(move || store.renew(owner, LEASE))
+                .await
+                .unwrap_or_else(|e| Err(crate::journal::JournalError::Store(e.to_string())));
+            match renewed {
+                Ok(_) if asked > held_until => {
+                    // Another instance may have claimed some of them meanwhile: the journal
+                    // refuses what this one would write of those, and they stop here.
+                    self.log.warn(
+                        "leases ran out before they were renewed",
+                        &[("late_ms", Value::from((asked - held_until).as_millis() as u64))],
+                    );
+                    held_until = asked + LEASE;
+                }
+                Ok(_) => held_until = asked + LEASE,
                 Err(e) => self
                     .log
                     .warn("cannot renew leases", &[("error", Value::String(e.to_string()))]),
             }
-            if renewed.elapsed() >= LEASE {
+            if Instant::now() >= held_until {
                 self.stop.store(true, Ordering::Relaxed);
                 self.log.error(
                     "lost the journal for longer than a lease: exiting, so that the runs this \
@@ -696,7 +717,7 @@ impl Runtime {
             (true, Some(journal)) => {
                 let by_hand = crate::journal::Write::Claimed {
                     run: id.to_string(),
-                    owner: crate::journal::owner_here(),
+                    owner: crate::journal::owner_here().to_string(),
                 };
                 let _ = journal.commit(by_hand);
                 format!("{why}; left for `flowrun runs resume {id}` or `cancel`")
@@ -757,9 +778,11 @@ impl Runtime {
                 Some(log) => log.durably(log.finished(&report)).await.is_ok(),
                 None => false,
             };
-            let status = match report.outcome {
+            let status = match &report.outcome {
                 Outcome::Passed => "passed",
                 Outcome::Stopped { .. } => "stopped",
+                // Its lease ran out and another instance claimed it: the run goes on there.
+                Outcome::Failed { error, .. } if crate::journal::was_taken_over(error) => "taken over",
                 Outcome::Failed { .. } => "failed",
             };
             let mut fields = vec![
@@ -773,14 +796,21 @@ impl Runtime {
                 fields.push(("error", Value::String(error.to_string())));
             }
             match status {
-                "failed" => this.log.warn("run ended", &fields),
+                "failed" | "taken over" => this.log.warn("run ended", &fields),
                 _ => this.log.info("run ended", &fields),
             }
             match status {
-                "passed" => this.metrics.passed.inc(),
-                "stopped" => this.metrics.stopped.inc(),
-                _ => this.metrics.failed.inc(),
-            };
+                "passed" => {
+                    this.metrics.passed.inc();
+                }
+                "stopped" => {
+                    this.metrics.stopped.inc();
+                }
+                "taken over" => {}
+                _ => {
+                    this.metrics.failed.inc();
+                }
+            }
             if journaled {
                 // The journal has the run's end now: memory stays flat however many events come.
                 this.forget(&id);

@@ -215,7 +215,7 @@ async fn lead(runtime: &Arc<Runtime>, name: &str, stop: &AtomicBool, stopped: &t
     // Written for operators (`flowrun runs` shows no cursors; the table does): who leads.
     if let Err(e) = journal.commit(crate::journal::Write::Cursor {
         name: format!("leader:{name}"),
-        value: crate::journal::owner_here(),
+        value: crate::journal::owner_here().to_string(),
         at_ms: crate::journal::now_ms(),
     }) {
         log.warn("cannot record the lead", &[("error", json!(e.to_string()))]);
