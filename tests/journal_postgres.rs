@@ -237,7 +237,7 @@ fn queued_runs_are_claimed_once_each_and_claimed_again_when_their_lease_runs_out
     let taken_over = Err(JournalError::Store(
         "run `q00` was taken over by another flowrun process: this one stops it without sending more".into(),
     ));
-    assert_eq!(a.apply(&[&[sent]]), [taken_over.clone()]);
+    assert_eq!(a.apply(&[&[sent]]), std::slice::from_ref(&taken_over));
     assert_eq!(a.apply(&[&[finished("q00")]]), [taken_over]);
     let q00 = a.run("q00").unwrap().unwrap();
     assert_eq!((q00.row.status.as_str(), q00.attempts.len()), ("running", 0));
