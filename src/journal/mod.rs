@@ -351,6 +351,29 @@ pub trait Store: Send {
     fn queue_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
         None
     }
+    /// Claims, renewals and the queue's depth, callable without waiting for the store's
+    /// writes (a shared store, whose leases must not wait behind a long write).
+    fn leases(&self) -> Option<std::sync::Arc<dyn LeaseStore>> {
+        None
+    }
+}
+
+/// The claims and leases of a shared store, on a connection of their own: see
+/// [`Store::claim`], [`Store::renew`] and [`Store::queued`].
+pub trait LeaseStore: Send + Sync {
+    /// See [`Store::claim`].
+    fn claim(
+        &self,
+        owner: &str,
+        flows: &[String],
+        most: usize,
+        until_ms: i64,
+        now_ms: i64,
+    ) -> Result<Vec<Claimed>, JournalError>;
+    /// See [`Store::renew`].
+    fn renew(&self, owner: &str, until_ms: i64) -> Result<u64, JournalError>;
+    /// See [`Store::queued`].
+    fn queued(&self) -> Result<u64, JournalError>;
 }
 
 /// Where the result of a write goes.
@@ -396,6 +419,8 @@ pub struct Journal {
 
 struct Inner {
     store: Mutex<Box<dyn Store>>,
+    /// The store's claims and leases, when it has them apart from its writes.
+    leases: Option<std::sync::Arc<dyn LeaseStore>>,
     pending: Mutex<Pending>,
     /// Wakes the writer thread when there is something to write.
     wake: std::sync::Condvar,
@@ -427,6 +452,7 @@ impl Journal {
     pub fn new(store: Box<dyn Store>) -> Journal {
         Journal {
             inner: std::sync::Arc::new(Inner {
+                leases: store.leases(),
                 store: Mutex::new(store),
                 pending: Mutex::new(Pending::default()),
                 wake: std::sync::Condvar::new(),
@@ -574,18 +600,27 @@ impl Journal {
     ) -> Result<Vec<Claimed>, JournalError> {
         let now = now_ms();
         let until = now.saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
-        self.lock_store().claim(owner, flows, most, until, now)
+        match &self.inner.leases {
+            Some(leases) => leases.claim(owner, flows, most, until, now),
+            None => self.lock_store().claim(owner, flows, most, until, now),
+        }
     }
 
     /// Extends the leases `owner` holds by `lease` from now (see [`Store::renew`]).
     pub fn renew(&self, owner: &str, lease: std::time::Duration) -> Result<u64, JournalError> {
         let until = now_ms().saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX));
-        self.lock_store().renew(owner, until)
+        match &self.inner.leases {
+            Some(leases) => leases.renew(owner, until),
+            None => self.lock_store().renew(owner, until),
+        }
     }
 
     /// How many runs wait to be claimed (see [`Store::queued`]).
     pub fn queued(&self) -> Result<u64, JournalError> {
-        self.lock_store().queued()
+        match &self.inner.leases {
+            Some(leases) => leases.queued(),
+            None => self.lock_store().queued(),
+        }
     }
 
     /// Notified when a run is queued (see [`Store::queue_signal`]).

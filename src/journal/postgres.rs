@@ -8,7 +8,7 @@
 //! the store's calls only exchange messages with it, so they may block any thread — a runtime's
 //! worker included, as the SQLite store does — without starting a runtime inside a runtime.
 
-use super::{AttemptRow, Claimed, JournalError, RunDetail, RunRow, StepRow, Store, Write};
+use super::{AttemptRow, Claimed, JournalError, LeaseStore, RunDetail, RunRow, StepRow, Store, Write};
 use serde_json::Value;
 use std::sync::Mutex;
 use tokio_postgres::{Client, Row, Statement};
@@ -99,12 +99,8 @@ struct Prepared {
 pub struct PostgresStore {
     /// Writes and reads: a write holds it for its transaction.
     client: Mutex<Client>,
-    /// Claims and lease renewals, on a connection of their own: a renewal that waited behind a
-    /// long write could come after the lease ran out, and another instance would claim runs
-    /// this one is running.
-    leases: std::sync::OnceLock<Mutex<Client>>,
-    /// How to open another connection.
-    reach: (tokio_postgres::Config, tokio_postgres_rustls::MakeRustlsConnect),
+    /// Claims and lease renewals (see `Leases`).
+    leases: std::sync::Arc<Leases>,
     /// Notified when the server announces a queued run (once `LISTEN` was asked for).
     announced: std::sync::Arc<tokio::sync::Notify>,
     listening: std::sync::atomic::AtomicBool,
@@ -227,11 +223,13 @@ impl PostgresStore {
             // The writes of a run's progress take effect only while this process owns the run
             // (`$owner`): one that lost it (its lease ran out, another instance claimed it)
             // neither sends nor overwrites what the new owner writes. See `Fail::TakenOver`.
+            // The run's row is share-locked until the write commits: a claim passes it by
+            // meanwhile (SKIP LOCKED), so no claim reads the run without this write.
             vars: prepare("UPDATE runs SET vars = $2 WHERE id = $1 AND owner = $3")?,
             attempt_sent: prepare(
                 "INSERT INTO attempts (run_id, step, phase, number, request, sent_ms)
                  SELECT $1::text, $2::text, $3::text, $4::integer, $5::text, $6::bigint
-                 WHERE EXISTS (SELECT 1 FROM runs WHERE id = $1 AND owner = $7)
+                 WHERE EXISTS (SELECT 1 FROM runs WHERE id = $1 AND owner = $7 FOR SHARE)
                  ON CONFLICT (run_id, step, number) DO UPDATE SET phase = excluded.phase,
                     request = excluded.request, sent_ms = excluded.sent_ms, status = NULL,
                     error = NULL, answered_ms = NULL, seq = nextval('flowrun_seq')",
@@ -239,12 +237,12 @@ impl PostgresStore {
             attempt_answered: prepare(
                 "UPDATE attempts SET status = $4, error = $5, answered_ms = $6
                  WHERE run_id = $1 AND step = $2 AND number = $3
-                   AND EXISTS (SELECT 1 FROM runs WHERE id = $1 AND owner = $7)",
+                   AND EXISTS (SELECT 1 FROM runs WHERE id = $1 AND owner = $7 FOR SHARE)",
             )?,
             step_done: prepare(
                 "INSERT INTO steps (run_id, step, phase, status, slot, saved, error, at_ms)
                  SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::text, $7::text, $8::bigint
-                 WHERE EXISTS (SELECT 1 FROM runs WHERE id = $1 AND owner = $9)
+                 WHERE EXISTS (SELECT 1 FROM runs WHERE id = $1 AND owner = $9 FOR SHARE)
                  ON CONFLICT (run_id, step) DO UPDATE SET phase = excluded.phase,
                     status = excluded.status, slot = excluded.slot, saved = excluded.saved,
                     error = excluded.error, at_ms = excluded.at_ms, seq = nextval('flowrun_seq')",
@@ -261,8 +259,11 @@ impl PostgresStore {
         };
         Ok(PostgresStore {
             client: Mutex::new(client),
-            leases: std::sync::OnceLock::new(),
-            reach: (config, connector),
+            leases: std::sync::Arc::new(Leases {
+                connection: std::sync::OnceLock::new(),
+                reach: (config, connector),
+                place: place.clone(),
+            }),
             announced,
             listening: std::sync::atomic::AtomicBool::new(false),
             prepared,
@@ -272,21 +273,6 @@ impl PostgresStore {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Client> {
         self.client.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The connection for claims and leases, opened the first time it is needed (a service
-    /// sharing the journal; never `flowrun runs`).
-    fn leases(&self) -> Result<std::sync::MutexGuard<'_, Client>, JournalError> {
-        if self.leases.get().is_none() {
-            let client = connect(&self.reach.0, &self.reach.1, &self.place, None)?;
-            // Two threads opening it at once: one connection is kept, the other closes.
-            let _ = self.leases.set(Mutex::new(client));
-        }
-        let leases = self
-            .leases
-            .get()
-            .ok_or_else(|| JournalError::Store(format!("no connection to {} for leases", self.place)))?;
-        Ok(leases.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Where the journal is: `host:port/database`, never the password.
@@ -715,50 +701,19 @@ impl Store for PostgresStore {
         until_ms: i64,
         now_ms: i64,
     ) -> Result<Vec<Claimed>, JournalError> {
-        let most = i64::try_from(most).unwrap_or(i64::MAX);
-        let client = self.leases()?;
-        // SKIP LOCKED: instances claiming at once each take other rows instead of waiting.
-        // Oldest first: the events nearest their deadline. What the run was before (queued or
-        // running) comes from the locked row, before the update.
-        let rows = wait(client.query(
-            "UPDATE runs r SET status = 'running', owner = $1, lease_until = $2
-             FROM (SELECT id, status FROM runs
-                   WHERE flow_path = ANY($3)
-                     AND (status = 'queued' OR (status = 'running' AND lease_until < $4))
-                   ORDER BY started_ms LIMIT $5
-                   FOR UPDATE SKIP LOCKED) c
-             WHERE r.id = c.id
-             RETURNING r.id, r.flow_path, c.status = 'queued', r.inputs, r.started_ms",
-            &[&owner, &until_ms, &flows, &now_ms, &most],
-        ))
-        .map_err(store_error)?;
-        Ok(rows
-            .iter()
-            .map(|r| Claimed {
-                id: r.get(0),
-                flow_path: r.get(1),
-                fresh: r.get(2),
-                inputs: json_of(r.get(3)),
-                started_ms: r.get(4),
-            })
-            .collect())
+        self.leases.claim(owner, flows, most, until_ms, now_ms)
     }
 
     fn renew(&self, owner: &str, until_ms: i64) -> Result<u64, JournalError> {
-        let client = self.leases()?;
-        wait(client.execute(
-            "UPDATE runs SET lease_until = $2
-             WHERE owner = $1 AND status = 'running' AND lease_until IS NOT NULL",
-            &[&owner, &until_ms],
-        ))
-        .map_err(store_error)
+        self.leases.renew(owner, until_ms)
     }
 
     fn queued(&self) -> Result<u64, JournalError> {
-        let client = self.leases()?;
-        let row = wait(client.query_one("SELECT count(*) FROM runs WHERE status = 'queued'", &[]))
-            .map_err(store_error)?;
-        Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or_default())
+        self.leases.queued()
+    }
+
+    fn leases(&self) -> Option<std::sync::Arc<dyn super::LeaseStore>> {
+        Some(self.leases.clone())
     }
 
     fn queue_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
@@ -795,5 +750,93 @@ impl Store for PostgresStore {
             Ok(n)
         })
         .map_err(store_error)
+    }
+}
+
+/// Claims and lease renewals, on a connection of their own, opened the first time a service
+/// claims (never by `flowrun runs`). The journal calls them without waiting for its writes: a
+/// renewal that waited behind a long write could come after the lease ran out, and another
+/// instance would claim runs this one is running.
+struct Leases {
+    connection: std::sync::OnceLock<Mutex<Client>>,
+    /// How to open it.
+    reach: (tokio_postgres::Config, tokio_postgres_rustls::MakeRustlsConnect),
+    place: String,
+}
+
+impl Leases {
+    fn connection(&self) -> Result<std::sync::MutexGuard<'_, Client>, JournalError> {
+        if self.connection.get().is_none() {
+            let client = connect(&self.reach.0, &self.reach.1, &self.place, None)?;
+            // Two threads opening it at once: one connection is kept, the other closes.
+            let _ = self.connection.set(Mutex::new(client));
+        }
+        let connection = self
+            .connection
+            .get()
+            .ok_or_else(|| JournalError::Store(format!("no connection to {} for leases", self.place)))?;
+        Ok(connection.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl super::LeaseStore for Leases {
+    fn claim(
+        &self,
+        owner: &str,
+        flows: &[String],
+        most: usize,
+        until_ms: i64,
+        now_ms: i64,
+    ) -> Result<Vec<Claimed>, JournalError> {
+        let most = i64::try_from(most).unwrap_or(i64::MAX);
+        let client = self.connection()?;
+        // SKIP LOCKED: instances claiming at once each take other rows instead of waiting.
+        // Oldest first: the events nearest their deadline. What the run was before (queued or
+        // running) comes from the locked row, before the update.
+        let rows = wait(client.query(
+            "UPDATE runs r SET status = 'running', owner = $1, lease_until = $2
+             FROM (SELECT id, status FROM runs
+                   WHERE flow_path = ANY($3)
+                     AND (status = 'queued'
+                          OR (status = 'running' AND lease_until < $4
+                              AND owner IS DISTINCT FROM $1))
+                   ORDER BY started_ms LIMIT $5
+                   FOR UPDATE SKIP LOCKED) c
+             WHERE r.id = c.id
+             RETURNING r.id, r.flow_path, c.status = 'queued', r.inputs, r.started_ms",
+            &[&owner, &until_ms, &flows, &now_ms, &most],
+        ))
+        .map_err(store_error)?;
+        Ok(rows
+            .iter()
+            .map(|r| Claimed {
+                id: r.get(0),
+                flow_path: r.get(1),
+                fresh: r.get(2),
+                inputs: json_of(r.get(3)),
+                started_ms: r.get(4),
+            })
+            .collect())
+    }
+
+    fn renew(&self, owner: &str, until_ms: i64) -> Result<u64, JournalError> {
+        let client = self.connection()?;
+        // Rows a write of this process holds are passed by (renewed the next time): waiting
+        // for them while holding others could deadlock with that write.
+        wait(client.execute(
+            "UPDATE runs SET lease_until = $2
+             WHERE id IN (SELECT id FROM runs
+                          WHERE owner = $1 AND status = 'running' AND lease_until IS NOT NULL
+                          FOR UPDATE SKIP LOCKED)",
+            &[&owner, &until_ms],
+        ))
+        .map_err(store_error)
+    }
+
+    fn queued(&self) -> Result<u64, JournalError> {
+        let client = self.connection()?;
+        let row = wait(client.query_one("SELECT count(*) FROM runs WHERE status = 'queued'", &[]))
+            .map_err(store_error)?;
+        Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or_default())
     }
 }

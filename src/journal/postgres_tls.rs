@@ -63,13 +63,16 @@ pub fn split(url: &str) -> Result<(String, Tls), JournalError> {
     let Some((base, query)) = url.split_once('?') else {
         return Ok((url.to_string(), tls));
     };
-    let (mut cert, mut key) = (None, None);
+    let (mut cert, mut key, mut mode_given) = (None, None, false);
     let mut kept: Vec<&str> = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        // Decoded as tokio-postgres decodes them: `ssl%6Dode` is `sslmode` to it too.
+        let name = percent_encoding::percent_decode_str(name).decode_utf8_lossy();
         let value = percent_encoding::percent_decode_str(value).decode_utf8_lossy();
-        match name {
+        match name.as_ref() {
             "sslmode" => {
+                mode_given = true;
                 tls.mode = match value.as_ref() {
                     "disable" => Mode::Disable,
                     "allow" | "prefer" => Mode::Prefer,
@@ -100,9 +103,15 @@ pub fn split(url: &str) -> Result<(String, Tls), JournalError> {
     };
     if tls.root_cert.as_deref() == Some(std::path::Path::new("system")) {
         tls.root_cert = None;
-        // libpq: trusting the system's authorities means checking the host name by default.
-        if !query.split('&').any(|p| p.starts_with("sslmode=")) {
-            tls.mode = Mode::VerifyFull;
+        // libpq: trusting the system's authorities means checking the host name, and any
+        // weaker mode with it is refused (it would check less than it seems to).
+        match (mode_given, tls.mode) {
+            (false, _) | (true, Mode::VerifyFull) => tls.mode = Mode::VerifyFull,
+            _ => {
+                return Err(JournalError::Url(
+                    "`sslrootcert=system` in `--journal` needs `sslmode=verify-full` (or no sslmode)".into(),
+                ));
+            }
         }
     }
     if tls.mode == Mode::Require && tls.root_cert.is_some() {
@@ -320,6 +329,17 @@ mod tests {
         assert_eq!(tls.root_cert, Some(PathBuf::from("/etc/ca.pem")));
         let (_, tls) = split("postgres://u@h/db?sslrootcert=system").unwrap();
         assert_eq!((tls.mode, tls.root_cert), (Mode::VerifyFull, None));
+        for weaker in ["require", "prefer", "verify-ca"] {
+            let url = format!("postgres://u@h/db?sslmode={weaker}&sslrootcert=system");
+            let e = split(&url).unwrap_err().to_string();
+            assert!(e.contains("needs `sslmode=verify-full`"), "{e}");
+        }
+        // A key written percent-encoded is the same key.
+        let (rest, tls) = split("postgres://u@h/db?ssl%6Dode=verify-full").unwrap();
+        assert_eq!(
+            (rest.as_str(), tls.mode),
+            ("postgres://u@h/db?sslmode=require", Mode::VerifyFull)
+        );
     }
 
     #[test]

@@ -546,9 +546,15 @@ impl Runtime {
             tokio::time::sleep(RENEW_EVERY).await;
             let asked = Instant::now();
             let store = journal.clone();
-            let renewed = tokio::task::spawn_blocking(move || store.renew(owner, LEASE))
-                .await
-                .unwrap_or_else(|e| Err(crate::journal::JournalError::Store(e.to_string())));
+            // Not waited for past the leases' end: a store that hangs is a store lost.
+            let renewing = tokio::task::spawn_blocking(move || store.renew(owner, LEASE));
+            let left = held_until.saturating_duration_since(asked).max(RENEW_EVERY);
+            let renewed = match tokio::time::timeout(left, renewing).await {
+                Ok(done) => done.unwrap_or_else(|e| Err(crate::journal::JournalError::Store(e.to_string()))),
+                Err(_) => Err(crate::journal::JournalError::Store(
+                    "no answer before the leases ran out".into(),
+                )),
+            };
             match renewed {
                 Ok(_) if asked > held_until => {
                     // Another instance may have claimed some of them meanwhile: the journal
@@ -811,8 +817,9 @@ impl Runtime {
                     this.metrics.failed.inc();
                 }
             }
-            if journaled {
-                // The journal has the run's end now: memory stays flat however many events come.
+            if journaled || status == "taken over" {
+                // The journal has the run's end now (or the run is another instance's): memory
+                // stays flat however many events come, and its state is asked of the journal.
                 this.forget(&id);
             } else {
                 this.remember(&id, status);
