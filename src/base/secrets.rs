@@ -45,11 +45,6 @@ impl Secrets {
         }
     }
 
-    fn is_secret(&self, text: &str) -> bool {
-        let list = self.0.read().unwrap_or_else(|e| e.into_inner());
-        list.iter().any(|v| v == text)
-    }
-
     /// `text` with every registered secret replaced by `***`.
     pub fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
         let list = self.0.read().unwrap_or_else(|e| e.into_inner());
@@ -64,19 +59,70 @@ impl Secrets {
 
     /// Redacts every string inside a JSON value (keys included).
     pub fn redact_json(&self, value: &serde_json::Value) -> serde_json::Value {
-        use serde_json::Value;
-        match value {
-            Value::String(s) => Value::String(self.redact(s).into_owned()),
-            // A secret number is a number only in JSON: the mask is text.
-            Value::Number(n) if self.is_secret(&n.to_string()) => Value::String(MASK.into()),
-            Value::Array(a) => Value::Array(a.iter().map(|v| self.redact_json(v)).collect()),
-            Value::Object(m) => Value::Object(
-                m.iter()
-                    .map(|(k, v)| (self.redact(k).into_owned(), self.redact_json(v)))
-                    .collect(),
-            ),
-            other => other.clone(),
+        let mut value = value.clone();
+        self.mask_json(&mut value);
+        value
+    }
+
+    /// Masks every registered secret inside `value`, in place (keys included). Only what holds
+    /// a secret is rewritten: a journal masks every request and answer it keeps, and copying
+    /// each tree to find nothing cost a tenth of a journaled batch's CPU.
+    pub fn mask_json(&self, value: &mut serde_json::Value) {
+        Secrets::mask_json_all(&[self], value);
+    }
+
+    /// [`Secrets::mask_json`] with the secrets of every registry in `all`, in one walk.
+    pub fn mask_json_all(all: &[&Secrets], value: &mut serde_json::Value) {
+        let guards: Vec<_> = all
+            .iter()
+            .map(|s| s.0.read().unwrap_or_else(|e| e.into_inner()))
+            .collect();
+        let lists: Vec<&[String]> = guards.iter().map(|g| g.as_slice()).filter(|l| !l.is_empty()).collect();
+        if !lists.is_empty() {
+            mask_value(&lists, value);
         }
+    }
+}
+
+/// `text` with every secret of `lists` replaced, or `None` when it holds none.
+fn masked(lists: &[&[String]], text: &str) -> Option<String> {
+    let mut out: Option<String> = None;
+    for secret in lists.iter().flat_map(|l| l.iter()) {
+        let current = out.as_deref().unwrap_or(text);
+        if current.contains(secret.as_str()) {
+            out = Some(current.replace(secret.as_str(), MASK));
+        }
+    }
+    out
+}
+
+fn mask_value(lists: &[&[String]], value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => {
+            if let Some(m) = masked(lists, s) {
+                *s = m;
+            }
+        }
+        Value::Number(n) => {
+            // A secret number is a number only in JSON: the mask is text.
+            let text = n.to_string();
+            if lists.iter().any(|l| l.iter().any(|v| *v == text)) {
+                *value = Value::String(MASK.into());
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| mask_value(lists, v)),
+        Value::Object(map) => {
+            if map.keys().any(|k| masked(lists, k).is_some()) {
+                // Keys cannot be changed in place: the map is built again, in its order.
+                *map = std::mem::take(map)
+                    .into_iter()
+                    .map(|(k, v)| (masked(lists, &k).unwrap_or(k), v))
+                    .collect();
+            }
+            map.values_mut().for_each(|v| mask_value(lists, v));
+        }
+        Value::Bool(_) | Value::Null => {}
     }
 }
 

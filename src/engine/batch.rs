@@ -66,11 +66,11 @@ struct ResultLines {
 
 impl RunObserver for ResultLines {
     fn run_finished(&self, id: &RunId, result: Result<&RunReport, &str>, own: &Secrets) {
-        let line = result_line(id, result);
-        (self.on_result)(match result {
-            Ok(_) => own.redact_json(&self.secrets.redact_json(&line)),
-            Err(_) => line,
-        });
+        let mut line = result_line(id, result);
+        if result.is_ok() {
+            Secrets::mask_json_all(&[&self.secrets, own], &mut line);
+        }
+        (self.on_result)(line);
     }
 }
 

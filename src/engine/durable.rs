@@ -149,12 +149,12 @@ pub struct Doubt {
 /// A request as a journal keeps it: every field, secrets masked, the `Authorization` header
 /// left out (a token is never stored; the resume gets a fresh one). File parts keep only their
 /// path: the file is read again.
-pub fn stored_request(request: &HttpRequest, secrets: &Secrets) -> Value {
+pub fn stored_request(request: &HttpRequest, secrets: &[&Secrets]) -> Value {
     let headers: Vec<Value> = request
         .headers
         .iter()
         .filter(|(k, _)| !k.eq_ignore_ascii_case("authorization"))
-        .map(|(k, v)| json!([k, secrets.redact(v)]))
+        .map(|(k, v)| json!([k, v]))
         .collect();
     let body = match &request.body {
         Body::None => Value::Null,
@@ -162,13 +162,14 @@ pub fn stored_request(request: &HttpRequest, secrets: &Secrets) -> Value {
         Body::Form(pairs) => json!({ "form": pairs }),
         Body::Multipart(parts) => json!({ "multipart": parts.iter().map(stored_part).collect::<Vec<_>>() }),
     };
-    let stored = json!({
+    let mut stored = json!({
         "method": request.method,
         "url": request.url,
         "headers": headers,
         "body": body,
     });
-    secrets.redact_json(&stored)
+    Secrets::mask_json_all(secrets, &mut stored);
+    stored
 }
 
 fn stored_part(part: &Part) -> Value {
@@ -263,7 +264,7 @@ mod tests {
         secrets.add("tok-secret");
         secrets.add("hunter2");
         let r = request(Body::Json(json!({"password": "hunter2", "n": 1})), "r-1");
-        let stored = stored_request(&r, &secrets);
+        let stored = stored_request(&r, &[&secrets]);
         let text = stored.to_string();
         assert!(
             !text.contains("tok-secret") && !text.contains("hunter2"),
@@ -281,7 +282,7 @@ mod tests {
             Body::Json(json!({"conversationIdentifier": "c-1", "at": 1})),
             "r-1",
         );
-        let stored = stored_request(&first, &secrets);
+        let stored = stored_request(&first, &[&secrets]);
         // Rendered again after the crash: a new RequestId and a new timestamp.
         let fresh = request(
             Body::Json(json!({"conversationIdentifier": "c-1", "at": 2})),
@@ -298,7 +299,7 @@ mod tests {
         // A body holding a secret is rendered again (the secret is never stored).
         secrets.add("hunter2");
         let with_secret = request(Body::Json(json!({"p": "hunter2", "at": 1})), "r-1");
-        let stored = stored_request(&with_secret, &secrets);
+        let stored = stored_request(&with_secret, &[&secrets]);
         let fresh = request(Body::Json(json!({"p": "hunter2", "at": 3})), "r-3");
         let resent = identical(&stored, fresh.clone());
         assert_eq!(resent.body, fresh.body);

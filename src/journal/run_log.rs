@@ -31,7 +31,13 @@ impl Masks {
     }
 
     fn redact_json(&self, value: &Value) -> Value {
-        self.1.redact_json(&self.0.redact_json(value))
+        self.masked(value.clone())
+    }
+
+    /// `value` with both registries' secrets masked, in one walk.
+    fn masked(&self, mut value: Value) -> Value {
+        Secrets::mask_json_all(&[&self.0, &self.1], &mut value);
+        value
     }
 }
 
@@ -131,7 +137,7 @@ impl RunLog for RunJournal {
     fn vars(&self, vars: &Map<String, Value>) {
         self.journal.queue(Write::Vars {
             run: self.run.clone(),
-            vars: self.secrets.redact_json(&Value::Object(vars.clone())),
+            vars: self.secrets.masked(Value::Object(vars.clone())),
         });
     }
 
@@ -141,9 +147,7 @@ impl RunLog for RunJournal {
             step: step.to_string(),
             phase: phase_word(phase),
             number: attempt,
-            request: self
-                .secrets
-                .redact_json(&stored_request(request, &self.secrets.0)),
+            request: stored_request(request, &[&self.secrets.0, &self.secrets.1]),
             at_ms: now_ms(),
         })
     }
@@ -162,7 +166,7 @@ impl RunLog for RunJournal {
 
     fn step_done(&self, record: &StepRecord, slot: &Value) -> Durably {
         let error = match &record.status {
-            StepStatus::Failed(e) => Some(self.secrets.redact_json(&e.to_json())),
+            StepStatus::Failed(e) => Some(self.secrets.masked(e.to_json())),
             _ => None,
         };
         let status = match &record.status {
@@ -182,7 +186,7 @@ impl RunLog for RunJournal {
             phase: phase_word(record.phase),
             status,
             slot: self.secrets.redact_json(slot),
-            saved: self.secrets.redact_json(&Value::Object(record.saved.clone())),
+            saved: self.secrets.masked(Value::Object(record.saved.clone())),
             error,
             at_ms: now_ms(),
         })

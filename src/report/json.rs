@@ -80,5 +80,6 @@ pub fn report(report: &RunReport, inputs: &Map<String, Value>, secrets: &Secrets
     if let Some(id) = &report.run_id {
         value["run_id"] = json!(id);
     }
-    secrets.redact_json(&value)
+    secrets.mask_json(&mut value);
+    value
 }
