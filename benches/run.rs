@@ -15,12 +15,12 @@
 #[path = "stub.rs"]
 mod stub;
 
-use flowrun::engine::compile::Cond;
 use flowrun::engine::outcome::{Outcome, Quiet, RunReport};
 use flowrun::engine::prepare::prepare;
 use flowrun::expr::context::{Context, Scope};
 use flowrun::expr::world::World;
 use flowrun::flow::Source;
+use flowrun::flow::compile::Cond;
 use flowrun::http::{Body, DEFAULT_MAX_BODY, HttpRequest, HttpResponse, HttpTransport, Transport};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -148,11 +148,7 @@ fn phases(
         })
         .collect();
     let base = requests_base(report);
-    let sent: Vec<(
-        &flowrun::engine::compile::CompiledStep,
-        &HttpRequest,
-        &HttpResponse,
-    )> = report
+    let sent: Vec<(&flowrun::flow::compile::CompiledStep, &HttpRequest, &HttpResponse)> = report
         .steps
         .iter()
         .filter_map(|r| {

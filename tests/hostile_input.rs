@@ -145,7 +145,7 @@ proptest! {
             // What passes `check` compiles.
             let checked = load_checked(&source).map_err(|d| TestCaseError::fail(format!("{d:?}")))?;
             let runtime = flowrun::expr::world::World::deterministic(0, Vec::new());
-            let compiled = flowrun::engine::compile(checked.flow, &checked.document, "mutated.yaml", runtime, ".".into());
+            let compiled = flowrun::flow::compile(checked.flow, &checked.document, "mutated.yaml", runtime, ".".into());
             prop_assert!(compiled.is_ok(), "{:?}", compiled.err());
         }
         prop_assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());

@@ -77,7 +77,11 @@ impl Secrets {
             .iter()
             .map(|s| s.0.read().unwrap_or_else(|e| e.into_inner()))
             .collect();
-        let lists: Vec<&[String]> = guards.iter().map(|g| g.as_slice()).filter(|l| !l.is_empty()).collect();
+        let lists: Vec<&[String]> = guards
+            .iter()
+            .map(|g| g.as_slice())
+            .filter(|l| !l.is_empty())
+            .collect();
         if !lists.is_empty() {
             mask_value(&lists, value);
         }

@@ -3,7 +3,7 @@
 use super::exit;
 use flowrun::engine::Engine;
 use flowrun::engine::batch::{BatchOptions, BatchSummary, Controls, run_batch};
-use flowrun::engine::inputs::parse_assignment;
+use flowrun::flow::inputs::parse_assignment;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 use std::io::{IsTerminal, Write};

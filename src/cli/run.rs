@@ -2,10 +2,10 @@
 
 use super::exit;
 use flowrun::base::secrets::Secrets;
-use flowrun::engine::inputs::PlacedInputs;
 use flowrun::engine::outcome::{Observer, Outcome, RunReport};
 use flowrun::engine::prepare::{PrepareError, Prepared, prepare, prepare_engine};
 use flowrun::expr::world::World;
+use flowrun::flow::inputs::PlacedInputs;
 use flowrun::flow::{Diagnostic, Source};
 use flowrun::http::{DEFAULT_MAX_BODY, HttpTransport};
 use flowrun::journal::FlowRuns;
@@ -114,7 +114,7 @@ fn print_diagnostics(source: &Source, diagnostics: &[Diagnostic]) {
 
 /// Reads `--inputs FILE`; problems are diagnostics in that file.
 fn read_inputs_file(path: &std::path::Path) -> Result<(Vec<(String, Value)>, PlacedInputs), u8> {
-    use flowrun::engine::inputs::{InputsFileError, read_inputs_file_placed};
+    use flowrun::flow::inputs::{InputsFileError, read_inputs_file_placed};
     read_inputs_file_placed(path).map_err(|e| match e {
         InputsFileError::Io(message) => {
             super::error(format_args!("{message}"));

@@ -2,11 +2,11 @@
 
 use super::exit;
 use flowrun::base::secrets::Secrets;
-use flowrun::engine::inputs::{parse_assignment, resolve};
 use flowrun::engine::outcome::{Outcome, Phase, StepStatus};
 use flowrun::engine::prepare::prepare_engine;
 use flowrun::expr::world::World;
 use flowrun::flow::Source;
+use flowrun::flow::inputs::{parse_assignment, resolve};
 use flowrun::http::{DEFAULT_MAX_BODY, HttpTransport};
 use flowrun::journal::{FlowRuns, Journal, now_ms};
 use flowrun::report::terminal::Terminal;

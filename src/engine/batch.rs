@@ -2,13 +2,13 @@
 //! line is read only when a run slot is free, so memory stays flat however long the input; a
 //! line that cannot be used fails alone; every run's result is a JSON line.
 
-use super::inputs::InputRules;
 use super::outcome::{Outcome, RunReport};
 pub use super::pool::{
     BatchOptions, BatchSummary, Controls, Job, JobSource, RunId, RunObserver, StepLatency, run_pool,
 };
 use super::run::Engine;
 use crate::base::secrets::Secrets;
+use crate::flow::inputs::InputRules;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};

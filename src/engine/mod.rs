@@ -3,17 +3,13 @@
 //! [`outcome::RunReport`].
 
 pub mod batch;
-pub mod compile;
 pub mod durable;
-pub mod inputs;
 pub mod outcome;
 pub mod pool;
 pub mod prepare;
 pub mod request;
-pub mod retry;
 mod run;
 
-pub use compile::{CompiledFlow, compile};
 pub use run::short as short_duration;
 pub use run::{DEFAULT_MAX_ITEMS, Engine, RunError};
 

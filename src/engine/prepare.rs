@@ -1,10 +1,10 @@
 //! Everything between a flow file and a ready engine: check, inputs, environment, compile,
 //! auth. Any failure here means nothing was sent.
 
-use super::inputs::{InputError, parse_assignment, resolve};
 use super::run::{Engine, RunError};
 use crate::expr::templates::RenderError;
 use crate::expr::world::World;
+use crate::flow::inputs::{InputError, parse_assignment, resolve};
 use crate::flow::{Diagnostic, Source, load_checked};
 use crate::http::Transport;
 use serde_json::{Map, Value};
@@ -113,7 +113,7 @@ pub fn prepare(
 }
 
 /// Everything but inputs, for batch runs: the engine is built once and each run's inputs are
-/// resolved with [`super::inputs::InputRules`] against `engine.flow().flow`.
+/// resolved with [`crate::flow::inputs::InputRules`] against `engine.flow().flow`.
 pub fn prepare_engine(
     source: &Source,
     runtime: World,
@@ -132,7 +132,7 @@ fn build(
     transport: Arc<dyn Transport>,
 ) -> Result<Engine, PrepareError> {
     let base_dir = source.path.parent().map(PathBuf::from).unwrap_or_default();
-    let compiled = super::compile(
+    let compiled = crate::flow::compile(
         checked.flow,
         &checked.document,
         &source.display_name(),

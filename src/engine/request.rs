@@ -1,8 +1,8 @@
 //! Rendering one step's request: URL with query, merged headers, body.
 
-use super::compile::{BodySpec, CompiledFlow, CompiledStep, PartKind};
 use crate::expr::context::Context;
 use crate::expr::templates::{RenderError, Tree};
+use crate::flow::compile::{BodySpec, CompiledFlow, CompiledStep, PartKind};
 use crate::http::{Body, HttpRequest, Part, PartContent};
 use serde_json::Value;
 

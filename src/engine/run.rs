@@ -1,16 +1,16 @@
 //! The step loop.
 
-use super::compile::{AuthSpec, CompiledFlow, CompiledStep, Cond, ForEach};
 use super::durable::{DoneStatus, DoneStep, Doubt, Resume, RunLog};
 use super::outcome::{
     Attempt, FailureKind, Observer, Outcome, Phase, RunReport, StepError, StepRecord, StepStatus,
 };
 use super::request;
-use super::retry::{api_code, retry_after};
 use crate::base::source::Span;
 use crate::expr::context::{Context, Frame, Scope};
 use crate::expr::templates::{RenderError, Tree};
+use crate::flow::compile::{AuthSpec, CompiledFlow, CompiledStep, Cond, ForEach};
 use crate::flow::model::{DoubtPolicy, StatusSet};
+use crate::flow::retry::{api_code, retry_after};
 use crate::http::auth::{Auth, JwtBearer, JwtSettings};
 use crate::http::{HttpRequest, HttpResponse, Transport};
 use serde_json::{Map, Value, json};
@@ -82,7 +82,7 @@ impl Engine {
                     .flow
                     .connection
                     .timeout
-                    .unwrap_or(super::compile::DEFAULT_TIMEOUT);
+                    .unwrap_or(crate::flow::compile::DEFAULT_TIMEOUT);
                 let jwt = JwtBearer::new(settings, transport.clone(), flow.world.secrets.clone(), timeout)
                     .map_err(|e| RunError::Auth(e.to_string()))?;
                 Auth::Jwt(Arc::new(jwt))
@@ -584,7 +584,7 @@ impl Run<'_> {
     }
 
     /// The state a call starts in, its `if` and arguments read from its caller's scope.
-    fn start(&self, spec: &super::compile::Frame) -> FrameState {
+    fn start(&self, spec: &crate::flow::compile::Frame) -> FrameState {
         let flow = &self.engine.flow;
         let ctx = self.ctx_in(spec.parent, &self.vars, None);
         if let Some(cond) = spec.condition {

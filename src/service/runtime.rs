@@ -12,12 +12,12 @@
 use super::event::{Event, FieldNames};
 use super::model::{Handler, Service};
 use crate::engine::Engine;
-use crate::engine::inputs::InputRules;
 use crate::engine::outcome::Outcome;
 use crate::expr::context::Context;
 use crate::expr::templates::{TemplateId, Templates};
 use crate::expr::world::World;
 use crate::flow::Source;
+use crate::flow::inputs::InputRules;
 use crate::journal::{Claimed, FlowRuns, Journal};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;

@@ -189,7 +189,7 @@ fn name_hunks(golden: &str, diff: &str) -> String {
 }
 
 fn read_inputs(path: &Path) -> Result<Vec<(String, Value)>, String> {
-    crate::engine::inputs::read_inputs_file(path).map_err(|e| e.to_string())
+    crate::flow::inputs::read_inputs_file(path).map_err(|e| e.to_string())
 }
 
 /// Runs one case of the test file at `dir`; with `update`, writes a missing or changed golden.
