@@ -210,117 +210,10 @@ impl Engine {
             frames: self.flow.frames.iter().map(|_| FrameState::Waiting).collect(),
             frame: None,
         };
-        let base = run.ctx(None);
-        match self.flow.templates.render_tree(&self.flow.base_url, &base) {
-            Ok(url) => run.base_url = value_text(&url),
-            Err(e) => {
-                run.outcome = Outcome::Failed {
-                    step: "connection".into(),
-                    error: e.to_string(),
-                };
-            }
-        }
-
-        if run.outcome == Outcome::Passed && !self.flow.vars.is_empty() {
-            let mut vars = Map::new();
-            let rendered = run.render_vars(&self.flow.vars, &mut vars, &mut Map::new());
-            // The ids a run made for itself stay the same when it goes on; a var the journal
-            // holds masked (it carried a secret) is the one rendered again now.
-            let masked = |v: &Value| v.to_string().contains(crate::base::secrets::MASK);
-            for (name, value) in resume.vars {
-                if !masked(&value) {
-                    vars.insert(name, value);
-                }
-            }
-            if let Err((name, e)) = rendered {
-                run.outcome = Outcome::Failed {
-                    step: format!("vars.{name}"),
-                    error: e.to_string(),
-                };
-            }
-            if let Some(log) = log {
-                log.vars(&vars);
-            }
-            run.vars = Scope::new(Value::Object(vars));
-        }
-        for step in &self.flow.steps {
-            if let Some(done) = run.take_done(&step.id) {
-                run.restore(step, done);
-                continue;
-            }
-            if run.outcome == Outcome::Passed && resume.cancel {
-                // The step the run was given up at fails (so `finally` sees `failed` and cleans
-                // up what the run made); the rest are not run. A step in doubt whose policy is
-                // to compensate is compensated first: its first attempt may have taken effect.
-                let mut message = "cancelled (flowrun runs cancel): not run".to_string();
-                if run.doubt.as_ref().is_some_and(|d| d.step == step.id)
-                    && let Some(undo) = &step.in_doubt.compensate
-                {
-                    run.phase = Phase::Steps;
-                    // The compensating request of a called step reads the call's `params`.
-                    run.frame = step.frame;
-                    let _ = run.enter(step.frame);
-                    let undone = run.exchange(undo, &run.vars, None).await;
-                    message = match &undone.status {
-                        StepStatus::Failed(e) => format!("{message}; its compensating request failed: {e}"),
-                        _ => format!("{message}; its compensating request was sent"),
-                    };
-                }
-                run.fail_unrun(step, FailureKind::Interrupted { message });
-                continue;
-            }
-            if run.outcome == Outcome::Passed && run.stopping() {
-                let error = "stopped before this step (interrupted)".to_string();
-                run.outcome = Outcome::Failed {
-                    step: step.id.clone(),
-                    error,
-                };
-            }
-            if run.outcome != Outcome::Passed {
-                run.not_run(step, Phase::Steps);
-                continue;
-            }
-            run.step(step, Phase::Steps).await;
-        }
-        // Interrupted during the last step: it finished, but the run was still asked to stop,
-        // and a stopped run is not a passed one.
-        let ended_at = match &run.outcome {
-            Outcome::Passed => self.flow.steps.last().map(|s| s.id.clone()),
-            Outcome::Stopped { step } => Some(step.clone()),
-            Outcome::Failed { .. } => None,
-        };
-        if run.stopping()
-            && let Some(step) = ended_at
-        {
-            run.outcome = Outcome::Failed {
-                step,
-                error: "interrupted during this step (it finished; no step was left to skip)".into(),
-            };
-        }
-        for step in &self.flow.finally {
-            match run.take_done(&step.id) {
-                Some(done) => run.restore(step, done),
-                None => run.step(step, Phase::Finally).await,
-            }
-        }
-        let mut outputs = Map::new();
-        if !matches!(run.outcome, Outcome::Failed { .. }) {
-            let ctx = run.ctx(None);
-            for (name, id) in &self.flow.outputs {
-                match self.flow.templates.render(*id, &ctx) {
-                    Ok(v) => {
-                        outputs.insert(name.clone(), v);
-                    }
-                    Err(e) => {
-                        run.outcome = Outcome::Failed {
-                            step: format!("outputs.{name}"),
-                            error: e.to_string(),
-                        };
-                        break;
-                    }
-                }
-            }
-        }
+        run.begin(resume.vars);
+        run.main_steps(resume.cancel).await;
+        run.finally_steps().await;
+        let outputs = run.outputs();
         RunReport {
             flow: self.flow.flow.name.clone(),
             vars: match run.vars.into_json() {
@@ -721,6 +614,152 @@ impl Run<'_> {
             }
             _ => {}
         }
+    }
+
+    /// What a run reads before its first step: the base URL, then the flow's `vars` (the ones
+    /// `kept` from before a crash stay as they were).
+    fn begin(&mut self, kept: Map<String, Value>) {
+        let flow = &self.engine.flow;
+        match flow.templates.render_tree(&flow.base_url, &self.ctx(None)) {
+            Ok(url) => self.base_url = value_text(&url),
+            Err(e) => {
+                self.outcome = Outcome::Failed {
+                    step: "connection".into(),
+                    error: e.to_string(),
+                };
+            }
+        }
+        if self.outcome != Outcome::Passed || flow.vars.is_empty() {
+            return;
+        }
+        let mut vars = Map::new();
+        let rendered = self.render_vars(&flow.vars, &mut vars, &mut Map::new());
+        // The ids a run made for itself stay the same when it goes on; a var the journal
+        // holds masked (it carried a secret) is the one rendered again now.
+        let masked = |v: &Value| v.to_string().contains(crate::base::secrets::MASK);
+        for (name, value) in kept {
+            if !masked(&value) {
+                vars.insert(name, value);
+            }
+        }
+        if let Err((name, e)) = rendered {
+            self.outcome = Outcome::Failed {
+                step: format!("vars.{name}"),
+                error: e.to_string(),
+            };
+        }
+        if let Some(log) = self.log {
+            log.vars(&vars);
+        }
+        self.vars = Scope::new(Value::Object(vars));
+    }
+
+    /// The flow's `steps`, in order: restored when they ended before a crash, not run once
+    /// the run failed, given up when the run is `cancel`led, else run.
+    async fn main_steps(&mut self, cancel: bool) {
+        // The engine outlives the run: its steps are read while the run changes.
+        let flow = &self.engine.flow;
+        for step in &flow.steps {
+            if let Some(done) = self.take_done(&step.id) {
+                self.restore(step, done);
+                continue;
+            }
+            if self.outcome == Outcome::Passed && cancel {
+                self.give_up(step).await;
+                continue;
+            }
+            if self.outcome == Outcome::Passed && self.stopping() {
+                let error = "stopped before this step (interrupted)".to_string();
+                self.outcome = Outcome::Failed {
+                    step: step.id.clone(),
+                    error,
+                };
+            }
+            if self.outcome != Outcome::Passed {
+                self.not_run(step, Phase::Steps);
+                continue;
+            }
+            self.step(step, Phase::Steps).await;
+        }
+        // Interrupted during the last step: it finished, but the run was still asked to stop,
+        // and a stopped run is not a passed one.
+        let ended_at = match &self.outcome {
+            Outcome::Passed => flow.steps.last().map(|s| s.id.clone()),
+            Outcome::Stopped { step } => Some(step.clone()),
+            Outcome::Failed { .. } => None,
+        };
+        if self.stopping()
+            && let Some(step) = ended_at
+        {
+            self.outcome = Outcome::Failed {
+                step,
+                error: "interrupted during this step (it finished; no step was left to skip)".into(),
+            };
+        }
+    }
+
+    /// A cancelled run's step: the step the run was given up at fails (so `finally` sees
+    /// `failed` and cleans up what the run made); the rest are not run. A step in doubt whose
+    /// policy is to compensate is compensated first: its first attempt may have taken effect.
+    async fn give_up(&mut self, step: &CompiledStep) {
+        let mut message = "cancelled (flowrun runs cancel): not run".to_string();
+        if self.doubt.as_ref().is_some_and(|d| d.step == step.id)
+            && let Some(undo) = &step.in_doubt.compensate
+        {
+            self.phase = Phase::Steps;
+            // The compensating request of a called step reads the call's `params`.
+            self.frame = step.frame;
+            let _ = self.enter(step.frame);
+            let undone = self.exchange(undo, &self.vars, None).await;
+            message = match &undone.status {
+                StepStatus::Failed(e) => format!("{message}; its compensating request failed: {e}"),
+                _ => format!("{message}; its compensating request was sent"),
+            };
+        }
+        self.fail_unrun(step, FailureKind::Interrupted { message });
+    }
+
+    /// The flow's `finally` steps: each runs whatever happened before (restored when it ended
+    /// before a crash).
+    async fn finally_steps(&mut self) {
+        let flow = &self.engine.flow;
+        for step in &flow.finally {
+            match self.take_done(&step.id) {
+                Some(done) => self.restore(step, done),
+                None => self.step(step, Phase::Finally).await,
+            }
+        }
+    }
+
+    /// The flow's `outputs`, rendered unless the run failed; one that cannot be rendered fails
+    /// the run.
+    fn outputs(&mut self) -> Map<String, Value> {
+        let mut outputs = Map::new();
+        if matches!(self.outcome, Outcome::Failed { .. }) {
+            return outputs;
+        }
+        let flow = &self.engine.flow;
+        let ctx = self.ctx(None);
+        let mut failed = None;
+        for (name, id) in &flow.outputs {
+            match flow.templates.render(*id, &ctx) {
+                Ok(v) => {
+                    outputs.insert(name.clone(), v);
+                }
+                Err(e) => {
+                    failed = Some(Outcome::Failed {
+                        step: format!("outputs.{name}"),
+                        error: e.to_string(),
+                    });
+                    break;
+                }
+            }
+        }
+        drop(ctx);
+        if let Some(outcome) = failed {
+            self.outcome = outcome;
+        }
+        outputs
     }
 
     async fn step(&mut self, step: &CompiledStep, phase: Phase) {
