@@ -183,4 +183,38 @@ mod tests {
             serde_json::json!({"pin": "***", "other": 5, "text": "pin ***"})
         );
     }
+
+    #[test]
+    fn masking_in_place_reads_every_registry_once_and_leaves_the_rest_alone() {
+        let flow = Secrets::default();
+        flow.add("tok-1");
+        let own = Secrets::default();
+        own.add("pin 42");
+        own.add_json(&serde_json::json!(918273));
+        let mut value = serde_json::json!({
+            "Authorization": "Bearer tok-1",
+            "note": "pin 42 and tok-1",
+            "tok-1": {"n": 918273, "m": 5},
+            "list": ["clean", "pin 42"],
+            "untouched": {"a": [1, true, null]}
+        });
+        Secrets::mask_json_all(&[&flow, &own], &mut value);
+        assert_eq!(
+            value,
+            serde_json::json!({
+                "Authorization": "Bearer ***",
+                "note": "*** and ***",
+                "***": {"n": "***", "m": 5},
+                "list": ["clean", "***"],
+                "untouched": {"a": [1, true, null]}
+            })
+        );
+        // The map's order is kept when a key is masked.
+        let keys: Vec<&String> = value.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["Authorization", "note", "***", "list", "untouched"]);
+        // No registry, nothing to mask: the value is as it was.
+        let mut plain = serde_json::json!({"tok-1": 918273});
+        Secrets::mask_json_all(&[&Secrets::default()], &mut plain);
+        assert_eq!(plain, serde_json::json!({"tok-1": 918273}));
+    }
 }
