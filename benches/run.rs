@@ -15,12 +15,12 @@
 #[path = "stub.rs"]
 mod stub;
 
-use flowrun::engine::outcome::{Outcome, Quiet, RunReport};
-use flowrun::engine::prepare::prepare;
-use flowrun::expr::context::{Context, Scope};
-use flowrun::expr::world::World;
+use flowrun::engine::prepare;
+use flowrun::engine::{Outcome, Quiet, RunReport};
+use flowrun::expr::World;
+use flowrun::expr::{Context, Scope};
+use flowrun::flow::Cond;
 use flowrun::flow::Source;
-use flowrun::flow::compile::Cond;
 use flowrun::http::{Body, DEFAULT_MAX_BODY, HttpRequest, HttpResponse, HttpTransport, Transport};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -148,7 +148,7 @@ fn phases(
         })
         .collect();
     let base = requests_base(report);
-    let sent: Vec<(&flowrun::flow::compile::CompiledStep, &HttpRequest, &HttpResponse)> = report
+    let sent: Vec<(&flowrun::flow::CompiledStep, &HttpRequest, &HttpResponse)> = report
         .steps
         .iter()
         .filter_map(|r| {
@@ -175,7 +175,7 @@ fn phases(
             if let Some(Cond::Expr(id)) = step.condition {
                 std::hint::black_box(t.truth(id, &ctx).unwrap());
             }
-            std::hint::black_box(flowrun::engine::request::build(flow, step, &base, &ctx).unwrap());
+            std::hint::black_box(flowrun::engine::build_request(flow, step, &base, &ctx).unwrap());
             let seen = Scope::new(json!({ "status": response.status, "body": response.body_value() }));
             let ctx = Context::from_parts(&inputs, &vars, &steps, Some(&seen));
             for (_, id) in &step.asserts {

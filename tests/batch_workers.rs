@@ -5,9 +5,9 @@
 mod common;
 
 use common::{env_for, repo, service};
-use flowrun::engine::batch::{BatchOptions, Controls, run_batch};
-use flowrun::engine::prepare::prepare_engine;
-use flowrun::expr::world::World;
+use flowrun::engine::prepare_engine;
+use flowrun::engine::{BatchOptions, Controls, run_batch};
+use flowrun::expr::World;
 use flowrun::flow::Source;
 use flowrun::http::{DEFAULT_MAX_BODY, HttpTransport};
 use serde_json::Value;
@@ -170,8 +170,8 @@ async fn a_panic_inside_a_run_is_that_run_s_failure() {
 /// goes through the same pool, and an observer sees each run start and end under its id.
 #[tokio::test]
 async fn any_source_of_jobs_runs_on_the_pool_and_observers_see_each_run() {
-    use flowrun::engine::outcome::RunReport;
-    use flowrun::engine::pool::{Job, JobSource, RunId, RunObserver, run_pool};
+    use flowrun::engine::RunReport;
+    use flowrun::engine::{Job, JobSource, RunId, RunObserver, run_pool};
 
     struct Named(Vec<Job>);
     impl JobSource for Named {
@@ -185,12 +185,7 @@ async fn any_source_of_jobs_runs_on_the_pool_and_observers_see_each_run() {
         fn run_started(&self, id: &RunId) {
             self.0.lock().unwrap().push(format!("start {id}"));
         }
-        fn run_finished(
-            &self,
-            id: &RunId,
-            result: Result<&RunReport, &str>,
-            _: &flowrun::base::secrets::Secrets,
-        ) {
+        fn run_finished(&self, id: &RunId, result: Result<&RunReport, &str>, _: &flowrun::base::Secrets) {
             let how = match result {
                 Ok(r) => format!("{:?}", r.outcome),
                 Err(e) => e.to_string(),

@@ -55,7 +55,7 @@ fn fan_out_of_calls_is_bounded() {
 #[test]
 fn a_called_file_is_among_the_files_a_flow_uses() {
     let source = Source::read(std::path::Path::new("tests/flows/calls/flow.yaml")).unwrap();
-    let used: Vec<String> = flowrun::flow::includes::used_files(&source)
+    let used: Vec<String> = flowrun::flow::used_files(&source)
         .iter()
         .map(|s| s.path.display().to_string())
         .collect();

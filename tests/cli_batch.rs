@@ -334,7 +334,7 @@ fn an_unreadable_line_fails_alone_and_the_rest_run() {
     bytes.extend_from_slice(format!("{}\n", rows.next().unwrap()).as_bytes());
     bytes.extend_from_slice(b"{\"end_user\": \"\xff\xfe\"}\n");
     bytes.extend_from_slice(format!("{}\n", rows.next().unwrap()).as_bytes());
-    bytes.extend_from_slice(&vec![b' '; flowrun::engine::batch::MAX_LINE + 10]);
+    bytes.extend_from_slice(&vec![b' '; flowrun::engine::MAX_LINE + 10]);
     bytes.push(b'\n');
     for row in rows {
         bytes.extend_from_slice(format!("{row}\r\n").as_bytes());
@@ -360,7 +360,7 @@ fn an_unreadable_line_fails_alone_and_the_rest_run() {
         })
         .collect();
     found.sort();
-    let long = flowrun::engine::batch::MAX_LINE + 11;
+    let long = flowrun::engine::MAX_LINE + 11;
     assert_eq!(
         found,
         [

@@ -267,7 +267,7 @@ async fn the_readme_main_command_runs_a_shipped_flow_against_the_simulator() {
     assert_eq!(out.status.code(), Some(0));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("passed in "), "{stdout}");
-    assert!(!stdout.contains(flowrun::sim::config::DEFAULT_TOKEN));
+    assert!(!stdout.contains(flowrun::sim::DEFAULT_TOKEN));
     let out = flowrun(
         s(&[
             "run",

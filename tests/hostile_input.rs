@@ -144,7 +144,7 @@ proptest! {
         if !diagnostics.iter().any(|d| d.is_error()) {
             // What passes `check` compiles.
             let checked = load_checked(&source).map_err(|d| TestCaseError::fail(format!("{d:?}")))?;
-            let runtime = flowrun::expr::world::World::deterministic(0, Vec::new());
+            let runtime = flowrun::expr::World::deterministic(0, Vec::new());
             let compiled = flowrun::flow::compile(checked.flow, &checked.document, "mutated.yaml", runtime, ".".into());
             prop_assert!(compiled.is_ok(), "{:?}", compiled.err());
         }

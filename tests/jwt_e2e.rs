@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use flowrun::engine::outcome::Outcome;
+use flowrun::engine::Outcome;
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

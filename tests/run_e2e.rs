@@ -4,11 +4,11 @@
 mod common;
 
 use common::*;
-use flowrun::engine::outcome::{Outcome, StepStatus};
+use flowrun::engine::{Outcome, StepStatus};
 use serde_json::json;
 use wiremock::{Mock, ResponseTemplate};
 
-fn statuses(report: &flowrun::engine::outcome::RunReport) -> Vec<(String, String)> {
+fn statuses(report: &flowrun::engine::RunReport) -> Vec<(String, String)> {
     report
         .steps
         .iter()

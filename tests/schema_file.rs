@@ -66,7 +66,7 @@ fn every_shipped_flow_validates_against_the_schema_file() {
 
 #[test]
 fn the_schema_file_is_the_one_check_uses() {
-    let embedded: Value = serde_json::from_str(flowrun::flow::schema::FLOW_SCHEMA).unwrap();
+    let embedded: Value = serde_json::from_str(flowrun::flow::FLOW_SCHEMA).unwrap();
     assert_eq!(embedded, schema());
 }
 

@@ -15,7 +15,7 @@ mod postgres;
 mod serve;
 
 use common::{exchange, repo};
-use flowrun::service::runtime::LEASE;
+use flowrun::service::LEASE;
 use serde_json::{Value, json};
 use serve::{Process, ended, post, serve, simulator, simulator_with, state};
 use std::time::{Duration, Instant};

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{example_inputs, repo, run};
-use flowrun::engine::outcome::{Outcome, RunReport};
+use flowrun::engine::{Outcome, RunReport};
 use flowrun::http::{Body, DEFAULT_MAX_BODY, HttpRequest, HttpTransport, Transport};
 use flowrun::sim::{SimConfig, environment, start_in_background};
 use serde_json::{Value, json};
@@ -218,7 +218,7 @@ async fn the_inbound_flow_retries_through_injected_faults() {
 async fn an_expired_token_is_refreshed_through_the_simulator_s_jwt_endpoint() {
     let mut config = SimConfig::default();
     config.faults.token_expires_after = Some(1);
-    config.jwt = Some(flowrun::sim::config::JwtApp {
+    config.jwt = Some(flowrun::sim::JwtApp {
         client_id: "connected-app-key".into(),
         public_key: std::fs::read_to_string(repo("tests/fixtures/jwt-test-key.pub.pem")).unwrap(),
     });

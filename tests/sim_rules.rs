@@ -3,12 +3,12 @@
 //! request that earns it — with the description's error shape and the same status every time —
 //! and the state a routing partner drives (conversations, PSRs, agent work).
 
+use flowrun::sim::Channel;
 use flowrun::sim::SimConfig;
-use flowrun::sim::config::Channel;
-use flowrun::sim::rules::{Service, SimBody, SimRequest};
+use flowrun::sim::{Service, SimBody, SimRequest};
 use serde_json::{Value, json};
 
-const TOKEN: &str = flowrun::sim::config::DEFAULT_TOKEN;
+const TOKEN: &str = flowrun::sim::DEFAULT_TOKEN;
 const CONVERSATION: &str = "8a1f2c3d-0000-4000-8000-00000000c0de";
 const WORK_ITEM: &str = "0Mw5g000000SimW";
 const QUEUE: &str = "00G5g000000SimQ";

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{env_for, example_inputs, received, run, service};
-use flowrun::engine::outcome::{Outcome, RunReport};
+use flowrun::engine::{Outcome, RunReport};
 use flowrun::sim::{SimConfig, environment, start_in_background};
 use serde_json::{Value, json};
 

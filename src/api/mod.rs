@@ -4,7 +4,7 @@
 //! by `run` once rendered — so a typo like `ExplicityOptedIn` is caught before anything is sent.
 
 mod answers;
-pub mod bodies;
+pub(crate) mod bodies;
 
 use answers::{field_in, merge_unknown};
 

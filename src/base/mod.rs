@@ -2,9 +2,13 @@
 //! diagnostics and their one renderer, schema violations in words, did-you-mean, and the
 //! secret registry. It imports no other module of the crate.
 
-pub mod diagnostic;
-pub mod schema;
-pub mod secrets;
-pub mod source;
-pub mod suggest;
+pub(crate) mod diagnostic;
+pub(crate) mod schema;
+pub(crate) mod secrets;
+pub(crate) mod source;
+pub(crate) mod suggest;
 pub mod yaml;
+
+pub use diagnostic::{Diagnostic, JsonDiagnostic, Severity};
+pub use secrets::{MASK, Secrets};
+pub use source::{Source, Span};

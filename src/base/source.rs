@@ -126,7 +126,7 @@ impl Source {
         None
     }
 
-    /// Reads a file of at most [`MAX_FILE`] bytes. A fifo, socket or device is refused (reading
+    /// Reads a file of at most `MAX_FILE` (16 MiB) bytes. A fifo, socket or device is refused (reading
     /// one could wait, or grow, forever), and so is a larger file.
     pub fn read(path: &Path) -> std::io::Result<Self> {
         use std::io::{Error, ErrorKind, Read};

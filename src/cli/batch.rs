@@ -2,8 +2,8 @@
 
 use super::exit;
 use flowrun::engine::Engine;
-use flowrun::engine::batch::{BatchOptions, BatchSummary, Controls, run_batch};
-use flowrun::flow::inputs::parse_assignment;
+use flowrun::engine::{BatchOptions, BatchSummary, Controls, run_batch};
+use flowrun::flow::parse_assignment;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 use std::io::{IsTerminal, Write};
@@ -105,7 +105,7 @@ pub fn run(
     engine: Engine,
     base: Vec<(String, Value)>,
     quiet: bool,
-    durable: Option<Arc<dyn flowrun::engine::durable::Durable>>,
+    durable: Option<Arc<dyn flowrun::engine::Durable>>,
 ) -> u8 {
     let mut overrides = Vec::new();
     for a in assignments {

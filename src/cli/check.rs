@@ -1,7 +1,7 @@
 //! `flowrun check PATH...`: report every problem in the given flows; send nothing.
 
 use super::exit;
-use flowrun::flow::diagnostic::JsonDiagnostic;
+use flowrun::flow::JsonDiagnostic;
 use flowrun::flow::{FileCheck, Source, check_file};
 use flowrun::paths::{FlowFiles, flow_files};
 use std::io::Write;

@@ -10,7 +10,7 @@ mod sim;
 mod test;
 
 use clap::{Parser, Subcommand};
-use flowrun::engine::outcome::RunReport;
+use flowrun::engine::RunReport;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,11 +1,11 @@
 //! `flowrun run FLOW`: check the flow and its inputs, then send its requests.
 
 use super::exit;
-use flowrun::base::secrets::Secrets;
-use flowrun::engine::outcome::{Observer, Outcome, RunReport};
-use flowrun::engine::prepare::{PrepareError, Prepared, prepare, prepare_engine};
-use flowrun::expr::world::World;
-use flowrun::flow::inputs::PlacedInputs;
+use flowrun::base::Secrets;
+use flowrun::engine::{Observer, Outcome, RunReport};
+use flowrun::engine::{PrepareError, Prepared, prepare, prepare_engine};
+use flowrun::expr::World;
+use flowrun::flow::PlacedInputs;
 use flowrun::flow::{Diagnostic, Source};
 use flowrun::http::{DEFAULT_MAX_BODY, HttpTransport};
 use flowrun::journal::FlowRuns;
@@ -114,7 +114,7 @@ fn print_diagnostics(source: &Source, diagnostics: &[Diagnostic]) {
 
 /// Reads `--inputs FILE`; problems are diagnostics in that file.
 fn read_inputs_file(path: &std::path::Path) -> Result<(Vec<(String, Value)>, PlacedInputs), u8> {
-    use flowrun::flow::inputs::{InputsFileError, read_inputs_file_placed};
+    use flowrun::flow::{InputsFileError, read_inputs_file_placed};
     read_inputs_file_placed(path).map_err(|e| match e {
         InputsFileError::Io(message) => {
             super::error(format_args!("{message}"));
@@ -217,7 +217,7 @@ fn run_inner(args: Args) -> Result<u8, u8> {
         print_diagnostics(&source, &warnings);
         let durable = journal.map(|j| {
             let runs = FlowRuns::new(j, &source, &engine.flow().flow, runtime.secrets.clone());
-            Arc::new(runs) as Arc<dyn flowrun::engine::durable::Durable>
+            Arc::new(runs) as Arc<dyn flowrun::engine::Durable>
         });
         return Ok(super::batch::run(
             &args.batch,
@@ -351,7 +351,7 @@ impl Observer for Warner<'_> {
         }
         self.inner.attempt_started(step, attempt, request);
     }
-    fn attempt_finished(&self, step: &str, attempt: &flowrun::engine::outcome::Attempt) {
+    fn attempt_finished(&self, step: &str, attempt: &flowrun::engine::Attempt) {
         self.inner.attempt_finished(step, attempt);
     }
     fn retry_scheduled(&self, step: &str, wait: std::time::Duration, reason: &str) {
@@ -360,7 +360,7 @@ impl Observer for Warner<'_> {
     fn condition_evaluated(&self, step: &str, condition: &str, value: bool) {
         self.inner.condition_evaluated(step, condition, value);
     }
-    fn step_finished(&self, record: &flowrun::engine::outcome::StepRecord) {
+    fn step_finished(&self, record: &flowrun::engine::StepRecord) {
         self.inner.step_finished(record);
     }
 }

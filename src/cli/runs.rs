@@ -1,12 +1,12 @@
 //! `flowrun runs`: the journal's runs — list, show, resume, cancel, prune.
 
 use super::exit;
-use flowrun::base::secrets::Secrets;
-use flowrun::engine::outcome::{Outcome, Phase, StepStatus};
-use flowrun::engine::prepare::prepare_engine;
-use flowrun::expr::world::World;
+use flowrun::base::Secrets;
+use flowrun::engine::prepare_engine;
+use flowrun::engine::{Outcome, Phase, StepStatus};
+use flowrun::expr::World;
 use flowrun::flow::Source;
-use flowrun::flow::inputs::{parse_assignment, resolve};
+use flowrun::flow::{parse_assignment, resolve};
 use flowrun::http::{DEFAULT_MAX_BODY, HttpTransport};
 use flowrun::journal::{FlowRuns, Journal, now_ms};
 use flowrun::report::terminal::Terminal;

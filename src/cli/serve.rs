@@ -5,11 +5,11 @@ use super::exit;
 use flowrun::World;
 use flowrun::flow::Source;
 use flowrun::http::auth::{self, JwtBearer, JwtSettings};
-use flowrun::service::log::Logger;
-use flowrun::service::model::{PubSub, WebhookAuth};
-use flowrun::service::runtime::Runtime;
+use flowrun::service::Logger;
+use flowrun::service::Runtime;
 use flowrun::service::subscriber;
 use flowrun::service::webhook::{Auth, Hook, router};
+use flowrun::service::{PubSub, WebhookAuth};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -227,10 +227,10 @@ impl<'w> Settings<'w> {
 
     /// `text` rendered; on a problem, it is kept and the value is empty.
     fn render(&self, what: &str, text: &str) -> String {
-        let mut templates = flowrun::expr::templates::Templates::new(self.world);
-        let value = templates.template(text, 0).and_then(|id| {
-            templates.render(id, &flowrun::expr::context::Context::new(serde_json::json!({})))
-        });
+        let mut templates = flowrun::expr::Templates::new(self.world);
+        let value = templates
+            .template(text, 0)
+            .and_then(|id| templates.render(id, &flowrun::expr::Context::new(serde_json::json!({}))));
         match value {
             Ok(v) => v.as_str().map_or_else(|| v.to_string(), str::to_string),
             Err(e) => {

@@ -3,9 +3,7 @@
 //! line that cannot be used fails alone; every run's result is a JSON line.
 
 use super::outcome::{Outcome, RunReport};
-pub use super::pool::{
-    BatchOptions, BatchSummary, Controls, Job, JobSource, RunId, RunObserver, StepLatency, run_pool,
-};
+use super::pool::{BatchOptions, BatchSummary, Controls, Job, JobSource, RunId, RunObserver, run_pool};
 use super::run::Engine;
 use crate::base::secrets::Secrets;
 use crate::flow::inputs::InputRules;

@@ -182,7 +182,8 @@ fn stored_part(part: &Part) -> Value {
 }
 
 /// The value of header `name` in a stored request.
-pub fn stored_header<'a>(stored: &'a Value, name: &str) -> Option<&'a str> {
+#[cfg(test)]
+fn stored_header<'a>(stored: &'a Value, name: &str) -> Option<&'a str> {
     stored["headers"].as_array()?.iter().find_map(|h| {
         let k = h.get(0)?.as_str()?;
         k.eq_ignore_ascii_case(name).then(|| h.get(1)?.as_str()).flatten()

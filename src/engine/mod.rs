@@ -2,12 +2,12 @@
 //! The engine prints nothing; it reports through [`outcome::Observer`] and returns a
 //! [`outcome::RunReport`].
 
-pub mod batch;
-pub mod durable;
-pub mod outcome;
-pub mod pool;
-pub mod prepare;
-pub mod request;
+pub(crate) mod batch;
+pub(crate) mod durable;
+pub(crate) mod outcome;
+pub(crate) mod pool;
+pub(crate) mod prepare;
+pub(crate) mod request;
 mod run;
 
 pub use run::short as short_duration;
@@ -22,3 +22,16 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "no message".into());
     format!("flowrun failed inside this run (a bug in flowrun; please report it): {what}")
 }
+
+pub use batch::{MAX_LINE, run_batch};
+pub use durable::{
+    DoneStatus, DoneStep, Doubt, Durable, DurableRun, Durably, Opening, Resume, RunLog, stored_request,
+};
+pub use outcome::{
+    Attempt, FailureKind, Observer, Outcome, Phase, Quiet, RunReport, StepError, StepRecord, StepStatus,
+};
+pub use pool::{
+    BatchOptions, BatchSummary, Controls, Job, JobSource, RunId, RunObserver, StepLatency, run_pool,
+};
+pub use prepare::{PrepareError, Prepared, prepare, prepare_engine};
+pub use request::build as build_request;

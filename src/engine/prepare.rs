@@ -113,7 +113,7 @@ pub fn prepare(
 }
 
 /// Everything but inputs, for batch runs: the engine is built once and each run's inputs are
-/// resolved with [`crate::flow::inputs::InputRules`] against `engine.flow().flow`.
+/// resolved with the flow's input rules against `engine.flow().flow`.
 pub fn prepare_engine(
     source: &Source,
     runtime: World,

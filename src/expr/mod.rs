@@ -1,11 +1,10 @@
 //! The expression language: MiniJinja with the names flows may use.
 
-pub mod context;
-pub mod fast;
-pub mod scan;
-pub mod world;
-pub use crate::base::secrets;
-pub mod templates;
+pub(crate) mod context;
+pub(crate) mod fast;
+pub(crate) mod scan;
+pub(crate) mod templates;
+pub(crate) mod world;
 
 use minijinja::Environment;
 use std::sync::OnceLock;
@@ -129,3 +128,7 @@ fn probe(expr: &str, unknown: minijinja::ErrorKind) -> bool {
         Err(_) => false,
     }
 }
+
+pub use context::{Context, Scope};
+pub use templates::Templates;
+pub use world::World;

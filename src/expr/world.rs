@@ -1,7 +1,7 @@
 //! What expressions read from the outside world — the clock, fresh ids, the environment —
 //! behind small traits, so `flowrun test` can make a run deterministic.
 
-use super::secrets::Secrets;
+use crate::base::secrets::Secrets;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -644,7 +644,7 @@ impl<'a> Analyzer<'a> {
             return Span::on_line(span.start, 1).in_file(span.file);
         };
         let col = text[line_start..offset].chars().count();
-        let start = super::source::Pos {
+        let start = crate::base::source::Pos {
             line: found.start.line,
             col: found.start.col + col,
         };

@@ -131,7 +131,7 @@ pub struct CompiledStep {
     pub save: Vec<(String, TemplateId)>,
     /// The step's `stop_if`: when true after the step passed, the flow ends early.
     pub stop_if: Option<Cond>,
-    /// Time one attempt may take: the step's, else the connection's, else [`DEFAULT_TIMEOUT`].
+    /// Time one attempt may take: the step's, else the connection's, else `DEFAULT_TIMEOUT` (10 s).
     pub timeout: Duration,
     /// When and how failed attempts are retried: the step's settings over the connection's.
     pub retry: RetryPolicy,

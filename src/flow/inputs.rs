@@ -275,7 +275,7 @@ fn group_error(group: &crate::flow::model::InputGroup, values: &Map<String, Valu
     })
 }
 
-/// [`InputRules::resolve`] for a single run: compiles the rules, then checks.
+/// `InputRules::resolve` for a single run: compiles the rules, then checks.
 pub fn resolve(
     flow: &Flow,
     given: Vec<(String, Value)>,
@@ -477,7 +477,7 @@ impl PlacedInputs {
     }
 }
 
-/// [`read_inputs_file`], keeping the file and its spans to place problems in it.
+/// `read_inputs_file`, keeping the file and its spans to place problems in it.
 pub fn read_inputs_file_placed(
     path: &std::path::Path,
 ) -> Result<(Vec<(String, Value)>, PlacedInputs), InputsFileError> {

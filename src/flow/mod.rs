@@ -2,19 +2,22 @@
 //! and compiling a checked flow (templates, request specs, retry policies, input rules) into
 //! the [`CompiledFlow`] the engine runs.
 
-pub mod analyze;
-pub mod analyze_error;
-pub mod calls;
-pub mod check;
-pub mod compile;
-pub mod includes;
-pub mod inputs;
-pub mod model;
-pub mod retry;
-pub mod schema;
+pub(crate) mod analyze;
+pub(crate) mod analyze_error;
+pub(crate) mod calls;
+pub(crate) mod check;
+pub(crate) mod compile;
+pub(crate) mod includes;
+pub(crate) mod inputs;
+pub(crate) mod model;
+pub(crate) mod retry;
+pub(crate) mod schema;
 
-pub use crate::base::diagnostic::{self, Diagnostic, Severity};
-pub use crate::base::source::{self, Source};
+pub use crate::base::diagnostic::{Diagnostic, JsonDiagnostic, Severity};
+pub use crate::base::source::Source;
 pub use crate::base::yaml;
 pub use check::{Checked, FileCheck, check_file, check_source, load_checked};
-pub use compile::{CompiledFlow, compile};
+pub use compile::{CompiledFlow, CompiledStep, Cond, compile};
+pub use includes::used_files;
+pub use inputs::{InputsFileError, PlacedInputs, parse_assignment, read_inputs_file_placed, resolve};
+pub use schema::FLOW_SCHEMA;

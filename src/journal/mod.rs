@@ -4,7 +4,7 @@
 //! One [`Store`] trait holds the storage (SQLite embedded, PostgreSQL shared); a
 //! [`Journal`] in front of it commits in groups: every write waiting — from any run — goes
 //! into the next transaction, a run waits only for the writes that must be durable (an
-//! attempt before it is sent, a step's end), and concurrent runs share commits. [`RunJournal`] is one run's view, the engine's [`RunLog`](crate::engine::durable::RunLog): it masks
+//! attempt before it is sent, a step's end), and concurrent runs share commits. [`RunJournal`] is one run's view, the engine's [`RunLog`](crate::engine::RunLog): it masks
 //! secrets before anything is queued, so no secret ever reaches the store.
 //!
 //! The schema is documented in `docs/journal.md`.

@@ -95,11 +95,6 @@ impl Client {
         }
     }
 
-    /// Uses `token` from now on (after `UNAUTHENTICATED`).
-    pub fn set_token(&mut self, token: String) {
-        self.credentials.access_token = token;
-    }
-
     fn request<T>(&self, message: T) -> Result<Request<T>, Status> {
         let mut request = Request::new(message);
         let c = &self.credentials;

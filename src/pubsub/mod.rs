@@ -2,6 +2,6 @@
 //! client ([`client`]) and the Avro payloads ([`avro`]). The simulator serves the same
 //! messages; the service's subscriber loop (`service::subscriber`) drives the client.
 
-pub mod avro;
-pub mod client;
-pub mod messages;
+pub(crate) mod avro;
+pub(crate) mod client;
+pub(crate) mod messages;

@@ -5,17 +5,19 @@
 //! This folder holds the service file's model and its check, the runtime that takes events,
 //! and the sources: the Pub/Sub subscriber and the webhook.
 
-pub mod check;
-pub mod event;
-pub mod log;
-pub mod metrics;
-pub mod model;
-pub mod runtime;
+pub(crate) mod check;
+pub(crate) mod event;
+pub(crate) mod log;
+pub(crate) mod metrics;
+pub(crate) mod model;
+pub(crate) mod runtime;
 pub mod subscriber;
 pub mod webhook;
 
 pub use check::check_service;
-pub use model::Service;
+pub use log::Logger;
+pub use model::{PubSub, Service, WebhookAuth};
+pub use runtime::{LEASE, Runtime};
 
 use crate::base::diagnostic::Diagnostic;
 use crate::base::source::Source;

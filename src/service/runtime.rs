@@ -138,7 +138,7 @@ const REMEMBERED: usize = 100_000;
 
 /// How long a claimed run stays this instance's without word from it: another instance
 /// claims it once this has passed since the last renewal (so, the takeover time after a
-/// crash). Renewed every [`RENEW_EVERY`].
+/// crash). Renewed every `RENEW_EVERY` (1 s).
 pub const LEASE: Duration = Duration::from_secs(5);
 /// How often the leases are renewed: a few renewals may fail before a lease runs out.
 pub const RENEW_EVERY: Duration = Duration::from_secs(1);
@@ -477,7 +477,7 @@ impl Runtime {
 
     /// Claims queued runs (and runs whose lease ran out) as this instance has room for them,
     /// and runs them, until `stop`. Woken when any instance queues a run, and every
-    /// [`CLAIM_POLL`] besides.
+    /// `CLAIM_POLL` besides.
     pub async fn work_queue(self: Arc<Self>, stop: Arc<AtomicBool>) {
         let Some(journal) = self.shared_journal().cloned() else {
             return;
@@ -531,7 +531,7 @@ impl Runtime {
         }
     }
 
-    /// Renews the leases of the runs this instance holds every [`RENEW_EVERY`]. A process that
+    /// Renews the leases of the runs this instance holds every `RENEW_EVERY`. A process that
     /// cannot renew them for a whole [`LEASE`] is no longer theirs to run (another instance may
     /// have claimed them): it says so and exits, for its supervisor to start it again.
     pub async fn keep_leases(self: Arc<Self>) {

@@ -3,17 +3,18 @@
 //! and fault injection, so a flow can be run and tested with no org. It shares nothing with the
 //! engine except HTTP.
 
-pub mod codes;
-pub mod config;
-pub mod events;
+pub(crate) mod codes;
+pub(crate) mod config;
+pub(crate) mod events;
 mod interactions;
-pub mod pubsub;
+pub(crate) mod pubsub;
 mod routing;
-pub mod rules;
-pub mod server;
+pub(crate) mod rules;
+pub(crate) mod server;
 mod session;
-pub mod state;
+pub(crate) mod state;
 mod work;
 
-pub use config::SimConfig;
+pub use config::{Channel, DEFAULT_TOKEN, JwtApp, SimConfig};
+pub use rules::{Service, SimBody, SimRequest};
 pub use server::{Running, environment, start, start_in_background};

@@ -4,7 +4,7 @@
 //! every call shares: headers, faults, the body schema gate and the dispatch. The HTTP layer
 //! only carries requests and answers.
 
-pub use super::codes::{Answer, error, message, status_of};
+pub use super::codes::{Answer, error, message};
 use super::config::SimConfig;
 use super::state::State;
 use serde_json::{Value, json};

@@ -2,7 +2,7 @@
 //! clock, sequential ids) against its own simulator and scripted answers, its request sequence
 //! compared with a golden transcript.
 
-pub mod model;
+pub(crate) mod model;
 mod runner;
 mod scripted;
 

@@ -3,9 +3,9 @@
 //! normalised dump of the requests the server received.
 #![allow(dead_code)]
 
-use flowrun::engine::outcome::{Quiet, RunReport};
-use flowrun::engine::prepare::prepare;
-use flowrun::expr::world::World;
+use flowrun::engine::prepare;
+use flowrun::engine::{Quiet, RunReport};
+use flowrun::expr::World;
 use flowrun::flow::Source;
 use flowrun::http::{DEFAULT_MAX_BODY, HttpTransport};
 use serde_json::{Value, json};
