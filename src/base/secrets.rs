@@ -111,7 +111,7 @@ fn mask_value(lists: &[&[String]], value: &mut serde_json::Value) {
         Value::Number(n) => {
             // A secret number is a number only in JSON: the mask is text.
             let text = n.to_string();
-            if lists.iter().any(|l| l.iter().any(|v| *v == text)) {
+            if lists.iter().any(|l| l.contains(&text)) {
                 *value = Value::String(MASK.into());
             }
         }
