@@ -327,3 +327,79 @@ async fn on_a_shared_journal_an_event_lands_on_any_instance_and_runs_once() {
     let claimed = |p: &serve::Process| p.count("outcome=queued");
     assert_eq!(claimed(&a) + claimed(&b), 11, "{}\n{}", a.output(), b.output());
 }
+
+/// Reads what the service sends on `stream` until it closes it (at most `limit`); `None` when
+/// it was still open then.
+async fn until_closed(stream: &mut tokio::net::TcpStream, limit: Duration) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(limit, stream.read_to_end(&mut got)).await;
+    read.ok().map(|_| String::from_utf8_lossy(&got).into_owned())
+}
+
+/// A client that sends half a request head, or a body a little at a time, is cut off after
+/// `--read-timeout` instead of holding its connection for ever; the service goes on answering.
+#[tokio::test]
+async fn a_slow_client_is_cut_off_and_the_service_goes_on() {
+    use tokio::io::AsyncWriteExt;
+    let server = service().await;
+    let dir = tempfile::tempdir().unwrap();
+    let journal = format!("sqlite:{}", dir.path().join("j.db").display());
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_flowrun"))
+        .args([
+            "serve",
+            "tests/services/webhook.service.yaml",
+            "--listen",
+            "127.0.0.1:0",
+            "--journal",
+            &journal,
+            "--read-timeout",
+            "1s",
+        ])
+        .envs(env_for(&server))
+        .env("FLOWRUN_WEBHOOK_KEY", KEY)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(20), stdout.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let addr = first.rsplit("http://").next().unwrap().to_string();
+
+    // Half a head, and then nothing: the connection is closed after the read timeout.
+    let mut half = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    half.write_all(b"POST /events HTTP/1.1\r\nHost: flowrun\r\n").await.unwrap();
+    let started = Instant::now();
+    let answer = until_closed(&mut half, Duration::from_secs(6)).await;
+    let waited = started.elapsed();
+    assert!(answer.is_some(), "a half-sent head kept its connection open");
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(4),
+        "closed after {waited:?}"
+    );
+
+    // A whole head, then a body that never comes whole: answered 408.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = "POST /events HTTP/1.1\r\nHost: flowrun\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"CreatedDate\"";
+    slow.write_all(head.as_bytes()).await.unwrap();
+    let answer = until_closed(&mut slow, Duration::from_secs(6))
+        .await
+        .expect("a body sent slowly kept its connection open");
+    assert!(answer.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "{answer}");
+    assert!(
+        answer.ends_with(
+            "{\"error\":\"the request was not received and answered within 1s (serve --read-timeout)\"}\n"
+        ),
+        "{answer}"
+    );
+
+    // Nothing was run, and the service still answers.
+    let (status, text) = exchange(&addr, "GET", "/healthz", &[], b"").await;
+    assert_eq!((status, text.as_str()), (200, "ok\n"));
+    assert_eq!(received(&server).await, json!([]));
+}

@@ -39,6 +39,10 @@ pub struct Args {
     /// RoutingRequested event).
     #[arg(long)]
     sim: bool,
+    /// How long a client may take to send a request (its head, then the whole of it) to the
+    /// webhook or the probes; a slower one is cut off (`408` once its head came).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    read_timeout: Duration,
     /// How log lines are written: `lines` (text) or `json` (one object per line).
     #[arg(long, value_enum, default_value = "lines", value_name = "FORMAT")]
     log_format: LogFormat,
@@ -182,10 +186,7 @@ fn serve(args: Args) -> Result<u8, u8> {
                 &[("why", why.to_string().into()), ("grace", wait.into())],
             );
         };
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
-            super::error(format_args!("{e}"));
-            return Err(exit::USAGE);
-        }
+        flowrun::service::serve(listener, app, args.read_timeout, shutdown).await;
         if let Some(task) = subscriber {
             let _ = task.await;
         }

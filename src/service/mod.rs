@@ -7,6 +7,7 @@
 
 pub(crate) mod check;
 pub(crate) mod event;
+pub(crate) mod listen;
 pub(crate) mod log;
 pub(crate) mod metrics;
 pub(crate) mod model;
@@ -15,6 +16,7 @@ pub mod subscriber;
 pub mod webhook;
 
 pub use check::check_service;
+pub use listen::{READ_TIMEOUT, serve};
 pub use log::Logger;
 pub use model::{PubSub, Service, WebhookAuth};
 pub use runtime::{LEASE, Runtime};
