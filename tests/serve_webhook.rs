@@ -373,7 +373,9 @@ async fn a_slow_client_is_cut_off_and_the_service_goes_on() {
 
     // Half a head, and then nothing: the connection is closed after the read timeout.
     let mut half = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    half.write_all(b"POST /events HTTP/1.1\r\nHost: flowrun\r\n").await.unwrap();
+    half.write_all(b"POST /events HTTP/1.1\r\nHost: flowrun\r\n")
+        .await
+        .unwrap();
     let started = Instant::now();
     let answer = until_closed(&mut half, Duration::from_secs(6)).await;
     let waited = started.elapsed();

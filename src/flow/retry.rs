@@ -45,10 +45,12 @@ impl RetryPolicy {
         }
     }
 
-    /// The waits before attempts 2, 3, ...: exponential or constant, with jitter, capped.
+    /// The waits before attempts 2, 3, ...: exponential or constant, with jitter, never over
+    /// `max` (backon's jitter adds up to a whole delay on top of it, so the cap comes last).
     pub fn delays(&self) -> Box<dyn Iterator<Item = Duration> + Send> {
         let retries = self.attempts.saturating_sub(1) as usize;
-        match self.backoff {
+        let max = self.max;
+        let delays: Box<dyn Iterator<Item = Duration> + Send> = match self.backoff {
             Backoff::Exponential => Box::new(
                 backon::ExponentialBuilder::default()
                     .with_min_delay(self.initial)
@@ -64,7 +66,8 @@ impl RetryPolicy {
                     .with_jitter()
                     .build(),
             ),
-        }
+        };
+        Box::new(delays.map(move |d| d.min(max)))
     }
 
     /// Whether a response is worth another attempt: 429, 5xx, or a retryable API error code.
@@ -122,7 +125,28 @@ mod tests {
         let p = RetryPolicy::from_settings(Some(&conn), None);
         let delays: Vec<_> = p.delays().collect();
         assert_eq!(delays.len(), 4);
-        assert!(delays.iter().all(|d| *d <= Duration::from_secs(10)));
+        assert!(delays.iter().all(|d| *d <= Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn jitter_never_takes_a_wait_past_max() {
+        for backoff in [Backoff::Exponential, Backoff::Constant] {
+            let p = RetryPolicy {
+                attempts: 200,
+                backoff,
+                initial: Duration::from_millis(800),
+                max: Duration::from_secs(1),
+                on_codes: Vec::new(),
+            };
+            let delays: Vec<_> = p.delays().collect();
+            assert_eq!(delays.len(), 199);
+            assert!(delays.iter().all(|d| *d <= p.max), "{delays:?}");
+            if backoff == Backoff::Constant {
+                // The jitter still spreads them: 800 ms plus up to 800 ms is under the cap a
+                // quarter of the time.
+                assert!(delays.iter().any(|d| *d < p.max), "{delays:?}");
+            }
+        }
     }
 
     #[test]
