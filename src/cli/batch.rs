@@ -285,9 +285,8 @@ pub fn render_summary(name: &str, s: &BatchSummary) -> String {
         s.requests as f64 / secs,
     );
     if !s.failures.is_empty() {
-        let mut failures = s.failures.clone();
-        failures.sort_by_key(|f| std::cmp::Reverse(f.runs));
-        let parts: Vec<String> = failures
+        let parts: Vec<String> = s
+            .failures
             .iter()
             .map(|f| match f.code {
                 Some(code) => format!("{} at `{}` (code {code})", f.runs, f.step),

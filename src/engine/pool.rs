@@ -430,11 +430,47 @@ pub async fn run_pool<S: JobSource>(
         requests: tally.requests,
         elapsed: started.elapsed(),
         steps: tally.steps,
-        failures: tally
-            .failures
-            .into_iter()
-            .map(|((step, code), runs)| Failures { step, code, runs })
-            .collect(),
+        failures: most_first(tally.failures),
         interrupted,
+    }
+}
+
+/// The failures counted by step and code, the most runs first (ties in step and code order).
+fn most_first(counted: std::collections::BTreeMap<(String, Option<i64>), u64>) -> Vec<Failures> {
+    let mut failures: Vec<Failures> = counted
+        .into_iter()
+        .map(|((step, code), runs)| Failures { step, code, runs })
+        .collect();
+    failures.sort_by_key(|f| std::cmp::Reverse(f.runs));
+    failures
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_come_most_first() {
+        let counted = [
+            (("agent_work".to_string(), Some(15109)), 2),
+            (("consent".to_string(), None), 7),
+            (("route".to_string(), Some(10019)), 2),
+            ((INPUT.to_string(), None), 9),
+        ]
+        .into_iter()
+        .collect();
+        let order: Vec<(String, Option<i64>, u64)> = most_first(counted)
+            .into_iter()
+            .map(|f| (f.step, f.code, f.runs))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                (INPUT.to_string(), None, 9),
+                ("consent".to_string(), None, 7),
+                ("agent_work".to_string(), Some(15109), 2),
+                ("route".to_string(), Some(10019), 2),
+            ]
+        );
     }
 }
