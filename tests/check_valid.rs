@@ -63,3 +63,26 @@ fn merge_keys_and_aliases_expand_before_checking() {
     );
     assert_eq!(problems(&flow), Vec::<String>::new());
 }
+
+/// A flow's templates are compiled once: running it reuses every template `check` compiled,
+/// its connection file's and its called files' included, and compiles none again.
+#[test]
+fn running_a_checked_flow_compiles_no_template_again() {
+    let flows = [
+        "flows/inbound.yaml",
+        "flows/transfer.yaml",
+        "flows/transfer-route-first.yaml",
+        "tests/flows/calls/flow.yaml",
+    ];
+    for path in flows {
+        let path = std::path::Path::new(path);
+        let source = Source::read(path).unwrap();
+        let checked = flowrun::flow::load_checked(&source).unwrap();
+        let compiled_by_check = checked.templates.len();
+        assert!(compiled_by_check > 10, "{}: {compiled_by_check}", path.display());
+        let world = flowrun::World::deterministic(0, Vec::new());
+        let compiled =
+            flowrun::flow::compile_checked(checked, &source.display_name(), world, ".".into()).unwrap();
+        assert_eq!(compiled.templates.len(), compiled_by_check, "{}", path.display());
+    }
+}

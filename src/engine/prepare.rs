@@ -132,14 +132,9 @@ fn build(
     transport: Arc<dyn Transport>,
 ) -> Result<Engine, PrepareError> {
     let base_dir = source.path.parent().map(PathBuf::from).unwrap_or_default();
-    let compiled = crate::flow::compile(
-        checked.flow,
-        &checked.document,
-        &source.display_name(),
-        runtime.clone(),
-        base_dir,
-    )
-    .map_err(PrepareError::Compile)?;
+    let compiled =
+        crate::flow::compile::compile_checked(checked, &source.display_name(), runtime.clone(), base_dir)
+            .map_err(PrepareError::Compile)?;
     let missing: Vec<(bool, String)> = compiled
         .env_names
         .iter()

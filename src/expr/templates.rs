@@ -77,29 +77,121 @@ impl std::fmt::Display for RenderError {
 }
 
 /// The store of one flow's compiled templates.
+///
+/// `check` compiles every template of a flow into an unbound store ([`Templates::unbound`]) and
+/// reads what each one names from the compiled form; compiling the flow to run it binds the same
+/// store to the run's [`World`] ([`Templates::bind`]) and finds each template again by where it
+/// stands ([`Templates::template_at`]): a template is parsed once.
 pub struct Templates {
     env: Environment<'static>,
-    runtime: World,
+    runtime: Option<World>,
     file: std::sync::Arc<str>,
     entries: Vec<Entry>,
     /// The environment variables the compiled templates name literally.
     env_names: Vec<(bool, String)>,
+    /// What was compiled for the string at each JSON pointer of the flow document, and as what.
+    at: std::collections::HashMap<(Kind, String), TemplateId>,
+}
+
+/// How a string of the flow is compiled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    /// Text with `{{ }}` ([`Templates::template`]).
+    Template,
+    /// A bare expression ([`Templates::expression`]).
+    Expression,
 }
 
 impl Templates {
     /// An empty store: `uuid()`, `now()`, `env()`, `secret()` read `runtime`; undefined is an error.
     pub fn new(runtime: &World) -> Self {
+        let mut store = Templates::unbound();
+        store.bind(runtime);
+        store
+    }
+
+    /// An empty store that can compile but not render until it is [bound](Templates::bind).
+    pub fn unbound() -> Self {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_fuel(Some(FUEL));
-        register_functions(&mut env, runtime);
         Templates {
             env,
-            runtime: runtime.clone(),
+            runtime: None,
             file: "".into(),
             entries: Vec::new(),
             env_names: Vec::new(),
+            at: std::collections::HashMap::new(),
         }
+    }
+
+    /// Gives the store's templates the functions that read `runtime` (`uuid()`, `now()`,
+    /// `env()`, `secret()`); MiniJinja looks functions up when it renders, so the templates
+    /// compiled before need no compiling again.
+    pub fn bind(&mut self, runtime: &World) {
+        register_functions(&mut self.env, runtime);
+        self.runtime = Some(runtime.clone());
+    }
+
+    /// [`Templates::template`] for the string at `pointer` of the flow document: compiled the
+    /// first time, found again after. The entry is named at `line` of the current file.
+    pub fn template_at(&mut self, pointer: &str, text: &str, line: usize) -> Result<TemplateId, RenderError> {
+        self.compiled_at(Kind::Template, pointer, text, line)
+    }
+
+    /// [`Templates::expression`] for the string at `pointer` of the flow document (see
+    /// [`Templates::template_at`]).
+    pub fn expression_at(
+        &mut self,
+        pointer: &str,
+        text: &str,
+        line: usize,
+    ) -> Result<TemplateId, RenderError> {
+        self.compiled_at(Kind::Expression, pointer, text, line)
+    }
+
+    fn compiled_at(
+        &mut self,
+        kind: Kind,
+        pointer: &str,
+        text: &str,
+        line: usize,
+    ) -> Result<TemplateId, RenderError> {
+        let key = (kind, pointer.to_string());
+        if let Some(&id) = self.at.get(&key)
+            && self.entries[id.0].source == text
+        {
+            // Found again by a later stage: its errors name the place that stage gives.
+            let entry = &mut self.entries[id.0];
+            entry.file = self.file.clone();
+            entry.line = line;
+            return Ok(id);
+        }
+        let id = match kind {
+            Kind::Template => self.template(text, line)?,
+            Kind::Expression => self.expression(text, line)?,
+        };
+        self.at.insert(key, id);
+        Ok(id)
+    }
+
+    /// How many templates and expressions the store holds.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the store holds none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The variables template `id` reads without setting them; `nested` gives whole paths
+    /// (`steps.route.body.psrId`) rather than their first names.
+    pub fn undeclared(&self, id: TemplateId, nested: bool) -> std::collections::HashSet<String> {
+        self.env
+            .get_template(&self.entries[id.0].name)
+            .map(|t| t.undeclared_variables(nested))
+            .unwrap_or_default()
     }
 
     /// The text a template or expression was compiled from, as written in the flow.
@@ -135,16 +227,24 @@ impl Templates {
 
     /// Compiles a template string (text with `{{ }}`); `line` is where it stands in the flow.
     pub fn template(&mut self, text: &str, line: usize) -> Result<TemplateId, RenderError> {
-        let typed = single_expression(text);
-        let source = match typed {
-            Some(expr) => format!("{{% set result = ({expr}) %}}"),
-            None => text.to_string(),
-        };
-        self.add(source, typed, text, line)
+        if let Some(expr) = single_expression(text) {
+            // Compiled as an expression when it is one; else as the text it is.
+            if let Ok(id) = self.add(format!("{{% set result = ({expr}) %}}"), Some(expr), text, line) {
+                return Ok(id);
+            }
+        }
+        self.add(text.to_string(), None, text, line)
     }
 
     /// Compiles a bare expression (`if`, `save`, `outputs`, ...).
     pub fn expression(&mut self, expr: &str, line: usize) -> Result<TemplateId, RenderError> {
+        if let Some(why) = not_one_expression(expr) {
+            return Err(RenderError {
+                file: self.file.clone(),
+                line,
+                message: format!("`{expr}` is not one expression: {why}"),
+            });
+        }
         self.add(format!("{{% set result = ({expr}) %}}"), Some(expr), expr, line)
     }
 
@@ -208,7 +308,9 @@ impl Templates {
         pointer: &str,
     ) -> Result<Tree, RenderError> {
         Ok(match value {
-            Value::String(s) if s.contains('{') => Tree::Template(self.template(s, line_of(pointer))?),
+            Value::String(s) if s.contains('{') => {
+                Tree::Template(self.template_at(pointer, s, line_of(pointer))?)
+            }
             Value::Array(items) => Tree::Array(
                 items
                     .iter()
@@ -241,7 +343,9 @@ impl Templates {
 
     fn render_now(&self, id: TemplateId, ctx: &Context) -> Result<Value, RenderError> {
         let entry = &self.entries[id.0];
-        if let Some(value) = entry.fast.as_ref().and_then(|f| f.eval(ctx, &self.runtime)) {
+        if let Some(runtime) = &self.runtime
+            && let Some(value) = entry.fast.as_ref().and_then(|f| f.eval(ctx, runtime))
+        {
             return Ok(value);
         }
         let template = self
@@ -378,15 +482,47 @@ fn contains_undefined(value: &JinjaValue) -> bool {
     }
 }
 
-/// If `text` is exactly one `{{ expression }}`, the expression.
+/// If `text` may be exactly one `{{ expression }}`, the expression. `{{ a }} and {{ b }}` also
+/// starts and ends with braces: an inner part that opens or closes a tag is not one expression,
+/// and one that does not compile as one is compiled as text instead (see [`Templates::template`]).
 fn single_expression(text: &str) -> Option<&str> {
     let inner = text.trim().strip_prefix("{{")?.strip_suffix("}}")?;
     let inner = inner.strip_prefix('-').unwrap_or(inner);
     let inner = inner.strip_suffix('-').unwrap_or(inner);
-    // `{{ a }} and {{ b }}` also starts and ends with braces; only one expression compiles alone.
-    let env = Environment::new();
-    env.compile_expression(inner).ok()?;
+    if not_one_expression(inner).is_some() {
+        return None;
+    }
     Some(inner.trim())
+}
+
+/// Why `expr` would not be read as the one expression it is written as once wrapped in
+/// `{% set result = (…) %}`: a `%}` ends that tag (and starts others), a comma at the top makes
+/// a tuple, a bracket closed before it opened calls or indexes what came before. The wrapper
+/// would compile such text though it is not one expression; string literals are passed over.
+fn not_one_expression(expr: &str) -> Option<&'static str> {
+    let bytes = expr.as_bytes();
+    let (mut quote, mut depth, mut i) = (None, 0usize, 0);
+    while i < bytes.len() {
+        let b = bytes[i];
+        match quote {
+            Some(_) if b == b'\\' => i += 1,
+            Some(q) if b == q => quote = None,
+            Some(_) => {}
+            None => match b {
+                b'"' | b'\'' => quote = Some(b),
+                b'(' | b'[' | b'{' => depth += 1,
+                b')' | b']' | b'}' => match depth.checked_sub(1) {
+                    Some(d) => depth = d,
+                    None => return Some("it closes a bracket it did not open"),
+                },
+                b',' if depth == 0 => return Some("a comma makes it a list of expressions"),
+                b'%' if bytes.get(i + 1) == Some(&b'}') => return Some("it closes a template tag"),
+                _ => {}
+            },
+        }
+        i += 1;
+    }
+    None
 }
 
 fn register_functions(env: &mut Environment<'static>, runtime: &World) {
@@ -529,6 +665,75 @@ mod tests {
         assert_eq!(
             literal_env_names("{{ env('A') }} {{ secret(\"B\") }} {{ myenv('C') }}"),
             [(false, "A".to_string()), (true, "B".to_string())]
+        );
+    }
+
+    #[test]
+    fn a_template_is_compiled_once_and_found_again_where_it_stands() {
+        let mut t = Templates::unbound();
+        let a = t
+            .template_at("/steps/0/request/path", "/x/{{ inputs.id }}", 3)
+            .unwrap();
+        let e = t.expression_at("/steps/0/if", "steps.a.succeeded", 4).unwrap();
+        assert_eq!(t.len(), 2);
+        t.set_file("flows/y.yaml".into());
+        assert_eq!(
+            t.template_at("/steps/0/request/path", "/x/{{ inputs.id }}", 9)
+                .unwrap(),
+            a
+        );
+        assert_eq!(
+            t.expression_at("/steps/0/if", "steps.a.succeeded", 10).unwrap(),
+            e
+        );
+        assert_eq!(t.len(), 2);
+        // What the later stage found is named where it says.
+        t.bind(&World::deterministic(0, Vec::new()));
+        let error = t
+            .render(e, &Context::new(serde_json::json!({ "steps": {} })))
+            .unwrap_err();
+        assert_eq!((&*error.file, error.line), ("flows/y.yaml", 10));
+        let names: Vec<String> = t.undeclared(a, true).into_iter().collect();
+        assert_eq!(names, ["inputs.id"]);
+        // Another text at the same place is compiled anew.
+        let b = t
+            .template_at("/steps/0/request/path", "/y/{{ inputs.id }}", 9)
+            .unwrap();
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn an_expression_that_closes_its_tag_is_not_one_expression() {
+        let mut t = Templates::unbound();
+        let injected = t.expression("1) %}{% set result = (2", 1).unwrap_err();
+        assert_eq!(
+            injected.message,
+            "`1) %}{% set result = (2` is not one expression: it closes a bracket it did not open"
+        );
+        for (text, why) in [
+            ("a, b", "a comma makes it a list of expressions"),
+            ("a) (b", "it closes a bracket it did not open"),
+            ("x %} y", "it closes a template tag"),
+        ] {
+            assert_eq!(
+                t.expression(text, 1).unwrap_err().message,
+                format!("`{text}` is not one expression: {why}")
+            );
+        }
+        // Commas inside brackets and strings are the expression's own.
+        t.expression("f(a, b) or [1, 2] or {'k': 'a, b)'}", 1).unwrap();
+        // Inside a string literal the same characters are text.
+        t.expression("response.body.x == \"%}\" or response.body.y == '%}'", 1)
+            .unwrap();
+        // Two expressions are text; one whose dict closes with `}}` is still one.
+        t.bind(&World::deterministic(0, Vec::new()));
+        let ctx = Context::new(serde_json::json!({ "a": 1, "b": 2 }));
+        let two = t.template("{{ a }} and {{ b }}", 1).unwrap();
+        assert_eq!(t.render(two, &ctx).unwrap(), serde_json::json!("1 and 2"));
+        let dict = t.template("{{ {'x': {'y': a}} }}", 1).unwrap();
+        assert_eq!(
+            t.render(dict, &ctx).unwrap(),
+            serde_json::json!({ "x": { "y": 1 } })
         );
     }
 }

@@ -10,7 +10,7 @@ use crate::base::diagnostic::Diagnostic;
 use crate::base::source::{Source, Span};
 use crate::base::suggest::did_you_mean;
 use crate::base::yaml::{Document, push_pointer};
-use crate::expr::{self, BUILTIN_GLOBALS, FUNCTIONS, ROOTS, STEP_FIELDS, scan};
+use crate::expr::{self, BUILTIN_GLOBALS, FUNCTIONS, ROOTS, STEP_FIELDS, Templates, scan};
 use serde_json::{Map, Value, json};
 
 /// Which part of the flow a template sits in: what it may read (its reach).
@@ -58,14 +58,18 @@ struct Analyzer<'a> {
     /// In a steps file, the pointer of what holds its `params` and `steps`: `""` for the file
     /// itself, the calling step for a file mounted under a call. `None` in a flow.
     frame: Option<String>,
+    /// Every template and expression of the flow, compiled once: what each reads comes from
+    /// its compiled form, and compiling the flow to run it finds them here again.
+    store: Templates,
 }
 
-/// Runs every semantic check over a loaded flow.
-pub fn analyze(source: &Source, doc: &Document) -> Vec<Diagnostic> {
+/// Runs every semantic check over a loaded flow; also gives the flow's templates, compiled (see
+/// [`Templates::template_at`]).
+pub fn analyze(source: &Source, doc: &Document) -> (Vec<Diagnostic>, Templates) {
     let frame = super::calls::is_steps_file(doc).then(String::new);
-    let mut a = Analyzer::new(source, doc, frame);
+    let mut a = Analyzer::new(source, doc, frame, Templates::unbound());
     a.run();
-    a.out
+    (a.out, a.store)
 }
 
 /// Problems about inputs, reworded for a steps file, whose declared values are parameters.
@@ -104,7 +108,7 @@ fn var_names(owner: &Value) -> Vec<String> {
 }
 
 impl<'a> Analyzer<'a> {
-    fn new(source: &'a Source, doc: &'a Document, frame: Option<String>) -> Self {
+    fn new(source: &'a Source, doc: &'a Document, frame: Option<String>, store: Templates) -> Self {
         Analyzer {
             source,
             doc,
@@ -114,6 +118,7 @@ impl<'a> Analyzer<'a> {
             all_steps: Vec::new(),
             out: Vec::new(),
             frame,
+            store,
         }
     }
 
@@ -224,8 +229,10 @@ impl<'a> Analyzer<'a> {
             // The file could not be mounted; that is reported at the `call`.
             return Vec::new();
         }
-        let mut child = Analyzer::new(self.source, self.doc, Some(ptr.to_string()));
+        let store = std::mem::replace(&mut self.store, Templates::unbound());
+        let mut child = Analyzer::new(self.source, self.doc, Some(ptr.to_string()), store);
         child.run();
+        self.store = child.store;
         self.out.append(&mut child.out);
         child
             .all_steps
@@ -562,14 +569,17 @@ impl<'a> Analyzer<'a> {
             self.out.push(AnalyzeError::TooComplex { detail }.at(span));
             return;
         }
-        match expr::check_environment().template_from_str(text) {
-            Err(e) => self.syntax_error(span, text, &e, false),
-            Ok(t) => {
-                self.names(span, text, t.undeclared_variables(true), scope);
-                for region in scan::code_regions(text) {
-                    self.code(span, region);
-                }
-            }
+        let names = match self.store.template_at(ptr, text, span.start.line) {
+            Ok(id) => self.store.undeclared(id, true),
+            // Compiled alone again, for the error's position.
+            Err(_) => match expr::check_environment().template_from_str(text) {
+                Err(e) => return self.syntax_error(span, text, &e, false),
+                Ok(t) => t.undeclared_variables(true),
+            },
+        };
+        self.names(span, text, names, scope);
+        for region in scan::code_regions(text) {
+            self.code(span, region);
         }
     }
 
@@ -600,13 +610,16 @@ impl<'a> Analyzer<'a> {
             );
             return;
         }
-        match expr::check_environment().compile_expression(text) {
-            Err(e) => self.syntax_error(span, text, &e, true),
-            Ok(e) => {
-                self.names(span, text, e.undeclared_variables(true), scope);
-                self.code(span, text);
-            }
-        }
+        let names = match self.store.expression_at(ptr, text, span.start.line) {
+            Ok(id) => self.store.undeclared(id, true),
+            // Compiled alone again, for the error's position.
+            Err(_) => match expr::check_environment().compile_expression(text) {
+                Err(e) => return self.syntax_error(span, text, &e, true),
+                Ok(e) => e.undeclared_variables(true),
+            },
+        };
+        self.names(span, text, names, scope);
+        self.code(span, text);
     }
 
     fn syntax_error(&mut self, span: Span, text: &str, e: &minijinja::Error, expression: bool) {
@@ -903,10 +916,11 @@ impl<'a> Analyzer<'a> {
     /// expression itself asks whether it ran.
     fn output_of_skipped_step(&mut self, ptr: &str, value: &Value) {
         let Some(text) = value.as_str() else { return };
-        let Ok(compiled) = expr::check_environment().compile_expression(text) else {
+        let line = self.doc.value_span(ptr).start.line;
+        let Ok(id) = self.store.expression_at(ptr, text, line) else {
             return;
         };
-        let mut names: Vec<String> = compiled.undeclared_variables(true).into_iter().collect();
+        let mut names: Vec<String> = self.store.undeclared(id, true).into_iter().collect();
         names.sort();
         for name in names {
             let parts: Vec<&str> = name.split('.').collect();

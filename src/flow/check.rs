@@ -4,6 +4,7 @@ use super::{analyze, calls, includes, schema};
 use crate::base::diagnostic::{Diagnostic, Origin};
 use crate::base::source::Source;
 use crate::base::yaml;
+use crate::expr::Templates;
 
 /// Checks one flow file and returns every problem found, in source order. Nothing is sent.
 pub fn check_source(source: &Source) -> Vec<Diagnostic> {
@@ -22,7 +23,7 @@ pub struct FileCheck {
 
 /// [`check_source`], saying whether the file is a connection file.
 pub fn check_file(source: &Source) -> FileCheck {
-    let (doc, diagnostics) = check_document(source);
+    let (doc, diagnostics, _) = check_document(source);
     FileCheck {
         connection_file: doc.as_ref().is_some_and(includes::is_connection_file),
         steps_file: doc.as_ref().is_some_and(calls::is_steps_file),
@@ -30,10 +31,11 @@ pub fn check_file(source: &Source) -> FileCheck {
     }
 }
 
-/// The loaded document (when the YAML could be read) and every problem: the file's own in
-/// source order, then those in the files it uses.
-fn check_document(source: &Source) -> (Option<yaml::Document>, Vec<Diagnostic>) {
+/// The loaded document (when the YAML could be read), every problem (the file's own in source
+/// order, then those in the files it uses), and the templates compiled while checking.
+fn check_document(source: &Source) -> (Option<yaml::Document>, Vec<Diagnostic>, Templates) {
     let (mut doc, mut out) = yaml::load(&source.text);
+    let mut templates = Templates::unbound();
     if let Some(doc) = &mut doc {
         let fragment = includes::is_connection_file(doc);
         let steps_file = calls::is_steps_file(doc);
@@ -50,7 +52,8 @@ fn check_document(source: &Source) -> (Option<yaml::Document>, Vec<Diagnostic>) 
             // Called files are mounted once the caller's own shape is checked: their steps
             // are checked against the steps file schema, in their own file.
             out.extend(calls::expand(&source.path, doc));
-            let semantic = analyze::analyze(source, doc);
+            let (semantic, compiled) = analyze::analyze(source, doc);
+            templates = compiled;
             if fragment {
                 // A connection file alone: the inputs it reads are declared by the flows that
                 // use it.
@@ -80,7 +83,7 @@ fn check_document(source: &Source) -> (Option<yaml::Document>, Vec<Diagnostic>) 
     // A file called twice is mounted twice: the same problem in it is reported once.
     let at = |d: &Diagnostic| (d.span.start, d.span.end);
     out.dedup_by(|a, b| at(a) == at(b) && a.message == b.message && a.origin == b.origin);
-    (doc, out)
+    (doc, out, templates)
 }
 
 /// A flow file that passed every check, ready to compile.
@@ -91,12 +94,15 @@ pub struct Checked {
     pub flow: super::model::Flow,
     /// Warnings found while checking (errors make [`load_checked`] fail).
     pub warnings: Vec<Diagnostic>,
+    /// The flow's templates, compiled while checking; [`super::compile::compile_checked`] uses
+    /// them rather than compiling them again.
+    pub templates: Templates,
 }
 
 /// Checks `source` and builds the typed flow; on any error, every diagnostic.
 pub fn load_checked(source: &Source) -> Result<Checked, Vec<Diagnostic>> {
     // The document checked is the one compiled: the YAML is parsed once.
-    let (document, diagnostics) = check_document(source);
+    let (document, diagnostics, templates) = check_document(source);
     if diagnostics.iter().any(Diagnostic::is_error) {
         return Err(diagnostics);
     }
@@ -136,6 +142,7 @@ pub fn load_checked(source: &Source) -> Result<Checked, Vec<Diagnostic>> {
         document,
         flow,
         warnings: diagnostics,
+        templates,
     })
 }
 

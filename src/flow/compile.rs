@@ -302,7 +302,7 @@ impl Compiler<'_> {
     fn expr(&mut self, expr: &str, pointer: &str) -> Result<TemplateId, RenderError> {
         let line = self.line(pointer);
         self.in_file_of(pointer);
-        self.templates.expression(expr, line)
+        self.templates.expression_at(pointer, expr, line)
     }
 
     fn cond(&mut self, value: &Option<Value>, pointer: &str) -> Result<Option<Cond>, RenderError> {
@@ -627,7 +627,8 @@ impl StepSpans {
     }
 }
 
-/// Compiles a flow that passed `check`; `file` names it in errors.
+/// Compiles a flow that passed `check`; `file` names it in errors. Its templates are compiled
+/// here; [`compile_checked`] reuses those `check` compiled.
 pub fn compile(
     flow: Flow,
     doc: &Document,
@@ -635,9 +636,40 @@ pub fn compile(
     runtime: World,
     base_dir: std::path::PathBuf,
 ) -> Result<CompiledFlow, RenderError> {
+    compile_with(flow, doc, Templates::unbound(), file, runtime, base_dir)
+}
+
+/// Compiles what [`super::load_checked`] gave: the templates `check` compiled are bound to
+/// `runtime` and found again, not compiled twice.
+pub fn compile_checked(
+    checked: super::Checked,
+    file: &str,
+    runtime: World,
+    base_dir: std::path::PathBuf,
+) -> Result<CompiledFlow, RenderError> {
+    compile_with(
+        checked.flow,
+        &checked.document,
+        checked.templates,
+        file,
+        runtime,
+        base_dir,
+    )
+}
+
+fn compile_with(
+    flow: Flow,
+    doc: &Document,
+    mut templates: Templates,
+    file: &str,
+    runtime: World,
+    base_dir: std::path::PathBuf,
+) -> Result<CompiledFlow, RenderError> {
+    templates.bind(&runtime);
+    templates.set_file(file.into());
     let mut c = Compiler {
         doc,
-        templates: Templates::new(&runtime).in_file(file),
+        templates,
         flow_file: file.into(),
     };
     let base_url = c.text(&flow.connection.base_url, "/connection/base_url")?;

@@ -17,7 +17,7 @@ pub use crate::base::diagnostic::{Diagnostic, JsonDiagnostic, Severity};
 pub use crate::base::source::Source;
 pub use crate::base::yaml;
 pub use check::{Checked, FileCheck, check_file, check_source, load_checked};
-pub use compile::{CompiledFlow, CompiledStep, Cond, compile};
+pub use compile::{CompiledFlow, CompiledStep, Cond, compile, compile_checked};
 pub use includes::used_files;
 pub use inputs::{InputsFileError, PlacedInputs, parse_assignment, read_inputs_file_placed, resolve};
 pub use schema::FLOW_SCHEMA;
