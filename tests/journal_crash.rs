@@ -22,7 +22,8 @@ enum Hold {
     Before(usize),
     /// Request `n` is answered by the simulator; its answer is held.
     After(usize),
-    /// Request `n` is answered and passed on; the process is killed at once.
+    /// Request `n` is answered and passed on; the process is killed at once (request `n + 1`,
+    /// if it comes first, is held).
     Boundary(usize),
 }
 
@@ -91,6 +92,13 @@ impl Proxy {
                         let rule = *hold.lock().unwrap();
                         if rule == Some(Hold::Before(n)) {
                             let _ = tx.send(());
+                            std::thread::sleep(Duration::from_secs(30));
+                            return;
+                        }
+                        // Killed at the boundary after request n-1: the next request may reach
+                        // the proxy before the kill lands, but it is never answered (else a
+                        // fast run could pass its last steps before it is killed).
+                        if rule == Some(Hold::Boundary(n - 1)) {
                             std::thread::sleep(Duration::from_secs(30));
                             return;
                         }

@@ -131,6 +131,9 @@ impl Templates {
     pub fn bind(&mut self, runtime: &World) {
         register_functions(&mut self.env, runtime);
         self.runtime = Some(runtime.clone());
+        for i in 0..self.entries.len() {
+            self.ready(TemplateId(i));
+        }
     }
 
     /// [`Templates::template`] for the string at `pointer` of the flow document: compiled the
@@ -257,15 +260,6 @@ impl Templates {
     ) -> Result<TemplateId, RenderError> {
         let id = TemplateId(self.entries.len());
         let file = self.file.clone();
-        // Only code reads the environment: the text around `{{ }}` and YAML comments do not.
-        match expr {
-            Some(_) => self.env_names.extend(literal_env_names(text)),
-            None => {
-                for region in super::scan::code_regions(text) {
-                    self.env_names.extend(literal_env_names(region));
-                }
-            }
-        }
         if let Some(detail) = super::scan::too_complex(text, expr.is_none()) {
             return Err(RenderError {
                 file,
@@ -280,24 +274,48 @@ impl Templates {
         };
         let name = id.0.to_string();
         self.env.add_template_owned(name.clone(), source).map_err(error)?;
-        let invariant = self
-            .env
-            .get_template(&name)
-            .map_err(error)?
-            .undeclared_variables(false)
-            .iter()
-            .all(|name| matches!(name.as_str(), "env" | "secret"));
         self.entries.push(Entry {
             name,
             typed: expr.is_some(),
-            fast: expr.and_then(Fast::parse),
-            invariant,
+            fast: None,
+            invariant: false,
             cache: std::sync::OnceLock::new(),
             file,
             line,
             source: text.to_string(),
         });
+        if self.runtime.is_some() {
+            self.ready(id);
+        }
         Ok(id)
+    }
+
+    /// What only a run needs of entry `id`, worked out when the store is bound (`check` never
+    /// renders): the environment variables it names, its fast path, whether it is invariant.
+    fn ready(&mut self, id: TemplateId) {
+        let entry = &self.entries[id.0];
+        // Only code reads the environment: the text around `{{ }}` and YAML comments do not.
+        if entry.typed {
+            self.env_names.extend(literal_env_names(&entry.source));
+        } else {
+            for region in super::scan::code_regions(&entry.source) {
+                self.env_names.extend(literal_env_names(region));
+            }
+        }
+        let invariant = self.env.get_template(&entry.name).is_ok_and(|t| {
+            t.undeclared_variables(false)
+                .iter()
+                .all(|name| matches!(name.as_str(), "env" | "secret"))
+        });
+        let fast = match entry.typed {
+            true => single_expression(&entry.source)
+                .or(Some(entry.source.as_str()))
+                .and_then(Fast::parse),
+            false => None,
+        };
+        let entry = &mut self.entries[id.0];
+        entry.invariant = invariant;
+        entry.fast = fast;
     }
 
     /// Compiles every string in a JSON value as a template; other values stay literal.

@@ -60,16 +60,18 @@ struct Analyzer<'a> {
     frame: Option<String>,
     /// Every template and expression of the flow, compiled once: what each reads comes from
     /// its compiled form, and compiling the flow to run it finds them here again.
-    store: Templates,
+    store: &'a mut Templates,
 }
 
 /// Runs every semantic check over a loaded flow; also gives the flow's templates, compiled (see
 /// [`Templates::template_at`]).
 pub fn analyze(source: &Source, doc: &Document) -> (Vec<Diagnostic>, Templates) {
     let frame = super::calls::is_steps_file(doc).then(String::new);
-    let mut a = Analyzer::new(source, doc, frame, Templates::unbound());
+    let mut store = Templates::unbound();
+    let mut a = Analyzer::new(source, doc, frame, &mut store);
     a.run();
-    (a.out, a.store)
+    let out = a.out;
+    (out, store)
 }
 
 /// Problems about inputs, reworded for a steps file, whose declared values are parameters.
@@ -108,7 +110,7 @@ fn var_names(owner: &Value) -> Vec<String> {
 }
 
 impl<'a> Analyzer<'a> {
-    fn new(source: &'a Source, doc: &'a Document, frame: Option<String>, store: Templates) -> Self {
+    fn new(source: &'a Source, doc: &'a Document, frame: Option<String>, store: &'a mut Templates) -> Self {
         Analyzer {
             source,
             doc,
@@ -229,13 +231,11 @@ impl<'a> Analyzer<'a> {
             // The file could not be mounted; that is reported at the `call`.
             return Vec::new();
         }
-        let store = std::mem::replace(&mut self.store, Templates::unbound());
-        let mut child = Analyzer::new(self.source, self.doc, Some(ptr.to_string()), store);
+        let mut child = Analyzer::new(self.source, self.doc, Some(ptr.to_string()), &mut *self.store);
         child.run();
-        self.store = child.store;
-        self.out.append(&mut child.out);
-        child
-            .all_steps
+        let (mut out, steps) = (child.out, child.all_steps);
+        self.out.append(&mut out);
+        steps
             .into_iter()
             .map(|s| StepInfo {
                 may_skip: s.may_skip || may_skip,
