@@ -54,6 +54,46 @@ fn signed(id: &str, body: &[u8], key: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// `flowrun serve` of the webhook service on a free port with `extra` arguments, journaled in
+/// `journal`, sending to `server`: the process, its output after the first line, that line, and
+/// the address it serves on.
+async fn start_hook(
+    server: &wiremock::MockServer,
+    journal: &str,
+    extra: &[&str],
+) -> (
+    tokio::process::Child,
+    tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    String,
+    String,
+) {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_flowrun"))
+        .args([
+            "serve",
+            "tests/services/webhook.service.yaml",
+            "--listen",
+            "127.0.0.1:0",
+            "--journal",
+            journal,
+        ])
+        .args(extra)
+        .envs(env_for(server))
+        .env("FLOWRUN_WEBHOOK_KEY", KEY)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(20), stdout.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let addr = first.rsplit("http://").next().unwrap().to_string();
+    (child, stdout, first, addr)
+}
+
 /// Polls `GET /runs/ID` until the run is no longer queued or running (at most 10 s).
 async fn settled(addr: &str, id: &str) -> Value {
     let until = Instant::now() + Duration::from_secs(10);
@@ -73,29 +113,7 @@ async fn webhook_events_run_the_transfer_once_each() {
     let server = service().await;
     let dir = tempfile::tempdir().unwrap();
     let journal = format!("sqlite:{}", dir.path().join("j.db").display());
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_flowrun"))
-        .args([
-            "serve",
-            "tests/services/webhook.service.yaml",
-            "--listen",
-            "127.0.0.1:0",
-            "--journal",
-            &journal,
-        ])
-        .envs(env_for(&server))
-        .env("FLOWRUN_WEBHOOK_KEY", KEY)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(Duration::from_secs(20), stdout.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let addr = first.rsplit("http://").next().unwrap().to_string();
+    let (child, mut stdout, first, addr) = start_hook(&server, &journal, &[]).await;
     assert_eq!(first, format!("transfer-hook: serving on http://{addr}"));
 
     // A fresh event: accepted at once, run in the background.
@@ -345,31 +363,7 @@ async fn a_slow_client_is_cut_off_and_the_service_goes_on() {
     let server = service().await;
     let dir = tempfile::tempdir().unwrap();
     let journal = format!("sqlite:{}", dir.path().join("j.db").display());
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_flowrun"))
-        .args([
-            "serve",
-            "tests/services/webhook.service.yaml",
-            "--listen",
-            "127.0.0.1:0",
-            "--journal",
-            &journal,
-            "--read-timeout",
-            "1s",
-        ])
-        .envs(env_for(&server))
-        .env("FLOWRUN_WEBHOOK_KEY", KEY)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(Duration::from_secs(20), stdout.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let addr = first.rsplit("http://").next().unwrap().to_string();
+    let (_child, _stdout, _, addr) = start_hook(&server, &journal, &["--read-timeout", "1s"]).await;
 
     // Half a head, and then nothing: the connection is closed after the read timeout.
     let mut half = tokio::net::TcpStream::connect(&addr).await.unwrap();

@@ -277,7 +277,7 @@ impl Templates {
         self.entries.push(Entry {
             name,
             typed: expr.is_some(),
-            fast: None,
+            fast: expr.and_then(Fast::parse),
             invariant: false,
             cache: std::sync::OnceLock::new(),
             file,
@@ -291,7 +291,7 @@ impl Templates {
     }
 
     /// What only a run needs of entry `id`, worked out when the store is bound (`check` never
-    /// renders): the environment variables it names, its fast path, whether it is invariant.
+    /// renders): the environment variables it names, and whether it is invariant.
     fn ready(&mut self, id: TemplateId) {
         let entry = &self.entries[id.0];
         // Only code reads the environment: the text around `{{ }}` and YAML comments do not.
@@ -307,15 +307,7 @@ impl Templates {
                 .iter()
                 .all(|name| matches!(name.as_str(), "env" | "secret"))
         });
-        let fast = match entry.typed {
-            true => single_expression(&entry.source)
-                .or(Some(entry.source.as_str()))
-                .and_then(Fast::parse),
-            false => None,
-        };
-        let entry = &mut self.entries[id.0];
-        entry.invariant = invariant;
-        entry.fast = fast;
+        self.entries[id.0].invariant = invariant;
     }
 
     /// Compiles every string in a JSON value as a template; other values stay literal.
