@@ -1430,7 +1430,12 @@ fn response_json(resp: &HttpResponse) -> Value {
         .iter()
         .map(|(k, v)| (k.to_ascii_lowercase(), Value::String(v.clone())))
         .collect();
-    json!({ "status": resp.status, "headers": headers, "body": resp.body_value() })
+    // Built as it is, not through `json!`, which would serialize the headers again.
+    let mut response = Map::with_capacity(3);
+    response.insert("status".into(), Value::from(resp.status));
+    response.insert("headers".into(), Value::Object(headers));
+    response.insert("body".into(), resp.body_value());
+    Value::Object(response)
 }
 
 /// Words for a response body that is not JSON (`the response body is not JSON: <html>...`).

@@ -358,6 +358,12 @@ impl Templates {
         {
             return Ok(value);
         }
+        self.render_engine(id, ctx)
+    }
+
+    /// Renders with MiniJinja, whatever the fast form could answer.
+    fn render_engine(&self, id: TemplateId, ctx: &Context) -> Result<Value, RenderError> {
+        let entry = &self.entries[id.0];
         let template = self
             .env
             .get_template(&entry.name)
@@ -405,14 +411,7 @@ impl Templates {
 
     /// Renders a condition: true or false, as MiniJinja judges truth.
     pub fn truth(&self, id: TemplateId, ctx: &Context) -> Result<bool, RenderError> {
-        Ok(match self.render(id, ctx)? {
-            Value::Null => false,
-            Value::Bool(b) => b,
-            Value::Number(n) => n.as_f64() != Some(0.0),
-            Value::String(s) => !s.is_empty(),
-            Value::Array(a) => !a.is_empty(),
-            Value::Object(o) => !o.is_empty(),
-        })
+        Ok(super::fast::truthy(&self.render(id, ctx)?))
     }
 
     /// Renders a whole tree.
@@ -744,6 +743,131 @@ mod tests {
         assert_eq!(
             t.render(dict, &ctx).unwrap(),
             serde_json::json!({ "x": { "y": 1 } })
+        );
+    }
+
+    /// Every answer the fast form gives is MiniJinja's, to the byte (key order included), and
+    /// where MiniJinja fails the fast form does not answer. Expressions are drawn from the
+    /// fast forms and from just outside them, over scopes of every JSON kind.
+    #[test]
+    fn fast_answers_are_minijinja_answers() {
+        use crate::expr::context::Scope;
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config, TestRunner};
+        use std::collections::BTreeMap;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        let leaf = || {
+            prop::sample::select(vec![
+                json!(null),
+                json!(true),
+                json!(false),
+                json!(0),
+                json!(1),
+                json!(-2),
+                json!(0.0),
+                json!(1.5),
+                json!(""),
+                json!("x"),
+                json!([]),
+                json!([1, "a"]),
+                json!({}),
+                json!({"a": 1, "b": "x"}),
+            ])
+        };
+        let object = move || {
+            prop::collection::btree_map(prop::sample::select(vec!["a", "b", "c"]), leaf(), 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect()))
+        };
+        let paths = prop::sample::select(vec![
+            "inputs.a",
+            "inputs.b",
+            "inputs.z",
+            "inputs.a.a",
+            "inputs.a.b",
+            "inputs['c']",
+            "inputs.a[0]",
+            "inputs.a[1]",
+            "inputs",
+            "vars.a",
+            "vars.z",
+            "steps.route.succeeded",
+            "steps.route.a",
+            "steps.route.z",
+            "steps.nope.a",
+            "steps.route",
+            "response.body.a",
+            "response.body.z",
+            "response.status",
+            "params.a",
+        ]);
+        let atoms = prop_oneof![
+            paths.clone().prop_map(str::to_string),
+            prop::sample::select(vec![
+                "none", "true", "false", "False", "0", "1", "7", "'x'", "''", "\"x\"", "1.5", "'a\\'",
+            ])
+            .prop_map(str::to_string),
+            paths.prop_flat_map(|p| {
+                prop::sample::select(vec!["is defined", "is not defined", "is undefined", "is none"])
+                    .prop_map(move |t| format!("{p} {t}"))
+            }),
+        ];
+        let expr = atoms.prop_recursive(4, 24, 3, |inner| {
+            prop_oneof![
+                inner.clone().prop_map(|a| format!("not {a}")),
+                (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("{a} and {b}")),
+                (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("{a} or {b}")),
+                (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("{a} == {b}")),
+                (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("{a} != {b}")),
+                (inner.clone(), inner.clone(), inner.clone())
+                    .prop_map(|(a, b, c)| format!("{a} if {b} else {c}")),
+                (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("{a} if {b}")),
+                inner.clone().prop_map(|a| format!("({a})")),
+                (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("{{\"k\": {a}, 'j': {b}}}")),
+                inner.clone().prop_map(|a| format!("{a} | string")),
+            ]
+        });
+        let rt = World::deterministic(1_700_000_000_000, Vec::new());
+        let (asked, answered) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let mut runner = TestRunner::new(Config {
+            cases: 4000,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        let scopes = (object(), object(), object(), object(), any::<bool>());
+        runner
+            .run(
+                &(scopes, expr),
+                |((inputs, vars, route, body, responded), text)| {
+                    let mut t = Templates::new(&rt);
+                    let Ok(id) = t.expression(&text, 1) else {
+                        return Ok(());
+                    };
+                    let mut slot = route.as_object().cloned().unwrap_or_default();
+                    slot.insert("succeeded".into(), json!(true));
+                    let (inputs, vars) = (Scope::new(inputs), Scope::new(vars));
+                    let steps: BTreeMap<String, Scope> =
+                        [("route".to_string(), Scope::new(Value::Object(slot)))].into();
+                    let response = Scope::new(json!({"status": 202, "body": body}));
+                    let ctx = Context::from_parts(&inputs, &vars, &steps, responded.then_some(&response));
+                    asked.fetch_add(1, Ordering::Relaxed);
+                    let Some(fast) = t.entries[id.0].fast.as_ref().and_then(|f| f.eval(&ctx, &rt)) else {
+                        return Ok(());
+                    };
+                    answered.fetch_add(1, Ordering::Relaxed);
+                    let engine = t.render_engine(id, &ctx);
+                    prop_assert!(engine.is_ok(), "`{text}`: fast {fast}, MiniJinja {engine:?}");
+                    let engine = engine.unwrap();
+                    prop_assert_eq!(fast.to_string(), engine.to_string(), "`{}`", text);
+                    Ok(())
+                },
+            )
+            .unwrap();
+        let (asked, answered) = (asked.into_inner(), answered.into_inner());
+        // Not vacuous: most expressions compile, and many have a fast answer.
+        assert!(
+            asked > 3000 && answered > asked / 8,
+            "{answered} of {asked} answered fast"
         );
     }
 }
