@@ -1,6 +1,7 @@
 //! Benchmark: the inbound flow run repeatedly against a minimal local stub server.
 //!
 //!     cargo bench --bench run            (RUNS=2000 by default)
+//!     STUB_URL=http://127.0.0.1:18790 cargo bench --bench run   (a stub of its own process)
 //!
 //! Prints runs/s and requests/s, and the runner's own overhead per step: the time a step takes
 //! in a flow run minus the time the same HTTP request takes sent directly with the same client.
@@ -37,7 +38,12 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async move {
-        let base = stub::start().await;
+        // STUB_URL: a stub of its own process (bench/stub.sh starts one), so that the client's
+        // time is not shared with the server's on this thread.
+        let base = match std::env::var("STUB_URL") {
+            Ok(url) => url,
+            Err(_) => stub::start().await,
+        };
         let env = vec![
             ("SCRT_BASE_URL".to_string(), base.clone()),
             ("SF_ORG_ID".to_string(), "00D000000000001".to_string()),
@@ -165,7 +171,7 @@ fn phases(
     let started = Instant::now();
     for _ in 0..runs {
         let inputs = Scope::new(Value::Object(inputs.clone()));
-        let vars = Scope::new(json!({ "message_id": "5e550000-0000-4000-8000-000000000001" }));
+        let vars = Scope::new(json!({ "interaction_id": "5e550000-0000-4000-8000-000000000001" }));
         let steps: BTreeMap<String, Scope> = steps
             .iter()
             .map(|(k, v)| (k.clone(), Scope::new(v.clone())))
