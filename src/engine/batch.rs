@@ -16,10 +16,20 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 pub fn result_line(id: &RunId, report: Result<&RunReport, &str>) -> Value {
     let mut line = match report {
         Err(error) => json!({ "outcome": "failed", "error": error }),
+        // The outputs are cloned, not put through `json!`, which would serialize them again.
         Ok(r) => match &r.outcome {
-            Outcome::Passed => json!({ "outcome": "passed", "outputs": r.outputs }),
+            Outcome::Passed => {
+                let mut line = Map::with_capacity(3);
+                line.insert("outcome".into(), "passed".into());
+                line.insert("outputs".into(), Value::Object(r.outputs.clone()));
+                Value::Object(line)
+            }
             Outcome::Stopped { step } => {
-                json!({ "outcome": "stopped", "step": step, "outputs": r.outputs })
+                let mut line = Map::with_capacity(4);
+                line.insert("outcome".into(), "stopped".into());
+                line.insert("step".into(), step.as_str().into());
+                line.insert("outputs".into(), Value::Object(r.outputs.clone()));
+                Value::Object(line)
             }
             Outcome::Failed { step, error } => {
                 let mut line = json!({ "outcome": "failed", "step": step, "error": error });

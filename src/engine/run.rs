@@ -295,15 +295,16 @@ fn value_text(v: &Value) -> String {
 
 /// Every step starts known, not succeeded and not skipped, so `finally` may test any of them.
 fn initial_steps(flow: &CompiledFlow) -> BTreeMap<String, Scope> {
+    let mut slot = Map::with_capacity(4);
+    for flag in ["succeeded", "skipped", "failed"] {
+        slot.insert(flag.into(), Value::Bool(false));
+    }
+    slot.insert("error".into(), Value::Null);
+    let slot = Value::Object(slot);
     flow.steps
         .iter()
         .chain(&flow.finally)
-        .map(|s| {
-            (
-                s.id.clone(),
-                Scope::new(json!({ "succeeded": false, "skipped": false, "failed": false, "error": null })),
-            )
-        })
+        .map(|s| (s.id.clone(), Scope::new(slot.clone())))
         .collect()
 }
 
@@ -782,16 +783,14 @@ impl Run<'_> {
             Some(Value::Object(r)) => r,
             _ => Map::new(),
         };
-        slot.insert(
-            "succeeded".into(),
-            json!(matches!(ended.status, StepStatus::Ok | StepStatus::Stopped)),
-        );
-        slot.insert("skipped".into(), json!(ended.status == StepStatus::Skipped));
+        let succeeded = matches!(ended.status, StepStatus::Ok | StepStatus::Stopped);
+        slot.insert("succeeded".into(), Value::Bool(succeeded));
+        slot.insert("skipped".into(), Value::Bool(ended.status == StepStatus::Skipped));
         let error = match &ended.status {
-            StepStatus::Failed(e) => json!(e.to_string()),
+            StepStatus::Failed(e) => Value::String(e.to_string()),
             _ => Value::Null,
         };
-        slot.insert("failed".into(), json!(!error.is_null()));
+        slot.insert("failed".into(), Value::Bool(!error.is_null()));
         slot.insert("error".into(), error);
         if matches!(ended.status, StepStatus::Ok | StepStatus::Stopped) {
             slot.extend(ended.saved.iter().map(|(k, v)| (k.clone(), v.clone())));

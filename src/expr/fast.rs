@@ -77,7 +77,27 @@ impl Fast {
         let tokens = tokens(expr)?;
         let mut parser = Parser { tokens, at: 0 };
         let fast = parser.choice()?;
-        (parser.at == parser.tokens.len()).then_some(fast)
+        // A `uuid()` inside a larger expression is left to MiniJinja: were the fast form to
+        // give up after calling it, MiniJinja would call it again, and a run's ids (sequential
+        // under `flowrun test`) would move on by one.
+        let draws_ids = !matches!(fast, Fast::Uuid) && fast.calls_uuid();
+        (parser.at == parser.tokens.len() && !draws_ids).then_some(fast)
+    }
+
+    /// Whether `uuid()` is called anywhere in the expression.
+    fn calls_uuid(&self) -> bool {
+        match self {
+            Fast::Uuid => true,
+            Fast::Path { .. } | Fast::NowMs | Fast::Now | Fast::Literal(_) | Fast::Defined { .. } => false,
+            Fast::Not(x) => x.calls_uuid(),
+            Fast::And(a, b) | Fast::Or(a, b) | Fast::Equal(a, b, _) => a.calls_uuid() || b.calls_uuid(),
+            Fast::Choice {
+                then,
+                cond,
+                otherwise,
+            } => then.calls_uuid() || cond.calls_uuid() || otherwise.as_ref().is_some_and(|o| o.calls_uuid()),
+            Fast::Mapping(entries) => entries.iter().any(|(_, v)| v.calls_uuid()),
+        }
     }
 
     /// The value, or `None` when MiniJinja must answer (see the module's documentation).
@@ -495,6 +515,8 @@ mod tests {
             "inputs.a in inputs",
             "1.5",
             "{'a': 1, 'a': 2}",
+            "{'id': uuid(), 'x': inputs.a}",
+            "uuid() if inputs.a else none",
             "inputs.a | upper",
             "inputs[0 + 1]",
             "inputs.a.1",

@@ -370,12 +370,14 @@ fn apply_group(
     if let [one] = group {
         return apply_one(tx, one, seq);
     }
-    tx.execute_batch("SAVEPOINT grp")?;
+    // Cached like the writes: `execute_batch` would parse the statement on every group.
+    let run = |sql: &str| tx.prepare_cached(sql)?.execute([]).map(drop);
+    run("SAVEPOINT grp")?;
     let result = group.iter().try_for_each(|w| apply_one(tx, w, seq));
     if result.is_err() {
-        tx.execute_batch("ROLLBACK TO grp")?;
+        run("ROLLBACK TO grp")?;
     }
-    tx.execute_batch("RELEASE grp")?;
+    run("RELEASE grp")?;
     result
 }
 
