@@ -79,6 +79,9 @@ pub struct SqliteStore {
     /// Copies the write-ahead log into the database file off the writers' path (see
     /// [`Checkpointer`]); `None` in memory.
     _checkpointer: Option<Checkpointer>,
+    /// Set by the checkpointer after it copied the log: the writer restarts the log after its
+    /// next commit (see [`Checkpointer`]).
+    restart_due: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// The next `seq`: steps and attempts are read back in the order they were written.
     seq: std::sync::atomic::AtomicI64,
 }
@@ -112,13 +115,15 @@ impl SqliteStore {
                 |r| r.get(0),
             )
             .map_err(store_error)?;
+        let restart_due = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let checkpointer = match path {
             ":memory:" => None,
-            _ => Some(Checkpointer::start(path)?),
+            _ => Some(Checkpointer::start(path, restart_due.clone())?),
         };
         Ok(SqliteStore {
             connection: Mutex::new(connection),
             _checkpointer: checkpointer,
+            restart_due,
             seq: std::sync::atomic::AtomicI64::new(last + 1),
         })
     }
@@ -129,9 +134,17 @@ impl SqliteStore {
 }
 
 /// Checkpoints the write-ahead log from a thread of its own, with a connection of its own: the
-/// writers' connection never checkpoints (`wal_autocheckpoint = 0`), so the fsyncs a
-/// checkpoint takes never hold up a run's commit (measured: 51 µs per commit with automatic
+/// writers' connection does not checkpoint as it commits (`wal_autocheckpoint = 0`), so
+/// copying the log never holds up a run's commit (measured: 51 µs per commit with automatic
 /// checkpoints, 38 µs without). Passive checkpoints never block a writer.
+///
+/// A passive checkpoint never catches up with a writer that commits all the time, so the log
+/// would never start again from its beginning: it grew to 150 MB in a 10,000-run batch, and
+/// extending the file cost the writer more than writing it (a third of the writer's time, in
+/// the file system's allocation, by `perf`). So after each passive copy the writer is asked
+/// to restart the log between two of its transactions: it copies the few frames written since
+/// (the copy's fsyncs, a millisecond or two a tick) and its next commit writes from the start
+/// of the log again, over pages the file already has.
 struct Checkpointer {
     stop: std::sync::Arc<(Mutex<bool>, std::sync::Condvar)>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -141,7 +154,10 @@ struct Checkpointer {
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl Checkpointer {
-    fn start(path: &str) -> Result<Checkpointer, JournalError> {
+    fn start(
+        path: &str,
+        restart_due: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> Result<Checkpointer, JournalError> {
         let connection =
             Connection::open(path).map_err(|e| JournalError::Store(format!("cannot open `{path}`: {e}")))?;
         let stop = std::sync::Arc::new((Mutex::new(false), std::sync::Condvar::new()));
@@ -157,7 +173,9 @@ impl Checkpointer {
                         .unwrap_or_else(|e| e.into_inner());
                     stopped = s;
                     // A busy or failed checkpoint is tried again at the next tick.
-                    let _ = connection.execute_batch("PRAGMA wal_checkpoint(PASSIVE)");
+                    if connection.execute_batch("PRAGMA wal_checkpoint(PASSIVE)").is_ok() {
+                        restart_due.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
                     if *stopped {
                         return;
                     }
@@ -381,6 +399,17 @@ fn apply_group(
     result
 }
 
+/// Copies what is left of the log and has the next commit write from its start (see
+/// [`Checkpointer`]). A reader on an old snapshot (`runs list` in another process) holds the
+/// restart up: it is given up after a moment and asked for again at the next tick.
+fn restart_log(connection: &Connection) {
+    let short = std::time::Duration::from_millis(20);
+    if connection.busy_timeout(short).is_ok() {
+        let _ = connection.execute_batch("PRAGMA wal_checkpoint(RESTART)");
+    }
+    let _ = connection.busy_timeout(std::time::Duration::from_secs(5));
+}
+
 fn run_row(r: &rusqlite::Row) -> rusqlite::Result<RunRow> {
     Ok(RunRow {
         id: r.get(0)?,
@@ -406,10 +435,14 @@ impl Store for SqliteStore {
             .iter()
             .map(|g| apply_group(&tx, g, &self.seq).map_err(store_error))
             .collect();
-        match tx.commit() {
+        let results = match tx.commit() {
             Ok(()) => results,
             Err(e) => vec![Err(store_error(e)); groups.len()],
+        };
+        if self.restart_due.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            restart_log(&connection);
         }
+        results
     }
 
     fn cursor(&self, name: &str) -> Result<Option<String>, JournalError> {
