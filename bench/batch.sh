@@ -10,7 +10,7 @@
 #   2. 1,000 runs at concurrency 1: requests/s (median and best of 5) and peak memory;
 #   3. 10,000 runs at concurrency 64: requests/s (median and best of 5) and peak memory;
 #   4. the raw limit: wrk against the same stub (1 and 64 connections), what flowrun's
-#      requests/s are compared with;
+#      requests/s are compared with, and flowrun's HTTP client alone on one connection;
 #   5. 100,000 runs at concurrency 64: requests/s and peak memory (must stay under 64 MiB:
 #      input is streamed), then the latency per step of that run.
 # Reading the figures: requests/s is what the runner sustains end to end (templates, JSON,
@@ -59,6 +59,13 @@ if command -v wrk > /dev/null; then
   raw1=$(wrk -t1 -c1 -d5s -s "$work/replay.lua" "$SCRT_BASE_URL" | awk '/Requests\/sec/ { printf "%d", $2 }')
   raw64=$(wrk -t2 -c64 -d5s -s "$work/replay.lua" "$SCRT_BASE_URL" | awk '/Requests\/sec/ { printf "%d", $2 }')
   printf '  raw limit (wrk, same stub, same requests): %8d requests/s on 1 connection, %d on 64\n' "$raw1" "$raw64"
+  # What the HTTP client alone gets on one connection: the same requests sent in a loop with
+  # flowrun's client (hyper), no flow (benches/run.rs against this stub). The gap to wrk is the
+  # client library's; the gap from here to flowrun's figure is the runner's own.
+  us=$(STUB_URL="$SCRT_BASE_URL" RUNS=1000 cargo bench --quiet --bench run 2> /dev/null \
+    | sed -n 's/ *raw HTTP: *\([0-9.]*\) .*/\1/p')
+  [ -n "$us" ] && printf '  the HTTP client alone (hyper, same requests, 1 connection): %d requests/s\n' \
+    "$(awk -v us="$us" 'BEGIN { printf "%d", 1000000 / us }')"
 else
   echo "  raw limit: wrk is not installed (apt-get install wrk)"
 fi
