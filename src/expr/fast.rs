@@ -75,7 +75,11 @@ impl Fast {
     /// The fast form of `expr`, if it has one. `expr` has already compiled as MiniJinja.
     pub fn parse(expr: &str) -> Option<Fast> {
         let tokens = tokens(expr)?;
-        let mut parser = Parser { tokens, at: 0 };
+        let mut parser = Parser {
+            tokens,
+            at: 0,
+            depth: 0,
+        };
         let fast = parser.choice()?;
         // A `uuid()` inside a larger expression is left to MiniJinja: were the fast form to
         // give up after calling it, MiniJinja would call it again, and a run's ids (sequential
@@ -254,7 +258,13 @@ fn tokens(expr: &str) -> Option<Vec<Tok<'_>>> {
 struct Parser<'a> {
     tokens: Vec<Tok<'a>>,
     at: usize,
+    /// How deep the descent is: `not not not ...` or nested brackets past [`MAX_DEPTH`] are
+    /// left to MiniJinja, so neither this parser nor the evaluation recurses without bound.
+    depth: usize,
 }
+
+/// The deepest nesting the fast form takes.
+const MAX_DEPTH: usize = 32;
 
 impl<'a> Parser<'a> {
     fn peek(&self) -> Option<&Tok<'a>> {
@@ -272,6 +282,16 @@ impl<'a> Parser<'a> {
     }
 
     fn choice(&mut self) -> Option<Fast> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return None;
+        }
+        let expr = self.choice_inner();
+        self.depth -= 1;
+        expr
+    }
+
+    fn choice_inner(&mut self) -> Option<Fast> {
         let mut expr = self.or()?;
         while self.word("if") {
             let cond = self.or()?;
@@ -307,7 +327,10 @@ impl<'a> Parser<'a> {
 
     fn not(&mut self) -> Option<Fast> {
         if self.word("not") {
-            return Some(Fast::Not(Box::new(self.not()?)));
+            self.depth += 1;
+            let inner = (self.depth <= MAX_DEPTH).then(|| self.not()).flatten();
+            self.depth -= 1;
+            return Some(Fast::Not(Box::new(inner?)));
         }
         let left = self.tested()?;
         let negated = match self.peek() {
@@ -516,6 +539,9 @@ mod tests {
             "1.5",
             "{'a': 1, 'a': 2}",
             "{'id': uuid(), 'x': inputs.a}",
+            format!("{}inputs.a", "not ".repeat(100_000)).as_str(),
+            format!("{}inputs.a{}", "(".repeat(100_000), ")".repeat(100_000)).as_str(),
+            format!("{}1{}", "{'a': ".repeat(100_000), "}".repeat(100_000)).as_str(),
             "uuid() if inputs.a else none",
             "inputs.a | upper",
             "inputs[0 + 1]",
@@ -525,7 +551,7 @@ mod tests {
             "uuid() ~ 'x'",
             "env('A')",
         ] {
-            assert_eq!(Fast::parse(slow), None, "{slow}");
+            assert_eq!(Fast::parse(slow), None, "{}", &slow[..slow.len().min(80)]);
         }
     }
 
