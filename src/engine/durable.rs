@@ -9,7 +9,7 @@
 use super::outcome::{Attempt, Phase, StepRecord};
 use crate::base::secrets::Secrets;
 use crate::http::{Body, HttpRequest, Part, PartContent};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 /// A durable write under way: done (or failed) when the future ends. Awaiting it lets the
 /// run's thread go on with other runs meanwhile, so the writes of concurrent runs share one
@@ -150,35 +150,58 @@ pub struct Doubt {
 /// left out (a token is never stored; the resume gets a fresh one). File parts keep only their
 /// path: the file is read again.
 pub fn stored_request(request: &HttpRequest, secrets: &[&Secrets]) -> Value {
+    // Built from clones, not through `json!`, which would serialize the body once more: this
+    // runs before every journaled request.
     let headers: Vec<Value> = request
         .headers
         .iter()
         .filter(|(k, _)| !k.eq_ignore_ascii_case("authorization"))
-        .map(|(k, v)| json!([k, v]))
+        .map(|(k, v)| Value::Array(vec![k.as_str().into(), v.as_str().into()]))
         .collect();
     let body = match &request.body {
         Body::None => Value::Null,
-        Body::Json(v) => json!({ "json": v }),
-        Body::Form(pairs) => json!({ "form": pairs }),
-        Body::Multipart(parts) => json!({ "multipart": parts.iter().map(stored_part).collect::<Vec<_>>() }),
+        Body::Json(v) => one("json", v.clone()),
+        Body::Form(pairs) => one(
+            "form",
+            pairs
+                .iter()
+                .map(|(k, v)| Value::Array(vec![k.as_str().into(), v.as_str().into()]))
+                .collect(),
+        ),
+        Body::Multipart(parts) => one("multipart", parts.iter().map(stored_part).collect()),
     };
-    let mut stored = json!({
-        "method": request.method,
-        "url": request.url,
-        "headers": headers,
-        "body": body,
-    });
+    let mut stored = Map::with_capacity(4);
+    stored.insert("method".into(), request.method.as_str().into());
+    stored.insert("url".into(), request.url.as_str().into());
+    stored.insert("headers".into(), Value::Array(headers));
+    stored.insert("body".into(), body);
+    let mut stored = Value::Object(stored);
     Secrets::mask_json_all(secrets, &mut stored);
     stored
 }
 
+/// `{key: value}`.
+fn one(key: &str, value: Value) -> Value {
+    let mut map = Map::with_capacity(1);
+    map.insert(key.into(), value);
+    Value::Object(map)
+}
+
 fn stored_part(part: &Part) -> Value {
     let content = match &part.content {
-        PartContent::Json(v) => json!({ "json": v }),
-        PartContent::Text(t) => json!({ "text": t }),
-        PartContent::File { path, .. } => json!({ "file": path }),
+        PartContent::Json(v) => one("json", v.clone()),
+        PartContent::Text(t) => one("text", t.as_str().into()),
+        PartContent::File { path, .. } => one("file", path.as_str().into()),
     };
-    json!({ "name": part.name, "content_type": part.content_type, "filename": part.filename, "content": content })
+    let mut stored = Map::with_capacity(4);
+    stored.insert("name".into(), part.name.as_str().into());
+    stored.insert("content_type".into(), part.content_type.as_str().into());
+    stored.insert(
+        "filename".into(),
+        part.filename.as_deref().map_or(Value::Null, Value::from),
+    );
+    stored.insert("content".into(), content);
+    Value::Object(stored)
 }
 
 /// The value of header `name` in a stored request.
@@ -244,6 +267,7 @@ pub fn identical(stored: &Value, mut fresh: HttpRequest) -> HttpRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn request(body: Body, request_id: &str) -> HttpRequest {
         HttpRequest {
