@@ -11,26 +11,26 @@ use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
+/// `{outcome, step (a stop's), outputs}`: the outputs are cloned, not put through `json!`,
+/// which would serialize them again (this runs for every run of a batch).
+fn ended_with_outputs(r: &RunReport, outcome: &str, step: Option<&String>) -> Value {
+    let mut line = Map::with_capacity(3);
+    line.insert("outcome".into(), outcome.into());
+    if let Some(step) = step {
+        line.insert("step".into(), step.as_str().into());
+    }
+    line.insert("outputs".into(), Value::Object(r.outputs.clone()));
+    Value::Object(line)
+}
+
 /// One run's result line (`--results`): its line number (or id), outcome, outputs or the
 /// failure.
 pub fn result_line(id: &RunId, report: Result<&RunReport, &str>) -> Value {
     let mut line = match report {
         Err(error) => json!({ "outcome": "failed", "error": error }),
-        // The outputs are cloned, not put through `json!`, which would serialize them again.
         Ok(r) => match &r.outcome {
-            Outcome::Passed => {
-                let mut line = Map::with_capacity(3);
-                line.insert("outcome".into(), "passed".into());
-                line.insert("outputs".into(), Value::Object(r.outputs.clone()));
-                Value::Object(line)
-            }
-            Outcome::Stopped { step } => {
-                let mut line = Map::with_capacity(4);
-                line.insert("outcome".into(), "stopped".into());
-                line.insert("step".into(), step.as_str().into());
-                line.insert("outputs".into(), Value::Object(r.outputs.clone()));
-                Value::Object(line)
-            }
+            Outcome::Passed => ended_with_outputs(r, "passed", None),
+            Outcome::Stopped { step } => ended_with_outputs(r, "stopped", Some(step)),
             Outcome::Failed { step, error } => {
                 let mut line = json!({ "outcome": "failed", "step": step, "error": error });
                 if let Some(code) = r.failure().and_then(|f| f.code()) {

@@ -156,18 +156,12 @@ pub fn stored_request(request: &HttpRequest, secrets: &[&Secrets]) -> Value {
         .headers
         .iter()
         .filter(|(k, _)| !k.eq_ignore_ascii_case("authorization"))
-        .map(|(k, v)| Value::Array(vec![k.as_str().into(), v.as_str().into()]))
+        .map(|(k, v)| pair(k, v))
         .collect();
     let body = match &request.body {
         Body::None => Value::Null,
         Body::Json(v) => one("json", v.clone()),
-        Body::Form(pairs) => one(
-            "form",
-            pairs
-                .iter()
-                .map(|(k, v)| Value::Array(vec![k.as_str().into(), v.as_str().into()]))
-                .collect(),
-        ),
+        Body::Form(pairs) => one("form", pairs.iter().map(|(k, v)| pair(k, v)).collect()),
         Body::Multipart(parts) => one("multipart", parts.iter().map(stored_part).collect()),
     };
     let mut stored = Map::with_capacity(4);
@@ -178,6 +172,11 @@ pub fn stored_request(request: &HttpRequest, secrets: &[&Secrets]) -> Value {
     let mut stored = Value::Object(stored);
     Secrets::mask_json_all(secrets, &mut stored);
     stored
+}
+
+/// `[name, value]`: a header or a form field.
+fn pair(name: &str, value: &str) -> Value {
+    Value::Array(vec![name.into(), value.into()])
 }
 
 /// `{key: value}`.

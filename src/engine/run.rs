@@ -792,7 +792,7 @@ impl Run<'_> {
         };
         slot.insert("failed".into(), Value::Bool(!error.is_null()));
         slot.insert("error".into(), error);
-        if matches!(ended.status, StepStatus::Ok | StepStatus::Stopped) {
+        if succeeded {
             slot.extend(ended.saved.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
         let slot = Value::Object(slot);

@@ -45,8 +45,10 @@ pub enum Fast {
     Literal(Value),
     /// `path is defined` (`negated`: `is not defined` / `is undefined`).
     Defined {
-        /// The path tested, a [`Fast::Path`].
-        path: Box<Fast>,
+        /// The scope root of the path tested.
+        root: String,
+        /// The keys and indexes followed from the root.
+        path: Vec<Seg>,
         /// Whether the test is `is not defined`.
         negated: bool,
     },
@@ -118,10 +120,7 @@ impl Fast {
             Fast::NowMs => owned(Value::from(runtime.clock.now_ms())),
             Fast::Now => owned(Value::String(runtime.now_rfc3339())),
             Fast::Literal(v) => owned(v.clone()),
-            Fast::Defined { path, negated } => {
-                let Fast::Path { root, path } = path.as_ref() else {
-                    return None;
-                };
+            Fast::Defined { root, path, negated } => {
                 owned(Value::Bool(defined(ctx, root, path)? != *negated))
             }
             Fast::Not(x) => owned(Value::Bool(!truthy(x.value(ctx, runtime)?.as_ref()))),
@@ -281,14 +280,19 @@ impl<'a> Parser<'a> {
         self.eat(&Tok::Ident(w))
     }
 
-    fn choice(&mut self) -> Option<Fast> {
-        self.depth += 1;
-        if self.depth > MAX_DEPTH {
+    /// `parse` one level deeper, unless that is past [`MAX_DEPTH`].
+    fn nested(&mut self, parse: impl FnOnce(&mut Self) -> Option<Fast>) -> Option<Fast> {
+        if self.depth >= MAX_DEPTH {
             return None;
         }
-        let expr = self.choice_inner();
+        self.depth += 1;
+        let expr = parse(self);
         self.depth -= 1;
         expr
+    }
+
+    fn choice(&mut self) -> Option<Fast> {
+        self.nested(Self::choice_inner)
     }
 
     fn choice_inner(&mut self) -> Option<Fast> {
@@ -327,10 +331,7 @@ impl<'a> Parser<'a> {
 
     fn not(&mut self) -> Option<Fast> {
         if self.word("not") {
-            self.depth += 1;
-            let inner = (self.depth <= MAX_DEPTH).then(|| self.not()).flatten();
-            self.depth -= 1;
-            return Some(Fast::Not(Box::new(inner?)));
+            return Some(Fast::Not(Box::new(self.nested(Self::not)?)));
         }
         let left = self.tested()?;
         let negated = match self.peek() {
@@ -368,10 +369,10 @@ impl<'a> Parser<'a> {
             Some(Tok::Punct(p)) => matches!(*p, ")" | "]" | "}" | "," | ":" | "==" | "!="),
             _ => false,
         };
-        (ends && matches!(value, Fast::Path { .. })).then(|| Fast::Defined {
-            path: Box::new(value),
-            negated,
-        })
+        match value {
+            Fast::Path { root, path } if ends => Some(Fast::Defined { root, path, negated }),
+            _ => None,
+        }
     }
 
     fn primary(&mut self) -> Option<Fast> {
@@ -508,7 +509,8 @@ mod tests {
             Fast::parse("not inputs.a is defined and steps.r.ok == 'x'"),
             Some(Fast::And(
                 b(Fast::Not(b(Fast::Defined {
-                    path: b(path("inputs", &["a"])),
+                    root: "inputs".into(),
+                    path: vec![key("a")],
                     negated: false
                 }))),
                 b(Fast::Equal(
@@ -523,7 +525,8 @@ mod tests {
             Some(Fast::Choice {
                 then: b(Fast::Mapping(vec![("q".into(), path("inputs", &["a"]))])),
                 cond: b(Fast::Defined {
-                    path: b(path("inputs", &["b"])),
+                    root: "inputs".into(),
+                    path: vec![key("b")],
                     negated: true
                 }),
                 otherwise: Some(b(Fast::Literal(Value::Null))),

@@ -73,6 +73,9 @@ const MIGRATIONS: &[&str] = &[
 ",
 ];
 
+/// How long a write waits for another process's transaction on the same file.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A journal in one SQLite file.
 pub struct SqliteStore {
     connection: Mutex<Connection>,
@@ -99,9 +102,7 @@ impl SqliteStore {
             Connection::open(path)
         }
         .map_err(|e| JournalError::Store(format!("cannot open `{path}`: {e}")))?;
-        connection
-            .busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(store_error)?;
+        connection.busy_timeout(BUSY_TIMEOUT).map_err(store_error)?;
         connection
             .execute_batch(
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0;",
@@ -407,7 +408,7 @@ fn restart_log(connection: &Connection) {
     if connection.busy_timeout(short).is_ok() {
         let _ = connection.execute_batch("PRAGMA wal_checkpoint(RESTART)");
     }
-    let _ = connection.busy_timeout(std::time::Duration::from_secs(5));
+    let _ = connection.busy_timeout(BUSY_TIMEOUT);
 }
 
 fn run_row(r: &rusqlite::Row) -> rusqlite::Result<RunRow> {
