@@ -16,9 +16,11 @@ pub struct RunJournal {
     /// The flow's secrets (a live registry: a token fetched later is in it) and this run's
     /// own: masked in everything written.
     secrets: Masks,
-    /// Answers not written yet: they go in one group with the next attempt or the step's end,
-    /// so the journal never holds an answer without what came of it.
-    answers: std::sync::Mutex<Vec<Write>>,
+    /// Writes held for the run's next group: answers (they go with the next attempt or the
+    /// step's end, so the journal never holds an answer without what came of it) and steps'
+    /// ends (they go with the next attempt or the run's end: one row and one statement per
+    /// request in the SQLite journal instead of one per write).
+    held: std::sync::Mutex<Vec<Write>>,
 }
 
 /// Two registries masked together.
@@ -55,7 +57,7 @@ impl RunJournal {
             journal,
             run: start.id.clone(),
             secrets,
-            answers: Default::default(),
+            held: Default::default(),
         }
     }
 
@@ -71,7 +73,7 @@ impl RunJournal {
             journal,
             run: run.to_string(),
             secrets,
-            answers: Default::default(),
+            held: Default::default(),
         }
     }
 
@@ -103,33 +105,42 @@ impl RunJournal {
 
     /// Writes `write` and blocks until it is durable (outside a run's async code).
     pub fn commit(&self, write: Write) -> Result<(), JournalError> {
-        self.journal.commit_all(self.with_answers(write))
+        self.journal.commit_all(self.with_held(write))
     }
 
-    /// Queues `write` after the answers not yet written, as one group (written with the next
-    /// durable write); the future is already done.
+    /// Queues `write` after the writes held, as one group (written with the next durable
+    /// write); the future is already done.
     pub fn queued(&self, write: Write) -> Durably {
-        self.journal.queue_all(self.with_answers(write));
+        self.journal.queue_all(self.with_held(write));
         Box::pin(std::future::ready(Ok(())))
     }
 
-    /// Writes `write` after the answers not yet written, as one group; the future ends when
-    /// they are durable.
+    /// Writes `write` after the writes held, as one group; the future ends when they are
+    /// durable.
     pub fn durably(&self, write: Write) -> Durably {
-        let done = self.journal.durable_all(self.with_answers(write));
+        let done = self.journal.durable_all(self.with_held(write));
         Box::pin(async move { done.await.map_err(|e| e.to_string()) })
     }
 
-    fn with_answers(&self, write: Write) -> Vec<Write> {
-        let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
-        let mut group = std::mem::take(&mut *answers);
-        if matches!(write, Write::StepDone { .. }) {
-            // The step's end holds its last answer (status and body in what later steps
-            // read; a transport error in its failure): one write per request fewer.
-            group.retain(|w| !matches!(w, Write::AttemptAnswered { .. }));
-        }
+    fn lock_held(&self) -> std::sync::MutexGuard<'_, Vec<Write>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn with_held(&self, write: Write) -> Vec<Write> {
+        let mut group = std::mem::take(&mut *self.lock_held());
         group.push(write);
         group
+    }
+
+    /// Holds a step's end for the run's next group.
+    fn hold_step_end(&self, end: Write) -> Durably {
+        let mut held = self.lock_held();
+        // The step's end holds its last answer (status and body in what later steps read; a
+        // transport error in its failure): one write per request fewer. Every answer held is
+        // this step's: an earlier step's went when that step ended.
+        held.retain(|w| !matches!(w, Write::AttemptAnswered { .. }));
+        held.push(end);
+        Box::pin(std::future::ready(Ok(())))
     }
 }
 
@@ -153,8 +164,7 @@ impl RunLog for RunJournal {
     }
 
     fn answered(&self, step: &str, attempt: &Attempt) {
-        let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
-        answers.push(Write::AttemptAnswered {
+        self.lock_held().push(Write::AttemptAnswered {
             run: self.run.clone(),
             step: step.to_string(),
             number: attempt.number,
@@ -176,11 +186,11 @@ impl RunLog for RunJournal {
             StepStatus::Failed(_) => "failed",
             StepStatus::NotRun => "not run",
         };
-        // Written with the next attempt's transaction (or the run's end): a crash in between —
+        // Written with the run's next attempt (or its end), in one group: a crash in between —
         // the few microseconds from an answer to the next request — leaves the step in doubt,
         // which its `in_doubt` policy settles as it does for an answer lost on the way. One
         // commit per request instead of two.
-        self.queued(Write::StepDone {
+        self.hold_step_end(Write::StepDone {
             run: self.run.clone(),
             step: record.id.clone(),
             phase: phase_word(record.phase),

@@ -8,13 +8,14 @@
 use super::{AttemptRow, JournalError, RunDetail, RunRow, StepRow, Store, Write};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
+use std::borrow::Cow;
 use std::sync::Mutex;
 
 /// Each migration, in order: migration `i` brings a file from version `i` to `i + 1`.
 ///
-/// `seq` orders steps and attempts as they were written. Run ids flowrun makes are UUIDv7
-/// (time-ordered): the key indexes grow at their right edge, so a commit writes a few pages,
-/// not one per run in flight.
+/// `seq` orders the log as it was written. Run ids flowrun makes are UUIDv7 (time-ordered): the
+/// key indexes grow at their right edge, so a commit writes a few pages, not one per run in
+/// flight.
 const MIGRATIONS: &[&str] = &[
     "
     CREATE TABLE runs (
@@ -71,6 +72,35 @@ const MIGRATIONS: &[&str] = &[
     "
     ALTER TABLE runs ADD COLUMN lease_until INTEGER;
 ",
+    // One log of steps' ends and attempts in place of a table of each: a run's writes of one
+    // group are one row (one statement, one table and one index written per request instead of
+    // two of each). The rows of the old tables become rows of the log, in their order.
+    "
+    CREATE TABLE log (
+        seq         INTEGER PRIMARY KEY,
+        run_id      TEXT NOT NULL,
+        records     TEXT NOT NULL
+    );
+    CREATE INDEX log_run ON log (run_id);
+    INSERT INTO log (run_id, records)
+    SELECT run_id, records FROM (
+        SELECT run_id, seq, json_array(json_object(
+            'kind', 'step', 'step', step, 'phase', phase, 'status', status, 'slot', json(slot),
+            'saved', json(saved), 'error', json(error), 'at_ms', at_ms)) AS records
+        FROM steps
+        UNION ALL
+        SELECT run_id, seq, CASE WHEN answered_ms IS NULL
+            THEN json_array(json_object('kind', 'attempt', 'step', step, 'phase', phase,
+                'number', number, 'request', json(request), 'sent_ms', sent_ms))
+            ELSE json_array(json_object('kind', 'attempt', 'step', step, 'phase', phase,
+                'number', number, 'request', json(request), 'sent_ms', sent_ms),
+                json_object('kind', 'answer', 'step', step, 'number', number, 'status', status,
+                'error', error, 'answered_ms', answered_ms)) END
+        FROM attempts
+    ) ORDER BY seq;
+    DROP TABLE steps;
+    DROP TABLE attempts;
+",
 ];
 
 /// How long a write waits for another process's transaction on the same file.
@@ -85,8 +115,6 @@ pub struct SqliteStore {
     /// Set by the checkpointer after it copied the log: the writer restarts the log after its
     /// next commit (see [`Checkpointer`]).
     restart_due: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    /// The next `seq`: steps and attempts are read back in the order they were written.
-    seq: std::sync::atomic::AtomicI64,
 }
 
 fn store_error(e: rusqlite::Error) -> JournalError {
@@ -109,13 +137,6 @@ impl SqliteStore {
             )
             .map_err(|e| JournalError::Store(format!("`{path}` is not a journal flowrun can use: {e}")))?;
         migrate(&connection, path)?;
-        let last: i64 = connection
-            .query_row(
-                "SELECT max(coalesce((SELECT max(seq) FROM steps), 0), coalesce((SELECT max(seq) FROM attempts), 0))",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(store_error)?;
         let restart_due = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let checkpointer = match path {
             ":memory:" => None,
@@ -125,7 +146,6 @@ impl SqliteStore {
             connection: Mutex::new(connection),
             _checkpointer: checkpointer,
             restart_due,
-            seq: std::sync::atomic::AtomicI64::new(last + 1),
         })
     }
 
@@ -230,24 +250,148 @@ fn json_of(text: Option<String>) -> Value {
         .unwrap_or(Value::Null)
 }
 
-fn apply_one(
-    tx: &rusqlite::Transaction,
-    write: &Write,
-    seq: &std::sync::atomic::AtomicI64,
-) -> rusqlite::Result<()> {
-    let next = || seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+/// One record of the `log` table: a step's end, an attempt, or an attempt's answer. Written
+/// from a [`Write`] (borrowing it) and read back (owning what it read).
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+enum Record<'a> {
+    Step {
+        step: Cow<'a, str>,
+        phase: Cow<'a, str>,
+        status: Cow<'a, str>,
+        slot: Cow<'a, Value>,
+        saved: Cow<'a, Value>,
+        error: Option<Cow<'a, Value>>,
+        at_ms: i64,
+    },
+    Attempt {
+        step: Cow<'a, str>,
+        phase: Cow<'a, str>,
+        number: u32,
+        request: Cow<'a, Value>,
+        sent_ms: i64,
+    },
+    Answer {
+        step: Cow<'a, str>,
+        number: u32,
+        status: Option<u16>,
+        error: Option<Cow<'a, str>>,
+        answered_ms: i64,
+    },
+}
+
+impl<'a> Record<'a> {
+    /// The record `write` is, when it is one of the log's.
+    fn of(write: &'a Write) -> Option<Record<'a>> {
+        Some(match write {
+            Write::StepDone {
+                step,
+                phase,
+                status,
+                slot,
+                saved,
+                error,
+                at_ms,
+                ..
+            } => Record::Step {
+                step: Cow::Borrowed(step),
+                phase: Cow::Borrowed(phase),
+                status: Cow::Borrowed(status),
+                slot: Cow::Borrowed(slot),
+                saved: Cow::Borrowed(saved),
+                error: error.as_ref().map(Cow::Borrowed),
+                at_ms: *at_ms,
+            },
+            Write::AttemptSent {
+                step,
+                phase,
+                number,
+                request,
+                at_ms,
+                ..
+            } => Record::Attempt {
+                step: Cow::Borrowed(step),
+                phase: Cow::Borrowed(phase),
+                number: *number,
+                request: Cow::Borrowed(request),
+                sent_ms: *at_ms,
+            },
+            Write::AttemptAnswered {
+                step,
+                number,
+                status,
+                error,
+                at_ms,
+                ..
+            } => Record::Answer {
+                step: Cow::Borrowed(step),
+                number: *number,
+                status: *status,
+                error: error.as_deref().map(Cow::Borrowed),
+                answered_ms: *at_ms,
+            },
+            _ => return None,
+        })
+    }
+}
+
+/// What one statement writes: a run's consecutive records of one group, as one row of the log,
+/// or a write of its own.
+enum Piece<'a> {
+    Log { run: &'a str, records: Vec<Record<'a>> },
+    Alone(&'a Write),
+}
+
+fn pieces(group: &[Write]) -> Vec<Piece<'_>> {
+    let mut pieces: Vec<Piece> = Vec::with_capacity(group.len());
+    for write in group {
+        match (Record::of(write), pieces.last_mut()) {
+            (Some(record), Some(Piece::Log { run, records })) if *run == write.run() => records.push(record),
+            (Some(record), _) => pieces.push(Piece::Log {
+                run: write.run(),
+                records: vec![record],
+            }),
+            (None, _) => pieces.push(Piece::Alone(write)),
+        }
+    }
+    pieces
+}
+
+/// The error of a write refused because another process owns its run now.
+fn taken_over(run: &str) -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
+        Some(super::taken_over(run)),
+    )
+}
+
+fn apply_piece(tx: &rusqlite::Transaction, piece: &Piece) -> rusqlite::Result<()> {
+    let me = super::owner_here();
     // The writes of a run's progress take effect only while this process owns the run: one
     // that lost it (another process took it over) neither sends nor overwrites the new
     // owner's writes. No row changed means exactly that.
-    let me = super::owner_here();
-    let owned = |n: usize| match n {
-        0 => Err(rusqlite::Error::SqliteFailure(
-            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
-            Some(super::taken_over(write.run())),
-        )),
+    let owned = |n: usize, run: &str| match n {
+        0 => Err(taken_over(run)),
         _ => Ok(()),
     };
     // Cached statements: a batch of runs writes the same few statements thousands of times.
+    let write = match piece {
+        Piece::Log { run, records } => {
+            let text = serde_json::to_string(records)
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            let n = tx
+                .prepare_cached(
+                    "INSERT INTO log (run_id, records) SELECT ?1, ?2
+                     WHERE EXISTS (SELECT 1 FROM runs WHERE id = ?1 AND owner = ?3)",
+                )?
+                .execute(params![run, text, me])?;
+            // Answers alone that the owner no longer wants are dropped without a word: the
+            // writes with them (the step's end, the next attempt) say the run was taken over.
+            let answers_only = records.iter().all(|r| matches!(r, Record::Answer { .. }));
+            return if answers_only { Ok(()) } else { owned(n, run) };
+        }
+        Piece::Alone(write) => write,
+    };
     match write {
         Write::RunStarted(start) => {
             tx.prepare_cached(
@@ -275,83 +419,10 @@ fn apply_one(
             .execute(params![run, owner])?;
         }
         Write::Vars { run, vars } => {
-            owned(
-                tx.prepare_cached("UPDATE runs SET vars = ?2 WHERE id = ?1 AND owner = ?3")?
-                    .execute(params![run, json_text(vars), me])?,
-            )?;
-        }
-        Write::AttemptSent {
-            run,
-            step,
-            phase,
-            number,
-            request,
-            at_ms,
-        } => {
-            owned(
-                tx.prepare_cached(
-                    "INSERT OR REPLACE INTO attempts (run_id, step, phase, number, request, sent_ms, seq)
-                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7
-                     WHERE EXISTS (SELECT 1 FROM runs WHERE id = ?1 AND owner = ?8)",
-                )?
-                .execute(params![
-                    run,
-                    step,
-                    phase,
-                    number,
-                    json_text(request),
-                    at_ms,
-                    next(),
-                    me
-                ])?,
-            )?;
-        }
-        Write::AttemptAnswered {
-            run,
-            step,
-            number,
-            status,
-            error,
-            at_ms,
-        } => {
-            // An answer the owner no longer wants is dropped without a word: the writes with it
-            // (the step's end, the next attempt) say the run was taken over.
-            tx.prepare_cached(
-                "UPDATE attempts SET status = ?4, error = ?5, answered_ms = ?6
-                 WHERE run_id = ?1 AND step = ?2 AND number = ?3
-                   AND EXISTS (SELECT 1 FROM runs WHERE id = ?1 AND owner = ?7)",
-            )?
-            .execute(params![run, step, number, status, error, at_ms, me])?;
-        }
-        Write::StepDone {
-            run,
-            step,
-            phase,
-            status,
-            slot,
-            saved,
-            error,
-            at_ms,
-        } => {
-            owned(
-                tx.prepare_cached(
-                    "INSERT OR REPLACE INTO steps (run_id, step, phase, status, slot, saved, error, at_ms, seq)
-                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9
-                     WHERE EXISTS (SELECT 1 FROM runs WHERE id = ?1 AND owner = ?10)",
-                )?
-                .execute(params![
-                    run,
-                    step,
-                    phase,
-                    status,
-                    json_text(slot),
-                    json_text(saved),
-                    error.as_ref().map(json_text),
-                    at_ms,
-                    next(),
-                    me
-                ])?,
-            )?;
+            let n = tx
+                .prepare_cached("UPDATE runs SET vars = ?2 WHERE id = ?1 AND owner = ?3")?
+                .execute(params![run, json_text(vars), me])?;
+            owned(n, run)?;
         }
         Write::RunFinished {
             run,
@@ -360,13 +431,13 @@ fn apply_one(
             error,
             at_ms,
         } => {
-            owned(
-                tx.prepare_cached(
+            let n = tx
+                .prepare_cached(
                     "UPDATE runs SET status = ?2, outputs = ?3, error = ?4, updated_ms = ?5
                      WHERE id = ?1 AND owner = ?6",
                 )?
-                .execute(params![run, status, json_text(outputs), error, at_ms, me])?,
-            )?;
+                .execute(params![run, status, json_text(outputs), error, at_ms, me])?;
+            owned(n, run)?;
         }
         Write::Cursor { name, value, at_ms } => {
             tx.prepare_cached(
@@ -375,24 +446,24 @@ fn apply_one(
             )?
             .execute(params![name, value, at_ms])?;
         }
+        // Records of the log: a piece of their own above.
+        Write::StepDone { .. } | Write::AttemptSent { .. } | Write::AttemptAnswered { .. } => {}
     }
     Ok(())
 }
 
-/// Applies one group: a single write is one statement (atomic by itself); more take a
-/// savepoint, so a failing group leaves nothing behind.
-fn apply_group(
-    tx: &rusqlite::Transaction,
-    group: &[Write],
-    seq: &std::sync::atomic::AtomicI64,
-) -> rusqlite::Result<()> {
-    if let [one] = group {
-        return apply_one(tx, one, seq);
+/// Applies one group: a single statement is atomic by itself (a run's step end and next
+/// attempt are one row of the log); more take a savepoint, so a failing group leaves nothing
+/// behind.
+fn apply_group(tx: &rusqlite::Transaction, group: &[Write]) -> rusqlite::Result<()> {
+    let pieces = pieces(group);
+    if let [one] = pieces.as_slice() {
+        return apply_piece(tx, one);
     }
     // Cached like the writes: `execute_batch` would parse the statement on every group.
     let run = |sql: &str| tx.prepare_cached(sql)?.execute([]).map(drop);
     run("SAVEPOINT grp")?;
-    let result = group.iter().try_for_each(|w| apply_one(tx, w, seq));
+    let result = pieces.iter().try_for_each(|p| apply_piece(tx, p));
     if result.is_err() {
         run("ROLLBACK TO grp")?;
     }
@@ -409,6 +480,93 @@ fn restart_log(connection: &Connection) {
         let _ = connection.execute_batch("PRAGMA wal_checkpoint(RESTART)");
     }
     let _ = connection.busy_timeout(BUSY_TIMEOUT);
+}
+
+/// A run's steps and attempts from its rows of the log, `(seq, records)` in order: a step that
+/// ended again, or an attempt written again, takes the place of the earlier one at the end.
+///
+/// An attempt is answered when its answer was written, or when its step ended (the step's end
+/// holds the last answer, which is then not written on its own): the last attempt of a step
+/// that ended has the step's status.
+fn read_log(rows: &[(i64, String)]) -> Result<(Vec<StepRow>, Vec<AttemptRow>), String> {
+    let mut steps: Vec<StepRow> = Vec::new();
+    let mut attempts: Vec<AttemptRow> = Vec::new();
+    for (seq, text) in rows {
+        let records: Vec<Record> =
+            serde_json::from_str(text).map_err(|e| format!("the log row {seq} cannot be read: {e}"))?;
+        for record in records {
+            match record {
+                Record::Step {
+                    step,
+                    phase,
+                    status,
+                    slot,
+                    saved,
+                    error,
+                    ..
+                } => {
+                    steps.retain(|s| s.step != step);
+                    steps.push(StepRow {
+                        step: step.into_owned(),
+                        phase: phase.into_owned(),
+                        status: status.into_owned(),
+                        slot: slot.into_owned(),
+                        saved: saved.into_owned(),
+                        error: error.map_or(Value::Null, Cow::into_owned),
+                    });
+                }
+                Record::Attempt {
+                    step,
+                    phase,
+                    number,
+                    request,
+                    ..
+                } => {
+                    attempts.retain(|a| (a.step.as_str(), a.number) != (&*step, number));
+                    attempts.push(AttemptRow {
+                        step: step.into_owned(),
+                        phase: phase.into_owned(),
+                        number,
+                        request: request.into_owned(),
+                        status: None,
+                        error: None,
+                        answered: false,
+                    });
+                }
+                Record::Answer {
+                    step,
+                    number,
+                    status,
+                    error,
+                    ..
+                } => {
+                    if let Some(a) = attempts
+                        .iter_mut()
+                        .find(|a| (a.step.as_str(), a.number) == (&*step, number))
+                    {
+                        a.status = status;
+                        a.error = error.map(Cow::into_owned);
+                        a.answered = true;
+                    }
+                }
+            }
+        }
+    }
+    let mut last = std::collections::HashMap::new();
+    for a in &attempts {
+        let most = last.entry(a.step.clone()).or_insert(a.number);
+        *most = (*most).max(a.number);
+    }
+    for attempt in &mut attempts {
+        let Some(ended) = steps.iter().find(|s| s.step == attempt.step) else {
+            continue;
+        };
+        if attempt.status.is_none() && last.get(&attempt.step) == Some(&attempt.number) {
+            attempt.status = ended.slot["status"].as_u64().and_then(|s| u16::try_from(s).ok());
+        }
+        attempt.answered = true;
+    }
+    Ok((steps, attempts))
 }
 
 fn run_row(r: &rusqlite::Row) -> rusqlite::Result<RunRow> {
@@ -434,7 +592,7 @@ impl Store for SqliteStore {
         };
         let results: Vec<_> = groups
             .iter()
-            .map(|g| apply_group(&tx, g, &self.seq).map_err(store_error))
+            .map(|g| apply_group(&tx, g).map_err(store_error))
             .collect();
         let results = match tx.commit() {
             Ok(()) => results,
@@ -512,52 +670,14 @@ impl Store for SqliteStore {
             return Ok(None);
         };
         let mut statement = connection
-            .prepare(
-                "SELECT step, phase, status, slot, saved, error FROM steps WHERE run_id = ?1 ORDER BY seq",
-            )
+            .prepare_cached("SELECT seq, records FROM log WHERE run_id = ?1 ORDER BY seq")
             .map_err(store_error)?;
-        let steps = statement
-            .query_map([id], |r| {
-                Ok(StepRow {
-                    step: r.get(0)?,
-                    phase: r.get(1)?,
-                    status: r.get(2)?,
-                    slot: json_of(r.get(3)?),
-                    saved: json_of(r.get(4)?),
-                    error: json_of(r.get(5)?),
-                })
-            })
+        let rows = statement
+            .query_map([id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
             .map_err(store_error)?
             .collect::<Result<Vec<_>, _>>()
             .map_err(store_error)?;
-        let mut statement = connection
-            .prepare(
-                // An attempt is answered when its answer was written, or when its step ended
-                // (the step's end holds the last answer; its own row is not updated then).
-                "SELECT a.step, a.phase, a.number, a.request,
-                        coalesce(a.status, CASE WHEN a.number = (SELECT max(number) FROM attempts b
-                                 WHERE b.run_id = a.run_id AND b.step = a.step)
-                             THEN json_extract(s.slot, '$.status') END),
-                        a.error, a.answered_ms IS NOT NULL OR s.step IS NOT NULL
-                 FROM attempts a LEFT JOIN steps s ON s.run_id = a.run_id AND s.step = a.step
-                 WHERE a.run_id = ?1 ORDER BY a.seq",
-            )
-            .map_err(store_error)?;
-        let attempts = statement
-            .query_map([id], |r| {
-                Ok(AttemptRow {
-                    step: r.get(0)?,
-                    phase: r.get(1)?,
-                    number: r.get(2)?,
-                    request: json_of(r.get(3)?),
-                    status: r.get(4)?,
-                    error: r.get(5)?,
-                    answered: r.get(6)?,
-                })
-            })
-            .map_err(store_error)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(store_error)?;
+        let (steps, attempts) = read_log(&rows).map_err(JournalError::Store)?;
         Ok(Some(RunDetail {
             row,
             flow_hash,
@@ -573,14 +693,12 @@ impl Store for SqliteStore {
     fn prune(&self, before_ms: i64) -> Result<u64, JournalError> {
         let mut connection = self.lock();
         let tx = connection.transaction().map_err(store_error)?;
-        let old = "SELECT id FROM runs WHERE status NOT IN ('running', 'queued') AND updated_ms < ?1";
-        for table in ["steps", "attempts"] {
-            tx.execute(
-                &format!("DELETE FROM {table} WHERE run_id IN ({old})"),
-                [before_ms],
-            )
-            .map_err(store_error)?;
-        }
+        tx.execute(
+            "DELETE FROM log WHERE run_id IN
+               (SELECT id FROM runs WHERE status NOT IN ('running', 'queued') AND updated_ms < ?1)",
+            [before_ms],
+        )
+        .map_err(store_error)?;
         let n = tx
             .execute(
                 "DELETE FROM runs WHERE status NOT IN ('running', 'queued') AND updated_ms < ?1",
@@ -731,6 +849,188 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version as usize, MIGRATIONS.len());
+    }
+
+    fn step_done(run: &str, step: &str, status: u16) -> Write {
+        Write::StepDone {
+            run: run.into(),
+            step: step.into(),
+            phase: "steps",
+            status: "ok",
+            slot: json!({ "status": status }),
+            saved: json!({}),
+            error: None,
+            at_ms: 5,
+        }
+    }
+
+    fn sent(run: &str, step: &str, number: u32) -> Write {
+        Write::AttemptSent {
+            run: run.into(),
+            step: step.into(),
+            phase: "steps",
+            number,
+            request: json!({ "method": "POST", "url": format!("http://127.0.0.1/{step}") }),
+            at_ms: 6,
+        }
+    }
+
+    fn log_rows(store: &SqliteStore) -> Vec<(String, String)> {
+        let connection = store.lock();
+        let mut statement = connection
+            .prepare("SELECT run_id, records FROM log ORDER BY seq")
+            .unwrap();
+        statement
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_steps_end_and_the_next_attempt_are_one_row_of_the_log() {
+        let store = SqliteStore::open(":memory:").unwrap();
+        let answered = Write::AttemptAnswered {
+            run: "r1".into(),
+            step: "interaction".into(),
+            number: 1,
+            status: Some(503),
+            error: None,
+            at_ms: 4,
+        };
+        let group = [
+            started("r1"),
+            sent("r1", "interaction", 1),
+            answered,
+            sent("r1", "interaction", 2),
+        ];
+        assert_eq!(store.apply(&[&group]), [Ok(())]);
+        let group = [step_done("r1", "interaction", 202), sent("r1", "route", 1)];
+        assert_eq!(store.apply(&[&group]), [Ok(())]);
+        let rows = log_rows(&store);
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert_eq!(
+            rows[1].1,
+            r#"[{"kind":"step","step":"interaction","phase":"steps","status":"ok","slot":{"status":202},"saved":{},"error":null,"at_ms":5},{"kind":"attempt","step":"route","phase":"steps","number":1,"request":{"method":"POST","url":"http://127.0.0.1/route"},"sent_ms":6}]"#
+        );
+        let run = store.run("r1").unwrap().unwrap();
+        let steps: Vec<_> = run
+            .steps
+            .iter()
+            .map(|s| (s.step.as_str(), s.status.as_str()))
+            .collect();
+        assert_eq!(steps, [("interaction", "ok")]);
+        let attempts: Vec<_> = run
+            .attempts
+            .iter()
+            .map(|a| (a.step.as_str(), a.number, a.status, a.answered))
+            .collect();
+        // The first attempt's own answer; the second's is the step's; the route is in doubt.
+        assert_eq!(
+            attempts,
+            [
+                ("interaction", 1, Some(503), true),
+                ("interaction", 2, Some(202), true),
+                ("route", 1, None, false)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_step_ended_again_or_an_attempt_written_again_replaces_the_earlier_one() {
+        let store = SqliteStore::open(":memory:").unwrap();
+        let groups: [&[Write]; 4] = [
+            &[started("r1"), sent("r1", "a", 1)],
+            &[step_done("r1", "a", 200), sent("r1", "b", 1)],
+            &[sent("r1", "a", 1)],
+            &[step_done("r1", "a", 201)],
+        ];
+        assert_eq!(store.apply(&groups), [Ok(()), Ok(()), Ok(()), Ok(())]);
+        let run = store.run("r1").unwrap().unwrap();
+        assert_eq!(run.steps.len(), 1);
+        assert_eq!(run.steps[0].slot, json!({ "status": 201 }));
+        let attempts: Vec<_> = run.attempts.iter().map(|a| (a.step.as_str(), a.status)).collect();
+        assert_eq!(attempts, [("b", None), ("a", Some(201))]);
+    }
+
+    #[test]
+    fn a_log_row_that_cannot_be_read_is_an_error_not_a_panic() {
+        let store = SqliteStore::open(":memory:").unwrap();
+        assert_eq!(store.apply(&[&[started("r1")]]), [Ok(())]);
+        for bad in ["not json", "[{\"kind\":\"step\"}]", "{}", "[1]"] {
+            store
+                .lock()
+                .execute("INSERT INTO log (run_id, records) VALUES ('r1', ?1)", [bad])
+                .unwrap();
+            let Err(JournalError::Store(e)) = store.run("r1") else {
+                panic!("{bad} was read")
+            };
+            assert!(e.starts_with("the log row "), "{e}");
+            store.lock().execute("DELETE FROM log", []).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_journal_of_version_4_keeps_its_steps_and_attempts_in_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v4.db");
+        let old = Connection::open(&path).unwrap();
+        let v4 = MIGRATIONS[..4].join(";");
+        old.execute_batch(&format!("BEGIN; {v4}; PRAGMA user_version = 4; COMMIT;"))
+            .unwrap();
+        old.execute_batch(
+            r#"INSERT INTO runs (id, flow_path, flow_name, flow_hash, inputs, status, started_ms, updated_ms, owner)
+                 VALUES ('r1', 'p', 'inbound', 'h', '{}', 'running', 1, 1, 'x');
+               INSERT INTO attempts (run_id, step, number, seq, phase, request, sent_ms, status, error, answered_ms)
+                 VALUES ('r1', 'interaction', 1, 1, 'steps', '{"method":"POST"}', 2, NULL, 'timed out', 3),
+                        ('r1', 'interaction', 2, 2, 'steps', '{"method":"POST"}', 4, NULL, NULL, NULL),
+                        ('r1', 'route', 1, 4, 'steps', '{"method":"POST","url":"/route"}', 6, NULL, NULL, NULL);
+               INSERT INTO steps (run_id, step, seq, phase, status, slot, saved, error, at_ms)
+                 VALUES ('r1', 'interaction', 3, 'steps', 'ok', '{"status":202}', '{"id":"c1"}', NULL, 5);"#,
+        )
+        .unwrap();
+        drop(old);
+        let store = SqliteStore::open(path.to_str().unwrap()).unwrap();
+        let run = store.run("r1").unwrap().unwrap();
+        assert_eq!(run.steps.len(), 1);
+        assert_eq!(
+            (&run.steps[0].saved, &run.steps[0].error),
+            (&json!({ "id": "c1" }), &Value::Null)
+        );
+        let attempts: Vec<_> = run
+            .attempts
+            .iter()
+            .map(|a| {
+                (
+                    a.step.as_str(),
+                    a.number,
+                    a.status,
+                    a.error.as_deref(),
+                    a.answered,
+                )
+            })
+            .collect();
+        assert_eq!(
+            attempts,
+            [
+                ("interaction", 1, None, Some("timed out"), true),
+                ("interaction", 2, Some(202), None, true),
+                ("route", 1, None, None, false)
+            ]
+        );
+        assert_eq!(
+            run.attempts[2].request,
+            json!({ "method": "POST", "url": "/route" })
+        );
+        let tables: i64 = store
+            .lock()
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE name IN ('steps', 'attempts')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 0);
     }
 
     #[test]
