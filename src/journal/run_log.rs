@@ -253,3 +253,141 @@ pub fn resume_of(detail: &RunDetail) -> Resume {
             .and_then(crate::engine::durable::origin),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{Body, HttpResponse};
+    use crate::journal::SqliteStore;
+    use std::time::Duration;
+
+    fn request(step: &str) -> HttpRequest {
+        HttpRequest {
+            step: step.into(),
+            method: "POST".into(),
+            url: format!("http://127.0.0.1/{step}"),
+            headers: vec![("RequestId".into(), format!("id-{step}"))],
+            body: Body::None,
+        }
+    }
+
+    fn attempt(step: &str, number: u32, status: u16) -> Attempt {
+        Attempt {
+            number,
+            request: Arc::new(request(step)),
+            response: Some(HttpResponse {
+                status,
+                headers: Vec::new(),
+                body: Vec::new(),
+            }),
+            error: None,
+            duration: Duration::ZERO,
+        }
+    }
+
+    /// The rows of the log in the file at `path`, each as its records' kinds and steps.
+    fn log_rows(path: &std::path::Path) -> Vec<Vec<(String, String)>> {
+        let connection = rusqlite::Connection::open(path).unwrap();
+        let mut statement = connection
+            .prepare("SELECT records FROM log ORDER BY seq")
+            .unwrap();
+        let rows: Vec<String> = statement
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        rows.iter()
+            .map(|text| {
+                let records: Vec<Value> = serde_json::from_str(text).unwrap();
+                records
+                    .iter()
+                    .map(|r| {
+                        (
+                            r["kind"].as_str().unwrap().into(),
+                            r["step"].as_str().unwrap().into(),
+                        )
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_steps_end_waits_for_the_runs_next_attempt_and_goes_in_its_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let store = SqliteStore::open(path.to_str().unwrap()).unwrap();
+        let journal = Arc::new(Journal::new(Box::new(store)));
+        let start = RunStart {
+            id: "r1".into(),
+            flow_path: "f.yaml".into(),
+            flow_name: "f".into(),
+            flow_hash: "h".into(),
+            inputs: Value::Object(Map::new()),
+            at_ms: 1,
+            queued: false,
+        };
+        let run = RunJournal::new(
+            journal.clone(),
+            &start,
+            Masks(Secrets::default(), Secrets::default()),
+        );
+        run.durably(run.started(start)).await.unwrap();
+        run.before_send("interaction", Phase::Steps, 1, &request("interaction"))
+            .await
+            .unwrap();
+        // A retry: its answer goes with the second attempt.
+        run.answered("interaction", &attempt("interaction", 1, 503));
+        run.before_send("interaction", Phase::Steps, 2, &request("interaction"))
+            .await
+            .unwrap();
+        run.answered("interaction", &attempt("interaction", 2, 202));
+        let record = StepRecord {
+            id: "interaction".into(),
+            phase: Phase::Steps,
+            status: StepStatus::Ok,
+            attempts: Vec::new(),
+            saved: Map::new(),
+            vars: Map::new(),
+            duration: Duration::ZERO,
+            resumed: false,
+        };
+        run.step_done(&record, &serde_json::json!({ "status": 202 }))
+            .await
+            .unwrap();
+        // Held: another run's commit does not write it.
+        journal.flush().unwrap();
+        let before = journal.run("r1").unwrap();
+        assert!(before.steps.is_empty(), "{:?}", before.steps);
+        run.before_send("route", Phase::Steps, 1, &request("route"))
+            .await
+            .unwrap();
+        let after = journal.run("r1").unwrap();
+        let steps: Vec<_> = after.steps.iter().map(|s| s.step.as_str()).collect();
+        assert_eq!(steps, ["interaction"]);
+        let attempts: Vec<_> = after
+            .attempts
+            .iter()
+            .map(|a| (a.step.as_str(), a.number, a.status, a.answered))
+            .collect();
+        assert_eq!(
+            attempts,
+            [
+                ("interaction", 1, Some(503), true),
+                ("interaction", 2, Some(202), true),
+                ("route", 1, None, false)
+            ]
+        );
+        // One row per group: the first attempt; the retry with the answer before it; the
+        // step's end (holding the last answer) with the next step's attempt.
+        let pair = |kind: &str, step: &str| (kind.to_string(), step.to_string());
+        assert_eq!(
+            log_rows(&path),
+            [
+                vec![pair("attempt", "interaction")],
+                vec![pair("answer", "interaction"), pair("attempt", "interaction")],
+                vec![pair("step", "interaction"), pair("attempt", "route")],
+            ]
+        );
+    }
+}
