@@ -44,7 +44,7 @@ fn the_store_writes_and_reads_back_as_the_embedded_one() {
         step: "route".into(),
         phase: "steps",
         number: 1,
-        request: json!({"method": "POST", "path": "/api/v1/route"}),
+        request: raw(json!({"method": "POST", "path": "/api/v1/route"})),
         at_ms: 2,
     };
     assert_eq!(
@@ -64,8 +64,8 @@ fn the_store_writes_and_reads_back_as_the_embedded_one() {
         step: "route".into(),
         phase: "steps",
         status: "ok",
-        slot: json!({"status": 202, "succeeded": true}),
-        saved: json!({"correlation_id": "c-1"}),
+        slot: raw(json!({"status": 202, "succeeded": true})),
+        saved: raw(json!({"correlation_id": "c-1"})),
         error: None,
         at_ms: 3,
     };
@@ -224,7 +224,7 @@ fn queued_runs_are_claimed_once_each_and_claimed_again_when_their_lease_runs_out
         step: "routing_result".into(),
         phase: "steps",
         number: 1,
-        request: json!({"method": "POST"}),
+        request: raw(json!({"method": "POST"})),
         at_ms: 6,
     };
     let finished = |run: &str| Write::RunFinished {
@@ -511,4 +511,9 @@ fn tls_follows_libpq_sslmode_and_checks_certificates_as_asked() {
         pg.query("SELECT count(*) FROM attempts WHERE run_id = 'over-tls'"),
         "4"
     );
+}
+
+/// A value as the JSON text a write carries.
+fn raw(value: serde_json::Value) -> Box<serde_json::value::RawValue> {
+    serde_json::value::to_raw_value(&value).unwrap()
 }

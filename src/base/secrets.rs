@@ -2,6 +2,7 @@
 //! piece of text that leaves the process (terminal, reports, transcripts, errors) is passed
 //! through [`Secrets::redact`].
 
+use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::sync::{Arc, RwLock};
 
@@ -73,6 +74,15 @@ impl Secrets {
 
     /// [`Secrets::mask_json`] with the secrets of every registry in `all`, in one walk.
     pub fn mask_json_all(all: &[&Secrets], value: &mut serde_json::Value) {
+        Secrets::with_masker(all, |masker| {
+            if !masker.lists.is_empty() {
+                mask_value(masker.lists, value);
+            }
+        })
+    }
+
+    /// Calls `f` with a [`Masker`] for the secrets of every registry in `all` (each read once).
+    pub fn with_masker<R>(all: &[&Secrets], f: impl FnOnce(&Masker) -> R) -> R {
         let guards: Vec<_> = all
             .iter()
             .map(|s| s.0.read().unwrap_or_else(|e| e.into_inner()))
@@ -82,9 +92,105 @@ impl Secrets {
             .map(|g| g.as_slice())
             .filter(|l| !l.is_empty())
             .collect();
-        if !lists.is_empty() {
-            mask_value(&lists, value);
+        f(&Masker { lists: &lists })
+    }
+}
+
+/// Writes text and JSON with the secrets of some registries masked, as
+/// [`Secrets::mask_json_all`] would leave them, without copying what it writes first (see
+/// [`Secrets::with_masker`]).
+pub struct Masker<'a> {
+    lists: &'a [&'a [String]],
+}
+
+impl Masker<'_> {
+    /// `text` with every secret masked.
+    pub fn text<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        masked(self.lists, text).map_or(Cow::Borrowed(text), Cow::Owned)
+    }
+
+    /// `value`, masked, ready to serialize.
+    pub fn json<'v>(&'v self, value: &'v serde_json::Value) -> MaskedJson<'v> {
+        MaskedJson { masker: self, value }
+    }
+
+    /// `value` as JSON text, masked.
+    pub fn raw(&self, value: &serde_json::Value) -> Box<RawValue> {
+        raw(&self.json(value))
+    }
+
+    /// The object `map` as JSON text, masked.
+    pub fn raw_map(&self, map: &serde_json::Map<String, serde_json::Value>) -> Box<RawValue> {
+        raw(&MaskedMap { masker: self, map })
+    }
+}
+
+/// `value` as JSON text. Serializing JSON values cannot fail (their keys are strings): `null`
+/// if it ever did.
+pub fn raw(value: &impl serde::Serialize) -> Box<RawValue> {
+    serde_json::value::to_raw_value(value).unwrap_or_else(|_| RawValue::NULL.to_owned())
+}
+
+/// A JSON value written with its secrets masked (see [`Masker::json`]).
+pub struct MaskedJson<'a> {
+    masker: &'a Masker<'a>,
+    value: &'a serde_json::Value,
+}
+
+struct MaskedMap<'a> {
+    masker: &'a Masker<'a>,
+    map: &'a serde_json::Map<String, serde_json::Value>,
+}
+
+impl serde::Serialize for MaskedJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, out: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        use serde_json::Value;
+        let masker = self.masker;
+        if masker.lists.is_empty() {
+            return self.value.serialize(out);
         }
+        match self.value {
+            Value::String(s) => out.serialize_str(&masker.text(s)),
+            // A secret number is a number only in JSON: the mask is text.
+            Value::Number(n) if masker.lists.iter().any(|l| l.contains(&n.to_string())) => {
+                out.serialize_str(MASK)
+            }
+            Value::Array(items) => {
+                let mut seq = out.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(&masker.json(item))?;
+                }
+                seq.end()
+            }
+            Value::Object(map) => MaskedMap { masker, map }.serialize(out),
+            Value::Number(_) | Value::Bool(_) | Value::Null => self.value.serialize(out),
+        }
+    }
+}
+
+impl serde::Serialize for MaskedMap<'_> {
+    fn serialize<S: serde::Serializer>(&self, out: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let masker = self.masker;
+        let rekeyed: serde_json::Map<String, serde_json::Value>;
+        let entries = match self.map.keys().any(|k| masked(masker.lists, k).is_some()) {
+            // Keys masked alike become one, as when the map is built again in place.
+            true => {
+                rekeyed = self
+                    .map
+                    .iter()
+                    .map(|(k, v)| (masker.text(k).into_owned(), v.clone()))
+                    .collect();
+                &rekeyed
+            }
+            false => self.map,
+        };
+        let mut map = out.serialize_map(Some(entries.len()))?;
+        for (k, v) in entries {
+            map.serialize_entry(k, &masker.json(v))?;
+        }
+        map.end()
     }
 }
 
@@ -216,5 +322,51 @@ mod tests {
         let mut plain = serde_json::json!({"tok-1": 918273});
         Secrets::mask_json_all(&[&Secrets::default()], &mut plain);
         assert_eq!(plain, serde_json::json!({"tok-1": 918273}));
+    }
+
+    #[test]
+    fn a_masker_writes_what_masking_in_place_leaves() {
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config, TestRunner};
+        use serde_json::Value;
+        // Strings and keys built from pieces of the secrets (and of the mask itself), so
+        // that secrets turn up whole, in part, twice, and as keys that mask alike.
+        let piece = || prop::sample::select(vec!["", "tok", "-1", "x", "*", "918273", "pin 42", "a"]);
+        let text = move || prop::collection::vec(piece(), 0..4).prop_map(|p| p.concat());
+        let leaf = move || {
+            prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                prop::sample::select(vec![918273i64, 5, -1, 0]).prop_map(Value::from),
+                Just(serde_json::json!(1.5)),
+                text().prop_map(Value::from),
+            ]
+        };
+        let value = leaf().prop_recursive(4, 32, 4, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::vec((text(), inner), 0..4)
+                    .prop_map(|entries| Value::Object(entries.into_iter().collect())),
+            ]
+        });
+        let secrets = prop::collection::vec(
+            prop::sample::select(vec!["tok-1", "918273", "pin 42", "*", "-1", "x"]),
+            0..3,
+        );
+        let mut runner = TestRunner::new(Config {
+            cases: 2000,
+            ..Config::default()
+        });
+        runner
+            .run(&(value, secrets), |(value, secrets)| {
+                let registry = Secrets::default();
+                secrets.iter().for_each(|s| registry.add(s));
+                let mut in_place = value.clone();
+                Secrets::mask_json_all(&[&registry], &mut in_place);
+                let written = Secrets::with_masker(&[&registry], |m| m.raw(&value));
+                prop_assert_eq!(written.get(), in_place.to_string());
+                Ok(())
+            })
+            .unwrap();
     }
 }

@@ -7,8 +7,10 @@
 //! policy decides what happens to that one.
 
 use super::outcome::{Attempt, Phase, StepRecord};
-use crate::base::secrets::Secrets;
+use crate::base::secrets::{Masker, Secrets, raw};
 use crate::http::{Body, HttpRequest, Part, PartContent};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// A durable write under way: done (or failed) when the future ends. Awaiting it lets the
@@ -146,61 +148,101 @@ pub struct Doubt {
     pub request: Value,
 }
 
-/// A request as a journal keeps it: every field, secrets masked, the `Authorization` header
-/// left out (a token is never stored; the resume gets a fresh one). File parts keep only their
-/// path: the file is read again.
-pub fn stored_request(request: &HttpRequest, secrets: &[&Secrets]) -> Value {
-    // Built from clones, not through `json!`, which would serialize the body once more: this
-    // runs before every journaled request.
-    let headers: Vec<Value> = request
-        .headers
-        .iter()
-        .filter(|(k, _)| !k.eq_ignore_ascii_case("authorization"))
-        .map(|(k, v)| pair(k, v))
-        .collect();
-    let body = match &request.body {
-        Body::None => Value::Null,
-        Body::Json(v) => one("json", v.clone()),
-        Body::Form(pairs) => one("form", pairs.iter().map(|(k, v)| pair(k, v)).collect()),
-        Body::Multipart(parts) => one("multipart", parts.iter().map(stored_part).collect()),
-    };
-    let mut stored = Map::with_capacity(4);
-    stored.insert("method".into(), request.method.as_str().into());
-    stored.insert("url".into(), request.url.as_str().into());
-    stored.insert("headers".into(), Value::Array(headers));
-    stored.insert("body".into(), body);
-    let mut stored = Value::Object(stored);
-    Secrets::mask_json_all(secrets, &mut stored);
-    stored
+/// A request as a journal keeps it, as JSON text: every field, secrets masked, the
+/// `Authorization` header left out (a token is never stored; the resume gets a fresh one).
+/// File parts keep only their path: the file is read again.
+///
+/// Written straight from the request, masking as it goes: this runs before every journaled
+/// request, and building a JSON value first (a copy of the body, then a walk to mask it, then
+/// the text) cost more than the text alone.
+pub fn stored_request(request: &HttpRequest, masker: &Masker) -> Box<RawValue> {
+    raw(&Stored { request, masker })
 }
+
+struct Stored<'a> {
+    request: &'a HttpRequest,
+    masker: &'a Masker<'a>,
+}
+
+/// Text, masked.
+struct Text<'a>(&'a Masker<'a>, &'a str);
 
 /// `[name, value]`: a header or a form field.
-fn pair(name: &str, value: &str) -> Value {
-    Value::Array(vec![name.into(), value.into()])
-}
+struct Pair<'a>(&'a Masker<'a>, &'a str, &'a str);
 
 /// `{key: value}`.
-fn one(key: &str, value: Value) -> Value {
-    let mut map = Map::with_capacity(1);
-    map.insert(key.into(), value);
-    Value::Object(map)
+struct One<'a, T>(&'a Masker<'a>, &'static str, T);
+
+impl Serialize for Text<'_> {
+    fn serialize<S: Serializer>(&self, out: S) -> Result<S::Ok, S::Error> {
+        out.serialize_str(&self.0.text(self.1))
+    }
 }
 
-fn stored_part(part: &Part) -> Value {
-    let content = match &part.content {
-        PartContent::Json(v) => one("json", v.clone()),
-        PartContent::Text(t) => one("text", t.as_str().into()),
-        PartContent::File { path, .. } => one("file", path.as_str().into()),
-    };
-    let mut stored = Map::with_capacity(4);
-    stored.insert("name".into(), part.name.as_str().into());
-    stored.insert("content_type".into(), part.content_type.as_str().into());
-    stored.insert(
-        "filename".into(),
-        part.filename.as_deref().map_or(Value::Null, Value::from),
-    );
-    stored.insert("content".into(), content);
-    Value::Object(stored)
+impl Serialize for Pair<'_> {
+    fn serialize<S: Serializer>(&self, out: S) -> Result<S::Ok, S::Error> {
+        (Text(self.0, self.1), Text(self.0, self.2)).serialize(out)
+    }
+}
+
+impl<T: Serialize> Serialize for One<'_, T> {
+    fn serialize<S: Serializer>(&self, out: S) -> Result<S::Ok, S::Error> {
+        let mut map = out.serialize_map(Some(1))?;
+        map.serialize_entry(&Text(self.0, self.1), &self.2)?;
+        map.end()
+    }
+}
+
+impl Serialize for Stored<'_> {
+    fn serialize<S: Serializer>(&self, out: S) -> Result<S::Ok, S::Error> {
+        let (m, request) = (self.masker, self.request);
+        // Keys are masked too: the journal masks every string it keeps.
+        let key = |k: &'static str| Text(m, k);
+        let mut map = out.serialize_map(Some(4))?;
+        map.serialize_entry(&key("method"), &Text(m, &request.method))?;
+        map.serialize_entry(&key("url"), &Text(m, &request.url))?;
+        let headers: Vec<Pair> = request
+            .headers
+            .iter()
+            .filter(|(k, _)| !k.eq_ignore_ascii_case("authorization"))
+            .map(|(k, v)| Pair(m, k, v))
+            .collect();
+        map.serialize_entry(&key("headers"), &headers)?;
+        match &request.body {
+            Body::None => map.serialize_entry(&key("body"), &())?,
+            Body::Json(v) => map.serialize_entry(&key("body"), &One(m, "json", m.json(v)))?,
+            Body::Form(pairs) => {
+                let pairs: Vec<Pair> = pairs.iter().map(|(k, v)| Pair(m, k, v)).collect();
+                map.serialize_entry(&key("body"), &One(m, "form", pairs))?
+            }
+            Body::Multipart(parts) => {
+                let parts: Vec<StoredPart> = parts.iter().map(|part| StoredPart(m, part)).collect();
+                map.serialize_entry(&key("body"), &One(m, "multipart", parts))?
+            }
+        }
+        map.end()
+    }
+}
+
+struct StoredPart<'a>(&'a Masker<'a>, &'a Part);
+
+impl Serialize for StoredPart<'_> {
+    fn serialize<S: Serializer>(&self, out: S) -> Result<S::Ok, S::Error> {
+        let (m, part) = (self.0, self.1);
+        let key = |k: &'static str| Text(m, k);
+        let mut map = out.serialize_map(Some(4))?;
+        map.serialize_entry(&key("name"), &Text(m, &part.name))?;
+        map.serialize_entry(&key("content_type"), &Text(m, &part.content_type))?;
+        map.serialize_entry(&key("filename"), &part.filename.as_deref().map(|f| Text(m, f)))?;
+        match &part.content {
+            PartContent::Json(v) => map.serialize_entry(&key("content"), &One(m, "json", m.json(v)))?,
+            PartContent::Text(t) => map.serialize_entry(&key("content"), &One(m, "text", Text(m, t)))?,
+            PartContent::File { path, .. } => {
+                map.serialize_entry(&key("content"), &One(m, "file", Text(m, path)))?
+            }
+        }
+        map.end()
+    }
 }
 
 /// The value of header `name` in a stored request.
@@ -282,13 +324,66 @@ mod tests {
         }
     }
 
+    fn stored_value(request: &HttpRequest, secrets: &Secrets) -> Value {
+        let text = Secrets::with_masker(&[secrets], |m| stored_request(request, m));
+        serde_json::from_str(text.get()).unwrap()
+    }
+
+    #[test]
+    fn a_stored_request_is_written_as_the_journal_documents_it() {
+        let secrets = Secrets::default();
+        secrets.add("tok-secret");
+        secrets.add("hunter2");
+        let mut r = request(Body::None, "r-1");
+        let text = |r: &HttpRequest| {
+            Secrets::with_masker(&[&secrets], |m| stored_request(r, m))
+                .get()
+                .to_string()
+        };
+        let head = r#"{"method":"POST","url":"http://127.0.0.1/api/v1/route","headers":[["RequestId","r-1"],["OrgId","00D"]],"#;
+        assert_eq!(text(&r), format!("{head}\"body\":null}}"));
+        r.body = Body::Form(vec![
+            ("user".into(), "u".into()),
+            ("pass".into(), "hunter2!".into()),
+        ]);
+        assert_eq!(
+            text(&r),
+            format!("{head}\"body\":{{\"form\":[[\"user\",\"u\"],[\"pass\",\"***!\"]]}}}}")
+        );
+        r.body = Body::Multipart(vec![
+            Part {
+                name: "json".into(),
+                content_type: "application/json".into(),
+                filename: None,
+                content: PartContent::Json(json!({"text": "hunter2", "n": 1.5, "hunter2": [null]})),
+            },
+            Part {
+                name: "note".into(),
+                content_type: "text/plain".into(),
+                filename: Some("n.txt".into()),
+                content: PartContent::Text("a hunter2 b".into()),
+            },
+        ]);
+        assert_eq!(
+            text(&r),
+            format!(
+                "{head}\"body\":{{\"multipart\":[{}]}}}}",
+                [
+                    r#"{"name":"json","content_type":"application/json","filename":null,"content":{"json":{"text":"***","n":1.5,"***":[null]}}}"#,
+                    r#"{"name":"note","content_type":"text/plain","filename":"n.txt","content":{"text":"a *** b"}}"#
+                ]
+                .join(",")
+            )
+        );
+    }
+
     #[test]
     fn a_stored_request_keeps_no_token_and_no_secret() {
         let secrets = Secrets::default();
         secrets.add("tok-secret");
         secrets.add("hunter2");
         let r = request(Body::Json(json!({"password": "hunter2", "n": 1})), "r-1");
-        let stored = stored_request(&r, &[&secrets]);
+        let stored = stored_value(&r, &secrets);
         let text = stored.to_string();
         assert!(
             !text.contains("tok-secret") && !text.contains("hunter2"),
@@ -306,7 +401,7 @@ mod tests {
             Body::Json(json!({"conversationIdentifier": "c-1", "at": 1})),
             "r-1",
         );
-        let stored = stored_request(&first, &[&secrets]);
+        let stored = stored_value(&first, &secrets);
         // Rendered again after the crash: a new RequestId and a new timestamp.
         let fresh = request(
             Body::Json(json!({"conversationIdentifier": "c-1", "at": 2})),
@@ -323,7 +418,7 @@ mod tests {
         // A body holding a secret is rendered again (the secret is never stored).
         secrets.add("hunter2");
         let with_secret = request(Body::Json(json!({"p": "hunter2", "at": 1})), "r-1");
-        let stored = stored_request(&with_secret, &[&secrets]);
+        let stored = stored_value(&with_secret, &secrets);
         let fresh = request(Body::Json(json!({"p": "hunter2", "at": 3})), "r-3");
         let resent = identical(&stored, fresh.clone());
         assert_eq!(resent.body, fresh.body);

@@ -41,6 +41,7 @@ pub fn was_taken_over(message: &str) -> bool {
 }
 
 use serde_json::Value;
+use serde_json::value::RawValue;
 use std::sync::Mutex;
 
 /// Why the journal could not do what was asked.
@@ -86,8 +87,8 @@ pub enum Write {
         phase: &'static str,
         /// The attempt's number within the step, from 1.
         number: u32,
-        /// The request as stored (secrets masked, no `Authorization`).
-        request: Value,
+        /// The request as stored (secrets masked, no `Authorization`), JSON text.
+        request: Box<RawValue>,
         /// Milliseconds since the Unix epoch.
         at_ms: i64,
     },
@@ -116,12 +117,12 @@ pub enum Write {
         phase: &'static str,
         /// `ok`, `skipped`, `stopped`, `failed` or `not run`.
         status: &'static str,
-        /// What later steps read as `steps.<id>`, secrets masked.
-        slot: Value,
-        /// The step's saved values, secrets masked.
-        saved: Value,
-        /// The failure as data (kind, message, code), secrets masked.
-        error: Option<Value>,
+        /// What later steps read as `steps.<id>`, secrets masked, JSON text.
+        slot: Box<RawValue>,
+        /// The step's saved values, secrets masked, JSON text.
+        saved: Box<RawValue>,
+        /// The failure as data (kind, message, code), secrets masked, JSON text.
+        error: Option<Box<RawValue>>,
         /// Milliseconds since the Unix epoch.
         at_ms: i64,
     },

@@ -414,7 +414,7 @@ async fn apply_one(tx: &tokio_postgres::Transaction<'_>, p: &Prepared, write: &W
             let n = tx
                 .execute(
                     &p.attempt_sent,
-                    &[run, step, phase, &number, &request.to_string(), at_ms, &me],
+                    &[run, step, phase, &number, &request.get(), at_ms, &me],
                 )
                 .await?;
             owned(n, run)?;
@@ -447,7 +447,7 @@ async fn apply_one(tx: &tokio_postgres::Transaction<'_>, p: &Prepared, write: &W
             error,
             at_ms,
         } => {
-            let error = error.as_ref().map(Value::to_string);
+            let error = error.as_ref().map(|e| e.get());
             let n = tx
                 .execute(
                     &p.step_done,
@@ -456,8 +456,8 @@ async fn apply_one(tx: &tokio_postgres::Transaction<'_>, p: &Prepared, write: &W
                         step,
                         phase,
                         status,
-                        &slot.to_string(),
-                        &saved.to_string(),
+                        &slot.get(),
+                        &saved.get(),
                         &error,
                         at_ms,
                         &me,

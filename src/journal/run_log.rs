@@ -2,7 +2,7 @@
 //! is queued, and the way back from a journal's records to a [`Resume`].
 
 use super::{Journal, JournalError, RunDetail, RunStart, Write, now_ms};
-use crate::base::secrets::Secrets;
+use crate::base::secrets::{Masker, Secrets};
 use crate::engine::durable::{DoneStatus, DoneStep, Doubt, Durably, Resume, RunLog, stored_request};
 use crate::engine::outcome::{Attempt, Outcome, Phase, RunReport, StepRecord, StepStatus};
 use crate::http::HttpRequest;
@@ -40,6 +40,11 @@ impl Masks {
     fn masked(&self, mut value: Value) -> Value {
         Secrets::mask_json_all(&[&self.0, &self.1], &mut value);
         value
+    }
+
+    /// Calls `f` with a masker for both registries.
+    fn with<R>(&self, f: impl FnOnce(&Masker) -> R) -> R {
+        Secrets::with_masker(&[&self.0, &self.1], f)
     }
 }
 
@@ -158,7 +163,7 @@ impl RunLog for RunJournal {
             step: step.to_string(),
             phase: phase_word(phase),
             number: attempt,
-            request: stored_request(request, &[&self.secrets.0, &self.secrets.1]),
+            request: self.secrets.with(|m| stored_request(request, m)),
             at_ms: now_ms(),
         })
     }
@@ -176,7 +181,7 @@ impl RunLog for RunJournal {
 
     fn step_done(&self, record: &StepRecord, slot: &Value) -> Durably {
         let error = match &record.status {
-            StepStatus::Failed(e) => Some(self.secrets.masked(e.to_json())),
+            StepStatus::Failed(e) => Some(e.to_json()),
             _ => None,
         };
         let status = match &record.status {
@@ -195,9 +200,11 @@ impl RunLog for RunJournal {
             step: record.id.clone(),
             phase: phase_word(record.phase),
             status,
-            slot: self.secrets.redact_json(slot),
-            saved: self.secrets.masked(Value::Object(record.saved.clone())),
-            error,
+            // Written masked, straight from the values: no copy of the slot (the response's body
+            // and headers) to mask first.
+            slot: self.secrets.with(|m| m.raw(slot)),
+            saved: self.secrets.with(|m| m.raw_map(&record.saved)),
+            error: error.map(|e| self.secrets.with(|m| m.raw(&e))),
             at_ms: now_ms(),
         })
     }

@@ -8,6 +8,7 @@
 use super::{AttemptRow, JournalError, RunDetail, RunRow, StepRow, Store, Write};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::sync::Mutex;
 
@@ -251,24 +252,25 @@ fn json_of(text: Option<String>) -> Value {
 }
 
 /// One record of the `log` table: a step's end, an attempt, or an attempt's answer. Written
-/// from a [`Write`] (borrowing it) and read back (owning what it read).
+/// from a [`Write`], borrowing it and its JSON text (`J` is `&RawValue`), and read back as
+/// values (`J` is `Value`).
 #[derive(serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
-enum Record<'a> {
+enum Record<'a, J> {
     Step {
         step: Cow<'a, str>,
         phase: Cow<'a, str>,
         status: Cow<'a, str>,
-        slot: Cow<'a, Value>,
-        saved: Cow<'a, Value>,
-        error: Option<Cow<'a, Value>>,
+        slot: J,
+        saved: J,
+        error: Option<J>,
         at_ms: i64,
     },
     Attempt {
         step: Cow<'a, str>,
         phase: Cow<'a, str>,
         number: u32,
-        request: Cow<'a, Value>,
+        request: J,
         sent_ms: i64,
     },
     Answer {
@@ -280,9 +282,9 @@ enum Record<'a> {
     },
 }
 
-impl<'a> Record<'a> {
+impl<'a> Record<'a, &'a RawValue> {
     /// The record `write` is, when it is one of the log's.
-    fn of(write: &'a Write) -> Option<Record<'a>> {
+    fn of(write: &'a Write) -> Option<Record<'a, &'a RawValue>> {
         Some(match write {
             Write::StepDone {
                 step,
@@ -297,9 +299,9 @@ impl<'a> Record<'a> {
                 step: Cow::Borrowed(step),
                 phase: Cow::Borrowed(phase),
                 status: Cow::Borrowed(status),
-                slot: Cow::Borrowed(slot),
-                saved: Cow::Borrowed(saved),
-                error: error.as_ref().map(Cow::Borrowed),
+                slot,
+                saved,
+                error: error.as_deref(),
                 at_ms: *at_ms,
             },
             Write::AttemptSent {
@@ -313,7 +315,7 @@ impl<'a> Record<'a> {
                 step: Cow::Borrowed(step),
                 phase: Cow::Borrowed(phase),
                 number: *number,
-                request: Cow::Borrowed(request),
+                request,
                 sent_ms: *at_ms,
             },
             Write::AttemptAnswered {
@@ -338,7 +340,10 @@ impl<'a> Record<'a> {
 /// What one statement writes: a run's consecutive records of one group, as one row of the log,
 /// or a write of its own.
 enum Piece<'a> {
-    Log { run: &'a str, records: Vec<Record<'a>> },
+    Log {
+        run: &'a str,
+        records: Vec<Record<'a, &'a RawValue>>,
+    },
     Alone(&'a Write),
 }
 
@@ -492,7 +497,7 @@ fn read_log(rows: &[(i64, String)]) -> Result<(Vec<StepRow>, Vec<AttemptRow>), S
     let mut steps: Vec<StepRow> = Vec::new();
     let mut attempts: Vec<AttemptRow> = Vec::new();
     for (seq, text) in rows {
-        let records: Vec<Record> =
+        let records: Vec<Record<Value>> =
             serde_json::from_str(text).map_err(|e| format!("the log row {seq} cannot be read: {e}"))?;
         for record in records {
             match record {
@@ -510,9 +515,9 @@ fn read_log(rows: &[(i64, String)]) -> Result<(Vec<StepRow>, Vec<AttemptRow>), S
                         step: step.into_owned(),
                         phase: phase.into_owned(),
                         status: status.into_owned(),
-                        slot: slot.into_owned(),
-                        saved: saved.into_owned(),
-                        error: error.map_or(Value::Null, Cow::into_owned),
+                        slot,
+                        saved,
+                        error: error.unwrap_or(Value::Null),
                     });
                 }
                 Record::Attempt {
@@ -527,7 +532,7 @@ fn read_log(rows: &[(i64, String)]) -> Result<(Vec<StepRow>, Vec<AttemptRow>), S
                         step: step.into_owned(),
                         phase: phase.into_owned(),
                         number,
-                        request: request.into_owned(),
+                        request,
                         status: None,
                         error: None,
                         answered: false,
@@ -736,7 +741,7 @@ mod tests {
             step: "route".into(),
             phase: "steps",
             number: 1,
-            request: json!({"method": "POST"}),
+            request: raw(json!({"method": "POST"})),
             at_ms: 2,
         };
         assert_eq!(store.apply(&[&[started("r1")], &[sent]]), [Ok(()), Ok(())]);
@@ -790,7 +795,7 @@ mod tests {
             step: "route".into(),
             phase: "steps",
             number: 1,
-            request: json!({"method": "POST"}),
+            request: raw(json!({"method": "POST"})),
             at_ms: 2,
         };
         let ended = Write::RunFinished {
@@ -851,14 +856,18 @@ mod tests {
         assert_eq!(version as usize, MIGRATIONS.len());
     }
 
+    fn raw(value: Value) -> Box<RawValue> {
+        crate::base::secrets::raw(&value)
+    }
+
     fn step_done(run: &str, step: &str, status: u16) -> Write {
         Write::StepDone {
             run: run.into(),
             step: step.into(),
             phase: "steps",
             status: "ok",
-            slot: json!({ "status": status }),
-            saved: json!({}),
+            slot: raw(json!({ "status": status })),
+            saved: raw(json!({})),
             error: None,
             at_ms: 5,
         }
@@ -870,7 +879,7 @@ mod tests {
             step: step.into(),
             phase: "steps",
             number,
-            request: json!({ "method": "POST", "url": format!("http://127.0.0.1/{step}") }),
+            request: raw(json!({ "method": "POST", "url": format!("http://127.0.0.1/{step}") })),
             at_ms: 6,
         }
     }
