@@ -149,6 +149,17 @@ impl RunJournal {
     }
 }
 
+impl Drop for RunJournal {
+    /// A run that goes away without its end (a panic inside it) leaves what it held to the
+    /// next commit, as it would have gone without being held.
+    fn drop(&mut self) {
+        let held = std::mem::take(&mut *self.lock_held());
+        if !held.is_empty() {
+            self.journal.queue_all(held);
+        }
+    }
+}
+
 impl RunLog for RunJournal {
     fn vars(&self, vars: &Map<String, Value>) {
         self.journal.queue(Write::Vars {
@@ -320,12 +331,38 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_steps_end_waits_for_the_runs_next_attempt_and_goes_in_its_group() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("j.db");
-        let store = SqliteStore::open(path.to_str().unwrap()).unwrap();
-        let journal = Arc::new(Journal::new(Box::new(store)));
-        let start = RunStart {
+    async fn a_run_gone_without_its_end_leaves_what_it_held_to_the_next_commit() {
+        let journal = Arc::new(Journal::new(Box::new(SqliteStore::open(":memory:").unwrap())));
+        let start = start();
+        let run = RunJournal::new(
+            journal.clone(),
+            &start,
+            Masks(Secrets::default(), Secrets::default()),
+        );
+        run.durably(run.started(start)).await.unwrap();
+        run.before_send("interaction", Phase::Steps, 1, &request("interaction"))
+            .await
+            .unwrap();
+        run.answered("interaction", &attempt("interaction", 1, 202));
+        run.step_done(&ended("interaction"), &serde_json::json!({ "status": 202 }))
+            .await
+            .unwrap();
+        journal.flush().unwrap();
+        assert!(journal.run("r1").unwrap().steps.is_empty());
+        // A panic inside the run drops its journal.
+        drop(run);
+        let steps: Vec<_> = journal
+            .run("r1")
+            .unwrap()
+            .steps
+            .into_iter()
+            .map(|s| s.step)
+            .collect();
+        assert_eq!(steps, ["interaction"]);
+    }
+
+    fn start() -> RunStart {
+        RunStart {
             id: "r1".into(),
             flow_path: "f.yaml".into(),
             flow_name: "f".into(),
@@ -333,7 +370,29 @@ mod tests {
             inputs: Value::Object(Map::new()),
             at_ms: 1,
             queued: false,
-        };
+        }
+    }
+
+    fn ended(step: &str) -> StepRecord {
+        StepRecord {
+            id: step.into(),
+            phase: Phase::Steps,
+            status: StepStatus::Ok,
+            attempts: Vec::new(),
+            saved: Map::new(),
+            vars: Map::new(),
+            duration: Duration::ZERO,
+            resumed: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_steps_end_waits_for_the_runs_next_attempt_and_goes_in_its_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let store = SqliteStore::open(path.to_str().unwrap()).unwrap();
+        let journal = Arc::new(Journal::new(Box::new(store)));
+        let start = start();
         let run = RunJournal::new(
             journal.clone(),
             &start,
@@ -349,17 +408,7 @@ mod tests {
             .await
             .unwrap();
         run.answered("interaction", &attempt("interaction", 2, 202));
-        let record = StepRecord {
-            id: "interaction".into(),
-            phase: Phase::Steps,
-            status: StepStatus::Ok,
-            attempts: Vec::new(),
-            saved: Map::new(),
-            vars: Map::new(),
-            duration: Duration::ZERO,
-            resumed: false,
-        };
-        run.step_done(&record, &serde_json::json!({ "status": 202 }))
+        run.step_done(&ended("interaction"), &serde_json::json!({ "status": 202 }))
             .await
             .unwrap();
         // Held: another run's commit does not write it.
