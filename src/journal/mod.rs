@@ -303,6 +303,9 @@ pub trait Store: Send {
     /// Applies each group of writes in order, all in one transaction; a group that fails
     /// leaves nothing behind and does not stop the others. One result per group.
     fn apply(&self, groups: &[&[Write]]) -> Vec<Result<(), JournalError>>;
+    /// Called after the runs waiting for a transaction were answered: upkeep that need not
+    /// hold them up (the SQLite journal restarts its log here).
+    fn after_commit(&self) {}
     /// Runs, newest first; only unfinished ones with `unfinished`.
     fn runs(&self, unfinished: bool, limit: usize) -> Result<Vec<RunRow>, JournalError>;
     /// One run with its steps and attempts.
@@ -727,6 +730,7 @@ fn write_all(store: &dyn Store, writes: Vec<(Vec<Write>, Option<Reply>)>) {
             reply.send(result);
         }
     }
+    store.after_commit();
 }
 
 /// This process, as a run's owner: the machine's boot id, the process id and a number drawn

@@ -599,14 +599,16 @@ impl Store for SqliteStore {
             .iter()
             .map(|g| apply_group(&tx, g).map_err(store_error))
             .collect();
-        let results = match tx.commit() {
+        match tx.commit() {
             Ok(()) => results,
             Err(e) => vec![Err(store_error(e)); groups.len()],
-        };
-        if self.restart_due.swap(false, std::sync::atomic::Ordering::Relaxed) {
-            restart_log(&connection);
         }
-        results
+    }
+
+    fn after_commit(&self) {
+        if self.restart_due.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            restart_log(&self.lock());
+        }
     }
 
     fn cursor(&self, name: &str) -> Result<Option<String>, JournalError> {
@@ -1040,6 +1042,44 @@ mod tests {
             )
             .unwrap();
         assert_eq!(tables, 0);
+    }
+
+    #[test]
+    fn the_log_starts_again_instead_of_growing_while_runs_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let store = SqliteStore::open(path.to_str().unwrap()).unwrap();
+        assert_eq!(store.apply(&[&[started("r1")]]), [Ok(())]);
+        let request = raw(json!({ "body": "x".repeat(500) }));
+        let started = std::time::Instant::now();
+        // The log's header has a salt that changes each time the log starts again.
+        let mut salts = std::collections::HashSet::new();
+        // Commits back to back until the log started twice again, for at most 20 s (a slow
+        // machine copies slowly) and a bounded count.
+        for number in 1..=1_000_000u32 {
+            if salts.len() >= 3 || started.elapsed() > std::time::Duration::from_secs(20) {
+                break;
+            }
+            let sent = Write::AttemptSent {
+                run: "r1".into(),
+                step: "route".into(),
+                phase: "steps",
+                number,
+                request: request.clone(),
+                at_ms: 1,
+            };
+            assert_eq!(store.apply(&[&[sent]]), [Ok(())]);
+            store.after_commit();
+            let mut header = [0u8; 20];
+            let read = std::fs::File::open(dir.path().join("j.db-wal"))
+                .and_then(|mut wal| std::io::Read::read_exact(&mut wal, &mut header));
+            if read.is_ok() {
+                salts.insert(header[16..20].to_vec());
+            }
+        }
+        // Started, then started again at (nearly) every tick; without the restarts a passive
+        // checkpoint never catches up with a writer that commits all the time.
+        assert!(salts.len() >= 3, "the log started {} times", salts.len());
     }
 
     #[test]
