@@ -370,7 +370,7 @@ fn taken_over(run: &str) -> rusqlite::Error {
     )
 }
 
-fn apply_piece(tx: &rusqlite::Transaction, piece: &Piece) -> rusqlite::Result<()> {
+fn apply_piece(tx: &Connection, piece: &Piece) -> rusqlite::Result<()> {
     let me = super::owner_here();
     // The writes of a run's progress take effect only while this process owns the run: one
     // that lost it (another process took it over) neither sends nor overwrites the new
@@ -460,7 +460,7 @@ fn apply_piece(tx: &rusqlite::Transaction, piece: &Piece) -> rusqlite::Result<()
 /// Applies one group: a single statement is atomic by itself (a run's step end and next
 /// attempt are one row of the log); more take a savepoint, so a failing group leaves nothing
 /// behind.
-fn apply_group(tx: &rusqlite::Transaction, group: &[Write]) -> rusqlite::Result<()> {
+fn apply_group(tx: &Connection, group: &[Write]) -> rusqlite::Result<()> {
     let pieces = pieces(group);
     if let [one] = pieces.as_slice() {
         return apply_piece(tx, one);
@@ -474,6 +474,41 @@ fn apply_group(tx: &rusqlite::Transaction, group: &[Write]) -> rusqlite::Result<
     }
     run("RELEASE grp")?;
     result
+}
+
+/// A transaction open on a connection: rolled back unless committed (a failed commit, or a
+/// panic while writing).
+struct Open<'a> {
+    connection: &'a Connection,
+    done: bool,
+}
+
+impl<'a> Open<'a> {
+    fn run(connection: &Connection, sql: &str) -> rusqlite::Result<()> {
+        connection.prepare_cached(sql)?.execute([]).map(drop)
+    }
+
+    fn begin(connection: &'a Connection) -> rusqlite::Result<Open<'a>> {
+        Open::run(connection, "BEGIN")?;
+        Ok(Open {
+            connection,
+            done: false,
+        })
+    }
+
+    fn commit(mut self) -> rusqlite::Result<()> {
+        Open::run(self.connection, "COMMIT")?;
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        if !self.done && !self.connection.is_autocommit() {
+            let _ = Open::run(self.connection, "ROLLBACK");
+        }
+    }
 }
 
 /// Copies what is left of the log and has the next commit write from its start (see
@@ -590,18 +625,21 @@ const RUN_COLUMNS: &str = "id, flow_name, flow_path, status, started_ms, updated
 
 impl Store for SqliteStore {
     fn apply(&self, groups: &[&[Write]]) -> Vec<Result<(), JournalError>> {
-        let mut connection = self.lock();
-        let tx = match connection.transaction() {
+        let connection = self.lock();
+        let failed = |e| vec![Err(store_error(e)); groups.len()];
+        // Cached like the writes: `Connection::transaction` parses BEGIN and COMMIT again for
+        // every transaction, and one run at a time commits once per request.
+        let tx = match Open::begin(&connection) {
             Ok(tx) => tx,
-            Err(e) => return vec![Err(store_error(e)); groups.len()],
+            Err(e) => return failed(e),
         };
         let results: Vec<_> = groups
             .iter()
-            .map(|g| apply_group(&tx, g).map_err(store_error))
+            .map(|g| apply_group(&connection, g).map_err(store_error))
             .collect();
         match tx.commit() {
             Ok(()) => results,
-            Err(e) => vec![Err(store_error(e)); groups.len()],
+            Err(e) => failed(e),
         }
     }
 
