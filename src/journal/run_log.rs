@@ -150,10 +150,13 @@ impl RunJournal {
 }
 
 impl Drop for RunJournal {
-    /// A run that goes away without its end (a panic inside it) leaves what it held to the
-    /// next commit, as it would have gone without being held.
+    /// A run that goes away without its end (a panic inside it) leaves the steps' ends it held
+    /// to the next commit, as they would have gone without being held. Answers held with
+    /// nothing after them go with it: the journal never holds an answer without what came of
+    /// it.
     fn drop(&mut self) {
-        let held = std::mem::take(&mut *self.lock_held());
+        let mut held = std::mem::take(&mut *self.lock_held());
+        held.retain(|w| !matches!(w, Write::AttemptAnswered { .. }));
         if !held.is_empty() {
             self.journal.queue_all(held);
         }
@@ -349,7 +352,7 @@ mod tests {
             .unwrap();
         journal.flush().unwrap();
         assert!(journal.run("r1").unwrap().steps.is_empty());
-        // A panic inside the run drops its journal.
+        // A panic inside the run drops its journal: the step's end goes in.
         drop(run);
         let steps: Vec<_> = journal
             .run("r1")
@@ -359,6 +362,20 @@ mod tests {
             .map(|s| s.step)
             .collect();
         assert_eq!(steps, ["interaction"]);
+        // An answer held with nothing after it does not: the step stays in doubt, as it was
+        // before steps' ends were held.
+        let run = RunJournal::reopen(
+            journal.clone(),
+            "r1",
+            Masks(Secrets::default(), Secrets::default()),
+        );
+        run.before_send("route", Phase::Steps, 1, &request("route"))
+            .await
+            .unwrap();
+        run.answered("route", &attempt("route", 1, 202));
+        drop(run);
+        let last = journal.run("r1").unwrap().attempts.pop().unwrap();
+        assert_eq!((last.step.as_str(), last.answered), ("route", false));
     }
 
     fn start() -> RunStart {

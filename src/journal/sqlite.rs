@@ -9,7 +9,7 @@ use super::{AttemptRow, JournalError, RunDetail, RunRow, StepRow, Store, Write};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 use serde_json::value::RawValue;
-use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 /// Each migration, in order: migration `i` brings a file from version `i` to `i + 1`.
@@ -75,7 +75,8 @@ const MIGRATIONS: &[&str] = &[
 ",
     // One log of steps' ends and attempts in place of a table of each: a run's writes of one
     // group are one row (one statement, one table and one index written per request instead of
-    // two of each). The rows of the old tables become rows of the log, in their order.
+    // two of each). The rows of the old tables become rows of the log, in their order; a JSON
+    // cell that cannot be read becomes null, as it was read before.
     "
     CREATE TABLE log (
         seq         INTEGER PRIMARY KEY,
@@ -86,15 +87,19 @@ const MIGRATIONS: &[&str] = &[
     INSERT INTO log (run_id, records)
     SELECT run_id, records FROM (
         SELECT run_id, seq, json_array(json_object(
-            'kind', 'step', 'step', step, 'phase', phase, 'status', status, 'slot', json(slot),
-            'saved', json(saved), 'error', json(error), 'at_ms', at_ms)) AS records
+            'kind', 'step', 'step', step, 'phase', phase, 'status', status,
+            'slot', iif(json_valid(slot), json(slot), NULL),
+            'saved', iif(json_valid(saved), json(saved), NULL),
+            'error', iif(json_valid(error), json(error), NULL), 'at_ms', at_ms)) AS records
         FROM steps
         UNION ALL
         SELECT run_id, seq, CASE WHEN answered_ms IS NULL
             THEN json_array(json_object('kind', 'attempt', 'step', step, 'phase', phase,
-                'number', number, 'request', json(request), 'sent_ms', sent_ms))
+                'number', number, 'request', iif(json_valid(request), json(request), NULL),
+                'sent_ms', sent_ms))
             ELSE json_array(json_object('kind', 'attempt', 'step', step, 'phase', phase,
-                'number', number, 'request', json(request), 'sent_ms', sent_ms),
+                'number', number, 'request', iif(json_valid(request), json(request), NULL),
+                'sent_ms', sent_ms),
                 json_object('kind', 'answer', 'step', step, 'number', number, 'status', status,
                 'error', error, 'answered_ms', answered_ms)) END
         FROM attempts
@@ -233,13 +238,19 @@ fn migrate(connection: &Connection, path: &str) -> Result<(), JournalError> {
             MIGRATIONS.len()
         )));
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-        let sql = format!("BEGIN; {sql}; PRAGMA user_version = {}; COMMIT;", i + 1);
-        connection
-            .execute_batch(&sql)
-            .map_err(|e| JournalError::Store(format!("cannot update the schema of `{path}`: {e}")))?;
+    if version == MIGRATIONS.len() {
+        return Ok(());
     }
-    Ok(())
+    // All in one transaction: a file that cannot take them (another program's database with a
+    // table of one of these names) is left as it was.
+    let sql = format!(
+        "BEGIN; {}; PRAGMA user_version = {}; COMMIT;",
+        MIGRATIONS[version..].join(";"),
+        MIGRATIONS.len()
+    );
+    connection
+        .execute_batch(&sql)
+        .map_err(|e| JournalError::Store(format!("cannot update the schema of `{path}`: {e}")))
 }
 
 fn json_text(v: &Value) -> String {
@@ -251,40 +262,59 @@ fn json_of(text: Option<String>) -> Value {
         .unwrap_or(Value::Null)
 }
 
-/// One record of the `log` table: a step's end, an attempt, or an attempt's answer. Written
-/// from a [`Write`], borrowing it and its JSON text (`J` is `&RawValue`), and read back as
-/// values (`J` is `Value`).
-#[derive(serde::Serialize, serde::Deserialize)]
+/// One record of the `log` table: a step's end, an attempt, or an attempt's answer, written
+/// from a [`Write`] (borrowing it and its JSON text). Read back as a [`Stored`].
+#[derive(serde::Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
-enum Record<'a, J> {
+enum Record<'a> {
     Step {
-        step: Cow<'a, str>,
-        phase: Cow<'a, str>,
-        status: Cow<'a, str>,
-        slot: J,
-        saved: J,
-        error: Option<J>,
+        step: &'a str,
+        phase: &'a str,
+        status: &'a str,
+        slot: &'a RawValue,
+        saved: &'a RawValue,
+        error: Option<&'a RawValue>,
         at_ms: i64,
     },
     Attempt {
-        step: Cow<'a, str>,
-        phase: Cow<'a, str>,
+        step: &'a str,
+        phase: &'a str,
         number: u32,
-        request: J,
+        request: &'a RawValue,
         sent_ms: i64,
     },
     Answer {
-        step: Cow<'a, str>,
+        step: &'a str,
         number: u32,
         status: Option<u16>,
-        error: Option<Cow<'a, str>>,
+        error: Option<&'a str>,
         answered_ms: i64,
     },
 }
 
-impl<'a> Record<'a, &'a RawValue> {
+/// A record as read back: the fields of every kind, its JSON values as text, so that each is
+/// read on its own as it was from its own column (a tagged enum would read them all as one
+/// value, a body nested as deep as serde_json reads then too deep by two).
+#[derive(serde::Deserialize)]
+struct Stored {
+    kind: String,
+    step: String,
+    #[serde(default)]
+    phase: String,
+    #[serde(default)]
+    number: u32,
+    /// A step's status (text), or an answer's (a number or null).
+    status: Option<Box<RawValue>>,
+    slot: Option<Box<RawValue>>,
+    saved: Option<Box<RawValue>>,
+    /// A step's failure (an object), or an answer's transport error (text).
+    error: Option<Box<RawValue>>,
+    request: Option<Box<RawValue>>,
+}
+
+impl<'a> Record<'a> {
     /// The record `write` is, when it is one of the log's.
-    fn of(write: &'a Write) -> Option<Record<'a, &'a RawValue>> {
+    fn of(write: &'a Write) -> Option<Record<'a>> {
         Some(match write {
             Write::StepDone {
                 step,
@@ -296,9 +326,9 @@ impl<'a> Record<'a, &'a RawValue> {
                 at_ms,
                 ..
             } => Record::Step {
-                step: Cow::Borrowed(step),
-                phase: Cow::Borrowed(phase),
-                status: Cow::Borrowed(status),
+                step,
+                phase,
+                status,
                 slot,
                 saved,
                 error: error.as_deref(),
@@ -312,8 +342,8 @@ impl<'a> Record<'a, &'a RawValue> {
                 at_ms,
                 ..
             } => Record::Attempt {
-                step: Cow::Borrowed(step),
-                phase: Cow::Borrowed(phase),
+                step,
+                phase,
                 number: *number,
                 request,
                 sent_ms: *at_ms,
@@ -326,10 +356,10 @@ impl<'a> Record<'a, &'a RawValue> {
                 at_ms,
                 ..
             } => Record::Answer {
-                step: Cow::Borrowed(step),
+                step,
                 number: *number,
                 status: *status,
-                error: error.as_deref().map(Cow::Borrowed),
+                error: error.as_deref(),
                 answered_ms: *at_ms,
             },
             _ => return None,
@@ -340,10 +370,7 @@ impl<'a> Record<'a, &'a RawValue> {
 /// What one statement writes: a run's consecutive records of one group, as one row of the log,
 /// or a write of its own.
 enum Piece<'a> {
-    Log {
-        run: &'a str,
-        records: Vec<Record<'a, &'a RawValue>>,
-    },
+    Log { run: &'a str, records: Vec<Record<'a>> },
     Alone(&'a Write),
 }
 
@@ -528,77 +555,94 @@ fn restart_log(connection: &Connection) {
 /// An attempt is answered when its answer was written, or when its step ended (the step's end
 /// holds the last answer, which is then not written on its own): the last attempt of a step
 /// that ended has the step's status.
+///
+/// Linear in the records (a `for_each` step may hold many thousands of attempts). Each JSON
+/// field is read on its own, as it was from its own column before the log: a value nested as
+/// deep as serde_json reads (a response body) is not made unreadable by the records around it,
+/// and one that cannot be read is null.
 fn read_log(rows: &[(i64, String)]) -> Result<(Vec<StepRow>, Vec<AttemptRow>), String> {
-    let mut steps: Vec<StepRow> = Vec::new();
-    let mut attempts: Vec<AttemptRow> = Vec::new();
+    fn value(raw: &RawValue) -> Value {
+        serde_json::from_str(raw.get()).unwrap_or(Value::Null)
+    }
+    // In order of writing; a record written again leaves `None` where it was.
+    let mut steps: Vec<Option<StepRow>> = Vec::new();
+    let mut attempts: Vec<Option<AttemptRow>> = Vec::new();
+    let mut step_at: HashMap<String, usize> = HashMap::new();
+    let mut attempt_at: HashMap<(String, u32), usize> = HashMap::new();
     for (seq, text) in rows {
-        let records: Vec<Record<Value>> =
+        let records: Vec<Stored> =
             serde_json::from_str(text).map_err(|e| format!("the log row {seq} cannot be read: {e}"))?;
         for record in records {
-            match record {
-                Record::Step {
-                    step,
-                    phase,
-                    status,
-                    slot,
-                    saved,
-                    error,
-                    ..
-                } => {
-                    steps.retain(|s| s.step != step);
-                    steps.push(StepRow {
-                        step: step.into_owned(),
-                        phase: phase.into_owned(),
-                        status: status.into_owned(),
-                        slot,
-                        saved,
-                        error: error.unwrap_or(Value::Null),
-                    });
+            match record.kind.as_str() {
+                "step" => {
+                    if let Some(old) = step_at.insert(record.step.clone(), steps.len()) {
+                        steps[old] = None;
+                    }
+                    steps.push(Some(StepRow {
+                        step: record.step,
+                        phase: record.phase,
+                        status: record
+                            .status
+                            .as_deref()
+                            .map(value)
+                            .and_then(|s| s.as_str().map(str::to_string))
+                            .unwrap_or_default(),
+                        slot: record.slot.as_deref().map_or(Value::Null, value),
+                        saved: record.saved.as_deref().map_or(Value::Null, value),
+                        error: record.error.as_deref().map_or(Value::Null, value),
+                    }));
                 }
-                Record::Attempt {
-                    step,
-                    phase,
-                    number,
-                    request,
-                    ..
-                } => {
-                    attempts.retain(|a| (a.step.as_str(), a.number) != (&*step, number));
-                    attempts.push(AttemptRow {
-                        step: step.into_owned(),
-                        phase: phase.into_owned(),
-                        number,
-                        request,
+                "attempt" => {
+                    let key = (record.step.clone(), record.number);
+                    if let Some(old) = attempt_at.insert(key, attempts.len()) {
+                        attempts[old] = None;
+                    }
+                    attempts.push(Some(AttemptRow {
+                        step: record.step,
+                        phase: record.phase,
+                        number: record.number,
+                        request: record.request.as_deref().map_or(Value::Null, value),
                         status: None,
                         error: None,
                         answered: false,
-                    });
+                    }));
                 }
-                Record::Answer {
-                    step,
-                    number,
-                    status,
-                    error,
-                    ..
-                } => {
-                    if let Some(a) = attempts
-                        .iter_mut()
-                        .find(|a| (a.step.as_str(), a.number) == (&*step, number))
-                    {
-                        a.status = status;
-                        a.error = error.map(Cow::into_owned);
+                "answer" => {
+                    let at = attempt_at.get(&(record.step, record.number));
+                    if let Some(a) = at.and_then(|&i| attempts[i].as_mut()) {
+                        a.status = record
+                            .status
+                            .as_deref()
+                            .map(value)
+                            .and_then(|s| s.as_u64())
+                            .and_then(|s| u16::try_from(s).ok());
+                        a.error = record
+                            .error
+                            .as_deref()
+                            .map(value)
+                            .and_then(|e| e.as_str().map(str::to_string));
                         a.answered = true;
                     }
+                }
+                other => {
+                    return Err(format!(
+                        "the log row {seq} cannot be read: a record of kind `{other}`"
+                    ));
                 }
             }
         }
     }
-    let mut last = std::collections::HashMap::new();
+    let steps: Vec<StepRow> = steps.into_iter().flatten().collect();
+    let mut attempts: Vec<AttemptRow> = attempts.into_iter().flatten().collect();
+    let ended: HashMap<&str, &StepRow> = steps.iter().map(|s| (s.step.as_str(), s)).collect();
+    let mut last: HashMap<&str, u32> = HashMap::new();
     for a in &attempts {
-        let most = last.entry(a.step.clone()).or_insert(a.number);
+        let most = last.entry(a.step.as_str()).or_insert(a.number);
         *most = (*most).max(a.number);
     }
+    let last: HashMap<String, u32> = last.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
     for attempt in &mut attempts {
-        let Some(ended) = steps.iter().find(|s| s.step == attempt.step) else {
+        let Some(ended) = ended.get(attempt.step.as_str()) else {
             continue;
         };
         if attempt.status.is_none() && last.get(&attempt.step) == Some(&attempt.number) {
@@ -1003,6 +1047,32 @@ mod tests {
     }
 
     #[test]
+    fn a_body_nested_as_deep_as_json_is_read_reads_back() {
+        let store = SqliteStore::open(":memory:").unwrap();
+        // 126 levels in the body, 127 in the slot: as deep as serde_json reads a value (128),
+        // inside a record inside a row of the log.
+        let body = format!("{}{}", "[".repeat(126), "]".repeat(126));
+        let slot: Value = serde_json::from_str(&format!("{{\"body\":{body}}}")).unwrap();
+        let ended = Write::StepDone {
+            run: "r1".into(),
+            step: "a".into(),
+            phase: "steps",
+            status: "ok",
+            slot: raw(slot.clone()),
+            saved: raw(json!({})),
+            error: None,
+            at_ms: 5,
+        };
+        assert_eq!(
+            store.apply(&[&[started("r1"), sent("r1", "a", 1), ended]]),
+            [Ok(())]
+        );
+        let run = store.run("r1").unwrap().unwrap();
+        assert_eq!(run.steps[0].slot, slot);
+        assert!(run.attempts[0].answered);
+    }
+
+    #[test]
     fn a_log_row_that_cannot_be_read_is_an_error_not_a_panic() {
         let store = SqliteStore::open(":memory:").unwrap();
         assert_eq!(store.apply(&[&[started("r1")]]), [Ok(())]);
@@ -1033,7 +1103,8 @@ mod tests {
                INSERT INTO attempts (run_id, step, number, seq, phase, request, sent_ms, status, error, answered_ms)
                  VALUES ('r1', 'interaction', 1, 1, 'steps', '{"method":"POST"}', 2, NULL, 'timed out', 3),
                         ('r1', 'interaction', 2, 2, 'steps', '{"method":"POST"}', 4, NULL, NULL, NULL),
-                        ('r1', 'route', 1, 4, 'steps', '{"method":"POST","url":"/route"}', 6, NULL, NULL, NULL);
+                        ('r1', 'route', 1, 4, 'steps', '{"method":"POST","url":"/route"}', 6, NULL, NULL, NULL),
+                        ('r1', 'damaged', 1, 7, 'steps', '{"method":', 8, NULL, NULL, NULL);
                INSERT INTO steps (run_id, step, seq, phase, status, slot, saved, error, at_ms)
                  VALUES ('r1', 'interaction', 3, 'steps', 'ok', '{"status":202}', '{"id":"c1"}', NULL, 5);"#,
         )
@@ -1064,13 +1135,16 @@ mod tests {
             [
                 ("interaction", 1, None, Some("timed out"), true),
                 ("interaction", 2, Some(202), None, true),
-                ("route", 1, None, None, false)
+                ("route", 1, None, None, false),
+                ("damaged", 1, None, None, false)
             ]
         );
         assert_eq!(
             run.attempts[2].request,
             json!({ "method": "POST", "url": "/route" })
         );
+        // A cell that could not be read was read as null: it still is.
+        assert_eq!(run.attempts[3].request, Value::Null);
         let tables: i64 = store
             .lock()
             .query_row(
@@ -1118,6 +1192,31 @@ mod tests {
         // Started, then started again at (nearly) every tick; without the restarts a passive
         // checkpoint never catches up with a writer that commits all the time.
         assert!(salts.len() >= 3, "the log started {} times", salts.len());
+    }
+
+    #[test]
+    fn another_programs_database_is_refused_and_left_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("CREATE TABLE log (line TEXT); INSERT INTO log VALUES ('hello');")
+            .unwrap();
+        let Err(JournalError::Store(e)) = SqliteStore::open(path.to_str().unwrap()) else {
+            panic!("a database with a table `log` was taken for a journal")
+        };
+        assert!(e.contains("cannot update the schema") && e.contains("log"), "{e}");
+        let db = Connection::open(&path).unwrap();
+        let tables: Vec<String> = db
+            .prepare("SELECT name FROM sqlite_schema WHERE type = 'table'")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(tables, ["log"]);
+        let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, 0);
     }
 
     #[test]
