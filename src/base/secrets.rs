@@ -81,7 +81,7 @@ impl Secrets {
         })
     }
 
-    /// Calls `f` with a [`Masker`] for the secrets of every registry in `all` (each read once).
+    /// Calls `f` with a `Masker` for the secrets of every registry in `all` (each read once).
     pub fn with_masker<R>(all: &[&Secrets], f: impl FnOnce(&Masker) -> R) -> R {
         let guards: Vec<_> = all
             .iter()
