@@ -262,6 +262,17 @@ impl RunDetail {
     }
 }
 
+#[cfg(test)]
+impl RunDetail {
+    /// Each attempt as `(step, number, status, answered)`, in order.
+    pub(crate) fn attempt_states(&self) -> Vec<(&str, u32, Option<u16>, bool)> {
+        self.attempts
+            .iter()
+            .map(|a| (a.step.as_str(), a.number, a.status, a.answered))
+            .collect()
+    }
+}
+
 /// A step that ended.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct StepRow {

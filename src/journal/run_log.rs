@@ -205,6 +205,11 @@ impl RunLog for RunJournal {
             StepStatus::Failed(_) => "failed",
             StepStatus::NotRun => "not run",
         };
+        // Written masked, straight from the values: no copy of the slot (the response's body
+        // and headers) to mask first.
+        let (slot, saved, error) = self
+            .secrets
+            .with(|m| (m.raw(slot), m.raw_map(&record.saved), error.map(|e| m.raw(&e))));
         // Written with the run's next attempt (or its end), in one group: a crash in between —
         // the few microseconds from an answer to the next request — leaves the step in doubt,
         // which its `in_doubt` policy settles as it does for an answer lost on the way. One
@@ -214,11 +219,9 @@ impl RunLog for RunJournal {
             step: record.id.clone(),
             phase: phase_word(record.phase),
             status,
-            // Written masked, straight from the values: no copy of the slot (the response's body
-            // and headers) to mask first.
-            slot: self.secrets.with(|m| m.raw(slot)),
-            saved: self.secrets.with(|m| m.raw_map(&record.saved)),
-            error: error.map(|e| self.secrets.with(|m| m.raw(&e))),
+            slot,
+            saved,
+            error,
             at_ms: now_ms(),
         })
     }
@@ -336,13 +339,7 @@ mod tests {
     #[tokio::test]
     async fn a_run_gone_without_its_end_leaves_what_it_held_to_the_next_commit() {
         let journal = Arc::new(Journal::new(Box::new(SqliteStore::open(":memory:").unwrap())));
-        let start = start();
-        let run = RunJournal::new(
-            journal.clone(),
-            &start,
-            Masks(Secrets::default(), Secrets::default()),
-        );
-        run.durably(run.started(start)).await.unwrap();
+        let run = begun(&journal).await;
         run.before_send("interaction", Phase::Steps, 1, &request("interaction"))
             .await
             .unwrap();
@@ -364,11 +361,7 @@ mod tests {
         assert_eq!(steps, ["interaction"]);
         // An answer held with nothing after it does not: the step stays in doubt, as it was
         // before steps' ends were held.
-        let run = RunJournal::reopen(
-            journal.clone(),
-            "r1",
-            Masks(Secrets::default(), Secrets::default()),
-        );
+        let run = RunJournal::reopen(journal.clone(), "r1", no_masks());
         run.before_send("route", Phase::Steps, 1, &request("route"))
             .await
             .unwrap();
@@ -378,8 +371,13 @@ mod tests {
         assert_eq!((last.step.as_str(), last.answered), ("route", false));
     }
 
-    fn start() -> RunStart {
-        RunStart {
+    fn no_masks() -> Masks {
+        Masks(Secrets::default(), Secrets::default())
+    }
+
+    /// Run `r1` of `journal`, its start committed.
+    async fn begun(journal: &Arc<Journal>) -> RunJournal {
+        let start = RunStart {
             id: "r1".into(),
             flow_path: "f.yaml".into(),
             flow_name: "f".into(),
@@ -387,7 +385,10 @@ mod tests {
             inputs: Value::Object(Map::new()),
             at_ms: 1,
             queued: false,
-        }
+        };
+        let run = RunJournal::new(journal.clone(), &start, no_masks());
+        run.durably(run.started(start)).await.unwrap();
+        run
     }
 
     fn ended(step: &str) -> StepRecord {
@@ -409,13 +410,7 @@ mod tests {
         let path = dir.path().join("j.db");
         let store = SqliteStore::open(path.to_str().unwrap()).unwrap();
         let journal = Arc::new(Journal::new(Box::new(store)));
-        let start = start();
-        let run = RunJournal::new(
-            journal.clone(),
-            &start,
-            Masks(Secrets::default(), Secrets::default()),
-        );
-        run.durably(run.started(start)).await.unwrap();
+        let run = begun(&journal).await;
         run.before_send("interaction", Phase::Steps, 1, &request("interaction"))
             .await
             .unwrap();
@@ -438,13 +433,8 @@ mod tests {
         let after = journal.run("r1").unwrap();
         let steps: Vec<_> = after.steps.iter().map(|s| s.step.as_str()).collect();
         assert_eq!(steps, ["interaction"]);
-        let attempts: Vec<_> = after
-            .attempts
-            .iter()
-            .map(|a| (a.step.as_str(), a.number, a.status, a.answered))
-            .collect();
         assert_eq!(
-            attempts,
+            after.attempt_states(),
             [
                 ("interaction", 1, Some(503), true),
                 ("interaction", 2, Some(202), true),

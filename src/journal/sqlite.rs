@@ -640,15 +640,20 @@ fn read_log(rows: &[(i64, String)]) -> Result<(Vec<StepRow>, Vec<AttemptRow>), S
         let most = last.entry(a.step.as_str()).or_insert(a.number);
         *most = (*most).max(a.number);
     }
-    let last: HashMap<String, u32> = last.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-    for attempt in &mut attempts {
-        let Some(ended) = ended.get(attempt.step.as_str()) else {
-            continue;
-        };
-        if attempt.status.is_none() && last.get(&attempt.step) == Some(&attempt.number) {
-            attempt.status = ended.slot["status"].as_u64().and_then(|s| u16::try_from(s).ok());
+    // For each attempt whose step ended: the status its step's end gives it (the last one's).
+    let by_end: Vec<Option<Option<u16>>> = attempts
+        .iter()
+        .map(|a| {
+            let ended = ended.get(a.step.as_str())?;
+            let status = ended.slot["status"].as_u64().and_then(|s| u16::try_from(s).ok());
+            Some(status.filter(|_| last.get(a.step.as_str()) == Some(&a.number)))
+        })
+        .collect();
+    for (attempt, by_end) in attempts.iter_mut().zip(by_end) {
+        if let Some(status) = by_end {
+            attempt.status = attempt.status.or(status);
+            attempt.answered = true;
         }
-        attempt.answered = true;
     }
     Ok((steps, attempts))
 }
@@ -820,14 +825,7 @@ mod tests {
     #[test]
     fn writes_are_read_back_in_order() {
         let store = SqliteStore::open(":memory:").unwrap();
-        let sent = Write::AttemptSent {
-            run: "r1".into(),
-            step: "route".into(),
-            phase: "steps",
-            number: 1,
-            request: raw(json!({"method": "POST"})),
-            at_ms: 2,
-        };
+        let sent = sent("r1", "route", 1);
         assert_eq!(store.apply(&[&[started("r1")], &[sent]]), [Ok(()), Ok(())]);
         let run = store.run("r1").unwrap().unwrap();
         assert_eq!(run.row.status, "running");
@@ -874,14 +872,7 @@ mod tests {
             owner: "boot:1:other".into(),
         };
         assert_eq!(store.apply(&[&[elsewhere]]), [Ok(())]);
-        let sent = Write::AttemptSent {
-            run: "r1".into(),
-            step: "route".into(),
-            phase: "steps",
-            number: 1,
-            request: raw(json!({"method": "POST"})),
-            at_ms: 2,
-        };
+        let sent = sent("r1", "route", 1);
         let ended = Write::RunFinished {
             run: "r1".into(),
             status: "failed".into(),
@@ -1013,14 +1004,9 @@ mod tests {
             .map(|s| (s.step.as_str(), s.status.as_str()))
             .collect();
         assert_eq!(steps, [("interaction", "ok")]);
-        let attempts: Vec<_> = run
-            .attempts
-            .iter()
-            .map(|a| (a.step.as_str(), a.number, a.status, a.answered))
-            .collect();
         // The first attempt's own answer; the second's is the step's; the route is in doubt.
         assert_eq!(
-            attempts,
+            run.attempt_states(),
             [
                 ("interaction", 1, Some(503), true),
                 ("interaction", 2, Some(202), true),
