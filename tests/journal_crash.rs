@@ -746,3 +746,137 @@ fn a_delete_resent_after_it_took_effect_counts_as_done() {
         .count();
     assert_eq!(deletes, 2, "resent once");
 }
+
+/// The intent log files beside the journal file `db`.
+fn intent_files(db: &Path) -> Vec<String> {
+    let name = format!("{}.intent.", db.file_name().unwrap().to_str().unwrap());
+    let mut files: Vec<String> = std::fs::read_dir(db.parent().unwrap())
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|f| f.starts_with(&name))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn attempts_in_the_intent_log_of_a_killed_process_reach_the_journal_and_are_not_sent_twice() {
+    // A run goes on once its attempt is in the process's intent log; the journal file has it a
+    // moment later. Here the file is locked by another connection the whole time, so nothing
+    // of the run reaches it before the kill: only the intent log has the run.
+    let case = Case {
+        flow: "flows/inbound.yaml",
+        inputs: "flows/examples/inbound.inputs.yaml",
+    };
+    let (clean_counts, clean_log) = clean(&case);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("journal.db");
+    let journal = format!("sqlite:{}", db.display());
+    // The journal exists (with a run), then another connection holds its write lock.
+    let made = flowrun(
+        &[
+            "run",
+            case.flow,
+            "--inputs",
+            case.inputs,
+            "--journal",
+            &journal,
+            "--sim",
+        ],
+        &[],
+    )
+    .output()
+    .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let lock = rusqlite::Connection::open(&db).unwrap();
+    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+    let running = start_in_background(SimConfig::default()).unwrap();
+    let proxy = Proxy::start(running.addr);
+    *proxy.hold.lock().unwrap() = Some(Hold::Before(2));
+    let env = env_through(&running, &proxy);
+    // A batch line: its run starts with its first attempt (a run with an id of its own waits
+    // for the journal file to have its start).
+    let line = dir.path().join("one.jsonl");
+    std::fs::write(
+        &line,
+        r#"{"channel_address": "+15550100", "end_user": "+15550123", "text": "Hi", "queue_id": "00G5g000000SimQ", "agent_user_id": "0055g000000SimA"}"#,
+    )
+    .unwrap();
+    let line = line.to_str().unwrap();
+    let mut child = flowrun(
+        &["run", case.flow, "--inputs-jsonl", line, "--journal", &journal],
+        &env,
+    )
+    .spawn()
+    .unwrap();
+    proxy
+        .held
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the second request was never held");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    *proxy.hold.lock().unwrap() = None;
+    lock.execute_batch("ROLLBACK").unwrap();
+    drop(lock);
+
+    // Nothing of the run is in the file; its process's intent log has it.
+    let plain = rusqlite::Connection::open(&db).unwrap();
+    let unfinished: i64 = plain
+        .query_row("SELECT count(*) FROM runs WHERE status = 'running'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(unfinished, 0);
+    let files = intent_files(&db);
+    assert_eq!(files.len(), 2, "a lock file and a log: {files:?}");
+
+    // The next flowrun that opens the journal writes the log in and deletes it.
+    let listed = flowrun(
+        &[
+            "runs",
+            "list",
+            "--journal",
+            &journal,
+            "--unfinished",
+            "--format",
+            "json",
+        ],
+        &[],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let runs: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(intent_files(&db), Vec::<String>::new());
+    let id = runs[0]["id"].as_str().unwrap().to_string();
+    let shown = flowrun(&["runs", "show", &id, "--journal", &journal], &[])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.contains("status: running"), "{shown}");
+    assert!(shown.contains("steps     ok       interaction"), "{shown}");
+    assert!(shown.contains("attempt 1 of consent"), "{shown}");
+    assert!(shown.contains("sent, no answer recorded (in doubt)"), "{shown}");
+
+    // The resume finishes the run: the first step is not sent again, the second follows its
+    // policy (the request was held before the simulator saw it).
+    let out = flowrun(&["runs", "resume", &id, "--journal", &journal], &env)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (conversations, psrs, work, _) = counts(&running);
+    assert_eq!(
+        (conversations, psrs, work),
+        (clean_counts.0, clean_counts.1, clean_counts.2)
+    );
+    let sent = tally(&proxy.log.lock().unwrap());
+    assert_eq!(sent, tally(&clean_log), "every request once");
+    assert_eq!(intent_files(&db), Vec::<String>::new());
+}

@@ -157,10 +157,10 @@ pub fn open(arg: &JournalArg) -> Result<Arc<Journal>, u8> {
     })
 }
 
-/// Opens the journal `url` names (with a writer thread of its own when many runs go at once),
-/// or says why not (exit 3).
+/// Opens the journal `url` names for runs (see [`Journal::for_runs`]: `many` when many runs go
+/// at once), or says why not (exit 3).
 pub fn open_url(url: &str, many: bool) -> Result<Arc<Journal>, u8> {
-    let journal = Journal::open(url).and_then(|j| if many { j.with_writer() } else { Ok(j) });
+    let journal = Journal::open(url).and_then(|j| j.for_runs(many));
     journal.map(Arc::new).map_err(|e| {
         super::error(format_args!("{e}"));
         exit::USAGE

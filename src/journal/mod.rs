@@ -9,6 +9,7 @@
 //!
 //! The schema is documented in `docs/journal.md`.
 
+mod intents;
 mod postgres;
 mod postgres_tls;
 mod run_log;
@@ -66,7 +67,10 @@ impl std::fmt::Display for JournalError {
 }
 
 /// One change to the journal. A run's writes are applied in the order they were made.
-#[derive(Debug, Clone)]
+///
+/// Serialized as JSON into a process's intent log (see `journal/intents.rs`), read back when a
+/// process that died left one.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum Write {
     /// A run begins: its flow, its inputs (secret inputs left out) and when.
     RunStarted(RunStart),
@@ -84,7 +88,8 @@ pub enum Write {
         /// The step sending it.
         step: String,
         /// `steps` or `finally`.
-        phase: &'static str,
+        #[serde(deserialize_with = "word")]
+        phase: Word,
         /// The attempt's number within the step, from 1.
         number: u32,
         /// The request as stored (secrets masked, no `Authorization`), JSON text.
@@ -114,9 +119,11 @@ pub enum Write {
         /// The step.
         step: String,
         /// `steps` or `finally`.
-        phase: &'static str,
+        #[serde(deserialize_with = "word")]
+        phase: Word,
         /// `ok`, `skipped`, `stopped`, `failed` or `not run`.
-        status: &'static str,
+        #[serde(deserialize_with = "word")]
+        status: Word,
         /// What later steps read as `steps.<id>`, secrets masked, JSON text.
         slot: Box<RawValue>,
         /// The step's saved values, secrets masked, JSON text.
@@ -155,6 +162,32 @@ pub enum Write {
         /// Milliseconds since the Unix epoch.
         at_ms: i64,
     },
+    /// How far the store has the intent log of process `token` (see `journal/intents.rs`):
+    /// every group up to sequence number `seq`; `None` when the log is gone. Only a SQLite
+    /// journal has intent logs.
+    Applied {
+        /// The log.
+        token: String,
+        /// Its last group the store has.
+        seq: Option<u64>,
+    },
+}
+
+/// A word of a write that is one of a few: a phase, a step's status. (A name of its own: serde
+/// would take a `&'static str` field for text borrowed from what it reads.)
+pub type Word = &'static str;
+
+/// A [`Word`], read back.
+fn word<'de, D: serde::Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    const WORDS: &[&str] = &[
+        "steps", "finally", "ok", "skipped", "stopped", "failed", "not run",
+    ];
+    let text = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
+    WORDS
+        .iter()
+        .find(|w| **w == text)
+        .copied()
+        .ok_or_else(|| serde::de::Error::custom(format!("`{text}` is not a phase or a step's status")))
 }
 
 impl Write {
@@ -169,12 +202,13 @@ impl Write {
             | Write::Claimed { run, .. }
             | Write::RunFinished { run, .. } => run,
             Write::Cursor { name, .. } => name,
+            Write::Applied { token, .. } => token,
         }
     }
 }
 
 /// A run's first record.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RunStart {
     /// The run's id, unique in the journal.
     pub id: String,
@@ -312,8 +346,18 @@ pub struct AttemptRow {
 /// Where a journal keeps its records. The journal calls it from one thread at a time.
 pub trait Store: Send {
     /// Applies each group of writes in order, all in one transaction; a group that fails
-    /// leaves nothing behind and does not stop the others. One result per group.
-    fn apply(&self, groups: &[&[Write]]) -> Vec<Result<(), JournalError>>;
+    /// leaves nothing behind and does not stop the others. One result per group, or the
+    /// transaction's error when nothing was written.
+    fn write(&self, groups: &[&[Write]]) -> Result<Vec<Result<(), JournalError>>, JournalError>;
+    /// [`Store::write`] with the transaction's error as every group's.
+    fn apply(&self, groups: &[&[Write]]) -> Vec<Result<(), JournalError>> {
+        self.write(groups).unwrap_or_else(|e| vec![Err(e); groups.len()])
+    }
+    /// The path of the journal's file, when writes may go to an intent log beside it first
+    /// (see `journal/intents.rs`): a SQLite file.
+    fn intent_log_at(&self) -> Option<&str> {
+        None
+    }
     /// Called after the runs waiting for a transaction were answered: upkeep that need not
     /// hold them up (the SQLite journal restarts its log here).
     fn after_commit(&self) {}
@@ -409,13 +453,26 @@ impl Reply {
     }
 }
 
+/// A group of writes waiting for a transaction.
+struct Entry {
+    writes: Vec<Write>,
+    /// Who waits for the store to have them.
+    reply: Option<Reply>,
+    /// Its sequence number in the intent log; 0 when not in one.
+    seq: u64,
+    /// Whether it went ahead of the store: its run went on once it was in the intent log.
+    ahead: bool,
+}
+
 /// Writes waiting for a transaction, and whether one is being written now.
 #[derive(Default)]
 struct Pending {
-    writes: Vec<(Vec<Write>, Option<Reply>)>,
+    writes: Vec<Entry>,
     writing: bool,
     /// The journal is going away: its writer thread, if any, stops once nothing is left.
     closed: bool,
+    /// The intent log, when writes go ahead of the store (see `journal/intents.rs`).
+    ahead: Option<intents::Ahead>,
 }
 
 /// The most writes one transaction takes.
@@ -430,6 +487,9 @@ pub struct Journal {
     /// With many runs at once on several threads, a thread of its own writes (see
     /// [`Journal::with_writer`]); otherwise the run that asks writes.
     writer: Option<std::thread::JoinHandle<()>>,
+    /// Whether runs' writes go ahead of the store, into an intent log (see
+    /// [`Journal::durable_ahead`]).
+    ahead: bool,
 }
 
 struct Inner {
@@ -473,14 +533,33 @@ impl Journal {
                 wake: std::sync::Condvar::new(),
             }),
             writer: None,
+            ahead: false,
         }
     }
 
-    /// The same journal with a writer thread of its own, for many runs at once on several
-    /// threads: the threads running them never stop to write, so more writes wait for each
-    /// transaction (measured at concurrency 64: see bench/journal.sh). One run at a time is
-    /// faster without (no hop between threads for each commit).
+    /// The journal for runs: with a writer thread of its own when many runs go at once on
+    /// several threads (they never stop to write, so more writes wait for each transaction:
+    /// measured at concurrency 64, see bench/journal.sh), and always when the store can take
+    /// an intent log (a SQLite file): runs' writes then go ahead of the store (see
+    /// [`Journal::durable_ahead`]) and the writer thread commits them behind the runs. Without
+    /// either, the run that asks writes (no hop between threads for each commit).
+    pub fn for_runs(self, many: bool) -> Result<Journal, JournalError> {
+        let intents = self.lock_store().intent_log_at().is_some();
+        if many || intents {
+            self.with_writer()
+        } else {
+            Ok(self)
+        }
+    }
+
+    /// The same journal with a writer thread of its own, and an intent log when the store can
+    /// take one (see [`Journal::for_runs`]).
     pub fn with_writer(mut self) -> Result<Journal, JournalError> {
+        let db = self.lock_store().intent_log_at().map(str::to_string);
+        if let Some(db) = db {
+            self.inner.lock_pending().ahead = Some(intents::Ahead::new(intents::IntentLog::create(&db)?));
+            self.ahead = true;
+        }
         let inner = self.inner.clone();
         let writer = std::thread::Builder::new()
             .name("flowrun-journal".into())
@@ -491,17 +570,41 @@ impl Journal {
     }
 
     /// Adds `writes`: the writer thread writes them, or (without one) the caller does unless a
-    /// transaction is being written, everything waiting, until nothing is left.
-    fn submit(&self, writes: Vec<Write>, reply: Option<Reply>) {
+    /// transaction is being written, everything waiting, until nothing is left. With `ahead`
+    /// (and an intent log), they are in the log when this returns; an error says why not.
+    fn submit(&self, writes: Vec<Write>, reply: Option<Reply>, ahead: bool) -> Result<(), JournalError> {
         let inner = &self.inner;
+        // Serialized before the lock is taken: runs on other threads are not held up by it. A
+        // group someone waits for does not need to be in the log (they wait for the store).
+        let frame = (self.ahead && reply.is_none() && !writes.is_empty()).then(|| intents::frame(&writes));
         let mut pending = inner.lock_pending();
-        pending.writes.push((writes, reply));
+        let ahead = ahead && pending.ahead.is_some();
+        let mut seq = 0;
+        if let (Some(log), Some(frame)) = (pending.ahead.as_mut(), frame) {
+            let entered = match writes
+                .first()
+                .and_then(|w| ahead.then(|| log.refusal(w.run())).flatten())
+            {
+                Some(e) => Err(e),
+                None => log.enter(frame, ahead),
+            };
+            match entered {
+                Ok(n) => seq = n,
+                Err(e) => return Err(e),
+            }
+        }
+        pending.writes.push(Entry {
+            writes,
+            reply,
+            seq,
+            ahead,
+        });
         if self.writer.is_some() {
             inner.wake.notify_one();
-            return;
+            return Ok(());
         }
         if pending.writing {
-            return;
+            return Ok(());
         }
         pending.writing = true;
         let mut unwinding = Writing(Some(inner));
@@ -510,7 +613,7 @@ impl Journal {
             if pending.writes.is_empty() {
                 pending.writing = false;
                 unwinding.0 = None;
-                return;
+                return Ok(());
             }
         }
     }
@@ -526,7 +629,18 @@ impl Journal {
 
     /// Queues `writes` as one group: written together or not at all.
     pub fn queue_all(&self, writes: Vec<Write>) {
-        self.inner.lock_pending().writes.push((writes, None));
+        let frame = (self.ahead && !writes.is_empty()).then(|| intents::frame(&writes));
+        let mut pending = self.inner.lock_pending();
+        let seq = match (pending.ahead.as_mut(), frame) {
+            (Some(log), Some(frame)) => log.enter(frame, false).unwrap_or(0),
+            _ => 0,
+        };
+        pending.writes.push(Entry {
+            writes,
+            reply: None,
+            seq,
+            ahead: false,
+        });
     }
 
     /// Writes `write` (after everything queued before it); the future ends when it is durable.
@@ -541,10 +655,34 @@ impl Journal {
         writes: Vec<Write>,
     ) -> impl Future<Output = Result<(), JournalError>> + Send + 'static {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.submit(writes, Some(Reply::Awaited(tx)));
+        let _ = self.submit(writes, Some(Reply::Awaited(tx)), false);
         async move {
             rx.await
                 .unwrap_or_else(|_| Err(JournalError::Store("the journal's writer stopped".into())))
+        }
+    }
+
+    /// Writes `writes` as one group of a run's; the future ends when they are durable: in the
+    /// intent log when the journal has one (the store has them a moment later, and a run the
+    /// store then refuses is refused its next group), else in the store.
+    pub fn durable_ahead(
+        &self,
+        writes: Vec<Write>,
+    ) -> impl Future<Output = Result<(), JournalError>> + Send + 'static {
+        use futures_util::future::Either;
+        if !self.ahead {
+            return Either::Left(self.durable_all(writes));
+        }
+        Either::Right(std::future::ready(self.submit(writes, None, true)))
+    }
+
+    /// Forgets that the store refused a group of `run` (the run is over).
+    pub fn forget_refusal(&self, run: &str) {
+        if !self.ahead {
+            return;
+        }
+        if let Some(ahead) = self.inner.lock_pending().ahead.as_mut() {
+            ahead.forget(run);
         }
     }
 
@@ -556,7 +694,7 @@ impl Journal {
     /// Writes `writes` as one group and blocks until they are durable.
     pub fn commit_all(&self, writes: Vec<Write>) -> Result<(), JournalError> {
         let (tx, rx) = std::sync::mpsc::channel();
-        self.submit(writes, Some(Reply::Blocked(tx)));
+        let _ = self.submit(writes, Some(Reply::Blocked(tx)), false);
         rx.recv()
             .unwrap_or_else(|_| Err(JournalError::Store("the journal's writer stopped".into())))
     }
@@ -564,7 +702,7 @@ impl Journal {
     /// Writes everything queued.
     pub fn flush(&self) -> Result<(), JournalError> {
         let (tx, rx) = std::sync::mpsc::channel();
-        self.submit(Vec::new(), Some(Reply::Blocked(tx)));
+        let _ = self.submit(Vec::new(), Some(Reply::Blocked(tx)), false);
         rx.recv()
             .unwrap_or_else(|_| Err(JournalError::Store("the journal's writer stopped".into())))
     }
@@ -683,9 +821,48 @@ impl Inner {
         mut pending: std::sync::MutexGuard<'a, Pending>,
     ) -> std::sync::MutexGuard<'a, Pending> {
         let take = pending.writes.len().min(MOST_PER_TRANSACTION);
-        let batch: Vec<_> = pending.writes.drain(..take).collect();
+        let batch: Vec<Entry> = pending.writes.drain(..take).collect();
+        let last = batch.iter().map(|e| e.seq).max().unwrap_or(0);
+        let (marker, broken) = match pending.ahead.as_ref() {
+            Some(ahead) => (ahead.marker(last), ahead.broken().cloned()),
+            None => (None, None),
+        };
         drop(pending);
-        write_all(self.lock_store().as_ref(), batch);
+        let store = self.lock_store();
+        let outcome = match broken {
+            Some(e) => Err(e),
+            None => write_all(store.as_ref(), &batch, marker),
+        };
+        let mut pending = self.lock_pending();
+        if let Some(ahead) = pending.ahead.as_mut() {
+            match &outcome {
+                Ok(results) => {
+                    for (entry, result) in batch.iter().zip(results) {
+                        if let (true, Err(e), Some(w)) = (entry.ahead, result, entry.writes.first()) {
+                            ahead.refuse(w.run(), e.clone());
+                        }
+                    }
+                    ahead.applied(last);
+                }
+                // Groups of the log that the store does not have: the log keeps them for the
+                // next process that opens the journal, and nothing more is written here.
+                Err(e) if last > 0 => ahead.break_on(e.clone()),
+                Err(_) => {}
+            }
+        }
+        drop(pending);
+        let mut results = match outcome {
+            Ok(results) => results.into_iter(),
+            Err(e) => vec![Err(e); batch.len()].into_iter(),
+        };
+        for entry in batch {
+            let result = results.next().unwrap_or(Ok(()));
+            if let Some(reply) = entry.reply {
+                reply.send(result);
+            }
+        }
+        store.after_commit();
+        drop(store);
         self.lock_pending()
     }
 
@@ -709,39 +886,47 @@ impl Inner {
 impl Drop for Journal {
     fn drop(&mut self) {
         // What was queued is written when the journal goes away (the end of a command).
-        let _ = self.flush();
+        let flushed = self.flush();
         if let Some(writer) = self.writer.take() {
             self.inner.lock_pending().closed = true;
             self.inner.wake.notify_one();
             let _ = writer.join();
         }
+        // The store has everything the intent log holds: it goes. Otherwise it stays, for the
+        // next process that opens the journal.
+        let ahead = self.inner.lock_pending().ahead.take();
+        if let (Some(ahead), Ok(())) = (ahead, flushed) {
+            ahead.close(|forget| self.commit(forget));
+        }
     }
 }
 
-/// Writes `writes` in one transaction and answers everyone waiting for them.
-fn write_all(store: &dyn Store, writes: Vec<(Vec<Write>, Option<Reply>)>) {
-    let groups: Vec<&[Write]> = writes
+/// Writes `batch` in one transaction, with `marker` (how far the store has the intent log)
+/// last: a result per entry, or the transaction's error.
+fn write_all(
+    store: &dyn Store,
+    batch: &[Entry],
+    marker: Option<Write>,
+) -> Result<Vec<Result<(), JournalError>>, JournalError> {
+    let mut groups: Vec<&[Write]> = batch
         .iter()
-        .map(|(w, _)| w.as_slice())
+        .map(|e| e.writes.as_slice())
         .filter(|w| !w.is_empty())
         .collect();
-    let mut results = if groups.is_empty() {
+    groups.extend(marker.as_ref().map(std::slice::from_ref));
+    let mut written = if groups.is_empty() {
         Vec::new()
     } else {
-        store.apply(&groups)
+        store.write(&groups)?
     }
     .into_iter();
-    for (w, reply) in writes {
-        let result = if w.is_empty() {
-            Ok(())
-        } else {
-            results.next().unwrap_or(Ok(()))
-        };
-        if let Some(reply) = reply {
-            reply.send(result);
-        }
-    }
-    store.after_commit();
+    Ok(batch
+        .iter()
+        .map(|e| match e.writes.is_empty() {
+            true => Ok(()),
+            false => written.next().unwrap_or(Ok(())),
+        })
+        .collect())
 }
 
 /// This process, as a run's owner: the machine's boot id, the process id and a number drawn

@@ -484,6 +484,8 @@ async fn apply_one(tx: &tokio_postgres::Transaction<'_>, p: &Prepared, write: &W
         Write::Cursor { name, value, at_ms } => {
             tx.execute(&p.cursor, &[name, value, at_ms]).await?;
         }
+        // A PostgreSQL journal has no intent log: its writes go to the server directly.
+        Write::Applied { .. } => {}
     }
     Ok(())
 }
@@ -538,7 +540,7 @@ fn run_row(r: &Row) -> RunRow {
 const RUN_COLUMNS: &str = "id, flow_name, flow_path, status, started_ms, updated_ms, error";
 
 impl Store for PostgresStore {
-    fn apply(&self, groups: &[&[Write]]) -> Vec<Result<(), JournalError>> {
+    fn write(&self, groups: &[&[Write]]) -> Result<Vec<Result<(), JournalError>>, JournalError> {
         let mut client = self.lock();
         let queues = groups
             .iter()
@@ -564,9 +566,9 @@ impl Store for PostgresStore {
             }
         });
         match pipelined {
-            Ok(true) => return vec![Ok(()); groups.len()],
+            Ok(true) => return Ok(vec![Ok(()); groups.len()]),
             Ok(false) => {}
-            Err(e) => return vec![Err(store_error(e)); groups.len()],
+            Err(e) => return Err(store_error(e)),
         }
         let outcome = wait(async {
             let tx = client.transaction().await?;
@@ -578,7 +580,7 @@ impl Store for PostgresStore {
             tx.commit().await?;
             Ok::<_, tokio_postgres::Error>(results)
         });
-        outcome.unwrap_or_else(|e| vec![Err(store_error(e)); groups.len()])
+        outcome.map_err(store_error)
     }
 
     fn cursor(&self, name: &str) -> Result<Option<String>, JournalError> {

@@ -121,8 +121,15 @@ impl RunJournal {
     }
 
     /// Writes `write` after the writes held, as one group; the future ends when they are
-    /// durable.
+    /// durable (in the journal's intent log, when it has one: see [`Journal::durable_ahead`]).
     pub fn durably(&self, write: Write) -> Durably {
+        let done = self.journal.durable_ahead(self.with_held(write));
+        Box::pin(async move { done.await.map_err(|e| e.to_string()) })
+    }
+
+    /// Writes `write` after the writes held, as one group; the future ends when the store has
+    /// them, or refused them (a run id taken).
+    pub fn stored(&self, write: Write) -> Durably {
         let done = self.journal.durable_all(self.with_held(write));
         Box::pin(async move { done.await.map_err(|e| e.to_string()) })
     }
@@ -160,6 +167,7 @@ impl Drop for RunJournal {
         if !held.is_empty() {
             self.journal.queue_all(held);
         }
+        self.journal.forget_refusal(&self.run);
     }
 }
 

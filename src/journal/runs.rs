@@ -337,7 +337,7 @@ impl Durable for FlowRuns {
             // A named run waits for its start to be written: two lines with the same id, one
             // is refused. A fresh id cannot clash: its start goes with its first attempt.
             match named {
-                true => run.durably(start).await.map_err(taken)?,
+                true => run.stored(start).await.map_err(taken)?,
                 false => run.queued(start).await?,
             }
             Ok(Box::new(run) as Box<dyn DurableRun>)

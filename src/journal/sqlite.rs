@@ -5,7 +5,7 @@
 //! lose the last commits but never leaves the file inconsistent. The schema version is SQLite's
 //! `user_version`; [`MIGRATIONS`] bring an older file up to date, and a newer one is refused.
 
-use super::{AttemptRow, JournalError, RunDetail, RunRow, StepRow, Store, Write};
+use super::{AttemptRow, JournalError, RunDetail, RunRow, StepRow, Store, Write, intents};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -107,7 +107,18 @@ const MIGRATIONS: &[&str] = &[
     DROP TABLE steps;
     DROP TABLE attempts;
 ",
+    // How far the store has each process's intent log (see `journal/intents.rs`).
+    "
+    CREATE TABLE intents (
+        token       TEXT PRIMARY KEY,
+        applied     INTEGER NOT NULL
+    );
+",
 ];
+
+/// How many groups of a dead process's intent log go into one transaction when it is written
+/// back.
+const WRITE_BACK_BATCH: usize = 1024;
 
 /// How long a write waits for another process's transaction on the same file.
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -115,6 +126,8 @@ const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// A journal in one SQLite file.
 pub struct SqliteStore {
     connection: Mutex<Connection>,
+    /// The file; `None` in memory.
+    path: Option<String>,
     /// Copies the write-ahead log into the database file off the writers' path (see
     /// [`Checkpointer`]); `None` in memory.
     _checkpointer: Option<Checkpointer>,
@@ -148,11 +161,70 @@ impl SqliteStore {
             ":memory:" => None,
             _ => Some(Checkpointer::start(path, restart_due.clone())?),
         };
-        Ok(SqliteStore {
+        let store = SqliteStore {
             connection: Mutex::new(connection),
+            path: (path != ":memory:").then(|| path.to_string()),
             _checkpointer: checkpointer,
             restart_due,
-        })
+        };
+        store.write_back_dead_logs()?;
+        Ok(store)
+    }
+
+    /// Writes into the store the groups of every intent log whose process died, past what the
+    /// store has of each, and deletes the logs (see `journal/intents.rs`). A group the store
+    /// refuses (a run another process took over) is left out, as it was while it ran.
+    fn write_back_dead_logs(&self) -> Result<(), JournalError> {
+        let Some(path) = self.path.as_deref() else {
+            return Ok(());
+        };
+        for log in intents::dead_logs(path)? {
+            let token = log.token().to_string();
+            let failed = |e: JournalError| {
+                JournalError::Store(format!(
+                    "cannot write back the intent log of a process that stopped ({path}.intent.{token}): {e}"
+                ))
+            };
+            let applied: u64 = self
+                .lock()
+                .query_row("SELECT applied FROM intents WHERE token = ?1", [&token], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .optional()
+                .map_err(store_error)
+                .map_err(failed)?
+                .map_or(0, |n| u64::try_from(n).unwrap_or(0));
+            let mut batch: Vec<Vec<Write>> = Vec::new();
+            let flush = |batch: &mut Vec<Vec<Write>>, last: u64| -> Result<(), JournalError> {
+                batch.push(vec![Write::Applied {
+                    token: token.clone(),
+                    seq: Some(last),
+                }]);
+                let groups: Vec<&[Write]> = batch.iter().map(Vec::as_slice).collect();
+                self.write(&groups)?;
+                batch.clear();
+                Ok(())
+            };
+            let mut last = applied;
+            log.groups(|seq, writes| {
+                if seq > applied {
+                    batch.push(writes);
+                    last = seq;
+                    if batch.len() >= WRITE_BACK_BATCH {
+                        flush(&mut batch, last)?;
+                    }
+                }
+                Ok(())
+            })
+            .map_err(failed)?;
+            if !batch.is_empty() {
+                flush(&mut batch, last).map_err(failed)?;
+            }
+            log.remove_files();
+            self.write(&[&[Write::Applied { token, seq: None }]])?;
+            log.remove();
+        }
+        Ok(())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -478,6 +550,20 @@ fn apply_piece(tx: &Connection, piece: &Piece) -> rusqlite::Result<()> {
             )?
             .execute(params![name, value, at_ms])?;
         }
+        Write::Applied {
+            token,
+            seq: Some(seq),
+        } => {
+            tx.prepare_cached(
+                "INSERT INTO intents (token, applied) VALUES (?1, ?2)
+                 ON CONFLICT (token) DO UPDATE SET applied = excluded.applied",
+            )?
+            .execute(params![token, i64::try_from(*seq).unwrap_or(i64::MAX)])?;
+        }
+        Write::Applied { token, seq: None } => {
+            tx.prepare_cached("DELETE FROM intents WHERE token = ?1")?
+                .execute([token])?;
+        }
         // Records of the log: a piece of their own above.
         Write::StepDone { .. } | Write::AttemptSent { .. } | Write::AttemptAnswered { .. } => {}
     }
@@ -673,23 +759,21 @@ fn run_row(r: &rusqlite::Row) -> rusqlite::Result<RunRow> {
 const RUN_COLUMNS: &str = "id, flow_name, flow_path, status, started_ms, updated_ms, error";
 
 impl Store for SqliteStore {
-    fn apply(&self, groups: &[&[Write]]) -> Vec<Result<(), JournalError>> {
+    fn write(&self, groups: &[&[Write]]) -> Result<Vec<Result<(), JournalError>>, JournalError> {
         let connection = self.lock();
-        let failed = |e| vec![Err(store_error(e)); groups.len()];
         // Cached like the writes: `Connection::transaction` parses BEGIN and COMMIT again for
         // every transaction, and one run at a time commits once per request.
-        let tx = match Open::begin(&connection) {
-            Ok(tx) => tx,
-            Err(e) => return failed(e),
-        };
+        let tx = Open::begin(&connection).map_err(store_error)?;
         let results: Vec<_> = groups
             .iter()
             .map(|g| apply_group(&connection, g).map_err(store_error))
             .collect();
-        match tx.commit() {
-            Ok(()) => results,
-            Err(e) => failed(e),
-        }
+        tx.commit().map_err(store_error)?;
+        Ok(results)
+    }
+
+    fn intent_log_at(&self) -> Option<&str> {
+        self.path.as_deref()
     }
 
     fn after_commit(&self) {

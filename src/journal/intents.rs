@@ -1,0 +1,389 @@
+//! The intent log of a SQLite journal: what a process has to write, durable before the store
+//! has it.
+//!
+//! A run must not send a request before its attempt is durable. Waiting for an SQLite commit
+//! before every request cost a run at concurrency 1 about 40% of its speed (a commit is a
+//! transaction's locks, a B-tree and two to four pages of the write-ahead log). So a process
+//! appends each group of writes to a file of its own first — one `write(2)`, durable against the
+//! process dying as a commit with `synchronous = NORMAL` is — and its writer thread commits the
+//! groups to SQLite behind the runs, many at a time. Each commit records in the `intents` table
+//! how far the store has applied the log (a sequence number every group carries), in the same
+//! transaction as the groups.
+//!
+//! Files, beside the journal `PATH`: `PATH.intent.TOKEN`, empty, locked (`flock`) for as long
+//! as the process has the journal open; and `PATH.intent.TOKEN.N`, the groups, a new `N` past
+//! [`ROTATE_AT`] bytes, a file deleted once the store has every group in it. A journal closed
+//! cleanly leaves no file. Whoever opens the journal next writes the groups of a log whose lock
+//! is free (its process died) into the store, past what the store had, then deletes it: a
+//! resume sees every attempt the dead process made.
+//!
+//! A frame: the payload's length (`u32`, little-endian), the group's sequence number (`u64`,
+//! little-endian), then the group as JSON (an array of [`Write`]s). A torn last frame (a power
+//! cut) ends the log there.
+
+use super::{JournalError, Write};
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, Read, Write as _};
+use std::path::{Path, PathBuf};
+
+/// A log file is closed and the next one begun past this many bytes.
+const ROTATE_AT: u64 = 4 << 20;
+
+/// A frame's header: the payload's length and the group's sequence number.
+const HEADER: usize = 12;
+
+/// The group `writes` as a frame, its sequence number 0 until [`set_seq`] gives it one.
+pub(super) fn frame(writes: &[Write]) -> Vec<u8> {
+    let mut frame = vec![0; HEADER];
+    // Writes hold JSON values and text only: serializing them cannot fail.
+    let _ = serde_json::to_writer(&mut frame, writes);
+    let len = u32::try_from(frame.len() - HEADER).unwrap_or(u32::MAX);
+    frame[..4].copy_from_slice(&len.to_le_bytes());
+    frame
+}
+
+/// Gives `frame` its sequence number.
+pub(super) fn set_seq(frame: &mut [u8], seq: u64) {
+    frame[4..HEADER].copy_from_slice(&seq.to_le_bytes());
+}
+
+fn io_error(what: &str, path: &Path, e: std::io::Error) -> JournalError {
+    JournalError::Store(format!("cannot {what} the intent log `{}`: {e}", path.display()))
+}
+
+/// Where the logs of the journal at `db` are: `db.intent.`
+fn prefix(db: &str) -> String {
+    format!("{db}.intent.")
+}
+
+/// This process's intent log.
+pub(super) struct IntentLog {
+    /// `PATH.intent.TOKEN`.
+    lock_path: PathBuf,
+    token: String,
+    /// The lock that tells other processes this log is in use.
+    _lock: File,
+    file: File,
+    number: u32,
+    len: u64,
+    /// The last sequence number in the file being written.
+    last: u64,
+    /// Files written to the end, with the last sequence number of each.
+    full: Vec<(u32, u64)>,
+}
+
+impl IntentLog {
+    /// A new log for the journal at `db`.
+    pub(super) fn create(db: &str) -> Result<IntentLog, JournalError> {
+        let token = format!("{:016x}", fastrand::u64(..));
+        let lock_path = PathBuf::from(format!("{}{token}", prefix(db)));
+        // Locked before it has its name: a process opening the journal meanwhile never finds
+        // it unlocked and takes it for a dead process's.
+        let new = suffixed(&lock_path, ".new");
+        let lock = File::create(&new).map_err(|e| io_error("create", &new, e))?;
+        lock.try_lock().map_err(|e| io_error("lock", &new, e.into()))?;
+        std::fs::rename(&new, &lock_path).map_err(|e| io_error("create", &lock_path, e))?;
+        Ok(IntentLog {
+            file: open_new(&data_path(&lock_path, 0))?,
+            lock_path,
+            token,
+            _lock: lock,
+            number: 0,
+            len: 0,
+            last: 0,
+            full: Vec::new(),
+        })
+    }
+
+    /// The log's token, its key in the `intents` table.
+    pub(super) fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// Appends `frames`, whose last sequence number is `last`.
+    pub(super) fn append(&mut self, frames: &[u8], last: u64) -> Result<(), JournalError> {
+        if self.len >= ROTATE_AT {
+            let next = data_path(&self.lock_path, self.number + 1);
+            self.file = open_new(&next)?;
+            self.full.push((self.number, self.last));
+            self.number += 1;
+            self.len = 0;
+        }
+        let path = || data_path(&self.lock_path, self.number);
+        self.file
+            .write_all(frames)
+            .map_err(|e| io_error("write", &path(), e))?;
+        self.len += frames.len() as u64;
+        self.last = last;
+        Ok(())
+    }
+
+    /// The store has every group up to `seq`: the files they filled go.
+    pub(super) fn applied(&mut self, seq: u64) {
+        let lock_path = &self.lock_path;
+        self.full.retain(|&(number, last)| {
+            let gone = last <= seq && std::fs::remove_file(data_path(lock_path, number)).is_ok();
+            !gone
+        });
+    }
+
+    /// Deletes the log's files, the store having every group in them (the journal closes).
+    /// The lock file goes last (see [`DeadLog::remove`]).
+    pub(super) fn remove_files(&self) {
+        for (number, _) in &self.full {
+            let _ = std::fs::remove_file(data_path(&self.lock_path, *number));
+        }
+        let _ = std::fs::remove_file(data_path(&self.lock_path, self.number));
+    }
+
+    /// Deletes the lock file: the last step of closing the log.
+    pub(super) fn remove_lock(&self) {
+        let _ = std::fs::remove_file(&self.lock_path);
+    }
+}
+
+fn data_path(lock_path: &Path, number: u32) -> PathBuf {
+    suffixed(lock_path, &format!(".{number}"))
+}
+
+fn suffixed(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+fn open_new(path: &Path) -> Result<File, JournalError> {
+    OpenOptions::new()
+        .append(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| io_error("create", path, e))
+}
+
+/// The log of a process that died with the journal open: its lock taken, its groups to write.
+pub(super) struct DeadLog {
+    lock_path: PathBuf,
+    token: String,
+    _lock: File,
+    /// Its files, in order.
+    files: Vec<PathBuf>,
+}
+
+/// The logs beside the journal at `db` whose process is gone.
+pub(super) fn dead_logs(db: &str) -> Result<Vec<DeadLog>, JournalError> {
+    let prefix = PathBuf::from(prefix(db));
+    let dir = match prefix.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let Some(start) = prefix.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
+        return Ok(Vec::new());
+    };
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        // A directory that cannot be listed has no log this process could write back.
+        Err(_) => return Ok(Vec::new()),
+    };
+    let mut tokens: Vec<String> = entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|name| name.strip_prefix(&start).map(str::to_string))
+        .filter(|rest| rest.len() == 16 && rest.bytes().all(|b| b.is_ascii_hexdigit()))
+        .collect();
+    tokens.sort();
+    let mut dead = Vec::new();
+    for token in tokens {
+        let lock_path = dir.join(format!("{start}{token}"));
+        let Ok(lock) = File::open(&lock_path) else {
+            continue;
+        };
+        // Locked: its process is alive (or another one is writing it back now).
+        if lock.try_lock().is_err() {
+            continue;
+        }
+        let mut numbered: Vec<(u32, PathBuf)> = std::fs::read_dir(&dir)
+            .map_err(|e| io_error("list", &dir, e))?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter_map(|name| {
+                let number = name.strip_prefix(&format!("{start}{token}."))?.parse().ok()?;
+                Some((number, dir.join(name)))
+            })
+            .collect();
+        numbered.sort();
+        dead.push(DeadLog {
+            lock_path,
+            token,
+            _lock: lock,
+            files: numbered.into_iter().map(|(_, p)| p).collect(),
+        });
+    }
+    Ok(dead)
+}
+
+impl DeadLog {
+    /// The log's token, its key in the `intents` table.
+    pub(super) fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// Calls `each` with every group of the log, in order, with its sequence number; a torn
+    /// frame ends the log.
+    pub(super) fn groups(
+        &self,
+        mut each: impl FnMut(u64, Vec<Write>) -> Result<(), JournalError>,
+    ) -> Result<(), JournalError> {
+        for path in &self.files {
+            let file = File::open(path).map_err(|e| io_error("read", path, e))?;
+            let size = file.metadata().map_err(|e| io_error("read", path, e))?.len();
+            let mut reader = BufReader::new(file);
+            let mut at = 0u64;
+            loop {
+                let mut header = [0u8; HEADER];
+                if reader.read_exact(&mut header).is_err() {
+                    break;
+                }
+                let len = u32::from_le_bytes(header[..4].try_into().unwrap_or_default()) as u64;
+                let seq = u64::from_le_bytes(header[4..].try_into().unwrap_or_default());
+                at += HEADER as u64;
+                // Longer than what is left: torn (and never read into memory).
+                if len > size.saturating_sub(at) {
+                    return Ok(());
+                }
+                let mut payload = vec![0; len as usize];
+                if reader.read_exact(&mut payload).is_err() {
+                    return Ok(());
+                }
+                at += len;
+                match serde_json::from_slice::<Vec<Write>>(&payload) {
+                    Ok(writes) => each(seq, writes)?,
+                    Err(_) => return Ok(()),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes the log's files (the store has every group in them).
+    pub(super) fn remove_files(&self) {
+        for path in &self.files {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    /// Deletes the lock file: the last step, after the store forgot the log.
+    pub(super) fn remove(self) {
+        let _ = std::fs::remove_file(&self.lock_path);
+    }
+}
+
+/// A journal's intent log and what came of the groups that went ahead of the store.
+pub(super) struct Ahead {
+    log: IntentLog,
+    /// Frames of groups queued (nothing waits for them), to append before the next group that
+    /// goes ahead: a run's start goes into the log before its first attempt.
+    buffered: Vec<u8>,
+    /// The last sequence number given.
+    seq: u64,
+    /// Runs whose groups the store refused after they went ahead (another process took the
+    /// run over): their next group is refused before anything more is sent.
+    refused: std::collections::HashMap<String, JournalError>,
+    /// The store failed a transaction with groups of the log in it: nothing more goes ahead
+    /// or into the store, and the log stays for the next process that opens the journal.
+    broken: Option<JournalError>,
+}
+
+impl Ahead {
+    pub(super) fn new(log: IntentLog) -> Ahead {
+        Ahead {
+            log,
+            buffered: Vec::new(),
+            seq: 0,
+            refused: Default::default(),
+            broken: None,
+        }
+    }
+
+    /// Why a group of `run` cannot go ahead now, if it cannot.
+    pub(super) fn refusal(&self, run: &str) -> Option<JournalError> {
+        self.broken.clone().or_else(|| self.refused.get(run).cloned())
+    }
+
+    /// Gives `frame` the next sequence number and keeps it; with `ahead`, appends it to the log
+    /// with the frames kept before it. The sequence number.
+    pub(super) fn enter(&mut self, mut frame: Vec<u8>, ahead: bool) -> Result<u64, JournalError> {
+        self.seq += 1;
+        set_seq(&mut frame, self.seq);
+        if !ahead {
+            self.buffered.extend_from_slice(&frame);
+            return Ok(self.seq);
+        }
+        let result = if self.buffered.is_empty() {
+            self.log.append(&frame, self.seq)
+        } else {
+            self.buffered.extend_from_slice(&frame);
+            let frames = std::mem::take(&mut self.buffered);
+            self.log.append(&frames, self.seq)
+        };
+        if let Err(e) = &result {
+            self.broken = Some(e.clone());
+        }
+        result.map(|()| self.seq)
+    }
+
+    /// The write that records, in the transaction of the groups up to `last`, that the store
+    /// has them.
+    pub(super) fn marker(&self, last: u64) -> Option<Write> {
+        (last > 0 && self.broken.is_none()).then(|| Write::Applied {
+            token: self.log.token().to_string(),
+            seq: Some(last),
+        })
+    }
+
+    /// Whether the store failed a transaction of the log's groups.
+    pub(super) fn broken(&self) -> Option<&JournalError> {
+        self.broken.as_ref()
+    }
+
+    /// The store failed a transaction with groups of the log in it.
+    pub(super) fn break_on(&mut self, e: JournalError) {
+        self.broken = Some(e);
+    }
+
+    /// The store refused a group of `run` that went ahead.
+    pub(super) fn refuse(&mut self, run: &str, e: JournalError) {
+        self.refused.insert(run.to_string(), e);
+    }
+
+    /// Forgets a refusal of `run` (its run ended); whether there was one.
+    pub(super) fn forget(&mut self, run: &str) {
+        self.refused.remove(run);
+    }
+
+    /// The store has every group up to `last`: the frames kept for them and the files they
+    /// filled go.
+    pub(super) fn applied(&mut self, last: u64) {
+        let mut at = 0;
+        while at + HEADER <= self.buffered.len() {
+            let seq = u64::from_le_bytes(self.buffered[at + 4..at + HEADER].try_into().unwrap_or_default());
+            if seq > last {
+                break;
+            }
+            let len = u32::from_le_bytes(self.buffered[at..at + 4].try_into().unwrap_or_default());
+            at += HEADER + len as usize;
+        }
+        self.buffered.drain(..at.min(self.buffered.len()));
+        self.log.applied(last);
+    }
+
+    /// Closes the log of a journal whose every group is in the store: its files go, then
+    /// (once `forget` took its row out of the store) its lock file.
+    pub(super) fn close(self, forget: impl FnOnce(Write) -> Result<(), JournalError>) {
+        if self.broken.is_some() {
+            return;
+        }
+        self.log.remove_files();
+        let token = self.log.token().to_string();
+        if forget(Write::Applied { token, seq: None }).is_ok() {
+            self.log.remove_lock();
+        }
+    }
+}
