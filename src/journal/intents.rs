@@ -80,8 +80,12 @@ impl IntentLog {
         // Locked before it has its name: a process opening the journal meanwhile never finds
         // it unlocked and takes it for a dead process's.
         let new = suffixed(&lock_path, ".new");
-        let lock = File::create(&new).map_err(|e| io_error("create", &new, e))?;
+        let mut lock = File::create(&new).map_err(|e| io_error("create", &new, e))?;
         lock.try_lock().map_err(|e| io_error("lock", &new, e.into()))?;
+        // Whose writes the log holds: written back, they are this process's (its runs' writes
+        // go in only while it owns them).
+        lock.write_all(super::owner_here().as_bytes())
+            .map_err(|e| io_error("write", &new, e))?;
         std::fs::rename(&new, &lock_path).map_err(|e| io_error("create", &lock_path, e))?;
         Ok(IntentLog {
             file: open_new(&data_path(&lock_path, 0))?,
@@ -164,6 +168,8 @@ fn open_new(path: &Path) -> Result<File, JournalError> {
 pub(super) struct DeadLog {
     lock_path: PathBuf,
     token: String,
+    /// The process that wrote it, as [`super::owner_here`] named it.
+    owner: String,
     _lock: File,
     /// Its files, in order.
     files: Vec<PathBuf>,
@@ -179,39 +185,42 @@ pub(super) fn dead_logs(db: &str) -> Result<Vec<DeadLog>, JournalError> {
     let Some(start) = prefix.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
         return Ok(Vec::new());
     };
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
+    let names: Vec<String> = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|name| name.starts_with(&start))
+            .collect(),
         // A directory that cannot be listed has no log this process could write back.
         Err(_) => return Ok(Vec::new()),
     };
-    let mut tokens: Vec<String> = entries
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter_map(|name| name.strip_prefix(&start).map(str::to_string))
+    let mut tokens: Vec<&str> = names
+        .iter()
+        .filter_map(|name| name.strip_prefix(&start))
         .filter(|rest| rest.len() == 16 && rest.bytes().all(|b| b.is_ascii_hexdigit()))
         .collect();
     tokens.sort();
     let mut dead = Vec::new();
     for token in tokens {
         let lock_path = dir.join(format!("{start}{token}"));
-        let Ok(lock) = File::open(&lock_path) else {
+        let Ok(mut lock) = File::open(&lock_path) else {
             continue;
         };
         // Locked: its process is alive (or another one is writing it back now).
         if lock.try_lock().is_err() {
             continue;
         }
-        let mut numbered: Vec<(u32, PathBuf)> = std::fs::read_dir(&dir)
-            .map_err(|e| io_error("list", &dir, e))?
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .filter_map(|name| {
-                let number = name.strip_prefix(&format!("{start}{token}."))?.parse().ok()?;
-                Some((number, dir.join(name)))
-            })
+        let mut owner = String::new();
+        let _ = (&mut lock).take(1024).read_to_string(&mut owner);
+        let data = format!("{start}{token}.");
+        let mut numbered: Vec<(u32, PathBuf)> = names
+            .iter()
+            .filter_map(|name| Some((name.strip_prefix(&data)?.parse().ok()?, dir.join(name))))
             .collect();
         numbered.sort();
         dead.push(DeadLog {
             lock_path,
-            token,
+            token: token.to_string(),
+            owner,
             _lock: lock,
             files: numbered.into_iter().map(|(_, p)| p).collect(),
         });
@@ -223,6 +232,11 @@ impl DeadLog {
     /// The log's token, its key in the `intents` table.
     pub(super) fn token(&self) -> &str {
         &self.token
+    }
+
+    /// The process that wrote the log.
+    pub(super) fn owner(&self) -> &str {
+        &self.owner
     }
 
     /// Calls `each` with every group of the log, in order, with its sequence number; a torn
@@ -385,5 +399,189 @@ impl Ahead {
         if forget(Write::Applied { token, seq: None }).is_ok() {
             self.log.remove_lock();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::sqlite::tests::{sent, started};
+    use crate::journal::{Journal, SqliteStore, Store};
+    use futures_util::FutureExt;
+
+    fn journal(db: &Path) -> Journal {
+        let store = SqliteStore::open(db.to_str().unwrap()).unwrap();
+        Journal::new(Box::new(store)).with_writer().unwrap()
+    }
+
+    /// Writes `writes` ahead of the store (the future is ready at once).
+    fn ahead(journal: &Journal, writes: Vec<Write>) -> Result<(), JournalError> {
+        journal
+            .durable_ahead(writes)
+            .now_or_never()
+            .expect("ready at once")
+    }
+
+    fn files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.contains(".intent."))
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn attempts(db: &Path, run: &str) -> Vec<(String, u32)> {
+        let store = SqliteStore::open(db.to_str().unwrap()).unwrap();
+        let detail = store.run(run).unwrap().unwrap();
+        detail
+            .attempts
+            .iter()
+            .map(|a| (a.step.clone(), a.number))
+            .collect()
+    }
+
+    #[test]
+    fn a_run_the_store_refused_after_its_group_went_ahead_is_refused_its_next_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = journal(&dir.path().join("j.db"));
+        journal.commit(started("r1")).unwrap();
+        // Another process takes the run over (`runs resume --force`).
+        journal
+            .commit(Write::Claimed {
+                run: "r1".into(),
+                owner: "elsewhere".into(),
+            })
+            .unwrap();
+        // The group went ahead: the run was not told yet.
+        assert_eq!(ahead(&journal, vec![sent("r1", "route", 1)]), Ok(()));
+        journal.flush().unwrap();
+        // The store refused it: the next group is refused before anything more is sent.
+        let refused = ahead(&journal, vec![sent("r1", "route", 2)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("run `r1` was taken over by another flowrun process"),
+            "{refused}"
+        );
+        // Another run goes on.
+        journal.commit(started("r2")).unwrap();
+        assert_eq!(ahead(&journal, vec![sent("r2", "route", 1)]), Ok(()));
+    }
+
+    #[test]
+    fn a_journal_closed_cleanly_leaves_no_log_and_one_that_failed_keeps_its_log_for_the_next_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("j.db");
+        let clean = journal(&db);
+        clean.commit(started("r1")).unwrap();
+        assert_eq!(ahead(&clean, vec![sent("r1", "route", 1)]), Ok(()));
+        assert_eq!(files(dir.path()).len(), 2, "a lock file and a log");
+        drop(clean);
+        assert_eq!(files(dir.path()), Vec::<String>::new());
+        assert_eq!(attempts(&db, "r1"), [("route".to_string(), 1)]);
+
+        // Another connection holds the file's write lock past the busy timeout: the
+        // transaction with the group that went ahead fails.
+        let failing = journal(&db);
+        let lock = rusqlite::Connection::open(&db).unwrap();
+        lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+        assert_eq!(ahead(&failing, vec![sent("r1", "route", 2)]), Ok(()));
+        let failed = failing.flush().unwrap_err().to_string();
+        assert!(failed.contains("database is locked"), "{failed}");
+        // Nothing more goes ahead, and the log stays when the journal goes.
+        let refused = ahead(&failing, vec![sent("r1", "route", 3)]).unwrap_err();
+        assert_eq!(refused.to_string(), failed);
+        drop(failing);
+        assert_eq!(files(dir.path()).len(), 2, "{:?}", files(dir.path()));
+        lock.execute_batch("ROLLBACK").unwrap();
+
+        // The next process that opens the journal writes the group in and deletes the log.
+        assert_eq!(
+            attempts(&db, "r1"),
+            [("route".to_string(), 1), ("route".to_string(), 2)]
+        );
+        assert_eq!(files(dir.path()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_torn_or_hostile_frame_ends_a_dead_log_and_nothing_past_it_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("j.db");
+        let path = db.to_str().unwrap();
+        drop(journal(&db));
+        // The run of a process that died: its log's writes go in as that process's.
+        let store = SqliteStore::open(path).unwrap();
+        let dead = Write::Claimed {
+            run: "r1".into(),
+            owner: "boot:4242:0000abcd".into(),
+        };
+        assert_eq!(store.apply(&[&[started("r1"), dead]]), [Ok(())]);
+        drop(store);
+        // Its log: two whole frames, then a frame that says it is 4 GiB long.
+        let lock = format!("{path}.intent.00000000000000aa");
+        std::fs::write(&lock, "boot:4242:0000abcd").unwrap();
+        let mut bytes = Vec::new();
+        for (seq, number) in [(1, 1), (2, 2)] {
+            let mut f = frame(&[sent("r1", "route", number)]);
+            set_seq(&mut f, seq);
+            bytes.extend(f);
+        }
+        bytes.extend(u32::MAX.to_le_bytes());
+        bytes.extend(3u64.to_le_bytes());
+        bytes.extend(b"[{\"Vars\"");
+        std::fs::write(format!("{lock}.0"), &bytes).unwrap();
+        assert_eq!(
+            attempts(&db, "r1"),
+            [("route".to_string(), 1), ("route".to_string(), 2)]
+        );
+        assert_eq!(files(dir.path()), Vec::<String>::new());
+
+        // A log cut in the middle of a frame: the frames before it.
+        std::fs::write(&lock, "boot:4242:0000abcd").unwrap();
+        let mut f = frame(&[sent("r1", "route", 3)]);
+        set_seq(&mut f, 1);
+        let whole = f.clone();
+        f.truncate(f.len() - 3);
+        std::fs::write(format!("{lock}.0"), [whole, f].concat()).unwrap();
+        let numbers: Vec<u32> = attempts(&db, "r1").iter().map(|a| a.1).collect();
+        assert_eq!(numbers, [1, 2, 3]);
+    }
+
+    #[test]
+    fn a_long_log_goes_on_in_new_files_and_those_the_store_has_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("j.db");
+        let journal = journal(&db);
+        journal.commit(started("r1")).unwrap();
+        let body = "x".repeat(4096);
+        let mut most = 0;
+        for n in 1..=1500u32 {
+            let mut write = sent("r1", "route", n);
+            if let Write::AttemptSent { request, .. } = &mut write {
+                *request = crate::base::secrets::raw(&serde_json::json!({ "body": body }));
+            }
+            assert_eq!(ahead(&journal, vec![write]), Ok(()));
+            if n % 100 == 0 {
+                journal.flush().unwrap();
+                most = most.max(files(dir.path()).len());
+            }
+        }
+        // 6 MB written: a second file was begun, and the first went once the store had it.
+        assert!(
+            files(dir.path()).iter().any(|f| f.ends_with(".1")),
+            "{:?}",
+            files(dir.path())
+        );
+        assert!(
+            !files(dir.path()).iter().any(|f| f.ends_with(".0")),
+            "{:?}",
+            files(dir.path())
+        );
+        assert!(most <= 3, "{most}");
+        drop(journal);
+        assert_eq!(files(dir.path()), Vec::<String>::new());
+        assert_eq!(attempts(&db, "r1").len(), 1500);
     }
 }

@@ -201,7 +201,7 @@ impl SqliteStore {
                     seq: Some(last),
                 }]);
                 let groups: Vec<&[Write]> = batch.iter().map(Vec::as_slice).collect();
-                self.write(&groups)?;
+                self.write_as(&groups, log.owner())?;
                 batch.clear();
                 Ok(())
             };
@@ -229,6 +229,28 @@ impl SqliteStore {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.connection.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// [`Store::write`] for the process `me`: this one, or one whose intent log is written
+    /// back (its runs are its own).
+    fn write_as(&self, groups: &[&[Write]], me: &str) -> Result<Vec<Result<(), JournalError>>, JournalError> {
+        let connection = self.lock();
+        // Cached like the writes: `Connection::transaction` parses BEGIN and COMMIT again for
+        // every transaction, and one run at a time commits once per request.
+        let tx = Open::begin(&connection).map_err(store_error)?;
+        let mut results = Vec::with_capacity(groups.len());
+        for group in groups {
+            match apply_group(&connection, group, me) {
+                Ok(()) => results.push(Ok(())),
+                // A group refused (a run taken over, an id taken) fails alone; the file
+                // failing (locked past the busy timeout, full, unreadable) fails the
+                // transaction: no group was refused, none is written.
+                Err(e) if refused(&e) => results.push(Err(store_error(e))),
+                Err(e) => return Err(store_error(e)),
+            }
+        }
+        tx.commit().map_err(store_error)?;
+        Ok(results)
     }
 }
 
@@ -461,6 +483,16 @@ fn pieces(group: &[Write]) -> Vec<Piece<'_>> {
     pieces
 }
 
+/// Whether `e` refuses a group (a constraint: a run taken over, an id taken; or a value that
+/// cannot be stored) rather than tells that the file failed.
+fn refused(e: &rusqlite::Error) -> bool {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _) => f.code == rusqlite::ErrorCode::ConstraintViolation,
+        rusqlite::Error::ToSqlConversionFailure(_) => true,
+        _ => false,
+    }
+}
+
 /// The error of a write refused because another process owns its run now.
 fn taken_over(run: &str) -> rusqlite::Error {
     rusqlite::Error::SqliteFailure(
@@ -469,8 +501,8 @@ fn taken_over(run: &str) -> rusqlite::Error {
     )
 }
 
-fn apply_piece(tx: &Connection, piece: &Piece) -> rusqlite::Result<()> {
-    let me = super::owner_here();
+/// Applies `piece` for the process `me` (this one, or one whose intent log is written back).
+fn apply_piece(tx: &Connection, piece: &Piece, me: &str) -> rusqlite::Result<()> {
     // The writes of a run's progress take effect only while this process owns the run: one
     // that lost it (another process took it over) neither sends nor overwrites the new
     // owner's writes. No row changed means exactly that.
@@ -510,7 +542,7 @@ fn apply_piece(tx: &Connection, piece: &Piece) -> rusqlite::Result<()> {
                 json_text(&start.inputs),
                 if start.queued { "queued" } else { "running" },
                 start.at_ms,
-                (!start.queued).then(super::owner_here)
+                (!start.queued).then_some(me)
             ])?;
         }
         Write::Claimed { run, owner } => {
@@ -573,15 +605,15 @@ fn apply_piece(tx: &Connection, piece: &Piece) -> rusqlite::Result<()> {
 /// Applies one group: a single statement is atomic by itself (a run's step end and next
 /// attempt are one row of the log); more take a savepoint, so a failing group leaves nothing
 /// behind.
-fn apply_group(tx: &Connection, group: &[Write]) -> rusqlite::Result<()> {
+fn apply_group(tx: &Connection, group: &[Write], me: &str) -> rusqlite::Result<()> {
     let pieces = pieces(group);
     if let [one] = pieces.as_slice() {
-        return apply_piece(tx, one);
+        return apply_piece(tx, one, me);
     }
     // Cached like the writes: `execute_batch` would parse the statement on every group.
     let run = |sql: &str| tx.prepare_cached(sql)?.execute([]).map(drop);
     run("SAVEPOINT grp")?;
-    let result = pieces.iter().try_for_each(|p| apply_piece(tx, p));
+    let result = pieces.iter().try_for_each(|p| apply_piece(tx, p, me));
     if result.is_err() {
         run("ROLLBACK TO grp")?;
     }
@@ -760,16 +792,7 @@ const RUN_COLUMNS: &str = "id, flow_name, flow_path, status, started_ms, updated
 
 impl Store for SqliteStore {
     fn write(&self, groups: &[&[Write]]) -> Result<Vec<Result<(), JournalError>>, JournalError> {
-        let connection = self.lock();
-        // Cached like the writes: `Connection::transaction` parses BEGIN and COMMIT again for
-        // every transaction, and one run at a time commits once per request.
-        let tx = Open::begin(&connection).map_err(store_error)?;
-        let results: Vec<_> = groups
-            .iter()
-            .map(|g| apply_group(&connection, g).map_err(store_error))
-            .collect();
-        tx.commit().map_err(store_error)?;
-        Ok(results)
+        self.write_as(groups, super::owner_here())
     }
 
     fn intent_log_at(&self) -> Option<&str> {
@@ -889,12 +912,12 @@ impl Store for SqliteStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::journal::RunStart;
     use serde_json::json;
 
-    fn started(id: &str) -> Write {
+    pub(in crate::journal) fn started(id: &str) -> Write {
         Write::RunStarted(RunStart {
             id: id.into(),
             flow_path: "flows/inbound.yaml".into(),
@@ -1032,7 +1055,7 @@ mod tests {
         }
     }
 
-    fn sent(run: &str, step: &str, number: u32) -> Write {
+    pub(in crate::journal) fn sent(run: &str, step: &str, number: u32) -> Write {
         Write::AttemptSent {
             run: run.into(),
             step: step.into(),
