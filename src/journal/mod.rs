@@ -473,7 +473,16 @@ struct Pending {
     closed: bool,
     /// The intent log, when writes go ahead of the store (see `journal/intents.rs`).
     ahead: Option<intents::Ahead>,
+    /// How many of `writes` someone waits for (the writer does not gather more for them).
+    awaited: usize,
+    /// The writer thread waits for something to write (it is woken for anything), not for
+    /// more to gather (it is woken only for a write someone waits for).
+    idle: bool,
 }
+
+/// How long the writer gathers groups that went ahead before it writes them (see
+/// [`Inner::write_until_closed`]).
+const GATHER: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// The most writes one transaction takes.
 const MOST_PER_TRANSACTION: usize = 4096;
@@ -577,6 +586,7 @@ impl Journal {
         // Serialized before the lock is taken: runs on other threads are not held up by it. A
         // group someone waits for does not need to be in the log (they wait for the store).
         let frame = (self.ahead && reply.is_none() && !writes.is_empty()).then(|| intents::frame(&writes));
+        let awaited = reply.is_some();
         let mut pending = inner.lock_pending();
         let ahead = ahead && pending.ahead.is_some();
         let mut seq = 0;
@@ -600,7 +610,10 @@ impl Journal {
             ahead,
         });
         if self.writer.is_some() {
-            inner.wake.notify_one();
+            pending.awaited += usize::from(awaited);
+            if pending.idle || awaited {
+                inner.wake.notify_one();
+            }
             return Ok(());
         }
         if pending.writing {
@@ -822,6 +835,11 @@ impl Inner {
     ) -> std::sync::MutexGuard<'a, Pending> {
         let take = pending.writes.len().min(MOST_PER_TRANSACTION);
         let batch: Vec<Entry> = pending.writes.drain(..take).collect();
+        pending.awaited -= batch
+            .iter()
+            .filter(|e| e.reply.is_some())
+            .count()
+            .min(pending.awaited);
         let last = batch.iter().map(|e| e.seq).max().unwrap_or(0);
         let (marker, broken) = match pending.ahead.as_ref() {
             Some(ahead) => (ahead.marker(last), ahead.broken().cloned()),
@@ -867,14 +885,34 @@ impl Inner {
     }
 
     /// The writer thread: writes whatever waits, sleeps when nothing does, stops when closed.
+    ///
+    /// With an intent log, no run waits for the store: the writer gathers what comes for up to
+    /// [`GATHER`] before each transaction (unless someone waits for one), so that a commit holds
+    /// many groups and writes each page of the log once, not once per group.
     fn write_until_closed(&self) {
         let mut pending = self.lock_pending();
         loop {
+            pending.idle = true;
             while pending.writes.is_empty() && !pending.closed {
                 pending = self.wake.wait(pending).unwrap_or_else(|e| e.into_inner());
             }
+            pending.idle = false;
             if pending.writes.is_empty() {
                 return;
+            }
+            if pending.ahead.is_some() {
+                let until = std::time::Instant::now() + GATHER;
+                while pending.awaited == 0 && !pending.closed && pending.writes.len() < MOST_PER_TRANSACTION {
+                    let left = until.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    pending = self
+                        .wake
+                        .wait_timeout(pending, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
             }
             pending.writing = true;
             pending = self.write_some(pending);

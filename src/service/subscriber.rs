@@ -190,7 +190,12 @@ async fn lead(runtime: &Arc<Runtime>, name: &str, stop: &AtomicBool, stopped: &t
     };
     let topic = json!(name.trim_start_matches("pubsub:"));
     loop {
-        match journal.lead(name) {
+        // Off the async workers: a round trip to the database, under the store's lock.
+        let (asked, named) = (journal.clone(), name.to_string());
+        let led = tokio::task::spawn_blocking(move || asked.lead(&named))
+            .await
+            .unwrap_or_else(|e| Err(crate::journal::JournalError::Store(e.to_string())));
+        match led {
             Ok(true) => break,
             Ok(false) => {
                 if !runtime.standby.swap(true, Ordering::Relaxed) {

@@ -190,7 +190,14 @@ async fn run_state(State(s): State<Shared>, Path(id): Path<String>) -> Response 
 }
 
 async fn ready(State(s): State<Shared>) -> Response {
-    match s.runtime.ready() {
+    // Off the async workers: the check writes the journal out and waits for it (a PostgreSQL
+    // round trip, or the writer busy with a transaction), which must not hold up the
+    // connections and runs those workers serve.
+    let runtime = s.runtime.clone();
+    let ready = tokio::task::spawn_blocking(move || runtime.ready())
+        .await
+        .unwrap_or(Err("the readiness check failed"));
+    match ready {
         Ok(()) => (StatusCode::OK, "ready\n").into_response(),
         Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response(),
     }

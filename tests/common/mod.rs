@@ -245,7 +245,10 @@ pub async fn exchange(
     stream.write_all(body).await.unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).await.unwrap();
-    let status = answer[9..12].parse().unwrap();
+    let status = answer
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{method} {path} on {addr}: not an HTTP answer: {answer:?}"));
     let body = answer
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())
