@@ -33,13 +33,55 @@ const ROTATE_AT: u64 = 4 << 20;
 const HEADER: usize = 12;
 
 /// The group `writes` as a frame, its sequence number 0 until [`set_seq`] gives it one.
-pub(super) fn frame(writes: &[Write]) -> Vec<u8> {
+pub(super) fn frame(writes: &[Write]) -> Result<Vec<u8>, JournalError> {
     let mut frame = vec![0; HEADER];
-    // Writes hold JSON values and text only: serializing them cannot fail.
-    let _ = serde_json::to_writer(&mut frame, writes);
-    let len = u32::try_from(frame.len() - HEADER).unwrap_or(u32::MAX);
+    serde_json::to_writer(&mut frame, writes)
+        .map_err(|e| JournalError::Store(format!("cannot write down a group of writes: {e}")))?;
+    let len = u32::try_from(frame.len() - HEADER)
+        .map_err(|_| JournalError::Store("a group of writes over 4 GiB cannot be written down".into()))?;
     frame[..4].copy_from_slice(&len.to_le_bytes());
-    frame
+    Ok(frame)
+}
+
+/// How deep a group read back may nest: what serde_json reads (128), where the group puts it
+/// (3 levels down), and a margin. A deeper one is not flowrun's (and is not parsed: the
+/// parser's stack grows with the depth).
+const MOST_NESTING: usize = 160;
+
+/// The group a frame's payload holds; `None` when it cannot be read.
+fn read_group(payload: &[u8]) -> Option<Vec<Write>> {
+    use serde::Deserialize;
+    if nesting(payload) > MOST_NESTING {
+        return None;
+    }
+    // A value as deep as serde_json reads (a response body) is written 3 levels down: read with
+    // its default limit of 128, it could not be read back.
+    let mut reader = serde_json::Deserializer::from_slice(payload);
+    reader.disable_recursion_limit();
+    let writes = Vec::<Write>::deserialize(&mut reader).ok()?;
+    reader.end().ok()?;
+    Some(writes)
+}
+
+/// How deep the JSON text `bytes` nests (brackets outside strings).
+fn nesting(bytes: &[u8]) -> usize {
+    let (mut depth, mut most, mut text, mut escaped) = (0usize, 0, false, false);
+    for &b in bytes {
+        match (text, escaped, b) {
+            (true, true, _) => escaped = false,
+            (true, false, b'\\') => escaped = true,
+            (true, false, b'"') => text = false,
+            (true, false, _) => {}
+            (false, _, b'"') => text = true,
+            (false, _, b'[' | b'{') => {
+                depth += 1;
+                most = most.max(depth);
+            }
+            (false, _, b']' | b'}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    most
 }
 
 /// Gives `frame` its sequence number.
@@ -58,6 +100,8 @@ fn prefix(db: &str) -> String {
 
 /// This process's intent log.
 pub(super) struct IntentLog {
+    /// The journal file's permissions, which the log's files take.
+    mode: u32,
     /// `PATH.intent.TOKEN`.
     lock_path: PathBuf,
     token: String,
@@ -75,12 +119,15 @@ pub(super) struct IntentLog {
 impl IntentLog {
     /// A new log for the journal at `db`.
     pub(super) fn create(db: &str) -> Result<IntentLog, JournalError> {
+        // The journal file's own permissions: the log holds what the file will.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(db).map_or(0o600, |m| m.permissions().mode() & 0o666);
         let token = format!("{:016x}", fastrand::u64(..));
         let lock_path = PathBuf::from(format!("{}{token}", prefix(db)));
         // Locked before it has its name: a process opening the journal meanwhile never finds
         // it unlocked and takes it for a dead process's.
         let new = suffixed(&lock_path, ".new");
-        let mut lock = File::create(&new).map_err(|e| io_error("create", &new, e))?;
+        let mut lock = open_new(&new, mode)?;
         lock.try_lock().map_err(|e| io_error("lock", &new, e.into()))?;
         // Whose writes the log holds: written back, they are this process's (its runs' writes
         // go in only while it owns them).
@@ -88,7 +135,8 @@ impl IntentLog {
             .map_err(|e| io_error("write", &new, e))?;
         std::fs::rename(&new, &lock_path).map_err(|e| io_error("create", &lock_path, e))?;
         Ok(IntentLog {
-            file: open_new(&data_path(&lock_path, 0))?,
+            file: open_new(&data_path(&lock_path, 0), mode)?,
+            mode,
             lock_path,
             token,
             _lock: lock,
@@ -108,7 +156,7 @@ impl IntentLog {
     pub(super) fn append(&mut self, frames: &[u8], last: u64) -> Result<(), JournalError> {
         if self.len >= ROTATE_AT {
             let next = data_path(&self.lock_path, self.number + 1);
-            self.file = open_new(&next)?;
+            self.file = open_new(&next, self.mode)?;
             self.full.push((self.number, self.last));
             self.number += 1;
             self.len = 0;
@@ -131,18 +179,24 @@ impl IntentLog {
         });
     }
 
-    /// Deletes the log's files, the store having every group in them (the journal closes).
-    /// The lock file goes last (see [`DeadLog::remove`]).
-    pub(super) fn remove_files(&self) {
-        for (number, _) in &self.full {
-            let _ = std::fs::remove_file(data_path(&self.lock_path, *number));
-        }
-        let _ = std::fs::remove_file(data_path(&self.lock_path, self.number));
+    /// Deletes the log's files, the store having every group in them (the journal closes);
+    /// whether they are all gone. The lock file goes last (see [`DeadLog::remove`]).
+    pub(super) fn remove_files(&self) -> bool {
+        let numbers = self.full.iter().map(|(n, _)| *n).chain([self.number]);
+        numbers.fold(true, |all, n| remove(&data_path(&self.lock_path, n)) && all)
     }
 
     /// Deletes the lock file: the last step of closing the log.
     pub(super) fn remove_lock(&self) {
         let _ = std::fs::remove_file(&self.lock_path);
+    }
+}
+
+/// Deletes `path`; whether it is gone.
+fn remove(path: &Path) -> bool {
+    match std::fs::remove_file(path) {
+        Ok(()) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
     }
 }
 
@@ -156,10 +210,12 @@ fn suffixed(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-fn open_new(path: &Path) -> Result<File, JournalError> {
+fn open_new(path: &Path, mode: u32) -> Result<File, JournalError> {
+    use std::os::unix::fs::OpenOptionsExt;
     OpenOptions::new()
         .append(true)
         .create_new(true)
+        .mode(mode)
         .open(path)
         .map_err(|e| io_error("create", path, e))
 }
@@ -175,44 +231,88 @@ pub(super) struct DeadLog {
     files: Vec<PathBuf>,
 }
 
-/// The logs beside the journal at `db` whose process is gone.
-pub(super) fn dead_logs(db: &str) -> Result<Vec<DeadLog>, JournalError> {
+/// How long a process opening the journal waits for another that is writing back a dead
+/// process's log (see [`dead_logs`]).
+const WRITE_BACK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The names in the directory of the journal at `db` that begin with `db.intent.`, and the
+/// directory and that beginning.
+fn listed(db: &str) -> Option<(PathBuf, String, Vec<String>)> {
     let prefix = PathBuf::from(prefix(db));
     let dir = match prefix.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let Some(start) = prefix.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
+    let start = prefix.file_name()?.to_str()?.to_string();
+    // A directory that cannot be listed has no log this process could write back.
+    let names = std::fs::read_dir(&dir)
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|name| name.starts_with(&start))
+        .collect();
+    Some((dir, start, names))
+}
+
+/// Takes the lock of the log at `lock_path` when its process is gone: `None` while that
+/// process lives. A log another process is writing back (its lock is held, its process gone)
+/// is waited for, a while: that process deletes it, or leaves it (failing) to this one.
+fn take_lock(lock_path: &Path) -> Option<(File, String)> {
+    let mut lock = File::open(lock_path).ok()?;
+    let mut owner = String::new();
+    let _ = (&mut lock).take(1024).read_to_string(&mut owner);
+    if lock.try_lock().is_err() {
+        let mine = owner.split(':').nth(1) == Some(std::process::id().to_string().as_str())
+            && owner.starts_with(&super::boot_id());
+        if mine || super::alive_elsewhere(&owner).is_some() {
+            return None;
+        }
+        let until = std::time::Instant::now() + WRITE_BACK_WAIT;
+        while lock.try_lock().is_err() {
+            if std::time::Instant::now() >= until {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+    // Written back and deleted meanwhile: the name is gone, or names another log's file.
+    use std::os::unix::fs::MetadataExt;
+    let (held, named) = (lock.metadata().ok()?, std::fs::metadata(lock_path).ok()?);
+    (held.ino() == named.ino() && held.dev() == named.dev()).then_some((lock, owner))
+}
+
+/// The logs beside the journal at `db` whose process is gone. A lock file left by a process
+/// that died before it gave it its name goes.
+pub(super) fn dead_logs(db: &str) -> Result<Vec<DeadLog>, JournalError> {
+    let Some((dir, start, names)) = listed(db) else {
         return Ok(Vec::new());
     };
-    let names: Vec<String> = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .filter(|name| name.starts_with(&start))
-            .collect(),
-        // A directory that cannot be listed has no log this process could write back.
-        Err(_) => return Ok(Vec::new()),
-    };
+    let is_token = |t: &str| t.len() == 16 && t.bytes().all(|b| b.is_ascii_hexdigit());
+    for name in &names {
+        if let Some(token) = name.strip_prefix(&start).and_then(|r| r.strip_suffix(".new"))
+            && is_token(token)
+            && let Ok(file) = File::open(dir.join(name))
+            && file.try_lock().is_ok()
+        {
+            let _ = std::fs::remove_file(dir.join(name));
+        }
+    }
     let mut tokens: Vec<&str> = names
         .iter()
-        .filter_map(|name| name.strip_prefix(&start))
-        .filter(|rest| rest.len() == 16 && rest.bytes().all(|b| b.is_ascii_hexdigit()))
+        .filter_map(|n| n.strip_prefix(&start))
+        .filter(|t| is_token(t))
         .collect();
     tokens.sort();
     let mut dead = Vec::new();
     for token in tokens {
         let lock_path = dir.join(format!("{start}{token}"));
-        let Ok(mut lock) = File::open(&lock_path) else {
+        let Some((lock, owner)) = take_lock(&lock_path) else {
             continue;
         };
-        // Locked: its process is alive (or another one is writing it back now).
-        if lock.try_lock().is_err() {
-            continue;
-        }
-        let mut owner = String::new();
-        let _ = (&mut lock).take(1024).read_to_string(&mut owner);
+        // Listed again now that the log is this process's: another may have deleted files.
         let data = format!("{start}{token}.");
-        let mut numbered: Vec<(u32, PathBuf)> = names
+        let mut numbered: Vec<(u32, PathBuf)> = listed(db)
+            .map(|(_, _, names)| names)
+            .unwrap_or_default()
             .iter()
             .filter_map(|name| Some((name.strip_prefix(&data)?.parse().ok()?, dir.join(name))))
             .collect();
@@ -246,13 +346,19 @@ impl DeadLog {
         mut each: impl FnMut(u64, Vec<Write>) -> Result<(), JournalError>,
     ) -> Result<(), JournalError> {
         for path in &self.files {
-            let file = File::open(path).map_err(|e| io_error("read", path, e))?;
+            let file = match File::open(path) {
+                Ok(file) => file,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_error("read", path, e)),
+            };
             let size = file.metadata().map_err(|e| io_error("read", path, e))?.len();
             let mut reader = BufReader::new(file);
             let mut at = 0u64;
             loop {
                 let mut header = [0u8; HEADER];
                 if reader.read_exact(&mut header).is_err() {
+                    // The end of the file, or a torn header: the next file (a new one is
+                    // begun only after a whole frame) or the end of the log.
                     break;
                 }
                 let len = u32::from_le_bytes(header[..4].try_into().unwrap_or_default()) as u64;
@@ -267,20 +373,20 @@ impl DeadLog {
                     return Ok(());
                 }
                 at += len;
-                match serde_json::from_slice::<Vec<Write>>(&payload) {
-                    Ok(writes) => each(seq, writes)?,
-                    Err(_) => return Ok(()),
+                match read_group(&payload) {
+                    Some(writes) => each(seq, writes)?,
+                    // Not flowrun's frame (a power cut wrote something else): the log ends.
+                    None => return Ok(()),
                 }
             }
         }
         Ok(())
     }
 
-    /// Deletes the log's files (the store has every group in them).
-    pub(super) fn remove_files(&self) {
-        for path in &self.files {
-            let _ = std::fs::remove_file(path);
-        }
+    /// Deletes the log's files (the store has every group in them); whether they are all
+    /// gone. Until they are, the store keeps how far it has them.
+    pub(super) fn remove_files(&self) -> bool {
+        self.files.iter().fold(true, |all, path| remove(path) && all)
     }
 
     /// Deletes the lock file: the last step, after the store forgot the log.
@@ -321,26 +427,30 @@ impl Ahead {
         self.broken.clone().or_else(|| self.refused.get(run).cloned())
     }
 
-    /// Gives `frame` the next sequence number and keeps it; with `ahead`, appends it to the log
-    /// with the frames kept before it. The sequence number.
+    /// Gives `frame` the next sequence number and keeps it; with `ahead` (or once the store
+    /// failed: nothing else would write it down), appends it to the log with the frames kept
+    /// before it. The sequence number.
     pub(super) fn enter(&mut self, mut frame: Vec<u8>, ahead: bool) -> Result<u64, JournalError> {
         self.seq += 1;
         set_seq(&mut frame, self.seq);
-        if !ahead {
-            self.buffered.extend_from_slice(&frame);
+        self.buffered.extend_from_slice(&frame);
+        if !ahead && self.broken.is_none() {
             return Ok(self.seq);
         }
-        let result = if self.buffered.is_empty() {
-            self.log.append(&frame, self.seq)
-        } else {
-            self.buffered.extend_from_slice(&frame);
-            let frames = std::mem::take(&mut self.buffered);
-            self.log.append(&frames, self.seq)
-        };
-        if let Err(e) = &result {
+        self.append_buffered().map(|()| self.seq)
+    }
+
+    /// Appends the frames kept to the log. They go either way: a log that cannot be written
+    /// to breaks the journal, and keeping them would only grow.
+    fn append_buffered(&mut self) -> Result<(), JournalError> {
+        let result = self.log.append(&self.buffered, self.seq);
+        self.buffered.clear();
+        if let Err(e) = &result
+            && self.broken.is_none()
+        {
             self.broken = Some(e.clone());
         }
-        result.map(|()| self.seq)
+        result
     }
 
     /// The write that records, in the transaction of the groups up to `last`, that the store
@@ -357,9 +467,13 @@ impl Ahead {
         self.broken.as_ref()
     }
 
-    /// The store failed a transaction with groups of the log in it.
+    /// The store failed a transaction with groups of the log in it. The frames kept go into
+    /// the log: the next process that opens the journal has them.
     pub(super) fn break_on(&mut self, e: JournalError) {
         self.broken = Some(e);
+        if !self.buffered.is_empty() {
+            let _ = self.append_buffered();
+        }
     }
 
     /// The store refused a group of `run` that went ahead.
@@ -391,10 +505,9 @@ impl Ahead {
     /// Closes the log of a journal whose every group is in the store: its files go, then
     /// (once `forget` took its row out of the store) its lock file.
     pub(super) fn close(self, forget: impl FnOnce(Write) -> Result<(), JournalError>) {
-        if self.broken.is_some() {
+        if self.broken.is_some() || !self.log.remove_files() {
             return;
         }
-        self.log.remove_files();
         let token = self.log.token().to_string();
         if forget(Write::Applied { token, seq: None }).is_ok() {
             self.log.remove_lock();
@@ -490,9 +603,17 @@ mod tests {
         assert_eq!(ahead(&failing, vec![sent("r1", "route", 2)]), Ok(()));
         let failed = failing.flush().unwrap_err().to_string();
         assert!(failed.contains("database is locked"), "{failed}");
-        // Nothing more goes ahead, and the log stays when the journal goes.
+        // Nothing more goes ahead; what is queued still goes into the log, which stays when
+        // the journal goes.
         let refused = ahead(&failing, vec![sent("r1", "route", 3)]).unwrap_err();
         assert_eq!(refused.to_string(), failed);
+        failing.queue(Write::RunFinished {
+            run: "r1".into(),
+            status: "passed".into(),
+            outputs: serde_json::json!({}),
+            error: None,
+            at_ms: 9,
+        });
         drop(failing);
         assert_eq!(files(dir.path()).len(), 2, "{:?}", files(dir.path()));
         lock.execute_batch("ROLLBACK").unwrap();
@@ -502,6 +623,77 @@ mod tests {
             attempts(&db, "r1"),
             [("route".to_string(), 1), ("route".to_string(), 2)]
         );
+        let store = SqliteStore::open(db.to_str().unwrap()).unwrap();
+        assert_eq!(store.run("r1").unwrap().unwrap().row.status, "passed");
+        assert_eq!(files(dir.path()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn the_log_has_the_journal_files_permissions() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("j.db");
+        drop(journal(&db));
+        std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let open = journal(&db);
+        let names = files(dir.path());
+        assert_eq!(names.len(), 2);
+        for name in names {
+            let mode = std::fs::metadata(dir.path().join(&name))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{name}");
+        }
+        drop(open);
+    }
+
+    #[test]
+    fn a_group_nested_as_deep_as_serde_json_reads_comes_back_and_a_deeper_one_is_not_parsed() {
+        let deep: serde_json::Value =
+            serde_json::from_str(&format!("{}{}", "[".repeat(127), "]".repeat(127))).unwrap();
+        let mut write = started("r1");
+        if let Write::RunStarted(start) = &mut write {
+            start.inputs = serde_json::json!({ "deep": deep });
+        }
+        let mut f = frame(&[write]).unwrap();
+        set_seq(&mut f, 1);
+        let group = read_group(&f[HEADER..]).expect("read back");
+        assert!(matches!(&group[..], [Write::RunStarted(s)] if s.inputs["deep"] == deep));
+        // A frame nesting far deeper is not flowrun's: refused before it is parsed.
+        let hostile = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(read_group(hostile.as_bytes()).is_none());
+        assert_eq!(nesting(br#"["[[[", {"a": "\"[["}]"#), 2);
+    }
+
+    #[test]
+    fn a_log_another_process_is_writing_back_is_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("j.db");
+        let path = db.to_str().unwrap().to_string();
+        drop(journal(&db));
+        let store = SqliteStore::open(&path).unwrap();
+        let dead = Write::Claimed {
+            run: "r1".into(),
+            owner: "boot:4242:0000abcd".into(),
+        };
+        assert_eq!(store.apply(&[&[started("r1"), dead]]), [Ok(())]);
+        drop(store);
+        let lock = format!("{path}.intent.00000000000000bb");
+        std::fs::write(&lock, "boot:4242:0000abcd").unwrap();
+        let mut f = frame(&[sent("r1", "route", 1)]).unwrap();
+        set_seq(&mut f, 1);
+        std::fs::write(format!("{lock}.0"), f).unwrap();
+        // Another process holds the dead process's lock: it is writing the log back.
+        let held = File::open(&lock).unwrap();
+        held.lock().unwrap();
+        let opening = std::thread::spawn(move || SqliteStore::open(&path).map(drop));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(!opening.is_finished(), "the opener waits for the lock");
+        // That process stopped without finishing: this one writes the log back.
+        drop(held);
+        opening.join().unwrap().unwrap();
+        assert_eq!(attempts(&db, "r1"), [("route".to_string(), 1)]);
         assert_eq!(files(dir.path()), Vec::<String>::new());
     }
 
@@ -524,7 +716,7 @@ mod tests {
         std::fs::write(&lock, "boot:4242:0000abcd").unwrap();
         let mut bytes = Vec::new();
         for (seq, number) in [(1, 1), (2, 2)] {
-            let mut f = frame(&[sent("r1", "route", number)]);
+            let mut f = frame(&[sent("r1", "route", number)]).unwrap();
             set_seq(&mut f, seq);
             bytes.extend(f);
         }
@@ -540,7 +732,7 @@ mod tests {
 
         // A log cut in the middle of a frame: the frames before it.
         std::fs::write(&lock, "boot:4242:0000abcd").unwrap();
-        let mut f = frame(&[sent("r1", "route", 3)]);
+        let mut f = frame(&[sent("r1", "route", 3)]).unwrap();
         set_seq(&mut f, 1);
         let whole = f.clone();
         f.truncate(f.len() - 3);

@@ -596,7 +596,7 @@ impl Journal {
                 .and_then(|w| ahead.then(|| log.refusal(w.run())).flatten())
             {
                 Some(e) => Err(e),
-                None => log.enter(frame, ahead),
+                None => frame.and_then(|frame| log.enter(frame, ahead)),
             };
             match entered {
                 Ok(n) => seq = n,
@@ -644,8 +644,9 @@ impl Journal {
     pub fn queue_all(&self, writes: Vec<Write>) {
         let frame = (self.ahead && !writes.is_empty()).then(|| intents::frame(&writes));
         let mut pending = self.inner.lock_pending();
+        // A group that cannot be written down (over 4 GiB) still goes to the store.
         let seq = match (pending.ahead.as_mut(), frame) {
-            (Some(log), Some(frame)) => log.enter(frame, false).unwrap_or(0),
+            (Some(log), Some(Ok(frame))) => log.enter(frame, false).unwrap_or(0),
             _ => 0,
         };
         pending.writes.push(Entry {

@@ -58,6 +58,8 @@ fn phase_word(phase: Phase) -> &'static str {
 impl RunJournal {
     /// A new run, not yet written: [`RunJournal::started`] is the write that starts it.
     pub fn new(journal: Arc<Journal>, start: &RunStart, secrets: Masks) -> RunJournal {
+        // A refusal of an earlier run of this id in this process is not this run's.
+        journal.forget_refusal(&start.id);
         RunJournal {
             journal,
             run: start.id.clone(),
@@ -74,6 +76,7 @@ impl RunJournal {
 
     /// Goes on writing an existing run (a resume).
     pub fn reopen(journal: Arc<Journal>, run: &str, secrets: Masks) -> RunJournal {
+        journal.forget_refusal(run);
         RunJournal {
             journal,
             run: run.to_string(),

@@ -220,9 +220,12 @@ impl SqliteStore {
             if !batch.is_empty() {
                 flush(&mut batch, last).map_err(failed)?;
             }
-            log.remove_files();
-            self.write(&[&[Write::Applied { token, seq: None }]])?;
-            log.remove();
+            // The store keeps how far it has the log until every file of it is gone: a log
+            // found again is not written back twice.
+            if log.remove_files() {
+                self.write(&[&[Write::Applied { token, seq: None }]])?;
+                log.remove();
+            }
         }
         Ok(())
     }
@@ -484,10 +487,11 @@ fn pieces(group: &[Write]) -> Vec<Piece<'_>> {
 }
 
 /// Whether `e` refuses a group (a constraint: a run taken over, an id taken; or a value that
-/// cannot be stored) rather than tells that the file failed.
+/// cannot be stored, too big or not text) rather than tells that the file failed.
 fn refused(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::{ConstraintViolation, TooBig};
     match e {
-        rusqlite::Error::SqliteFailure(f, _) => f.code == rusqlite::ErrorCode::ConstraintViolation,
+        rusqlite::Error::SqliteFailure(f, _) => matches!(f.code, ConstraintViolation | TooBig),
         rusqlite::Error::ToSqlConversionFailure(_) => true,
         _ => false,
     }
