@@ -183,7 +183,9 @@ impl IntentLog {
     /// whether they are all gone. The lock file goes last (see [`DeadLog::remove`]).
     pub(super) fn remove_files(&self) -> bool {
         let numbers = self.full.iter().map(|(n, _)| *n).chain([self.number]);
-        numbers.fold(true, |all, n| remove(&data_path(&self.lock_path, n)) && all)
+        // Every file is tried, whether or not one before it went.
+        let gone: Vec<bool> = numbers.map(|n| remove(&data_path(&self.lock_path, n))).collect();
+        gone.into_iter().all(|g| g)
     }
 
     /// Deletes the lock file: the last step of closing the log.
@@ -386,7 +388,8 @@ impl DeadLog {
     /// Deletes the log's files (the store has every group in them); whether they are all
     /// gone. Until they are, the store keeps how far it has them.
     pub(super) fn remove_files(&self) -> bool {
-        self.files.iter().fold(true, |all, path| remove(path) && all)
+        let gone: Vec<bool> = self.files.iter().map(|path| remove(path)).collect();
+        gone.into_iter().all(|g| g)
     }
 
     /// Deletes the lock file: the last step, after the store forgot the log.
@@ -626,6 +629,33 @@ mod tests {
         let store = SqliteStore::open(db.to_str().unwrap()).unwrap();
         assert_eq!(store.run("r1").unwrap().unwrap().row.status, "passed");
         assert_eq!(files(dir.path()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn runs_that_go_ahead_faster_than_the_store_takes_their_writes_wait_past_a_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("j.db");
+        let journal = journal(&db);
+        journal.commit(started("r1")).unwrap();
+        // The writer is stuck: another connection holds the file's write lock.
+        let lock = rusqlite::Connection::open(&db).unwrap();
+        lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let most = super::super::MOST_AHEAD;
+        let mut waiting = None;
+        for n in 1..=(2 * most as u32 + 100) {
+            let mut done = Box::pin(journal.durable_ahead(vec![sent("r1", "route", n)]));
+            if (&mut done).now_or_never().is_none() {
+                waiting = Some((n, done));
+                break;
+            }
+        }
+        let (n, done) = waiting.expect("a run waits once the backlog is full");
+        assert!(n as usize > most, "{n}");
+        // The store takes the backlog once it can; the run that waited goes on.
+        lock.execute_batch("ROLLBACK").unwrap();
+        assert_eq!(futures_executor::block_on(done), Ok(()));
+        journal.flush().unwrap();
+        assert_eq!(attempts(&db, "r1").len(), n as usize);
     }
 
     #[test]

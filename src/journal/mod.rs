@@ -9,6 +9,8 @@
 //!
 //! The schema is documented in `docs/journal.md`.
 
+use std::sync::atomic::Ordering;
+
 mod intents;
 mod postgres;
 mod postgres_tls;
@@ -484,6 +486,10 @@ struct Pending {
 /// [`Inner::write_until_closed`]).
 const GATHER: std::time::Duration = std::time::Duration::from_millis(2);
 
+/// How many groups may wait for the writer before runs wait for it too (see
+/// [`Journal::durable_ahead`]): a few transactions' worth, a few MB.
+const MOST_AHEAD: usize = 1024;
+
 /// The most writes one transaction takes.
 const MOST_PER_TRANSACTION: usize = 4096;
 
@@ -508,6 +514,8 @@ struct Inner {
     pending: Mutex<Pending>,
     /// Wakes the writer thread when there is something to write.
     wake: std::sync::Condvar,
+    /// How many groups wait for the writer (as of the last change under `pending`'s lock).
+    backlog: std::sync::atomic::AtomicUsize,
 }
 
 /// Clears `writing` if writing panicked, so no later write waits forever.
@@ -540,6 +548,7 @@ impl Journal {
                 store: Mutex::new(store),
                 pending: Mutex::new(Pending::default()),
                 wake: std::sync::Condvar::new(),
+                backlog: Default::default(),
             }),
             writer: None,
             ahead: false,
@@ -609,6 +618,7 @@ impl Journal {
             seq,
             ahead,
         });
+        inner.backlog.store(pending.writes.len(), Ordering::Relaxed);
         if self.writer.is_some() {
             pending.awaited += usize::from(awaited);
             if pending.idle || awaited {
@@ -655,6 +665,7 @@ impl Journal {
             seq,
             ahead: false,
         });
+        self.inner.backlog.store(pending.writes.len(), Ordering::Relaxed);
     }
 
     /// Writes `write` (after everything queued before it); the future ends when it is durable.
@@ -684,7 +695,9 @@ impl Journal {
         writes: Vec<Write>,
     ) -> impl Future<Output = Result<(), JournalError>> + Send + 'static {
         use futures_util::future::Either;
-        if !self.ahead {
+        // Runs that go ahead faster than the store takes their writes would grow the backlog
+        // without end: past a bound, a run waits for the store as without an intent log.
+        if !self.ahead || self.inner.backlog.load(Ordering::Relaxed) >= MOST_AHEAD {
             return Either::Left(self.durable_all(writes));
         }
         Either::Right(std::future::ready(self.submit(writes, None, true)))
@@ -836,6 +849,7 @@ impl Inner {
     ) -> std::sync::MutexGuard<'a, Pending> {
         let take = pending.writes.len().min(MOST_PER_TRANSACTION);
         let batch: Vec<Entry> = pending.writes.drain(..take).collect();
+        self.backlog.store(pending.writes.len(), Ordering::Relaxed);
         pending.awaited -= batch
             .iter()
             .filter(|e| e.reply.is_some())
