@@ -686,9 +686,7 @@ mod tests {
         if let Write::RunStarted(start) = &mut write {
             start.inputs = serde_json::json!({ "deep": deep });
         }
-        let mut f = frame(&[write]).unwrap();
-        set_seq(&mut f, 1);
-        let group = read_group(&f[HEADER..]).expect("read back");
+        let group = read_group(&framed(1, write)[HEADER..]).expect("read back");
         assert!(matches!(&group[..], [Write::RunStarted(s)] if s.inputs["deep"] == deep));
         // A frame nesting far deeper is not flowrun's: refused before it is parsed.
         let hostile = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
@@ -696,24 +694,37 @@ mod tests {
         assert_eq!(nesting(br#"["[[[", {"a": "\"[["}]"#), 2);
     }
 
-    #[test]
-    fn a_log_another_process_is_writing_back_is_waited_for() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("j.db");
-        let path = db.to_str().unwrap().to_string();
+    /// A journal in `dir` whose run `r1` belongs to a process that died, and that process's
+    /// log's lock file (`token`), with no frame yet: the journal file's path and the lock's.
+    fn dead_run(dir: &Path, token: &str) -> (PathBuf, String) {
+        const DEAD: &str = "boot:4242:0000abcd";
+        let db = dir.join("j.db");
         drop(journal(&db));
-        let store = SqliteStore::open(&path).unwrap();
+        let store = SqliteStore::open(db.to_str().unwrap()).unwrap();
         let dead = Write::Claimed {
             run: "r1".into(),
-            owner: "boot:4242:0000abcd".into(),
+            owner: DEAD.into(),
         };
         assert_eq!(store.apply(&[&[started("r1"), dead]]), [Ok(())]);
         drop(store);
-        let lock = format!("{path}.intent.00000000000000bb");
-        std::fs::write(&lock, "boot:4242:0000abcd").unwrap();
-        let mut f = frame(&[sent("r1", "route", 1)]).unwrap();
-        set_seq(&mut f, 1);
-        std::fs::write(format!("{lock}.0"), f).unwrap();
+        let lock = format!("{}.intent.{token}", db.display());
+        std::fs::write(&lock, DEAD).unwrap();
+        (db, lock)
+    }
+
+    /// `write` as frame number `seq`.
+    fn framed(seq: u64, write: Write) -> Vec<u8> {
+        let mut f = frame(&[write]).unwrap();
+        set_seq(&mut f, seq);
+        f
+    }
+
+    #[test]
+    fn a_log_another_process_is_writing_back_is_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, lock) = dead_run(dir.path(), "00000000000000bb");
+        let path = db.to_str().unwrap().to_string();
+        std::fs::write(format!("{lock}.0"), framed(1, sent("r1", "route", 1))).unwrap();
         // Another process holds the dead process's lock: it is writing the log back.
         let held = File::open(&lock).unwrap();
         held.lock().unwrap();
@@ -730,26 +741,14 @@ mod tests {
     #[test]
     fn a_torn_or_hostile_frame_ends_a_dead_log_and_nothing_past_it_is_read() {
         let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("j.db");
-        let path = db.to_str().unwrap();
-        drop(journal(&db));
         // The run of a process that died: its log's writes go in as that process's.
-        let store = SqliteStore::open(path).unwrap();
-        let dead = Write::Claimed {
-            run: "r1".into(),
-            owner: "boot:4242:0000abcd".into(),
-        };
-        assert_eq!(store.apply(&[&[started("r1"), dead]]), [Ok(())]);
-        drop(store);
+        let (db, lock) = dead_run(dir.path(), "00000000000000aa");
         // Its log: two whole frames, then a frame that says it is 4 GiB long.
-        let lock = format!("{path}.intent.00000000000000aa");
-        std::fs::write(&lock, "boot:4242:0000abcd").unwrap();
-        let mut bytes = Vec::new();
-        for (seq, number) in [(1, 1), (2, 2)] {
-            let mut f = frame(&[sent("r1", "route", number)]).unwrap();
-            set_seq(&mut f, seq);
-            bytes.extend(f);
-        }
+        let mut bytes = [
+            framed(1, sent("r1", "route", 1)),
+            framed(2, sent("r1", "route", 2)),
+        ]
+        .concat();
         bytes.extend(u32::MAX.to_le_bytes());
         bytes.extend(3u64.to_le_bytes());
         bytes.extend(b"[{\"Vars\"");
@@ -762,9 +761,8 @@ mod tests {
 
         // A log cut in the middle of a frame: the frames before it.
         std::fs::write(&lock, "boot:4242:0000abcd").unwrap();
-        let mut f = frame(&[sent("r1", "route", 3)]).unwrap();
-        set_seq(&mut f, 1);
-        let whole = f.clone();
+        let whole = framed(1, sent("r1", "route", 3));
+        let mut f = whole.clone();
         f.truncate(f.len() - 3);
         std::fs::write(format!("{lock}.0"), [whole, f].concat()).unwrap();
         let numbers: Vec<u32> = attempts(&db, "r1").iter().map(|a| a.1).collect();
