@@ -659,6 +659,28 @@ mod tests {
     }
 
     #[test]
+    fn the_writer_behind_an_intent_log_gives_way_to_the_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = journal(&dir.path().join("j.db"));
+        // Field 19 of a thread's stat is its nice value (after the name in parentheses).
+        let nice = || -> Vec<i64> {
+            std::fs::read_dir("/proc/self/task")
+                .unwrap()
+                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("stat")).ok())
+                .filter(|stat| stat.contains("(flowrun-journal)"))
+                .filter_map(|stat| stat.rsplit_once(") ")?.1.split(' ').nth(16)?.parse().ok())
+                .collect()
+        };
+        // The thread sets it as it starts.
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !nice().contains(&10) && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(nice().contains(&10), "{:?}", nice());
+        drop(open);
+    }
+
+    #[test]
     fn the_log_has_the_journal_files_permissions() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();

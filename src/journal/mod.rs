@@ -906,6 +906,9 @@ impl Inner {
     /// many groups and writes each page of the log once, not once per group.
     fn write_until_closed(&self) {
         let mut pending = self.lock_pending();
+        if pending.ahead.is_some() {
+            behind();
+        }
         loop {
             pending.idle = true;
             while pending.writes.is_empty() && !pending.closed {
@@ -933,6 +936,19 @@ impl Inner {
             pending = self.write_some(pending);
             pending.writing = false;
         }
+    }
+}
+
+/// Lowers the calling thread's priority (nice 10). A writer behind an intent log holds up no
+/// run: the runs' threads, and the servers they talk to on the same machine, go first when they
+/// wake. Measured at concurrency 1 (bench/journal.sh's runs, 6 interleaved rounds): journaled
+/// 77% of plain at nice 0, 87% at nice 10 (medians); concurrency 64 unchanged.
+fn behind() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority(2) takes plain integers; on Linux, `who` 0 with PRIO_PROCESS is the
+    // calling thread. A refusal leaves the priority as it was.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
     }
 }
 
