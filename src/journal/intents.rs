@@ -162,9 +162,12 @@ impl IntentLog {
             self.len = 0;
         }
         let path = || data_path(&self.lock_path, self.number);
-        self.file
-            .write_all(frames)
-            .map_err(|e| io_error("write", &path(), e))?;
+        if let Err(e) = self.file.write_all(frames) {
+            // Part of it may be in the file: cut back, so that what the file holds is whole
+            // frames only.
+            let _ = self.file.set_len(self.len);
+            return Err(io_error("write", &path(), e));
+        }
         self.len += frames.len() as u64;
         self.last = last;
         Ok(())
@@ -228,6 +231,8 @@ pub(super) struct DeadLog {
     token: String,
     /// The process that wrote it, as [`super::owner_here`] named it.
     owner: String,
+    /// The journal file's owner, whose files alone are read.
+    uid: u32,
     _lock: File,
     /// Its files, in order.
     files: Vec<PathBuf>,
@@ -255,31 +260,76 @@ fn listed(db: &str) -> Option<(PathBuf, String, Vec<String>)> {
     Some((dir, start, names))
 }
 
-/// Takes the lock of the log at `lock_path` when its process is gone: `None` while that
-/// process lives. A log another process is writing back (its lock is held, its process gone)
-/// is waited for, a while: that process deletes it, or leaves it (failing) to this one.
-fn take_lock(lock_path: &Path) -> Option<(File, String)> {
-    let mut lock = File::open(lock_path).ok()?;
-    let mut owner = String::new();
-    let _ = (&mut lock).take(1024).read_to_string(&mut owner);
+/// What a process writing a log back adds to its lock file: others opening the journal wait
+/// for it rather than take the log for a live process's.
+const WRITING_BACK: &str = "\nwriting back";
+
+/// Opens `path` only when it is a regular file of `uid` (the journal file's owner): a file
+/// another user put beside the journal is not written back, and a pipe there never blocks
+/// an open.
+fn open_own(path: &Path, uid: u32, write: bool) -> Option<File> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let file = OpenOptions::new()
+        .read(true)
+        .write(write)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    let meta = file.metadata().ok()?;
+    (meta.is_file() && meta.uid() == uid).then_some(file)
+}
+
+/// Takes the lock of the log at `lock_path` when its process is gone (`None` while it lives),
+/// marking it as being written back; the lock and the process that wrote the log. A log
+/// another process is writing back is waited for, a while: that process deletes it, or
+/// leaves it (failing) to this one.
+fn take_lock(lock_path: &Path, uid: u32) -> Result<Option<(File, String)>, JournalError> {
+    let Some(mut lock) = open_own(lock_path, uid, true) else {
+        return Ok(None);
+    };
+    let read = |lock: &mut File| {
+        let mut text = String::new();
+        let _ = std::io::Seek::rewind(lock);
+        let _ = lock.take(4096).read_to_string(&mut text);
+        text
+    };
+    let text = read(&mut lock);
+    let owner = text.lines().next().unwrap_or_default().to_string();
     if lock.try_lock().is_err() {
         let mine = owner.split(':').nth(1) == Some(std::process::id().to_string().as_str())
             && owner.starts_with(&super::boot_id());
         if mine || super::alive_elsewhere(&owner).is_some() {
-            return None;
+            return Ok(None);
         }
-        let until = std::time::Instant::now() + WRITE_BACK_WAIT;
+        // Held, by a process this one cannot see (another PID namespace) or one writing the
+        // log back, which marks it at once.
+        let started = std::time::Instant::now();
         while lock.try_lock().is_err() {
-            if std::time::Instant::now() >= until {
-                return None;
+            let marked = read(&mut lock).contains(WRITING_BACK);
+            if !marked && started.elapsed() > std::time::Duration::from_millis(100) {
+                return Ok(None);
+            }
+            if started.elapsed() > WRITE_BACK_WAIT {
+                return Err(JournalError::Store(format!(
+                    "another flowrun process has been writing back the intent log `{}` for {} s; try again",
+                    lock_path.display(),
+                    WRITE_BACK_WAIT.as_secs()
+                )));
             }
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
     }
     // Written back and deleted meanwhile: the name is gone, or names another log's file.
     use std::os::unix::fs::MetadataExt;
-    let (held, named) = (lock.metadata().ok()?, std::fs::metadata(lock_path).ok()?);
-    (held.ino() == named.ino() && held.dev() == named.dev()).then_some((lock, owner))
+    let (Ok(held), Ok(named)) = (lock.metadata(), std::fs::metadata(lock_path)) else {
+        return Ok(None);
+    };
+    if held.ino() != named.ino() || held.dev() != named.dev() {
+        return Ok(None);
+    }
+    let _ = std::io::Seek::seek(&mut lock, std::io::SeekFrom::End(0));
+    let _ = lock.write_all(WRITING_BACK.as_bytes());
+    Ok(Some((lock, owner)))
 }
 
 /// The logs beside the journal at `db` whose process is gone. A lock file left by a process
@@ -288,11 +338,24 @@ pub(super) fn dead_logs(db: &str) -> Result<Vec<DeadLog>, JournalError> {
     let Some((dir, start, names)) = listed(db) else {
         return Ok(Vec::new());
     };
+    use std::os::unix::fs::MetadataExt;
+    let Ok(uid) = std::fs::metadata(db).map(|m| m.uid()) else {
+        return Ok(Vec::new());
+    };
     let is_token = |t: &str| t.len() == 16 && t.bytes().all(|b| b.is_ascii_hexdigit());
+    // A minute old and unlocked: its process died before it named it (a process creating
+    // one names it at once).
+    let stale = |f: &File| {
+        f.metadata().and_then(|m| m.modified()).is_ok_and(|t| {
+            t.elapsed()
+                .is_ok_and(|age| age > std::time::Duration::from_secs(60))
+        })
+    };
     for name in &names {
         if let Some(token) = name.strip_prefix(&start).and_then(|r| r.strip_suffix(".new"))
             && is_token(token)
-            && let Ok(file) = File::open(dir.join(name))
+            && let Some(file) = open_own(&dir.join(name), uid, false)
+            && stale(&file)
             && file.try_lock().is_ok()
         {
             let _ = std::fs::remove_file(dir.join(name));
@@ -307,7 +370,7 @@ pub(super) fn dead_logs(db: &str) -> Result<Vec<DeadLog>, JournalError> {
     let mut dead = Vec::new();
     for token in tokens {
         let lock_path = dir.join(format!("{start}{token}"));
-        let Some((lock, owner)) = take_lock(&lock_path) else {
+        let Some((lock, owner)) = take_lock(&lock_path, uid)? else {
             continue;
         };
         // Listed again now that the log is this process's: another may have deleted files.
@@ -323,6 +386,7 @@ pub(super) fn dead_logs(db: &str) -> Result<Vec<DeadLog>, JournalError> {
             lock_path,
             token: token.to_string(),
             owner,
+            uid,
             _lock: lock,
             files: numbered.into_iter().map(|(_, p)| p).collect(),
         });
@@ -348,10 +412,9 @@ impl DeadLog {
         mut each: impl FnMut(u64, Vec<Write>) -> Result<(), JournalError>,
     ) -> Result<(), JournalError> {
         for path in &self.files {
-            let file = match File::open(path) {
-                Ok(file) => file,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_error("read", path, e)),
+            // Gone (written back meanwhile), or not a file of the journal's owner.
+            let Some(file) = open_own(path, self.uid, false) else {
+                continue;
             };
             let size = file.metadata().map_err(|e| io_error("read", path, e))?.len();
             let mut reader = BufReader::new(file);
@@ -365,6 +428,10 @@ impl DeadLog {
                 }
                 let len = u32::from_le_bytes(header[..4].try_into().unwrap_or_default()) as u64;
                 let seq = u64::from_le_bytes(header[4..].try_into().unwrap_or_default());
+                // Zeros where a frame was to be (a power cut before the data reached the disk).
+                if len == 0 && seq == 0 {
+                    return Ok(());
+                }
                 at += HEADER as u64;
                 // Longer than what is left: torn (and never read into memory).
                 if len > size.saturating_sub(at) {
@@ -377,8 +444,16 @@ impl DeadLog {
                 at += len;
                 match read_group(&payload) {
                     Some(writes) => each(seq, writes)?,
-                    // Not flowrun's frame (a power cut wrote something else): the log ends.
-                    None => return Ok(()),
+                    // Zeros (a power cut): the log ends there.
+                    None if payload.iter().all(|b| *b == 0) => return Ok(()),
+                    // A whole frame that cannot be read: not skipped (the groups after it
+                    // would be written back without it), the log is kept.
+                    None => {
+                        return Err(JournalError::Store(format!(
+                            "`{}` holds a group of writes this flowrun cannot read (frame {seq}); the log is kept",
+                            path.display()
+                        )));
+                    }
                 }
             }
         }
@@ -412,6 +487,9 @@ pub(super) struct Ahead {
     /// The store failed a transaction with groups of the log in it: nothing more goes ahead
     /// or into the store, and the log stays for the next process that opens the journal.
     broken: Option<JournalError>,
+    /// The log could not be written to (a full disk): runs wait for the store again, and
+    /// what the log holds stays valid.
+    failed: Option<JournalError>,
 }
 
 impl Ahead {
@@ -422,6 +500,7 @@ impl Ahead {
             seq: 0,
             refused: Default::default(),
             broken: None,
+            failed: None,
         }
     }
 
@@ -432,8 +511,12 @@ impl Ahead {
 
     /// Gives `frame` the next sequence number and keeps it; with `ahead` (or once the store
     /// failed: nothing else would write it down), appends it to the log with the frames kept
-    /// before it. The sequence number.
+    /// before it. The sequence number; 0 for a frame queued once the log failed (the store
+    /// alone has it).
     pub(super) fn enter(&mut self, mut frame: Vec<u8>, ahead: bool) -> Result<u64, JournalError> {
+        if let Some(e) = &self.failed {
+            return if ahead { Err(e.clone()) } else { Ok(0) };
+        }
         self.seq += 1;
         set_seq(&mut frame, self.seq);
         self.buffered.extend_from_slice(&frame);
@@ -443,17 +526,27 @@ impl Ahead {
         self.append_buffered().map(|()| self.seq)
     }
 
-    /// Appends the frames kept to the log. They go either way: a log that cannot be written
-    /// to breaks the journal, and keeping them would only grow.
+    /// Appends the frames kept to the log. They go either way: a log that cannot be written to
+    /// is given up (the store still takes them), and keeping them would only grow.
     fn append_buffered(&mut self) -> Result<(), JournalError> {
         let result = self.log.append(&self.buffered, self.seq);
         self.buffered.clear();
-        if let Err(e) = &result
-            && self.broken.is_none()
-        {
-            self.broken = Some(e.clone());
+        if let Err(e) = &result {
+            self.failed = Some(e.clone());
         }
         result
+    }
+
+    /// Makes the log's file refuse writes (a full disk), for tests.
+    #[cfg(test)]
+    pub(super) fn fail_for_test(&mut self) {
+        let path = data_path(&self.log.lock_path, self.log.number);
+        self.log.file = File::open(path).expect("the log's file");
+    }
+
+    /// Whether the log could not be written to: runs wait for the store.
+    pub(super) fn failed(&self) -> bool {
+        self.failed.is_some()
     }
 
     /// The write that records, in the transaction of the groups up to `last`, that the store
@@ -659,28 +752,6 @@ mod tests {
     }
 
     #[test]
-    fn the_writer_behind_an_intent_log_gives_way_to_the_runs() {
-        let dir = tempfile::tempdir().unwrap();
-        let open = journal(&dir.path().join("j.db"));
-        // Field 19 of a thread's stat is its nice value (after the name in parentheses).
-        let nice = || -> Vec<i64> {
-            std::fs::read_dir("/proc/self/task")
-                .unwrap()
-                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("stat")).ok())
-                .filter(|stat| stat.contains("(flowrun-journal)"))
-                .filter_map(|stat| stat.rsplit_once(") ")?.1.split(' ').nth(16)?.parse().ok())
-                .collect()
-        };
-        // The thread sets it as it starts.
-        let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while !nice().contains(&10) && std::time::Instant::now() < until {
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        assert!(nice().contains(&10), "{:?}", nice());
-        drop(open);
-    }
-
-    #[test]
     fn the_log_has_the_journal_files_permissions() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
@@ -747,17 +818,162 @@ mod tests {
         let (db, lock) = dead_run(dir.path(), "00000000000000bb");
         let path = db.to_str().unwrap().to_string();
         std::fs::write(format!("{lock}.0"), framed(1, sent("r1", "route", 1))).unwrap();
-        // Another process holds the dead process's lock: it is writing the log back.
-        let held = File::open(&lock).unwrap();
+        // Another process holds the dead process's lock and has marked it: it is writing the
+        // log back.
+        let mut held = OpenOptions::new().append(true).open(&lock).unwrap();
         held.lock().unwrap();
+        held.write_all(WRITING_BACK.as_bytes()).unwrap();
         let opening = std::thread::spawn(move || SqliteStore::open(&path).map(drop));
-        std::thread::sleep(std::time::Duration::from_millis(200));
+        std::thread::sleep(std::time::Duration::from_millis(300));
         assert!(!opening.is_finished(), "the opener waits for the lock");
         // That process stopped without finishing: this one writes the log back.
         drop(held);
         opening.join().unwrap().unwrap();
         assert_eq!(attempts(&db, "r1"), [("route".to_string(), 1)]);
         assert_eq!(files(dir.path()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_log_locked_by_a_process_this_one_cannot_see_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, lock) = dead_run(dir.path(), "00000000000000cc");
+        std::fs::write(format!("{lock}.0"), framed(1, sent("r1", "route", 1))).unwrap();
+        // Locked and not marked: a live process in another PID namespace (a container).
+        let held = File::open(&lock).unwrap();
+        held.lock().unwrap();
+        let started = std::time::Instant::now();
+        assert_eq!(attempts(&db, "r1"), []);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert_eq!(files(dir.path()).len(), 2);
+        drop(held);
+    }
+
+    #[test]
+    fn a_whole_frame_that_cannot_be_read_keeps_the_log_and_fails_the_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, lock) = dead_run(dir.path(), "00000000000000dd");
+        let mut unknown = framed(2, sent("r1", "route", 2));
+        let at = unknown.len() - 10;
+        unknown[at..].copy_from_slice(b"!!!!!!!!!!");
+        let bytes = [
+            framed(1, sent("r1", "route", 1)),
+            unknown,
+            framed(3, sent("r1", "route", 3)),
+        ]
+        .concat();
+        std::fs::write(format!("{lock}.0"), bytes).unwrap();
+        let e = SqliteStore::open(db.to_str().unwrap()).err().unwrap().to_string();
+        assert!(
+            e.contains("holds a group of writes this flowrun cannot read (frame 2); the log is kept"),
+            "{e}"
+        );
+        assert_eq!(files(dir.path()).len(), 2);
+        // Zeros where frames were to be (a power cut) end the log instead.
+        let zeros = [framed(1, sent("r1", "route", 1)), vec![0; 64]].concat();
+        std::fs::write(format!("{lock}.0"), zeros).unwrap();
+        assert_eq!(attempts(&db, "r1"), [("route".to_string(), 1)]);
+    }
+
+    #[test]
+    fn a_pipe_or_a_claim_in_a_dead_log_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, lock) = dead_run(dir.path(), "00000000000000ee");
+        // A pipe named as a log file would block an open for ever; a claim is not a run's.
+        let made = std::process::Command::new("mkfifo")
+            .arg(format!("{lock}.0"))
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let claim = Write::Claimed {
+            run: "r1".into(),
+            owner: "someone-else".into(),
+        };
+        let bytes = [framed(1, claim), framed(2, sent("r1", "route", 1))].concat();
+        std::fs::write(format!("{lock}.1"), bytes).unwrap();
+        assert_eq!(attempts(&db, "r1"), [("route".to_string(), 1)]);
+        let store = SqliteStore::open(db.to_str().unwrap()).unwrap();
+        assert_eq!(
+            store.run("r1").unwrap().unwrap().owner.as_deref(),
+            Some("boot:4242:0000abcd")
+        );
+    }
+
+    #[test]
+    fn a_process_that_dies_beside_an_open_journal_is_written_back_by_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("j.db");
+        let open = journal(&db);
+        // Another process on the file starts a run, then dies.
+        let store = SqliteStore::open(db.to_str().unwrap()).unwrap();
+        let dead = Write::Claimed {
+            run: "r9".into(),
+            owner: "boot:4242:0000abcd".into(),
+        };
+        assert_eq!(store.apply(&[&[started("r9"), dead]]), [Ok(())]);
+        drop(store);
+        let lock = format!("{}.intent.00000000000000ff", db.display());
+        std::fs::write(&lock, "boot:4242:0000abcd").unwrap();
+        std::fs::write(format!("{lock}.0"), framed(1, sent("r9", "route", 1))).unwrap();
+        // The open journal's writer writes it back within a few seconds.
+        let rows = || -> i64 {
+            let c = rusqlite::Connection::open(&db).unwrap();
+            c.query_row("SELECT count(*) FROM log WHERE run_id = 'r9'", [], |r| r.get(0))
+                .unwrap()
+        };
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while rows() == 0 && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert_eq!(rows(), 1);
+        drop(open);
+    }
+
+    #[test]
+    fn a_queued_write_with_nothing_after_it_reaches_the_file_without_a_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("j.db");
+        let open = journal(&db);
+        open.commit(started("r1")).unwrap();
+        open.queue(Write::RunFinished {
+            run: "r1".into(),
+            status: "passed".into(),
+            outputs: serde_json::json!({}),
+            error: None,
+            at_ms: 9,
+        });
+        let status = || -> String {
+            let c = rusqlite::Connection::open(&db).unwrap();
+            c.query_row("SELECT status FROM runs WHERE id = 'r1'", [], |r| r.get(0))
+                .unwrap()
+        };
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while status() != "passed" && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(status(), "passed");
+        drop(open);
+    }
+
+    #[test]
+    fn a_log_that_cannot_be_written_to_is_given_up_and_runs_wait_for_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("j.db");
+        let open = journal(&db);
+        open.commit(started("r1")).unwrap();
+        assert_eq!(ahead(&open, vec![sent("r1", "route", 1)]), Ok(()));
+        // The log's file stops taking writes (a full disk).
+        open.fail_intent_log_for_test();
+        let e = ahead(&open, vec![sent("r1", "route", 2)])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cannot write the intent log"), "{e}");
+        // Runs now wait for the store, which still takes their writes.
+        let next = open.durable_ahead(vec![sent("r1", "route", 3)]);
+        assert_eq!(futures_executor::block_on(next), Ok(()));
+        open.flush().unwrap();
+        let numbers: Vec<u32> = attempts(&db, "r1").iter().map(|a| a.1).collect();
+        assert_eq!(numbers, [1, 3]);
+        drop(open);
     }
 
     #[test]

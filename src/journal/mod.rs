@@ -360,6 +360,12 @@ pub trait Store: Send {
     fn intent_log_at(&self) -> Option<&str> {
         None
     }
+    /// Writes into the store the intent logs of processes that died (see
+    /// `journal/intents.rs`): done when the store opens, and by a writer behind an intent log
+    /// every [`WRITE_BACK_EVERY`] (another process sharing the file may die meanwhile).
+    fn write_back(&self) -> Result<(), JournalError> {
+        Ok(())
+    }
     /// Called after the runs waiting for a transaction were answered: upkeep that need not
     /// hold them up (the SQLite journal restarts its log here).
     fn after_commit(&self) {}
@@ -486,8 +492,13 @@ struct Pending {
 /// [`Inner::write_until_closed`]).
 const GATHER: std::time::Duration = std::time::Duration::from_millis(2);
 
+/// How often a writer behind an intent log writes back the logs of processes that died beside
+/// it (see [`Store::write_back`]).
+const WRITE_BACK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// How many groups may wait for the writer before runs wait for it too (see
-/// [`Journal::durable_ahead`]): a few transactions' worth, a few MB.
+/// [`Journal::durable_ahead`]): a few transactions' worth (a group is a few KB, up to the
+/// largest body a run may keep: `--max-body`).
 const MOST_AHEAD: usize = 1024;
 
 /// The most writes one transaction takes.
@@ -516,6 +527,8 @@ struct Inner {
     wake: std::sync::Condvar,
     /// How many groups wait for the writer (as of the last change under `pending`'s lock).
     backlog: std::sync::atomic::AtomicUsize,
+    /// The intent log could not be written to: runs wait for the store again.
+    log_failed: std::sync::atomic::AtomicBool,
 }
 
 /// Clears `writing` if writing panicked, so no later write waits forever.
@@ -549,6 +562,7 @@ impl Journal {
                 pending: Mutex::new(Pending::default()),
                 wake: std::sync::Condvar::new(),
                 backlog: Default::default(),
+                log_failed: Default::default(),
             }),
             writer: None,
             ahead: false,
@@ -607,6 +621,9 @@ impl Journal {
                 Some(e) => Err(e),
                 None => frame.and_then(|frame| log.enter(frame, ahead)),
             };
+            if log.failed() {
+                inner.log_failed.store(true, Ordering::Relaxed);
+            }
             match entered {
                 Ok(n) => seq = n,
                 Err(e) => return Err(e),
@@ -656,7 +673,13 @@ impl Journal {
         let mut pending = self.inner.lock_pending();
         // A group that cannot be written down (over 4 GiB) still goes to the store.
         let seq = match (pending.ahead.as_mut(), frame) {
-            (Some(log), Some(Ok(frame))) => log.enter(frame, false).unwrap_or(0),
+            (Some(log), Some(Ok(frame))) => {
+                let seq = log.enter(frame, false).unwrap_or(0);
+                if log.failed() {
+                    self.inner.log_failed.store(true, Ordering::Relaxed);
+                }
+                seq
+            }
             _ => 0,
         };
         pending.writes.push(Entry {
@@ -666,6 +689,12 @@ impl Journal {
             ahead: false,
         });
         self.inner.backlog.store(pending.writes.len(), Ordering::Relaxed);
+        // Behind an intent log the writer takes it in its next transaction (it gathers for a
+        // moment anyway): a run's end queued last, with nothing after it, is not left in memory
+        // (a kill would lose it) nor unseen by other processes.
+        if self.ahead && pending.idle {
+            self.inner.wake.notify_one();
+        }
     }
 
     /// Writes `write` (after everything queued before it); the future ends when it is durable.
@@ -697,10 +726,21 @@ impl Journal {
         use futures_util::future::Either;
         // Runs that go ahead faster than the store takes their writes would grow the backlog
         // without end: past a bound, a run waits for the store as without an intent log.
-        if !self.ahead || self.inner.backlog.load(Ordering::Relaxed) >= MOST_AHEAD {
+        if !self.ahead
+            || self.inner.backlog.load(Ordering::Relaxed) >= MOST_AHEAD
+            || self.inner.log_failed.load(Ordering::Relaxed)
+        {
             return Either::Left(self.durable_all(writes));
         }
         Either::Right(std::future::ready(self.submit(writes, None, true)))
+    }
+
+    /// Makes the intent log's file refuse writes (a full disk), for tests.
+    #[cfg(test)]
+    pub(crate) fn fail_intent_log_for_test(&self) {
+        if let Some(ahead) = self.inner.lock_pending().ahead.as_mut() {
+            ahead.fail_for_test();
+        }
     }
 
     /// Forgets that the store refused a group of `run` (the run is over).
@@ -906,15 +946,30 @@ impl Inner {
     /// many groups and writes each page of the log once, not once per group.
     fn write_until_closed(&self) {
         let mut pending = self.lock_pending();
-        if pending.ahead.is_some() {
-            behind();
-        }
+        let mut written_back = std::time::Instant::now();
         loop {
+            if pending.ahead.is_some() && written_back.elapsed() >= WRITE_BACK_EVERY {
+                drop(pending);
+                // A failure is told when the journal is next opened, which tries again.
+                let _ = self.lock_store().write_back();
+                written_back = std::time::Instant::now();
+                pending = self.lock_pending();
+            }
             pending.idle = true;
             while pending.writes.is_empty() && !pending.closed {
-                pending = self.wake.wait(pending).unwrap_or_else(|e| e.into_inner());
+                let (next, _) = self
+                    .wake
+                    .wait_timeout(pending, WRITE_BACK_EVERY)
+                    .unwrap_or_else(|e| e.into_inner());
+                pending = next;
+                if pending.ahead.is_some() && written_back.elapsed() >= WRITE_BACK_EVERY {
+                    break;
+                }
             }
             pending.idle = false;
+            if pending.writes.is_empty() && !pending.closed {
+                continue;
+            }
             if pending.writes.is_empty() {
                 return;
             }
@@ -936,19 +991,6 @@ impl Inner {
             pending = self.write_some(pending);
             pending.writing = false;
         }
-    }
-}
-
-/// Lowers the calling thread's priority (nice 10). A writer behind an intent log holds up no
-/// run: the runs' threads, and the servers they talk to on the same machine, go first when they
-/// wake. Measured at concurrency 1 (bench/journal.sh's runs, 6 interleaved rounds): journaled
-/// 77% of plain at nice 0, 87% at nice 10 (medians); concurrency 64 unchanged.
-fn behind() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: setpriority(2) takes plain integers; on Linux, `who` 0 with PRIO_PROCESS is the
-    // calling thread. A refusal leaves the priority as it was.
-    unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, 0, 10);
     }
 }
 

@@ -297,8 +297,10 @@ impl DurableRun for RunJournal {
     }
 
     fn finish(&self, report: &RunReport) -> Durably {
-        // Written with the next transaction, or when the journal closes: a run whose end is
-        // lost has every step written, so resuming it only writes its end.
+        // Written with the next transaction, or when the journal closes, together with the last
+        // step's end the run held: a run whose end is lost leaves that step in doubt, which a
+        // resume settles by its `in_doubt` policy. Behind an intent log the writer takes it
+        // within a moment.
         self.queued(self.finished(report))
     }
 }

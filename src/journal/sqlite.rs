@@ -207,7 +207,12 @@ impl SqliteStore {
             };
             let mut last = applied;
             log.groups(|seq, writes| {
-                if seq > applied {
+                // Only what a process's runs write goes into its log: a claim or another log's
+                // mark in one is not flowrun's, and is not written back.
+                let foreign = writes
+                    .iter()
+                    .any(|w| matches!(w, Write::Claimed { .. } | Write::Applied { .. }));
+                if seq > applied && !foreign {
                     batch.push(writes);
                     last = seq;
                     if batch.len() >= WRITE_BACK_BATCH {
@@ -801,6 +806,10 @@ impl Store for SqliteStore {
 
     fn intent_log_at(&self) -> Option<&str> {
         self.path.as_deref()
+    }
+
+    fn write_back(&self) -> Result<(), JournalError> {
+        self.write_back_dead_logs()
     }
 
     fn after_commit(&self) {
