@@ -481,6 +481,9 @@ struct Pending {
     closed: bool,
     /// The intent log, when writes go ahead of the store (see `journal/intents.rs`).
     ahead: Option<intents::Ahead>,
+    /// The writer thread panicked: every write fails (the intent log stays for the next
+    /// process that opens the journal).
+    dead: bool,
     /// How many of `writes` someone waits for (the writer does not gather more for them).
     awaited: usize,
     /// The writer thread waits for something to write (it is woken for anything), not for
@@ -491,6 +494,9 @@ struct Pending {
 /// How long the writer gathers groups that went ahead before it writes them (see
 /// [`Inner::write_until_closed`]).
 const GATHER: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// What every write is told once the writer thread panicked.
+const WRITER_DIED: &str = "the journal's writer stopped (a panic); what the runs wrote down is kept for the next flowrun that opens the journal";
 
 /// How often a writer behind an intent log writes back the logs of processes that died beside
 /// it (see [`Store::write_back`]).
@@ -595,7 +601,12 @@ impl Journal {
         let inner = self.inner.clone();
         let writer = std::thread::Builder::new()
             .name("flowrun-journal".into())
-            .spawn(move || inner.write_until_closed())
+            .spawn(move || {
+                let run = std::panic::AssertUnwindSafe(|| inner.write_until_closed());
+                if std::panic::catch_unwind(run).is_err() {
+                    inner.writer_died();
+                }
+            })
             .map_err(|e| JournalError::Store(format!("cannot start the journal's writer: {e}")))?;
         self.writer = Some(writer);
         Ok(self)
@@ -611,6 +622,13 @@ impl Journal {
         let frame = (self.ahead && reply.is_none() && !writes.is_empty()).then(|| intents::frame(&writes));
         let awaited = reply.is_some();
         let mut pending = inner.lock_pending();
+        if pending.dead {
+            let e = JournalError::Store(WRITER_DIED.into());
+            if let Some(reply) = reply {
+                reply.send(Err(e.clone()));
+            }
+            return Err(e);
+        }
         let ahead = ahead && pending.ahead.is_some();
         let mut seq = 0;
         if let (Some(log), Some(frame)) = (pending.ahead.as_mut(), frame) {
@@ -671,6 +689,9 @@ impl Journal {
     pub fn queue_all(&self, writes: Vec<Write>) {
         let frame = (self.ahead && !writes.is_empty()).then(|| intents::frame(&writes));
         let mut pending = self.inner.lock_pending();
+        if pending.dead {
+            return;
+        }
         // A group that cannot be written down (over 4 GiB) still goes to the store.
         let seq = match (pending.ahead.as_mut(), frame) {
             (Some(log), Some(Ok(frame))) => {
@@ -712,7 +733,7 @@ impl Journal {
         let _ = self.submit(writes, Some(Reply::Awaited(tx)), false);
         async move {
             rx.await
-                .unwrap_or_else(|_| Err(JournalError::Store("the journal's writer stopped".into())))
+                .unwrap_or_else(|_| Err(JournalError::Store(WRITER_DIED.into())))
         }
     }
 
@@ -763,7 +784,7 @@ impl Journal {
         let (tx, rx) = std::sync::mpsc::channel();
         let _ = self.submit(writes, Some(Reply::Blocked(tx)), false);
         rx.recv()
-            .unwrap_or_else(|_| Err(JournalError::Store("the journal's writer stopped".into())))
+            .unwrap_or_else(|_| Err(JournalError::Store(WRITER_DIED.into())))
     }
 
     /// Writes everything queued.
@@ -771,7 +792,7 @@ impl Journal {
         let (tx, rx) = std::sync::mpsc::channel();
         let _ = self.submit(Vec::new(), Some(Reply::Blocked(tx)), false);
         rx.recv()
-            .unwrap_or_else(|_| Err(JournalError::Store("the journal's writer stopped".into())))
+            .unwrap_or_else(|_| Err(JournalError::Store(WRITER_DIED.into())))
     }
 
     /// Runs, newest first (see [`Store::runs`]).
@@ -939,6 +960,25 @@ impl Inner {
         self.lock_pending()
     }
 
+    /// The writer thread panicked: everyone waiting, and every later write, is told so; the
+    /// intent log is kept (not closed) for the next process that opens the journal.
+    fn writer_died(&self) {
+        let mut pending = self.lock_pending();
+        pending.dead = true;
+        pending.writing = false;
+        if let Some(ahead) = pending.ahead.as_mut() {
+            ahead.break_on(JournalError::Store(WRITER_DIED.into()));
+        }
+        let waiting: Vec<Entry> = pending.writes.drain(..).collect();
+        self.backlog.store(0, Ordering::Relaxed);
+        drop(pending);
+        for entry in waiting {
+            if let Some(reply) = entry.reply {
+                reply.send(Err(JournalError::Store(WRITER_DIED.into())));
+            }
+        }
+    }
+
     /// The writer thread: writes whatever waits, sleeps when nothing does, stops when closed.
     ///
     /// With an intent log, no run waits for the store: the writer gathers what comes for up to
@@ -1094,4 +1134,49 @@ pub fn content_hash(text: &str) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store whose writes panic.
+    struct Panics;
+
+    impl Store for Panics {
+        fn write(&self, _: &[&[Write]]) -> Result<Vec<Result<(), JournalError>>, JournalError> {
+            panic!("a bug in a store");
+        }
+        fn runs(&self, _: bool, _: usize) -> Result<Vec<RunRow>, JournalError> {
+            Ok(Vec::new())
+        }
+        fn run(&self, _: &str) -> Result<Option<RunDetail>, JournalError> {
+            Ok(None)
+        }
+        fn prune(&self, _: i64) -> Result<u64, JournalError> {
+            Ok(0)
+        }
+        fn cursor(&self, _: &str) -> Result<Option<String>, JournalError> {
+            Ok(None)
+        }
+        fn outputs_where(&self, _: &str, _: &str, _: &Value) -> Result<Option<Value>, JournalError> {
+            Ok(None)
+        }
+    }
+
+    #[test]
+    fn a_writer_that_panics_fails_every_write_instead_of_leaving_it_waiting() {
+        let journal = Journal::new(Box::new(Panics)).with_writer().unwrap();
+        let cursor = || Write::Cursor {
+            name: "c".into(),
+            value: "1".into(),
+            at_ms: 1,
+        };
+        let first = journal.commit(cursor()).unwrap_err().to_string();
+        assert!(first.contains("the journal's writer stopped"), "{first}");
+        journal.queue(cursor());
+        assert_eq!(journal.flush().unwrap_err().to_string(), first);
+        assert_eq!(journal.commit(cursor()).unwrap_err().to_string(), first);
+        drop(journal);
+    }
 }
