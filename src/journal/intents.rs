@@ -623,6 +623,15 @@ mod tests {
         Journal::new(Box::new(store)).with_writer().unwrap()
     }
 
+    /// A journal in `dir` with its writer and intent log, and run `r1` started: the journal
+    /// file's path and the journal.
+    fn running(dir: &Path) -> (PathBuf, Journal) {
+        let db = dir.join("j.db");
+        let open = journal(&db);
+        open.commit(started("r1")).unwrap();
+        (db, open)
+    }
+
     /// Writes `writes` ahead of the store (the future is ready at once).
     fn ahead(journal: &Journal, writes: Vec<Write>) -> Result<(), JournalError> {
         journal
@@ -703,13 +712,7 @@ mod tests {
         // the journal goes.
         let refused = ahead(&failing, vec![sent("r1", "route", 3)]).unwrap_err();
         assert_eq!(refused.to_string(), failed);
-        failing.queue(Write::RunFinished {
-            run: "r1".into(),
-            status: "passed".into(),
-            outputs: serde_json::json!({}),
-            error: None,
-            at_ms: 9,
-        });
+        failing.queue(finished("r1"));
         drop(failing);
         assert_eq!(files(dir.path()).len(), 2, "{:?}", files(dir.path()));
         lock.execute_batch("ROLLBACK").unwrap();
@@ -727,9 +730,7 @@ mod tests {
     #[test]
     fn runs_that_go_ahead_faster_than_the_store_takes_their_writes_wait_past_a_bound() {
         let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("j.db");
-        let journal = journal(&db);
-        journal.commit(started("r1")).unwrap();
+        let (db, journal) = running(dir.path());
         // The writer is stuck: another connection holds the file's write lock.
         let lock = rusqlite::Connection::open(&db).unwrap();
         lock.execute_batch("BEGIN IMMEDIATE").unwrap();
@@ -803,6 +804,26 @@ mod tests {
         let lock = format!("{}.intent.{token}", db.display());
         std::fs::write(&lock, DEAD).unwrap();
         (db, lock)
+    }
+
+    /// Run `run`'s end, passed.
+    fn finished(run: &str) -> Write {
+        Write::RunFinished {
+            run: run.into(),
+            status: "passed".into(),
+            outputs: serde_json::json!({}),
+            error: None,
+            at_ms: 9,
+        }
+    }
+
+    /// Whether `done` holds within 10 s (asked every 10 ms).
+    fn eventually(done: impl Fn() -> bool) -> bool {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !done() && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        done()
     }
 
     /// `write` as frame number `seq`.
@@ -920,46 +941,28 @@ mod tests {
             c.query_row("SELECT count(*) FROM log WHERE run_id = 'r9'", [], |r| r.get(0))
                 .unwrap()
         };
-        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while rows() == 0 && std::time::Instant::now() < until {
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        assert_eq!(rows(), 1);
+        assert!(eventually(|| rows() == 1), "{}", rows());
         drop(open);
     }
 
     #[test]
     fn a_queued_write_with_nothing_after_it_reaches_the_file_without_a_flush() {
         let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("j.db");
-        let open = journal(&db);
-        open.commit(started("r1")).unwrap();
-        open.queue(Write::RunFinished {
-            run: "r1".into(),
-            status: "passed".into(),
-            outputs: serde_json::json!({}),
-            error: None,
-            at_ms: 9,
-        });
+        let (db, open) = running(dir.path());
+        open.queue(finished("r1"));
         let status = || -> String {
             let c = rusqlite::Connection::open(&db).unwrap();
             c.query_row("SELECT status FROM runs WHERE id = 'r1'", [], |r| r.get(0))
                 .unwrap()
         };
-        let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while status() != "passed" && std::time::Instant::now() < until {
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        assert_eq!(status(), "passed");
+        assert!(eventually(|| status() == "passed"), "{}", status());
         drop(open);
     }
 
     #[test]
     fn a_log_that_cannot_be_written_to_is_given_up_and_runs_wait_for_the_store() {
         let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("j.db");
-        let open = journal(&db);
-        open.commit(started("r1")).unwrap();
+        let (db, open) = running(dir.path());
         assert_eq!(ahead(&open, vec![sent("r1", "route", 1)]), Ok(()));
         // The log's file stops taking writes (a full disk).
         open.fail_intent_log_for_test();
@@ -1010,9 +1013,7 @@ mod tests {
     #[test]
     fn a_long_log_goes_on_in_new_files_and_those_the_store_has_go() {
         let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("j.db");
-        let journal = journal(&db);
-        journal.commit(started("r1")).unwrap();
+        let (db, journal) = running(dir.path());
         let body = "x".repeat(4096);
         let mut most = 0;
         for n in 1..=1500u32 {
