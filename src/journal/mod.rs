@@ -361,8 +361,8 @@ pub trait Store: Send {
         None
     }
     /// Writes into the store the intent logs of processes that died (see
-    /// `journal/intents.rs`): done when the store opens, and by a writer behind an intent log
-    /// every [`WRITE_BACK_EVERY`] (another process sharing the file may die meanwhile).
+    /// `journal/intents.rs`): done when the store opens, and every second by a writer behind an
+    /// intent log (another process sharing the file may die meanwhile).
     fn write_back(&self) -> Result<(), JournalError> {
         Ok(())
     }
