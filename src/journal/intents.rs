@@ -10,8 +10,8 @@
 //! how far the store has applied the log (a sequence number every group carries), in the same
 //! transaction as the groups.
 //!
-//! Files, beside the journal `PATH`: `PATH.intent.TOKEN`, empty, locked (`flock`) for as long
-//! as the process has the journal open; and `PATH.intent.TOKEN.N`, the groups, a new `N` past
+//! Files, beside the journal `PATH`: `PATH.intent.TOKEN`, holding the process's owner id and
+//! locked (`flock`) for as long as the process has the journal open; and `PATH.intent.TOKEN.N`, the groups, a new `N` past
 //! [`ROTATE_AT`] bytes, a file deleted once the store has every group in it. A journal closed
 //! cleanly leaves no file. Whoever opens the journal next writes the groups of a log whose lock
 //! is free (its process died) into the store, past what the store had, then deletes it: a
@@ -176,25 +176,26 @@ impl IntentLog {
     /// The store has every group up to `seq`: the files they filled go.
     pub(super) fn applied(&mut self, seq: u64) {
         let lock_path = &self.lock_path;
-        self.full.retain(|&(number, last)| {
-            let gone = last <= seq && std::fs::remove_file(data_path(lock_path, number)).is_ok();
-            !gone
-        });
+        self.full
+            .retain(|&(number, last)| !(last <= seq && remove(&data_path(lock_path, number))));
     }
 
     /// Deletes the log's files, the store having every group in them (the journal closes);
     /// whether they are all gone. The lock file goes last (see [`DeadLog::remove`]).
     pub(super) fn remove_files(&self) -> bool {
         let numbers = self.full.iter().map(|(n, _)| *n).chain([self.number]);
-        // Every file is tried, whether or not one before it went.
-        let gone: Vec<bool> = numbers.map(|n| remove(&data_path(&self.lock_path, n))).collect();
-        gone.into_iter().all(|g| g)
+        remove_all(numbers.map(|n| data_path(&self.lock_path, n)))
     }
 
     /// Deletes the lock file: the last step of closing the log.
     pub(super) fn remove_lock(&self) {
         let _ = std::fs::remove_file(&self.lock_path);
     }
+}
+
+/// Deletes every one of `paths`, whether or not one before it went; whether they are all gone.
+fn remove_all(paths: impl Iterator<Item = PathBuf>) -> bool {
+    paths.fold(true, |all, path| remove(&path) & all)
 }
 
 /// Deletes `path`; whether it is gone.
@@ -296,8 +297,8 @@ fn take_lock(lock_path: &Path, uid: u32) -> Result<Option<(File, String)>, Journ
     let text = read(&mut lock);
     let owner = text.lines().next().unwrap_or_default().to_string();
     if lock.try_lock().is_err() {
-        let mine = owner.split(':').nth(1) == Some(std::process::id().to_string().as_str())
-            && owner.starts_with(&super::boot_id());
+        // Another journal of this process holds it (written as `owner_here()` names it).
+        let mine = owner == super::owner_here();
         if mine || super::alive_elsewhere(&owner).is_some() {
             return Ok(None);
         }
@@ -463,8 +464,7 @@ impl DeadLog {
     /// Deletes the log's files (the store has every group in them); whether they are all
     /// gone. Until they are, the store keeps how far it has them.
     pub(super) fn remove_files(&self) -> bool {
-        let gone: Vec<bool> = self.files.iter().map(|path| remove(path)).collect();
-        gone.into_iter().all(|g| g)
+        remove_all(self.files.iter().cloned())
     }
 
     /// Deletes the lock file: the last step, after the store forgot the log.

@@ -630,30 +630,16 @@ impl Journal {
             return Err(e);
         }
         let ahead = ahead && pending.ahead.is_some();
-        let mut seq = 0;
-        if let (Some(log), Some(frame)) = (pending.ahead.as_mut(), frame) {
-            let entered = match writes
-                .first()
-                .and_then(|w| ahead.then(|| log.refusal(w.run())).flatten())
-            {
-                Some(e) => Err(e),
-                None => frame.and_then(|frame| log.enter(frame, ahead)),
-            };
-            if log.failed() {
-                inner.log_failed.store(true, Ordering::Relaxed);
-            }
-            match entered {
-                Ok(n) => seq = n,
-                Err(e) => return Err(e),
-            }
-        }
-        pending.writes.push(Entry {
-            writes,
-            reply,
-            seq,
-            ahead,
-        });
-        inner.backlog.store(pending.writes.len(), Ordering::Relaxed);
+        let seq = inner.enter_log(&mut pending, &writes, frame, ahead)?;
+        inner.push(
+            &mut pending,
+            Entry {
+                writes,
+                reply,
+                seq,
+                ahead,
+            },
+        );
         if self.writer.is_some() {
             pending.awaited += usize::from(awaited);
             if pending.idle || awaited {
@@ -693,23 +679,19 @@ impl Journal {
             return;
         }
         // A group that cannot be written down (over 4 GiB) still goes to the store.
-        let seq = match (pending.ahead.as_mut(), frame) {
-            (Some(log), Some(Ok(frame))) => {
-                let seq = log.enter(frame, false).unwrap_or(0);
-                if log.failed() {
-                    self.inner.log_failed.store(true, Ordering::Relaxed);
-                }
-                seq
-            }
-            _ => 0,
-        };
-        pending.writes.push(Entry {
-            writes,
-            reply: None,
-            seq,
-            ahead: false,
-        });
-        self.inner.backlog.store(pending.writes.len(), Ordering::Relaxed);
+        let seq = self
+            .inner
+            .enter_log(&mut pending, &writes, frame, false)
+            .unwrap_or(0);
+        self.inner.push(
+            &mut pending,
+            Entry {
+                writes,
+                reply: None,
+                seq,
+                ahead: false,
+            },
+        );
         // Behind an intent log the writer takes it in its next transaction (it gathers for a
         // moment anyway): a run's end queued last, with nothing after it, is not left in memory
         // (a kill would lose it) nor unseen by other processes.
@@ -895,6 +877,39 @@ impl Journal {
 }
 
 impl Inner {
+    /// Enters `writes` (as `frame`, made before the lock was taken) in the intent log, when the
+    /// journal has one: its sequence number there (0 when not in it). With `ahead`, refused when
+    /// its run was refused, or when the group cannot be written down.
+    fn enter_log(
+        &self,
+        pending: &mut Pending,
+        writes: &[Write],
+        frame: Option<Result<Vec<u8>, JournalError>>,
+        ahead: bool,
+    ) -> Result<u64, JournalError> {
+        let (Some(log), Some(frame)) = (pending.ahead.as_mut(), frame) else {
+            return Ok(0);
+        };
+        let refusal = writes
+            .first()
+            .filter(|_| ahead)
+            .and_then(|w| log.refusal(w.run()));
+        let entered = match refusal {
+            Some(e) => Err(e),
+            None => frame.and_then(|frame| log.enter(frame, ahead)),
+        };
+        if log.failed() {
+            self.log_failed.store(true, Ordering::Relaxed);
+        }
+        entered
+    }
+
+    /// Adds `entry` to what waits for the writer.
+    fn push(&self, pending: &mut Pending, entry: Entry) {
+        pending.writes.push(entry);
+        self.backlog.store(pending.writes.len(), Ordering::Relaxed);
+    }
+
     fn lock_pending(&self) -> std::sync::MutexGuard<'_, Pending> {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -620,13 +620,12 @@ fn apply_group(tx: &Connection, group: &[Write], me: &str) -> rusqlite::Result<(
         return apply_piece(tx, one, me);
     }
     // Cached like the writes: `execute_batch` would parse the statement on every group.
-    let run = |sql: &str| tx.prepare_cached(sql)?.execute([]).map(drop);
-    run("SAVEPOINT grp")?;
+    Open::run(tx, "SAVEPOINT grp")?;
     let result = pieces.iter().try_for_each(|p| apply_piece(tx, p, me));
     if result.is_err() {
-        run("ROLLBACK TO grp")?;
+        Open::run(tx, "ROLLBACK TO grp")?;
     }
-    run("RELEASE grp")?;
+    Open::run(tx, "RELEASE grp")?;
     result
 }
 
