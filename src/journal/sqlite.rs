@@ -228,7 +228,11 @@ impl SqliteStore {
             // The store keeps how far it has the log until every file of it is gone: a log
             // found again is not written back twice.
             if log.remove_files() {
-                self.write(&[&[Write::Applied { token, seq: None }]])?;
+                let forget = Write::Applied {
+                    token: token.clone(),
+                    seq: None,
+                };
+                self.write(&[&[forget]]).map_err(failed)?;
                 log.remove();
             }
         }
