@@ -20,6 +20,7 @@ fn started(id: &str, outputs_flow: &str) -> Write {
         inputs: json!({"queue_id": "q"}),
         at_ms: 1,
         queued: false,
+        vars: None,
     })
 }
 

@@ -227,6 +227,10 @@ pub struct RunStart {
     /// Written as `queued`, owned by no one: a service sharing the journal hands the run to
     /// whichever instance claims it (see [`Store::claim`]). Otherwise `running`, owned here.
     pub queued: bool,
+    /// The run's `vars`, secrets masked, when they were rendered before the start was written
+    /// (they go in its row, one write fewer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vars: Option<Value>,
 }
 
 /// A run a process claimed from a shared journal (see [`Store::claim`]).

@@ -211,8 +211,8 @@ impl PostgresStore {
         let prepare = |sql: &str| wait(client.prepare(sql)).map_err(store_error);
         let prepared = Prepared {
             run_started: prepare(
-                "INSERT INTO runs (id, flow_path, flow_name, flow_hash, inputs, status, started_ms, updated_ms, owner)
-                 VALUES ($1, $2, $3, $4, $5, $8, $6, $6, $7)",
+                "INSERT INTO runs (id, flow_path, flow_name, flow_hash, inputs, status, started_ms, updated_ms, owner, vars)
+                 VALUES ($1, $2, $3, $4, $5, $8, $6, $6, $7, $9)",
             )?,
             // A run taken over by hand is no longer queued, and no lease expires under it. A
             // finished run stays finished.
@@ -380,6 +380,7 @@ async fn apply_one(tx: &tokio_postgres::Transaction<'_>, p: &Prepared, write: &W
     match write {
         Write::RunStarted(start) => {
             let inputs = start.inputs.to_string();
+            let vars = start.vars.as_ref().map(Value::to_string);
             tx.execute(
                 &p.run_started,
                 &[
@@ -391,6 +392,7 @@ async fn apply_one(tx: &tokio_postgres::Transaction<'_>, p: &Prepared, write: &W
                     &start.at_ms,
                     &(!start.queued).then(super::owner_here),
                     &if start.queued { "queued" } else { "running" },
+                    &vars,
                 ],
             )
             .await?;

@@ -147,6 +147,12 @@ impl RunJournal {
         group
     }
 
+    /// Holds `write` for the run's next group (the start of a run whose id cannot clash goes
+    /// with its first attempt: one group, one frame, one transaction's entry fewer).
+    pub fn hold(&self, write: Write) {
+        self.lock_held().push(write);
+    }
+
     /// Holds a step's end for the run's next group.
     fn hold_step_end(&self, end: Write) -> Durably {
         let mut held = self.lock_held();
@@ -176,10 +182,21 @@ impl Drop for RunJournal {
 
 impl RunLog for RunJournal {
     fn vars(&self, vars: &Map<String, Value>) {
-        self.journal.queue(Write::Vars {
-            run: self.run.clone(),
-            vars: self.secrets.masked(Value::Object(vars.clone())),
+        let vars = self.secrets.masked(Value::Object(vars.clone()));
+        // Held for the run's next group, like its start: they matter once something was sent.
+        // A start still held takes them into its row (one statement fewer).
+        let mut held = self.lock_held();
+        let start = held.iter_mut().find_map(|w| match w {
+            Write::RunStarted(start) if start.id == self.run => Some(start),
+            _ => None,
         });
+        match start {
+            Some(start) => start.vars = Some(vars),
+            None => held.push(Write::Vars {
+                run: self.run.clone(),
+                vars,
+            }),
+        }
     }
 
     fn before_send(&self, step: &str, phase: Phase, attempt: u32, request: &HttpRequest) -> Durably {
@@ -382,6 +399,52 @@ mod tests {
         assert_eq!((last.step.as_str(), last.answered), ("route", false));
     }
 
+    #[tokio::test]
+    async fn a_fresh_runs_start_and_vars_go_in_with_its_first_attempt() {
+        let journal = Arc::new(Journal::new(Box::new(SqliteStore::open(":memory:").unwrap())));
+        let start = |id: &str| RunStart {
+            id: id.into(),
+            flow_path: "f.yaml".into(),
+            flow_name: "f".into(),
+            flow_hash: "h".into(),
+            inputs: serde_json::json!({ "queue_id": "q" }),
+            at_ms: 1,
+            queued: false,
+            vars: None,
+        };
+        let run = RunJournal::new(journal.clone(), &start("r1"), no_masks());
+        run.hold(run.started(start("r1")));
+        let vars = serde_json::json!({ "interaction_id": "i-1" });
+        run.vars(vars.as_object().unwrap());
+        journal.flush().unwrap();
+        assert!(
+            journal.find("r1").unwrap().is_none(),
+            "not written before the first attempt"
+        );
+        run.before_send("interaction", Phase::Steps, 1, &request("interaction"))
+            .await
+            .unwrap();
+        let detail = journal.run("r1").unwrap();
+        assert_eq!((detail.row.status.as_str(), &detail.vars), ("running", &vars));
+        assert_eq!(detail.attempt_states(), [("interaction", 1, None, false)]);
+        // A run that ends before it sends anything is written with its end; one that goes away
+        // without its end (a panic), when it goes.
+        let run = RunJournal::new(journal.clone(), &start("r2"), no_masks());
+        run.hold(run.started(start("r2")));
+        run.vars(vars.as_object().unwrap());
+        run.queued(run.ended("passed", &serde_json::json!({}), None))
+            .await
+            .unwrap();
+        journal.flush().unwrap();
+        let detail = journal.run("r2").unwrap();
+        assert_eq!((detail.row.status.as_str(), &detail.vars), ("passed", &vars));
+        let run = RunJournal::new(journal.clone(), &start("r3"), no_masks());
+        run.hold(run.started(start("r3")));
+        drop(run);
+        journal.flush().unwrap();
+        assert_eq!(journal.run("r3").unwrap().row.status, "running");
+    }
+
     fn no_masks() -> Masks {
         Masks(Secrets::default(), Secrets::default())
     }
@@ -396,6 +459,7 @@ mod tests {
             inputs: Value::Object(Map::new()),
             at_ms: 1,
             queued: false,
+            vars: None,
         };
         let run = RunJournal::new(journal.clone(), &start, no_masks());
         run.durably(run.started(start)).await.unwrap();

@@ -149,6 +149,8 @@ impl FlowRuns {
     /// durable write (an attempt, before it is sent): for a caller that made sure `id` is new.
     pub fn begin_queued(&self, id: &str, inputs: &Map<String, Value>, own: &Secrets) -> RunJournal {
         let (run, start) = self.fresh(id, inputs, own);
+        // Queued, not held for the first attempt: the event's position, stored after it (see
+        // `Runtime::save_cursor`), must not reach the store before the run.
         self.journal.queue(start);
         run
     }
@@ -240,6 +242,7 @@ impl FlowRuns {
             inputs: Value::Object(kept),
             at_ms: now_ms(),
             queued: false,
+            vars: None,
         };
         let run = RunJournal::new(self.journal.clone(), &start, self.masking(own));
         let write = run.started(start);
@@ -340,7 +343,7 @@ impl Durable for FlowRuns {
             // is refused. A fresh id cannot clash: its start goes with its first attempt.
             match named {
                 true => run.stored(start).await.map_err(taken)?,
-                false => run.queued(start).await?,
+                false => run.hold(start),
             }
             Ok(Box::new(run) as Box<dyn DurableRun>)
         })
