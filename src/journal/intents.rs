@@ -476,11 +476,14 @@ impl DeadLog {
 /// A journal's intent log and what came of the groups that went ahead of the store.
 pub(super) struct Ahead {
     log: IntentLog,
-    /// Frames of groups queued (nothing waits for them), to append before the next group that
-    /// goes ahead: a run's start goes into the log before its first attempt.
+    /// Frames not in the log yet, appended all together by the first run that needs its own
+    /// there (see [`Ahead::write_through`]): groups queued (nothing waits for them), and
+    /// groups of runs that went ahead at the same moment.
     buffered: Vec<u8>,
     /// The last sequence number given.
     seq: u64,
+    /// Every group up to this sequence number is in the log or in the store.
+    durable: u64,
     /// Runs whose groups the store refused after they went ahead (another process took the
     /// run over): their next group is refused before anything more is sent.
     refused: std::collections::HashMap<String, JournalError>,
@@ -498,6 +501,7 @@ impl Ahead {
             log,
             buffered: Vec::new(),
             seq: 0,
+            durable: 0,
             refused: Default::default(),
             broken: None,
             failed: None,
@@ -509,30 +513,46 @@ impl Ahead {
         self.broken.clone().or_else(|| self.refused.get(run).cloned())
     }
 
-    /// Gives `frame` the next sequence number and keeps it; with `ahead` (or once the store
-    /// failed: nothing else would write it down), appends it to the log with the frames kept
-    /// before it. The sequence number; 0 for a frame queued once the log failed (the store
-    /// alone has it).
-    pub(super) fn enter(&mut self, mut frame: Vec<u8>, ahead: bool) -> Result<u64, JournalError> {
-        if let Some(e) = &self.failed {
-            return if ahead { Err(e.clone()) } else { Ok(0) };
+    /// Gives `frame` the next sequence number and keeps it for the log (at once once the store
+    /// failed: nothing else would write it down). The sequence number; 0 once the log failed
+    /// (the store alone will have the group).
+    pub(super) fn enter(&mut self, mut frame: Vec<u8>) -> u64 {
+        if self.failed.is_some() {
+            return 0;
         }
         self.seq += 1;
         set_seq(&mut frame, self.seq);
         self.buffered.extend_from_slice(&frame);
-        if !ahead && self.broken.is_none() {
-            return Ok(self.seq);
+        if self.broken.is_some() {
+            let _ = self.append_buffered();
         }
-        self.append_buffered().map(|()| self.seq)
+        self.seq
+    }
+
+    /// Makes sure the group `seq` is in the log (or already in the store), with every frame
+    /// kept before it: one `write(2)` for all the groups entered since the last.
+    pub(super) fn write_through(&mut self, seq: u64) -> Result<(), JournalError> {
+        if let Some(e) = &self.failed {
+            return Err(e.clone());
+        }
+        if self.durable >= seq {
+            return Ok(());
+        }
+        self.append_buffered()
     }
 
     /// Appends the frames kept to the log. They go either way: a log that cannot be written to
     /// is given up (the store still takes them), and keeping them would only grow.
     fn append_buffered(&mut self) -> Result<(), JournalError> {
+        if self.buffered.is_empty() {
+            self.durable = self.seq;
+            return Ok(());
+        }
         let result = self.log.append(&self.buffered, self.seq);
         self.buffered.clear();
-        if let Err(e) = &result {
-            self.failed = Some(e.clone());
+        match &result {
+            Ok(()) => self.durable = self.seq,
+            Err(e) => self.failed = Some(e.clone()),
         }
         result
     }
@@ -595,6 +615,8 @@ impl Ahead {
             at += HEADER + len as usize;
         }
         self.buffered.drain(..at.min(self.buffered.len()));
+        // The store took the groups in order: every one up to `last` is in it.
+        self.durable = self.durable.max(last);
         self.log.applied(last);
     }
 
@@ -634,10 +656,14 @@ mod tests {
 
     /// Writes `writes` ahead of the store (the future is ready at once).
     fn ahead(journal: &Journal, writes: Vec<Write>) -> Result<(), JournalError> {
-        journal
-            .durable_ahead(writes)
-            .now_or_never()
-            .expect("ready at once")
+        let mut done = Box::pin(journal.durable_ahead(writes));
+        at_once(&mut done).expect("ready at once")
+    }
+
+    /// What `done` ends with when it does not wait for the store: it lets the other runs of
+    /// the moment go first (one poll), then writes the log.
+    fn at_once<F: Future + Unpin>(done: &mut F) -> Option<F::Output> {
+        done.now_or_never().or_else(|| done.now_or_never())
     }
 
     fn files(dir: &Path) -> Vec<String> {
@@ -727,6 +753,50 @@ mod tests {
         assert_eq!(files(dir.path()), Vec::<String>::new());
     }
 
+    /// The sequence numbers of the frames in the intent log's files in `dir`.
+    fn logged(dir: &Path) -> Vec<u64> {
+        let mut seqs = Vec::new();
+        for name in files(dir).iter().filter(|n| n.ends_with(".0")) {
+            let bytes = std::fs::read(dir.join(name)).unwrap();
+            let mut at = 0;
+            while at + HEADER <= bytes.len() {
+                let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+                seqs.push(u64::from_le_bytes(bytes[at + 4..at + HEADER].try_into().unwrap()));
+                at += HEADER + len;
+            }
+        }
+        seqs
+    }
+
+    #[test]
+    fn groups_of_runs_that_go_on_at_the_same_moment_reach_the_log_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, journal) = running(dir.path());
+        // The writer cannot take them into the store meanwhile: another connection holds the
+        // file's write lock.
+        let lock = rusqlite::Connection::open(&db).unwrap();
+        lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+        // Three runs go on in one turn of the runtime: each enters its group and lets the
+        // others go first.
+        let mut done: Vec<_> = (1..=3)
+            .map(|n| Box::pin(journal.durable_ahead(vec![sent("r1", "route", n)])))
+            .collect();
+        for d in &mut done {
+            assert!(d.as_mut().now_or_never().is_none());
+        }
+        assert_eq!(logged(dir.path()), Vec::<u64>::new(), "nothing written yet");
+        // The first back writes all three; the others find theirs written.
+        assert_eq!(done[0].as_mut().now_or_never(), Some(Ok(())));
+        assert_eq!(logged(dir.path()), [1, 2, 3]);
+        for d in &mut done[1..] {
+            assert_eq!(d.as_mut().now_or_never(), Some(Ok(())));
+        }
+        assert_eq!(logged(dir.path()), [1, 2, 3]);
+        lock.execute_batch("ROLLBACK").unwrap();
+        journal.flush().unwrap();
+        assert_eq!(attempts(&db, "r1").len(), 3);
+    }
+
     #[test]
     fn runs_that_go_ahead_faster_than_the_store_takes_their_writes_wait_past_a_bound() {
         let dir = tempfile::tempdir().unwrap();
@@ -738,7 +808,7 @@ mod tests {
         let mut waiting = None;
         for n in 1..=(2 * most as u32 + 100) {
             let mut done = Box::pin(journal.durable_ahead(vec![sent("r1", "route", n)]));
-            if (&mut done).now_or_never().is_none() {
+            if at_once(&mut done).is_none() {
                 waiting = Some((n, done));
                 break;
             }
@@ -964,18 +1034,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (db, open) = running(dir.path());
         assert_eq!(ahead(&open, vec![sent("r1", "route", 1)]), Ok(()));
-        // The log's file stops taking writes (a full disk).
+        // The log's file stops taking writes (a full disk). The run whose group it failed to
+        // take waits for the store instead, and so do the runs after it.
         open.fail_intent_log_for_test();
-        let e = ahead(&open, vec![sent("r1", "route", 2)])
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("cannot write the intent log"), "{e}");
-        // Runs now wait for the store, which still takes their writes.
+        let failed = open.durable_ahead(vec![sent("r1", "route", 2)]);
+        assert_eq!(futures_executor::block_on(failed), Ok(()));
         let next = open.durable_ahead(vec![sent("r1", "route", 3)]);
         assert_eq!(futures_executor::block_on(next), Ok(()));
         open.flush().unwrap();
         let numbers: Vec<u32> = attempts(&db, "r1").iter().map(|a| a.1).collect();
-        assert_eq!(numbers, [1, 3]);
+        assert_eq!(numbers, [1, 2, 3]);
         drop(open);
     }
 

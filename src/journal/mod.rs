@@ -465,6 +465,20 @@ impl Reply {
     }
 }
 
+/// Where a group that went ahead of the store is (see [`Journal::enter_ahead`]).
+enum Entered {
+    /// Kept for the intent log under this sequence number.
+    Log(u64),
+    /// Waiting for the store (the log failed).
+    Store(tokio::sync::oneshot::Receiver<Result<(), JournalError>>),
+}
+
+/// What the store answered, or that the writer went away.
+async fn stored(rx: tokio::sync::oneshot::Receiver<Result<(), JournalError>>) -> Result<(), JournalError> {
+    rx.await
+        .unwrap_or_else(|_| Err(JournalError::Store(WRITER_DIED.into())))
+}
+
 /// A group of writes waiting for a transaction.
 struct Entry {
     writes: Vec<Write>,
@@ -616,43 +630,28 @@ impl Journal {
         Ok(self)
     }
 
-    /// Adds `writes`: the writer thread writes them, or (without one) the caller does unless a
-    /// transaction is being written, everything waiting, until nothing is left. With `ahead`
-    /// (and an intent log), they are in the log when this returns; an error says why not.
-    fn submit(&self, writes: Vec<Write>, reply: Option<Reply>, ahead: bool) -> Result<(), JournalError> {
+    /// Adds `writes`, which `reply` waits for the store to have: the writer thread writes them,
+    /// or (without one) the caller does unless a transaction is being written, everything
+    /// waiting, until nothing is left.
+    fn submit(&self, writes: Vec<Write>, reply: Reply) {
         let inner = &self.inner;
-        // Serialized before the lock is taken: runs on other threads are not held up by it. A
-        // group someone waits for does not need to be in the log (they wait for the store).
-        let frame = (self.ahead && reply.is_none() && !writes.is_empty()).then(|| intents::frame(&writes));
-        let awaited = reply.is_some();
         let mut pending = inner.lock_pending();
         if pending.dead {
-            let e = JournalError::Store(WRITER_DIED.into());
-            if let Some(reply) = reply {
-                reply.send(Err(e.clone()));
-            }
-            return Err(e);
+            reply.send(Err(JournalError::Store(WRITER_DIED.into())));
+            return;
         }
-        let ahead = ahead && pending.ahead.is_some();
-        let seq = inner.enter_log(&mut pending, &writes, frame, ahead)?;
-        inner.push(
-            &mut pending,
-            Entry {
-                writes,
-                reply,
-                seq,
-                ahead,
-            },
-        );
+        let entry = Entry {
+            writes,
+            reply: Some(reply),
+            seq: 0,
+            ahead: false,
+        };
         if self.writer.is_some() {
-            pending.awaited += usize::from(awaited);
-            if pending.idle || awaited {
-                inner.wake.notify_one();
-            }
-            return Ok(());
+            return inner.push_for_writer(&mut pending, entry);
         }
+        inner.push(&mut pending, entry);
         if pending.writing {
-            return Ok(());
+            return;
         }
         pending.writing = true;
         let mut unwinding = Writing(Some(inner));
@@ -661,9 +660,38 @@ impl Journal {
             if pending.writes.is_empty() {
                 pending.writing = false;
                 unwinding.0 = None;
-                return Ok(());
+                return;
             }
         }
+    }
+
+    /// Enters `writes`, a group of a run going ahead of the store (see
+    /// [`Journal::durable_ahead`]): kept for the intent log, or, once the log failed, waiting
+    /// for the store.
+    fn enter_ahead(&self, writes: Vec<Write>) -> Result<Entered, JournalError> {
+        let inner = &self.inner;
+        // Serialized before the lock is taken: runs on other threads are not held up by it.
+        let frame = intents::frame(&writes);
+        let mut pending = inner.lock_pending();
+        if pending.dead {
+            return Err(JournalError::Store(WRITER_DIED.into()));
+        }
+        let seq = inner.enter_log(&mut pending, &writes, Some(frame), true)?;
+        let (reply, entered) = match seq {
+            0 => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                (Some(Reply::Awaited(tx)), Entered::Store(rx))
+            }
+            seq => (None, Entered::Log(seq)),
+        };
+        let entry = Entry {
+            writes,
+            reply,
+            seq,
+            ahead: seq > 0,
+        };
+        inner.push_for_writer(&mut pending, entry);
+        Ok(entered)
     }
 
     fn lock_store(&self) -> std::sync::MutexGuard<'_, Box<dyn Store>> {
@@ -716,11 +744,8 @@ impl Journal {
         writes: Vec<Write>,
     ) -> impl Future<Output = Result<(), JournalError>> + Send + 'static {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let _ = self.submit(writes, Some(Reply::Awaited(tx)), false);
-        async move {
-            rx.await
-                .unwrap_or_else(|_| Err(JournalError::Store(WRITER_DIED.into())))
-        }
+        self.submit(writes, Reply::Awaited(tx));
+        stored(rx)
     }
 
     /// Writes `writes` as one group of a run's; the future ends when they are durable: in the
@@ -739,7 +764,26 @@ impl Journal {
         {
             return Either::Left(self.durable_all(writes));
         }
-        Either::Right(std::future::ready(self.submit(writes, None, true)))
+        let entered = self.enter_ahead(writes);
+        let inner = self.inner.clone();
+        Either::Right(async move {
+            let seq = match entered? {
+                Entered::Log(seq) => seq,
+                Entered::Store(rx) => return stored(rx).await,
+            };
+            // The runs that go on at the same moment (their answers read in one turn of the
+            // runtime) enter their groups first: the first of them back writes them all to the
+            // log with one `write(2)`.
+            tokio::task::yield_now().await;
+            match inner.write_log_through(seq) {
+                Ok(()) => Ok(()),
+                // The log failed: the run waits for the store to have the group instead.
+                Err(_) => match inner.wait_for_store(seq)? {
+                    Some(rx) => stored(rx).await,
+                    None => Ok(()),
+                },
+            }
+        })
     }
 
     /// Makes the intent log's file refuse writes (a full disk), for tests.
@@ -768,7 +812,7 @@ impl Journal {
     /// Writes `writes` as one group and blocks until they are durable.
     pub fn commit_all(&self, writes: Vec<Write>) -> Result<(), JournalError> {
         let (tx, rx) = std::sync::mpsc::channel();
-        let _ = self.submit(writes, Some(Reply::Blocked(tx)), false);
+        self.submit(writes, Reply::Blocked(tx));
         rx.recv()
             .unwrap_or_else(|_| Err(JournalError::Store(WRITER_DIED.into())))
     }
@@ -776,7 +820,7 @@ impl Journal {
     /// Writes everything queued.
     pub fn flush(&self) -> Result<(), JournalError> {
         let (tx, rx) = std::sync::mpsc::channel();
-        let _ = self.submit(Vec::new(), Some(Reply::Blocked(tx)), false);
+        self.submit(Vec::new(), Reply::Blocked(tx));
         rx.recv()
             .unwrap_or_else(|_| Err(JournalError::Store(WRITER_DIED.into())))
     }
@@ -900,7 +944,7 @@ impl Inner {
             .and_then(|w| log.refusal(w.run()));
         let entered = match refusal {
             Some(e) => Err(e),
-            None => frame.and_then(|frame| log.enter(frame, ahead)),
+            None => frame.map(|frame| log.enter(frame)),
         };
         if log.failed() {
             self.log_failed.store(true, Ordering::Relaxed);
@@ -912,6 +956,53 @@ impl Inner {
     fn push(&self, pending: &mut Pending, entry: Entry) {
         pending.writes.push(entry);
         self.backlog.store(pending.writes.len(), Ordering::Relaxed);
+    }
+
+    /// Adds `entry` for the writer thread, and wakes it when it is idle or someone waits.
+    fn push_for_writer(&self, pending: &mut Pending, entry: Entry) {
+        let awaited = entry.reply.is_some();
+        self.push(pending, entry);
+        pending.awaited += usize::from(awaited);
+        if pending.idle || awaited {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Makes sure the group `seq` of the intent log is in it (see [`intents::Ahead::write_through`]).
+    fn write_log_through(&self, seq: u64) -> Result<(), JournalError> {
+        let mut pending = self.lock_pending();
+        let Some(log) = pending.ahead.as_mut() else {
+            return Ok(());
+        };
+        let written = log.write_through(seq);
+        if log.failed() {
+            self.log_failed.store(true, Ordering::Relaxed);
+        }
+        written
+    }
+
+    /// For the group `seq` whose frame the intent log could not take: what tells when the
+    /// store has it, or `None` when the store took it already.
+    fn wait_for_store(
+        &self,
+        seq: u64,
+    ) -> Result<Option<tokio::sync::oneshot::Receiver<Result<(), JournalError>>>, JournalError> {
+        let mut pending = self.lock_pending();
+        if pending.dead {
+            return Err(JournalError::Store(WRITER_DIED.into()));
+        }
+        let Some(at) = pending.writes.iter().position(|e| e.seq == seq) else {
+            // Taken: into the store, unless its transaction failed.
+            return match pending.ahead.as_ref().and_then(|a| a.broken()) {
+                Some(e) => Err(e.clone()),
+                None => Ok(None),
+            };
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        pending.writes[at].reply = Some(Reply::Awaited(tx));
+        pending.awaited += 1;
+        self.wake.notify_one();
+        Ok(Some(rx))
     }
 
     fn lock_pending(&self) -> std::sync::MutexGuard<'_, Pending> {
