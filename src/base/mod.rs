@@ -3,6 +3,7 @@
 //! secret registry. It imports no other module of the crate.
 
 pub(crate) mod diagnostic;
+pub(crate) mod json_text;
 pub(crate) mod schema;
 pub(crate) mod secrets;
 pub(crate) mod source;

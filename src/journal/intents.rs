@@ -35,8 +35,7 @@ const HEADER: usize = 12;
 /// The group `writes` as a frame, its sequence number 0 until [`set_seq`] gives it one.
 pub(super) fn frame(writes: &[Write]) -> Result<Vec<u8>, JournalError> {
     let mut frame = vec![0; HEADER];
-    serde_json::to_writer(&mut frame, writes)
-        .map_err(|e| JournalError::Store(format!("cannot write down a group of writes: {e}")))?;
+    super::write_json::write_all(writes, &mut frame);
     let len = u32::try_from(frame.len() - HEADER)
         .map_err(|_| JournalError::Store("a group of writes over 4 GiB cannot be written down".into()))?;
     frame[..4].copy_from_slice(&len.to_le_bytes());

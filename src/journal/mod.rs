@@ -18,6 +18,7 @@ mod run_log;
 mod runs;
 mod sqlite;
 mod url;
+mod write_json;
 
 pub use postgres::PostgresStore;
 pub use run_log::{Masks, RunJournal, resume_of};

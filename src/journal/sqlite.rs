@@ -414,9 +414,10 @@ fn json_of(text: Option<String>) -> Value {
 }
 
 /// One record of the `log` table: a step's end, an attempt, or an attempt's answer, written
-/// from a [`Write`] (borrowing it and its JSON text). Read back as a [`Stored`].
-#[derive(serde::Serialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
+/// from a [`Write`] (borrowing it and its JSON text) by [`records_json`]. Read back as a
+/// [`Stored`].
+#[cfg_attr(test, derive(serde::Serialize))]
+#[cfg_attr(test, serde(tag = "kind", rename_all = "lowercase"))]
 enum Record<'a> {
     Step {
         step: &'a str,
@@ -518,6 +519,80 @@ impl<'a> Record<'a> {
     }
 }
 
+/// `records` as the JSON text of a row of the log: what serde writes for them (tested), field by
+/// field (see `base/json_text.rs`).
+fn records_json(records: &[Record]) -> String {
+    use crate::base::json_text::Object;
+    let mut out = Vec::with_capacity(records.iter().map(Record::size).sum::<usize>() + 2);
+    out.push(b'[');
+    for (i, record) in records.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let mut o = Object::new(&mut out);
+        match record {
+            Record::Step {
+                step,
+                phase,
+                status,
+                slot,
+                saved,
+                error,
+                at_ms,
+            } => o
+                .str("kind", "step")
+                .str("step", step)
+                .str("phase", phase)
+                .str("status", status)
+                .raw("slot", slot)
+                .raw("saved", saved)
+                .opt_raw("error", *error)
+                .int("at_ms", *at_ms),
+            Record::Attempt {
+                step,
+                phase,
+                number,
+                request,
+                sent_ms,
+            } => o
+                .str("kind", "attempt")
+                .str("step", step)
+                .str("phase", phase)
+                .int("number", *number)
+                .raw("request", request)
+                .int("sent_ms", *sent_ms),
+            Record::Answer {
+                step,
+                number,
+                status,
+                error,
+                answered_ms,
+            } => o
+                .str("kind", "answer")
+                .str("step", step)
+                .int("number", *number)
+                .opt_int("status", *status)
+                .opt_str("error", *error)
+                .int("answered_ms", *answered_ms),
+        }
+        .end();
+    }
+    out.push(b']');
+    // Made of strings and JSON text, all UTF-8.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+impl Record<'_> {
+    /// About how long its JSON text is: its JSON values' and a little more.
+    fn size(&self) -> usize {
+        128 + match self {
+            Record::Step { slot, saved, .. } => slot.get().len() + saved.get().len(),
+            Record::Attempt { request, .. } => request.get().len(),
+            Record::Answer { .. } => 0,
+        }
+    }
+}
+
 /// What one statement writes: a run's consecutive records of one group, as one row of the log,
 /// or a write of its own.
 enum Piece<'a> {
@@ -574,8 +649,7 @@ fn apply_piece(tx: &Connection, piece: &Piece, me: &str) -> rusqlite::Result<()>
     // of each page before the statement changes it, 2% of a journaled batch's instructions).
     let write = match piece {
         Piece::Log { run, records } => {
-            let text = serde_json::to_string(records)
-                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+            let text = records_json(records);
             let n = tx
                 .prepare_cached(
                     "INSERT OR FAIL INTO log (run_id, records) SELECT ?1, ?2
@@ -1149,6 +1223,54 @@ pub(super) mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap()
+    }
+
+    #[test]
+    fn a_row_of_the_log_is_the_text_serde_writes_for_its_records() {
+        let raw = |t: &str| RawValue::from_string(t.into()).unwrap();
+        let text = "a \"quoted\"\\ \t\n\u{1} é 🙂";
+        let writes = [
+            Write::StepDone {
+                run: "r".into(),
+                step: text.into(),
+                phase: "finally",
+                status: "not run",
+                slot: raw(r#"{"body": "x\"y", "n": [1, 2]}"#),
+                saved: raw("{}"),
+                error: Some(raw(r#"{"kind":"assert"}"#)),
+                at_ms: -5,
+            },
+            Write::StepDone {
+                run: "r".into(),
+                step: "s".into(),
+                phase: "steps",
+                status: "ok",
+                slot: raw("null"),
+                saved: raw(r#"{"id":"1"}"#),
+                error: None,
+                at_ms: 5,
+            },
+            sent("r", text, u32::MAX),
+            Write::AttemptAnswered {
+                run: "r".into(),
+                step: "s".into(),
+                number: 1,
+                status: Some(503),
+                error: None,
+                at_ms: i64::MAX,
+            },
+            Write::AttemptAnswered {
+                run: "r".into(),
+                step: "s".into(),
+                number: 2,
+                status: None,
+                error: Some(text.into()),
+                at_ms: 0,
+            },
+        ];
+        let records: Vec<Record> = writes.iter().filter_map(Record::of).collect();
+        assert_eq!(records.len(), writes.len());
+        assert_eq!(records_json(&records), serde_json::to_string(&records).unwrap());
     }
 
     #[test]
