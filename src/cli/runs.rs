@@ -327,7 +327,7 @@ pub fn go_on(journal: &Arc<Journal>, id: &str, go: &GoOn, cancel: bool) -> Resul
             Outcome::Failed { step, error } => Some(format!("{step}: {error}")),
             _ => None,
         };
-        log.commit(log.ended("cancelled", &Value::Object(report.outputs.clone()), error))
+        log.commit(log.ended("cancelled", Value::Object(report.outputs.clone()), error))
     } else {
         log.commit(log.finished(&report))
     };

@@ -554,6 +554,10 @@ struct Inner {
     backlog: std::sync::atomic::AtomicUsize,
     /// The intent log could not be written to: runs wait for the store again.
     log_failed: std::sync::atomic::AtomicBool,
+    /// Whether the store ever refused a group that went ahead (see [`intents::Ahead::refuse`]):
+    /// until then a run that starts or ends has no refusal to forget, and does not take the
+    /// lock for it.
+    refused_any: std::sync::atomic::AtomicBool,
 }
 
 /// Clears `writing` if writing panicked, so no later write waits forever.
@@ -588,6 +592,7 @@ impl Journal {
                 wake: std::sync::Condvar::new(),
                 backlog: Default::default(),
                 log_failed: Default::default(),
+                refused_any: Default::default(),
             }),
             writer: None,
             ahead: false,
@@ -797,7 +802,7 @@ impl Journal {
 
     /// Forgets that the store refused a group of `run` (the run is over).
     pub fn forget_refusal(&self, run: &str) {
-        if !self.ahead {
+        if !self.ahead || !self.inner.refused_any.load(Ordering::Relaxed) {
             return;
         }
         if let Some(ahead) = self.inner.lock_pending().ahead.as_mut() {
@@ -1045,6 +1050,7 @@ impl Inner {
                     for (entry, result) in batch.iter().zip(results) {
                         if let (true, Err(e), Some(w)) = (entry.ahead, result, entry.writes.first()) {
                             ahead.refuse(w.run(), e.clone());
+                            self.refused_any.store(true, Ordering::Relaxed);
                         }
                     }
                     ahead.applied(last);

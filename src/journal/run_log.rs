@@ -32,10 +32,6 @@ impl Masks {
         self.1.redact(&self.0.redact(text)).into_owned()
     }
 
-    fn redact_json(&self, value: &Value) -> Value {
-        self.masked(value.clone())
-    }
-
     /// `value` with both registries' secrets masked, in one walk.
     fn masked(&self, mut value: Value) -> Value {
         Secrets::mask_json_all(&[&self.0, &self.1], &mut value);
@@ -69,9 +65,9 @@ impl RunJournal {
     }
 
     /// The write that starts the run, its inputs masked.
-    pub fn started(&self, start: RunStart) -> Write {
-        let inputs = self.secrets.redact_json(&start.inputs);
-        Write::RunStarted(RunStart { inputs, ..start })
+    pub fn started(&self, mut start: RunStart) -> Write {
+        start.inputs = self.secrets.masked(std::mem::take(&mut start.inputs));
+        Write::RunStarted(start)
     }
 
     /// Goes on writing an existing run (a resume).
@@ -97,15 +93,15 @@ impl RunJournal {
             Outcome::Stopped { .. } => ("stopped", None),
             Outcome::Failed { step, error } => ("failed", Some(format!("{step}: {error}"))),
         };
-        self.ended(status, &Value::Object(report.outputs.clone()), error)
+        self.ended(status, Value::Object(report.outputs.clone()), error)
     }
 
     /// The write that ends the run with `status` (`cancelled` for one given up by hand).
-    pub fn ended(&self, status: &str, outputs: &Value, error: Option<String>) -> Write {
+    pub fn ended(&self, status: &str, outputs: Value, error: Option<String>) -> Write {
         Write::RunFinished {
             run: self.run.clone(),
             status: status.into(),
-            outputs: self.secrets.redact_json(outputs),
+            outputs: self.secrets.masked(outputs),
             error: error.map(|e| self.secrets.redact(&e)),
             at_ms: now_ms(),
         }
@@ -432,7 +428,7 @@ mod tests {
         let run = RunJournal::new(journal.clone(), &start("r2"), no_masks());
         run.hold(run.started(start("r2")));
         run.vars(vars.as_object().unwrap());
-        run.queued(run.ended("passed", &serde_json::json!({}), None))
+        run.queued(run.ended("passed", serde_json::json!({}), None))
             .await
             .unwrap();
         journal.flush().unwrap();

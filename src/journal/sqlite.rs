@@ -404,8 +404,10 @@ fn migrate(connection: &Connection, path: &str) -> Result<(), JournalError> {
         .map_err(|e| JournalError::Store(format!("cannot update the schema of `{path}`: {e}")))
 }
 
+/// `v` as JSON text: serde_json writing into memory, not through `Display`'s formatter (which
+/// cost twice the instructions). A value is always written (its keys are strings).
 fn json_text(v: &Value) -> String {
-    v.to_string()
+    serde_json::to_string(v).unwrap_or_default()
 }
 
 fn json_of(text: Option<String>) -> Value {

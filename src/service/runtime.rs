@@ -921,7 +921,7 @@ impl Runtime {
         if let Some(runs) = &handler.runs
             && let Ok(log) = runs.begin(id, inputs, &crate::base::secrets::Secrets::default())
         {
-            let _ = log.commit(log.ended(status, &Value::Null, error));
+            let _ = log.commit(log.ended(status, Value::Null, error));
         }
         self.remember(id, status);
     }
