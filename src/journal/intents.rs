@@ -483,6 +483,8 @@ pub(super) struct Ahead {
     seq: u64,
     /// Every group up to this sequence number is in the log or in the store.
     durable: u64,
+    /// Every group up to this sequence number went through the store (in it, or refused).
+    stored: u64,
     /// Runs whose groups the store refused after they went ahead (another process took the
     /// run over): their next group is refused before anything more is sent.
     refused: std::collections::HashMap<String, JournalError>,
@@ -501,6 +503,7 @@ impl Ahead {
             buffered: Vec::new(),
             seq: 0,
             durable: 0,
+            stored: 0,
             refused: Default::default(),
             broken: None,
             failed: None,
@@ -526,6 +529,11 @@ impl Ahead {
             let _ = self.append_buffered();
         }
         self.seq
+    }
+
+    /// Whether the store went through the group `seq` (it has it, or refused it).
+    pub(super) fn stored(&self, seq: u64) -> bool {
+        self.stored >= seq
     }
 
     /// Makes sure the group `seq` is in the log (or already in the store), with every frame
@@ -614,8 +622,10 @@ impl Ahead {
             at += HEADER + len as usize;
         }
         self.buffered.drain(..at.min(self.buffered.len()));
-        // The store took the groups in order: every one up to `last` is in it.
+        // The store took the groups in order: every one up to `last` is in it, or was refused
+        // (the refusal is recorded before this).
         self.durable = self.durable.max(last);
+        self.stored = self.stored.max(last);
         self.log.applied(last);
     }
 
@@ -711,6 +721,57 @@ mod tests {
         // Another run goes on.
         journal.commit(started("r2")).unwrap();
         assert_eq!(ahead(&journal, vec![sent("r2", "route", 1)]), Ok(()));
+    }
+
+    #[test]
+    fn a_group_the_store_refused_while_its_run_let_others_go_first_is_not_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = journal(&dir.path().join("j.db"));
+        journal.commit(started("r1")).unwrap();
+        journal
+            .commit(Write::Claimed {
+                run: "r1".into(),
+                owner: "elsewhere".into(),
+            })
+            .unwrap();
+        // The run enters its group and lets the others go first; meanwhile the writer takes
+        // the group into the store, which refuses it.
+        let mut done = Box::pin(journal.durable_ahead(vec![sent("r1", "route", 1)]));
+        assert!(done.as_mut().now_or_never().is_none());
+        journal.flush().unwrap();
+        let refused = done
+            .as_mut()
+            .now_or_never()
+            .expect("settled")
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("was taken over"), "{refused}");
+    }
+
+    #[test]
+    fn a_group_the_log_could_not_take_while_the_store_wrote_it_waits_for_the_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, journal) = running(dir.path());
+        // The writer's next transaction waits: another connection holds the write lock.
+        let lock = rusqlite::Connection::open(&db).unwrap();
+        lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+        journal.fail_intent_log_for_test();
+        let mut done = Box::pin(journal.durable_ahead(vec![sent("r1", "route", 1)]));
+        assert!(done.as_mut().now_or_never().is_none());
+        // The writer takes the group (after gathering for 2 ms) and waits for the lock.
+        assert!(eventually(|| journal
+            .inner
+            .backlog
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 0));
+        // The log cannot take the group: the run waits for the transaction under way.
+        assert!(
+            done.as_mut().now_or_never().is_none(),
+            "sent before it was durable"
+        );
+        lock.execute_batch("ROLLBACK").unwrap();
+        assert_eq!(futures_executor::block_on(done), Ok(()));
+        assert_eq!(attempts(&db, "r1"), [("route".to_string(), 1)]);
     }
 
     #[test]

@@ -508,11 +508,17 @@ struct Pending {
     /// The writer thread waits for something to write (it is woken for anything), not for
     /// more to gather (it is woken only for a write someone waits for).
     idle: bool,
+    /// Runs waiting for groups of the transaction being written (the intent log could not take
+    /// them meanwhile), by sequence number.
+    late: Vec<(u64, Reply)>,
 }
 
 /// How long the writer gathers groups that went ahead before it writes them (see
 /// [`Inner::write_until_closed`]).
 const GATHER: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// What a run is told if the journal cannot tell whether the store has its group.
+const LOST_TRACK: &str = "the journal cannot tell whether it has this attempt; it was not sent";
 
 /// What every write is told once the writer thread panicked.
 const WRITER_DIED: &str = "the journal's writer stopped (a panic); what the runs wrote down is kept for the next flowrun that opens the journal";
@@ -770,6 +776,7 @@ impl Journal {
         {
             return Either::Left(self.durable_all(writes));
         }
+        let run = writes.first().map(|w| w.run().to_string()).unwrap_or_default();
         let entered = self.enter_ahead(writes);
         let inner = self.inner.clone();
         Either::Right(async move {
@@ -781,13 +788,9 @@ impl Journal {
             // runtime) enter their groups first: the first of them back writes them all to the
             // log with one `write(2)`.
             tokio::task::yield_now().await;
-            match inner.write_log_through(seq) {
-                Ok(()) => Ok(()),
-                // The log failed: the run waits for the store to have the group instead.
-                Err(_) => match inner.wait_for_store(seq)? {
-                    Some(rx) => stored(rx).await,
-                    None => Ok(()),
-                },
+            match inner.settle(seq, &run)? {
+                Some(rx) => stored(rx).await,
+                None => Ok(()),
             }
         })
     }
@@ -797,6 +800,15 @@ impl Journal {
     pub(crate) fn fail_intent_log_for_test(&self) {
         if let Some(ahead) = self.inner.lock_pending().ahead.as_mut() {
             ahead.fail_for_test();
+        }
+    }
+
+    /// Has the journal refuse the groups of `run` as if the store had refused one, for tests.
+    #[cfg(test)]
+    pub(crate) fn refuse_for_test(&self, run: &str) {
+        if let Some(ahead) = self.inner.lock_pending().ahead.as_mut() {
+            ahead.refuse(run, JournalError::Store(format!("refused for a test: {run}")));
+            self.inner.refused_any.store(true, Ordering::Relaxed);
         }
     }
 
@@ -974,40 +986,44 @@ impl Inner {
         }
     }
 
-    /// Makes sure the group `seq` of the intent log is in it (see [`intents::Ahead::write_through`]).
-    fn write_log_through(&self, seq: u64) -> Result<(), JournalError> {
-        let mut pending = self.lock_pending();
-        let Some(log) = pending.ahead.as_mut() else {
-            return Ok(());
-        };
-        let written = log.write_through(seq);
-        if log.failed() {
-            self.log_failed.store(true, Ordering::Relaxed);
-        }
-        written
-    }
-
-    /// For the group `seq` whose frame the intent log could not take: what tells when the
-    /// store has it, or `None` when the store took it already.
-    fn wait_for_store(
+    /// Settles the group `seq` of `run` that went ahead: durable once it is in the intent log
+    /// (`None`), refused once the store refused a group of its run (taken over) or failed; when
+    /// the log could not take it, what tells once the store has it.
+    fn settle(
         &self,
         seq: u64,
+        run: &str,
     ) -> Result<Option<tokio::sync::oneshot::Receiver<Result<(), JournalError>>>, JournalError> {
         let mut pending = self.lock_pending();
         if pending.dead {
             return Err(JournalError::Store(WRITER_DIED.into()));
         }
-        let Some(at) = pending.writes.iter().position(|e| e.seq == seq) else {
-            // Taken: into the store, unless its transaction failed.
-            return match pending.ahead.as_ref().and_then(|a| a.broken()) {
-                Some(e) => Err(e.clone()),
-                None => Ok(None),
-            };
+        let Some(log) = pending.ahead.as_mut() else {
+            return Ok(None);
         };
+        // The store may have gone through the group already (the writer took it while the run
+        // let others go first): refused, it is not sent.
+        if let Some(e) = log.refusal(run) {
+            return Err(e);
+        }
+        let written = log.write_through(seq);
+        if log.failed() {
+            self.log_failed.store(true, Ordering::Relaxed);
+        }
+        if written.is_ok() || log.stored(seq) {
+            return Ok(None);
+        }
+        // The log failed: the run waits for the store to have the group, waiting or being
+        // written now.
         let (tx, rx) = tokio::sync::oneshot::channel();
-        pending.writes[at].reply = Some(Reply::Awaited(tx));
-        pending.awaited += 1;
-        self.wake.notify_one();
+        match pending.writes.iter().position(|e| e.seq == seq) {
+            Some(at) => {
+                pending.writes[at].reply = Some(Reply::Awaited(tx));
+                pending.awaited += 1;
+                self.wake.notify_one();
+            }
+            None => pending.late.push((seq, Reply::Awaited(tx))),
+        }
         Ok(Some(rx))
     }
 
@@ -1061,13 +1077,24 @@ impl Inner {
                 Err(_) => {}
             }
         }
+        // Runs that found, while this transaction was written, that the log could not take
+        // their group (see `Inner::settle`).
+        let (late, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut pending.late)
+            .into_iter()
+            .partition(|(seq, _)| *seq <= last);
+        pending.late = rest;
         drop(pending);
-        let mut results = match outcome {
-            Ok(results) => results.into_iter(),
-            Err(e) => vec![Err(e); batch.len()].into_iter(),
+        let results = match outcome {
+            Ok(results) => results,
+            Err(e) => vec![Err(e); batch.len()],
         };
-        for entry in batch {
-            let result = results.next().unwrap_or(Ok(()));
+        for (seq, reply) in late {
+            let at = batch.iter().position(|e| e.seq == seq);
+            let result = at.and_then(|at| results.get(at).cloned());
+            // Not in the transaction: never so (the run waits only for a group being written).
+            reply.send(result.unwrap_or_else(|| Err(JournalError::Store(LOST_TRACK.into()))));
+        }
+        for (entry, result) in batch.into_iter().zip(results) {
             if let Some(reply) = entry.reply {
                 reply.send(result);
             }
@@ -1087,12 +1114,12 @@ impl Inner {
             ahead.break_on(JournalError::Store(WRITER_DIED.into()));
         }
         let waiting: Vec<Entry> = pending.writes.drain(..).collect();
+        let late = std::mem::take(&mut pending.late);
         self.backlog.store(0, Ordering::Relaxed);
         drop(pending);
-        for entry in waiting {
-            if let Some(reply) = entry.reply {
-                reply.send(Err(JournalError::Store(WRITER_DIED.into())));
-            }
+        let replies = waiting.into_iter().filter_map(|e| e.reply);
+        for reply in replies.chain(late.into_iter().map(|(_, reply)| reply)) {
+            reply.send(Err(JournalError::Store(WRITER_DIED.into())));
         }
     }
 

@@ -20,7 +20,7 @@ pub struct RunJournal {
     /// step's end, so the journal never holds an answer without what came of it) and steps'
     /// ends (they go with the next attempt or the run's end: one row and one statement per
     /// request in the SQLite journal instead of one per write).
-    held: std::sync::Mutex<Vec<Write>>,
+    held: Arc<std::sync::Mutex<Vec<Write>>>,
 }
 
 /// Two registries masked together.
@@ -122,8 +122,22 @@ impl RunJournal {
     /// Writes `write` after the writes held, as one group; the future ends when they are
     /// durable (in the journal's intent log, when it has one: see [`Journal::durable_ahead`]).
     pub fn durably(&self, write: Write) -> Durably {
-        let done = self.journal.durable_ahead(self.with_held(write));
-        Box::pin(async move { done.await.map_err(|e| e.to_string()) })
+        let group = self.with_held(write);
+        // The run's start goes with its first attempt: should that group fail, the start goes
+        // with the run's end instead, so the journal still shows the run (as failed).
+        let start = match group.first() {
+            Some(start @ Write::RunStarted(_)) => Some(start.clone()),
+            _ => None,
+        };
+        let done = self.journal.durable_ahead(group);
+        let held = self.held.clone();
+        Box::pin(async move {
+            let result = done.await.map_err(|e| e.to_string());
+            if let (Err(_), Some(start)) = (&result, start) {
+                held.lock().unwrap_or_else(|e| e.into_inner()).insert(0, start);
+            }
+            result
+        })
     }
 
     /// Writes `write` after the writes held, as one group; the future ends when the store has
@@ -439,6 +453,37 @@ mod tests {
         drop(run);
         journal.flush().unwrap();
         assert_eq!(journal.run("r3").unwrap().row.status, "running");
+    }
+
+    #[tokio::test]
+    async fn a_fresh_run_whose_first_attempt_could_not_be_written_still_shows_with_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("j.db").to_str().unwrap()).unwrap();
+        let journal = Arc::new(Journal::new(Box::new(store)).with_writer().unwrap());
+        let start = RunStart {
+            id: "r1".into(),
+            flow_path: "f.yaml".into(),
+            flow_name: "f".into(),
+            flow_hash: "h".into(),
+            inputs: serde_json::json!({}),
+            at_ms: 1,
+            queued: false,
+            vars: None,
+        };
+        let run = RunJournal::new(journal.clone(), &start, no_masks());
+        run.hold(run.started(start));
+        // The first attempt's group cannot be written (as one over 4 GiB): nothing is sent.
+        journal.refuse_for_test("r1");
+        let failed = run.before_send("interaction", Phase::Steps, 1, &request("interaction"));
+        assert!(failed.await.is_err());
+        journal.forget_refusal("r1");
+        // The run fails: its start goes with its end.
+        run.queued(run.ended("failed", serde_json::json!({}), Some("journal".into())))
+            .await
+            .unwrap();
+        let detail = journal.run("r1").unwrap();
+        assert_eq!(detail.row.status, "failed");
+        assert!(detail.attempts.is_empty());
     }
 
     fn no_masks() -> Masks {
