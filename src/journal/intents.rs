@@ -488,6 +488,10 @@ pub(super) struct Ahead {
     /// Runs whose groups the store refused after they went ahead (another process took the
     /// run over): their next group is refused before anything more is sent.
     refused: std::collections::HashMap<String, JournalError>,
+    /// The groups themselves, by sequence number, until their runs settle them (see
+    /// `Inner::settle`): a run's refusal may be forgotten meanwhile (another run of its id
+    /// starting), its group's is not.
+    refused_groups: std::collections::HashMap<u64, JournalError>,
     /// The store failed a transaction with groups of the log in it: nothing more goes ahead
     /// or into the store, and the log stays for the next process that opens the journal.
     broken: Option<JournalError>,
@@ -505,6 +509,7 @@ impl Ahead {
             durable: 0,
             stored: 0,
             refused: Default::default(),
+            refused_groups: Default::default(),
             broken: None,
             failed: None,
         }
@@ -599,9 +604,18 @@ impl Ahead {
         }
     }
 
-    /// The store refused a group of `run` that went ahead.
-    pub(super) fn refuse(&mut self, run: &str, e: JournalError) {
+    /// The store refused the group `seq` of `run`, which went ahead.
+    pub(super) fn refuse(&mut self, run: &str, seq: u64, e: JournalError) {
+        self.refused_groups.insert(seq, e.clone());
         self.refused.insert(run.to_string(), e);
+    }
+
+    /// Why the store refused the group `seq`, if it did (told once).
+    pub(super) fn take_refused(&mut self, seq: u64) -> Option<JournalError> {
+        if self.refused_groups.is_empty() {
+            return None;
+        }
+        self.refused_groups.remove(&seq)
     }
 
     /// Forgets a refusal of `run` (its run ended); whether there was one.
@@ -739,6 +753,9 @@ mod tests {
         let mut done = Box::pin(journal.durable_ahead(vec![sent("r1", "route", 1)]));
         assert!(done.as_mut().now_or_never().is_none());
         journal.flush().unwrap();
+        // Another run of the id starting in this process forgets the run's refusal: the
+        // group's own stays.
+        journal.forget_refusal("r1");
         let refused = done
             .as_mut()
             .now_or_never()

@@ -466,6 +466,9 @@ impl Reply {
     }
 }
 
+/// A group going ahead of the store: done when it is durable (see [`Journal::ahead_or_back`]).
+pub type AheadDone = std::pin::Pin<Box<dyn Future<Output = Result<(), JournalError>> + Send + 'static>>;
+
 /// Where a group that went ahead of the store is (see [`Journal::enter_ahead`]).
 enum Entered {
     /// Kept for the intent log under this sequence number.
@@ -680,15 +683,18 @@ impl Journal {
     /// Enters `writes`, a group of a run going ahead of the store (see
     /// [`Journal::durable_ahead`]): kept for the intent log, or, once the log failed, waiting
     /// for the store.
-    fn enter_ahead(&self, writes: Vec<Write>) -> Result<Entered, JournalError> {
+    fn enter_ahead(&self, writes: Vec<Write>) -> Result<Entered, (JournalError, Vec<Write>)> {
         let inner = &self.inner;
         // Serialized before the lock is taken: runs on other threads are not held up by it.
         let frame = intents::frame(&writes);
         let mut pending = inner.lock_pending();
         if pending.dead {
-            return Err(JournalError::Store(WRITER_DIED.into()));
+            return Err((JournalError::Store(WRITER_DIED.into()), writes));
         }
-        let seq = inner.enter_log(&mut pending, &writes, Some(frame), true)?;
+        let seq = match inner.enter_log(&mut pending, &writes, Some(frame), true) {
+            Ok(seq) => seq,
+            Err(e) => return Err((e, writes)),
+        };
         let (reply, entered) = match seq {
             0 => {
                 let (tx, rx) = tokio::sync::oneshot::channel();
@@ -768,19 +774,29 @@ impl Journal {
         writes: Vec<Write>,
     ) -> impl Future<Output = Result<(), JournalError>> + Send + 'static {
         use futures_util::future::Either;
+        match self.ahead_or_back(writes) {
+            Ok(done) => Either::Left(done),
+            Err((e, _)) => Either::Right(std::future::ready(Err(e))),
+        }
+    }
+
+    /// [`Journal::durable_ahead`], giving the group back when it could not go ahead at all
+    /// (it is in neither the intent log nor the store): refused before it entered, or too big
+    /// to be written down.
+    pub fn ahead_or_back(&self, writes: Vec<Write>) -> Result<AheadDone, (JournalError, Vec<Write>)> {
         // Runs that go ahead faster than the store takes their writes would grow the backlog
         // without end: past a bound, a run waits for the store as without an intent log.
         if !self.ahead
             || self.inner.backlog.load(Ordering::Relaxed) >= MOST_AHEAD
             || self.inner.log_failed.load(Ordering::Relaxed)
         {
-            return Either::Left(self.durable_all(writes));
+            return Ok(Box::pin(self.durable_all(writes)));
         }
         let run = writes.first().map(|w| w.run().to_string()).unwrap_or_default();
-        let entered = self.enter_ahead(writes);
+        let entered = self.enter_ahead(writes)?;
         let inner = self.inner.clone();
-        Either::Right(async move {
-            let seq = match entered? {
+        Ok(Box::pin(async move {
+            let seq = match entered {
                 Entered::Log(seq) => seq,
                 Entered::Store(rx) => return stored(rx).await,
             };
@@ -792,7 +808,7 @@ impl Journal {
                 Some(rx) => stored(rx).await,
                 None => Ok(()),
             }
-        })
+        }))
     }
 
     /// Makes the intent log's file refuse writes (a full disk), for tests.
@@ -807,7 +823,7 @@ impl Journal {
     #[cfg(test)]
     pub(crate) fn refuse_for_test(&self, run: &str) {
         if let Some(ahead) = self.inner.lock_pending().ahead.as_mut() {
-            ahead.refuse(run, JournalError::Store(format!("refused for a test: {run}")));
+            ahead.refuse(run, 0, JournalError::Store(format!("refused for a test: {run}")));
             self.inner.refused_any.store(true, Ordering::Relaxed);
         }
     }
@@ -1003,7 +1019,7 @@ impl Inner {
         };
         // The store may have gone through the group already (the writer took it while the run
         // let others go first): refused, it is not sent.
-        if let Some(e) = log.refusal(run) {
+        if let Some(e) = log.take_refused(seq).or_else(|| log.refusal(run)) {
             return Err(e);
         }
         let written = log.write_through(seq);
@@ -1065,7 +1081,7 @@ impl Inner {
                 Ok(results) => {
                     for (entry, result) in batch.iter().zip(results) {
                         if let (true, Err(e), Some(w)) = (entry.ahead, result, entry.writes.first()) {
-                            ahead.refuse(w.run(), e.clone());
+                            ahead.refuse(w.run(), entry.seq, e.clone());
                             self.refused_any.store(true, Ordering::Relaxed);
                         }
                     }

@@ -20,7 +20,7 @@ pub struct RunJournal {
     /// step's end, so the journal never holds an answer without what came of it) and steps'
     /// ends (they go with the next attempt or the run's end: one row and one statement per
     /// request in the SQLite journal instead of one per write).
-    held: Arc<std::sync::Mutex<Vec<Write>>>,
+    held: std::sync::Mutex<Vec<Write>>,
 }
 
 /// Two registries masked together.
@@ -122,22 +122,17 @@ impl RunJournal {
     /// Writes `write` after the writes held, as one group; the future ends when they are
     /// durable (in the journal's intent log, when it has one: see [`Journal::durable_ahead`]).
     pub fn durably(&self, write: Write) -> Durably {
-        let group = self.with_held(write);
-        // The run's start goes with its first attempt: should that group fail, the start goes
-        // with the run's end instead, so the journal still shows the run (as failed).
-        let start = match group.first() {
-            Some(start @ Write::RunStarted(_)) => Some(start.clone()),
-            _ => None,
-        };
-        let done = self.journal.durable_ahead(group);
-        let held = self.held.clone();
-        Box::pin(async move {
-            let result = done.await.map_err(|e| e.to_string());
-            if let (Err(_), Some(start)) = (&result, start) {
-                held.lock().unwrap_or_else(|e| e.into_inner()).insert(0, start);
+        match self.journal.ahead_or_back(self.with_held(write)) {
+            Ok(done) => Box::pin(async move { done.await.map_err(|e| e.to_string()) }),
+            Err((e, group)) => {
+                // Nothing of the group went anywhere. The run's start goes with its first
+                // attempt: it goes with the run's end instead, so the journal still shows the
+                // run (as failed).
+                let start = group.into_iter().filter(|w| matches!(w, Write::RunStarted(_)));
+                self.lock_held().splice(0..0, start);
+                Box::pin(std::future::ready(Err(e.to_string())))
             }
-            result
-        })
+        }
     }
 
     /// Writes `write` after the writes held, as one group; the future ends when the store has
