@@ -709,18 +709,23 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn a_run_the_store_refused_after_its_group_went_ahead_is_refused_its_next_group() {
-        let dir = tempfile::tempdir().unwrap();
-        let journal = journal(&dir.path().join("j.db"));
+    /// A journal in `dir` whose run `r1` another process took over (`runs resume --force`).
+    fn taken_over(dir: &Path) -> Journal {
+        let journal = journal(&dir.join("j.db"));
         journal.commit(started("r1")).unwrap();
-        // Another process takes the run over (`runs resume --force`).
         journal
             .commit(Write::Claimed {
                 run: "r1".into(),
                 owner: "elsewhere".into(),
             })
             .unwrap();
+        journal
+    }
+
+    #[test]
+    fn a_run_the_store_refused_after_its_group_went_ahead_is_refused_its_next_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = taken_over(dir.path());
         // The group went ahead: the run was not told yet.
         assert_eq!(ahead(&journal, vec![sent("r1", "route", 1)]), Ok(()));
         journal.flush().unwrap();
@@ -740,14 +745,7 @@ mod tests {
     #[test]
     fn a_group_the_store_refused_while_its_run_let_others_go_first_is_not_sent() {
         let dir = tempfile::tempdir().unwrap();
-        let journal = journal(&dir.path().join("j.db"));
-        journal.commit(started("r1")).unwrap();
-        journal
-            .commit(Write::Claimed {
-                run: "r1".into(),
-                owner: "elsewhere".into(),
-            })
-            .unwrap();
+        let journal = taken_over(dir.path());
         // The run enters its group and lets the others go first; meanwhile the writer takes
         // the group into the store, which refuses it.
         let mut done = Box::pin(journal.durable_ahead(vec![sent("r1", "route", 1)]));
