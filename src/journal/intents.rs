@@ -677,9 +677,16 @@ mod tests {
         (db, open)
     }
 
+    /// Writes `writes` ahead of the store: the future ends when they are durable.
+    fn going(journal: &Journal, writes: Vec<Write>) -> crate::journal::AheadDone {
+        journal
+            .durable_ahead(writes)
+            .unwrap_or_else(|(e, _)| Box::pin(std::future::ready(Err(e))))
+    }
+
     /// Writes `writes` ahead of the store (the future is ready at once).
     fn ahead(journal: &Journal, writes: Vec<Write>) -> Result<(), JournalError> {
-        let mut done = Box::pin(journal.durable_ahead(writes));
+        let mut done = going(journal, writes);
         at_once(&mut done).expect("ready at once")
     }
 
@@ -748,7 +755,7 @@ mod tests {
         let journal = taken_over(dir.path());
         // The run enters its group and lets the others go first; meanwhile the writer takes
         // the group into the store, which refuses it.
-        let mut done = Box::pin(journal.durable_ahead(vec![sent("r1", "route", 1)]));
+        let mut done = going(&journal, vec![sent("r1", "route", 1)]);
         assert!(done.as_mut().now_or_never().is_none());
         journal.flush().unwrap();
         // Another run of the id starting in this process forgets the run's refusal: the
@@ -771,7 +778,7 @@ mod tests {
         let lock = rusqlite::Connection::open(&db).unwrap();
         lock.execute_batch("BEGIN IMMEDIATE").unwrap();
         journal.fail_intent_log_for_test();
-        let mut done = Box::pin(journal.durable_ahead(vec![sent("r1", "route", 1)]));
+        let mut done = going(&journal, vec![sent("r1", "route", 1)]);
         assert!(done.as_mut().now_or_never().is_none());
         // The writer takes the group (after gathering for 2 ms) and waits for the lock.
         assert!(eventually(|| journal
@@ -854,7 +861,7 @@ mod tests {
         // Three runs go on in one turn of the runtime: each enters its group and lets the
         // others go first.
         let mut done: Vec<_> = (1..=3)
-            .map(|n| Box::pin(journal.durable_ahead(vec![sent("r1", "route", n)])))
+            .map(|n| going(&journal, vec![sent("r1", "route", n)]))
             .collect();
         for d in &mut done {
             assert!(d.as_mut().now_or_never().is_none());
@@ -882,7 +889,7 @@ mod tests {
         let most = super::super::MOST_AHEAD;
         let mut waiting = None;
         for n in 1..=(2 * most as u32 + 100) {
-            let mut done = Box::pin(journal.durable_ahead(vec![sent("r1", "route", n)]));
+            let mut done = going(&journal, vec![sent("r1", "route", n)]);
             if at_once(&mut done).is_none() {
                 waiting = Some((n, done));
                 break;
@@ -1112,9 +1119,9 @@ mod tests {
         // The log's file stops taking writes (a full disk). The run whose group it failed to
         // take waits for the store instead, and so do the runs after it.
         open.fail_intent_log_for_test();
-        let failed = open.durable_ahead(vec![sent("r1", "route", 2)]);
+        let failed = going(&open, vec![sent("r1", "route", 2)]);
         assert_eq!(futures_executor::block_on(failed), Ok(()));
-        let next = open.durable_ahead(vec![sent("r1", "route", 3)]);
+        let next = going(&open, vec![sent("r1", "route", 3)]);
         assert_eq!(futures_executor::block_on(next), Ok(()));
         open.flush().unwrap();
         let numbers: Vec<u32> = attempts(&db, "r1").iter().map(|a| a.1).collect();

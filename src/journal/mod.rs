@@ -466,7 +466,7 @@ impl Reply {
     }
 }
 
-/// A group going ahead of the store: done when it is durable (see [`Journal::ahead_or_back`]).
+/// A group going ahead of the store: done when it is durable (see [`Journal::durable_ahead`]).
 pub type AheadDone = std::pin::Pin<Box<dyn Future<Output = Result<(), JournalError>> + Send + 'static>>;
 
 /// Where a group that went ahead of the store is (see [`Journal::enter_ahead`]).
@@ -768,22 +768,10 @@ impl Journal {
 
     /// Writes `writes` as one group of a run's; the future ends when they are durable: in the
     /// intent log when the journal has one (the store has them a moment later, and a run the
-    /// store then refuses is refused its next group), else in the store.
-    pub fn durable_ahead(
-        &self,
-        writes: Vec<Write>,
-    ) -> impl Future<Output = Result<(), JournalError>> + Send + 'static {
-        use futures_util::future::Either;
-        match self.ahead_or_back(writes) {
-            Ok(done) => Either::Left(done),
-            Err((e, _)) => Either::Right(std::future::ready(Err(e))),
-        }
-    }
-
-    /// [`Journal::durable_ahead`], giving the group back when it could not go ahead at all
-    /// (it is in neither the intent log nor the store): refused before it entered, or too big
-    /// to be written down.
-    pub fn ahead_or_back(&self, writes: Vec<Write>) -> Result<AheadDone, (JournalError, Vec<Write>)> {
+    /// store then refuses is refused its next group), else in the store. The group comes back
+    /// when it could not go ahead at all (it is in neither the intent log nor the store):
+    /// refused before it entered, or too big to be written down.
+    pub fn durable_ahead(&self, writes: Vec<Write>) -> Result<AheadDone, (JournalError, Vec<Write>)> {
         // Runs that go ahead faster than the store takes their writes would grow the backlog
         // without end: past a bound, a run waits for the store as without an intent log.
         if !self.ahead
@@ -980,10 +968,15 @@ impl Inner {
             Some(e) => Err(e),
             None => frame.map(|frame| log.enter(frame)),
         };
+        self.note_log(log);
+        entered
+    }
+
+    /// Tells the runs to come whether the intent log failed (they then wait for the store).
+    fn note_log(&self, log: &intents::Ahead) {
         if log.failed() {
             self.log_failed.store(true, Ordering::Relaxed);
         }
-        entered
     }
 
     /// Adds `entry` to what waits for the writer.
@@ -1023,9 +1016,7 @@ impl Inner {
             return Err(e);
         }
         let written = log.write_through(seq);
-        if log.failed() {
-            self.log_failed.store(true, Ordering::Relaxed);
-        }
+        self.note_log(log);
         if written.is_ok() || log.stored(seq) {
             return Ok(None);
         }

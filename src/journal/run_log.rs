@@ -122,7 +122,7 @@ impl RunJournal {
     /// Writes `write` after the writes held, as one group; the future ends when they are
     /// durable (in the journal's intent log, when it has one: see [`Journal::durable_ahead`]).
     pub fn durably(&self, write: Write) -> Durably {
-        match self.journal.ahead_or_back(self.with_held(write)) {
+        match self.journal.durable_ahead(self.with_held(write)) {
             Ok(done) => Box::pin(async move { done.await.map_err(|e| e.to_string()) }),
             Err((e, group)) => {
                 // Nothing of the group went anywhere. The run's start goes with its first
