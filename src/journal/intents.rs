@@ -4,21 +4,23 @@
 //! A run must not send a request before its attempt is durable. Waiting for an SQLite commit
 //! before every request cost a run at concurrency 1 about 40% of its speed (a commit is a
 //! transaction's locks, a B-tree and two to four pages of the write-ahead log). So a process
-//! appends each group of writes to a file of its own first — one `write(2)`, durable against the
-//! process dying as a commit with `synchronous = NORMAL` is — and its writer thread commits the
-//! groups to SQLite behind the runs, many at a time. Each commit records in the `intents` table
+//! appends each group of writes to a file of its own first — durable against the process dying
+//! as a commit with `synchronous = NORMAL` is; the groups of runs that go on at the same moment
+//! with one `write(2)` — and its writer thread commits the groups to SQLite behind the runs, many
+//! at a time. Each commit records in the `intents` table
 //! how far the store has applied the log (a sequence number every group carries), in the same
 //! transaction as the groups.
 //!
 //! Files, beside the journal `PATH`: `PATH.intent.TOKEN`, holding the process's owner id and
-//! locked (`flock`) for as long as the process has the journal open; and `PATH.intent.TOKEN.N`, the groups, a new `N` past
-//! [`ROTATE_AT`] bytes, a file deleted once the store has every group in it. A journal closed
+//! locked (`flock`) for as long as the process has the journal open; and `PATH.intent.TOKEN.N`,
+//! the groups, a new `N` past [`ROTATE_AT`] bytes, a file deleted once the store has every group in it. A journal closed
 //! cleanly leaves no file. Whoever opens the journal next writes the groups of a log whose lock
 //! is free (its process died) into the store, past what the store had, then deletes it: a
 //! resume sees every attempt the dead process made.
 //!
 //! A frame: the payload's length (`u32`, little-endian), the group's sequence number (`u64`,
-//! little-endian), then the group as JSON (an array of [`Write`]s). A torn last frame (a power
+//! little-endian), then the group as JSON (an array of [`Write`]s, as `journal/write_json.rs`
+//! writes it). A torn last frame (a power
 //! cut) ends the log there.
 
 use super::{JournalError, Write};
@@ -450,7 +452,9 @@ impl DeadLog {
                     // would be written back without it), the log is kept.
                     None => {
                         return Err(JournalError::Store(format!(
-                            "`{}` holds a group of writes this flowrun cannot read (frame {seq}); the log is kept",
+                            "`{}` holds a group of writes this flowrun cannot read (frame {seq}); the log is kept: \
+                             open the journal with the flowrun that wrote it, or move the log away to go on \
+                             without what it holds (attempts a resume would then not know were sent)",
                             path.display()
                         )));
                     }
