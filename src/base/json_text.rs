@@ -105,6 +105,18 @@ impl<'a> Object<'a> {
     }
 }
 
+/// Writes `items` as a JSON array, each as `write` writes it.
+pub fn array<T>(out: &mut Vec<u8>, items: &[T], mut write: impl FnMut(&T, &mut Vec<u8>)) {
+    out.push(b'[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write(item, out);
+    }
+    out.push(b']');
+}
+
 /// Whether JSON escapes any of `bytes`: `"`, `\\` and the control characters (not `/`, not DEL,
 /// not anything beyond ASCII). Eight bytes at a time (a byte-by-byte loop cost about 200
 /// instructions for a run id).

@@ -407,16 +407,6 @@ mod tests {
     #[tokio::test]
     async fn a_fresh_runs_start_and_vars_go_in_with_its_first_attempt() {
         let journal = Arc::new(Journal::new(Box::new(SqliteStore::open(":memory:").unwrap())));
-        let start = |id: &str| RunStart {
-            id: id.into(),
-            flow_path: "f.yaml".into(),
-            flow_name: "f".into(),
-            flow_hash: "h".into(),
-            inputs: serde_json::json!({ "queue_id": "q" }),
-            at_ms: 1,
-            queued: false,
-            vars: None,
-        };
         let run = RunJournal::new(journal.clone(), &start("r1"), no_masks());
         run.hold(run.started(start("r1")));
         let vars = serde_json::json!({ "interaction_id": "i-1" });
@@ -455,16 +445,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path().join("j.db").to_str().unwrap()).unwrap();
         let journal = Arc::new(Journal::new(Box::new(store)).with_writer().unwrap());
-        let start = RunStart {
-            id: "r1".into(),
-            flow_path: "f.yaml".into(),
-            flow_name: "f".into(),
-            flow_hash: "h".into(),
-            inputs: serde_json::json!({}),
-            at_ms: 1,
-            queued: false,
-            vars: None,
-        };
+        let start = start("r1");
         let run = RunJournal::new(journal.clone(), &start, no_masks());
         run.hold(run.started(start));
         // The first attempt's group cannot be written (as one over 4 GiB): nothing is sent.
@@ -481,22 +462,27 @@ mod tests {
         assert!(detail.attempts.is_empty());
     }
 
+    /// The start of run `id` of a flow `f.yaml`.
+    fn start(id: &str) -> RunStart {
+        RunStart {
+            id: id.into(),
+            flow_path: "f.yaml".into(),
+            flow_name: "f".into(),
+            flow_hash: "h".into(),
+            inputs: serde_json::json!({ "queue_id": "q" }),
+            at_ms: 1,
+            queued: false,
+            vars: None,
+        }
+    }
+
     fn no_masks() -> Masks {
         Masks(Secrets::default(), Secrets::default())
     }
 
     /// Run `r1` of `journal`, its start committed.
     async fn begun(journal: &Arc<Journal>) -> RunJournal {
-        let start = RunStart {
-            id: "r1".into(),
-            flow_path: "f.yaml".into(),
-            flow_name: "f".into(),
-            flow_hash: "h".into(),
-            inputs: Value::Object(Map::new()),
-            at_ms: 1,
-            queued: false,
-            vars: None,
-        };
+        let start = start("r1");
         let run = RunJournal::new(journal.clone(), &start, no_masks());
         run.durably(run.started(start)).await.unwrap();
         run

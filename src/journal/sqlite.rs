@@ -526,12 +526,8 @@ impl<'a> Record<'a> {
 fn records_json(records: &[Record]) -> String {
     use crate::base::json_text::Object;
     let mut out = Vec::with_capacity(records.iter().map(Record::size).sum::<usize>() + 2);
-    out.push(b'[');
-    for (i, record) in records.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        let mut o = Object::new(&mut out);
+    crate::base::json_text::array(&mut out, records, |record, out| {
+        let mut o = Object::new(out);
         match record {
             Record::Step {
                 step,
@@ -578,8 +574,7 @@ fn records_json(records: &[Record]) -> String {
                 .int("answered_ms", *answered_ms),
         }
         .end();
-    }
-    out.push(b']');
+    });
     // Made of strings and JSON text, all UTF-8.
     String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }

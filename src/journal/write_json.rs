@@ -8,14 +8,7 @@ use crate::base::json_text::Object;
 /// Appends `writes` to `out` as a JSON array.
 pub(super) fn write_all(writes: &[Write], out: &mut Vec<u8>) {
     out.reserve(writes.iter().map(size).sum::<usize>() + 2);
-    out.push(b'[');
-    for (i, write) in writes.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_one(write, out);
-    }
-    out.push(b']');
+    crate::base::json_text::array(out, writes, write_one);
 }
 
 /// About how long `write` is as JSON text: its JSON text and a little more (one allocation for
