@@ -48,14 +48,7 @@ impl Secrets {
 
     /// `text` with every registered secret replaced by `***`.
     pub fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
-        let list = self.0.read().unwrap_or_else(|e| e.into_inner());
-        let mut out = Cow::Borrowed(text);
-        for secret in list.iter() {
-            if out.contains(secret.as_str()) {
-                out = Cow::Owned(out.replace(secret.as_str(), MASK));
-            }
-        }
-        out
+        Secrets::with_masker(&[self], |masker| masker.text(text))
     }
 
     /// Redacts every string inside a JSON value (keys included).
@@ -348,15 +341,18 @@ mod tests {
     fn naive(registry: &Secrets, value: &serde_json::Value) -> serde_json::Value {
         use serde_json::Value;
         let list = registry.0.read().unwrap().clone();
+        // Every secret, longest first, replaced wherever it is.
+        let text = |t: &str| {
+            list.iter()
+                .fold(t.to_string(), |t, secret| t.replace(secret.as_str(), MASK))
+        };
         match value {
-            Value::String(s) => Value::from(registry.redact(s).into_owned()),
+            Value::String(s) => Value::from(text(s)),
             Value::Number(n) if list.contains(&n.to_string()) => Value::from(MASK),
             Value::Array(items) => Value::Array(items.iter().map(|v| naive(registry, v)).collect()),
-            Value::Object(map) => Value::Object(
-                map.iter()
-                    .map(|(k, v)| (registry.redact(k).into_owned(), naive(registry, v)))
-                    .collect(),
-            ),
+            Value::Object(map) => {
+                Value::Object(map.iter().map(|(k, v)| (text(k), naive(registry, v))).collect())
+            }
             other => other.clone(),
         }
     }
