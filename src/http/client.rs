@@ -1,17 +1,19 @@
-//! The real transport: hyper's pooled HTTP/1.1 client, over rustls for `https://`.
+//! The real transport: HTTP/1.1 over hyper, `https://` via rustls, connections kept alive by
+//! [`Pool`].
 //!
 //! Why hyper rather than reqwest (which is built on it): on the bench stub, one request through
 //! reqwest cost 59 µs of CPU and the same request through hyper-util's pooled client 40 µs, and
-//! flowrun turns off everything reqwest adds (redirects, proxies, cookies, decompression). The
-//! pool, connection handling and TLS are still the maintained crates', not ours.
+//! flowrun turns off everything reqwest adds (redirects, proxies, cookies, decompression). HTTP,
+//! connecting and TLS are the maintained crates'; only which connection a request goes on is
+//! ours (`pool.rs` says why).
 
+use super::pool::Pool;
 use super::{HttpRequest, HttpResponse, SendFuture, Transport, TransportError, encode::encode};
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue, USER_AGENT};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderName, HeaderValue, USER_AGENT};
+use http::uri::{Parts, PathAndQuery};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::{Client, connect::HttpConnector};
-use hyper_util::rt::TokioExecutor;
+use hyper_util::client::legacy::connect::HttpConnector;
 use std::time::Duration;
 
 /// Default cap on a response body.
@@ -19,9 +21,10 @@ pub const DEFAULT_MAX_BODY: usize = 10 * 1024 * 1024;
 
 const AGENT: &str = concat!("flowrun/", env!("CARGO_PKG_VERSION"));
 
-/// The [`Transport`] that sends over the network: pooled HTTP/1.1, `https://` via rustls.
+/// The [`Transport`] that sends over the network: HTTP/1.1 on kept-alive connections,
+/// `https://` via rustls.
 pub struct HttpTransport {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    pool: Pool,
     max_body: usize,
 }
 
@@ -39,6 +42,14 @@ pub fn tls_config() -> Result<rustls::ClientConfig, TransportError> {
     )
 }
 
+/// A request ready for a connection to `origin` (`scheme://authority`, what the pool keys on).
+struct Ready {
+    origin: String,
+    /// The absolute URI, which connecting needs.
+    uri: http::Uri,
+    request: http::Request<Full<Bytes>>,
+}
+
 impl HttpTransport {
     /// A client with one connection pool for every request it sends. A flow names every URL it
     /// calls, so a redirect is reported as the status it is, never followed (a redirected POST
@@ -52,22 +63,41 @@ impl HttpTransport {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new()).build(https);
-        Ok(HttpTransport { client, max_body })
+        Ok(HttpTransport {
+            pool: Pool::new(https),
+            max_body,
+        })
     }
 
-    fn request(&self, req: &HttpRequest) -> Result<http::Request<Full<Bytes>>, TransportError> {
+    fn request(&self, req: &HttpRequest) -> Result<Ready, TransportError> {
         let method = http::Method::from_bytes(req.method.as_bytes())
             .map_err(|_| TransportError::Other(format!("invalid method `{}`", req.method)))?;
         let uri: http::Uri = req
             .url
             .parse()
             .map_err(|e| TransportError::Other(format!("invalid URL `{}`: {e}", req.url)))?;
+        let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) else {
+            return Err(TransportError::Other(format!(
+                "invalid URL `{}`: not an absolute http:// or https:// URL",
+                req.url
+            )));
+        };
+        let authority = uri.authority().map_or(host, |a| a.as_str());
+        let origin = [scheme, "://", authority].concat();
         let (content_type, body) = encode(&req.body);
         let mut request = http::Request::new(Full::new(Bytes::from(body)));
         *request.method_mut() = method;
-        *request.uri_mut() = uri;
+        // On the wire the request line holds the path and query only; the host goes in `Host`.
+        let mut path = Parts::default();
+        path.path_and_query = Some(
+            uri.path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        );
+        *request.uri_mut() = http::Uri::from_parts(path)
+            .map_err(|e| TransportError::Other(format!("invalid URL `{}`: {e}", req.url)))?;
         let headers = request.headers_mut();
+        headers.reserve(req.headers.len() + 3);
         headers.insert(USER_AGENT, HeaderValue::from_static(AGENT));
         for (k, v) in &req.headers {
             let name = HeaderName::from_bytes(k.as_bytes())
@@ -87,12 +117,43 @@ impl HttpTransport {
                 headers.insert(CONTENT_TYPE, value);
             }
         }
-        Ok(request)
+        // Last, as hyper-util's client added it: the bytes on the wire stay as they were.
+        if !headers.contains_key(HOST) {
+            // The port only when it is not the scheme's own, as browsers and curl write it.
+            let default_port = if scheme == "https" { 443 } else { 80 };
+            let value = match uri.port_u16() {
+                // `host:port`, without any `user:password@` before it.
+                Some(port) if port != default_port => {
+                    HeaderValue::from_str(authority.rsplit('@').next().unwrap_or(authority))
+                }
+                _ => HeaderValue::from_str(host),
+            };
+            let value =
+                value.map_err(|_| TransportError::Other(format!("invalid host in URL `{}`", req.url)))?;
+            headers.insert(HOST, value);
+        }
+        Ok(Ready { origin, uri, request })
     }
 
     async fn send_inner(&self, req: &HttpRequest) -> Result<HttpResponse, TransportError> {
-        let request = self.request(req)?;
-        let response = self.client.request(request).await.map_err(classify)?;
+        let Ready {
+            origin,
+            uri,
+            mut request,
+        } = self.request(req)?;
+        let (sender, response) = loop {
+            let (mut sender, reused) = self.pool.take(&origin, &uri).await?;
+            match sender.try_send_request(request).await {
+                Ok(response) => break (sender, response),
+                Err(mut e) => match e.take_message() {
+                    // Given back unsent by a connection the server had closed since its last
+                    // request: another connection takes it. A new one failing is the origin's
+                    // failure, so this ends.
+                    Some(unsent) if reused => request = unsent,
+                    _ => return Err(classify(e.into_error())),
+                },
+            }
+        };
         let (parts, body) = response.into_parts();
         let declared = parts
             .headers
@@ -101,6 +162,7 @@ impl HttpTransport {
             .and_then(|v| v.parse::<usize>().ok());
         let too_large = TransportError::TooLarge { limit: self.max_body };
         if declared.is_some_and(|n| n > self.max_body) {
+            // Not read: the connection closes with `sender`.
             return Err(too_large);
         }
         let body = Limited::new(body, self.max_body)
@@ -114,6 +176,11 @@ impl HttpTransport {
                 }
             })?
             .to_bytes();
+        // Read whole: the connection can carry the next request (unless the answer said
+        // `Connection: close`, which the pool finds when it takes it).
+        if !sender.is_closed() {
+            self.pool.give_back(&origin, sender);
+        }
         Ok(HttpResponse {
             status: parts.status.as_u16(),
             headers: super::header_pairs(&parts.headers),
@@ -122,10 +189,8 @@ impl HttpTransport {
     }
 }
 
-fn classify(e: hyper_util::client::legacy::Error) -> TransportError {
-    if e.is_connect() {
-        TransportError::Connect(innermost(&e))
-    } else if closed_early(&e) {
+fn classify(e: hyper::Error) -> TransportError {
+    if closed_early(&e) {
         TransportError::Reset(innermost(&e))
     } else {
         TransportError::Other(innermost(&e))
@@ -158,7 +223,7 @@ fn closed_early(e: &(dyn std::error::Error + 'static)) -> bool {
 
 /// The innermost cause says what happened ("Connection refused"); the outer layers only say
 /// which library noticed.
-fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+pub(super) fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cause = e;
     while let Some(next) = cause.source() {
         cause = next;
@@ -278,6 +343,213 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(again.status, 200);
+    }
+
+    /// What a test server does after answering a request.
+    #[derive(Clone, Copy)]
+    enum Then {
+        /// Keeps the connection open for the next request.
+        KeepOpen,
+        /// Says `Connection: close` in the answer and closes.
+        SayClose,
+        /// Closes the connection without saying so.
+        CloseSilently,
+    }
+
+    /// A server that answers every request `200` with `answer` as its body, records each
+    /// request as received (head and body, as text) and counts the connections it accepted.
+    async fn recording_server(
+        answer: &'static str,
+        then: Then,
+    ) -> (
+        std::net::SocketAddr,
+        std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+        std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    ) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (log, count) = (seen.clone(), connections.clone());
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                count.fetch_add(1, SeqCst);
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        let head_end = loop {
+                            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                                break i + 4;
+                            }
+                            match socket.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        };
+                        let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
+                        let length: usize = head
+                            .split("content-length: ")
+                            .nth(1)
+                            .and_then(|rest| rest.split("\r\n").next()?.parse().ok())
+                            .unwrap_or(0);
+                        while buf.len() < head_end + length {
+                            match socket.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        let request: Vec<u8> = buf.drain(..head_end + length).collect();
+                        log.lock()
+                            .unwrap()
+                            .push(String::from_utf8_lossy(&request).into_owned());
+                        let close = if matches!(then, Then::SayClose) {
+                            "connection: close\r\n"
+                        } else {
+                            ""
+                        };
+                        let response = format!(
+                            "HTTP/1.1 200 OK\r\n{close}content-length: {}\r\n\r\n{answer}",
+                            answer.len()
+                        );
+                        if socket.write_all(response.as_bytes()).await.is_err() {
+                            return;
+                        }
+                        if !matches!(then, Then::KeepOpen) {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, seen, connections)
+    }
+
+    #[tokio::test]
+    async fn requests_go_in_origin_form_with_a_host_header_and_reuse_one_connection() {
+        let (addr, seen, connections) = recording_server("ok", Then::KeepOpen).await;
+        let transport = HttpTransport::new(DEFAULT_MAX_BODY).unwrap();
+        let timeout = Duration::from_secs(5);
+        let post = HttpRequest {
+            step: String::new(),
+            method: "POST".into(),
+            url: format!("http://{addr}/api/v1/route?x=1"),
+            headers: vec![("Authorization".into(), "Bearer t".into())],
+            body: Body::Json(serde_json::json!({"a": 1})),
+        };
+        for _ in 0..3 {
+            let answer = transport.send(&post, timeout).await.unwrap();
+            assert_eq!((answer.status, answer.body.as_slice()), (200, &b"ok"[..]));
+        }
+        let answer = transport
+            .send(&get(format!("http://localhost:{}", addr.port())), timeout)
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 200);
+        let seen = seen.lock().unwrap().clone();
+        let version = env!("CARGO_PKG_VERSION");
+        let first = format!(
+            "POST /api/v1/route?x=1 HTTP/1.1\r\nuser-agent: flowrun/{version}\r\nauthorization: Bearer t\r\n\
+             content-type: application/json\r\nhost: {addr}\r\ncontent-length: 7\r\n\r\n{{\"a\":1}}"
+        );
+        assert_eq!(seen[..3], [first.clone(), first.clone(), first]);
+        assert_eq!(
+            seen[3],
+            format!(
+                "GET / HTTP/1.1\r\nuser-agent: flowrun/{version}\r\nhost: localhost:{}\r\n\r\n",
+                addr.port()
+            )
+        );
+        // `localhost` is another origin than `127.0.0.1`, so it has a connection of its own.
+        assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_flows_own_host_header_is_sent_as_given() {
+        let (addr, seen, _) = recording_server("ok", Then::KeepOpen).await;
+        let transport = HttpTransport::new(DEFAULT_MAX_BODY).unwrap();
+        let mut request = get(format!("http://{addr}/x"));
+        request.headers.push(("Host".into(), "api.example.com".into()));
+        transport.send(&request, Duration::from_secs(5)).await.unwrap();
+        let seen = seen.lock().unwrap();
+        assert!(seen[0].contains("\r\nhost: api.example.com\r\n"), "{}", seen[0]);
+        assert_eq!(seen[0].matches("host:").count(), 1, "{}", seen[0]);
+    }
+
+    #[tokio::test]
+    async fn the_host_header_never_carries_a_urls_user_and_password() {
+        let (addr, seen, _) = recording_server("ok", Then::KeepOpen).await;
+        let transport = HttpTransport::new(DEFAULT_MAX_BODY).unwrap();
+        let url = format!("http://user:pw@127.0.0.1:{}/", addr.port());
+        transport.send(&get(url), Duration::from_secs(5)).await.unwrap();
+        let seen = seen.lock().unwrap();
+        assert!(seen[0].contains(&format!("\r\nhost: {addr}\r\n")), "{}", seen[0]);
+        assert!(!seen[0].contains("pw"), "{}", seen[0]);
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_server_closed_is_not_used_again() {
+        for then in [Then::SayClose, Then::CloseSilently] {
+            let (addr, seen, connections) = recording_server("ok", then).await;
+            let transport = HttpTransport::new(DEFAULT_MAX_BODY).unwrap();
+            let timeout = Duration::from_secs(5);
+            for _ in 0..3 {
+                let answer = transport
+                    .send(&get(format!("http://{addr}/")), timeout)
+                    .await
+                    .unwrap();
+                assert_eq!(answer.status, 200);
+                // Time for the client to see a silent close before the next request.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert_eq!(seen.lock().unwrap().len(), 3);
+            assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 3);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_answer_over_the_limit_fails_and_its_connection_is_not_used_again() {
+        let (addr, seen, connections) = recording_server("0123456789", Then::KeepOpen).await;
+        let transport = HttpTransport::new(4).unwrap();
+        let timeout = Duration::from_secs(5);
+        let error = transport
+            .send(&get(format!("http://{addr}/")), timeout)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, TransportError::TooLarge { limit: 4 }),
+            "{error:?}"
+        );
+        let small = HttpTransport::new(DEFAULT_MAX_BODY).unwrap();
+        assert_eq!(
+            small
+                .send(&get(format!("http://{addr}/")), timeout)
+                .await
+                .unwrap()
+                .status,
+            200
+        );
+        let again = transport.send(&get(format!("http://{addr}/")), timeout).await;
+        assert!(matches!(again, Err(TransportError::TooLarge { .. })), "{again:?}");
+        assert_eq!(seen.lock().unwrap().len(), 3);
+        // The refused answer's connection was not kept: the third request needed a new one.
+        assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn requests_at_the_same_time_get_a_connection_each_and_keep_them() {
+        let (addr, seen, connections) = recording_server("ok", Then::KeepOpen).await;
+        let transport = HttpTransport::new(DEFAULT_MAX_BODY).unwrap();
+        let timeout = Duration::from_secs(5);
+        let (a, b) = (get(format!("http://{addr}/a")), get(format!("http://{addr}/b")));
+        for _ in 0..3 {
+            let (a, b) = tokio::join!(transport.send(&a, timeout), transport.send(&b, timeout));
+            assert_eq!((a.unwrap().status, b.unwrap().status), (200, 200));
+        }
+        assert_eq!(seen.lock().unwrap().len(), 6);
+        assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 
     #[tokio::test]

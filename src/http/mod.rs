@@ -4,6 +4,7 @@
 pub mod auth;
 mod client;
 mod encode;
+mod pool;
 
 pub use client::{DEFAULT_MAX_BODY, HttpTransport, tls_config};
 
