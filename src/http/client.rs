@@ -161,7 +161,8 @@ impl HttpTransport {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
         let too_large = TransportError::TooLarge { limit: self.max_body };
-        if declared.is_some_and(|n| n > self.max_body) {
+        // An answer without a body (to HEAD, a 304) may still declare the length it would have.
+        if declared.is_some_and(|n| n > self.max_body) && !hyper::body::Body::is_end_stream(&body) {
             // Not read: the connection closes with `sender`.
             return Err(too_large);
         }
@@ -250,6 +251,7 @@ impl Transport for HttpTransport {
 mod tests {
     use super::*;
     use crate::http::Body;
+    use serde_json::Value;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     fn get(url: String) -> HttpRequest {
@@ -550,6 +552,78 @@ mod tests {
         }
         assert_eq!(seen.lock().unwrap().len(), 6);
         assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    /// Reads one request's head from `socket` (and nothing after it).
+    async fn read_head(socket: &mut tokio::net::TcpStream) -> Option<String> {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if socket.read(&mut byte).await.ok()? == 0 {
+                return None;
+            }
+            head.push(byte[0]);
+        }
+        Some(String::from_utf8_lossy(&head).into_owned())
+    }
+
+    #[tokio::test]
+    async fn a_connection_answered_before_its_upload_was_written_does_not_hold_up_the_next_request() {
+        // The server answers as soon as it has a request's head. A small request's body is
+        // read too; a large upload's never is, and its connection stays open, so the client
+        // can never finish writing it.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    while let Some(head) = read_head(&mut socket).await {
+                        let _ = socket
+                            .write_all(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\r\n")
+                            .await;
+                        if head.contains("content-length: ") && !head.contains("content-length: 0\r\n") {
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                });
+            }
+        });
+        let transport = HttpTransport::new(DEFAULT_MAX_BODY).unwrap();
+        let mut upload = get(format!("http://{addr}/upload"));
+        upload.method = "POST".into();
+        upload.body = Body::Json(Value::String("x".repeat(32 * 1024 * 1024)));
+        let answer = transport.send(&upload, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(answer.status, 413);
+        // Before, the busy connection went back to the pool and this request waited on it
+        // until its timeout.
+        let next = transport
+            .send(&get(format!("http://{addr}/next")), Duration::from_secs(3))
+            .await;
+        assert_eq!(next.map(|a| a.status), Ok(413));
+    }
+
+    #[tokio::test]
+    async fn an_answer_without_a_body_is_not_too_large_for_the_length_it_declares() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    while read_head(&mut socket).await.is_some() {
+                        let _ = socket
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n")
+                            .await;
+                    }
+                });
+            }
+        });
+        let transport = HttpTransport::new(10).unwrap();
+        let mut head = get(format!("http://{addr}/"));
+        head.method = "HEAD".into();
+        for _ in 0..2 {
+            let answer = transport.send(&head, Duration::from_secs(5)).await.unwrap();
+            assert_eq!((answer.status, answer.body.len()), (200, 0));
+        }
     }
 
     #[tokio::test]

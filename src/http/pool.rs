@@ -2,10 +2,12 @@
 //!
 //! Why not hyper-util's pooled client: measured on the bench stub, one connection, the same
 //! request in a loop, its pool cost 15–20 µs per request more than hyper's connection alone
-//! (103–114 µs against 82–94 µs; wrk 77–89 µs), mostly a task it spawns after every answer to
-//! put the connection back once it is ready again. Here the connection goes back as soon as
-//! its answer is read, and the next request waits for it to be ready, which it then nearly
-//! always is. HTTP itself (writing requests, parsing answers, keep-alive) stays hyper's and
+//! (99–114 µs against 82–94 µs; wrk 77–89 µs), mostly a task it spawns after every answer to
+//! put the connection back once it is ready again. Here a connection whose answer has been read
+//! whole is nearly always ready at once (on a single-threaded runtime hyper marks it ready in
+//! the same step that ends the answer) and goes straight back; only one that is not (its
+//! request still being written, or its task on another thread) is put back by a task of its
+//! own, as hyper-util does for every one. HTTP itself (writing requests, parsing answers, keep-alive) stays hyper's and
 //! connecting (TCP, TLS) stays hyper-util's and hyper-rustls'.
 
 use bytes::Bytes;
@@ -15,7 +17,7 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tower_service::Service;
 
@@ -37,9 +39,12 @@ const IDLE_PER_ORIGIN: usize = 256;
 pub(super) struct Pool {
     connector: HttpsConnector<HttpConnector>,
     /// Unused connections, the most recently used last. An origin with none has no entry, so
-    /// the map never holds more origins than there were connections in use at once.
-    idle: Mutex<HashMap<String, Vec<Idle>>>,
+    /// the map never holds more origins than there were connections in use at once. Shared
+    /// with the tasks that put back connections not ready when their answer ended.
+    idle: Arc<Mutex<HashMap<String, Vec<Idle>>>>,
 }
+
+type Idles = Mutex<HashMap<String, Vec<Idle>>>;
 
 struct Idle {
     sender: Sender,
@@ -50,19 +55,16 @@ impl Pool {
     pub(super) fn new(connector: HttpsConnector<HttpConnector>) -> Self {
         Pool {
             connector,
-            idle: Mutex::new(HashMap::new()),
+            idle: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
     /// A connection to `origin` ready to send, and whether it served requests before: an
     /// unused one if any is still open, else a new one.
     pub(super) async fn take(&self, origin: &str, uri: &Uri) -> Result<(Sender, bool), TransportError> {
-        while let Some(mut sender) = self.unused(origin) {
-            // Ready at once unless its last answer is still being wound up; closed if the
-            // server went away meanwhile.
-            if sender.ready().await.is_ok() {
-                return Ok((sender, true));
-            }
+        // Only ready connections are kept, so one that is not ready now has closed.
+        if let Some(sender) = self.unused(origin) {
+            return Ok((sender, true));
         }
         let failed = |e: &(dyn std::error::Error + 'static)| TransportError::Connect(innermost(e));
         let mut connector = self.connector.clone();
@@ -85,7 +87,7 @@ impl Pool {
         let list = idle.get_mut(origin)?;
         let mut found = None;
         while let Some(one) = list.pop() {
-            if !one.sender.is_closed() && one.since.elapsed() < IDLE_FOR {
+            if one.sender.is_ready() && one.since.elapsed() < IDLE_FOR {
                 found = Some(one.sender);
                 break;
             }
@@ -96,18 +98,34 @@ impl Pool {
         found
     }
 
-    /// Keeps `sender` for the next request to `origin`; its answer has been read whole.
-    pub(super) fn give_back(&self, origin: &str, sender: Sender) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = match idle.get_mut(origin) {
-            Some(list) => list,
-            None => idle.entry(origin.to_string()).or_default(),
-        };
-        if list.len() < IDLE_PER_ORIGIN {
-            list.push(Idle {
-                sender,
-                since: Instant::now(),
-            });
+    /// Keeps `sender` for the next request to `origin`: its answer has been read whole. A
+    /// connection still busy (its request not yet written to the end: a server may answer
+    /// before reading an upload) waits on a task of its own, so that no request ever waits
+    /// on another's upload, and is dropped if it closes instead.
+    pub(super) fn give_back(&self, origin: &str, mut sender: Sender) {
+        if sender.is_ready() {
+            keep(&self.idle, origin, sender);
+            return;
         }
+        let (idle, origin) = (self.idle.clone(), origin.to_string());
+        tokio::spawn(async move {
+            if sender.ready().await.is_ok() {
+                keep(&idle, &origin, sender);
+            }
+        });
+    }
+}
+
+fn keep(idle: &Idles, origin: &str, sender: Sender) {
+    let mut idle = idle.lock().unwrap_or_else(|e| e.into_inner());
+    let list = match idle.get_mut(origin) {
+        Some(list) => list,
+        None => idle.entry(origin.to_string()).or_default(),
+    };
+    if list.len() < IDLE_PER_ORIGIN {
+        list.push(Idle {
+            sender,
+            since: Instant::now(),
+        });
     }
 }
