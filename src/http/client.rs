@@ -347,6 +347,23 @@ mod tests {
         assert_eq!(again.status, 200);
     }
 
+    /// A server on 127.0.0.1 that hands each connection it accepts to `handle`, on a task of
+    /// its own.
+    async fn serve<F, Fut>(handle: F) -> std::net::SocketAddr
+    where
+        F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                tokio::spawn(handle(socket));
+            }
+        });
+        addr
+    }
+
     /// What a test server does after answering a request.
     #[derive(Clone, Copy)]
     enum Then {
@@ -369,63 +386,44 @@ mod tests {
         std::sync::Arc<std::sync::atomic::AtomicUsize>,
     ) {
         use std::sync::atomic::Ordering::SeqCst;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let (log, count) = (seen.clone(), connections.clone());
-        tokio::spawn(async move {
-            while let Ok((mut socket, _)) = listener.accept().await {
-                count.fetch_add(1, SeqCst);
-                let log = log.clone();
-                tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    loop {
-                        let head_end = loop {
-                            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                                break i + 4;
-                            }
-                            match socket.read(&mut chunk).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                            }
-                        };
-                        let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
-                        let length: usize = head
-                            .split("content-length: ")
-                            .nth(1)
-                            .and_then(|rest| rest.split("\r\n").next()?.parse().ok())
-                            .unwrap_or(0);
-                        while buf.len() < head_end + length {
-                            match socket.read(&mut chunk).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                            }
-                        }
-                        let request: Vec<u8> = buf.drain(..head_end + length).collect();
-                        log.lock()
-                            .unwrap()
-                            .push(String::from_utf8_lossy(&request).into_owned());
-                        let close = if matches!(then, Then::SayClose) {
-                            "connection: close\r\n"
-                        } else {
-                            ""
-                        };
-                        let response = format!(
-                            "HTTP/1.1 200 OK\r\n{close}content-length: {}\r\n\r\n{answer}",
-                            answer.len()
-                        );
-                        if socket.write_all(response.as_bytes()).await.is_err() {
-                            return;
-                        }
-                        if !matches!(then, Then::KeepOpen) {
-                            return;
-                        }
+        let addr = serve(move |mut socket| {
+            count.fetch_add(1, SeqCst);
+            let log = log.clone();
+            async move {
+                while let Some(head) = read_head(&mut socket).await {
+                    let length: usize = head
+                        .to_lowercase()
+                        .split("content-length: ")
+                        .nth(1)
+                        .and_then(|rest| rest.split("\r\n").next()?.parse().ok())
+                        .unwrap_or(0);
+                    let mut body = vec![0u8; length];
+                    if socket.read_exact(&mut body).await.is_err() {
+                        return;
                     }
-                });
+                    log.lock().unwrap().push(head + &String::from_utf8_lossy(&body));
+                    let close = if matches!(then, Then::SayClose) {
+                        "connection: close\r\n"
+                    } else {
+                        ""
+                    };
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\n{close}content-length: {}\r\n\r\n{answer}",
+                        answer.len()
+                    );
+                    if socket.write_all(response.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    if !matches!(then, Then::KeepOpen) {
+                        return;
+                    }
+                }
             }
-        });
+        })
+        .await;
         (addr, seen, connections)
     }
 
@@ -572,22 +570,17 @@ mod tests {
         // The server answers as soon as it has a request's head. A small request's body is
         // read too; a large upload's never is, and its connection stays open, so the client
         // can never finish writing it.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((mut socket, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    while let Some(head) = read_head(&mut socket).await {
-                        let _ = socket
-                            .write_all(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\r\n")
-                            .await;
-                        if head.contains("content-length: ") && !head.contains("content-length: 0\r\n") {
-                            std::future::pending::<()>().await;
-                        }
-                    }
-                });
+        let addr = serve(|mut socket| async move {
+            while let Some(head) = read_head(&mut socket).await {
+                let _ = socket
+                    .write_all(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\r\n")
+                    .await;
+                if head.contains("content-length: ") && !head.contains("content-length: 0\r\n") {
+                    std::future::pending::<()>().await;
+                }
             }
-        });
+        })
+        .await;
         let transport = HttpTransport::new(DEFAULT_MAX_BODY).unwrap();
         let mut upload = get(format!("http://{addr}/upload"));
         upload.method = "POST".into();
@@ -604,19 +597,14 @@ mod tests {
 
     #[tokio::test]
     async fn an_answer_without_a_body_is_not_too_large_for_the_length_it_declares() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((mut socket, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    while read_head(&mut socket).await.is_some() {
-                        let _ = socket
-                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n")
-                            .await;
-                    }
-                });
+        let addr = serve(|mut socket| async move {
+            while read_head(&mut socket).await.is_some() {
+                let _ = socket
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n")
+                    .await;
             }
-        });
+        })
+        .await;
         let transport = HttpTransport::new(10).unwrap();
         let mut head = get(format!("http://{addr}/"));
         head.method = "HEAD".into();
