@@ -26,6 +26,9 @@ const AGENT: &str = concat!("flowrun/", env!("CARGO_PKG_VERSION"));
 pub struct HttpTransport {
     pool: Pool,
     max_body: usize,
+    /// Kept for forks: building it reads and parses every certificate the system trusts,
+    /// which cost more than a thousand requests (11M instructions).
+    tls: rustls::ClientConfig,
 }
 
 /// The TLS settings of every connection flowrun makes (HTTP calls and the Pub/Sub API alike):
@@ -55,18 +58,23 @@ impl HttpTransport {
     /// calls, so a redirect is reported as the status it is, never followed (a redirected POST
     /// would silently change meaning), and no proxy is consulted.
     pub fn new(max_body: usize) -> Result<Self, TransportError> {
+        Ok(Self::with_tls(tls_config()?, max_body))
+    }
+
+    fn with_tls(tls: rustls::ClientConfig, max_body: usize) -> Self {
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
         http.enforce_http(false);
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls_config()?)
+            .with_tls_config(tls.clone())
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        Ok(HttpTransport {
+        HttpTransport {
             pool: Pool::new(https),
             max_body,
-        })
+            tls,
+        }
     }
 
     fn request(&self, req: &HttpRequest) -> Result<Ready, TransportError> {
@@ -233,8 +241,9 @@ pub(super) fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 impl Transport for HttpTransport {
+    /// The same settings (TLS included, not read again) with connections of its own.
     fn fork(&self) -> Option<std::sync::Arc<dyn Transport>> {
-        let fresh = HttpTransport::new(self.max_body).ok()?;
+        let fresh = HttpTransport::with_tls(self.tls.clone(), self.max_body);
         Some(std::sync::Arc::new(fresh))
     }
 
@@ -463,6 +472,30 @@ mod tests {
             )
         );
         // `localhost` is another origin than `127.0.0.1`, so it has a connection of its own.
+        assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_fork_sends_on_connections_of_its_own() {
+        let (addr, seen, connections) = recording_server("ok", Then::KeepOpen).await;
+        let transport = HttpTransport::new(DEFAULT_MAX_BODY).unwrap();
+        let fork = transport.fork().unwrap();
+        let request = get(format!("http://{addr}/"));
+        for _ in 0..2 {
+            assert_eq!(
+                transport
+                    .send(&request, Duration::from_secs(5))
+                    .await
+                    .unwrap()
+                    .status,
+                200
+            );
+            assert_eq!(
+                fork.send(&request, Duration::from_secs(5)).await.unwrap().status,
+                200
+            );
+        }
+        assert_eq!(seen.lock().unwrap().len(), 4);
         assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 
