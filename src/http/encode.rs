@@ -7,10 +7,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub fn encode(body: &Body) -> (Option<String>, Vec<u8>) {
     match body {
         Body::None => (None, Vec::new()),
-        Body::Json(v) => (
-            Some("application/json".into()),
-            serde_json::to_vec(v).unwrap_or_default(),
-        ),
+        Body::Json(v) => {
+            // Room for a typical Interaction Service body, so it is written without growing.
+            let mut out = Vec::with_capacity(512);
+            serde_json::to_writer(&mut out, v).unwrap_or_default();
+            (Some("application/json".into()), out)
+        }
         Body::Form(fields) => {
             let mut form = form_urlencoded::Serializer::new(String::new());
             for (k, v) in fields {
@@ -33,18 +35,24 @@ pub fn encode(body: &Body) -> (Option<String>, Vec<u8>) {
 
 /// `multipart/form-data` (RFC 7578): each part with its disposition and type, then the bytes.
 /// Written here rather than taken from a crate: encoding is a few lines, and the crates that do
-/// it bring a streaming body this client does not need.
+/// it bring a streaming body this client does not need. Written piece by piece, not through
+/// `format!`, whose machinery cost a quarter of a JSON request's encoding.
 fn multipart(parts: &[Part], boundary: &str) -> Vec<u8> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(512);
     for p in parts {
-        out.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
-        let mut disposition = format!("Content-Disposition: form-data; name=\"{}\"", quoted(&p.name));
-        if let Some(f) = &p.filename {
-            disposition.push_str(&format!("; filename=\"{}\"", quoted(f)));
+        for piece in ["--", boundary, "\r\nContent-Disposition: form-data; name=\""] {
+            out.extend_from_slice(piece.as_bytes());
         }
-        out.extend_from_slice(
-            format!("{disposition}\r\nContent-Type: {}\r\n\r\n", p.content_type).as_bytes(),
-        );
+        quoted(&mut out, &p.name);
+        out.push(b'"');
+        if let Some(f) = &p.filename {
+            out.extend_from_slice(b"; filename=\"");
+            quoted(&mut out, f);
+            out.push(b'"');
+        }
+        for piece in ["\r\nContent-Type: ", &p.content_type, "\r\n\r\n"] {
+            out.extend_from_slice(piece.as_bytes());
+        }
         match &p.content {
             PartContent::Json(v) => serde_json::to_writer(&mut out, v).unwrap_or_default(),
             PartContent::Text(t) => out.extend_from_slice(t.as_bytes()),
@@ -52,14 +60,24 @@ fn multipart(parts: &[Part], boundary: &str) -> Vec<u8> {
         }
         out.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    for piece in ["--", boundary, "--\r\n"] {
+        out.extend_from_slice(piece.as_bytes());
+    }
     out
 }
 
-/// A name inside a quoted header parameter: quotes and line breaks percent-encoded, as the
-/// HTML standard (and browsers) encode them.
-fn quoted(name: &str) -> String {
-    name.replace('"', "%22").replace('\r', "%0D").replace('\n', "%0A")
+/// Writes a name inside a quoted header parameter: quotes and line breaks percent-encoded, as
+/// the HTML standard (and browsers) encode them. Byte by byte is safe: no byte of a multi-byte
+/// UTF-8 character is a quote or a line break.
+fn quoted(out: &mut Vec<u8>, name: &str) {
+    for &b in name.as_bytes() {
+        match b {
+            b'"' => out.extend_from_slice(b"%22"),
+            b'\r' => out.extend_from_slice(b"%0D"),
+            b'\n' => out.extend_from_slice(b"%0A"),
+            _ => out.push(b),
+        }
+    }
 }
 
 /// A boundary no part will contain: random per process (one `getrandom`), counted per body.
@@ -90,7 +108,7 @@ mod tests {
             Part {
                 name: "up\"load".into(),
                 content_type: "text/plain".into(),
-                filename: Some("a.txt".into()),
+                filename: Some("a\r\nä.txt".into()),
                 content: PartContent::Text("hi".into()),
             },
         ];
@@ -98,7 +116,7 @@ mod tests {
         assert_eq!(
             body,
             "--B\r\nContent-Disposition: form-data; name=\"json\"\r\nContent-Type: application/json\r\n\r\n{\"a\":1}\r\n\
-             --B\r\nContent-Disposition: form-data; name=\"up%22load\"; filename=\"a.txt\"\r\nContent-Type: text/plain\r\n\r\nhi\r\n\
+             --B\r\nContent-Disposition: form-data; name=\"up%22load\"; filename=\"a%0D%0Aä.txt\"\r\nContent-Type: text/plain\r\n\r\nhi\r\n\
              --B--\r\n"
         );
     }
