@@ -125,6 +125,13 @@ impl<'a> Context<'a> {
                 "response" => walk(response.as_ref()?.json(), path),
                 "steps" => {
                     let prefix = frame.as_ref().map_or("", |f| f.prefix);
+                    // The common case, a flow's own step by its id, without building the id.
+                    if prefix.is_empty()
+                        && let Some(Seg::Key(first)) = path.first()
+                        && let Some(step) = steps.get(first.as_str())
+                    {
+                        return walk(step.json(), &path[1..]);
+                    }
                     // `steps.handoff.route.x`: a called step's id is the call's, a dot and its
                     // own, so the id may span several parts of the path.
                     let mut id = prefix.to_string();
@@ -218,6 +225,12 @@ fn nested_steps(steps: &BTreeMap<String, Scope>, prefix: &str) -> BTreeMap<Strin
 fn walk<'v>(mut at: &'v Value, path: &[Seg]) -> Option<&'v Value> {
     for seg in path {
         at = match (seg, at) {
+            // A small object is searched in order: cheaper than hashing the key (SipHash, the
+            // map's hasher), and the objects expressions read (inputs, a step's values, a
+            // response body) are mostly small.
+            (Seg::Key(k), Value::Object(map)) if map.len() <= 8 => {
+                map.iter().find_map(|(key, v)| (key == k).then_some(v))?
+            }
             (Seg::Key(k), Value::Object(map)) => map.get(k)?,
             (Seg::Index(i), Value::Array(items)) => items.get(*i)?,
             _ => return None,
@@ -229,4 +242,40 @@ fn walk<'v>(mut at: &'v Value, path: &[Seg]) -> Option<&'v Value> {
 /// Converts a JSON value for expressions to read.
 pub fn to_jinja(json: &Value) -> JinjaValue {
     JinjaValue::from(minijinja::value::Serde(json))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Map, json};
+
+    #[test]
+    fn lookups_find_every_key_of_small_and_large_objects_and_nothing_else() {
+        let small: Map<String, Value> = (0..3).map(|i| (format!("k{i}"), json!(i))).collect();
+        let large: Map<String, Value> = (0..13).map(|i| (format!("k{i}"), json!(i))).collect();
+        for object in [small, large] {
+            let steps: BTreeMap<String, Scope> = [
+                ("route".to_string(), Scope::new(Value::Object(object.clone()))),
+                (
+                    "call.route".to_string(),
+                    Scope::new(json!({"nested": object.clone()})),
+                ),
+            ]
+            .into();
+            let (inputs, vars) = (Scope::new(Value::Object(object.clone())), Scope::default());
+            let ctx = Context::from_parts(&inputs, &vars, &steps, None);
+            let key = |k: &str| Seg::Key(k.to_string());
+            for (k, v) in &object {
+                assert_eq!(ctx.lookup("inputs", &[key(k)]), Some(v));
+                assert_eq!(ctx.lookup("steps", &[key("route"), key(k)]), Some(v));
+                assert_eq!(
+                    ctx.lookup("steps", &[key("call"), key("route"), key("nested"), key(k)]),
+                    Some(v)
+                );
+            }
+            assert_eq!(ctx.lookup("inputs", &[key("missing")]), None);
+            assert_eq!(ctx.lookup("steps", &[key("route"), key("missing")]), None);
+            assert_eq!(ctx.lookup("steps", &[key("nope"), key("k0")]), None);
+        }
+    }
 }

@@ -775,9 +775,21 @@ mod tests {
                 json!({"a": 1, "b": "x"}),
             ])
         };
+        // Small objects, and (half the time) the same with ten more keys: lookups search small
+        // objects in order and hash into large ones, and both must answer as MiniJinja does.
         let object = move || {
-            prop::collection::btree_map(prop::sample::select(vec!["a", "b", "c"]), leaf(), 0..4)
-                .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect()))
+            (
+                prop::collection::btree_map(prop::sample::select(vec!["a", "b", "c"]), leaf(), 0..4),
+                any::<bool>(),
+            )
+                .prop_map(|(m, large)| {
+                    let mut map: serde_json::Map<String, Value> =
+                        m.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+                    if large {
+                        map.extend((0..10).map(|i| (format!("k{i}"), json!(i))));
+                    }
+                    Value::Object(map)
+                })
         };
         let paths = prop::sample::select(vec![
             "inputs.a",
