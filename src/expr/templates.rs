@@ -49,7 +49,14 @@ pub enum Tree {
     /// A list, each item a tree of its own.
     Array(Vec<Tree>),
     /// A mapping whose values are trees; the keys are literal and keep their order.
-    Object(Vec<(String, Tree)>),
+    Object {
+        /// Each key and the tree of its value, in order.
+        entries: Vec<(String, Tree)>,
+        /// The same keys, every value null: rendering clones this and fills in the values in
+        /// order, so no key is hashed again (serde_json's maps hash with SipHash, which cost
+        /// more than the rest of building a small object).
+        keys: serde_json::Map<String, Value>,
+    },
 }
 
 /// An error while rendering: what went wrong, in the user's words, and where.
@@ -328,8 +335,9 @@ impl Templates {
                     .map(|(i, v)| self.tree(v, line_of, &format!("{pointer}/{i}")))
                     .collect::<Result<_, _>>()?,
             ),
-            Value::Object(map) => Tree::Object(
-                map.iter()
+            Value::Object(map) => Tree::Object {
+                entries: map
+                    .iter()
                     .map(|(k, v)| {
                         Ok((
                             k.clone(),
@@ -337,7 +345,8 @@ impl Templates {
                         ))
                     })
                     .collect::<Result<_, RenderError>>()?,
-            ),
+                keys: map.keys().map(|k| (k.clone(), Value::Null)).collect(),
+            },
             other => Tree::Literal(other.clone()),
         })
     }
@@ -425,12 +434,13 @@ impl Templates {
                     .map(|t| self.render_tree(t, ctx))
                     .collect::<Result<_, _>>()?,
             ),
-            Tree::Object(entries) => Value::Object(
-                entries
-                    .iter()
-                    .map(|(k, t)| Ok((k.clone(), self.render_tree(t, ctx)?)))
-                    .collect::<Result<_, RenderError>>()?,
-            ),
+            Tree::Object { entries, keys } => {
+                let mut object = keys.clone();
+                for (slot, (_, tree)) in object.values_mut().zip(entries) {
+                    *slot = self.render_tree(tree, ctx)?;
+                }
+                Value::Object(object)
+            }
         })
     }
 
@@ -744,6 +754,26 @@ mod tests {
             t.render(dict, &ctx).unwrap(),
             serde_json::json!({ "x": { "y": 1 } })
         );
+    }
+
+    #[test]
+    fn a_rendered_mapping_keeps_its_keys_order_and_each_render_its_own_values() {
+        let mut t = Templates::unbound();
+        t.bind(&World::deterministic(0, Vec::new()));
+        let body = serde_json::json!({
+            "z": "{{ a }}",
+            "a": 1,
+            "m": { "y": "{{ b }}", "b": ["{{ a }}", { "k": "{{ b }}" }], "e": {} },
+        });
+        let tree = t.tree(&body, &|_| 1, "").unwrap();
+        for (a, b) in [(1, "x"), (2, "y")] {
+            let ctx = Context::new(serde_json::json!({ "a": a, "b": b }));
+            let rendered = t.render_tree(&tree, &ctx).unwrap();
+            assert_eq!(
+                serde_json::to_string(&rendered).unwrap(),
+                format!(r#"{{"z":{a},"a":1,"m":{{"y":"{b}","b":[{a},{{"k":"{b}"}}],"e":{{}}}}}}"#)
+            );
+        }
     }
 
     /// Every answer the fast form gives is MiniJinja's, to the byte (key order included), and
