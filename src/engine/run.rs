@@ -294,17 +294,20 @@ fn value_text(v: &Value) -> String {
 }
 
 /// Every step starts known, not succeeded and not skipped, so `finally` may test any of them.
+/// Those values are built once and shared by every step of every run.
 fn initial_steps(flow: &CompiledFlow) -> BTreeMap<String, Scope> {
-    let mut slot = Map::with_capacity(4);
-    for flag in ["succeeded", "skipped", "failed"] {
-        slot.insert(flag.into(), Value::Bool(false));
-    }
-    slot.insert("error".into(), Value::Null);
-    let slot = Value::Object(slot);
+    static NOT_RUN: std::sync::LazyLock<Arc<Value>> = std::sync::LazyLock::new(|| {
+        let mut slot = Map::with_capacity(4);
+        for flag in ["succeeded", "skipped", "failed"] {
+            slot.insert(flag.into(), Value::Bool(false));
+        }
+        slot.insert("error".into(), Value::Null);
+        Arc::new(Value::Object(slot))
+    });
     flow.steps
         .iter()
         .chain(&flow.finally)
-        .map(|s| (s.id.clone(), Scope::new(slot.clone())))
+        .map(|s| (s.id.clone(), Scope::shared(NOT_RUN.clone())))
         .collect()
 }
 

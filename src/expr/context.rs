@@ -9,36 +9,64 @@ use super::fast::Seg;
 use minijinja::Value as JinjaValue;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// One part of the scope: the inputs, one step's values, or a response.
 #[derive(Debug, Default)]
 pub struct Scope {
-    json: Value,
+    json: Json,
     jinja: OnceLock<JinjaValue>,
+}
+
+/// A scope's values: its own, or shared with other scopes (every run's steps start with the
+/// same values, which cloning cost more than a request's own hashing).
+#[derive(Debug)]
+enum Json {
+    Own(Value),
+    Shared(Arc<Value>),
+}
+
+impl Default for Json {
+    fn default() -> Self {
+        Json::Own(Value::Null)
+    }
 }
 
 impl Scope {
     /// A scope over `json`; its MiniJinja form is built only if a template needs it.
     pub fn new(json: Value) -> Self {
         Scope {
-            json,
+            json: Json::Own(json),
+            jinja: OnceLock::new(),
+        }
+    }
+
+    /// A scope over values other scopes share.
+    pub fn shared(json: Arc<Value>) -> Self {
+        Scope {
+            json: Json::Shared(json),
             jinja: OnceLock::new(),
         }
     }
 
     /// The part's values as JSON.
     pub fn json(&self) -> &Value {
-        &self.json
+        match &self.json {
+            Json::Own(v) => v,
+            Json::Shared(v) => v,
+        }
     }
 
     /// Gives back the JSON, dropping the MiniJinja form.
     pub fn into_json(self) -> Value {
-        self.json
+        match self.json {
+            Json::Own(v) => v,
+            Json::Shared(v) => Arc::unwrap_or_clone(v),
+        }
     }
 
     fn jinja(&self) -> &JinjaValue {
-        self.jinja.get_or_init(|| to_jinja(&self.json))
+        self.jinja.get_or_init(|| to_jinja(self.json()))
     }
 }
 
