@@ -50,12 +50,12 @@ pub enum Tree {
     Array(Vec<Tree>),
     /// A mapping whose values are trees; the keys are literal and keep their order.
     Object {
-        /// Each key and the tree of its value, in order.
-        entries: Vec<(String, Tree)>,
-        /// The same keys, every value null: rendering clones this and fills in the values in
-        /// order, so no key is hashed again (serde_json's maps hash with SipHash, which cost
-        /// more than the rest of building a small object).
+        /// The keys, every value null: rendering clones this and fills in the values in order,
+        /// so no key is hashed again (serde_json's maps hash with SipHash, which cost more than
+        /// the rest of building a small object).
         keys: serde_json::Map<String, Value>,
+        /// The tree of each key's value, in the keys' order.
+        values: Vec<Tree>,
     },
 }
 
@@ -336,16 +336,11 @@ impl Templates {
                     .collect::<Result<_, _>>()?,
             ),
             Value::Object(map) => Tree::Object {
-                entries: map
-                    .iter()
-                    .map(|(k, v)| {
-                        Ok((
-                            k.clone(),
-                            self.tree(v, line_of, &crate::base::yaml::push_pointer(pointer, k))?,
-                        ))
-                    })
-                    .collect::<Result<_, RenderError>>()?,
                 keys: map.keys().map(|k| (k.clone(), Value::Null)).collect(),
+                values: map
+                    .iter()
+                    .map(|(k, v)| self.tree(v, line_of, &crate::base::yaml::push_pointer(pointer, k)))
+                    .collect::<Result<_, RenderError>>()?,
             },
             other => Tree::Literal(other.clone()),
         })
@@ -434,9 +429,9 @@ impl Templates {
                     .map(|t| self.render_tree(t, ctx))
                     .collect::<Result<_, _>>()?,
             ),
-            Tree::Object { entries, keys } => {
+            Tree::Object { keys, values } => {
                 let mut object = keys.clone();
-                for (slot, (_, tree)) in object.values_mut().zip(entries) {
+                for (slot, tree) in object.values_mut().zip(values) {
                     *slot = self.render_tree(tree, ctx)?;
                 }
                 Value::Object(object)

@@ -185,11 +185,8 @@ impl HttpTransport {
                 }
             })?
             .to_bytes();
-        // Read whole: the connection can carry the next request (unless the answer said
-        // `Connection: close`, which the pool finds when it takes it).
-        if !sender.is_closed() {
-            self.pool.give_back(&origin, sender);
-        }
+        // Read whole: the connection can carry the next request.
+        self.pool.give_back(&origin, sender);
         Ok(HttpResponse {
             status: parts.status.as_u16(),
             headers: super::header_pairs(&parts.headers),

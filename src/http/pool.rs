@@ -7,8 +7,8 @@
 //! whole is nearly always ready at once (on a single-threaded runtime hyper marks it ready in
 //! the same step that ends the answer) and goes straight back; only one that is not (its
 //! request still being written, or its task on another thread) is put back by a task of its
-//! own, as hyper-util does for every one. HTTP itself (writing requests, parsing answers, keep-alive) stays hyper's and
-//! connecting (TCP, TLS) stays hyper-util's and hyper-rustls'.
+//! own, as hyper-util does for every one. HTTP itself (writing requests, parsing answers,
+//! keep-alive) stays hyper's and connecting (TCP, TLS) stays hyper-util's and hyper-rustls'.
 
 use bytes::Bytes;
 use http::Uri;
@@ -99,10 +99,14 @@ impl Pool {
     }
 
     /// Keeps `sender` for the next request to `origin`: its answer has been read whole. A
-    /// connection still busy (its request not yet written to the end: a server may answer
-    /// before reading an upload) waits on a task of its own, so that no request ever waits
-    /// on another's upload, and is dropped if it closes instead.
+    /// closed connection (the answer said `Connection: close`) is dropped. One still busy (its
+    /// request not yet written to the end: a server may answer before reading an upload)
+    /// waits on a task of its own, so that no request ever waits on another's upload, and is
+    /// dropped if it closes instead.
     pub(super) fn give_back(&self, origin: &str, mut sender: Sender) {
+        if sender.is_closed() {
+            return;
+        }
         if sender.is_ready() {
             keep(&self.idle, origin, sender);
             return;
