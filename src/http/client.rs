@@ -1,18 +1,15 @@
-//! The real transport: HTTP/1.1 over hyper, `https://` via rustls, connections kept alive by
-//! [`Pool`].
+//! The real transport: HTTP/1.1 written and read by flowrun (`head.rs`, `conn.rs`), on
+//! connections kept alive by [`Pool`], `https://` via rustls.
 //!
-//! Why hyper rather than reqwest (which is built on it): on the bench stub, one request through
-//! reqwest cost 59 µs of CPU and the same request through hyper-util's pooled client 40 µs, and
-//! flowrun turns off everything reqwest adds (redirects, proxies, cookies, decompression). HTTP,
-//! connecting and TLS are the maintained crates'; only which connection a request goes on is
-//! ours (`pool.rs` says why).
+//! Why not reqwest or hyper's client: on the bench stub, one request through reqwest cost
+//! 59 µs of CPU, through hyper-util's pooled client 17–21 µs, through hyper's connection alone
+//! 11–13 µs, and as a plain write and read 1.5–3 µs; `conn.rs` says what was left out and why
+//! nothing a flow needs is. flowrun turns off everything reqwest adds (redirects, proxies,
+//! cookies, decompression). Parsing answers and connecting stay in maintained crates.
 
+use super::head::{Fields, is_token, request_bytes};
 use super::pool::Pool;
 use super::{HttpRequest, HttpResponse, SendFuture, Transport, TransportError, encode::encode};
-use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderName, HeaderValue, USER_AGENT};
-use http::uri::{Parts, PathAndQuery};
-use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
 use std::time::Duration;
 
@@ -45,12 +42,17 @@ pub fn tls_config() -> Result<rustls::ClientConfig, TransportError> {
     )
 }
 
-/// A request ready for a connection to `origin` (`scheme://authority`, what the pool keys on).
+/// A request as bytes, ready for a connection to `origin` (`scheme://authority`, what the pool
+/// keys on).
 struct Ready {
     origin: String,
     /// The absolute URI, which connecting needs.
     uri: http::Uri,
-    request: http::Request<Full<Bytes>>,
+    bytes: Vec<u8>,
+    /// A `HEAD` request: its answer has no body.
+    head: bool,
+    /// The flow said `Connection: close`: the connection is not used again.
+    close: bool,
 }
 
 impl HttpTransport {
@@ -78,8 +80,9 @@ impl HttpTransport {
     }
 
     fn request(&self, req: &HttpRequest) -> Result<Ready, TransportError> {
-        let method = http::Method::from_bytes(req.method.as_bytes())
-            .map_err(|_| TransportError::Other(format!("invalid method `{}`", req.method)))?;
+        if !is_token(&req.method) {
+            return Err(TransportError::Other(format!("invalid method `{}`", req.method)));
+        }
         let uri: http::Uri = req
             .url
             .parse()
@@ -93,138 +96,70 @@ impl HttpTransport {
         let authority = uri.authority().map_or(host, |a| a.as_str());
         let origin = [scheme, "://", authority].concat();
         let (content_type, body) = encode(&req.body);
-        let mut request = http::Request::new(Full::new(Bytes::from(body)));
-        *request.method_mut() = method;
-        // On the wire the request line holds the path and query only; the host goes in `Host`.
-        let mut path = Parts::default();
-        path.path_and_query = Some(
-            uri.path_and_query()
-                .cloned()
-                .unwrap_or_else(|| PathAndQuery::from_static("/")),
-        );
-        *request.uri_mut() = http::Uri::from_parts(path)
-            .map_err(|e| TransportError::Other(format!("invalid URL `{}`: {e}", req.url)))?;
-        let headers = request.headers_mut();
-        headers.reserve(req.headers.len() + 3);
-        headers.insert(USER_AGENT, HeaderValue::from_static(AGENT));
+        let mut fields = Fields::with_capacity(req.headers.len() + 4);
+        fields.set("user-agent", AGENT);
         for (k, v) in &req.headers {
-            let name = HeaderName::from_bytes(k.as_bytes())
-                .map_err(|_| TransportError::Other(format!("invalid header name `{k}`")))?;
-            // The value may be a token: the error does not repeat it.
-            let value = HeaderValue::from_str(v)
-                .map_err(|_| TransportError::Other(format!("header `{k}` has a value HTTP cannot carry")))?;
-            headers.insert(name, value);
+            fields.flow_field(k, v)?;
         }
-        if let Some(kind) = content_type {
+        if let Some(kind) = &content_type {
             // A flow's own Content-Type wins, but a multipart body needs the boundary it was
             // written with.
-            let multipart = kind.starts_with("multipart/");
-            if multipart || !headers.contains_key(CONTENT_TYPE) {
-                let value = HeaderValue::from_str(&kind)
-                    .map_err(|_| TransportError::Other(format!("invalid content type `{kind}`")))?;
-                headers.insert(CONTENT_TYPE, value);
+            if kind.starts_with("multipart/") || fields.get("content-type").is_none() {
+                fields.set("content-type", kind.as_str());
             }
         }
-        // Last, as hyper-util's client added it: the bytes on the wire stay as they were.
-        if !headers.contains_key(HOST) {
+        if fields.get("host").is_none() {
             // The port only when it is not the scheme's own, as browsers and curl write it.
             let default_port = if scheme == "https" { 443 } else { 80 };
             let value = match uri.port_u16() {
                 // `host:port`, without any `user:password@` before it.
-                Some(port) if port != default_port => {
-                    HeaderValue::from_str(authority.rsplit('@').next().unwrap_or(authority))
-                }
-                _ => HeaderValue::from_str(host),
+                Some(port) if port != default_port => authority.rsplit('@').next().unwrap_or(authority),
+                _ => host,
             };
-            let value =
-                value.map_err(|_| TransportError::Other(format!("invalid host in URL `{}`", req.url)))?;
-            headers.insert(HOST, value);
+            fields.set("host", value);
         }
-        Ok(Ready { origin, uri, request })
+        let close = fields
+            .get("connection")
+            .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")));
+        // On the wire the request line holds the path and query only; the host goes in `Host`.
+        let target = uri.path_and_query().map_or("", |p| p.as_str());
+        let target = match target.starts_with('/') {
+            true => std::borrow::Cow::Borrowed(target),
+            false => std::borrow::Cow::Owned(format!("/{target}")),
+        };
+        let bytes = request_bytes(&req.method, &target, fields, &body)?;
+        Ok(Ready {
+            origin,
+            head: req.method == "HEAD",
+            close,
+            bytes,
+            uri,
+        })
     }
 
     async fn send_inner(&self, req: &HttpRequest) -> Result<HttpResponse, TransportError> {
-        let Ready {
-            origin,
-            uri,
-            mut request,
-        } = self.request(req)?;
-        let (sender, response) = loop {
-            let (mut sender, reused) = self.pool.take(&origin, &uri).await?;
-            match sender.try_send_request(request).await {
-                Ok(response) => break (sender, response),
-                Err(mut e) => match e.take_message() {
-                    // Given back unsent by a connection the server had closed since its last
-                    // request: another connection takes it. A new one failing is the origin's
-                    // failure, so this ends.
-                    Some(unsent) if reused => request = unsent,
-                    _ => return Err(classify(e.into_error())),
-                },
-            }
-        };
-        let (parts, body) = response.into_parts();
-        let declared = parts
-            .headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        let too_large = TransportError::TooLarge { limit: self.max_body };
-        // An answer without a body (to HEAD, a 304) may still declare the length it would have.
-        if declared.is_some_and(|n| n > self.max_body) && !hyper::body::Body::is_end_stream(&body) {
-            // Not read: the connection closes with `sender`.
-            return Err(too_large);
-        }
-        let body = Limited::new(body, self.max_body)
-            .collect()
-            .await
-            .map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    too_large
-                } else {
-                    TransportError::Other(innermost(&*e))
+        let ready = self.request(req)?;
+        loop {
+            let (mut conn, reused) = self.pool.take(&ready.origin, &ready.uri).await?;
+            match conn.exchange(&ready.bytes, ready.head, self.max_body).await {
+                Ok(answer) => {
+                    if answer.reusable && !ready.close {
+                        self.pool.give_back(&ready.origin, conn);
+                    }
+                    return Ok(HttpResponse {
+                        status: answer.status,
+                        headers: answer.headers,
+                        body: answer.body,
+                    });
                 }
-            })?
-            .to_bytes();
-        // Read whole: the connection can carry the next request.
-        self.pool.give_back(&origin, sender);
-        Ok(HttpResponse {
-            status: parts.status.as_u16(),
-            headers: super::header_pairs(&parts.headers),
-            body: Vec::from(body),
-        })
-    }
-}
-
-fn classify(e: hyper::Error) -> TransportError {
-    if closed_early(&e) {
-        TransportError::Reset(innermost(&e))
-    } else {
-        TransportError::Other(innermost(&e))
-    }
-}
-
-/// Whether the connection went away before a response began: the server closed or reset it
-/// (typically a kept-alive one it had dropped meanwhile).
-fn closed_early(e: &(dyn std::error::Error + 'static)) -> bool {
-    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
-    let mut cause = Some(e);
-    while let Some(c) = cause {
-        if let Some(h) = c.downcast_ref::<hyper::Error>()
-            && (h.is_incomplete_message() || h.is_canceled())
-        {
-            return true;
+                // Not a byte of it written on a connection the server had closed since its last
+                // request: another connection takes it. A new one failing is the origin's
+                // failure, so this ends.
+                Err(failed) if failed.unsent && reused => continue,
+                Err(failed) => return Err(failed.error),
+            }
         }
-        if let Some(io) = c.downcast_ref::<std::io::Error>()
-            && matches!(
-                io.kind(),
-                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
-            )
-        {
-            return true;
-        }
-        cause = c.source();
     }
-    false
 }
 
 /// The innermost cause says what happened ("Connection refused"); the outer layers only say

@@ -1,9 +1,11 @@
-//! Sending requests: the [`Transport`] trait, its hyper implementation, and auth providers.
+//! Sending requests: the [`Transport`] trait, its HTTP/1.1 implementation, and auth providers.
 //! Nothing here knows flow syntax.
 
 pub mod auth;
 mod client;
+mod conn;
 mod encode;
+mod head;
 mod pool;
 
 pub use client::{DEFAULT_MAX_BODY, HttpTransport, tls_config};
