@@ -304,7 +304,9 @@ fn start_worker(crew: Crew) -> Option<Remote> {
             runtime.block_on(async move {
                 let mut tasks = tokio::task::JoinSet::new();
                 while let Some(job) = queue.recv().await {
-                    tasks.spawn(worker.clone().run(job));
+                    // Boxed: a run's future is large, and a task copies what it holds when it starts and
+                    // when it ends.
+                    tasks.spawn(Box::pin(worker.clone().run(job)));
                     while tasks.try_join_next().is_some() {}
                 }
                 while tasks.join_next().await.is_some() {}
@@ -412,7 +414,7 @@ pub async fn run_pool<S: JobSource>(
             None => job,
         };
         local.in_flight.fetch_add(1, Ordering::Relaxed);
-        tasks.spawn(local.clone().run(job));
+        tasks.spawn(Box::pin(local.clone().run(job)));
         // Reap finished runs as we go so the task set stays small.
         while tasks.try_join_next().is_some() {}
     }

@@ -1430,10 +1430,18 @@ fn response_json(resp: &HttpResponse) -> Value {
     let headers: Map<String, Value> = resp
         .headers
         .iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), Value::String(v.clone())))
+        .map(|(k, v)| {
+            // The HTTP transport's names are lowercase already; a scripted one's may not be.
+            let name = match k.bytes().any(|b| b.is_ascii_uppercase()) {
+                true => k.to_ascii_lowercase(),
+                false => k.clone(),
+            };
+            (name, Value::String(v.clone()))
+        })
         .collect();
     // Built as it is, not through `json!`, which would serialize the headers again.
-    let mut response = Map::with_capacity(3);
+    // Room for what the step adds after (succeeded, skipped, failed, error).
+    let mut response = Map::with_capacity(7);
     response.insert("status".into(), Value::from(resp.status));
     response.insert("headers".into(), Value::Object(headers));
     response.insert("body".into(), resp.body_value());

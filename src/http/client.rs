@@ -7,7 +7,7 @@
 //! nothing a flow needs is. flowrun turns off everything reqwest adds (redirects, proxies,
 //! cookies, decompression). Parsing answers and connecting stay in maintained crates.
 
-use super::head::{Fields, is_token, request_bytes};
+use super::head::{Fields, is_token, request_bytes, split_url};
 use super::pool::Pool;
 use super::{HttpRequest, HttpResponse, SendFuture, Transport, TransportError, encode::encode};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -44,10 +44,8 @@ pub fn tls_config() -> Result<rustls::ClientConfig, TransportError> {
 
 /// A request as bytes, ready for a connection to `origin` (`scheme://authority`, what the pool
 /// keys on).
-struct Ready {
-    origin: String,
-    /// The absolute URI, which connecting needs.
-    uri: http::Uri,
+struct Ready<'a> {
+    origin: &'a str,
     bytes: Vec<u8>,
     /// A `HEAD` request: its answer has no body.
     head: bool,
@@ -79,22 +77,11 @@ impl HttpTransport {
         }
     }
 
-    fn request(&self, req: &HttpRequest) -> Result<Ready, TransportError> {
+    fn request<'a>(&self, req: &'a HttpRequest) -> Result<Ready<'a>, TransportError> {
         if !is_token(&req.method) {
             return Err(TransportError::Other(format!("invalid method `{}`", req.method)));
         }
-        let uri: http::Uri = req
-            .url
-            .parse()
-            .map_err(|e| TransportError::Other(format!("invalid URL `{}`: {e}", req.url)))?;
-        let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) else {
-            return Err(TransportError::Other(format!(
-                "invalid URL `{}`: not an absolute http:// or https:// URL",
-                req.url
-            )));
-        };
-        let authority = uri.authority().map_or(host, |a| a.as_str());
-        let origin = [scheme, "://", authority].concat();
+        let target = split_url(&req.url)?;
         let (content_type, body) = encode(&req.body);
         let mut fields = Fields::with_capacity(req.headers.len() + 4);
         fields.set("user-agent", AGENT);
@@ -109,42 +96,29 @@ impl HttpTransport {
             }
         }
         if fields.get("host").is_none() {
-            // The port only when it is not the scheme's own, as browsers and curl write it.
-            let default_port = if scheme == "https" { 443 } else { 80 };
-            let value = match uri.port_u16() {
-                // `host:port`, without any `user:password@` before it.
-                Some(port) if port != default_port => authority.rsplit('@').next().unwrap_or(authority),
-                _ => host,
-            };
-            fields.set("host", value);
+            fields.set("host", target.host);
         }
         let close = fields
             .get("connection")
             .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")));
         // On the wire the request line holds the path and query only; the host goes in `Host`.
-        let target = uri.path_and_query().map_or("", |p| p.as_str());
-        let target = match target.starts_with('/') {
-            true => std::borrow::Cow::Borrowed(target),
-            false => std::borrow::Cow::Owned(format!("/{target}")),
-        };
-        let bytes = request_bytes(&req.method, &target, fields, &body)?;
+        let bytes = request_bytes(&req.method, &target.path, fields, &body)?;
         Ok(Ready {
-            origin,
+            origin: target.origin,
             head: req.method == "HEAD",
             close,
             bytes,
-            uri,
         })
     }
 
     async fn send_inner(&self, req: &HttpRequest) -> Result<HttpResponse, TransportError> {
         let ready = self.request(req)?;
         loop {
-            let (mut conn, reused) = self.pool.take(&ready.origin, &ready.uri).await?;
+            let (mut conn, reused) = self.pool.take(ready.origin).await?;
             match conn.exchange(&ready.bytes, ready.head, self.max_body).await {
                 Ok(answer) => {
                     if answer.reusable && !ready.close {
-                        self.pool.give_back(&ready.origin, conn);
+                        self.pool.give_back(ready.origin, conn);
                     }
                     return Ok(HttpResponse {
                         status: answer.status,

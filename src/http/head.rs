@@ -44,7 +44,11 @@ impl<'a> Fields<'a> {
         if !is_token(name) {
             return Err(TransportError::Other(format!("invalid header name `{name}`")));
         }
-        if !value.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b)) {
+        // Every byte looked at, not stopping at the first bad one, so that it vectorizes.
+        let carried = value
+            .bytes()
+            .fold(true, |ok, b| ok & ((b == b'\t') | (0x20..0x7f).contains(&b)));
+        if !carried {
             return Err(TransportError::Other(format!(
                 "header `{name}` has a value HTTP cannot carry"
             )));
@@ -54,11 +58,96 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// The parts of an absolute `http://` or `https://` URL a request needs.
+#[derive(Debug, PartialEq)]
+pub(super) struct Target<'a> {
+    /// `scheme://authority`, what connections are pooled by.
+    pub origin: &'a str,
+    /// The `Host` field: the host, and the port when it is not the scheme's own, never the
+    /// `user:password@` before them.
+    pub host: &'a str,
+    /// The request line's target: the path and query (`/` when the URL has no path); a
+    /// fragment is never sent.
+    pub path: Cow<'a, str>,
+}
+
+/// Splits `url` into what the request line, `Host` and the pool need, refusing anything that
+/// is not an absolute `http://` or `https://` URL of visible ASCII characters (what a URL
+/// parser leaves after percent-encoding). Written out rather than parsed into an `http::Uri`
+/// on every request: the URL was already parsed when the step's request was built.
+pub(super) fn split_url(url: &str) -> Result<Target<'_>, TransportError> {
+    let invalid = |why: &str| TransportError::Other(format!("invalid URL `{url}`: {why}"));
+    let visible = url.bytes().fold(true, |ok, b| ok & (0x21..0x7f).contains(&b));
+    if !visible {
+        return Err(invalid("a URL holds no spaces, control or non-ASCII characters"));
+    }
+    let (https, rest) = match url.split_once("://") {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => (false, rest),
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("https") => (true, rest),
+        _ => return Err(invalid("not an absolute http:// or https:// URL")),
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    let origin = &url[..url.len() - path.len()];
+    // `user:password@` is for the server's eyes only in `Authorization`, never in `Host`.
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = match host_port.rfind(':') {
+        // A colon inside `[...]` is an IPv6 address's, not the port's.
+        Some(colon) if !host_port[colon..].contains(']') => (&host_port[..colon], &host_port[colon + 1..]),
+        _ => (host_port, ""),
+    };
+    if host.is_empty() {
+        return Err(invalid("it names no host"));
+    }
+    let port: Option<u16> = match port {
+        "" => None,
+        digits => Some(
+            digits
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| digits.parse().ok())
+                .flatten()
+                .ok_or_else(|| invalid("invalid port"))?,
+        ),
+    };
+    let own_port = if https { 443 } else { 80 };
+    let path = path.split('#').next().unwrap_or_default();
+    Ok(Target {
+        origin,
+        host: match port {
+            Some(p) if p != own_port => host_port,
+            _ => host,
+        },
+        path: match path.starts_with('/') {
+            true => Cow::Borrowed(path),
+            false => Cow::Owned(format!("/{path}")),
+        },
+    })
+}
+
 /// Whether `s` is an HTTP token (RFC 9110 §5.6.2): what a method or a field name may be.
 pub(super) fn is_token(s: &str) -> bool {
     !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'!' | b'#'
+                        | b'$'
+                        | b'%'
+                        | b'&'
+                        | b'\''
+                        | b'*'
+                        | b'+'
+                        | b'-'
+                        | b'.'
+                        | b'^'
+                        | b'_'
+                        | b'`'
+                        | b'|'
+                        | b'~'
+                )
+        })
 }
 
 /// The request's bytes: `method target HTTP/1.1`, the fields, then `body` framed as the fields
@@ -100,10 +189,12 @@ pub(super) fn request_bytes(
         out.extend_from_slice(piece.as_bytes());
     }
     for (name, value) in &fields.0 {
-        out.extend(name.bytes().map(|b| b.to_ascii_lowercase()));
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        let at = out.len();
+        out.extend_from_slice(name.as_bytes());
+        out[at..].make_ascii_lowercase();
+        for piece in [": ", value, "\r\n"] {
+            out.extend_from_slice(piece.as_bytes());
+        }
     }
     out.extend_from_slice(b"\r\n");
     if chunked {
@@ -166,6 +257,51 @@ mod tests {
             text("GET", &[("Transfer-Encoding", "chunked")], "").unwrap(),
             "GET /p?q=1 HTTP/1.1\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn urls_split_into_origin_host_and_target() {
+        let t = split_url("http://user:pw@127.0.0.1:8080/api/v1/x?q=1#frag").unwrap();
+        assert_eq!(
+            (t.origin, t.host, t.path.as_ref()),
+            ("http://user:pw@127.0.0.1:8080", "127.0.0.1:8080", "/api/v1/x?q=1")
+        );
+        let t = split_url("HTTPS://example.com:443?a=b").unwrap();
+        assert_eq!(
+            (t.origin, t.host, t.path.as_ref()),
+            ("HTTPS://example.com:443", "example.com", "/?a=b")
+        );
+        let t = split_url("http://[::1]:80").unwrap();
+        assert_eq!((t.host, t.path.as_ref()), ("[::1]", "/"));
+        let t = split_url("http://[::1]:8080/").unwrap();
+        assert_eq!(t.host, "[::1]:8080");
+        let t = split_url("http://[::1]/").unwrap();
+        assert_eq!(t.host, "[::1]");
+        for (url, why) in [
+            ("ftp://h/", "not an absolute http:// or https:// URL"),
+            ("/relative", "not an absolute http:// or https:// URL"),
+            (
+                "http://h/a b",
+                "a URL holds no spaces, control or non-ASCII characters",
+            ),
+            (
+                "http://h/\r\nx: y",
+                "a URL holds no spaces, control or non-ASCII characters",
+            ),
+            (
+                "http://h/é",
+                "a URL holds no spaces, control or non-ASCII characters",
+            ),
+            ("http:///x", "it names no host"),
+            ("http://u@:80/", "it names no host"),
+            ("http://h:99999/", "invalid port"),
+            ("http://h:8a/", "invalid port"),
+        ] {
+            assert_eq!(
+                split_url(url).unwrap_err().to_string(),
+                format!("invalid URL `{url}`: {why}")
+            );
+        }
     }
 
     #[test]
