@@ -155,6 +155,40 @@ pub fn string(out: &mut Vec<u8>, text: &str) {
     }
 }
 
+/// Writes `value` as compact JSON text, the very bytes `serde_json::to_writer` writes: keys in
+/// the map's order, strings escaped by [`string`], floats by serde_json. For request bodies,
+/// written on every request.
+pub fn value(out: &mut Vec<u8>, value: &serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => out.extend_from_slice(itoa::Buffer::new().format(u).as_bytes()),
+            (None, Some(i)) => out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes()),
+            // Writing a number into memory cannot fail.
+            _ => {
+                let _ = serde_json::to_writer(out, n);
+            }
+        },
+        Value::String(s) => string(out, s),
+        Value::Array(items) => array(out, items, |item, out| self::value(out, item)),
+        Value::Object(map) => {
+            out.push(b'{');
+            for (i, (k, v)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                string(out, k);
+                out.push(b':');
+                self::value(out, v);
+            }
+            out.push(b'}');
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +209,35 @@ mod tests {
                     assert!(!needs_escape(&bytes), "{bytes:?}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn values_are_written_as_serde_json_writes_them() {
+        let values = [
+            serde_json::json!(null),
+            serde_json::json!({}),
+            serde_json::json!([]),
+            serde_json::json!({"z": 1, "a": [true, false, null], "m": {"x": "y\"\n\u{1}é"}}),
+            serde_json::json!([
+                0,
+                -1,
+                18446744073709551615u64,
+                -9223372036854775808i64,
+                0.1,
+                -2.5e-300,
+                1e300,
+                3.0
+            ]),
+            serde_json::json!({"": "", "\\": [[[[{}]]]], "k\u{7f}": 12.0}),
+        ];
+        for v in values {
+            let mut out = Vec::new();
+            value(&mut out, &v);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_json::to_string(&v).unwrap()
+            );
         }
     }
 

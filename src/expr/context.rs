@@ -254,9 +254,10 @@ fn walk<'v>(mut at: &'v Value, path: &[Seg]) -> Option<&'v Value> {
     for seg in path {
         at = match (seg, at) {
             // A small object is searched in order: cheaper than hashing the key (SipHash, the
-            // map's hasher), and the objects expressions read (inputs, a step's values, a
-            // response body) are mostly small.
-            (Seg::Key(k), Value::Object(map)) if map.len() <= 8 => {
+            // map's hasher), since keys of another length are passed over at once. The objects
+            // expressions read (inputs, a step's values, a response body) are mostly small; a
+            // step's values alone are seven keys and what it saved.
+            (Seg::Key(k), Value::Object(map)) if map.len() <= 16 => {
                 map.iter().find_map(|(key, v)| (key == k).then_some(v))?
             }
             (Seg::Key(k), Value::Object(map)) => map.get(k)?,
@@ -280,7 +281,7 @@ mod tests {
     #[test]
     fn lookups_find_every_key_of_small_and_large_objects_and_nothing_else() {
         let small: Map<String, Value> = (0..3).map(|i| (format!("k{i}"), json!(i))).collect();
-        let large: Map<String, Value> = (0..13).map(|i| (format!("k{i}"), json!(i))).collect();
+        let large: Map<String, Value> = (0..23).map(|i| (format!("k{i}"), json!(i))).collect();
         for object in [small, large] {
             let steps: BTreeMap<String, Scope> = [
                 ("route".to_string(), Scope::new(Value::Object(object.clone()))),

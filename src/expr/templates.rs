@@ -800,7 +800,7 @@ mod tests {
                 json!({"a": 1, "b": "x"}),
             ])
         };
-        // Small objects, and (half the time) the same with ten more keys: lookups search small
+        // Small objects, and (half the time) the same with twenty more keys: lookups search small
         // objects in order and hash into large ones, and both must answer as MiniJinja does.
         let object = move || {
             (
@@ -811,7 +811,7 @@ mod tests {
                     let mut map: serde_json::Map<String, Value> =
                         m.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
                     if large {
-                        map.extend((0..10).map(|i| (format!("k{i}"), json!(i))));
+                        map.extend((0..20).map(|i| (format!("k{i}"), json!(i))));
                     }
                     Value::Object(map)
                 })

@@ -10,7 +10,7 @@ pub fn encode(body: &Body) -> (Option<String>, Vec<u8>) {
         Body::Json(v) => {
             // Room for a typical Interaction Service body, so it is written without growing.
             let mut out = Vec::with_capacity(512);
-            serde_json::to_writer(&mut out, v).unwrap_or_default();
+            crate::base::json_text::value(&mut out, v);
             (Some("application/json".into()), out)
         }
         Body::Form(fields) => {
@@ -54,7 +54,7 @@ fn multipart(parts: &[Part], boundary: &str) -> Vec<u8> {
             out.extend_from_slice(piece.as_bytes());
         }
         match &p.content {
-            PartContent::Json(v) => serde_json::to_writer(&mut out, v).unwrap_or_default(),
+            PartContent::Json(v) => crate::base::json_text::value(&mut out, v),
             PartContent::Text(t) => out.extend_from_slice(t.as_bytes()),
             PartContent::File { bytes, .. } => out.extend_from_slice(bytes),
         }
