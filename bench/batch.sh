@@ -60,11 +60,11 @@ if command -v wrk > /dev/null; then
   raw64=$(wrk -t2 -c64 -d5s -s "$work/replay.lua" "$SCRT_BASE_URL" | awk '/Requests\/sec/ { printf "%d", $2 }')
   printf '  raw limit (wrk, same stub, same requests): %8d requests/s on 1 connection, %d on 64\n' "$raw1" "$raw64"
   # What the HTTP client alone gets on one connection: the same requests sent in a loop with
-  # flowrun's client (hyper), no flow (benches/run.rs against this stub). The gap to wrk is the
+  # flowrun's HTTP client, no flow (benches/run.rs against this stub). The gap to wrk is the
   # client library's; the gap from here to flowrun's figure is the runner's own.
   us=$(STUB_URL="$SCRT_BASE_URL" RUNS=1000 cargo bench --quiet --bench run 2> /dev/null \
     | sed -n 's/ *raw HTTP: *\([0-9.]*\) .*/\1/p')
-  [ -n "$us" ] && printf '  the HTTP client alone (hyper, same requests, 1 connection): %d requests/s\n' \
+  [ -n "$us" ] && printf '  the HTTP client alone (same requests, 1 connection): %d requests/s\n' \
     "$(awk -v us="$us" 'BEGIN { printf "%d", 1000000 / us }')"
 else
   echo "  raw limit: wrk is not installed (apt-get install wrk)"

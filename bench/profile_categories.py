@@ -5,14 +5,15 @@ import collections
 import sys
 
 CATEGORIES = [
-    ("kernel: TCP send (writev)", ["poll_write_vectored", "writev"]),
-    ("kernel: receive (recvfrom)", ["recvfrom", "poll_read_from_io"]),
+    ("kernel: TCP send (sendto)", ["sendto", "poll_write", "writev"]),
+    ("kernel: receive (recvfrom)", ["recvfrom", "poll_read"]),
     ("kernel: epoll, parking, wake-ups", ["park", "epoll", "futex"]),
     ("body schema checks", ["api_body_problem", "Operation::accepts"]),
     ("templates and expressions", ["Templates::", "Fast::eval", "Context::jinja"]),
     ("JSON: responses read and converted", ["response_json", "body_value"]),
     ("JSON: request bodies written", ["http::encode::encode"]),
-    ("HTTP client (hyper, pool, headers)", ["hyper", "HttpTransport", "h1::"]),
+    ("HTTP client (requests written, answers read, pool)", ["HttpTransport", "http::conn", "http::head",
+                                                            "http::pool", "httparse"]),
     ("inputs: line parsed and checked", ["parse_line"]),
     ("result lines, tally, reports freed", ["result_line", "redact_json", "Tally::",
                                             "drop_in_place<flowrun::engine::outcome"]),

@@ -274,11 +274,15 @@ fn strict_json(text: &str) -> Result<Value, serde_json::Error> {
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
             let mut out = Map::new();
             while let Some(key) = map.next_key::<String>()? {
-                if out.contains_key(&key) {
-                    return Err(A::Error::custom(format!("the key `{key}` is given twice")));
+                match out.entry(key) {
+                    serde_json::map::Entry::Occupied(given) => {
+                        let key = given.key();
+                        return Err(A::Error::custom(format!("the key `{key}` is given twice")));
+                    }
+                    serde_json::map::Entry::Vacant(slot) => {
+                        slot.insert(map.next_value_seed(Strict)?);
+                    }
                 }
-                let value = map.next_value_seed(Strict)?;
-                out.insert(key, value);
             }
             Ok(Value::Object(out))
         }
