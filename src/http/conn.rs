@@ -26,6 +26,9 @@ const MAX_HEAD: usize = 256 * 1024;
 /// The read buffer a connection starts with, and goes back to after a large answer.
 const BUFFER: usize = 8 * 1024;
 
+/// The most the read buffer grows by for one read of a body.
+const MAX_READ: usize = 64 * 1024;
+
 /// A connection and what has been read from it but not yet used.
 pub(super) struct Conn<S> {
     io: S,
@@ -108,20 +111,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         let sent = |error| Failed { error, unsent: false };
         let answer = self.read_head().await.map_err(sent)?;
         let framing = framing(&answer, head).map_err(sent)?;
+        // Once an answer has begun, the request took effect: a body cut short is not a closed
+        // connection the request may be sent again on, so it is not `Reset` (which the retry
+        // policy answers whatever the method).
+        let cut = |error| {
+            sent(match error {
+                TransportError::Reset(why) => {
+                    TransportError::Other(format!("the answer was cut short: {why}"))
+                }
+                other => other,
+            })
+        };
         let body = match framing {
             Framing::Empty => Vec::new(),
             Framing::Length(n) if n > max_body => {
                 return Err(sent(TransportError::TooLarge { limit: max_body }));
             }
-            Framing::Length(n) => self.read_exactly(n).await.map_err(sent)?,
-            Framing::Chunked => self.read_chunked(max_body).await.map_err(sent)?,
-            Framing::UntilClose => self.read_to_close(max_body).await.map_err(sent)?,
+            Framing::Length(n) => self.read_exactly(n).await.map_err(cut)?,
+            Framing::Chunked => self.read_chunked(max_body).await.map_err(cut)?,
+            Framing::UntilClose => self.read_to_close(max_body).await.map_err(cut)?,
         };
+        let coded = field(&answer, "transfer-encoding").is_some();
+        // Framing that RFC 9112 §6.1 and §6.3 call faulty (a length beside a coding, a coding
+        // in HTTP/1.0) ends the connection, as does a switch to another protocol.
         let reusable = finished
             && self.start == self.end
+            && answer.status != 101
             && !matches!(framing, Framing::UntilClose)
             && keeps_alive(&answer)
-            && !(field(&answer, "transfer-encoding").is_some() && field(&answer, "content-length").is_some());
+            && !(coded && (answer.version == 0 || field(&answer, "content-length").is_some()));
         if self.buf.len() > 8 * BUFFER && self.start == self.end {
             self.buf = vec![0; BUFFER];
             (self.start, self.end) = (0, 0);
@@ -143,29 +161,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         request: &[u8],
         written: &mut usize,
     ) -> Poll<std::io::Result<bool>> {
-        while *written < request.len() {
-            match Pin::new(&mut self.io).poll_write(cx, &request[*written..]) {
-                Poll::Ready(Ok(0)) => return Poll::Ready(Err(ErrorKind::WriteZero.into())),
-                Poll::Ready(Ok(n)) => *written += n,
+        loop {
+            while *written < request.len() {
+                match Pin::new(&mut self.io).poll_write(cx, &request[*written..]) {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(ErrorKind::WriteZero.into())),
+                    Poll::Ready(Ok(n)) => *written += n,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => break,
+                }
+            }
+            if *written == request.len() && Pin::new(&mut self.io).poll_flush(cx)?.is_ready() {
+                return Poll::Ready(Ok(true));
+            }
+            self.make_room(1);
+            let mut free = ReadBuf::new(&mut self.buf[self.end..]);
+            match Pin::new(&mut self.io).poll_read(cx, &mut free) {
+                Poll::Ready(Ok(())) if free.filled().is_empty() => {
+                    return Poll::Ready(Err(ErrorKind::UnexpectedEof.into()));
+                }
+                Poll::Ready(Ok(())) => self.end += free.filled().len(),
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => break,
+                Poll::Pending => return Poll::Pending,
             }
-        }
-        if *written == request.len() && Pin::new(&mut self.io).poll_flush(cx)?.is_ready() {
-            return Poll::Ready(Ok(true));
-        }
-        self.make_room(1);
-        let mut free = ReadBuf::new(&mut self.buf[self.end..]);
-        match Pin::new(&mut self.io).poll_read(cx, &mut free) {
-            Poll::Ready(Ok(())) if free.filled().is_empty() => {
-                Poll::Ready(Err(ErrorKind::UnexpectedEof.into()))
+            // An interim answer (`100 Continue`) is passed over and the upload goes on; the
+            // beginning of any other is the answer (read, and checked, by `read_head`).
+            loop {
+                match self.parse_head() {
+                    Ok(Some((head, used))) if interim(head.status) => self.start += used,
+                    Ok(None) => break,
+                    Ok(Some(_)) | Err(_) => return Poll::Ready(Ok(false)),
+                }
             }
-            Poll::Ready(Ok(())) => {
-                self.end += free.filled().len();
-                Poll::Ready(Ok(false))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
         }
     }
 
@@ -198,54 +224,66 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    /// The answer's head; informational answers (100 Continue, 103 Early Hints) before it are
+    /// The answer's head; interim answers (100 Continue, 103 Early Hints) before it are
     /// skipped.
     async fn read_head(&mut self) -> Result<Head, TransportError> {
         loop {
-            if self.start < self.end {
-                let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
-                let mut parsed = httparse::Response::new(&mut fields);
-                match parsed.parse(&self.buf[self.start..self.end]) {
-                    Ok(httparse::Status::Complete(used)) => {
-                        let head = Head {
-                            status: parsed.code.unwrap_or_default(),
-                            version: parsed.version.unwrap_or(1),
-                            headers: parsed
-                                .headers
-                                .iter()
-                                .map(|h| {
-                                    (
-                                        h.name.to_ascii_lowercase(),
-                                        String::from_utf8_lossy(h.value).into_owned(),
-                                    )
-                                })
-                                .collect(),
-                        };
-                        self.start += used;
-                        if (100..200).contains(&head.status) && head.status != 101 {
-                            continue;
-                        }
+            match self.parse_head()? {
+                Some((head, used)) => {
+                    self.start += used;
+                    if !interim(head.status) {
                         return Ok(head);
                     }
-                    Ok(httparse::Status::Partial) => {}
-                    Err(e) => return Err(TransportError::Other(format!("invalid answer: {e}"))),
                 }
-                if self.end - self.start >= MAX_HEAD {
-                    return Err(TransportError::Other(format!(
-                        "the answer's head is over {} KiB",
-                        MAX_HEAD / 1024
-                    )));
-                }
+                None => self.fill(BUFFER).await?,
             }
-            self.fill(BUFFER).await?;
+        }
+    }
+
+    /// The head at the front of what was read, and how many bytes it takes; `None` while it
+    /// is incomplete.
+    fn parse_head(&self) -> Result<Option<(Head, usize)>, TransportError> {
+        let unread = &self.buf[self.start..self.end];
+        let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
+        let mut parsed = httparse::Response::new(&mut fields);
+        match parsed.parse(unread) {
+            Ok(httparse::Status::Complete(used)) => {
+                let status = parsed.code.unwrap_or_default();
+                if status < 100 {
+                    return Err(TransportError::Other(format!("invalid answer: status {status}")));
+                }
+                let head = Head {
+                    status,
+                    version: parsed.version.unwrap_or(1),
+                    headers: parsed
+                        .headers
+                        .iter()
+                        .map(|h| {
+                            (
+                                h.name.to_ascii_lowercase(),
+                                String::from_utf8_lossy(h.value).into_owned(),
+                            )
+                        })
+                        .collect(),
+                };
+                Ok(Some((head, used)))
+            }
+            Ok(httparse::Status::Partial) if unread.len() >= MAX_HEAD => Err(TransportError::Other(format!(
+                "the answer's head is over {} KiB",
+                MAX_HEAD / 1024
+            ))),
+            Ok(httparse::Status::Partial) => Ok(None),
+            Err(e) => Err(TransportError::Other(format!("invalid answer: {e}"))),
         }
     }
 
     /// The next `n` bytes.
     async fn read_exactly(&mut self, n: usize) -> Result<Vec<u8>, TransportError> {
         while self.end - self.start < n {
+            // Room for what is missing, but no more per read than arrives at once: the length
+            // an answer declares is not memory to set aside before its bytes come.
             let missing = n - (self.end - self.start);
-            self.fill(missing).await?;
+            self.fill(missing.min(MAX_READ)).await?;
         }
         let body = self.buf[self.start..self.start + n].to_vec();
         self.start += n;
@@ -277,9 +315,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             if size > max_body - body.len() {
                 return Err(TransportError::TooLarge { limit: max_body });
             }
-            while self.end - self.start < size + 2 {
-                let missing = size + 2 - (self.end - self.start);
-                self.fill(missing).await?;
+            let with_end = size.checked_add(2).ok_or_else(invalid)?;
+            while self.end - self.start < with_end {
+                let missing = with_end - (self.end - self.start);
+                self.fill(missing.min(MAX_READ)).await?;
             }
             body.extend_from_slice(&self.buf[self.start..self.start + size]);
             if self.buf[self.start + size..self.start + size + 2] != *b"\r\n" {
@@ -328,7 +367,13 @@ fn framing(answer: &Head, head: bool) -> Result<Framing, TransportError> {
     if head || answer.status < 200 || answer.status == 204 || answer.status == 304 {
         return Ok(Framing::Empty);
     }
-    if let Some(codings) = field(answer, "transfer-encoding") {
+    // The codings are those of every `transfer-encoding` field in order: the last one counts.
+    let last_field = answer
+        .headers
+        .iter()
+        .rev()
+        .find(|(n, _)| n == "transfer-encoding");
+    if let Some((_, codings)) = last_field {
         let last = codings.rsplit(',').next().unwrap_or_default().trim();
         return Ok(if last.eq_ignore_ascii_case("chunked") {
             Framing::Chunked
@@ -361,6 +406,11 @@ fn framing(answer: &Head, head: bool) -> Result<Framing, TransportError> {
         }
     }
     Ok(length.map_or(Framing::UntilClose, Framing::Length))
+}
+
+/// Whether an answer is an interim one, followed by the real answer: 1xx but a protocol switch.
+fn interim(status: u16) -> bool {
+    (100..200).contains(&status) && status != 101
 }
 
 /// The first field named `name` (lowercase).
@@ -488,6 +538,10 @@ mod tests {
             ),
             (b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokEXTRA", false),
             (b"HTTP/1.1 204 No Content\r\ncontent-length: 2\r\n\r\n", true),
+            (b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n", false),
+            (b"HTTP/1.0 200 OK\r\nconnection: keep-alive\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", false),
+            // The last field's last coding decides: not chunked, so the body runs to the close.
+            (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntransfer-encoding: gzip\r\n\r\n2\r\nok\r\n0\r\n\r\n", false),
         ] {
             let a = answer_to(answer, false, 100).await.unwrap();
             assert_eq!(a.reusable, reusable, "{}", String::from_utf8_lossy(answer));
@@ -507,16 +561,28 @@ mod tests {
             ),
             (
                 b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nok",
-                "the connection closed before an answer came: connection closed before message completed",
+                "the answer was cut short: connection closed before message completed",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nok",
+                "the answer was cut short: connection closed before message completed",
             ),
             (
                 b"HTTP/1.1 200 O",
                 "the connection closed before an answer came: connection closed before message completed",
             ),
             (b"HTTQ/1.1 200 OK\r\n\r\n", "invalid answer: invalid HTTP version"),
+            (b"HTTP/1.1 099 Low\r\n\r\n", "invalid answer: status 99"),
         ] {
-            let got = answer_to(answer, false, 100).await.err().unwrap().to_string();
-            assert_eq!(got, error, "{}", String::from_utf8_lossy(answer));
+            let got = answer_to(answer, false, 100).await.err().unwrap();
+            assert_eq!(got.to_string(), error, "{}", String::from_utf8_lossy(answer));
+            // Only an answer that never began may be sent again by the retry policy: one cut
+            // short was acted on.
+            assert_eq!(
+                got.is_retryable(),
+                error.starts_with("the connection closed"),
+                "{got}"
+            );
         }
         let same = answer_to(
             b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 2\r\n\r\nok",
@@ -525,6 +591,62 @@ mod tests {
         )
         .await;
         assert_eq!(summary(&same.unwrap()), (200, "ok".into(), true));
+    }
+
+    #[tokio::test]
+    async fn an_interim_answer_during_an_upload_lets_the_upload_go_on() {
+        // The server says `100 Continue` after the head, before reading a body larger than the
+        // pipe holds, then reads all of it and answers.
+        let (client, mut server) = tokio::io::duplex(16 * 1024);
+        let body = vec![b'x'; 1024 * 1024];
+        let mut request = format!("POST / HTTP/1.1\r\ncontent-length: {}\r\n\r\n", body.len()).into_bytes();
+        let head_len = request.len();
+        request.extend_from_slice(&body);
+        let server = tokio::spawn(async move {
+            let mut head = vec![0u8; head_len];
+            server.read_exact(&mut head).await.unwrap();
+            server.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.unwrap();
+            let mut received = vec![0u8; 1024 * 1024];
+            server.read_exact(&mut received).await.unwrap();
+            server
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\ndone")
+                .await
+                .unwrap();
+            received.iter().all(|b| *b == b'x')
+        });
+        let answer = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            Conn::new(client).exchange(&request, false, 100),
+        )
+        .await
+        .expect("the upload went on after 100 Continue")
+        .map_err(|f| f.error)
+        .unwrap();
+        assert_eq!(summary(&answer), (200, "done".into(), true));
+        assert!(server.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_declared_length_sets_no_memory_aside_before_its_bytes_come() {
+        for answer in [
+            &b"HTTP/1.1 200 OK\r\ncontent-length: 1099511627776\r\n\r\nsome"[..],
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nffffffffffff\r\nsome",
+        ] {
+            let (client, mut server) = tokio::io::duplex(64 * 1024);
+            tokio::spawn(async move {
+                let mut request = [0u8; 64];
+                let _ = server.read(&mut request).await;
+                let _ = server.write_all(answer).await;
+            });
+            let mut conn = Conn::new(client);
+            let got = conn.exchange(b"GET / HTTP/1.1\r\n\r\n", false, usize::MAX).await;
+            let error = got.err().unwrap().error.to_string();
+            assert_eq!(
+                error,
+                "the answer was cut short: connection closed before message completed"
+            );
+            assert!(conn.buf.len() <= BUFFER + MAX_READ, "{}", conn.buf.len());
+        }
     }
 
     #[tokio::test]

@@ -166,6 +166,11 @@ pub(super) fn request_bytes(
     body: &[u8],
 ) -> Result<Vec<u8>, TransportError> {
     let mut chunked = false;
+    // A flow's own `content-length` must be the body's: digits only, as the server will read it.
+    let fits = fields.get("content-length").map(|declared| {
+        let declared = declared.trim();
+        declared.bytes().all(|b| b.is_ascii_digit()) && declared.parse::<usize>().ok() == Some(body.len())
+    });
     if body.is_empty() {
         fields.remove("transfer-encoding");
     } else if let Some(codings) = fields.get("transfer-encoding") {
@@ -176,18 +181,17 @@ pub(super) fn request_bytes(
         }
         fields.remove("content-length");
         chunked = true;
-    } else if let Some(declared) = fields.get("content-length") {
-        if declared.trim().parse::<usize>().ok() != Some(body.len()) {
-            return Err(TransportError::Other(format!(
-                "header `content-length` says {declared} bytes but the body has {}",
-                body.len()
-            )));
-        }
-    } else {
+    } else if fits.is_none() {
         fields.set(
             "content-length",
             itoa::Buffer::new().format(body.len()).to_owned(),
         );
+    }
+    if fits == Some(false) && !chunked {
+        return Err(TransportError::Other(format!(
+            "header `content-length` does not match the body's {} bytes",
+            body.len()
+        )));
     }
     let mut out = Vec::with_capacity(256 + body.len());
     for piece in [method, " ", target, " HTTP/1.1\r\n"] {
@@ -243,11 +247,21 @@ mod tests {
             text("PUT", &[("Content-Length", "2")], "ab").unwrap(),
             "PUT /p?q=1 HTTP/1.1\r\ncontent-length: 2\r\n\r\nab"
         );
-        assert_eq!(
-            text("PUT", &[("Content-Length", "3")], "ab")
+        for (method, declared, body) in [("PUT", "3", "ab"), ("PUT", "+2", "ab"), ("GET", "5", "")] {
+            let error = text(method, &[("Content-Length", declared)], body)
                 .unwrap_err()
-                .to_string(),
-            "header `content-length` says 3 bytes but the body has 2"
+                .to_string();
+            assert_eq!(
+                error,
+                format!(
+                    "header `content-length` does not match the body's {} bytes",
+                    body.len()
+                )
+            );
+        }
+        assert_eq!(
+            text("GET", &[("Content-Length", "0")], "").unwrap(),
+            "GET /p?q=1 HTTP/1.1\r\ncontent-length: 0\r\n\r\n"
         );
         assert_eq!(
             text(

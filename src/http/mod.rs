@@ -98,8 +98,11 @@ impl HttpResponse {
         if self.body.is_empty() {
             return Value::Null;
         }
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&self.body).into_owned()))
+        // Checked as UTF-8 whole first: cheaper than serde_json checking each string it reads.
+        std::str::from_utf8(&self.body)
+            .ok()
+            .and_then(|text| serde_json::from_str(text).ok())
+            .unwrap_or_else(|| Value::String(String::from_utf8_lossy(&self.body).into_owned()))
     }
 }
 
@@ -198,7 +201,26 @@ pub fn plain_http_warning(url: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::plain_http_warning;
+    use super::{HttpResponse, plain_http_warning};
+
+    #[test]
+    fn a_body_reads_as_json_when_it_parses_else_as_text() {
+        let body = |bytes: &[u8]| {
+            HttpResponse {
+                status: 200,
+                headers: Vec::new(),
+                body: bytes.to_vec(),
+            }
+            .body_value()
+        };
+        assert_eq!(body(b""), serde_json::Value::Null);
+        assert_eq!(
+            body(b"{\"a\": [1, \"\xc3\xa9\"]}"),
+            serde_json::json!({"a": [1, "é"]})
+        );
+        assert_eq!(body(b"<html>"), serde_json::json!("<html>"));
+        assert_eq!(body(b"\"bad \xff\""), serde_json::json!("\"bad \u{fffd}\""));
+    }
 
     #[test]
     fn plain_http_is_warned_about_unless_it_stays_on_this_machine() {
