@@ -1205,7 +1205,8 @@ impl Run<'_> {
             })?
         };
         let mut attempts: Vec<Attempt> = Vec::new();
-        let mut delays = step.retry.delays();
+        // Made at the first retry: most steps never need one.
+        let mut delays = None;
         let mut refreshed = false;
         let mut number = after;
         loop {
@@ -1285,7 +1286,7 @@ impl Run<'_> {
                     return Err((FailureKind::Transport { message }, attempts));
                 }
             };
-            let backoff = delays.next();
+            let backoff = delays.get_or_insert_with(|| step.retry.delays()).next();
             match self.retry_wait(step, reason.clone(), wait_hint, backoff) {
                 Ok(Some(wait)) => {
                     self.observer.retry_scheduled(&step.id, wait, &reason);
