@@ -400,7 +400,7 @@ impl Ended {
         let response = attempts
             .last()
             .and_then(|a| a.response.as_ref())
-            .map(response_json);
+            .map(|r| response_json(r, 0));
         Ended::new(StepStatus::Failed(error), attempts, Map::new(), response)
     }
 }
@@ -1060,7 +1060,7 @@ impl Run<'_> {
             let code = api_code(&response.body_value());
             let by_code = !expected && code.is_some_and(|c| step.in_doubt.already_done.contains(&c));
             let by_answer = step.in_doubt.already_done_if.is_some_and(|id| {
-                let resp = Scope::new(response_json(response));
+                let resp = Scope::new(response_json(response, 0));
                 flow.templates.truth(id, &self.ctx_with(vars, Some(&resp))) == Ok(true)
             });
             if by_code || by_answer {
@@ -1071,7 +1071,7 @@ impl Run<'_> {
                     .iter()
                     .map(|(name, _)| (name.clone(), Value::Null))
                     .collect();
-                let response = Some(response_json(response));
+                let response = Some(response_json(response, step.save.len()));
                 return Ended::new(StepStatus::Ok, attempts, saved, response);
             }
         }
@@ -1090,7 +1090,7 @@ impl Run<'_> {
             };
             return fail(StepError::new(kind, spans.status), attempts);
         }
-        let resp = Scope::new(response_json(response));
+        let resp = Scope::new(response_json(response, step.save.len()));
         let ctx = self.ctx_with(vars, Some(&resp));
         // An expression over a body that is not JSON fails on a field it cannot find: say why.
         let unreadable = |kind: FailureKind, span: Span| StepError {
@@ -1426,8 +1426,10 @@ fn api_body_problem(request: &HttpRequest) -> Option<(String, String)> {
     })
 }
 
-/// A response as expressions read it: `{status, headers (lowercase names), body}`.
-fn response_json(resp: &HttpResponse) -> Value {
+/// A response as expressions read it: `{status, headers (lowercase names), body}`, with room
+/// for what the step adds after: whether it succeeded, was skipped or failed, its error, and
+/// the `saved` values it names.
+fn response_json(resp: &HttpResponse, saved: usize) -> Value {
     let headers: Map<String, Value> = resp
         .headers
         .iter()
@@ -1441,8 +1443,7 @@ fn response_json(resp: &HttpResponse) -> Value {
         })
         .collect();
     // Built as it is, not through `json!`, which would serialize the headers again.
-    // Room for what the step adds after (succeeded, skipped, failed, error).
-    let mut response = Map::with_capacity(7);
+    let mut response = Map::with_capacity(7 + saved);
     response.insert("status".into(), Value::from(resp.status));
     response.insert("headers".into(), Value::Object(headers));
     response.insert("body".into(), resp.body_value());

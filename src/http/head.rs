@@ -193,7 +193,18 @@ pub(super) fn request_bytes(
             body.len()
         )));
     }
-    let mut out = Vec::with_capacity(256 + body.len());
+    // Sized to the byte, so the body is never copied again by a growing buffer.
+    let head: usize = method.len()
+        + target.len()
+        + 12
+        + fields.0.iter().map(|(n, v)| n.len() + v.len() + 4).sum::<usize>()
+        + 2;
+    // One chunk: its size in hex and a line break, the bytes and a line break, the last chunk.
+    let framing = match chunked {
+        true => (body.len().ilog2() / 4 + 1) as usize + 2 + 2 + 5,
+        false => 0,
+    };
+    let mut out = Vec::with_capacity(head + body.len() + framing);
     for piece in [method, " ", target, " HTTP/1.1\r\n"] {
         out.extend_from_slice(piece.as_bytes());
     }
@@ -229,7 +240,10 @@ mod tests {
         for (n, v) in fields {
             f.flow_field(n, v)?;
         }
-        request_bytes(method, "/p?q=1", f, body.as_bytes()).map(|b| String::from_utf8(b).unwrap())
+        let bytes = request_bytes(method, "/p?q=1", f, body.as_bytes())?;
+        // Sized to the byte: the buffer never grew (and copied the body) while being written.
+        assert_eq!(bytes.len(), bytes.capacity());
+        Ok(String::from_utf8(bytes).unwrap())
     }
 
     #[test]
@@ -320,6 +334,21 @@ mod tests {
                 split_url(url).unwrap_err().to_string(),
                 format!("invalid URL `{url}`: {why}")
             );
+        }
+    }
+
+    #[test]
+    fn a_chunked_body_of_any_size_is_one_chunk_sized_in_hex() {
+        for len in [1usize, 15, 16, 300, 4096] {
+            let body = "x".repeat(len);
+            let mut f = Fields::with_capacity(1);
+            f.flow_field("Transfer-Encoding", "chunked").unwrap();
+            let bytes = request_bytes("POST", "/", f, body.as_bytes()).unwrap();
+            assert_eq!(bytes.len(), bytes.capacity());
+            let expected = format!(
+                "POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n{len:x}\r\n{body}\r\n0\r\n\r\n"
+            );
+            assert_eq!(String::from_utf8(bytes).unwrap(), expected);
         }
     }
 
