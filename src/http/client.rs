@@ -4,10 +4,11 @@
 //! Why not reqwest or hyper's client: on the bench stub, one request through reqwest cost
 //! 59 µs of CPU and through hyper-util's pooled client 40 µs; in user CPU alone, hyper-util's
 //! client 17–21 µs, hyper's connection 11–13 µs, a plain write and read 1.5–3 µs. `conn.rs`
-//! says what was left out and why nothing a flow needs is. flowrun turns off everything reqwest adds (redirects, proxies,
-//! cookies, decompression). Parsing answers and connecting stay in maintained crates.
+//! says what was left out and why nothing a flow needs is. flowrun turns off everything
+//! reqwest adds (redirects, proxies, cookies, decompression). Parsing answers and connecting
+//! stay in maintained crates.
 
-use super::head::{Fields, is_token, request_bytes, split_url};
+use super::head::{Fields, is_token, lists, request_bytes, split_url};
 use super::pool::Pool;
 use super::{HttpRequest, HttpResponse, SendFuture, Transport, TransportError, encode::encode};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -98,9 +99,7 @@ impl HttpTransport {
         if fields.get("host").is_none() {
             fields.set("host", target.host);
         }
-        let close = fields
-            .get("connection")
-            .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")));
+        let close = fields.get("connection").is_some_and(|v| lists(v, "close"));
         // On the wire the request line holds the path and query only; the host goes in `Host`.
         let bytes = request_bytes(&req.method, &target.path, fields, &body)?;
         Ok(Ready {

@@ -12,6 +12,7 @@
 //! §6): which answers have a body, how long it is, and when a connection may be used again.
 
 use super::TransportError;
+use super::head::{ends_chunked, lists};
 use std::io::ErrorKind;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -22,6 +23,9 @@ const MAX_FIELDS: usize = 100;
 
 /// The most an answer's head may take, status line and fields (hyper allowed about 400 KiB).
 const MAX_HEAD: usize = 256 * 1024;
+
+/// What a connection closed before its answer was whole says (hyper's words, kept).
+const CLOSED_EARLY: &str = "connection closed before message completed";
 
 /// The read buffer a connection starts with, and goes back to after a large answer.
 const BUFFER: usize = 8 * 1024;
@@ -201,9 +205,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         self.make_room(room);
         let read = self.io.read(&mut self.buf[self.end..]).await.map_err(io_error)?;
         if read == 0 {
-            return Err(TransportError::Reset(
-                "connection closed before message completed".into(),
-            ));
+            return Err(TransportError::Reset(CLOSED_EARLY.into()));
         }
         self.end += read;
         Ok(())
@@ -374,8 +376,7 @@ fn framing(answer: &Head, head: bool) -> Result<Framing, TransportError> {
         .rev()
         .find(|(n, _)| n == "transfer-encoding");
     if let Some((_, codings)) = last_field {
-        let last = codings.rsplit(',').next().unwrap_or_default().trim();
-        return Ok(if last.eq_ignore_ascii_case("chunked") {
+        return Ok(if ends_chunked(codings) {
             Framing::Chunked
         } else {
             Framing::UntilClose
@@ -429,9 +430,7 @@ fn keeps_alive(answer: &Head) -> bool {
         answer
             .headers
             .iter()
-            .filter(|(n, _)| n == "connection")
-            .flat_map(|(_, v)| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case(token))
+            .any(|(n, v)| n == "connection" && lists(v, token))
     };
     if answer.version == 0 {
         said("keep-alive")
@@ -445,7 +444,7 @@ fn keeps_alive(answer: &Head) -> bool {
 fn io_error(e: std::io::Error) -> TransportError {
     use ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
     match e.kind() {
-        UnexpectedEof => TransportError::Reset("connection closed before message completed".into()),
+        UnexpectedEof => TransportError::Reset(CLOSED_EARLY.into()),
         ConnectionReset | ConnectionAborted | BrokenPipe => TransportError::Reset(e.to_string()),
         _ => TransportError::Other(e.to_string()),
     }

@@ -138,6 +138,19 @@ pub(super) fn split_url(url: &str) -> Result<Target<'_>, TransportError> {
     })
 }
 
+/// Whether a field's comma-separated list (`connection`, `transfer-encoding`) names `token`,
+/// compared as HTTP compares them, case-insensitively.
+pub(super) fn lists(value: &str, token: &str) -> bool {
+    value.split(',').any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Whether a `transfer-encoding` list ends in `chunked`, the coding that frames a body
+/// (RFC 9112 §6.1).
+pub(super) fn ends_chunked(codings: &str) -> bool {
+    let last = codings.rsplit(',').next().unwrap_or_default();
+    last.trim().eq_ignore_ascii_case("chunked")
+}
+
 /// Whether `s` is an HTTP token (RFC 9110 §5.6.2): what a method or a field name may be.
 pub(super) fn is_token(s: &str) -> bool {
     // A table of the bytes a token may hold: checked for every field of every request.
@@ -174,8 +187,7 @@ pub(super) fn request_bytes(
     if body.is_empty() {
         fields.remove("transfer-encoding");
     } else if let Some(codings) = fields.get("transfer-encoding") {
-        let last = codings.rsplit(',').next().unwrap_or_default().trim();
-        if !last.eq_ignore_ascii_case("chunked") {
+        if !ends_chunked(codings) {
             let codings = format!("{codings}, chunked");
             fields.set("transfer-encoding", codings);
         }
