@@ -67,7 +67,7 @@ fn main() {
         let mut runtime = World::system();
         let lookup = env.clone();
         runtime.env = Arc::new(move |n| lookup.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()));
-        let transport = Arc::new(HttpTransport::new(DEFAULT_MAX_BODY).unwrap());
+        let transport = Arc::new(HttpTransport::new(DEFAULT_MAX_BODY));
         let prepared =
             prepare(&source, given, &[], runtime, transport.clone()).unwrap_or_else(|e| panic!("{e}"));
 

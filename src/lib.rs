@@ -30,7 +30,7 @@
 //!     ("end_user".to_string(), "+15550123".into()),
 //!     ("queue_id".to_string(), "00G5g000000SimQ".into()),
 //! ];
-//! let transport = Arc::new(HttpTransport::new(flowrun::http::DEFAULT_MAX_BODY).unwrap());
+//! let transport = Arc::new(HttpTransport::new(flowrun::http::DEFAULT_MAX_BODY));
 //! // Checks the flow and its inputs (nothing is sent if either is wrong), then compiles it.
 //! let prepared = prepare(&flow, inputs, &[], world, transport).unwrap();
 //! let report = prepared.engine.run(prepared.inputs, &Quiet).await;

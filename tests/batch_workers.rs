@@ -32,7 +32,7 @@ type Seen = Vec<(u64, String, Option<String>)>;
 #[tokio::test]
 async fn runs_spread_over_worker_threads_and_their_counts_add_up() {
     let server = service().await;
-    let engine = inbound_engine(&server, Arc::new(HttpTransport::new(DEFAULT_MAX_BODY).unwrap()));
+    let engine = inbound_engine(&server, Arc::new(HttpTransport::new(DEFAULT_MAX_BODY)));
     let line = r#"{"channel_address":"+15550100","end_user":"+15550123","queue_id":"00G5g000000SimQ","agent_user_id":"0055g000000SimA"}"#;
     let mut input = String::new();
     for n in 1..=60 {
@@ -130,7 +130,7 @@ impl flowrun::http::Transport for PanicsOnce {
 async fn a_panic_inside_a_run_is_that_run_s_failure() {
     let server = service().await;
     let transport = Arc::new(PanicsOnce {
-        inner: HttpTransport::new(DEFAULT_MAX_BODY).unwrap(),
+        inner: HttpTransport::new(DEFAULT_MAX_BODY),
         sent: Default::default(),
     });
     let engine = inbound_engine(&server, transport);
@@ -195,7 +195,7 @@ async fn any_source_of_jobs_runs_on_the_pool_and_observers_see_each_run() {
     }
 
     let server = service().await;
-    let engine = inbound_engine(&server, Arc::new(HttpTransport::new(DEFAULT_MAX_BODY).unwrap()));
+    let engine = inbound_engine(&server, Arc::new(HttpTransport::new(DEFAULT_MAX_BODY)));
     let inputs: serde_json::Map<String, Value> = serde_json::from_str(
         r#"{"channel_address":"+15550100","end_user":"+15550123","queue_id":"00G5g000000SimQ","text":"hi","consent_status":"ExplicitlyOptedIn","capacity_weight":1}"#,
     )

@@ -24,7 +24,7 @@ async fn state(running: &flowrun::sim::Running) -> Value {
         headers: Vec::new(),
         body: Body::None,
     };
-    let transport = HttpTransport::new(DEFAULT_MAX_BODY).unwrap();
+    let transport = HttpTransport::new(DEFAULT_MAX_BODY);
     let response = transport.send(&request, Duration::from_secs(5)).await.unwrap();
     serde_json::from_slice(&response.body).unwrap()
 }
@@ -275,7 +275,7 @@ async fn an_attachment_over_the_limit_is_10008() {
             },
         ]),
     };
-    let transport = HttpTransport::new(DEFAULT_MAX_BODY).unwrap();
+    let transport = HttpTransport::new(DEFAULT_MAX_BODY);
     let response = transport.send(&request, Duration::from_secs(20)).await.unwrap();
     let body: Value = serde_json::from_slice(&response.body).unwrap();
     assert_eq!(
@@ -306,7 +306,7 @@ async fn the_state_is_read_in_pages() {
         headers: Vec::new(),
         body: Body::None,
     };
-    let transport = HttpTransport::new(DEFAULT_MAX_BODY).unwrap();
+    let transport = HttpTransport::new(DEFAULT_MAX_BODY);
     let response = transport.send(&request, Duration::from_secs(5)).await.unwrap();
     let page: Value = serde_json::from_slice(&response.body).unwrap();
     assert_eq!(page["conversations"].as_object().unwrap().len(), 2);

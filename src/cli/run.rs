@@ -156,10 +156,7 @@ fn run_inner(args: Args) -> Result<u8, u8> {
     } else {
         None
     };
-    let transport = HttpTransport::new(args.max_body).map_err(|e| {
-        super::error(format_args!("{e}"));
-        exit::USAGE
-    })?;
+    let transport = HttpTransport::new(args.max_body);
     let many = args.inputs_jsonl.is_some() && args.batch.concurrency() > 1;
     let journal = args
         .journal

@@ -258,7 +258,7 @@ pub fn go_on(journal: &Arc<Journal>, id: &str, go: &GoOn, cancel: bool) -> Resul
     let source =
         Source::read(&path).map_err(|e| failed(format_args!("cannot read {}: {e}", path.display())))?;
     let runtime = World::system();
-    let transport = HttpTransport::new(DEFAULT_MAX_BODY).map_err(failed)?;
+    let transport = HttpTransport::new(DEFAULT_MAX_BODY);
     let (engine, _) = prepare_engine(&source, runtime.clone(), Arc::new(transport)).map_err(|e| {
         eprintln!("{}", runtime.secrets.redact(&e.to_string()));
         eprintln!("nothing was sent");

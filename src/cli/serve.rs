@@ -81,10 +81,7 @@ fn serve(args: Args) -> Result<u8, u8> {
         .as_deref()
         .map(|url| super::runs::open_url(url, true))
         .transpose()?;
-    let transport = flowrun::HttpTransport::new(flowrun::http::DEFAULT_MAX_BODY).map_err(|e| {
-        super::error(format_args!("{e}"));
-        exit::USAGE
-    })?;
+    let transport = flowrun::HttpTransport::new(flowrun::http::DEFAULT_MAX_BODY);
     let dir = args.service.parent().map(PathBuf::from).unwrap_or_default();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -11,7 +11,6 @@
 use super::head::{Fields, is_token, lists, request_bytes, split_url};
 use super::pool::Pool;
 use super::{HttpRequest, HttpResponse, SendFuture, Transport, TransportError, encode::encode};
-use hyper_util::client::legacy::connect::HttpConnector;
 use std::time::Duration;
 
 /// Default cap on a response body.
@@ -24,9 +23,6 @@ const AGENT: &str = concat!("flowrun/", env!("CARGO_PKG_VERSION"));
 pub struct HttpTransport {
     pool: Pool,
     max_body: usize,
-    /// Kept for forks: building it reads and parses every certificate the system trusts,
-    /// which cost more than a thousand requests (11M instructions).
-    tls: rustls::ClientConfig,
 }
 
 /// The TLS settings of every connection flowrun makes (HTTP calls and the Pub/Sub API alike):
@@ -57,24 +53,13 @@ struct Ready<'a> {
 impl HttpTransport {
     /// A client with one connection pool for every request it sends. A flow names every URL it
     /// calls, so a redirect is reported as the status it is, never followed (a redirected POST
-    /// would silently change meaning), and no proxy is consulted.
-    pub fn new(max_body: usize) -> Result<Self, TransportError> {
-        Ok(Self::with_tls(tls_config()?, max_body))
-    }
-
-    fn with_tls(tls: rustls::ClientConfig, max_body: usize) -> Self {
-        let mut http = HttpConnector::new();
-        http.set_nodelay(true);
-        http.enforce_http(false);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls.clone())
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+    /// would silently change meaning), and no proxy is consulted. The TLS settings are made
+    /// when the first `https://` connection is opened ([`tls_config`]); if they cannot be, each
+    /// `https://` request fails with the reason.
+    pub fn new(max_body: usize) -> Self {
         HttpTransport {
-            pool: Pool::new(https),
+            pool: Pool::new(),
             max_body,
-            tls,
         }
     }
 
@@ -146,9 +131,12 @@ pub(super) fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 impl Transport for HttpTransport {
-    /// The same settings (TLS included, not read again) with connections of its own.
+    /// The same settings (TLS included, not made again) with connections of its own.
     fn fork(&self) -> Option<std::sync::Arc<dyn Transport>> {
-        let fresh = HttpTransport::with_tls(self.tls.clone(), self.max_body);
+        let fresh = HttpTransport {
+            pool: self.pool.fork(),
+            max_body: self.max_body,
+        };
         Some(std::sync::Arc::new(fresh))
     }
 
@@ -194,13 +182,23 @@ mod tests {
                     .await;
             }
         });
-        let transport = HttpTransport::new(DEFAULT_MAX_BODY).unwrap();
+        let transport = HttpTransport::new(DEFAULT_MAX_BODY);
+        let fork = transport.pool.fork();
         let timeout = Duration::from_secs(5);
+        let plain = transport
+            .send(&get(format!("http://{addr}/")), timeout)
+            .await
+            .unwrap();
+        assert_eq!(plain.status, 200);
+        // Plain HTTP needs no TLS settings, so the system's certificates were not read.
+        assert!(!transport.pool.tls_made());
         let error = transport
             .send(&get(format!("https://{addr}/")), timeout)
             .await
             .unwrap_err();
         assert!(matches!(error, TransportError::Connect(_)), "{error:?}");
+        // Made for the first https:// connection, and shared with the pool's forks.
+        assert!(transport.pool.tls_made() && fork.tls_made());
         let plain = transport
             .send(&get(format!("http://{addr}/")), timeout)
             .await
@@ -234,7 +232,7 @@ mod tests {
     #[tokio::test]
     async fn a_reused_connection_closed_by_the_server_is_a_retryable_reset() {
         let addr = closes_reused_connections().await;
-        let transport = HttpTransport::new(DEFAULT_MAX_BODY).unwrap();
+        let transport = HttpTransport::new(DEFAULT_MAX_BODY);
         let timeout = Duration::from_secs(5);
         let first = transport
             .send(&get(format!("http://{addr}/")), timeout)
@@ -344,7 +342,7 @@ mod tests {
     #[tokio::test]
     async fn requests_go_in_origin_form_with_a_host_header_and_reuse_one_connection() {
         let (addr, seen, connections) = recording_server("ok", Then::KeepOpen).await;
-        let transport = HttpTransport::new(DEFAULT_MAX_BODY).unwrap();
+        let transport = HttpTransport::new(DEFAULT_MAX_BODY);
         let timeout = Duration::from_secs(5);
         let post = HttpRequest {
             step: String::new(),
@@ -383,7 +381,7 @@ mod tests {
     #[tokio::test]
     async fn a_fork_sends_on_connections_of_its_own() {
         let (addr, seen, connections) = recording_server("ok", Then::KeepOpen).await;
-        let transport = HttpTransport::new(DEFAULT_MAX_BODY).unwrap();
+        let transport = HttpTransport::new(DEFAULT_MAX_BODY);
         let fork = transport.fork().unwrap();
         let request = get(format!("http://{addr}/"));
         for _ in 0..2 {
@@ -407,7 +405,7 @@ mod tests {
     #[tokio::test]
     async fn a_flows_own_host_header_is_sent_as_given() {
         let (addr, seen, _) = recording_server("ok", Then::KeepOpen).await;
-        let transport = HttpTransport::new(DEFAULT_MAX_BODY).unwrap();
+        let transport = HttpTransport::new(DEFAULT_MAX_BODY);
         let mut request = get(format!("http://{addr}/x"));
         request.headers.push(("Host".into(), "api.example.com".into()));
         transport.send(&request, Duration::from_secs(5)).await.unwrap();
@@ -419,7 +417,7 @@ mod tests {
     #[tokio::test]
     async fn the_host_header_never_carries_a_urls_user_and_password() {
         let (addr, seen, _) = recording_server("ok", Then::KeepOpen).await;
-        let transport = HttpTransport::new(DEFAULT_MAX_BODY).unwrap();
+        let transport = HttpTransport::new(DEFAULT_MAX_BODY);
         let url = format!("http://user:pw@127.0.0.1:{}/", addr.port());
         transport.send(&get(url), Duration::from_secs(5)).await.unwrap();
         let seen = seen.lock().unwrap();
@@ -431,7 +429,7 @@ mod tests {
     async fn a_connection_the_server_closed_is_not_used_again() {
         for then in [Then::SayClose, Then::CloseSilently] {
             let (addr, seen, connections) = recording_server("ok", then).await;
-            let transport = HttpTransport::new(DEFAULT_MAX_BODY).unwrap();
+            let transport = HttpTransport::new(DEFAULT_MAX_BODY);
             let timeout = Duration::from_secs(5);
             for _ in 0..3 {
                 let answer = transport
@@ -450,7 +448,7 @@ mod tests {
     #[tokio::test]
     async fn an_answer_over_the_limit_fails_and_its_connection_is_not_used_again() {
         let (addr, seen, connections) = recording_server("0123456789", Then::KeepOpen).await;
-        let transport = HttpTransport::new(4).unwrap();
+        let transport = HttpTransport::new(4);
         let timeout = Duration::from_secs(5);
         let error = transport
             .send(&get(format!("http://{addr}/")), timeout)
@@ -460,7 +458,7 @@ mod tests {
             matches!(error, TransportError::TooLarge { limit: 4 }),
             "{error:?}"
         );
-        let small = HttpTransport::new(DEFAULT_MAX_BODY).unwrap();
+        let small = HttpTransport::new(DEFAULT_MAX_BODY);
         assert_eq!(
             small
                 .send(&get(format!("http://{addr}/")), timeout)
@@ -479,7 +477,7 @@ mod tests {
     #[tokio::test]
     async fn requests_at_the_same_time_get_a_connection_each_and_keep_them() {
         let (addr, seen, connections) = recording_server("ok", Then::KeepOpen).await;
-        let transport = HttpTransport::new(DEFAULT_MAX_BODY).unwrap();
+        let transport = HttpTransport::new(DEFAULT_MAX_BODY);
         let timeout = Duration::from_secs(5);
         let (a, b) = (get(format!("http://{addr}/a")), get(format!("http://{addr}/b")));
         for _ in 0..3 {
@@ -519,7 +517,7 @@ mod tests {
             }
         })
         .await;
-        let transport = HttpTransport::new(DEFAULT_MAX_BODY).unwrap();
+        let transport = HttpTransport::new(DEFAULT_MAX_BODY);
         let mut upload = get(format!("http://{addr}/upload"));
         upload.method = "POST".into();
         upload.body = Body::Json(Value::String("x".repeat(32 * 1024 * 1024)));
@@ -543,7 +541,7 @@ mod tests {
             }
         })
         .await;
-        let transport = HttpTransport::new(10).unwrap();
+        let transport = HttpTransport::new(10);
         let mut head = get(format!("http://{addr}/"));
         head.method = "HEAD".into();
         for _ in 0..2 {
@@ -557,7 +555,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         drop(listener);
-        let transport = HttpTransport::new(DEFAULT_MAX_BODY).unwrap();
+        let transport = HttpTransport::new(DEFAULT_MAX_BODY);
         let error = transport
             .send(&get(format!("http://{addr}/")), Duration::from_secs(5))
             .await

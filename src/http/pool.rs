@@ -3,6 +3,10 @@
 //! A connection is taken out for one exchange and comes back only if its answer was read whole
 //! and it may carry another request (`conn.rs`), so every connection here is idle and ready.
 //! Connecting (TCP, then TLS for `https://`) is hyper-util's and hyper-rustls'.
+//!
+//! The TLS settings are made for the first `https://` connection, not before: making them reads
+//! and parses every certificate the system trusts (17M instructions, a third of a one-run
+//! process's time), which a flow that calls only `http://` never needs.
 
 use super::conn::Conn;
 use super::{TransportError, client::innermost};
@@ -10,7 +14,7 @@ use http::Uri;
 use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tower_service::Service;
 
@@ -27,9 +31,14 @@ const IDLE_FOR: Duration = Duration::from_secs(90);
 /// was in use by a request, so this only bounds what a burst leaves behind.
 const IDLE_PER_ORIGIN: usize = 256;
 
+/// How `https://` connections are opened, made once and shared by a pool and its forks; a
+/// failure to make it is kept too, and is every `https://` request's failure.
+type Tls = Arc<OnceLock<Result<HttpsConnector<HttpConnector>, TransportError>>>;
+
 /// Connections by origin (`scheme://authority`), and how to open more.
 pub(super) struct Pool {
-    connector: HttpsConnector<HttpConnector>,
+    http: HttpConnector,
+    tls: Tls,
     /// Unused connections by origin, the most recently used last. An origin with none has no
     /// entry, so there are never more origins than there were connections in use at once; a
     /// flow calls a few, so they are searched in order rather than hashed.
@@ -42,11 +51,31 @@ struct Idle {
 }
 
 impl Pool {
-    pub(super) fn new(connector: HttpsConnector<HttpConnector>) -> Self {
+    pub(super) fn new() -> Self {
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.enforce_http(false);
         Pool {
-            connector,
+            http,
+            tls: Tls::default(),
             idle: Mutex::new(Vec::new()),
         }
+    }
+
+    /// A pool with no connections, opening them as this one does: the TLS settings, once made,
+    /// are shared, not made again.
+    pub(super) fn fork(&self) -> Self {
+        Pool {
+            http: self.http.clone(),
+            tls: self.tls.clone(),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Whether the TLS settings were made (by this pool or one of its forks).
+    #[cfg(test)]
+    pub(super) fn tls_made(&self) -> bool {
+        self.tls.get().is_some()
     }
 
     /// A connection to `origin` (`scheme://authority`), and whether it served requests before:
@@ -58,12 +87,20 @@ impl Pool {
         let uri: Uri = origin
             .parse()
             .map_err(|e| TransportError::Other(format!("invalid URL `{origin}`: {e}")))?;
-        let failed = |e: &(dyn std::error::Error + 'static)| TransportError::Connect(innermost(e));
-        let mut connector = self.connector.clone();
-        std::future::poll_fn(|cx| connector.poll_ready(cx))
-            .await
-            .map_err(|e| failed(&*e))?;
-        let io = connector.call(uri.clone()).await.map_err(|e| failed(&*e))?;
+        let io = match uri.scheme() {
+            Some(s) if *s == http::uri::Scheme::HTTPS => {
+                let https = self.tls.get_or_init(|| {
+                    let tls = super::tls_config()?;
+                    let builder = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls);
+                    Ok(builder
+                        .https_or_http()
+                        .enable_http1()
+                        .wrap_connector(self.http.clone()))
+                });
+                open(https.clone()?, uri).await?
+            }
+            _ => MaybeHttpsStream::Http(open(self.http.clone(), uri).await?),
+        };
         Ok((Box::new(Conn::new(TokioIo::new(io))), false))
     }
 
@@ -105,4 +142,17 @@ impl Pool {
             });
         }
     }
+}
+
+/// A connection to `uri` opened by `connector`, its failure said by its innermost cause.
+async fn open<C>(mut connector: C, uri: Uri) -> Result<C::Response, TransportError>
+where
+    C: Service<Uri>,
+    C::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let failed = |e: C::Error| TransportError::Connect(innermost(&*e.into()));
+    std::future::poll_fn(|cx| connector.poll_ready(cx))
+        .await
+        .map_err(failed)?;
+    connector.call(uri).await.map_err(failed)
 }

@@ -281,7 +281,7 @@ async fn execute(
         None => Vec::new(),
     };
     given.extend(case.inputs.iter().map(|(k, v)| (k.clone(), v.clone())));
-    let real = Arc::new(HttpTransport::new(DEFAULT_MAX_BODY).map_err(|e| e.to_string())?);
+    let real = Arc::new(HttpTransport::new(DEFAULT_MAX_BODY));
     let transport = Arc::new(ScriptedTransport::new(case.responses.clone(), real));
     let prepared = prepare(&source, given, &[], runtime.clone(), transport).map_err(|e| match e {
         crate::engine::prepare::PrepareError::Flow(d) => {

@@ -95,7 +95,7 @@ pub async fn run(flow: &str, inputs: Value, env: Vec<(String, String)>) -> RunRe
     let source = Source::read(&repo(flow)).unwrap();
     let runtime = World::deterministic(1_700_000_000_000, env);
     let given = inputs.as_object().unwrap().clone().into_iter().collect();
-    let transport = Arc::new(HttpTransport::new(DEFAULT_MAX_BODY).unwrap());
+    let transport = Arc::new(HttpTransport::new(DEFAULT_MAX_BODY));
     let prepared = prepare(&source, given, &[], runtime, transport).unwrap_or_else(|e| panic!("{e}"));
     prepared.engine.run(prepared.inputs, &Quiet).await
 }
