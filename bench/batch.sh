@@ -7,17 +7,19 @@
 #
 # Prints, for the inbound flow (4 requests per run):
 #   1. one run as a whole process: wall time (median of 10) and peak memory;
-#   2. 1,000 runs at concurrency 1: requests/s (median and best of 5) and peak memory;
-#   3. 10,000 runs at concurrency 64: requests/s (median and best of 5) and peak memory;
-#   4. the raw limit: wrk against the same stub (1 and 64 connections), what flowrun's
-#      requests/s are compared with, and flowrun's HTTP client alone on one connection;
-#   5. 100,000 runs at concurrency 64: requests/s and peak memory (must stay under 64 MiB:
+#   2. 1,000 runs at concurrency 1 and 10,000 at concurrency 64: requests/s (median and best
+#      of 5) and peak memory, each beside the raw limit: wrk against the same stub with the
+#      same requests on as many connections (median of 5 runs of 2 s), and flowrun's share of it;
+#   3. flowrun's HTTP client alone on one connection;
+#   4. 100,000 runs at concurrency 64: requests/s and peak memory (must stay under 64 MiB:
 #      input is streamed), then the latency per step of that run.
 # Reading the figures: requests/s is what the runner sustains end to end (templates, JSON,
 # HTTP, reports) on this machine's cores, which the stub shares; runs/s is requests/s / 4.
 # Shared machines vary from second to second, so each figure is measured five times: the
 # median is the typical figure, the best what the runner does when nothing else competes.
-# Peak memory is the process's maximum resident set (GNU time's %M), the largest of the runs.
+# wrk and flowrun take turns (wrk, flowrun, wrk, flowrun...), so that both medians are of the
+# same minutes. Peak memory is the process's maximum resident set (GNU time's %M), the largest
+# of the runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet --bin flowrun --example stub
@@ -37,28 +39,39 @@ done
 median=$(printf '%s\n' "${times[@]}" | sort -n | sed -n 5p)
 mem=$(peak "$bin" run flows/inbound.yaml --inputs flows/examples/inbound.inputs.yaml --quiet)
 printf '  one run, whole process:        %6d.%03d ms   peak %3d MiB\n' $((median / 1000)) $((median % 1000)) "$mem"
-for spec in "1000 1" "10000 64"; do
+# The raw limit: a load tool (wrk) against the same stub, sending the very requests one inbound
+# run sends (bench/replay.py turns a run's JSON report into a wrk script: same methods, paths,
+# headers and bodies, in the same order).
+raw=""
+if command -v wrk > /dev/null; then
+  "$bin" run flows/inbound.yaml --inputs flows/examples/inbound.inputs.yaml --format json \
+    | python3 bench/replay.py > "$work/replay.lua"
+  raw=yes
+fi
+wrk_rps() {
+  wrk -t"$1" -c"$2" -d2s -s "$work/replay.lua" "$SCRT_BASE_URL" | awk '/Requests\/sec/ { printf "%d", $2 }'
+}
+for spec in "1000 1 1" "10000 64 2"; do
   set -- $spec
   make_input "$1"
-  figures=() mem=0
+  figures=() raws=() mem=0
   for _ in 1 2 3 4 5; do
+    if [ -n "$raw" ]; then raws+=("$(wrk_rps "$3" "$2")"); fi
     m=$(peak "$bin" run flows/inbound.yaml --inputs-jsonl "$work/$1.jsonl" --concurrency "$2")
     if (( m > mem )); then mem=$m; fi
     figures+=("$(rps)")
   done
   sorted=$(printf '%s\n' "${figures[@]}" | sort -n)
+  median=$(sed -n 3p <<< "$sorted")
   printf '  %6d runs, concurrency %2d:  %8d requests/s median, %6d best   peak %3d MiB\n' \
-    "$1" "$2" "$(sed -n 3p <<< "$sorted")" "$(sed -n 5p <<< "$sorted")" "$mem"
+    "$1" "$2" "$median" "$(sed -n 5p <<< "$sorted")" "$mem"
+  if [ -n "$raw" ]; then
+    limit=$(printf '%s\n' "${raws[@]}" | sort -n | sed -n 3p)
+    printf '     raw limit, wrk on %2d connections: %8d requests/s median; flowrun at %d%% of it\n' \
+      "$2" "$limit" $(( median * 100 / limit ))
+  fi
 done
-# The raw limit: a load tool (wrk) against the same stub, one connection and 64, for 5 s each,
-# sending the very requests one inbound run sends (bench/replay.py turns a run's JSON report
-# into a wrk script: same methods, paths, headers and bodies, in the same order).
-if command -v wrk > /dev/null; then
-  "$bin" run flows/inbound.yaml --inputs flows/examples/inbound.inputs.yaml --format json \
-    | python3 bench/replay.py > "$work/replay.lua"
-  raw1=$(wrk -t1 -c1 -d5s -s "$work/replay.lua" "$SCRT_BASE_URL" | awk '/Requests\/sec/ { printf "%d", $2 }')
-  raw64=$(wrk -t2 -c64 -d5s -s "$work/replay.lua" "$SCRT_BASE_URL" | awk '/Requests\/sec/ { printf "%d", $2 }')
-  printf '  raw limit (wrk, same stub, same requests): %8d requests/s on 1 connection, %d on 64\n' "$raw1" "$raw64"
+if [ -n "$raw" ]; then
   # What the HTTP client alone gets on one connection: the same requests sent in a loop with
   # flowrun's HTTP client, no flow (benches/run.rs against this stub). The gap to wrk is the
   # client library's; the gap from here to flowrun's figure is the runner's own.
