@@ -6,7 +6,7 @@ use super::outcome::{
 };
 use super::request;
 use crate::base::source::Span;
-use crate::expr::context::{Context, Frame, Scope};
+use crate::expr::context::{Context, Flags, Frame, Scope};
 use crate::expr::templates::{RenderError, Tree};
 use crate::flow::compile::{AuthSpec, CompiledFlow, CompiledStep, Cond, ForEach};
 use crate::flow::model::{DoubtPolicy, StatusSet};
@@ -782,23 +782,24 @@ impl Run<'_> {
             self.observer.step_finished(&item);
             self.records.push(item);
         }
-        let mut slot = match ended.response {
+        let mut values = match ended.response {
             Some(Value::Object(r)) => r,
             _ => Map::new(),
         };
         let succeeded = matches!(ended.status, StepStatus::Ok | StepStatus::Stopped);
-        slot.insert("succeeded".into(), Value::Bool(succeeded));
-        slot.insert("skipped".into(), Value::Bool(ended.status == StepStatus::Skipped));
-        let error = match &ended.status {
-            StepStatus::Failed(e) => Value::String(e.to_string()),
-            _ => Value::Null,
+        let flags = Flags {
+            succeeded,
+            skipped: ended.status == StepStatus::Skipped,
+            error: match &ended.status {
+                StepStatus::Failed(e) => Value::String(e.to_string()),
+                _ => Value::Null,
+            },
+            after: values.len(),
         };
-        slot.insert("failed".into(), Value::Bool(!error.is_null()));
-        slot.insert("error".into(), error);
         if succeeded {
-            slot.extend(ended.saved.iter().map(|(k, v)| (k.clone(), v.clone())));
+            values.extend(ended.saved.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
-        let slot = Value::Object(slot);
+        let slot = Scope::step(Value::Object(values), flags);
         self.settle(&step.id, &ended.status);
         let record = StepRecord {
             id: step.id.clone(),
@@ -813,9 +814,9 @@ impl Run<'_> {
         if let Some(log) = self.log {
             // A step whose end is written is never sent again; one whose end is lost (a crash
             // before the next write, a failed write) is in doubt, and its policy settles it.
-            let _ = log.step_done(&record, &slot).await;
+            let _ = log.step_done(&record, slot.json()).await;
         }
-        self.steps.insert(step.id.clone(), Scope::new(slot));
+        self.steps.insert(step.id.clone(), slot);
         self.observer.step_finished(&record);
         self.records.push(record);
     }
@@ -1427,8 +1428,7 @@ fn api_body_problem(request: &HttpRequest) -> Option<(String, String)> {
 }
 
 /// A response as expressions read it: `{status, headers (lowercase names), body}`, with room
-/// for what the step adds after: whether it succeeded, was skipped or failed, its error, and
-/// the `saved` values it names.
+/// for the `saved` values the step adds after.
 fn response_json(resp: &HttpResponse, saved: usize) -> Value {
     let headers: Map<String, Value> = resp
         .headers
@@ -1443,7 +1443,7 @@ fn response_json(resp: &HttpResponse, saved: usize) -> Value {
         })
         .collect();
     // Built as it is, not through `json!`, which would serialize the headers again.
-    let mut response = Map::with_capacity(7 + saved);
+    let mut response = Map::with_capacity(3 + saved);
     response.insert("status".into(), Value::from(resp.status));
     response.insert("headers".into(), Value::Object(headers));
     response.insert("body".into(), resp.body_value());

@@ -15,7 +15,49 @@ use std::sync::{Arc, OnceLock};
 #[derive(Debug, Default)]
 pub struct Scope {
     json: Json,
+    /// A step's flags, kept beside `json` ([`Scope::step`]). Boxed: most scopes have none.
+    step: Option<Box<StepPart>>,
     jinja: OnceLock<JinjaValue>,
+}
+
+#[derive(Debug)]
+struct StepPart {
+    flags: Flags,
+    /// The scope's `json` with `flags` among its keys, made when the step's values are read
+    /// whole.
+    whole: OnceLock<Value>,
+}
+
+/// How a step ended, as `steps.<id>` shows it.
+#[derive(Debug)]
+pub struct Flags {
+    /// `succeeded`.
+    pub succeeded: bool,
+    /// `skipped`.
+    pub skipped: bool,
+    /// `error`: the failure in words, or null; `failed` is whether there is one.
+    pub error: Value,
+    /// How many of the values' first keys come before the flags (the answer's `status`,
+    /// `headers` and `body`); the rest (what the step saved) come after.
+    pub after: usize,
+}
+
+/// The flags' names, in the order `steps.<id>` shows them.
+const FLAG_NAMES: [&str; 4] = ["succeeded", "skipped", "failed", "error"];
+
+impl Flags {
+    fn get(&self, name: &str) -> Option<&Value> {
+        const TRUE: Value = Value::Bool(true);
+        const FALSE: Value = Value::Bool(false);
+        let truth = |b: bool| if b { &TRUE } else { &FALSE };
+        match name {
+            "succeeded" => Some(truth(self.succeeded)),
+            "skipped" => Some(truth(self.skipped)),
+            "failed" => Some(truth(!self.error.is_null())),
+            "error" => Some(&self.error),
+            _ => None,
+        }
+    }
 }
 
 /// A scope's values: its own, or shared with other scopes (every run's steps start with the
@@ -24,6 +66,15 @@ pub struct Scope {
 enum Json {
     Own(Value),
     Shared(Arc<Value>),
+}
+
+impl Json {
+    fn as_value(&self) -> &Value {
+        match self {
+            Json::Own(v) => v,
+            Json::Shared(v) => v,
+        }
+    }
 }
 
 impl Default for Json {
@@ -35,30 +86,66 @@ impl Default for Json {
 impl Scope {
     /// A scope over `json`; its MiniJinja form is built only if a template needs it.
     pub fn new(json: Value) -> Self {
-        Scope {
-            json: Json::Own(json),
-            jinja: OnceLock::new(),
-        }
+        Self::of(Json::Own(json), None)
     }
 
     /// A scope over values other scopes share.
     pub fn shared(json: Arc<Value>) -> Self {
+        Self::of(Json::Shared(json), None)
+    }
+
+    /// A step's values: `values` (an object: its answer's `status`, `headers` and `body`, then
+    /// what it saved) with `flags` among them, as `steps.<id>` shows them. The flags are kept
+    /// beside the object rather than put in it: four keys made and hashed for every step were
+    /// 5% of a batch run's instructions, and expressions read them without the object.
+    pub fn step(values: Value, flags: Flags) -> Self {
+        let step = StepPart {
+            flags,
+            whole: OnceLock::new(),
+        };
+        Self::of(Json::Own(values), Some(Box::new(step)))
+    }
+
+    fn of(json: Json, step: Option<Box<StepPart>>) -> Self {
         Scope {
-            json: Json::Shared(json),
+            json,
+            step,
             jinja: OnceLock::new(),
         }
     }
 
-    /// The part's values as JSON.
+    /// The part's values as JSON (a step's with its flags).
     pub fn json(&self) -> &Value {
-        match &self.json {
-            Json::Own(v) => v,
-            Json::Shared(v) => v,
+        match &self.step {
+            None => self.own(),
+            Some(step) => step.whole.get_or_init(|| with_flags(self.own(), &step.flags)),
+        }
+    }
+
+    fn own(&self) -> &Value {
+        self.json.as_value()
+    }
+
+    /// The value at `path`, if every part of it exists.
+    fn lookup(&self, path: &[Seg]) -> Option<&Value> {
+        match (&self.step, path.split_first()) {
+            // A saved value of a flag's name hides the flag, as it does in the whole object.
+            (Some(step), Some((Seg::Key(name), rest))) => match walk(self.own(), &path[..1]) {
+                Some(value) => walk(value, rest),
+                None => walk(step.flags.get(name)?, rest),
+            },
+            _ => walk(self.json(), path),
         }
     }
 
     /// Gives back the JSON, dropping the MiniJinja form.
     pub fn into_json(self) -> Value {
+        if let Some(step) = self.step {
+            return match step.whole.into_inner() {
+                Some(whole) => whole,
+                None => with_flags(self.json.as_value(), &step.flags),
+            };
+        }
         match self.json {
             Json::Own(v) => v,
             Json::Shared(v) => Arc::unwrap_or_clone(v),
@@ -158,7 +245,7 @@ impl<'a> Context<'a> {
                         && let Some(Seg::Key(first)) = path.first()
                         && let Some(step) = steps.get(first.as_str())
                     {
-                        return walk(step.json(), &path[1..]);
+                        return step.lookup(&path[1..]);
                     }
                     // `steps.handoff.route.x`: a called step's id is the call's, a dot and its
                     // own, so the id may span several parts of the path.
@@ -170,7 +257,7 @@ impl<'a> Context<'a> {
                         }
                         id.push_str(part);
                         if let Some(step) = steps.get(&id) {
-                            return walk(step.json(), &path[i + 1..]);
+                            return step.lookup(&path[i + 1..]);
                         }
                     }
                     None
@@ -250,6 +337,30 @@ fn nested_steps(steps: &BTreeMap<String, Scope>, prefix: &str) -> BTreeMap<Strin
     out
 }
 
+/// `values` with `flags` put in after their first `flags.after` keys: the object
+/// `steps.<id>` is.
+fn with_flags(values: &Value, flags: &Flags) -> Value {
+    let Value::Object(own) = values else {
+        return values.clone();
+    };
+    let mut whole = serde_json::Map::with_capacity(own.len() + FLAG_NAMES.len());
+    whole.extend(own.iter().take(flags.after).map(|(k, v)| (k.clone(), v.clone())));
+    for name in FLAG_NAMES {
+        let value = own
+            .get(name)
+            .or_else(|| flags.get(name))
+            .cloned()
+            .unwrap_or_default();
+        whole.insert(name.to_string(), value);
+    }
+    let saved = own
+        .iter()
+        .skip(flags.after)
+        .filter(|(k, _)| !FLAG_NAMES.contains(&k.as_str()));
+    whole.extend(saved.map(|(k, v)| (k.clone(), v.clone())));
+    Value::Object(whole)
+}
+
 fn walk<'v>(mut at: &'v Value, path: &[Seg]) -> Option<&'v Value> {
     for seg in path {
         at = match (seg, at) {
@@ -306,5 +417,83 @@ mod tests {
             assert_eq!(ctx.lookup("steps", &[key("route"), key("missing")]), None);
             assert_eq!(ctx.lookup("steps", &[key("nope"), key("k0")]), None);
         }
+    }
+
+    #[test]
+    fn a_steps_flags_read_as_keys_of_its_values_in_their_place() {
+        let answered = json!({"status": 202, "headers": {}, "body": {"success": true}});
+        let mut values = answered.as_object().unwrap().clone();
+        values.insert("psr_id".into(), json!("0JR1"));
+        values.insert("skipped".into(), json!("saved under a flag's name"));
+        let flags = Flags {
+            succeeded: true,
+            skipped: false,
+            error: Value::Null,
+            after: 3,
+        };
+        let failed = Flags {
+            succeeded: false,
+            skipped: false,
+            error: json!("step `consent` failed"),
+            after: 0,
+        };
+        let steps: BTreeMap<String, Scope> = [
+            ("route".to_string(), Scope::step(Value::Object(values), flags)),
+            ("consent".to_string(), Scope::step(json!({}), failed)),
+        ]
+        .into();
+        let (inputs, vars) = (Scope::default(), Scope::default());
+        let ctx = Context::from_parts(&inputs, &vars, &steps, None);
+        let at = |path: &[&str]| {
+            let path: Vec<Seg> = path.iter().map(|k| Seg::Key(k.to_string())).collect();
+            ctx.lookup("steps", &path).cloned()
+        };
+        assert_eq!(at(&["route", "succeeded"]), Some(json!(true)));
+        assert_eq!(at(&["route", "failed"]), Some(json!(false)));
+        assert_eq!(at(&["route", "error"]), Some(Value::Null));
+        assert_eq!(at(&["route", "body", "success"]), Some(json!(true)));
+        assert_eq!(at(&["route", "psr_id"]), Some(json!("0JR1")));
+        // What the step saved under a flag's name is what the name reads.
+        assert_eq!(
+            at(&["route", "skipped"]),
+            Some(json!("saved under a flag's name"))
+        );
+        assert_eq!(at(&["route", "error", "deeper"]), None);
+        assert_eq!(at(&["consent", "failed"]), Some(json!(true)));
+        assert_eq!(at(&["consent", "error"]), Some(json!("step `consent` failed")));
+        assert_eq!(at(&["consent", "status"]), None);
+        // Read whole, the flags come after the answer and before what was saved, in the order
+        // they always had.
+        let route = at(&["route"]).unwrap();
+        let keys: Vec<&str> = route.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "status",
+                "headers",
+                "body",
+                "succeeded",
+                "skipped",
+                "failed",
+                "error",
+                "psr_id"
+            ]
+        );
+        assert_eq!(route["skipped"], json!("saved under a flag's name"));
+        assert_eq!(
+            at(&["consent"]),
+            Some(
+                json!({"succeeded": false, "skipped": false, "failed": true, "error": "step `consent` failed"})
+            )
+        );
+        // The template engine sees them too.
+        assert!(ctx.resolves("steps.consent.failed") && ctx.resolves("steps.route.psr_id"));
+        assert!(!ctx.resolves("steps.consent.psr_id"));
+        let whole = steps
+            .into_iter()
+            .map(|(id, s)| (id, s.into_json()))
+            .collect::<BTreeMap<_, _>>();
+        assert_eq!(whole["consent"]["failed"], json!(true));
+        assert_eq!(whole["route"], route);
     }
 }
