@@ -246,9 +246,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// is incomplete.
     fn parse_head(&self) -> Result<Option<(Head, usize)>, TransportError> {
         let unread = &self.buf[self.start..self.end];
-        let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
-        let mut parsed = httparse::Response::new(&mut fields);
-        match parsed.parse(unread) {
+        // Left uninitialised for httparse to fill: setting all of them first cost more than
+        // parsing a short head.
+        let mut fields = [const { std::mem::MaybeUninit::uninit() }; MAX_FIELDS];
+        let mut parsed = httparse::Response::new(&mut []);
+        let config = httparse::ParserConfig::default();
+        match config.parse_response_with_uninit_headers(&mut parsed, unread, &mut fields) {
             Ok(httparse::Status::Complete(used)) => {
                 let status = parsed.code.unwrap_or_default();
                 if status < 100 {
