@@ -97,7 +97,8 @@ pub fn build(
     ctx: &Context,
 ) -> Result<HttpRequest, BuildError> {
     let url = url(flow, step, base_url, ctx)?;
-    let mut headers: Vec<(String, String)> = Vec::new();
+    // Room for `Authorization`, added when the request is sent.
+    let mut headers: Vec<(String, String)> = Vec::with_capacity(flow.headers.len() + step.headers.len() + 1);
     for (k, v) in flow.headers.iter().chain(&step.headers) {
         let value = text(flow, v, ctx)?;
         headers.retain(|(name, _)| !name.eq_ignore_ascii_case(k));

@@ -569,9 +569,20 @@ impl Run<'_> {
         if let Some(log) = self.log {
             drop(log.step_done(&record, &slot));
         }
-        self.steps.insert(step.id.clone(), Scope::new(slot));
+        self.set_step(&step.id, Scope::new(slot));
         self.observer.step_finished(&record);
         self.records.push(record);
+    }
+
+    /// Sets `steps.<id>`. Every step has its entry from the start (`initial_steps`), so its id
+    /// is not copied again for the key.
+    fn set_step(&mut self, id: &str, scope: Scope) {
+        match self.steps.get_mut(id) {
+            Some(slot) => *slot = scope,
+            None => {
+                self.steps.insert(id.to_string(), scope);
+            }
+        }
     }
 
     fn take_done(&mut self, id: &str) -> Option<DoneStep> {
@@ -592,7 +603,7 @@ impl Run<'_> {
             }
         };
         if !done.slot.is_null() {
-            self.steps.insert(step.id.clone(), Scope::new(done.slot));
+            self.set_step(&step.id, Scope::new(done.slot));
         }
         self.settle(&step.id, &status);
         let record = StepRecord {
@@ -816,7 +827,7 @@ impl Run<'_> {
             // before the next write, a failed write) is in doubt, and its policy settles it.
             let _ = log.step_done(&record, slot.json()).await;
         }
-        self.steps.insert(step.id.clone(), slot);
+        self.set_step(&step.id, slot);
         self.observer.step_finished(&record);
         self.records.push(record);
     }
