@@ -67,8 +67,9 @@ for spec in "1000 1 1" "10000 64 2"; do
     "$1" "$2" "$median" "$(sed -n 5p <<< "$sorted")" "$mem"
   if [ -n "$raw" ]; then
     limit=$(printf '%s\n' "${raws[@]}" | sort -n | sed -n 3p)
-    printf '     raw limit, wrk on %2d connections: %8d requests/s median; flowrun at %d%% of it\n' \
-      "$2" "$limit" $(( median * 100 / limit ))
+    share="no share: wrk got no answers"
+    if (( ${limit:-0} > 0 )); then share="flowrun at $(( median * 100 / limit ))% of it"; fi
+    printf '     raw limit, wrk on %2d connections: %8d requests/s median; %s\n' "$2" "${limit:-0}" "$share"
   fi
 done
 if [ -n "$raw" ]; then

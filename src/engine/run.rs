@@ -798,7 +798,7 @@ impl Run<'_> {
             _ => Map::new(),
         };
         let succeeded = matches!(ended.status, StepStatus::Ok | StepStatus::Stopped);
-        let flags = Flags {
+        let mut flags = Flags {
             succeeded,
             skipped: ended.status == StepStatus::Skipped,
             error: match &ended.status {
@@ -807,10 +807,19 @@ impl Run<'_> {
             },
             after: values.len(),
         };
+        // The journal writes the whole object: then it is made here, as the scope's own values,
+        // rather than kept beside them and copied into a whole for the journal.
+        let whole = self.log.is_some();
+        if whole {
+            flags.put_in(&mut values);
+        }
         if succeeded {
             values.extend(ended.saved.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
-        let slot = Scope::step(Value::Object(values), flags);
+        let slot = match whole {
+            true => Scope::new(Value::Object(values)),
+            false => Scope::step(Value::Object(values), flags),
+        };
         self.settle(&step.id, &ended.status);
         let record = StepRecord {
             id: step.id.clone(),

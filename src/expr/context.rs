@@ -46,6 +46,16 @@ pub struct Flags {
 const FLAG_NAMES: [&str; 4] = ["succeeded", "skipped", "failed", "error"];
 
 impl Flags {
+    /// Puts the flags in `values`, after what is there: the whole object, made at once.
+    pub fn put_in(&mut self, values: &mut serde_json::Map<String, Value>) {
+        let failed = !self.error.is_null();
+        let flags = [self.succeeded, self.skipped, failed].map(Value::Bool);
+        let error = std::mem::take(&mut self.error);
+        for (name, value) in FLAG_NAMES.into_iter().zip(flags.into_iter().chain([error])) {
+            values.insert(name.to_string(), value);
+        }
+    }
+
     fn get(&self, name: &str) -> Option<&Value> {
         const TRUE: Value = Value::Bool(true);
         const FALSE: Value = Value::Bool(false);
@@ -495,5 +505,18 @@ mod tests {
             .collect::<BTreeMap<_, _>>();
         assert_eq!(whole["consent"]["failed"], json!(true));
         assert_eq!(whole["route"], route);
+        // Made at once for the journal: the same object, key for key and in the same order.
+        let mut flags = Flags {
+            succeeded: true,
+            skipped: false,
+            error: Value::Null,
+            after: 3,
+        };
+        let mut at_once = answered.as_object().unwrap().clone();
+        flags.put_in(&mut at_once);
+        at_once.insert("psr_id".into(), json!("0JR1"));
+        at_once.insert("skipped".into(), json!("saved under a flag's name"));
+        let text = |v: &Value| serde_json::to_string(v).unwrap();
+        assert_eq!(text(&Value::Object(at_once)), text(&route));
     }
 }
