@@ -107,7 +107,7 @@ impl Scope {
     /// A step's values: `values` (an object: its answer's `status`, `headers` and `body`, then
     /// what it saved) with `flags` among them, as `steps.<id>` shows them. The flags are kept
     /// beside the object rather than put in it: four keys made and hashed for every step were
-    /// 5% of a batch run's instructions, and expressions read them without the object.
+    /// 4% of a batch run's instructions, and expressions read them without the object.
     pub fn step(values: Value, flags: Flags) -> Self {
         let step = StepPart {
             flags,
