@@ -331,18 +331,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             }
             self.start += size + 2;
         }
-        // Trailer fields, each a line, then an empty line.
+        // Trailer fields, each a line, then an empty line. A line still coming is searched from
+        // where the last search stopped, not from its start again after every read.
+        let mut searched = 0;
         loop {
-            match self.buf[self.start..self.end]
-                .windows(2)
-                .position(|w| w == b"\r\n")
-            {
-                Some(0) => {
+            let unread = &self.buf[self.start..self.end];
+            match unread[searched..].windows(2).position(|w| w == b"\r\n") {
+                Some(0) if searched == 0 => {
                     self.start += 2;
                     return Ok(body);
                 }
-                Some(line) => self.start += line + 2,
-                None if self.end - self.start < MAX_HEAD => self.fill(BUFFER).await?,
+                Some(at) => {
+                    self.start += searched + at + 2;
+                    searched = 0;
+                }
+                None if unread.len() < MAX_HEAD => {
+                    // The last byte may be the `\r` of a line break the next read completes.
+                    searched = unread.len().saturating_sub(1);
+                    self.fill(BUFFER).await?;
+                }
                 None => return Err(invalid()),
             }
         }
@@ -509,6 +516,34 @@ mod tests {
             broken.err().unwrap().to_string(),
             "invalid chunked body in the answer"
         );
+    }
+
+    #[tokio::test]
+    async fn trailer_fields_coming_in_pieces_are_read_to_their_end() {
+        // Pieces cut inside a field and between the two bytes of a line break.
+        let pieces: [&[u8]; 5] = [
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-A: 1",
+            b"\r",
+            b"\nX-B: 2\r\n\r",
+            b"\n",
+            b"HTTP/1.1 204 No Content\r\n\r\n",
+        ];
+        let (client, mut server) = tokio::io::duplex(64 * 1024);
+        tokio::spawn(async move {
+            let mut request = [0u8; 64];
+            let _ = server.read(&mut request).await;
+            for piece in pieces {
+                let _ = server.write_all(piece).await;
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        });
+        let mut conn = Conn::new(client);
+        let get = b"GET / HTTP/1.1\r\n\r\n";
+        let first = conn.exchange(get, false, 100).await.map_err(|f| f.error).unwrap();
+        assert_eq!(summary(&first).1, "ok");
+        // The trailer's end was found where it is: what follows is the next answer.
+        let next = conn.exchange(get, false, 100).await.map_err(|f| f.error).unwrap();
+        assert_eq!(next.status, 204);
     }
 
     #[tokio::test]
