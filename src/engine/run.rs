@@ -798,7 +798,7 @@ impl Run<'_> {
             _ => Map::new(),
         };
         let succeeded = matches!(ended.status, StepStatus::Ok | StepStatus::Stopped);
-        let mut flags = Flags {
+        let flags = Flags {
             succeeded,
             skipped: ended.status == StepStatus::Skipped,
             error: match &ended.status {

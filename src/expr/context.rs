@@ -46,13 +46,13 @@ pub struct Flags {
 const FLAG_NAMES: [&str; 4] = ["succeeded", "skipped", "failed", "error"];
 
 impl Flags {
-    /// Puts the flags in `values`, after what is there: the whole object, made at once.
-    pub fn put_in(&mut self, values: &mut serde_json::Map<String, Value>) {
-        let failed = !self.error.is_null();
-        let flags = [self.succeeded, self.skipped, failed].map(Value::Bool);
-        let error = std::mem::take(&mut self.error);
-        for (name, value) in FLAG_NAMES.into_iter().zip(flags.into_iter().chain([error])) {
-            values.insert(name.to_string(), value);
+    /// Puts the flags in `values`, after what is there. What the step saved goes in after
+    /// them, so a saved value of a flag's name takes the flag's place.
+    pub fn put_in(&self, values: &mut serde_json::Map<String, Value>) {
+        for name in FLAG_NAMES {
+            if let Some(value) = self.get(name) {
+                values.insert(name.to_string(), value.clone());
+            }
         }
     }
 
@@ -353,21 +353,11 @@ fn with_flags(values: &Value, flags: &Flags) -> Value {
     let Value::Object(own) = values else {
         return values.clone();
     };
+    let copied = |(k, v): (&String, &Value)| (k.clone(), v.clone());
     let mut whole = serde_json::Map::with_capacity(own.len() + FLAG_NAMES.len());
-    whole.extend(own.iter().take(flags.after).map(|(k, v)| (k.clone(), v.clone())));
-    for name in FLAG_NAMES {
-        let value = own
-            .get(name)
-            .or_else(|| flags.get(name))
-            .cloned()
-            .unwrap_or_default();
-        whole.insert(name.to_string(), value);
-    }
-    let saved = own
-        .iter()
-        .skip(flags.after)
-        .filter(|(k, _)| !FLAG_NAMES.contains(&k.as_str()));
-    whole.extend(saved.map(|(k, v)| (k.clone(), v.clone())));
+    whole.extend(own.iter().take(flags.after).map(copied));
+    flags.put_in(&mut whole);
+    whole.extend(own.iter().skip(flags.after).map(copied));
     Value::Object(whole)
 }
 
@@ -506,7 +496,7 @@ mod tests {
         assert_eq!(whole["consent"]["failed"], json!(true));
         assert_eq!(whole["route"], route);
         // Made at once for the journal: the same object, key for key and in the same order.
-        let mut flags = Flags {
+        let flags = Flags {
             succeeded: true,
             skipped: false,
             error: Value::Null,

@@ -94,7 +94,8 @@ pub(super) fn split_url(url: &str) -> Result<Target<'_>, TransportError> {
         .position(|&b| matches!(b, b'/' | b'?' | b'#'))
         .map_or(bytes.len(), |i| after + i);
     let (origin, authority, path) = (&url[..end], &url[after..end], &url[end..]);
-    // `user:password@` is for the server's eyes only in `Authorization`, never in `Host`.
+    // A URL's `user:password@` is not sent, in `Host` or anywhere (hyper did not send it
+    // either): a flow sets `Authorization` itself.
     let host_port = match authority.bytes().rposition(|b| b == b'@') {
         Some(at) => &authority[at + 1..],
         None => authority,

@@ -93,12 +93,13 @@ impl Pool {
                     let tls = super::tls_config()?;
                     let builder = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls);
                     Ok(builder
-                        .https_or_http()
+                        .https_only()
                         .enable_http1()
                         .wrap_connector(self.http.clone()))
                 });
                 open(https.clone()?, uri).await?
             }
+            // `http://`: the origin comes from `split_url`, which takes no other scheme.
             _ => MaybeHttpsStream::Http(open(self.http.clone(), uri).await?),
         };
         Ok((Box::new(Conn::new(TokioIo::new(io))), false))
