@@ -6,7 +6,7 @@ mod common;
 
 use common::{env_for, repo, service};
 use flowrun::engine::prepare_engine;
-use flowrun::engine::{BatchOptions, Controls, run_batch};
+use flowrun::engine::{BatchOptions, Controls, ResultLine, run_batch};
 use flowrun::expr::World;
 use flowrun::flow::Source;
 use flowrun::http::{DEFAULT_MAX_BODY, HttpTransport};
@@ -42,7 +42,8 @@ async fn runs_spread_over_worker_threads_and_their_counts_add_up() {
     }
     let seen: Arc<Mutex<Seen>> = Arc::default();
     let sink = seen.clone();
-    let on_result = Arc::new(move |result: Value| {
+    let on_result = Arc::new(move |result: ResultLine<'_>| {
+        let result = result.json();
         let thread = std::thread::current().name().map(str::to_string);
         let line = result["line"].as_u64().unwrap();
         let outcome = result["outcome"].as_str().unwrap().to_string();
@@ -138,7 +139,7 @@ async fn a_panic_inside_a_run_is_that_run_s_failure() {
     let input = format!("{line}\n").repeat(5);
     let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
     let sink = seen.clone();
-    let on_result = Arc::new(move |result: Value| sink.lock().unwrap().push(result));
+    let on_result = Arc::new(move |result: ResultLine<'_>| sink.lock().unwrap().push(result.json()));
     let options = BatchOptions {
         concurrency: 1,
         rate: None,

@@ -2,7 +2,7 @@
 
 use super::exit;
 use flowrun::engine::Engine;
-use flowrun::engine::{BatchOptions, BatchSummary, Controls, run_batch};
+use flowrun::engine::{BatchOptions, BatchSummary, Controls, ResultLine, run_batch};
 use flowrun::flow::parse_assignment;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
@@ -176,40 +176,27 @@ pub fn run(
         let sink_results = results.clone();
         let ordered = args.ordered.then(|| Mutex::new(InOrder::default()));
         let sink_failures = first_failures.clone();
-        let on_result = Arc::new(move |line: Value| {
+        let on_result = Arc::new(move |result: ResultLine<'_>| {
             sink_bar.inc(1);
-            // Without --results, the first failures are still shown, so a failed batch says why.
-            if sink_results.is_none() && line["outcome"] == "failed" {
+            let Some(w) = &sink_results else {
+                // Without --results the first failures are still shown, so a failed batch says
+                // why; no other run's line is made.
                 let mut f = sink_failures.lock().unwrap_or_else(|p| p.into_inner());
-                if f.len() < SHOWN_FAILURES {
-                    let step = line["step"]
-                        .as_str()
-                        .map(|s| format!(" at `{s}`"))
-                        .unwrap_or_default();
-                    let error = line["error"].as_str().unwrap_or_default();
-                    // Unusable inputs already say which line (or run) they were.
-                    let which = match (&line["line"], line["id"].as_str()) {
-                        (Value::Number(n), _) => format!("line {n}"),
-                        (_, Some(id)) => format!("run {id}"),
-                        _ => String::new(),
-                    };
-                    match error.starts_with("line ") || error.starts_with("run ") {
-                        true => f.push(error.to_string()),
-                        false => f.push(format!("{which}{step}: {error}")),
-                    }
+                if result.failed() && f.len() < SHOWN_FAILURES {
+                    f.push(first_failure(&result.json()));
                 }
-            }
-            if let Some(w) = &sink_results {
-                let mut w = w.lock().unwrap_or_else(|p| p.into_inner());
-                match &ordered {
-                    None => {
-                        let _ = writeln!(w, "{line}");
-                    }
-                    Some(order) => {
-                        let mut order = order.lock().unwrap_or_else(|p| p.into_inner());
-                        for ready in order.push(line) {
-                            let _ = writeln!(w, "{ready}");
-                        }
+                return;
+            };
+            let line = result.json();
+            let mut w = w.lock().unwrap_or_else(|p| p.into_inner());
+            match &ordered {
+                None => {
+                    let _ = writeln!(w, "{line}");
+                }
+                Some(order) => {
+                    let mut order = order.lock().unwrap_or_else(|p| p.into_inner());
+                    for ready in order.push(line) {
+                        let _ = writeln!(w, "{ready}");
                     }
                 }
             }
@@ -314,4 +301,23 @@ pub fn render_summary(name: &str, s: &BatchSummary) -> String {
         }
     }
     out
+}
+
+/// What the summary says of a failed run: `line 3 at `route`: ...` (unusable inputs say which
+/// line or run they were already).
+fn first_failure(line: &Value) -> String {
+    let step = line["step"]
+        .as_str()
+        .map(|s| format!(" at `{s}`"))
+        .unwrap_or_default();
+    let error = line["error"].as_str().unwrap_or_default();
+    let which = match (&line["line"], line["id"].as_str()) {
+        (Value::Number(n), _) => format!("line {n}"),
+        (_, Some(id)) => format!("run {id}"),
+        _ => String::new(),
+    };
+    match error.starts_with("line ") || error.starts_with("run ") {
+        true => error.to_string(),
+        false => format!("{which}{step}: {error}"),
+    }
 }

@@ -66,19 +66,44 @@ pub fn result_line(id: &RunId, report: Result<&RunReport, &str>) -> Value {
     line
 }
 
-/// The batch's result lines, as each run ends.
+/// One run's result as it ends. Its JSON line is made only when asked for: a batch without
+/// `--results` keeps only the failures' lines.
+pub struct ResultLine<'a> {
+    id: &'a RunId,
+    result: Result<&'a RunReport, &'a str>,
+    secrets: [&'a Secrets; 2],
+}
+
+impl ResultLine<'_> {
+    /// Whether the run failed (its inputs unusable included).
+    pub fn failed(&self) -> bool {
+        !matches!(self.result, Ok(r) if !matches!(r.outcome, Outcome::Failed { .. }))
+    }
+
+    /// The run's result line ([`result_line`]), the flow's and the run's secrets masked.
+    pub fn json(&self) -> Value {
+        let mut line = result_line(self.id, self.result);
+        // A run that could not run says so in words already masked.
+        if self.result.is_ok() {
+            Secrets::mask_json_all(&self.secrets, &mut line);
+        }
+        line
+    }
+}
+
+/// Hands each run's [`ResultLine`] on, as each run ends.
 struct ResultLines {
-    on_result: Arc<dyn Fn(Value) + Send + Sync>,
+    on_result: Arc<dyn Fn(ResultLine<'_>) + Send + Sync>,
     secrets: crate::base::secrets::Secrets,
 }
 
 impl RunObserver for ResultLines {
     fn run_finished(&self, id: &RunId, result: Result<&RunReport, &str>, own: &Secrets) {
-        let mut line = result_line(id, result);
-        if result.is_ok() {
-            Secrets::mask_json_all(&[&self.secrets, own], &mut line);
-        }
-        (self.on_result)(line);
+        (self.on_result)(ResultLine {
+            id,
+            result,
+            secrets: [&self.secrets, own],
+        });
     }
 }
 
@@ -135,8 +160,8 @@ impl<R: AsyncBufRead + Unpin + Send> JobSource for JsonLines<R> {
 }
 
 /// Runs the flow once per line of `lines` (each a JSON object of inputs). `base` inputs go under
-/// each line's and `overrides` over them. `on_result` gets every run's result line, in the
-/// order runs finish, from whichever worker thread ran it.
+/// each line's and `overrides` over them. `on_result` gets every run's result, in the order runs
+/// finish, from whichever worker thread ran it.
 pub async fn run_batch<R>(
     engine: Arc<Engine>,
     lines: R,
@@ -144,7 +169,7 @@ pub async fn run_batch<R>(
     overrides: Vec<(String, Value)>,
     options: BatchOptions,
     controls: Controls,
-    on_result: Arc<dyn Fn(Value) + Send + Sync>,
+    on_result: Arc<dyn Fn(ResultLine<'_>) + Send + Sync>,
 ) -> BatchSummary
 where
     R: AsyncBufRead + Unpin + Send,

@@ -23,7 +23,7 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     format!("flowrun failed inside this run (a bug in flowrun; please report it): {what}")
 }
 
-pub use batch::{MAX_LINE, run_batch};
+pub use batch::{MAX_LINE, ResultLine, run_batch};
 pub use durable::{
     DoneStatus, DoneStep, Doubt, Durable, DurableRun, Durably, Opening, Resume, RunLog, stored_request,
 };
