@@ -458,6 +458,39 @@ fn quiet_batches_print_nothing_when_every_run_passed() {
     );
 }
 
+/// Without --results, only failed runs are named, by line and step, with why (a run that failed
+/// at a step, not only one whose line was unusable); passed runs before and after it are not.
+#[test]
+fn without_results_a_run_failed_at_a_step_is_named_and_passed_ones_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    let opted_out = json!({"channel_address": "+15550100", "end_user": "+15551112222", "queue_id": "00G5g000000SimQ", "consent_status": "OptedOut"});
+    let passing = lines(2);
+    let (first, last) = passing.split_once('\n').unwrap();
+    std::fs::write(&input, format!("{first}\n{opted_out}\n{last}")).unwrap();
+    let out = bin()
+        .args([
+            "run",
+            "flows/inbound.yaml",
+            "--sim",
+            "--quiet",
+            "--concurrency",
+            "1",
+            "--inputs-jsonl",
+        ])
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "first failures (all of them, with what each run saved: --results FILE):\n  line 2 at `route`: expected status 202, got 400 (code 15103: The Messaging End User is not Fully Opted In)\n"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("inbound: 3 runs (2 passed, 0 stopped, 1 failed)")
+    );
+}
+
 /// Batch results account for everything: a blank line and a line naming a key twice are failed
 /// lines; a failed run's line keeps what it saved before failing (the conversation it created,
 /// to clean up) and the API code; the summary counts failures by step and code.

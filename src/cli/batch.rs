@@ -303,8 +303,8 @@ pub fn render_summary(name: &str, s: &BatchSummary) -> String {
     out
 }
 
-/// What the summary says of a failed run: `line 3 at `route`: ...` (unusable inputs say which
-/// line or run they were already).
+/// What the summary says of a failed run: which line or run, at which step, why (unusable
+/// inputs say which line or run they were already).
 fn first_failure(line: &Value) -> String {
     let step = line["step"]
         .as_str()

@@ -66,8 +66,8 @@ pub fn result_line(id: &RunId, report: Result<&RunReport, &str>) -> Value {
     line
 }
 
-/// One run's result as it ends. Its JSON line is made only when asked for: a batch without
-/// `--results` keeps only the failures' lines.
+/// One run's result as it ends. Its JSON line is made only when asked for: without `--results`
+/// the command line makes only the first failures' lines.
 pub struct ResultLine<'a> {
     id: &'a RunId,
     result: Result<&'a RunReport, &'a str>,
@@ -77,7 +77,10 @@ pub struct ResultLine<'a> {
 impl ResultLine<'_> {
     /// Whether the run failed (its inputs unusable included).
     pub fn failed(&self) -> bool {
-        !matches!(self.result, Ok(r) if !matches!(r.outcome, Outcome::Failed { .. }))
+        match self.result {
+            Ok(report) => matches!(report.outcome, Outcome::Failed { .. }),
+            Err(_) => true,
+        }
     }
 
     /// The run's result line ([`result_line`]), the flow's and the run's secrets masked.
