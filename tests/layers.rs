@@ -20,6 +20,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("testing", 5),
     ("service", 5),
     ("cli", 6),
+    ("allocator", 6),
 ];
 
 fn layer(module: &str) -> usize {
