@@ -181,8 +181,11 @@ pub fn run(
             let Some(w) = &sink_results else {
                 // Without --results the first failures are still shown, so a failed batch says
                 // why; no other run's line is made.
+                if !result.failed() {
+                    return;
+                }
                 let mut f = sink_failures.lock().unwrap_or_else(|p| p.into_inner());
-                if result.failed() && f.len() < SHOWN_FAILURES {
+                if f.len() < SHOWN_FAILURES {
                     f.push(first_failure(&result.json()));
                 }
                 return;
