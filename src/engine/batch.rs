@@ -83,7 +83,8 @@ impl ResultLine<'_> {
         }
     }
 
-    /// The run's result line ([`result_line`]), the flow's and the run's secrets masked.
+    /// The run's result line: its line number (or id), outcome, outputs or the failure (with
+    /// the API code and what the run saved), the flow's and the run's secrets masked.
     pub fn json(&self) -> Value {
         let mut line = result_line(self.id, self.result);
         // A run that could not run says so in words already masked.
