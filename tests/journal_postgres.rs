@@ -264,6 +264,25 @@ fn queued_runs_are_claimed_once_each_and_claimed_again_when_their_lease_runs_out
 }
 
 #[test]
+fn the_connections_open_from_an_async_worker() {
+    let pg = Postgres::start();
+    // `serve` answers GET /metrics on an async worker, and the queue's depth it reads was the
+    // lease connection's first use when no claim had come before: opening it there started a
+    // runtime within the worker's, which panicked, and the request got no answer (a CI run).
+    let depth = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let store = PostgresStore::open(&pg.url()).unwrap();
+            assert!(store.apply(&[&[queued("q", "flows/transfer.yaml", 1)]])[0].is_ok());
+            store.queued()
+        });
+    assert_eq!(depth.unwrap(), 1);
+}
+
+#[test]
 fn a_newer_schema_is_refused_and_a_bad_url_is_told() {
     let pg = Postgres::start();
     PostgresStore::open(&pg.url()).unwrap();

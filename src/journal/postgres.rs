@@ -140,40 +140,50 @@ fn with_causes(e: &tokio_postgres::Error) -> String {
 
 /// A connection to `config`'s database: the client, its socket driven on a thread of its own.
 /// Notifications (a queued run) wake `announce`.
+///
+/// That thread connects too, and hands the client back: a runtime cannot be started (to
+/// connect) on a thread that is already running one, and the first call on the lease
+/// connection, which opens it, may come from an async worker (`GET /metrics` reading the
+/// queue's depth before any claim did). Started there, the connect panicked and the request
+/// got no answer.
 fn connect(
     config: &tokio_postgres::Config,
     connector: &tokio_postgres_rustls::MakeRustlsConnect,
     place: &str,
     announce: Option<std::sync::Arc<tokio::sync::Notify>>,
 ) -> Result<Client, JournalError> {
-    let cannot = |e: tokio_postgres::Error| {
-        JournalError::Store(format!("cannot connect to {place}: {}", store_text(&e)))
-    };
+    let cannot_start =
+        |e: std::io::Error| JournalError::Store(format!("cannot start the PostgreSQL connection: {e}"));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| JournalError::Store(format!("cannot start the PostgreSQL connection: {e}")))?;
-    let connected = runtime.block_on(async {
-        tokio::time::timeout(
-            std::time::Duration::from_secs(10),
-            config.connect(connector.clone()),
-        )
-        .await
-    });
-    let (client, mut connection) = match connected {
-        Ok(result) => result.map_err(cannot)?,
-        Err(_) => {
-            return Err(JournalError::Store(format!(
-                "cannot connect to {place}: no answer within 10 s"
-            )));
-        }
-    };
+        .map_err(cannot_start)?;
+    let (config, connector, at) = (config.clone(), connector.clone(), place.to_string());
+    let (hand, handed) = std::sync::mpsc::sync_channel(1);
     std::thread::Builder::new()
         .name("flowrun-postgres".into())
         .spawn(move || {
-            // Ends when the connection closes (the client dropped, or the server gone: every
-            // call then fails with a closed connection).
             runtime.block_on(async move {
+                let connected =
+                    tokio::time::timeout(std::time::Duration::from_secs(10), config.connect(connector)).await;
+                let mut connection = match connected {
+                    Ok(Ok((client, connection))) => {
+                        let _ = hand.send(Ok(client));
+                        connection
+                    }
+                    Ok(Err(e)) => {
+                        let text = format!("cannot connect to {at}: {}", store_text(&e));
+                        let _ = hand.send(Err(JournalError::Store(text)));
+                        return;
+                    }
+                    Err(_) => {
+                        let text = format!("cannot connect to {at}: no answer within 10 s");
+                        let _ = hand.send(Err(JournalError::Store(text)));
+                        return;
+                    }
+                };
+                // Ends when the connection closes (the client dropped, or the server gone:
+                // every call then fails with a closed connection).
                 while let Some(Ok(message)) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
                     if let (tokio_postgres::AsyncMessage::Notification(_), Some(announce)) =
                         (message, &announce)
@@ -183,8 +193,12 @@ fn connect(
                 }
             });
         })
-        .map_err(|e| JournalError::Store(format!("cannot start the PostgreSQL connection: {e}")))?;
-    Ok(client)
+        .map_err(cannot_start)?;
+    handed.recv().unwrap_or_else(|_| {
+        Err(JournalError::Store(format!(
+            "cannot connect to {place}: the connection's thread ended"
+        )))
+    })
 }
 
 /// Runs `future` to its end on this thread (the connection is driven elsewhere).

@@ -204,10 +204,13 @@ async fn ready(State(s): State<Shared>) -> Response {
 }
 
 async fn metrics(State(s): State<Shared>) -> Response {
-    let text = s
-        .runtime
-        .metrics
-        .render(s.runtime.in_flight(s.max_runs), s.runtime.queue_depth());
+    // The queue's depth is a PostgreSQL round trip in a shared journal: off the async workers,
+    // as the readiness check.
+    let runtime = s.runtime.clone();
+    let depth = tokio::task::spawn_blocking(move || runtime.queue_depth())
+        .await
+        .unwrap_or(0);
+    let text = s.runtime.metrics.render(s.runtime.in_flight(s.max_runs), depth);
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)],
