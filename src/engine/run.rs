@@ -6,7 +6,7 @@ use super::outcome::{
 };
 use super::request;
 use crate::base::source::Span;
-use crate::expr::context::{Context, Flags, Frame, Scope};
+use crate::expr::context::{Answer, Context, Flags, Frame, Scope};
 use crate::expr::templates::{RenderError, Tree};
 use crate::flow::compile::{AuthSpec, CompiledFlow, CompiledStep, Cond, ForEach};
 use crate::flow::model::{DoubtPolicy, StatusSet};
@@ -375,7 +375,7 @@ struct Ended {
     /// The step's own `vars`, as rendered.
     vars: Map<String, Value>,
     /// The last response as expressions read it: `{status, headers, body}`.
-    response: Option<Value>,
+    response: Option<Answer>,
 }
 
 impl Ended {
@@ -383,7 +383,7 @@ impl Ended {
         status: StepStatus,
         attempts: Vec<Attempt>,
         saved: Map<String, Value>,
-        response: Option<Value>,
+        response: Option<Answer>,
     ) -> Self {
         Ended {
             items: Vec::new(),
@@ -397,10 +397,7 @@ impl Ended {
 
     /// A failure; the last response, if any, stays readable as `steps.<id>.status/body`.
     fn failed(error: StepError, attempts: Vec<Attempt>) -> Self {
-        let response = attempts
-            .last()
-            .and_then(|a| a.response.as_ref())
-            .map(|r| response_json(r, 0));
+        let response = attempts.last().and_then(|a| a.response.as_ref()).map(answer);
         Ended::new(StepStatus::Failed(error), attempts, Map::new(), response)
     }
 }
@@ -793,10 +790,6 @@ impl Run<'_> {
             self.observer.step_finished(&item);
             self.records.push(item);
         }
-        let mut values = match ended.response {
-            Some(Value::Object(r)) => r,
-            _ => Map::new(),
-        };
         let succeeded = matches!(ended.status, StepStatus::Ok | StepStatus::Stopped);
         let flags = Flags {
             succeeded,
@@ -805,21 +798,17 @@ impl Run<'_> {
                 StepStatus::Failed(e) => Value::String(e.to_string()),
                 _ => Value::Null,
             },
-            after: values.len(),
         };
+        let saved = match succeeded {
+            true => ended.saved.clone(),
+            false => Map::new(),
+        };
+        let mut slot = Scope::step(ended.response, saved, flags);
         // The journal writes the whole object: then it is made here, as the scope's own values,
         // rather than kept beside them and copied into a whole for the journal.
-        let whole = self.log.is_some();
-        if whole {
-            flags.put_in(&mut values);
+        if self.log.is_some() {
+            slot = Scope::new(slot.into_json());
         }
-        if succeeded {
-            values.extend(ended.saved.iter().map(|(k, v)| (k.clone(), v.clone())));
-        }
-        let slot = match whole {
-            true => Scope::new(Value::Object(values)),
-            false => Scope::step(Value::Object(values), flags),
-        };
         self.settle(&step.id, &ended.status);
         let record = StepRecord {
             id: step.id.clone(),
@@ -949,7 +938,7 @@ impl Run<'_> {
                 && matches!(ended.status, StepStatus::Ok | StepStatus::Stopped)
                 && let Some(response) = &ended.response
             {
-                let resp = Scope::new(response.clone());
+                let resp = Scope::answer(response.clone());
                 match flow.templates.truth(until, &self.ctx_with(&scope, Some(&resp))) {
                     Ok(b) => met = b,
                     Err(e) => {
@@ -1081,7 +1070,7 @@ impl Run<'_> {
             let code = api_code(&response.body_value());
             let by_code = !expected && code.is_some_and(|c| step.in_doubt.already_done.contains(&c));
             let by_answer = step.in_doubt.already_done_if.is_some_and(|id| {
-                let resp = Scope::new(response_json(response, 0));
+                let resp = Scope::answer(answer(response));
                 flow.templates.truth(id, &self.ctx_with(vars, Some(&resp))) == Ok(true)
             });
             if by_code || by_answer {
@@ -1092,7 +1081,7 @@ impl Run<'_> {
                     .iter()
                     .map(|(name, _)| (name.clone(), Value::Null))
                     .collect();
-                let response = Some(response_json(response, step.save.len()));
+                let response = Some(answer(response));
                 return Ended::new(StepStatus::Ok, attempts, saved, response);
             }
         }
@@ -1111,7 +1100,7 @@ impl Run<'_> {
             };
             return fail(StepError::new(kind, spans.status), attempts);
         }
-        let resp = Scope::new(response_json(response, step.save.len()));
+        let resp = Scope::answer(answer(response));
         let ctx = self.ctx_with(vars, Some(&resp));
         // An expression over a body that is not JSON fails on a field it cannot find: say why.
         let unreadable = |kind: FailureKind, span: Span| StepError {
@@ -1154,7 +1143,7 @@ impl Run<'_> {
             Some(Err(e)) => StepStatus::Failed(render(e, spans.stop_if)),
         };
         drop(ctx);
-        Ended::new(status, attempts, saved, Some(resp.into_json()))
+        Ended::new(status, attempts, saved, resp.into_answer())
     }
 
     /// Sends `request` with auth, retrying as the step's policy allows. The request is the same
@@ -1451,27 +1440,10 @@ fn api_body_problem(request: &HttpRequest) -> Option<(String, String)> {
     })
 }
 
-/// A response as expressions read it: `{status, headers (lowercase names), body}`, with room
-/// for the `saved` values the step adds after.
-fn response_json(resp: &HttpResponse, saved: usize) -> Value {
-    let headers: Map<String, Value> = resp
-        .headers
-        .iter()
-        .map(|(k, v)| {
-            // The HTTP transport's names are lowercase already; a scripted one's may not be.
-            let name = match k.bytes().any(|b| b.is_ascii_uppercase()) {
-                true => k.to_ascii_lowercase(),
-                false => k.clone(),
-            };
-            (name, Value::String(v.clone()))
-        })
-        .collect();
-    // Built as it is, not through `json!`, which would serialize the headers again.
-    let mut response = Map::with_capacity(3 + saved);
-    response.insert("status".into(), Value::from(resp.status));
-    response.insert("headers".into(), Value::Object(headers));
-    response.insert("body".into(), resp.body_value());
-    Value::Object(response)
+/// A response as expressions read it: `{status, headers, body}`.
+fn answer(resp: &HttpResponse) -> Answer {
+    let headers = resp.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    Answer::new(resp.status, headers, resp.body_value())
 }
 
 /// Words for a response body that is not JSON (`the response body is not JSON: <html>...`).

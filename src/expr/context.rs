@@ -15,17 +15,87 @@ use std::sync::{Arc, OnceLock};
 #[derive(Debug, Default)]
 pub struct Scope {
     json: Json,
-    /// A step's flags, kept beside `json` ([`Scope::step`]). Boxed: most scopes have none.
-    step: Option<Box<StepPart>>,
+    /// A step's answer and flags, or a response, kept beside `json` ([`Scope::step`],
+    /// [`Scope::answer`]). Boxed: most scopes have neither.
+    beside: Option<Box<Beside>>,
     jinja: OnceLock<JinjaValue>,
 }
 
 #[derive(Debug)]
-struct StepPart {
-    flags: Flags,
-    /// The scope's `json` with `flags` among its keys, made when the step's values are read
-    /// whole.
+struct Beside {
+    answer: Option<Answer>,
+    flags: Option<Flags>,
+    /// The scope's object, made when it is read whole: the answer's keys, the flags, then the
+    /// scope's own values (what a step saved).
     whole: OnceLock<Value>,
+}
+
+/// A response as expressions read it: `status`, `headers` (lowercase names) and `body`.
+///
+/// Its object, and the headers', are made only when read whole: hashing their keys into
+/// maps for every response was 3% of a batch run's instructions, and expressions read a field
+/// or two.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    status: Value,
+    headers: Vec<(String, Value)>,
+    body: Value,
+    headers_json: OnceLock<Value>,
+}
+
+impl Answer {
+    /// The answer `status`, with `headers` (any case) and `body`.
+    pub fn new<'h>(status: u16, headers: impl IntoIterator<Item = (&'h str, &'h str)>, body: Value) -> Self {
+        let headers = headers
+            .into_iter()
+            .map(|(name, value)| {
+                // The HTTP transport's names are lowercase already; a scripted one's may not be.
+                let name = match name.bytes().any(|b| b.is_ascii_uppercase()) {
+                    true => name.to_ascii_lowercase(),
+                    false => name.to_string(),
+                };
+                (name, Value::String(value.to_string()))
+            })
+            .collect();
+        Answer {
+            status: Value::from(status),
+            headers,
+            body,
+            headers_json: OnceLock::new(),
+        }
+    }
+
+    /// The field `name` (`status`, `headers` or `body`), then `rest` within it.
+    fn lookup(&self, name: &str, rest: &[Seg]) -> Option<&Value> {
+        match (name, rest.split_first()) {
+            ("status", _) => walk(&self.status, rest),
+            ("body", _) => walk(&self.body, rest),
+            // A name sent twice reads as its last value, as in the object.
+            ("headers", Some((Seg::Key(key), deeper))) => {
+                let (_, value) = self.headers.iter().rev().find(|(name, _)| name == key)?;
+                walk(value, deeper)
+            }
+            ("headers", Some((Seg::Index(_), _))) => None,
+            ("headers", None) => Some(self.headers_json()),
+            _ => None,
+        }
+    }
+
+    fn headers_json(&self) -> &Value {
+        self.headers_json
+            .get_or_init(|| Value::Object(self.headers.iter().cloned().collect()))
+    }
+
+    /// Puts `status`, `headers` and `body` in `map`, in that order.
+    fn put_in(self, map: &mut serde_json::Map<String, Value>) {
+        let headers = match self.headers_json.into_inner() {
+            Some(made) => made,
+            None => Value::Object(self.headers.into_iter().collect()),
+        };
+        map.insert("status".into(), self.status);
+        map.insert("headers".into(), headers);
+        map.insert("body".into(), self.body);
+    }
 }
 
 /// How a step ended, as `steps.<id>` shows it.
@@ -37,18 +107,14 @@ pub struct Flags {
     pub skipped: bool,
     /// `error`: the failure in words, or null; `failed` is whether there is one.
     pub error: Value,
-    /// How many of the values' first keys come before the flags (the answer's `status`,
-    /// `headers` and `body`); the rest (what the step saved) come after.
-    pub after: usize,
 }
 
 /// The flags' names, in the order `steps.<id>` shows them.
 const FLAG_NAMES: [&str; 4] = ["succeeded", "skipped", "failed", "error"];
 
 impl Flags {
-    /// Puts the flags in `values`, after what is there. What the step saved goes in after
-    /// them, so a saved value of a flag's name takes the flag's place.
-    pub fn put_in(&self, values: &mut serde_json::Map<String, Value>) {
+    /// Puts the flags in `values`, after what is there.
+    fn put_in(&self, values: &mut serde_json::Map<String, Value>) {
         for name in FLAG_NAMES {
             if let Some(value) = self.get(name) {
                 values.insert(name.to_string(), value.clone());
@@ -85,6 +151,13 @@ impl Json {
             Json::Shared(v) => v,
         }
     }
+
+    fn into_value(self) -> Value {
+        match self {
+            Json::Own(v) => v,
+            Json::Shared(v) => Arc::unwrap_or_clone(v),
+        }
+    }
 }
 
 impl Default for Json {
@@ -104,31 +177,45 @@ impl Scope {
         Self::of(Json::Shared(json), None)
     }
 
-    /// A step's values: `values` (an object: its answer's `status`, `headers` and `body`, then
-    /// what it saved) with `flags` among them, as `steps.<id>` shows them. The flags are kept
-    /// beside the object rather than put in it: four keys made and hashed for every step were
-    /// 4% of a batch run's instructions, and expressions read them without the object.
-    pub fn step(values: Value, flags: Flags) -> Self {
-        let step = StepPart {
-            flags,
+    /// A response, as `response` shows it.
+    pub fn answer(answer: Answer) -> Self {
+        let beside = Beside {
+            answer: Some(answer),
+            flags: None,
             whole: OnceLock::new(),
         };
-        Self::of(Json::Own(values), Some(Box::new(step)))
+        Self::of(Json::Own(Value::Null), Some(Box::new(beside)))
     }
 
-    fn of(json: Json, step: Option<Box<StepPart>>) -> Self {
+    /// A step's values as `steps.<id>` shows them: its `answer`'s `status`, `headers` and
+    /// `body`, its `flags`, then what it `saved` (which hides an answer's field or a flag of
+    /// its name). They are kept apart rather than put in one object: the flags' four keys made
+    /// and hashed for every step were 4% of a batch run's instructions, and expressions read
+    /// them without the object.
+    pub fn step(answer: Option<Answer>, saved: serde_json::Map<String, Value>, flags: Flags) -> Self {
+        let beside = Beside {
+            answer,
+            flags: Some(flags),
+            whole: OnceLock::new(),
+        };
+        Self::of(Json::Own(Value::Object(saved)), Some(Box::new(beside)))
+    }
+
+    fn of(json: Json, beside: Option<Box<Beside>>) -> Self {
         Scope {
             json,
-            step,
+            beside,
             jinja: OnceLock::new(),
         }
     }
 
-    /// The part's values as JSON (a step's with its flags).
+    /// The part's values as JSON (a step's with its answer and flags).
     pub fn json(&self) -> &Value {
-        match &self.step {
+        match &self.beside {
             None => self.own(),
-            Some(step) => step.whole.get_or_init(|| with_flags(self.own(), &step.flags)),
+            Some(beside) => beside
+                .whole
+                .get_or_init(|| whole(beside.answer.clone(), beside.flags.as_ref(), self.own().clone())),
         }
     }
 
@@ -138,11 +225,15 @@ impl Scope {
 
     /// The value at `path`, if every part of it exists.
     fn lookup(&self, path: &[Seg]) -> Option<&Value> {
-        match (&self.step, path.split_first()) {
-            // A saved value of a flag's name hides the flag, as it does in the whole object.
-            (Some(step), Some((Seg::Key(name), rest))) => match walk(self.own(), &path[..1]) {
+        match (&self.beside, path.split_first()) {
+            // What a step saved hides its answer's field or its flag of that name, as it does
+            // in the whole object.
+            (Some(beside), Some((Seg::Key(name), rest))) => match walk(self.own(), &path[..1]) {
                 Some(value) => walk(value, rest),
-                None => walk(step.flags.get(name)?, rest),
+                None => match beside.answer.as_ref().and_then(|a| a.lookup(name, rest)) {
+                    Some(value) => Some(value),
+                    None => walk(beside.flags.as_ref()?.get(name)?, rest),
+                },
             },
             _ => walk(self.json(), path),
         }
@@ -150,21 +241,42 @@ impl Scope {
 
     /// Gives back the JSON, dropping the MiniJinja form.
     pub fn into_json(self) -> Value {
-        if let Some(step) = self.step {
-            return match step.whole.into_inner() {
-                Some(whole) => whole,
-                None => with_flags(self.json.as_value(), &step.flags),
-            };
+        let own = self.json.into_value();
+        let Some(beside) = self.beside else {
+            return own;
+        };
+        match beside.whole.into_inner() {
+            Some(whole) => whole,
+            None => whole(beside.answer, beside.flags.as_ref(), own),
         }
-        match self.json {
-            Json::Own(v) => v,
-            Json::Shared(v) => Arc::unwrap_or_clone(v),
-        }
+    }
+
+    /// Gives back the response a scope made by [`Scope::answer`] or [`Scope::step`] holds.
+    pub fn into_answer(self) -> Option<Answer> {
+        self.beside?.answer
     }
 
     fn jinja(&self) -> &JinjaValue {
         self.jinja.get_or_init(|| to_jinja(self.json()))
     }
+}
+
+/// The object a scope with an answer or flags reads as whole: the answer's keys, the flags,
+/// then `own`'s keys (a key already there keeps its place and takes `own`'s value).
+fn whole(answer: Option<Answer>, flags: Option<&Flags>, own: Value) -> Value {
+    let own = match own {
+        Value::Object(own) => own,
+        _ => serde_json::Map::new(),
+    };
+    let mut whole = serde_json::Map::with_capacity(3 + FLAG_NAMES.len() + own.len());
+    if let Some(answer) = answer {
+        answer.put_in(&mut whole);
+    }
+    if let Some(flags) = flags {
+        flags.put_in(&mut whole);
+    }
+    whole.extend(own);
+    Value::Object(whole)
 }
 
 /// What one render reads.
@@ -247,7 +359,7 @@ impl<'a> Context<'a> {
                 "inputs" => walk(inputs.json(), path),
                 "params" => walk(frame.as_ref()?.params.json(), path),
                 "vars" => walk(vars.json(), path),
-                "response" => walk(response.as_ref()?.json(), path),
+                "response" => response.as_ref()?.lookup(path),
                 "steps" => {
                     let prefix = frame.as_ref().map_or("", |f| f.prefix);
                     // The common case, a flow's own step by its id, without building the id.
@@ -347,20 +459,6 @@ fn nested_steps(steps: &BTreeMap<String, Scope>, prefix: &str) -> BTreeMap<Strin
     out
 }
 
-/// `values` with `flags` put in after their first `flags.after` keys: the object
-/// `steps.<id>` is.
-fn with_flags(values: &Value, flags: &Flags) -> Value {
-    let Value::Object(own) = values else {
-        return values.clone();
-    };
-    let copied = |(k, v): (&String, &Value)| (k.clone(), v.clone());
-    let mut whole = serde_json::Map::with_capacity(own.len() + FLAG_NAMES.len());
-    whole.extend(own.iter().take(flags.after).map(copied));
-    flags.put_in(&mut whole);
-    whole.extend(own.iter().skip(flags.after).map(copied));
-    Value::Object(whole)
-}
-
 fn walk<'v>(mut at: &'v Value, path: &[Seg]) -> Option<&'v Value> {
     for seg in path {
         at = match (seg, at) {
@@ -419,27 +517,32 @@ mod tests {
         }
     }
 
+    fn accepted() -> Answer {
+        let headers = [("content-type", "application/json"), ("x-request-id", "r-1")];
+        Answer::new(202, headers, json!({"success": true}))
+    }
+
     #[test]
     fn a_steps_flags_read_as_keys_of_its_values_in_their_place() {
-        let answered = json!({"status": 202, "headers": {}, "body": {"success": true}});
-        let mut values = answered.as_object().unwrap().clone();
-        values.insert("psr_id".into(), json!("0JR1"));
-        values.insert("skipped".into(), json!("saved under a flag's name"));
-        let flags = Flags {
+        let mut saved = Map::new();
+        saved.insert("psr_id".into(), json!("0JR1"));
+        saved.insert("skipped".into(), json!("saved under a flag's name"));
+        let flags = || Flags {
             succeeded: true,
             skipped: false,
             error: Value::Null,
-            after: 3,
         };
         let failed = Flags {
             succeeded: false,
             skipped: false,
             error: json!("step `consent` failed"),
-            after: 0,
         };
         let steps: BTreeMap<String, Scope> = [
-            ("route".to_string(), Scope::step(Value::Object(values), flags)),
-            ("consent".to_string(), Scope::step(json!({}), failed)),
+            (
+                "route".to_string(),
+                Scope::step(Some(accepted()), saved.clone(), flags()),
+            ),
+            ("consent".to_string(), Scope::step(None, Map::new(), failed)),
         ]
         .into();
         let (inputs, vars) = (Scope::default(), Scope::default());
@@ -451,7 +554,9 @@ mod tests {
         assert_eq!(at(&["route", "succeeded"]), Some(json!(true)));
         assert_eq!(at(&["route", "failed"]), Some(json!(false)));
         assert_eq!(at(&["route", "error"]), Some(Value::Null));
+        assert_eq!(at(&["route", "status"]), Some(json!(202)));
         assert_eq!(at(&["route", "body", "success"]), Some(json!(true)));
+        assert_eq!(at(&["route", "headers", "x-request-id"]), Some(json!("r-1")));
         assert_eq!(at(&["route", "psr_id"]), Some(json!("0JR1")));
         // What the step saved under a flag's name is what the name reads.
         assert_eq!(
@@ -459,6 +564,7 @@ mod tests {
             Some(json!("saved under a flag's name"))
         );
         assert_eq!(at(&["route", "error", "deeper"]), None);
+        assert_eq!(at(&["route", "status", "deeper"]), None);
         assert_eq!(at(&["consent", "failed"]), Some(json!(true)));
         assert_eq!(at(&["consent", "error"]), Some(json!("step `consent` failed")));
         assert_eq!(at(&["consent", "status"]), None);
@@ -481,6 +587,10 @@ mod tests {
         );
         assert_eq!(route["skipped"], json!("saved under a flag's name"));
         assert_eq!(
+            route["headers"],
+            json!({"content-type": "application/json", "x-request-id": "r-1"})
+        );
+        assert_eq!(
             at(&["consent"]),
             Some(
                 json!({"succeeded": false, "skipped": false, "failed": true, "error": "step `consent` failed"})
@@ -488,6 +598,7 @@ mod tests {
         );
         // The template engine sees them too.
         assert!(ctx.resolves("steps.consent.failed") && ctx.resolves("steps.route.psr_id"));
+        assert!(ctx.resolves("steps.route.headers.x-request-id"));
         assert!(!ctx.resolves("steps.consent.psr_id"));
         let whole = steps
             .into_iter()
@@ -495,18 +606,55 @@ mod tests {
             .collect::<BTreeMap<_, _>>();
         assert_eq!(whole["consent"]["failed"], json!(true));
         assert_eq!(whole["route"], route);
-        // Made at once for the journal: the same object, key for key and in the same order.
-        let flags = Flags {
-            succeeded: true,
-            skipped: false,
-            error: Value::Null,
-            after: 3,
-        };
-        let mut at_once = answered.as_object().unwrap().clone();
-        flags.put_in(&mut at_once);
-        at_once.insert("psr_id".into(), json!("0JR1"));
-        at_once.insert("skipped".into(), json!("saved under a flag's name"));
+        // Made at once for the journal (never read before): the same object, key for key and
+        // in the same order.
+        let at_once = Scope::step(Some(accepted()), saved, flags()).into_json();
         let text = |v: &Value| serde_json::to_string(v).unwrap();
-        assert_eq!(text(&Value::Object(at_once)), text(&route));
+        assert_eq!(text(&at_once), text(&route));
+    }
+
+    #[test]
+    fn a_response_reads_as_the_object_it_was_field_by_field_and_whole() {
+        // A scripted transport's names may have capitals; a name may come twice.
+        let headers = [
+            ("Content-Type", "application/json"),
+            ("set-cookie", "a=1"),
+            ("Set-Cookie", "b=2"),
+        ];
+        let body = json!({"id": "0Mw1", "items": [{"n": 1}]});
+        let answer = Answer::new(400, headers, body.clone());
+        // The object built at once, as every response was before.
+        let expected = json!({
+            "status": 400,
+            "headers": {"content-type": "application/json", "set-cookie": "b=2"},
+            "body": body,
+        });
+        let (inputs, vars, steps) = (Scope::default(), Scope::default(), BTreeMap::new());
+        let response = Scope::answer(answer.clone());
+        let ctx = Context::from_parts(&inputs, &vars, &steps, Some(&response));
+        let key = |k: &str| Seg::Key(k.to_string());
+        let at = |path: &[Seg]| ctx.lookup("response", path).cloned();
+        assert_eq!(at(&[key("status")]), Some(json!(400)));
+        assert_eq!(
+            at(&[key("headers"), key("content-type")]),
+            Some(json!("application/json"))
+        );
+        assert_eq!(at(&[key("headers"), key("set-cookie")]), Some(json!("b=2")));
+        assert_eq!(at(&[key("headers"), key("Content-Type")]), None);
+        assert_eq!(at(&[key("headers"), Seg::Index(0)]), None);
+        assert_eq!(
+            at(&[key("body"), key("items"), Seg::Index(0), key("n")]),
+            Some(json!(1))
+        );
+        assert_eq!(at(&[key("body"), key("missing")]), None);
+        assert_eq!(at(&[key("succeeded")]), None);
+        assert_eq!(at(&[key("headers")]), Some(expected["headers"].clone()));
+        assert_eq!(at(&[]), Some(expected.clone()));
+        assert!(ctx.resolves("response.body.id") && !ctx.resolves("response.body.nope"));
+        let text = |v: &Value| serde_json::to_string(v).unwrap();
+        assert_eq!(text(&Scope::answer(answer.clone()).into_json()), text(&expected));
+        assert_eq!(text(&response.into_json()), text(&expected));
+        let back = Scope::answer(answer).into_answer().unwrap();
+        assert_eq!(text(&Scope::answer(back).into_json()), text(&expected));
     }
 }
