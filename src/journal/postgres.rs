@@ -154,15 +154,19 @@ fn connect(
 ) -> Result<Client, JournalError> {
     let cannot_start =
         |e: std::io::Error| JournalError::Store(format!("cannot start the PostgreSQL connection: {e}"));
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(cannot_start)?;
     let (config, connector, at) = (config.clone(), connector.clone(), place.to_string());
     let (hand, handed) = std::sync::mpsc::sync_channel(1);
     std::thread::Builder::new()
         .name("flowrun-postgres".into())
         .spawn(move || {
+            // Made and dropped on this thread too: neither may happen on an async worker.
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    let _ = hand.send(Err(cannot_start(e)));
+                    return;
+                }
+            };
             runtime.block_on(async move {
                 let connected =
                     tokio::time::timeout(std::time::Duration::from_secs(10), config.connect(connector)).await;
@@ -771,8 +775,8 @@ impl Store for PostgresStore {
     }
 }
 
-/// Claims and lease renewals, on a connection of their own, opened the first time a service
-/// claims (never by `flowrun runs`). The journal calls them without waiting for its writes: a
+/// Claims, lease renewals and the queue's depth, on a connection of their own, opened the
+/// first time a service claims or reads the depth (never by `flowrun runs`). The journal calls them without waiting for its writes: a
 /// renewal that waited behind a long write could come after the lease ran out, and another
 /// instance would claim runs this one is running.
 struct Leases {
