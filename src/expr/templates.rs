@@ -776,7 +776,7 @@ mod tests {
     /// fast forms and from just outside them, over scopes of every JSON kind.
     #[test]
     fn fast_answers_are_minijinja_answers() {
-        use crate::expr::context::Scope;
+        use crate::expr::context::{Answer, Flags, Scope};
         use proptest::prelude::*;
         use proptest::test_runner::{Config, TestRunner};
         use std::collections::BTreeMap;
@@ -829,6 +829,12 @@ mod tests {
             "vars.a",
             "vars.z",
             "steps.route.succeeded",
+            "steps.route.failed",
+            "steps.route.error",
+            "steps.route.status",
+            "steps.route.body.a",
+            "steps.route.headers.etag",
+            "steps.route.headers",
             "steps.route.a",
             "steps.route.z",
             "steps.nope.a",
@@ -836,6 +842,11 @@ mod tests {
             "response.body.a",
             "response.body.z",
             "response.status",
+            "response.headers.etag",
+            "response.headers['x-a']",
+            "response.headers.ETag",
+            "response.headers",
+            "response",
             "params.a",
         ]);
         let atoms = prop_oneof![
@@ -871,7 +882,13 @@ mod tests {
             failure_persistence: None,
             ..Config::default()
         });
-        let scopes = (object(), object(), object(), object(), any::<bool>());
+        // A step's saved values may take the name of its answer's fields or of its flags.
+        let saved = prop::collection::btree_map(
+            prop::sample::select(vec!["a", "b", "status", "body", "succeeded", "error"]),
+            leaf(),
+            0..4,
+        );
+        let scopes = (object(), object(), saved, object(), any::<bool>());
         runner
             .run(
                 &(scopes, expr),
@@ -880,12 +897,20 @@ mod tests {
                     let Ok(id) = t.expression(&text, 1) else {
                         return Ok(());
                     };
-                    let mut slot = route.as_object().cloned().unwrap_or_default();
-                    slot.insert("succeeded".into(), json!(true));
+                    // The answers' fields are read where they are, and MiniJinja reads the
+                    // objects made of them: the two must agree.
+                    let headers = [("ETag", "\"v1\""), ("etag", "\"v2\""), ("x-a", "1")];
+                    let answer = || Answer::new(202, headers, body.clone());
+                    let saved = route.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+                    let flags = Flags {
+                        succeeded: true,
+                        skipped: false,
+                        error: Value::Null,
+                    };
                     let (inputs, vars) = (Scope::new(inputs), Scope::new(vars));
                     let steps: BTreeMap<String, Scope> =
-                        [("route".to_string(), Scope::new(Value::Object(slot)))].into();
-                    let response = Scope::new(json!({"status": 202, "body": body}));
+                        [("route".to_string(), Scope::step(Some(answer()), saved, flags))].into();
+                    let response = Scope::answer(answer());
                     let ctx = Context::from_parts(&inputs, &vars, &steps, responded.then_some(&response));
                     asked.fetch_add(1, Ordering::Relaxed);
                     let Some(fast) = t.entries[id.0].fast.as_ref().and_then(|f| f.eval(&ctx, &rt)) else {
