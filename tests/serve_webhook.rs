@@ -346,6 +346,71 @@ async fn on_a_shared_journal_an_event_lands_on_any_instance_and_runs_once() {
     assert_eq!(claimed(&a) + claimed(&b), 11, "{}\n{}", a.output(), b.output());
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_journal_that_waits_holds_up_its_events_and_nothing_else() {
+    use std::io::{BufRead, Write};
+    let pg = tokio::task::spawn_blocking(postgres::Postgres::start)
+        .await
+        .unwrap();
+    let server = service().await;
+    let (_child, _out, _, addr) = start_hook(&server, &pg.url(), &[]).await;
+    // Another session takes the runs table and keeps it: every read and write of it waits.
+    let mut session = pg.session();
+    let mut sql = session.stdin.take().unwrap();
+    writeln!(
+        sql,
+        "BEGIN; LOCK TABLE runs IN ACCESS EXCLUSIVE MODE; SELECT 'locked';"
+    )
+    .unwrap();
+    let mut said = std::io::BufReader::new(session.stdout.take().unwrap());
+    let mut line = String::new();
+    said.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "locked");
+
+    // More events than the service has async workers (one a core): each waits for the journal.
+    let body = event("RoutingRequested", Duration::ZERO);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let waiting: Vec<_> = (0..cores + 2)
+        .map(|i| {
+            let (addr, body, id) = (addr.clone(), body.clone(), format!("held-{i}"));
+            tokio::spawn(
+                async move { exchange(&addr, "POST", "/events", &signed(&id, &body, KEY), &body).await },
+            )
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        waiting.iter().all(|w| !w.is_finished()),
+        "the events did not wait for the journal"
+    );
+    // The probes and metrics still answer at once.
+    for path in ["/healthz", "/metrics"] {
+        let asked = tokio::time::timeout(Duration::from_secs(3), exchange(&addr, "GET", path, &[], b""));
+        let (status, _) = asked
+            .await
+            .unwrap_or_else(|_| panic!("GET {path}: no answer in 3 s"));
+        assert_eq!(status, 200, "GET {path}");
+    }
+
+    // The table let go, every event is taken and runs.
+    writeln!(sql, "COMMIT;").unwrap();
+    drop(sql);
+    for (i, w) in waiting.into_iter().enumerate() {
+        let (status, answer) = tokio::time::timeout(Duration::from_secs(10), w)
+            .await
+            .expect("an event still waits after the journal let go")
+            .unwrap();
+        assert_eq!(status, 202, "held-{i}: {answer}");
+    }
+    for i in 0..cores + 2 {
+        let state = settled(&addr, &format!("held-{i}")).await;
+        assert_eq!(state["status"], "passed", "{state}");
+    }
+    let (_, metrics) = exchange(&addr, "GET", "/metrics", &[], b"").await;
+    assert!(metrics.lines().any(|l| l == "flowrun_queue_depth 0"), "{metrics}");
+    let _ = session.wait();
+}
+
 /// Reads what the service sends on `stream` until it closes it (at most `limit`); `None` when
 /// it was still open then.
 async fn until_closed(stream: &mut tokio::net::TcpStream, limit: Duration) -> Option<String> {

@@ -556,6 +556,9 @@ struct Inner {
     store: Mutex<Box<dyn Store>>,
     /// The store's claims and leases, when it has them apart from its writes.
     leases: Option<std::sync::Arc<dyn LeaseStore>>,
+    /// Whether several processes share the store: asked once, so that asking again does not
+    /// wait for the store's lock (held by the writer for a whole transaction).
+    shared: bool,
     pending: Mutex<Pending>,
     /// Wakes the writer thread when there is something to write.
     wake: std::sync::Condvar,
@@ -596,6 +599,7 @@ impl Journal {
         Journal {
             inner: std::sync::Arc::new(Inner {
                 leases: store.leases(),
+                shared: store.shared(),
                 store: Mutex::new(store),
                 pending: Mutex::new(Pending::default()),
                 wake: std::sync::Condvar::new(),
@@ -875,7 +879,7 @@ impl Journal {
 
     /// Whether processes on several machines share the journal (see [`Store::shared`]).
     pub fn shared(&self) -> bool {
-        self.lock_store().shared()
+        self.inner.shared
     }
 
     /// Takes the lead of `name` for this process's life (see [`Store::lead`]).

@@ -170,10 +170,11 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Everything, in the OpenMetrics text format; `in_flight` is the number of runs now,
-    /// `queue_depth` the runs queued in a shared journal.
-    pub fn render(&self, in_flight: usize, queue_depth: u64) -> String {
-        self.queue_depth
-            .set(i64::try_from(queue_depth).unwrap_or(i64::MAX));
+    /// `queue_depth` the runs queued in a shared journal (`None`: the depth last read stands).
+    pub fn render(&self, in_flight: usize, queue_depth: Option<u64>) -> String {
+        if let Some(depth) = queue_depth {
+            self.queue_depth.set(i64::try_from(depth).unwrap_or(i64::MAX));
+        }
         let since = crate::journal::now_ms() - self.last_seen_ms.load(Ordering::Relaxed);
         self.since_last.set(since.max(0) as f64 / 1000.0);
         self.in_flight.set(i64::try_from(in_flight).unwrap_or(i64::MAX));
@@ -242,7 +243,7 @@ mod tests {
         m.received.inc();
         m.received.inc();
         m.stopped.inc();
-        let text = m.render(3, 7);
+        let text = m.render(3, Some(7));
         for line in [
             "# TYPE flowrun_events counter",
             "flowrun_events_total{outcome=\"received\"} 2",

@@ -174,6 +174,8 @@ pub struct Runtime {
     /// gets it: claims are made in batches, ahead of the slots, not one per freed slot.
     claimed_ahead: std::sync::atomic::AtomicUsize,
     room: tokio::sync::Notify,
+    /// A read of the queue's depth is under way (see [`Runtime::queue_depth_within`]).
+    depth_asked: Arc<AtomicBool>,
 }
 
 /// Why a service could not start: every problem found, each in one line or more.
@@ -252,6 +254,7 @@ impl Runtime {
             max_runs: max_runs.max(1),
             claimed_ahead: Default::default(),
             room: Default::default(),
+            depth_asked: Default::default(),
         })
     }
 
@@ -585,6 +588,30 @@ impl Runtime {
     /// Runs in the shared journal's queue now (0 when the journal is not shared).
     pub fn queue_depth(&self) -> u64 {
         self.shared_journal().and_then(|j| j.queued().ok()).unwrap_or(0)
+    }
+
+    /// [`Runtime::queue_depth`], read off the async workers (a PostgreSQL round trip) and
+    /// waited for `limit` at most: `None` when it takes longer (the table locked, the server
+    /// slow), or while an earlier read that took longer is still under way, so that a scrape
+    /// never waits on the journal and scrapes do not pile reads up.
+    pub async fn queue_depth_within(&self, limit: Duration) -> Option<u64> {
+        let journal = self.shared_journal()?.clone();
+        if self.depth_asked.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        /// Lets the next read be asked when this one ends, however it ends.
+        struct Done(Arc<AtomicBool>);
+        impl Drop for Done {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        let done = Done(self.depth_asked.clone());
+        let read = tokio::task::spawn_blocking(move || {
+            let _done = done;
+            journal.queued().unwrap_or(0)
+        });
+        tokio::time::timeout(limit, read).await.ok()?.ok()
     }
 
     /// Runs the journal left unfinished (a crash, a stop after the grace period) for this

@@ -11,6 +11,7 @@ use axum::routing::{get, post};
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The most bytes an event body may have.
 pub const MAX_BODY: usize = 1 << 20;
@@ -108,7 +109,21 @@ async fn receive(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Re
         fields,
     };
     let id = event.id.clone();
-    match s.runtime.take(event) {
+    // Off the async workers: taking an event reads and writes the journal (a PostgreSQL round
+    // trip, or a wait for the writer), and events waiting there held up every worker, so the
+    // probes, the metrics and the runs' own requests waited too.
+    let runtime = s.runtime.clone();
+    let taken = match tokio::task::spawn_blocking(move || runtime.take(event)).await {
+        Ok(taken) => taken,
+        Err(_) => {
+            let error = "the event could not be taken: send it again";
+            return answer(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!({ "run_id": id, "error": error }),
+            );
+        }
+    };
+    match taken {
         Taken::Started(id) => answer(StatusCode::ACCEPTED, json!({ "run_id": id, "status": "running" })),
         Taken::Queued(id) => answer(StatusCode::ACCEPTED, json!({ "run_id": id, "status": "queued" })),
         Taken::Duplicate(status) => answer(
@@ -180,7 +195,12 @@ fn hex(text: &str) -> Option<Vec<u8>> {
 }
 
 async fn run_state(State(s): State<Shared>, Path(id): Path<String>) -> Response {
-    match s.runtime.state(&id) {
+    // Off the async workers, as an event is taken: the journal may be asked.
+    let (runtime, asked) = (s.runtime.clone(), id.clone());
+    let state = tokio::task::spawn_blocking(move || runtime.state(&asked))
+        .await
+        .unwrap_or(None);
+    match state {
         Some(status) => answer(StatusCode::OK, json!({ "run_id": id, "status": status })),
         None => answer(
             StatusCode::NOT_FOUND,
@@ -204,12 +224,8 @@ async fn ready(State(s): State<Shared>) -> Response {
 }
 
 async fn metrics(State(s): State<Shared>) -> Response {
-    // The queue's depth is a PostgreSQL round trip in a shared journal: off the async workers,
-    // as the readiness check.
-    let runtime = s.runtime.clone();
-    let depth = tokio::task::spawn_blocking(move || runtime.queue_depth())
-        .await
-        .unwrap_or(0);
+    // Not waited for more than a second: the depth last read stands.
+    let depth = s.runtime.queue_depth_within(Duration::from_secs(1)).await;
     let text = s.runtime.metrics.render(s.runtime.in_flight(s.max_runs), depth);
     (
         StatusCode::OK,

@@ -268,6 +268,27 @@ impl Postgres {
         format!("postgres://flowrun@127.0.0.1:{}/flowrun", self.port)
     }
 
+    /// A psql session that stays open, reading SQL from its stdin (rows unaligned, no headers,
+    /// on its stdout): to hold a lock while a test watches what waits on it.
+    pub fn session(&self) -> std::process::Child {
+        Command::new(self.bin.join("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "flowrun",
+                "-d",
+                "flowrun",
+            ])
+            .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     /// `sql` run with psql: its output, rows unaligned, no headers.
     pub fn query(&self, sql: &str) -> String {
         let out = Command::new(self.bin.join("psql"))
