@@ -406,8 +406,6 @@ async fn a_journal_that_waits_holds_up_its_events_and_nothing_else() {
         let state = settled(&addr, &format!("held-{i}")).await;
         assert_eq!(state["status"], "passed", "{state}");
     }
-    let (_, metrics) = exchange(&addr, "GET", "/metrics", &[], b"").await;
-    assert!(metrics.lines().any(|l| l == "flowrun_queue_depth 0"), "{metrics}");
     let _ = session.wait();
 }
 

@@ -585,15 +585,11 @@ impl Runtime {
         }
     }
 
-    /// Runs in the shared journal's queue now (0 when the journal is not shared).
-    pub fn queue_depth(&self) -> u64 {
-        self.shared_journal().and_then(|j| j.queued().ok()).unwrap_or(0)
-    }
-
-    /// [`Runtime::queue_depth`], read off the async workers (a PostgreSQL round trip) and
-    /// waited for `limit` at most: `None` when it takes longer (the table locked, the server
-    /// slow), or while an earlier read that took longer is still under way, so that a scrape
-    /// never waits on the journal and scrapes do not pile reads up.
+    /// The runs in the shared journal's queue now, read off the async workers (a PostgreSQL
+    /// round trip) and waited for `limit` at most. `None` when the journal is not shared, when
+    /// the read fails or takes longer (the table locked, the server slow), or while an earlier
+    /// read that took longer is still under way: a scrape never waits on the journal, and
+    /// scrapes do not pile reads up.
     pub async fn queue_depth_within(&self, limit: Duration) -> Option<u64> {
         let journal = self.shared_journal()?.clone();
         if self.depth_asked.swap(true, Ordering::AcqRel) {
@@ -609,9 +605,9 @@ impl Runtime {
         let done = Done(self.depth_asked.clone());
         let read = tokio::task::spawn_blocking(move || {
             let _done = done;
-            journal.queued().unwrap_or(0)
+            journal.queued().ok()
         });
-        tokio::time::timeout(limit, read).await.ok()?.ok()
+        tokio::time::timeout(limit, read).await.ok()?.ok()?
     }
 
     /// Runs the journal left unfinished (a crash, a stop after the grace period) for this
