@@ -268,21 +268,20 @@ impl Postgres {
         format!("postgres://flowrun@127.0.0.1:{}/flowrun", self.port)
     }
 
+    /// psql on the `flowrun` database: rows unaligned, no headers, stopping at the first error.
+    fn psql(&self) -> Command {
+        let mut psql = Command::new(self.bin.join("psql"));
+        let port = self.port.to_string();
+        psql.args(["-h", "127.0.0.1", "-p", &port, "-U", "flowrun", "-d", "flowrun"])
+            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1"]);
+        psql
+    }
+
     /// A psql session that stays open, reading SQL from its stdin (rows unaligned, no headers,
     /// on its stdout): to hold a lock while a test watches what waits on it.
     pub fn session(&self) -> std::process::Child {
-        Command::new(self.bin.join("psql"))
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "flowrun",
-                "-d",
-                "flowrun",
-            ])
-            .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1"])
+        self.psql()
+            .arg("-q")
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -291,20 +290,7 @@ impl Postgres {
 
     /// `sql` run with psql: its output, rows unaligned, no headers.
     pub fn query(&self, sql: &str) -> String {
-        let out = Command::new(self.bin.join("psql"))
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "flowrun",
-                "-d",
-                "flowrun",
-            ])
-            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
-            .output()
-            .unwrap();
+        let out = self.psql().args(["-c", sql]).output().unwrap();
         assert!(
             out.status.success(),
             "psql: {}",
