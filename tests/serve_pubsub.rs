@@ -14,7 +14,7 @@ mod postgres;
 #[path = "common/serve.rs"]
 mod serve;
 
-use common::{exchange, repo};
+use common::{answered_at_once, exchange, repo};
 use flowrun::service::LEASE;
 use serde_json::{Value, json};
 use serve::{Process, ended, post, serve, simulator, simulator_with, state};
@@ -544,4 +544,30 @@ async fn two_instances_on_postgres_one_subscribes_the_other_takes_over_after_kil
         pg.query("SELECT status, count(*) FROM runs GROUP BY status"),
         "passed|2"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_one_worker_an_event_waiting_on_the_journal_holds_up_nothing_else() {
+    let pg = tokio::task::spawn_blocking(postgres::Postgres::start)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (_sim, sim, mut env) = simulator_with(&dir, |_| {}).await;
+    // One async worker (tokio reads TOKIO_WORKER_THREADS), as on a one-core machine: whatever
+    // the subscriber waits for on it, everything else would wait for too.
+    env.push(("TOKIO_WORKER_THREADS".into(), "1".into()));
+    let (service, addr) = serve("flows/transfer.service.yaml", &pg.url(), &env).await;
+    // Another session holds the runs table; an event comes meanwhile.
+    let locked = pg.lock_runs();
+    post(
+        &sim,
+        "/sim/transfer",
+        json!({ "eventUuid": "evt-held", "target": "queue" }),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    answered_at_once(&addr, &["/healthz", "/metrics"]).await;
+    // The table let go, the event runs.
+    locked.release();
+    assert_eq!(ended(&addr, "evt-held").await, "passed", "{}", service.output());
 }

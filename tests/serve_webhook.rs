@@ -10,7 +10,7 @@ mod postgres;
 #[path = "common/serve.rs"]
 mod serve;
 
-use common::{env_for, exchange, received, service};
+use common::{answered_at_once, env_for, exchange, received, service};
 use hmac::{KeyInit, Mac};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -348,24 +348,13 @@ async fn on_a_shared_journal_an_event_lands_on_any_instance_and_runs_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_journal_that_waits_holds_up_its_events_and_nothing_else() {
-    use std::io::{BufRead, Write};
     let pg = tokio::task::spawn_blocking(postgres::Postgres::start)
         .await
         .unwrap();
     let server = service().await;
     let (_child, _out, _, addr) = start_hook(&server, &pg.url(), &[]).await;
-    // Another session takes the runs table and keeps it: every read and write of it waits.
-    let mut session = pg.session();
-    let mut sql = session.stdin.take().unwrap();
-    writeln!(
-        sql,
-        "BEGIN; LOCK TABLE runs IN ACCESS EXCLUSIVE MODE; SELECT 'locked';"
-    )
-    .unwrap();
-    let mut said = std::io::BufReader::new(session.stdout.take().unwrap());
-    let mut line = String::new();
-    said.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "locked");
+    // Another session holds the runs table: every read and write of it waits.
+    let locked = pg.lock_runs();
 
     // More events than the service has async workers (one a core): each waits for the journal.
     let body = event("RoutingRequested", Duration::ZERO);
@@ -384,17 +373,10 @@ async fn a_journal_that_waits_holds_up_its_events_and_nothing_else() {
         "the events did not wait for the journal"
     );
     // The probes and metrics still answer at once.
-    for path in ["/healthz", "/metrics"] {
-        let asked = tokio::time::timeout(Duration::from_secs(3), exchange(&addr, "GET", path, &[], b""));
-        let (status, _) = asked
-            .await
-            .unwrap_or_else(|_| panic!("GET {path}: no answer in 3 s"));
-        assert_eq!(status, 200, "GET {path}");
-    }
+    answered_at_once(&addr, &["/healthz", "/metrics"]).await;
 
     // The table let go, every event is taken and runs.
-    writeln!(sql, "COMMIT;").unwrap();
-    drop(sql);
+    locked.release();
     for (i, w) in waiting.into_iter().enumerate() {
         let (status, answer) = tokio::time::timeout(Duration::from_secs(10), w)
             .await
@@ -406,7 +388,6 @@ async fn a_journal_that_waits_holds_up_its_events_and_nothing_else() {
         let state = settled(&addr, &format!("held-{i}")).await;
         assert_eq!(state["status"], "passed", "{state}");
     }
-    let _ = session.wait();
 }
 
 /// Reads what the service sends on `stream` until it closes it (at most `limit`); `None` when

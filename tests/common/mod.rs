@@ -223,6 +223,20 @@ pub fn jwt_env(api: &str, login: &str) -> Vec<(String, String)> {
     ]
 }
 
+/// Asserts that `GET` of each of `paths` is answered `200` within 3 s.
+pub async fn answered_at_once(addr: &str, paths: &[&str]) {
+    for path in paths {
+        let asked = tokio::time::timeout(
+            std::time::Duration::from_secs(3),
+            exchange(addr, "GET", path, &[], b""),
+        );
+        let (status, _) = asked
+            .await
+            .unwrap_or_else(|_| panic!("GET {path}: no answer in 3 s"));
+        assert_eq!(status, 200, "GET {path}");
+    }
+}
+
 /// One HTTP/1.1 exchange with the service: the status and the body.
 pub async fn exchange(
     addr: &str,

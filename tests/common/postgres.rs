@@ -277,15 +277,29 @@ impl Postgres {
         psql
     }
 
-    /// A psql session that stays open, reading SQL from its stdin (rows unaligned, no headers,
-    /// on its stdout): to hold a lock while a test watches what waits on it.
-    pub fn session(&self) -> std::process::Child {
-        self.psql()
+    /// Another session takes the `runs` table (`ACCESS EXCLUSIVE`) and keeps it: every read
+    /// and write of it waits until [`Locked::release`] (or until the guard is dropped: psql's
+    /// input closes and its transaction ends).
+    pub fn lock_runs(&self) -> Locked {
+        use std::io::{BufRead, Write};
+        let mut session = self
+            .psql()
             .arg("-q")
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()
-            .unwrap()
+            .unwrap();
+        let mut sql = session.stdin.take().unwrap();
+        writeln!(
+            sql,
+            "BEGIN; LOCK TABLE runs IN ACCESS EXCLUSIVE MODE; SELECT 'locked';"
+        )
+        .unwrap();
+        let mut said = std::io::BufReader::new(session.stdout.take().unwrap());
+        let mut line = String::new();
+        said.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "locked");
+        Locked { session, sql }
     }
 
     /// `sql` run with psql: its output, rows unaligned, no headers.
@@ -297,6 +311,21 @@ impl Postgres {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+/// The `runs` table held by another session ([`Postgres::lock_runs`]).
+pub struct Locked {
+    session: std::process::Child,
+    sql: std::process::ChildStdin,
+}
+
+impl Locked {
+    /// Ends the session (its transaction with it): the table is free again.
+    pub fn release(self) {
+        let Locked { mut session, sql } = self;
+        drop(sql);
+        let _ = session.wait();
     }
 }
 
