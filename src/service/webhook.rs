@@ -116,7 +116,7 @@ async fn receive(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Re
     let taken = match tokio::task::spawn_blocking(move || runtime.take(event)).await {
         Ok(taken) => taken,
         Err(_) => {
-            let error = "the event could not be taken: send it again";
+            let error = "the event could not be taken: an internal error (see the service's output)";
             return answer(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 json!({ "run_id": id, "error": error }),
