@@ -1,9 +1,10 @@
 //! The expression scope: `inputs`, `vars`, `steps`, and `response` where there is one; in a
 //! called steps file, its `params`, with `steps` read from the call's own.
 //!
-//! Each part is kept as JSON. Most expressions are paths (`inputs.end_user`) answered from the
-//! JSON directly; a part is converted for MiniJinja once, and only when an expression that
-//! needs the template engine reads the scope.
+//! Each part is kept as JSON; a step's answer (`status`, `headers`, `body`) and its flags are
+//! kept beside what it saved, and made into one object only when read whole. Most expressions
+//! are paths (`inputs.end_user`) answered from where the values are; a part is converted for
+//! MiniJinja once, and only when an expression that needs the template engine reads the scope.
 
 use super::fast::Seg;
 use minijinja::Value as JinjaValue;
