@@ -10,7 +10,7 @@ mod postgres;
 #[path = "common/serve.rs"]
 mod serve;
 
-use common::{answered_at_once, env_for, exchange, received, service};
+use common::{answered_at_once, env_for, exchange, exchange_whole, received, service};
 use hmac::{KeyInit, Mac};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -388,6 +388,71 @@ async fn a_journal_that_waits_holds_up_its_events_and_nothing_else() {
         let state = settled(&addr, &format!("held-{i}")).await;
         assert_eq!(state["status"], "passed", "{state}");
     }
+}
+
+/// An event whose run the journal cannot record (its `runs` table renamed away by another
+/// session) is answered `503` with `Retry-After` and nothing runs: the sender sends it again,
+/// where a `200` duplicate (as it was answered) would have lost it. Once `back` has put the
+/// journal right, the same event sent again runs once.
+async fn not_taken_until_the_journal_is_back(
+    addr: &str,
+    server: &wiremock::MockServer,
+    id: &str,
+    back: impl FnOnce(),
+) {
+    let body = event("RoutingRequested", Duration::ZERO);
+    let (status, head, answer) =
+        exchange_whole(addr, "POST", "/events", &signed(id, &body, KEY), &body).await;
+    assert_eq!(status, 503, "{answer}");
+    assert!(head.to_ascii_lowercase().contains("\r\nretry-after: 1"), "{head}");
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(answer["run_id"], id, "{answer}");
+    let error = answer["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("the journal could not record the event's run (journal: ")
+            && error.ends_with("): nothing ran; send the event again"),
+        "{error}"
+    );
+    let (_, metrics) = exchange(addr, "GET", "/metrics", &[], b"").await;
+    assert!(
+        metrics.contains("flowrun_events_total{outcome=\"unrecorded\"} 1"),
+        "{metrics}"
+    );
+    assert_eq!(received(server).await, json!([]));
+
+    back();
+    let (status, answer) = exchange(addr, "POST", "/events", &signed(id, &body, KEY), &body).await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(settled(addr, id).await["status"], "passed");
+    assert_eq!(received(server).await.as_array().unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_an_sqlite_journal_cannot_record_is_sent_again() {
+    let server = service().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("j.db");
+    let (_child, _out, _, addr) = start_hook(&server, &format!("sqlite:{}", db.display()), &[]).await;
+    let sql = |q: &str| rusqlite::Connection::open(&db).unwrap().execute_batch(q).unwrap();
+    sql("ALTER TABLE runs RENAME TO runs_away");
+    not_taken_until_the_journal_is_back(&addr, &server, "ev-unrecorded", || {
+        sql("ALTER TABLE runs_away RENAME TO runs")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_a_shared_journal_cannot_queue_is_sent_again() {
+    let pg = tokio::task::spawn_blocking(postgres::Postgres::start)
+        .await
+        .unwrap();
+    let server = service().await;
+    let (_child, _out, _, addr) = start_hook(&server, &pg.url(), &[]).await;
+    pg.query("ALTER TABLE runs RENAME TO runs_away");
+    not_taken_until_the_journal_is_back(&addr, &server, "ev-unqueued", || {
+        pg.query("ALTER TABLE runs_away RENAME TO runs");
+    })
+    .await;
 }
 
 /// Reads what the service sends on `stream` until it closes it (at most `limit`); `None` when

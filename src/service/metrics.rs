@@ -58,6 +58,8 @@ pub struct Metrics {
     pub ignored: Counter,
     /// Events whose inputs could not be made.
     pub refused: Counter,
+    /// Events not taken because the journal could not record their run (sent again).
+    pub unrecorded: Counter,
     /// Runs that passed.
     pub passed: Counter,
     /// Runs that stopped early, as their flow says (a transfer routed outside the org).
@@ -152,6 +154,7 @@ impl Default for Metrics {
             expired: outcome(&events, "expired"),
             ignored: outcome(&events, "ignored"),
             refused: outcome(&events, "refused"),
+            unrecorded: outcome(&events, "unrecorded"),
             passed: outcome(&runs, "passed"),
             stopped: outcome(&runs, "stopped"),
             failed: outcome(&runs, "failed"),

@@ -18,7 +18,7 @@ use crate::expr::templates::{TemplateId, Templates};
 use crate::expr::world::World;
 use crate::flow::Source;
 use crate::flow::inputs::InputRules;
-use crate::journal::{Claimed, FlowRuns, Journal};
+use crate::journal::{Claimed, FlowRuns, Journal, RunsError};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::path::Path;
@@ -44,6 +44,9 @@ pub enum Taken {
     Refused(String),
     /// As many runs as allowed are in flight: not taken, to be sent again.
     Busy,
+    /// The journal could not record it (a store error, not a taken id): not taken, to be sent
+    /// again. Why, in words.
+    Unrecorded(String),
 }
 
 /// A handler ready to take events.
@@ -284,6 +287,7 @@ impl Runtime {
             Taken::Expired => ("expired", None),
             Taken::Ignored => ("ignored", None),
             Taken::Refused(why) => ("refused", Some(why.as_str())),
+            Taken::Unrecorded(why) => ("unrecorded", Some(why.as_str())),
             Taken::Busy => return taken,
         };
         let mut fields = vec![
@@ -294,7 +298,7 @@ impl Runtime {
             fields.push(("detail", Value::String(d.to_string())));
         }
         match outcome {
-            "refused" => self.log.warn("event", &fields),
+            "refused" | "unrecorded" => self.log.warn("event", &fields),
             _ => self.log.info("event", &fields),
         }
         taken
@@ -384,10 +388,8 @@ impl Runtime {
             (Some(runs), Start::Durable) => match runs.begin(&event.id, &inputs, &own) {
                 Ok(log) => Some(log),
                 Err(e) => {
-                    // Taken meanwhile (another process sharing the journal): a duplicate.
                     self.forget(&event.id);
-                    c.duplicate.inc();
-                    return Taken::Duplicate(e.to_string());
+                    return self.not_begun(e);
                 }
             },
         };
@@ -410,6 +412,22 @@ impl Runtime {
             Some(permit),
         );
         Taken::Started(event.id)
+    }
+
+    /// What an event whose run the journal did not begin became: a duplicate when the id was
+    /// taken meanwhile (another process sharing the journal); unrecorded when the journal
+    /// failed, so that the sender sends it again rather than take it for done.
+    fn not_begun(&self, e: RunsError) -> Taken {
+        match e {
+            RunsError::Journal(e) => {
+                self.metrics.unrecorded.inc();
+                Taken::Unrecorded(e.to_string())
+            }
+            taken => {
+                self.metrics.duplicate.inc();
+                Taken::Duplicate(taken.to_string())
+            }
+        }
     }
 
     /// Queues the run of event `id` in the shared journal, for any instance to claim.
@@ -464,10 +482,8 @@ impl Runtime {
             }
             Start::Durable => {
                 if let Err(e) = runs.enqueue_durably(&id, inputs, &own) {
-                    // Queued meanwhile by another instance: a duplicate.
                     self.forget(&id);
-                    c.duplicate.inc();
-                    return Taken::Duplicate(e.to_string());
+                    return self.not_begun(e);
                 }
             }
         }

@@ -138,13 +138,27 @@ async fn receive(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Re
         ),
         Taken::Busy => {
             let body = json!({ "error": "as many runs as allowed are in flight: send the event again" });
-            let mut response = answer(StatusCode::SERVICE_UNAVAILABLE, body);
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-            response
+            again(answer(StatusCode::SERVICE_UNAVAILABLE, body))
+        }
+        Taken::Unrecorded(error) => {
+            let error = format!(
+                "the journal could not record the event's run ({}): nothing ran; send the event again",
+                s.runtime.redact(&error)
+            );
+            again(answer(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({ "run_id": id, "error": error }),
+            ))
         }
     }
+}
+
+/// `response` with `Retry-After: 1`: the event is to be sent again.
+fn again(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    response
 }
 
 /// Whether the request carries the token or a valid signature of its body.

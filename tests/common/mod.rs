@@ -245,6 +245,18 @@ pub async fn exchange(
     headers: &[(&str, String)],
     body: &[u8],
 ) -> (u16, String) {
+    let (status, _, body) = exchange_whole(addr, method, path, headers, body).await;
+    (status, body)
+}
+
+/// [`exchange`], with the answer's head (status line and headers) as well.
+pub async fn exchange_whole(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> (u16, String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let mut head = format!(
@@ -263,9 +275,6 @@ pub async fn exchange(
         .get(9..12)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("{method} {path} on {addr}: not an HTTP answer: {answer:?}"));
-    let body = answer
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    (status, head.to_string(), body.to_string())
 }
