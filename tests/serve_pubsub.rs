@@ -558,7 +558,7 @@ async fn with_one_worker_an_event_waiting_on_the_journal_holds_up_nothing_else()
     env.push(("TOKIO_WORKER_THREADS".into(), "1".into()));
     let (service, addr) = serve("flows/transfer.service.yaml", &pg.url(), &env).await;
     // Another session holds the runs table; an event comes meanwhile.
-    let locked = pg.lock_runs();
+    let locked = pg.lock("runs");
     post(
         &sim,
         "/sim/transfer",
@@ -570,4 +570,79 @@ async fn with_one_worker_an_event_waiting_on_the_journal_holds_up_nothing_else()
     // The table let go, the event runs.
     locked.release();
     assert_eq!(ended(&addr, "evt-held").await, "passed", "{}", service.output());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_one_worker_a_run_taken_over_waiting_on_the_journal_holds_up_nothing_else() {
+    let pg = tokio::task::spawn_blocking(postgres::Postgres::start)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (_sim, sim, env) = simulator_with(&dir, |c| {
+        c["faults"]["latency_ms"] = json!(700);
+    })
+    .await;
+    let journal = pg.url();
+    // A queues the event's run and claims it (each request takes 700 ms); B, with one async
+    // worker, stands by on the same journal.
+    let (mut a, _) = serve("flows/transfer.service.yaml", &journal, &env).await;
+    post(
+        &sim,
+        "/sim/transfer",
+        json!({ "eventUuid": "evt-orphan", "target": "agent" }),
+    )
+    .await;
+    a.line_with("event=evt-orphan outcome=queued").await;
+    let queued = Instant::now();
+    let mut env_b = env.clone();
+    env_b.push(("TOKIO_WORKER_THREADS".into(), "1".into()));
+    let b = Process::start(
+        &[
+            "serve",
+            "flows/transfer.service.yaml",
+            "--listen",
+            "127.0.0.1:0",
+            "--journal",
+            &journal,
+        ],
+        &env_b,
+    );
+    let addr_b = b
+        .wait_for("serving line", |l| {
+            l.split_once(": serving on http://").map(|(_, a)| a.to_string())
+        })
+        .await;
+
+    // A is killed mid-run. B takes the subscription over (it records the lead and reads the
+    // stored replay id) and claims A's run once its lease runs out (it reads the run back to
+    // go on): another session holds the cursors and steps tables meanwhile.
+    tokio::time::sleep(Duration::from_millis(1000).saturating_sub(queued.elapsed())).await;
+    let locked = pg.lock("steps, cursors");
+    a.child.start_kill().unwrap();
+    let _ = a.child.wait().await;
+    let pid_b = b.child.id().unwrap().to_string();
+    let until = Instant::now() + LEASE + Duration::from_secs(10);
+    loop {
+        let owner = pg.query("SELECT owner FROM runs WHERE id = 'evt-orphan'");
+        if owner.split(':').nth(1) == Some(pid_b.as_str()) {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "B never claimed the run: {owner}\n{}",
+            b.output()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    answered_at_once(&addr_b, &["/healthz", "/metrics"]).await;
+    assert_eq!(b.count("leading:"), 0, "the lead was recorded: {}", b.output());
+
+    // The tables let go, B subscribes from A's replay id and the run goes on where A left it.
+    locked.release();
+    b.line_with("leading: this instance holds the subscription").await;
+    let subscribed = b.line_with("info subscribed").await;
+    assert!(subscribed.contains("from=CUSTOM"), "{subscribed}");
+    b.line_with("resuming run run=evt-orphan").await;
+    assert_eq!(ended(&addr_b, "evt-orphan").await, "passed", "{}", b.output());
 }

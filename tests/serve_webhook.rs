@@ -354,7 +354,7 @@ async fn a_journal_that_waits_holds_up_its_events_and_nothing_else() {
     let server = service().await;
     let (_child, _out, _, addr) = start_hook(&server, &pg.url(), &[]).await;
     // Another session holds the runs table: every read and write of it waits.
-    let locked = pg.lock_runs();
+    let locked = pg.lock("runs");
 
     // More events than the service has async workers (one a core): each waits for the journal.
     let body = event("RoutingRequested", Duration::ZERO);

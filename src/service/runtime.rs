@@ -529,13 +529,19 @@ impl Runtime {
                     Vec::new()
                 });
             let full = claimed.len() == want;
-            for claim in claimed {
-                self.metrics.claimed.inc();
-                self.claimed_ahead.fetch_add(1, Ordering::Relaxed);
-                if !self.run_claimed(claim) {
-                    self.claimed_ahead.fetch_sub(1, Ordering::Relaxed);
+            // Off the async workers too: a run whose owner died is read back from the journal
+            // before it goes on, and a journal that waits held up a worker there.
+            let this = self.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                for claim in claimed {
+                    this.metrics.claimed.inc();
+                    this.claimed_ahead.fetch_add(1, Ordering::Relaxed);
+                    if !this.run_claimed(claim) {
+                        this.claimed_ahead.fetch_sub(1, Ordering::Relaxed);
+                    }
                 }
-            }
+            })
+            .await;
             if full {
                 // There may be more: claim again at once.
                 tokio::task::yield_now().await;

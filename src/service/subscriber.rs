@@ -93,7 +93,14 @@ pub async fn run(
         preset: ReplayPreset::Latest,
         replay_id: Vec::new(),
     };
-    if let Some(stored) = runtime.cursor(&cursor_name).and_then(|hex| unhex(&hex)) {
+    // Off the async workers, as every read of the journal here: a database that waits would
+    // hold one up.
+    let asked = (runtime.clone(), cursor_name.clone());
+    let stored = tokio::task::spawn_blocking(move || asked.0.cursor(&asked.1))
+        .await
+        .ok()
+        .flatten();
+    if let Some(stored) = stored.and_then(|hex| unhex(&hex)) {
         position = Position {
             preset: ReplayPreset::Custom,
             replay_id: stored,
@@ -218,11 +225,16 @@ async fn lead(runtime: &Arc<Runtime>, name: &str, stop: &AtomicBool, stopped: &t
     runtime.standby.store(false, Ordering::Relaxed);
     runtime.metrics.leading.set(1);
     // Written for operators (`flowrun runs` shows no cursors; the table does): who leads.
-    if let Err(e) = journal.commit(crate::journal::Write::Cursor {
+    let lead = crate::journal::Write::Cursor {
         name: format!("leader:{name}"),
         value: crate::journal::owner_here().to_string(),
         at_ms: crate::journal::now_ms(),
-    }) {
+    };
+    let asked = journal.clone();
+    let recorded = tokio::task::spawn_blocking(move || asked.commit(lead))
+        .await
+        .unwrap_or_else(|e| Err(crate::journal::JournalError::Store(e.to_string())));
+    if let Err(e) = recorded {
         log.warn("cannot record the lead", &[("error", json!(e.to_string()))]);
     }
     log.info(

@@ -277,10 +277,10 @@ impl Postgres {
         psql
     }
 
-    /// Another session takes the `runs` table (`ACCESS EXCLUSIVE`) and keeps it: every read
-    /// and write of it waits until [`Locked::release`] (or until the guard is dropped: psql's
-    /// input closes and its transaction ends).
-    pub fn lock_runs(&self) -> Locked {
+    /// Another session takes `tables` (`runs`, or `steps, cursors`: `ACCESS EXCLUSIVE`) and
+    /// keeps them: every read and write of them waits until [`Locked::release`] (or until the guard is dropped: psql's input
+    /// closes and its transaction ends).
+    pub fn lock(&self, tables: &str) -> Locked {
         use std::io::{BufRead, Write};
         let mut session = self
             .psql()
@@ -292,7 +292,7 @@ impl Postgres {
         let mut sql = session.stdin.take().unwrap();
         writeln!(
             sql,
-            "BEGIN; LOCK TABLE runs IN ACCESS EXCLUSIVE MODE; SELECT 'locked';"
+            "BEGIN; LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE; SELECT 'locked';"
         )
         .unwrap();
         let mut said = std::io::BufReader::new(session.stdout.take().unwrap());
@@ -314,7 +314,7 @@ impl Postgres {
     }
 }
 
-/// The `runs` table held by another session ([`Postgres::lock_runs`]).
+/// A table held by another session ([`Postgres::lock`]).
 pub struct Locked {
     session: std::process::Child,
     sql: std::process::ChildStdin,
