@@ -390,6 +390,50 @@ async fn a_journal_that_waits_holds_up_its_events_and_nothing_else() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn events_waiting_on_the_journal_are_at_most_max_runs_the_next_is_busy() {
+    let pg = tokio::task::spawn_blocking(postgres::Postgres::start)
+        .await
+        .unwrap();
+    let server = service().await;
+    let (_child, _out, _, addr) = start_hook(&server, &pg.url(), &["--max-runs", "2"]).await;
+    let locked = pg.lock("runs");
+    let body = event("RoutingRequested", Duration::ZERO);
+    let send = |id: &str| {
+        let (addr, body, headers) = (addr.clone(), body.clone(), signed(id, &body, KEY));
+        tokio::spawn(async move { exchange_whole(&addr, "POST", "/events", &headers, &body).await })
+    };
+    let waiting = [send("wait-1"), send("wait-2")];
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        waiting.iter().all(|w| !w.is_finished()),
+        "the events did not wait"
+    );
+
+    // A third is not piled up behind them: busy at once, to be sent again.
+    let third = tokio::time::timeout(Duration::from_secs(3), send("wait-3"))
+        .await
+        .expect("the third event waited too")
+        .unwrap();
+    let (status, head, answer) = third;
+    assert_eq!(status, 503, "{answer}");
+    assert!(head.to_ascii_lowercase().contains("\r\nretry-after: 1"), "{head}");
+
+    locked.release();
+    for (i, w) in waiting.into_iter().enumerate() {
+        let (status, _, answer) = tokio::time::timeout(Duration::from_secs(10), w)
+            .await
+            .expect("an event still waits after the journal let go")
+            .unwrap();
+        assert_eq!(status, 202, "wait-{}: {answer}", i + 1);
+    }
+    let (status, _, answer) = send("wait-3").await.unwrap();
+    assert_eq!(status, 202, "{answer}");
+    for id in ["wait-1", "wait-2", "wait-3"] {
+        assert_eq!(settled(&addr, id).await["status"], "passed", "{id}");
+    }
+}
+
 /// An event whose run the journal cannot record (its `runs` table renamed away by another
 /// session) is answered `503` with `Retry-After` and nothing runs: the sender sends it again,
 /// where a `200` duplicate (as it was answered) would have lost it. Once `back` has put the

@@ -39,6 +39,8 @@ struct Shared {
     runtime: Arc<Runtime>,
     hook: Option<Arc<Hook>>,
     max_runs: usize,
+    /// Events being taken: at most `max_runs` at once (see `receive`).
+    taking: Arc<tokio::sync::Semaphore>,
 }
 
 /// The routes: the webhook (when the service has one), runs, probes.
@@ -47,6 +49,7 @@ pub fn router(runtime: Arc<Runtime>, hook: Option<Hook>, max_runs: usize) -> axu
         runtime,
         hook: hook.clone().map(Arc::new),
         max_runs,
+        taking: Arc::new(tokio::sync::Semaphore::new(max_runs.max(1))),
     };
     let mut router = axum::Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -112,8 +115,18 @@ async fn receive(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Re
     // Off the async workers: taking an event reads and writes the journal (a PostgreSQL round
     // trip, or a wait for the writer), and events waiting there held up every worker, so the
     // probes, the metrics and the runs' own requests waited too.
+    // At most `--max-runs` events are taken at once, more being answered busy: each waits on
+    // the blocking pool for as long as the journal does, and a journal that hangs would pile
+    // them up there (a thread each) without end, ahead of the leases' renewals.
+    let Ok(taking) = s.taking.clone().try_acquire_owned() else {
+        return busy();
+    };
     let runtime = s.runtime.clone();
-    let taken = match tokio::task::spawn_blocking(move || runtime.take(event)).await {
+    let take = move || {
+        let _taking = taking;
+        runtime.take(event)
+    };
+    let taken = match tokio::task::spawn_blocking(take).await {
         Ok(taken) => taken,
         Err(_) => {
             let error = "the event could not be taken: an internal error (see the service's output)";
@@ -136,10 +149,7 @@ async fn receive(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Re
             StatusCode::UNPROCESSABLE_ENTITY,
             json!({ "run_id": id, "status": "failed", "error": s.runtime.redact(&error) }),
         ),
-        Taken::Busy => {
-            let body = json!({ "error": "as many runs as allowed are in flight: send the event again" });
-            again(answer(StatusCode::SERVICE_UNAVAILABLE, body))
-        }
+        Taken::Busy => busy(),
         Taken::Unrecorded(error) => {
             let error = format!(
                 "the journal could not record the event's run ({}): nothing ran; send the event again",
@@ -151,6 +161,12 @@ async fn receive(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Re
             ))
         }
     }
+}
+
+/// `503`: as many runs as allowed are in flight (or events being taken); to be sent again.
+fn busy() -> Response {
+    let body = json!({ "error": "as many runs as allowed are in flight: send the event again" });
+    again(answer(StatusCode::SERVICE_UNAVAILABLE, body))
 }
 
 /// `response` with `Retry-After: 1`: the event is to be sent again.
