@@ -646,3 +646,40 @@ async fn with_one_worker_a_run_taken_over_waiting_on_the_journal_holds_up_nothin
     b.line_with("resuming run run=evt-orphan").await;
     assert_eq!(ended(&addr_b, "evt-orphan").await, "passed", "{}", b.output());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_whose_run_a_shared_journal_could_not_queue_is_taken_again() {
+    let pg = tokio::task::spawn_blocking(postgres::Postgres::start)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (_sim, sim, env) = simulator_with(&dir, |_| {}).await;
+    let (service, addr) = serve("flows/transfer.service.yaml", &pg.url(), &env).await;
+    // The runs table renamed away by another session: the event's run cannot be queued.
+    pg.query("ALTER TABLE runs RENAME TO runs_away");
+    post(
+        &sim,
+        "/sim/transfer",
+        json!({ "eventUuid": "evt-unqueued", "target": "queue" }),
+    )
+    .await;
+    service.line_with("cannot queue the event's run").await;
+    // Its position is not stored while the journal does not have its run: a restart would
+    // start past the event and lose it.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let stored = "SELECT count(*) FROM cursors WHERE name LIKE 'pubsub:%'";
+    assert_eq!(pg.query(stored), "0", "{}", service.output());
+    // The table back, the run is queued (tried again) and runs; the position is stored.
+    pg.query("ALTER TABLE runs_away RENAME TO runs");
+    assert_eq!(
+        ended(&addr, "evt-unqueued").await,
+        "passed",
+        "{}",
+        service.output()
+    );
+    let until = Instant::now() + Duration::from_secs(5);
+    while pg.query(stored) != "1" {
+        assert!(Instant::now() < until, "no position stored: {}", service.output());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

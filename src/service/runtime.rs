@@ -179,7 +179,14 @@ pub struct Runtime {
     room: tokio::sync::Notify,
     /// A read of the queue's depth is under way (see [`Runtime::queue_depth_within`]).
     depth_asked: Arc<AtomicBool>,
+    /// Streamed events whose run is being queued in the shared journal: told `true` once it is
+    /// there (see [`Runtime::take_streamed`]).
+    queueing: Mutex<HashMap<String, Queueing>>,
 }
+
+/// Tells `true` once a streamed event's run is in the shared journal's queue (or was there
+/// before: a duplicate); closed without a word when the service stopped first.
+pub type Queueing = tokio::sync::oneshot::Receiver<bool>;
 
 /// Why a service could not start: every problem found, each in one line or more.
 #[derive(Debug)]
@@ -258,6 +265,7 @@ impl Runtime {
             claimed_ahead: Default::default(),
             room: Default::default(),
             depth_asked: Default::default(),
+            queueing: Default::default(),
         })
     }
 
@@ -273,8 +281,19 @@ impl Runtime {
     /// journal's next transaction — before the run's first request, which is durable — so the
     /// next event need not wait for a commit. A crash before that commit loses both the run
     /// (which sent nothing) and the stored position: the event is delivered again.
-    pub fn take_streamed(self: &Arc<Self>, event: Event) -> Taken {
-        self.take_with(event, Start::Queued)
+    ///
+    /// On a shared journal the run is queued there, written without waiting too, and tried
+    /// again until the journal has it: the position is stored past the event only once the
+    /// [`Queueing`] given with it says so (a position stored past a run the journal never
+    /// had would lose the event).
+    pub fn take_streamed(self: &Arc<Self>, event: Event) -> (Taken, Option<Queueing>) {
+        let id = event.id.clone();
+        let taken = self.take_with(event, Start::Queued);
+        let queueing = match &taken {
+            Taken::Queued(_) => self.queueing.lock().ok().and_then(|mut q| q.remove(&id)),
+            _ => None,
+        };
+        (taken, queueing)
     }
 
     fn take_with(self: &Arc<Self>, event: Event, start: Start) -> Taken {
@@ -371,7 +390,7 @@ impl Runtime {
             }
         };
         if self.queue {
-            return self.enqueue(handler, event.id, &inputs, start);
+            return self.enqueue(i, event.id, &inputs, start);
         }
         let Ok(permit) = self.slots.clone().try_acquire_owned() else {
             return Taken::Busy;
@@ -414,6 +433,53 @@ impl Runtime {
         Taken::Started(event.id)
     }
 
+    /// Queues run `id` of handler `i` with `inputs`, and tries again (100 ms, doubling up to
+    /// 5 s) while the journal fails, until it has the run or the service stops. Whether the
+    /// journal has it (queued now, or before: an event delivered again).
+    async fn queue_until_there(&self, i: usize, id: &str, inputs: &Map<String, Value>) -> bool {
+        let Some(runs) = &self.handlers[i].runs else {
+            return false;
+        };
+        let mut wait = Duration::from_millis(100);
+        loop {
+            let queued = runs.enqueue(id, inputs, &crate::base::secrets::Secrets::default());
+            let error = match queued.await {
+                Ok(()) => return true,
+                Err(e) => e.to_string(),
+            };
+            // Delivered again (a new subscription from an earlier replay id): the run queued
+            // the first time stands.
+            if error.contains(crate::journal::RUN_ID_TAKEN) {
+                self.forget(id);
+                self.metrics.duplicate.inc();
+                let status = self.state(id).unwrap_or_default();
+                let fields = [
+                    ("event", Value::String(id.to_string())),
+                    ("outcome", Value::String("duplicate".into())),
+                    ("detail", Value::String(status)),
+                ];
+                self.log.info("event", &fields);
+                return true;
+            }
+            let fields = [
+                ("event", Value::String(id.to_string())),
+                ("error", Value::String(error)),
+                ("retry_ms", Value::from(wait.as_millis() as u64)),
+            ];
+            self.log
+                .warn("cannot queue the event's run; trying again", &fields);
+            let until = Instant::now() + wait;
+            while Instant::now() < until {
+                if self.stop.load(Ordering::Relaxed) {
+                    self.forget(id);
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(20).min(wait)).await;
+            }
+            wait = (wait * 2).min(Duration::from_secs(5));
+        }
+    }
+
     /// What an event whose run the journal did not begin became: a duplicate when the id was
     /// taken meanwhile (another process sharing the journal); unrecorded when the journal
     /// failed, so that the sender sends it again rather than take it for done.
@@ -431,15 +497,9 @@ impl Runtime {
     }
 
     /// Queues the run of event `id` in the shared journal, for any instance to claim.
-    fn enqueue(
-        self: &Arc<Self>,
-        handler: &Loaded,
-        id: String,
-        inputs: &Map<String, Value>,
-        start: Start,
-    ) -> Taken {
+    fn enqueue(self: &Arc<Self>, i: usize, id: String, inputs: &Map<String, Value>, start: Start) -> Taken {
         let c = &self.metrics;
-        let Some(runs) = &handler.runs else {
+        let Some(runs) = &self.handlers[i].runs else {
             return Taken::Refused("a shared journal is needed to queue runs".into());
         };
         // Claimed in memory first: two deliveries of one event at once queue one run.
@@ -450,33 +510,15 @@ impl Runtime {
         let own = crate::base::secrets::Secrets::default();
         match start {
             Start::Queued => {
-                let queued = runs.enqueue(&id, inputs, &own);
+                let (queued, queueing) = tokio::sync::oneshot::channel();
+                if let Ok(mut waiting) = self.queueing.lock() {
+                    waiting.insert(id.clone(), queueing);
+                }
                 let this = self.clone();
-                let id = id.clone();
+                let (id, inputs) = (id.clone(), inputs.clone());
                 tokio::spawn(async move {
-                    match queued.await {
-                        Ok(()) => {}
-                        // Delivered again (a new subscription from an earlier replay id): the
-                        // run queued the first time stands.
-                        Err(e) if e.to_string().contains(crate::journal::RUN_ID_TAKEN) => {
-                            this.forget(&id);
-                            this.metrics.duplicate.inc();
-                            let status = this.state(&id).unwrap_or_default();
-                            let fields = [
-                                ("event", Value::String(id)),
-                                ("outcome", Value::String("duplicate".into())),
-                                ("detail", Value::String(status)),
-                            ];
-                            this.log.info("event", &fields);
-                        }
-                        Err(e) => {
-                            this.forget(&id);
-                            let fields = [
-                                ("event", Value::String(id)),
-                                ("error", Value::String(e.to_string())),
-                            ];
-                            this.log.warn("cannot queue the event's run", &fields);
-                        }
+                    if this.queue_until_there(i, &id, &inputs).await {
+                        let _ = queued.send(true);
                     }
                 });
             }
@@ -950,6 +992,24 @@ impl Runtime {
                 value,
                 at_ms: crate::journal::now_ms(),
             });
+        }
+    }
+
+    /// Stores where source `name` got to at once, for a position held back until an event's
+    /// run was queued ([`Runtime::take_streamed`]): the writer is woken for it, as no write of
+    /// the run may follow to take it along.
+    pub async fn store_cursor(&self, name: &str, value: String) {
+        let Some(journal) = &self.journal else { return };
+        let stored = journal.durable(crate::journal::Write::Cursor {
+            name: name.to_string(),
+            value,
+            at_ms: crate::journal::now_ms(),
+        });
+        if let Err(e) = stored.await {
+            self.log.warn(
+                "cannot store the position",
+                &[("error", Value::String(e.to_string()))],
+            );
         }
     }
 

@@ -11,7 +11,7 @@
 //!   is fetched (JWT bearer) before subscribing again.
 
 use super::event::Event;
-use super::runtime::{Runtime, Taken};
+use super::runtime::{Queueing, Runtime, Taken};
 use crate::http::auth::Auth;
 use crate::pubsub::avro::{self, Schemas};
 use crate::pubsub::client::{self, Client, Credentials};
@@ -107,6 +107,8 @@ pub async fn run(
         };
     }
     runtime.subscription.0.store(true, Ordering::Relaxed);
+    let (positions, taken) = tokio::sync::mpsc::channel(POSITIONS_AHEAD);
+    tokio::spawn(store_positions(runtime.clone(), cursor_name.clone(), taken));
     let mut backoff = Backoff { next: Backoff::FIRST };
     let mut schemas = Schemas::default();
     let mut token = match settings.auth.token().await {
@@ -127,7 +129,7 @@ pub async fn run(
         let session = Session {
             runtime: &runtime,
             settings: &settings,
-            cursor_name: &cursor_name,
+            positions: &positions,
             stop: &stop,
         };
         let ended = tokio::select! {
@@ -253,8 +255,39 @@ struct Position {
 struct Session<'a> {
     runtime: &'a Arc<Runtime>,
     settings: &'a Settings,
-    cursor_name: &'a str,
+    /// Each event's replay id, for [`store_positions`].
+    positions: &'a Positions,
     stop: &'a AtomicBool,
+}
+
+/// A taken event's replay id, with what tells when its run is in the shared journal's queue.
+type Positions = tokio::sync::mpsc::Sender<(Option<Queueing>, Vec<u8>)>;
+
+/// Events taken whose position is not stored yet, at most: while the journal cannot queue
+/// their runs, the subscriber waits past this many (its credit runs out, and the server holds
+/// the next events back).
+const POSITIONS_AHEAD: usize = 256;
+
+/// Stores the replay id of each event taken, in the order they came, as the source `name`'s
+/// position: an event whose run is still being queued in the shared journal holds back the
+/// positions of the events after it, so that a restart never starts past an event whose run
+/// the journal does not have.
+async fn store_positions(
+    runtime: Arc<Runtime>,
+    name: String,
+    mut taken: tokio::sync::mpsc::Receiver<(Option<Queueing>, Vec<u8>)>,
+) {
+    while let Some((queueing, replay_id)) = taken.recv().await {
+        match queueing {
+            None => runtime.save_cursor(&name, hex(&replay_id)),
+            Some(queueing) => match queueing.await {
+                Ok(true) => runtime.store_cursor(&name, hex(&replay_id)).await,
+                // The service stopped before the journal had the run: the position stays
+                // before the event, which comes again after a restart.
+                _ => return,
+            },
+        }
+    }
 }
 
 impl Session<'_> {
@@ -364,13 +397,14 @@ impl Session<'_> {
                     .ok_or_else(|| "no schema".to_string())
                     .and_then(|schema| avro::decode(schema, &event.payload)),
             };
+            let mut queueing = None;
             match decoded {
                 Ok(fields) => {
                     let event = Event {
                         id: event.id.clone(),
                         fields,
                     };
-                    self.take(event).await?;
+                    queueing = self.take(event).await?;
                 }
                 Err(e) => {
                     // An event that cannot be read would stop every later one: it is logged,
@@ -385,24 +419,24 @@ impl Session<'_> {
             }
             position.preset = ReplayPreset::Custom;
             position.replay_id = consumer.replay_id.clone();
-            self.runtime
-                .save_cursor(self.cursor_name, hex(&consumer.replay_id));
+            let _ = self.positions.send((queueing, consumer.replay_id.clone())).await;
         }
         Ok(())
     }
 
     /// Hands `event` to the runtime; while as many runs as allowed are in flight, waits (the
     /// credit then runs out and the server holds the next events back).
-    async fn take(&self, event: Event) -> Result<(), Ended> {
+    /// What tells when its run is in the shared journal's queue, when it was queued there.
+    async fn take(&self, event: Event) -> Result<Option<Queueing>, Ended> {
         loop {
             match self.runtime.take_streamed(event.clone()) {
-                Taken::Busy => {
+                (Taken::Busy, _) => {
                     if self.stop.load(Ordering::Relaxed) {
                         return Err(Ended::Stopped);
                     }
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
-                _ => return Ok(()),
+                (_, queueing) => return Ok(queueing),
             }
         }
     }
