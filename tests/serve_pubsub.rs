@@ -683,3 +683,67 @@ async fn an_event_whose_run_a_shared_journal_could_not_queue_is_taken_again() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_position_the_journal_cannot_read_is_asked_again_not_passed_over() {
+    let pg = tokio::task::spawn_blocking(postgres::Postgres::start)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (_sim, sim, env) = simulator_with(&dir, |_| {}).await;
+    let journal = pg.url();
+    // A takes an event and stores its position.
+    let (mut a, addr_a) = serve("flows/transfer.service.yaml", &journal, &env).await;
+    post(
+        &sim,
+        "/sim/transfer",
+        json!({ "eventUuid": "evt-before", "target": "queue" }),
+    )
+    .await;
+    assert_eq!(ended(&addr_a, "evt-before").await, "passed", "{}", a.output());
+    let stored = "SELECT count(*) FROM cursors WHERE name LIKE 'pubsub:%'";
+    let until = Instant::now() + Duration::from_secs(5);
+    while pg.query(stored) != "1" {
+        assert!(Instant::now() < until, "no position stored: {}", a.output());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // B stands by on the same journal.
+    let b = Process::start(
+        &[
+            "serve",
+            "flows/transfer.service.yaml",
+            "--listen",
+            "127.0.0.1:0",
+            "--journal",
+            &journal,
+        ],
+        &env,
+    );
+    let addr_b = b
+        .wait_for("serving line", |l| {
+            l.split_once(": serving on http://").map(|(_, a)| a.to_string())
+        })
+        .await;
+    b.line_with("standing by: another instance holds the subscription")
+        .await;
+
+    // A is killed; B takes the lead but cannot read where the subscription got to (the
+    // cursors table renamed away by another session): it asks again rather than subscribe
+    // from LATEST, which would pass over what is published meanwhile.
+    pg.query("ALTER TABLE cursors RENAME TO cursors_away");
+    a.child.start_kill().unwrap();
+    let _ = a.child.wait().await;
+    b.line_with("cannot read where the subscription got to; trying again")
+        .await;
+    post(&sim, "/sim/reset", json!({})).await;
+    post(
+        &sim,
+        "/sim/transfer",
+        json!({ "eventUuid": "evt-meanwhile", "target": "queue" }),
+    )
+    .await;
+    pg.query("ALTER TABLE cursors_away RENAME TO cursors");
+    let subscribed = b.line_with("info subscribed").await;
+    assert!(subscribed.contains("from=CUSTOM"), "{subscribed}");
+    assert_eq!(ended(&addr_b, "evt-meanwhile").await, "passed", "{}", b.output());
+}

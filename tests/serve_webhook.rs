@@ -11,6 +11,7 @@ mod postgres;
 mod serve;
 
 use common::{answered_at_once, env_for, exchange, exchange_whole, received, service};
+use flowrun::service::webhook::TAKING;
 use hmac::{KeyInit, Mac};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -391,7 +392,7 @@ async fn a_journal_that_waits_holds_up_its_events_and_nothing_else() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn events_waiting_on_the_journal_are_at_most_max_runs_the_next_is_busy() {
+async fn events_waiting_on_the_journal_are_bounded_the_next_is_busy() {
     let pg = tokio::task::spawn_blocking(postgres::Postgres::start)
         .await
         .unwrap();
@@ -399,37 +400,43 @@ async fn events_waiting_on_the_journal_are_at_most_max_runs_the_next_is_busy() {
     let (_child, _out, _, addr) = start_hook(&server, &pg.url(), &["--max-runs", "2"]).await;
     let locked = pg.lock("runs");
     let body = event("RoutingRequested", Duration::ZERO);
-    let send = |id: &str| {
-        let (addr, body, headers) = (addr.clone(), body.clone(), signed(id, &body, KEY));
+    let send = |id: String| {
+        let (addr, body, headers) = (addr.clone(), body.clone(), signed(&id, &body, KEY));
         tokio::spawn(async move { exchange_whole(&addr, "POST", "/events", &headers, &body).await })
     };
-    let waiting = [send("wait-1"), send("wait-2")];
+    // 64 events are taken at once (more than --max-runs: a take that waits holds no run).
+    let waiting: Vec<_> = (0..TAKING).map(|i| send(format!("wait-{i}"))).collect();
+    // Not long: the table held past a lease (5 s) would make the service give its runs up.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
         waiting.iter().all(|w| !w.is_finished()),
         "the events did not wait"
     );
 
-    // A third is not piled up behind them: busy at once, to be sent again.
-    let third = tokio::time::timeout(Duration::from_secs(3), send("wait-3"))
+    // One more is not piled up behind them: busy at once, to be sent again.
+    let more = tokio::time::timeout(Duration::from_secs(3), send("one-more".into()))
         .await
-        .expect("the third event waited too")
+        .expect("one more event waited too")
         .unwrap();
-    let (status, head, answer) = third;
+    let (status, head, answer) = more;
     assert_eq!(status, 503, "{answer}");
     assert!(head.to_ascii_lowercase().contains("\r\nretry-after: 1"), "{head}");
+    assert!(
+        answer.contains("as many events as allowed are being taken"),
+        "{answer}"
+    );
 
     locked.release();
     for (i, w) in waiting.into_iter().enumerate() {
-        let (status, _, answer) = tokio::time::timeout(Duration::from_secs(10), w)
+        let (status, _, answer) = tokio::time::timeout(Duration::from_secs(20), w)
             .await
             .expect("an event still waits after the journal let go")
             .unwrap();
-        assert_eq!(status, 202, "wait-{}: {answer}", i + 1);
+        assert_eq!(status, 202, "wait-{i}: {answer}");
     }
-    let (status, _, answer) = send("wait-3").await.unwrap();
+    let (status, _, answer) = send("one-more".into()).await.unwrap();
     assert_eq!(status, 202, "{answer}");
-    for id in ["wait-1", "wait-2", "wait-3"] {
+    for id in ["wait-0", "wait-63", "one-more"] {
         assert_eq!(settled(&addr, id).await["status"], "passed", "{id}");
     }
 }
@@ -497,6 +504,63 @@ async fn an_event_a_shared_journal_cannot_queue_is_sent_again() {
         pg.query("ALTER TABLE runs_away RENAME TO runs");
     })
     .await;
+}
+
+/// The journal's write of the event's run breaks the run id's key (a trigger raises the
+/// error a clash raises), as when another instance took the same event between this one's
+/// look-up and its write: a duplicate, answered `200` with the state `then`, nothing sent; not
+/// a journal failure (`503`).
+async fn a_clash_is_a_duplicate(addr: &str, server: &wiremock::MockServer, then: &str) {
+    let body = event("RoutingRequested", Duration::ZERO);
+    let (status, answer) = exchange(addr, "POST", "/events", &signed("ev-clash", &body, KEY), &body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&answer).unwrap(),
+        json!({ "run_id": "ev-clash", "status": then, "duplicate": true })
+    );
+    assert_eq!(received(server).await, json!([]));
+    let (_, metrics) = exchange(addr, "GET", "/metrics", &[], b"").await;
+    assert!(
+        metrics.contains("flowrun_events_total{outcome=\"duplicate\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_id_taken_between_look_up_and_write_is_a_duplicate_on_sqlite() {
+    let server = service().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("j.db");
+    let (_child, _out, _, addr) = start_hook(&server, &format!("sqlite:{}", db.display()), &[]).await;
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER clash BEFORE INSERT ON runs WHEN NEW.id = 'ev-clash'
+             BEGIN SELECT RAISE(ABORT, 'UNIQUE constraint failed: runs.id'); END;",
+        )
+        .unwrap();
+    a_clash_is_a_duplicate(&addr, &server, "running").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_id_taken_between_look_up_and_write_is_a_duplicate_on_postgres() {
+    let pg = tokio::task::spawn_blocking(postgres::Postgres::start)
+        .await
+        .unwrap();
+    let server = service().await;
+    let (_child, _out, _, addr) = start_hook(&server, &pg.url(), &[]).await;
+    pg.query(
+        "CREATE FUNCTION clash() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF NEW.id = 'ev-clash' THEN
+             RAISE unique_violation USING CONSTRAINT = 'runs_pkey',
+               MESSAGE = 'duplicate key value violates unique constraint \"runs_pkey\"';
+           END IF;
+           RETURN NEW;
+         END $$;
+         CREATE TRIGGER clash BEFORE INSERT ON runs FOR EACH ROW EXECUTE FUNCTION clash();",
+    );
+    a_clash_is_a_duplicate(&addr, &server, "queued").await;
 }
 
 /// Reads what the service sends on `stream` until it closes it (at most `limit`); `None` when

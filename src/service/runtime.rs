@@ -408,7 +408,7 @@ impl Runtime {
                 Ok(log) => Some(log),
                 Err(e) => {
                     self.forget(&event.id);
-                    return self.not_begun(e);
+                    return self.not_begun(&event.id, e, "running");
                 }
             },
         };
@@ -434,8 +434,11 @@ impl Runtime {
     }
 
     /// Queues run `id` of handler `i` with `inputs`, and tries again (100 ms, doubling up to
-    /// 5 s) while the journal fails, until it has the run or the service stops. Whether the
-    /// journal has it (queued now, or before: an event delivered again).
+    /// 5 s) while the journal fails, until it has the run: the position of the event, and of
+    /// those after it, waits for that (an error that never goes away holds the subscription
+    /// up, and says so every 5 s). `false` when the service gave its runs up first (the
+    /// process then exits: the event comes again after a restart). Whether the journal has it
+    /// (queued now, or before: an event delivered again).
     async fn queue_until_there(&self, i: usize, id: &str, inputs: &Map<String, Value>) -> bool {
         let Some(runs) = &self.handlers[i].runs else {
             return false;
@@ -480,11 +483,18 @@ impl Runtime {
         }
     }
 
-    /// What an event whose run the journal did not begin became: a duplicate when the id was
-    /// taken meanwhile (another process sharing the journal); unrecorded when the journal
-    /// failed, so that the sender sends it again rather than take it for done.
-    fn not_begun(&self, e: RunsError) -> Taken {
+    /// What event `id`, whose run the journal did not begin, became: a duplicate when the id
+    /// was taken meanwhile (another process sharing the journal; `then` is the state to tell
+    /// when the journal does not say yet); unrecorded when the journal failed, so that the
+    /// sender sends it again rather than take it for done.
+    fn not_begun(&self, id: &str, e: RunsError, then: &str) -> Taken {
         match e {
+            // A run another process began between the look-up and the write: its start broke
+            // the key.
+            RunsError::Journal(e) if e.to_string().contains(crate::journal::RUN_ID_TAKEN) => {
+                self.metrics.duplicate.inc();
+                Taken::Duplicate(self.state(id).unwrap_or_else(|| then.to_string()))
+            }
             RunsError::Journal(e) => {
                 self.metrics.unrecorded.inc();
                 Taken::Unrecorded(e.to_string())
@@ -525,7 +535,7 @@ impl Runtime {
             Start::Durable => {
                 if let Err(e) = runs.enqueue_durably(&id, inputs, &own) {
                     self.forget(&id);
-                    return self.not_begun(e);
+                    return self.not_begun(&id, e, "queued");
                 }
             }
         }
@@ -978,9 +988,12 @@ impl Runtime {
         Ok(())
     }
 
-    /// Where source `name` got to, as the journal last stored it.
-    pub fn cursor(&self, name: &str) -> Option<String> {
-        self.journal.as_ref()?.cursor(name).ok().flatten()
+    /// Where source `name` got to, as the journal last stored it (`None`: nowhere yet).
+    pub fn cursor(&self, name: &str) -> Result<Option<String>, crate::journal::JournalError> {
+        match &self.journal {
+            Some(journal) => journal.cursor(name),
+            None => Ok(None),
+        }
     }
 
     /// Stores where source `name` got to: written with the journal's next transaction. Called
@@ -995,21 +1008,17 @@ impl Runtime {
         }
     }
 
-    /// Stores where source `name` got to at once, for a position held back until an event's
-    /// run was queued ([`Runtime::take_streamed`]): the writer is woken for it, as no write of
-    /// the run may follow to take it along.
-    pub async fn store_cursor(&self, name: &str, value: String) {
-        let Some(journal) = &self.journal else { return };
-        let stored = journal.durable(crate::journal::Write::Cursor {
-            name: name.to_string(),
-            value,
-            at_ms: crate::journal::now_ms(),
-        });
-        if let Err(e) = stored.await {
-            self.log.warn(
-                "cannot store the position",
-                &[("error", Value::String(e.to_string()))],
-            );
+    /// Stores where source `name` got to, written without waiting as [`Runtime::save_cursor`]
+    /// but with the writer woken for it: a position held back until an event's run was queued
+    /// ([`Runtime::take_streamed`]) may have no write of a run after it to go along with.
+    pub fn store_cursor(&self, name: &str, value: String) {
+        if let Some(journal) = &self.journal {
+            // Submitted when called; a position not stored is stored by the next one.
+            drop(journal.durable(crate::journal::Write::Cursor {
+                name: name.to_string(),
+                value,
+                at_ms: crate::journal::now_ms(),
+            }));
         }
     }
 

@@ -93,13 +93,9 @@ pub async fn run(
         preset: ReplayPreset::Latest,
         replay_id: Vec::new(),
     };
-    // Off the async workers, as every read of the journal here: a database that waits would
-    // hold one up.
-    let asked = (runtime.clone(), cursor_name.clone());
-    let stored = tokio::task::spawn_blocking(move || asked.0.cursor(&asked.1))
-        .await
-        .ok()
-        .flatten();
+    let Some(stored) = stored_position(&runtime, &cursor_name, &stop, &stopped).await else {
+        return;
+    };
     if let Some(stored) = stored.and_then(|hex| unhex(&hex)) {
         position = Position {
             preset: ReplayPreset::Custom,
@@ -246,6 +242,39 @@ async fn lead(runtime: &Arc<Runtime>, name: &str, stop: &AtomicBool, stopped: &t
     true
 }
 
+/// Where `name` got to, as the journal stored it, asked again every second while the journal
+/// fails: subscribing from `LATEST` for want of it would pass over every event published since.
+/// `None` when stopped meanwhile.
+async fn stored_position(
+    runtime: &Arc<Runtime>,
+    name: &str,
+    stop: &AtomicBool,
+    stopped: &tokio::sync::Notify,
+) -> Option<Option<String>> {
+    loop {
+        // Off the async workers, as every read of the journal here: a database that waits
+        // would hold one up.
+        let asked = (runtime.clone(), name.to_string());
+        let read = tokio::task::spawn_blocking(move || asked.0.cursor(&asked.1))
+            .await
+            .unwrap_or_else(|e| Err(crate::journal::JournalError::Store(e.to_string())));
+        match read {
+            Ok(stored) => return Some(stored),
+            Err(e) => runtime.log.warn(
+                "cannot read where the subscription got to; trying again",
+                &[("error", json!(e.to_string()))],
+            ),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(STANDBY_POLL) => {}
+            () = stopped.notified() => return None,
+        }
+        if stop.load(Ordering::Relaxed) {
+            return None;
+        }
+    }
+}
+
 /// Where the next subscription starts.
 struct Position {
     preset: ReplayPreset,
@@ -281,10 +310,17 @@ async fn store_positions(
         match queueing {
             None => runtime.save_cursor(&name, hex(&replay_id)),
             Some(queueing) => match queueing.await {
-                Ok(true) => runtime.store_cursor(&name, hex(&replay_id)).await,
-                // The service stopped before the journal had the run: the position stays
-                // before the event, which comes again after a restart.
-                _ => return,
+                Ok(true) => runtime.store_cursor(&name, hex(&replay_id)),
+                // The service gave its runs up before the journal had the run (or the task
+                // queueing it ended early): the position stays before the event, which comes
+                // again after a restart.
+                _ => {
+                    runtime.log.warn(
+                        "an event's run was not queued: no position is stored past it (the event comes again after a restart)",
+                        &[],
+                    );
+                    return;
+                }
             },
         }
     }

@@ -39,9 +39,14 @@ struct Shared {
     runtime: Arc<Runtime>,
     hook: Option<Arc<Hook>>,
     max_runs: usize,
-    /// Events being taken: at most `max_runs` at once (see `receive`).
+    /// Events being taken: at most [`TAKING`] or `max_runs` at once (see `receive`).
     taking: Arc<tokio::sync::Semaphore>,
 }
+
+/// Events taken at once, at least (`--max-runs` when more). A take lasts a journal round trip
+/// (a millisecond or so) unless the journal waits: this many is room enough for bursts, and a
+/// bound on what piles up when it hangs.
+pub const TAKING: usize = 64;
 
 /// The routes: the webhook (when the service has one), runs, probes.
 pub fn router(runtime: Arc<Runtime>, hook: Option<Hook>, max_runs: usize) -> axum::Router {
@@ -49,7 +54,7 @@ pub fn router(runtime: Arc<Runtime>, hook: Option<Hook>, max_runs: usize) -> axu
         runtime,
         hook: hook.clone().map(Arc::new),
         max_runs,
-        taking: Arc::new(tokio::sync::Semaphore::new(max_runs.max(1))),
+        taking: Arc::new(tokio::sync::Semaphore::new(max_runs.max(TAKING))),
     };
     let mut router = axum::Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -115,11 +120,12 @@ async fn receive(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Re
     // Off the async workers: taking an event reads and writes the journal (a PostgreSQL round
     // trip, or a wait for the writer), and events waiting there held up every worker, so the
     // probes, the metrics and the runs' own requests waited too.
-    // At most `--max-runs` events are taken at once, more being answered busy: each waits on
-    // the blocking pool for as long as the journal does, and a journal that hangs would pile
-    // them up there (a thread each) without end, ahead of the leases' renewals.
+    // At most `TAKING` (or `--max-runs`) events are taken at once, more being answered busy:
+    // each waits on the blocking pool for as long as the journal does, and a journal that
+    // hangs would pile them up there (a thread each) without end, ahead of the leases'
+    // renewals.
     let Ok(taking) = s.taking.clone().try_acquire_owned() else {
-        return busy();
+        return self::taking();
     };
     let runtime = s.runtime.clone();
     let take = move || {
@@ -163,9 +169,15 @@ async fn receive(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Re
     }
 }
 
-/// `503`: as many runs as allowed are in flight (or events being taken); to be sent again.
+/// `503`: as many runs as allowed are in flight; to be sent again.
 fn busy() -> Response {
     let body = json!({ "error": "as many runs as allowed are in flight: send the event again" });
+    again(answer(StatusCode::SERVICE_UNAVAILABLE, body))
+}
+
+/// `503`: as many events as allowed are being taken (a journal that waits); to be sent again.
+fn taking() -> Response {
+    let body = json!({ "error": "as many events as allowed are being taken (the journal is slow): send the event again" });
     again(answer(StatusCode::SERVICE_UNAVAILABLE, body))
 }
 
