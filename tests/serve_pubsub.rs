@@ -17,7 +17,7 @@ mod serve;
 use common::{answered_at_once, exchange, repo};
 use flowrun::service::LEASE;
 use serde_json::{Value, json};
-use serve::{Process, ended, post, serve, simulator, simulator_with, state};
+use serve::{Process, ended, post, serve, serving, simulator, simulator_with, state};
 use std::time::{Duration, Instant};
 use tokio::process::Command;
 
@@ -453,43 +453,20 @@ error: flows/transfer.yaml: environment variable `SF_AUTHORIZATION_CONTEXT` is n
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_instances_on_postgres_one_subscribes_the_other_takes_over_after_kill_9() {
-    let pg = tokio::task::spawn_blocking(postgres::Postgres::start)
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (_sim, sim, env) = simulator_with(&dir, |c| {
-        c["faults"]["latency_ms"] = json!(700);
-    })
-    .await;
-    let journal = pg.url();
-
     // A subscribes, queues the event's run in the journal and claims it (it is alone).
-    let (mut a, addr_a) = serve("flows/transfer.service.yaml", &journal, &env).await;
-    post(
-        &sim,
-        "/sim/transfer",
-        json!({ "eventUuid": "evt-crash", "target": "agent" }),
-    )
-    .await;
-    a.line_with("event=evt-crash outcome=queued").await;
-    let queued = Instant::now();
+    let MidRun {
+        pg,
+        _dir,
+        _sim,
+        sim,
+        env,
+        journal,
+        mut a,
+        addr_a,
+        queued,
+    } = mid_run("evt-crash").await;
     // B, on the same journal, stands by (and is ready: it takes webhook events).
-    let b = Process::start(
-        &[
-            "serve",
-            "flows/transfer.service.yaml",
-            "--listen",
-            "127.0.0.1:0",
-            "--journal",
-            &journal,
-        ],
-        &env,
-    );
-    let addr_b = b
-        .wait_for("serving line", |l| {
-            l.split_once(": serving on http://").map(|(_, a)| a.to_string())
-        })
-        .await;
+    let (b, addr_b) = serving("flows/transfer.service.yaml", &journal, &env).await;
     b.line_with("standing by: another instance holds the subscription")
         .await;
     assert_eq!(exchange(&addr_b, "GET", "/readyz", &[], b"").await.0, 200);
@@ -574,44 +551,21 @@ async fn with_one_worker_an_event_waiting_on_the_journal_holds_up_nothing_else()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_one_worker_a_run_taken_over_waiting_on_the_journal_holds_up_nothing_else() {
-    let pg = tokio::task::spawn_blocking(postgres::Postgres::start)
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (_sim, sim, env) = simulator_with(&dir, |c| {
-        c["faults"]["latency_ms"] = json!(700);
-    })
-    .await;
-    let journal = pg.url();
-    // A queues the event's run and claims it (each request takes 700 ms); B, with one async
-    // worker, stands by on the same journal.
-    let (mut a, _) = serve("flows/transfer.service.yaml", &journal, &env).await;
-    post(
-        &sim,
-        "/sim/transfer",
-        json!({ "eventUuid": "evt-orphan", "target": "agent" }),
-    )
-    .await;
-    a.line_with("event=evt-orphan outcome=queued").await;
-    let queued = Instant::now();
+    // A queues the event's run and claims it; B, with one async worker, stands by on the
+    // same journal.
+    let MidRun {
+        pg,
+        _dir,
+        _sim,
+        env,
+        journal,
+        mut a,
+        queued,
+        ..
+    } = mid_run("evt-orphan").await;
     let mut env_b = env.clone();
     env_b.push(("TOKIO_WORKER_THREADS".into(), "1".into()));
-    let b = Process::start(
-        &[
-            "serve",
-            "flows/transfer.service.yaml",
-            "--listen",
-            "127.0.0.1:0",
-            "--journal",
-            &journal,
-        ],
-        &env_b,
-    );
-    let addr_b = b
-        .wait_for("serving line", |l| {
-            l.split_once(": serving on http://").map(|(_, a)| a.to_string())
-        })
-        .await;
+    let (b, addr_b) = serving("flows/transfer.service.yaml", &journal, &env_b).await;
 
     // A is killed mid-run. B takes the subscription over (it records the lead and reads the
     // stored replay id) and claims A's run once its lease runs out (it reads the run back to
@@ -667,8 +621,7 @@ async fn an_event_whose_run_a_shared_journal_could_not_queue_is_taken_again() {
     // Its position is not stored while the journal does not have its run: a restart would
     // start past the event and lose it.
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    let stored = "SELECT count(*) FROM cursors WHERE name LIKE 'pubsub:%'";
-    assert_eq!(pg.query(stored), "0", "{}", service.output());
+    assert_eq!(pg.query(STORED), "0", "{}", service.output());
     // The table back, the run is queued (tried again) and runs; the position is stored.
     pg.query("ALTER TABLE runs_away RENAME TO runs");
     assert_eq!(
@@ -677,11 +630,7 @@ async fn an_event_whose_run_a_shared_journal_could_not_queue_is_taken_again() {
         "{}",
         service.output()
     );
-    let until = Instant::now() + Duration::from_secs(5);
-    while pg.query(stored) != "1" {
-        assert!(Instant::now() < until, "no position stored: {}", service.output());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    position_stored(&pg, &service).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -701,29 +650,9 @@ async fn a_position_the_journal_cannot_read_is_asked_again_not_passed_over() {
     )
     .await;
     assert_eq!(ended(&addr_a, "evt-before").await, "passed", "{}", a.output());
-    let stored = "SELECT count(*) FROM cursors WHERE name LIKE 'pubsub:%'";
-    let until = Instant::now() + Duration::from_secs(5);
-    while pg.query(stored) != "1" {
-        assert!(Instant::now() < until, "no position stored: {}", a.output());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    position_stored(&pg, &a).await;
     // B stands by on the same journal.
-    let b = Process::start(
-        &[
-            "serve",
-            "flows/transfer.service.yaml",
-            "--listen",
-            "127.0.0.1:0",
-            "--journal",
-            &journal,
-        ],
-        &env,
-    );
-    let addr_b = b
-        .wait_for("serving line", |l| {
-            l.split_once(": serving on http://").map(|(_, a)| a.to_string())
-        })
-        .await;
+    let (b, addr_b) = serving("flows/transfer.service.yaml", &journal, &env).await;
     b.line_with("standing by: another instance holds the subscription")
         .await;
 
@@ -746,4 +675,62 @@ async fn a_position_the_journal_cannot_read_is_asked_again_not_passed_over() {
     let subscribed = b.line_with("info subscribed").await;
     assert!(subscribed.contains("from=CUSTOM"), "{subscribed}");
     assert_eq!(ended(&addr_b, "evt-meanwhile").await, "passed", "{}", b.output());
+}
+
+/// How many positions of a Pub/Sub subscription the journal holds.
+const STORED: &str = "SELECT count(*) FROM cursors WHERE name LIKE 'pubsub:%'";
+
+/// Waits (at most 5 s) until the journal holds the position `service` stores.
+async fn position_stored(pg: &postgres::Postgres, service: &Process) {
+    let until = Instant::now() + Duration::from_secs(5);
+    while pg.query(STORED) != "1" {
+        assert!(Instant::now() < until, "no position stored: {}", service.output());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A PostgreSQL journal, the simulator answering each request in 700 ms, and instance `a` on
+/// them, which has queued the run of event `id` (a transfer to an agent) and claimed it (it is
+/// alone): the run is under way since `queued`.
+struct MidRun {
+    pg: postgres::Postgres,
+    _dir: tempfile::TempDir,
+    _sim: Process,
+    sim: String,
+    env: Vec<(String, String)>,
+    journal: String,
+    a: Process,
+    addr_a: String,
+    queued: Instant,
+}
+
+async fn mid_run(id: &str) -> MidRun {
+    let pg = tokio::task::spawn_blocking(postgres::Postgres::start)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (sim_process, sim, env) = simulator_with(&dir, |c| {
+        c["faults"]["latency_ms"] = json!(700);
+    })
+    .await;
+    let journal = pg.url();
+    let (a, addr_a) = serve("flows/transfer.service.yaml", &journal, &env).await;
+    post(
+        &sim,
+        "/sim/transfer",
+        json!({ "eventUuid": id, "target": "agent" }),
+    )
+    .await;
+    a.line_with(&format!("event={id} outcome=queued")).await;
+    MidRun {
+        pg,
+        _dir: dir,
+        _sim: sim_process,
+        sim,
+        env,
+        journal,
+        a,
+        addr_a,
+        queued: Instant::now(),
+    }
 }

@@ -55,19 +55,19 @@ fn signed(id: &str, body: &[u8], key: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// `flowrun serve` of the webhook service on a free port with `extra` arguments, journaled in
-/// `journal`, sending to `server`: the process, its output after the first line, that line, and
-/// the address it serves on.
-async fn start_hook(
-    server: &wiremock::MockServer,
-    journal: &str,
-    extra: &[&str],
-) -> (
+/// The service's process, its output (kept open: the service writes to it), its first line
+/// and its address.
+type Hooked = (
     tokio::process::Child,
     tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
     String,
     String,
-) {
+);
+
+/// `flowrun serve` of the webhook service on a free port with `extra` arguments, journaled in
+/// `journal`, sending to `server`: the process, its output after the first line, that line, and
+/// the address it serves on.
+async fn start_hook(server: &wiremock::MockServer, journal: &str, extra: &[&str]) -> Hooked {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_flowrun"))
         .args([
             "serve",
@@ -93,6 +93,17 @@ async fn start_hook(
         .unwrap();
     let addr = first.rsplit("http://").next().unwrap().to_string();
     (child, stdout, first, addr)
+}
+
+/// A fresh PostgreSQL journal, the API's stand-in and the webhook service on them (started
+/// with `extra`): the journal, the stand-in and the service as [`start_hook`] gives it.
+async fn on_postgres(extra: &[&str]) -> (postgres::Postgres, wiremock::MockServer, Hooked) {
+    let pg = tokio::task::spawn_blocking(postgres::Postgres::start)
+        .await
+        .unwrap();
+    let server = service().await;
+    let hooked = start_hook(&server, &pg.url(), extra).await;
+    (pg, server, hooked)
 }
 
 /// Polls `GET /runs/ID` until the run is no longer queued or running (at most 10 s).
@@ -349,11 +360,7 @@ async fn on_a_shared_journal_an_event_lands_on_any_instance_and_runs_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_journal_that_waits_holds_up_its_events_and_nothing_else() {
-    let pg = tokio::task::spawn_blocking(postgres::Postgres::start)
-        .await
-        .unwrap();
-    let server = service().await;
-    let (_child, _out, _, addr) = start_hook(&server, &pg.url(), &[]).await;
+    let (pg, _server, (_child, _out, _, addr)) = on_postgres(&[]).await;
     // Another session holds the runs table: every read and write of it waits.
     let locked = pg.lock("runs");
 
@@ -393,11 +400,7 @@ async fn a_journal_that_waits_holds_up_its_events_and_nothing_else() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn events_waiting_on_the_journal_are_bounded_the_next_is_busy() {
-    let pg = tokio::task::spawn_blocking(postgres::Postgres::start)
-        .await
-        .unwrap();
-    let server = service().await;
-    let (_child, _out, _, addr) = start_hook(&server, &pg.url(), &["--max-runs", "2"]).await;
+    let (pg, _server, (_child, _out, _, addr)) = on_postgres(&["--max-runs", "2"]).await;
     let locked = pg.lock("runs");
     let body = event("RoutingRequested", Duration::ZERO);
     let send = |id: String| {
@@ -494,11 +497,7 @@ async fn an_event_an_sqlite_journal_cannot_record_is_sent_again() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_event_a_shared_journal_cannot_queue_is_sent_again() {
-    let pg = tokio::task::spawn_blocking(postgres::Postgres::start)
-        .await
-        .unwrap();
-    let server = service().await;
-    let (_child, _out, _, addr) = start_hook(&server, &pg.url(), &[]).await;
+    let (pg, server, (_child, _out, _, addr)) = on_postgres(&[]).await;
     pg.query("ALTER TABLE runs RENAME TO runs_away");
     not_taken_until_the_journal_is_back(&addr, &server, "ev-unqueued", || {
         pg.query("ALTER TABLE runs_away RENAME TO runs");
@@ -544,11 +543,7 @@ async fn a_run_id_taken_between_look_up_and_write_is_a_duplicate_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_run_id_taken_between_look_up_and_write_is_a_duplicate_on_postgres() {
-    let pg = tokio::task::spawn_blocking(postgres::Postgres::start)
-        .await
-        .unwrap();
-    let server = service().await;
-    let (_child, _out, _, addr) = start_hook(&server, &pg.url(), &[]).await;
+    let (pg, server, (_child, _out, _, addr)) = on_postgres(&[]).await;
     pg.query(
         "CREATE FUNCTION clash() RETURNS trigger LANGUAGE plpgsql AS $$
          BEGIN

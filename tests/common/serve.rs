@@ -113,6 +113,14 @@ pub async fn simulator_with(
 
 /// `flowrun serve SERVICE` with `journal`, subscribed: the process and its listening address.
 pub async fn serve(service: &str, journal: &str, env: &[(String, String)]) -> (Process, String) {
+    let (process, addr) = serving(service, journal, env).await;
+    process.line_with("info subscribed").await;
+    (process, addr)
+}
+
+/// `flowrun serve` once it listens (subscribed or not: another instance may hold the
+/// subscription): the process and its address.
+pub async fn serving(service: &str, journal: &str, env: &[(String, String)]) -> (Process, String) {
     let process = Process::start(
         &["serve", service, "--listen", "127.0.0.1:0", "--journal", journal],
         env,
@@ -122,7 +130,6 @@ pub async fn serve(service: &str, journal: &str, env: &[(String, String)]) -> (P
             l.split_once(": serving on http://").map(|(_, a)| a.to_string())
         })
         .await;
-    process.line_with("info subscribed").await;
     (process, addr)
 }
 
