@@ -664,6 +664,10 @@ async fn a_position_the_journal_cannot_read_is_asked_again_not_passed_over() {
     let _ = a.child.wait().await;
     b.line_with("cannot read where the subscription got to; trying again")
         .await;
+    // Leading without a subscription: not ready.
+    let (status, reason) = exchange(&addr_b, "GET", "/readyz", &[], b"").await;
+    assert_eq!(status, 503, "{reason}");
+    assert!(reason.contains("not subscribed to the Pub/Sub API"), "{reason}");
     post(&sim, "/sim/reset", json!({})).await;
     post(
         &sim,

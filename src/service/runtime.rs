@@ -1012,14 +1012,20 @@ impl Runtime {
     /// but with the writer woken for it: a position held back until an event's run was queued
     /// ([`Runtime::take_streamed`]) may have no write of a run after it to go along with.
     pub fn store_cursor(&self, name: &str, value: String) {
-        if let Some(journal) = &self.journal {
-            // Submitted when called; a position not stored is stored by the next one.
-            drop(journal.durable(crate::journal::Write::Cursor {
-                name: name.to_string(),
-                value,
-                at_ms: crate::journal::now_ms(),
-            }));
-        }
+        let Some(journal) = &self.journal else { return };
+        // Submitted when called; waited for elsewhere, to say so when it fails.
+        let stored = journal.durable(crate::journal::Write::Cursor {
+            name: name.to_string(),
+            value,
+            at_ms: crate::journal::now_ms(),
+        });
+        let log = self.log.clone();
+        tokio::spawn(async move {
+            if let Err(e) = stored.await {
+                let fields = [("error", Value::String(e.to_string()))];
+                log.warn("cannot store the position (the next one stores it)", &fields);
+            }
+        });
     }
 
     /// A run that never started (expired, refused), written down so a redelivery of the event

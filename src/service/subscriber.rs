@@ -93,6 +93,8 @@ pub async fn run(
         preset: ReplayPreset::Latest,
         replay_id: Vec::new(),
     };
+    // Not ready until subscribed: the lead taken, the position may take a while to read.
+    runtime.subscription.0.store(true, Ordering::Relaxed);
     let Some(stored) = stored_position(&runtime, &cursor_name, &stop, &stopped).await else {
         return;
     };
@@ -102,7 +104,6 @@ pub async fn run(
             replay_id: stored,
         };
     }
-    runtime.subscription.0.store(true, Ordering::Relaxed);
     let (positions, taken) = tokio::sync::mpsc::channel(POSITIONS_AHEAD);
     tokio::spawn(store_positions(runtime.clone(), cursor_name.clone(), taken));
     let mut backoff = Backoff { next: Backoff::FIRST };
