@@ -284,7 +284,7 @@ impl Runtime {
     ///
     /// On a shared journal the run is queued there, written without waiting too, and tried
     /// again until the journal has it: the position is stored past the event only once the
-    /// [`Queueing`] given with it says so (a position stored past a run the journal never
+    /// `Queueing` given with it says so (a position stored past a run the journal never
     /// had would lose the event).
     pub fn take_streamed(self: &Arc<Self>, event: Event) -> (Taken, Option<Queueing>) {
         let id = event.id.clone();
