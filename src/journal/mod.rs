@@ -194,6 +194,15 @@ fn word<'de, D: serde::Deserializer<'de>>(d: D) -> Result<&'static str, D::Error
 }
 
 impl Write {
+    /// Source `name` got to `value`, now.
+    pub fn cursor(name: impl Into<String>, value: String) -> Write {
+        Write::Cursor {
+            name: name.into(),
+            value,
+            at_ms: now_ms(),
+        }
+    }
+
     /// The run the write is about (a cursor's name for a cursor).
     pub fn run(&self) -> &str {
         match self {

@@ -776,9 +776,9 @@ impl Store for PostgresStore {
 }
 
 /// Claims, lease renewals and the queue's depth, on a connection of their own, opened the
-/// first time a service claims or reads the depth (never by `flowrun runs`). The journal calls them without waiting for its writes: a
-/// renewal that waited behind a long write could come after the lease ran out, and another
-/// instance would claim runs this one is running.
+/// first time a service claims or reads the depth (never by `flowrun runs`). The journal calls
+/// them without waiting for its writes: a renewal that waited behind a long write could come
+/// after the lease ran out, and another instance would claim runs this one is running.
 struct Leases {
     connection: std::sync::OnceLock<Mutex<Client>>,
     /// How to open it.

@@ -471,13 +471,10 @@ impl Runtime {
             ];
             self.log
                 .warn("cannot queue the event's run; trying again", &fields);
-            let until = Instant::now() + wait;
-            while Instant::now() < until {
-                if self.stop.load(Ordering::Relaxed) {
-                    self.forget(id);
-                    return false;
-                }
-                tokio::time::sleep(Duration::from_millis(20).min(wait)).await;
+            tokio::time::sleep(wait).await;
+            if self.stop.load(Ordering::Relaxed) {
+                self.forget(id);
+                return false;
             }
             wait = (wait * 2).min(Duration::from_secs(5));
         }
@@ -1000,11 +997,7 @@ impl Runtime {
     /// once the event's run is recorded, so a restart from it loses no event.
     pub fn save_cursor(&self, name: &str, value: String) {
         if let Some(journal) = &self.journal {
-            journal.queue(crate::journal::Write::Cursor {
-                name: name.to_string(),
-                value,
-                at_ms: crate::journal::now_ms(),
-            });
+            journal.queue(crate::journal::Write::cursor(name, value));
         }
     }
 
@@ -1014,11 +1007,7 @@ impl Runtime {
     pub fn store_cursor(&self, name: &str, value: String) {
         let Some(journal) = &self.journal else { return };
         // Submitted when called; waited for elsewhere, to say so when it fails.
-        let stored = journal.durable(crate::journal::Write::Cursor {
-            name: name.to_string(),
-            value,
-            at_ms: crate::journal::now_ms(),
-        });
+        let stored = journal.durable(crate::journal::Write::cursor(name, value));
         let log = self.log.clone();
         tokio::spawn(async move {
             if let Err(e) = stored.await {

@@ -224,11 +224,8 @@ async fn lead(runtime: &Arc<Runtime>, name: &str, stop: &AtomicBool, stopped: &t
     runtime.standby.store(false, Ordering::Relaxed);
     runtime.metrics.leading.set(1);
     // Written for operators (`flowrun runs` shows no cursors; the table does): who leads.
-    let lead = crate::journal::Write::Cursor {
-        name: format!("leader:{name}"),
-        value: crate::journal::owner_here().to_string(),
-        at_ms: crate::journal::now_ms(),
-    };
+    let lead =
+        crate::journal::Write::cursor(format!("leader:{name}"), crate::journal::owner_here().to_string());
     let asked = journal.clone();
     let recorded = tokio::task::spawn_blocking(move || asked.commit(lead))
         .await
@@ -462,8 +459,8 @@ impl Session<'_> {
     }
 
     /// Hands `event` to the runtime; while as many runs as allowed are in flight, waits (the
-    /// credit then runs out and the server holds the next events back).
-    /// What tells when its run is in the shared journal's queue, when it was queued there.
+    /// credit then runs out and the server holds the next events back). Gives what tells when
+    /// its run is in the shared journal's queue, when it was queued there.
     async fn take(&self, event: Event) -> Result<Option<Queueing>, Ended> {
         loop {
             match self.runtime.take_streamed(event.clone()) {
